@@ -1,0 +1,47 @@
+# The whole set-up: `make serve`-style targets install what they need on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A CPU build of torch is what this project's machines carry; elsewhere pick yours, e.g.
+# `make test TORCH_SPEC="torch>=2.3"`.
+TORCH_SPEC ?= torch==2.13.0
+INPUT ?= /usr/share/sounds/alsa/Front_Center.wav
+OUTPUT ?= embeddings.npz
+WEIGHTS ?=
+
+.PHONY: install system-deps test lint typecheck pytest embed bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed system-deps
+
+# ffmpeg (m4a/video decoding), sox (test fixtures) and Debian's real recordings used by the tests.
+system-deps:
+	@bash scripts/system-deps.sh
+
+lint: install
+	$(PY) -m ruff check vggish tests benchmarks
+
+typecheck: install
+	$(PY) -m mypy
+
+pytest: install
+	$(PY) -m pytest
+
+test: lint typecheck pytest
+
+embed: install
+	$(VENV)/bin/vggish embed "$(INPUT)" --output "$(OUTPUT)" $(if $(WEIGHTS),--weights "$(WEIGHTS)")
+
+bench: install
+	$(PY) -m pip install -q ".[bench]"
+	$(PY) benchmarks/bench_end_to_end.py
+	$(PY) benchmarks/bench_resample.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,42 @@
+"""Shared fixtures: the reference arrays, a random-weights model, and small audio files."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE_NPZ = REFERENCE_DIR / "frontend_reference.npz"
+ALSA_DIR = Path("/usr/share/sounds/alsa")
+FREEDESKTOP_DIR = Path("/usr/share/sounds/freedesktop/stereo")
+
+
+@pytest.fixture(scope="session")
+def reference() -> dict[str, np.ndarray]:
+    """Arrays from Google's reference front end (see shared/reference/VGGISH.md)."""
+    if not REFERENCE_NPZ.is_file():
+        pytest.fail(f"missing {REFERENCE_NPZ}: the shared reference must sit beside the checkout")
+    with np.load(REFERENCE_NPZ) as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="session")
+def random_model():  # type: ignore[no-untyped-def]
+    """VGGish with the library's deterministic random weights (and PCA)."""
+    import vggish
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return vggish.load_model("random")
+
+
+@pytest.fixture(scope="session")
+def alsa_recordings() -> list[Path]:
+    """Real speech recordings shipped by Debian's alsa-utils."""
+    files = sorted(ALSA_DIR.glob("*.wav"))
+    if not files:
+        pytest.skip("alsa-utils recordings not installed (scripts/system-deps.sh installs them)")
+    return files

@@ -1,0 +1,140 @@
+"""The embedding pipeline: parity with the step-by-step path, streaming == one-shot, bounded memory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import vggish
+from vggish import features
+from vggish.pipeline import EmbedOptions
+from vggish.resample import resample
+
+
+def step_by_step(model: vggish.VGGish, examples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with torch.inference_mode():
+        emb = model(torch.from_numpy(examples))
+    return emb.numpy(), model.postprocess(emb).numpy()
+
+
+def test_embed_equals_model_on_examples(random_model: vggish.VGGish, reference: dict[str, np.ndarray]) -> None:
+    x = reference["noise44k_x"]
+    result = random_model.embed(x, 44100, batch_size=2)
+    emb, post = step_by_step(random_model, vggish.waveform_to_examples(x, 44100))
+    assert result.embeddings.shape == (5, 128) and result.embeddings.dtype == np.float32
+    assert np.abs(result.embeddings - emb).max() <= 1e-5
+    assert result.postprocessed is not None and result.postprocessed.dtype == np.uint8
+    assert np.abs(result.postprocessed.astype(int) - post.astype(int)).max() <= 1
+    assert np.allclose(result.timestamps, [[0.96 * k, 0.96 * k + 0.975] for k in range(5)])
+    assert (result.sample_rate, result.channels, result.num_samples) == (44100, 1, 220500)
+    assert result.duration == pytest.approx(5.0)
+
+
+def test_embed_file_equals_embed_on_decoded_samples(tmp_path: Path, random_model: vggish.VGGish) -> None:
+    rng = np.random.default_rng(3)
+    ints = (rng.standard_normal((48000 * 3, 2)) * 4000).astype(np.int16)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, ints, 48000, subtype="PCM_16")
+    from_file = random_model.embed_file(path, hop_seconds=0.5, pad=True)
+    from_array = random_model.embed(ints, 48000, hop_seconds=0.5, pad=True)
+    assert from_file.embeddings.shape == (features.num_examples(48000, 0.5), 128)
+    assert np.array_equal(from_file.timestamps, from_array.timestamps)
+    assert np.abs(from_file.embeddings - from_array.embeddings).max() <= 1e-5
+    assert from_file.channels == 2 and from_file.sample_rate == 48000 and from_file.num_samples == 144000
+
+
+def test_short_clip_without_pad_gives_empty_results(random_model: vggish.VGGish) -> None:
+    for n in (0, 100, 15599):
+        result = random_model.embed(np.zeros(n), 16000)
+        assert result.embeddings.shape == (0, 128) and result.timestamps.shape == (0, 2)
+        assert result.postprocessed is not None and result.postprocessed.shape == (0, 128)
+    padded = random_model.embed(np.zeros(100), 16000, pad=True)
+    assert padded.embeddings.shape == (1, 128)
+    assert padded.timestamps.tolist() == [[0.0, 0.975]]
+
+
+def test_postprocess_options(random_model: vggish.VGGish) -> None:
+    x = np.random.default_rng(0).standard_normal(20000) * 0.1
+    assert random_model.embed(x, 16000, postprocess=False).postprocessed is None
+    bare = vggish.VGGish().eval()
+    assert bare.embed(x, 16000).postprocessed is None  # None: "when the weights carry PCA"
+    with pytest.raises(ValueError, match="PCA"):
+        bare.embed(x, 16000, postprocess=True)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"hop_seconds": 0.123}, "multiple of 0.01"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"resampler": "linear"}, "resampler"),
+])
+def test_bad_options(random_model: vggish.VGGish, kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        random_model.embed(np.zeros(16000), 16000, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("waveform", "rate"), [
+    (np.array([0.0, np.nan] * 10000), 16000),
+    (np.zeros((2, 48000)), 16000),
+    (np.zeros((100, 0)), 16000),
+    (np.zeros(16000), 0),
+])
+def test_bad_waveforms_raise_value_error(random_model: vggish.VGGish, waveform: np.ndarray, rate: int) -> None:
+    with pytest.raises(ValueError):
+        random_model.embed(waveform, rate)
+
+
+@pytest.mark.slow
+def test_streamed_file_equals_one_shot_computation(tmp_path: Path) -> None:
+    """Three minutes of stereo 44.1 kHz: decoded, resampled and framed in chunks vs all at once."""
+    rng = np.random.default_rng(7)
+    seconds = 180
+    ints = (rng.standard_normal((44100 * seconds, 2)) * 3000).astype(np.int16)
+    path = tmp_path / "long.flac"
+    sf.write(path, ints, 44100, subtype="PCM_16")
+    streamed = vggish.wavfile_to_examples(path)
+    mono = ints.astype(np.float64).mean(axis=1) / 32768.0
+    one_shot = features.FrameStream()
+    whole = np.concatenate([one_shot.push(resample(mono, 44100, 16000)), one_shot.finish()])
+    assert streamed.shape == whole.shape == (features.num_examples(16000 * seconds), 96, 64)
+    assert np.array_equal(streamed, whole)
+
+
+LONG_FILE_SCRIPT = textwrap.dedent("""
+    import resource, sys, warnings
+    import numpy as np
+    import vggish
+    warnings.simplefilter("ignore")
+    model = vggish.load_model("random")
+    result = model.embed_file(sys.argv[1], batch_size=32)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(result.embeddings.shape[0], result.duration, peak_mb)
+""")
+
+
+@pytest.mark.slow
+def test_one_hour_stereo_file_in_bounded_memory(tmp_path: Path) -> None:
+    """A 1-hour 44.1 kHz stereo WAV (635 MB) embeds with peak RSS under 1.5 GB."""
+    path = tmp_path / "hour.wav"
+    rng = np.random.default_rng(0)
+    block = (rng.standard_normal((44100 * 60, 2)) * 2000).astype(np.int16)
+    with sf.SoundFile(path, "w", samplerate=44100, channels=2, subtype="PCM_16") as f:
+        for _ in range(60):
+            f.write(block)
+    out = subprocess.run([sys.executable, "-c", LONG_FILE_SCRIPT, str(path)],
+                         capture_output=True, text=True, check=True)
+    count, duration, peak_mb = out.stdout.split()
+    assert int(count) == features.num_examples(16000 * 3600) == 3749
+    assert float(duration) == pytest.approx(3600.0)
+    assert float(peak_mb) < 1536, f"peak RSS {peak_mb} MB"
+
+
+def test_options_are_validated_once() -> None:
+    opts = EmbedOptions(hop_seconds=0.48, pad=True)
+    assert opts.hop_seconds == 0.48 and opts.postprocess is None

@@ -1,0 +1,79 @@
+"""Command-line interface: ``vggish SUBCOMMAND ...`` (also ``python -m vggish``).
+
+Each subcommand lives in its own module with ``register(subparsers)``, which adds a parser whose
+``func`` default is ``run(args) -> int``. Library errors (``ValueError``, ``RuntimeError``,
+``OSError``) become one line on stderr and exit status 1; nothing else is printed on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# Subcommand modules, in the order ``--help`` lists them.
+_SUBCOMMANDS = ("embed", "convert_cmd", "download_cmd", "verify_cmd")
+
+EXAMPLES = """\
+examples:
+  vggish embed dog.wav --output dog.npz              embeddings + timestamps (+ 8-bit PCA)
+  vggish embed talk.mp3 --output talk.npz --hop 0.48 --pad
+  vggish convert vggish_model.ckpt --pca vggish_pca_params.npz --output weights/vggish.safetensors
+  vggish download                                    fetch, verify and convert Google's files
+  vggish verify                                      Google's smoke test on the installed weights
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Builds the top-level parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="vggish",
+        description="VGGish audio embeddings (Google's AudioSet model) in PyTorch.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"vggish.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"vggish.cli.{name}":
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the CLI and returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="vggish: %(levelname)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 1
+    try:
+        status: int = args.func(args)
+    except KeyboardInterrupt:
+        print("vggish: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, RuntimeError, OSError) as e:
+        print(f"vggish: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    return status
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line (chained causes are named, not dumped)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Log-mel front end at 16 kHz and the framing into 96x64 examples (VGGISH.md §2-§3).
+
+Everything here is float64 NumPy, like Google's reference, and works on mono 16 kHz audio.
+:class:`FrameStream` turns audio that arrives in chunks into examples with results identical to
+computing them in one go, so files of any length are processed in bounded memory.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from vggish import params
+
+_HOP_RESOLUTION = params.STFT_HOP_SECONDS  # hops are whole numbers of 10 ms frames
+
+
+def hertz_to_mel(hertz: np.ndarray | float) -> np.ndarray:
+    """HTK mel scale: ``1127 * ln(1 + f / 700)``."""
+    return params.MEL_HIGH_FREQUENCY_Q * np.log1p(
+        np.asarray(hertz, dtype=np.float64) / params.MEL_BREAK_FREQUENCY_HERTZ
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def mel_matrix() -> np.ndarray:
+    """The reference (257, 64) mel weight matrix: triangles linear in mel, DC row zeroed.
+
+    Returns:
+        A read-only float64 array; ``spectrum @ mel_matrix()`` gives the mel bands.
+    """
+    nyquist = params.SAMPLE_RATE / 2
+    bins_mel = hertz_to_mel(np.linspace(0.0, nyquist, params.NUM_SPECTRUM_BINS))[:, None]
+    edges = np.linspace(
+        hertz_to_mel(params.MEL_MIN_HZ), hertz_to_mel(params.MEL_MAX_HZ), params.NUM_MEL_BINS + 2
+    )
+    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
+    rising = (bins_mel - lower) / (center - lower)
+    falling = (upper - bins_mel) / (upper - center)
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights[0, :] = 0.0
+    weights.flags.writeable = False
+    return weights
+
+
+@functools.lru_cache(maxsize=1)
+def periodic_hann() -> np.ndarray:
+    """The 400-point *periodic* Hann window ``0.5 - 0.5 cos(2 pi k / 400)``."""
+    k = np.arange(params.STFT_WINDOW_SAMPLES, dtype=np.float64)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * k / params.STFT_WINDOW_SAMPLES)
+    window.flags.writeable = False
+    return window
+
+
+def num_frames(num_samples: int) -> int:
+    """STFT frames in ``num_samples`` at 16 kHz: no centering, partial last frame dropped."""
+    if num_samples < params.STFT_WINDOW_SAMPLES:
+        return 0
+    return 1 + (num_samples - params.STFT_WINDOW_SAMPLES) // params.STFT_HOP_SAMPLES
+
+
+def log_mel(waveform: np.ndarray) -> np.ndarray:
+    """Log-mel spectrogram of mono 16 kHz audio.
+
+    Args:
+        waveform: (n,) float samples at 16 kHz.
+
+    Returns:
+        (num_frames(n), 64) float64: ``log(|rfft(frame * hann, 512)| @ mel_matrix + 0.01)``,
+        frame j covering samples [160 j, 160 j + 400).
+    """
+    x = np.asarray(waveform, dtype=np.float64)
+    count = num_frames(x.shape[0])
+    if count == 0:
+        return np.empty((0, params.NUM_MEL_BINS), dtype=np.float64)
+    frames = sliding_window_view(x, params.STFT_WINDOW_SAMPLES)[:: params.STFT_HOP_SAMPLES][:count]
+    spectrum = np.abs(np.fft.rfft(frames * periodic_hann(), n=params.FFT_LENGTH, axis=1))
+    mel: np.ndarray = spectrum @ mel_matrix()
+    return np.log(mel + params.LOG_OFFSET)
+
+
+def hop_to_frames(hop_seconds: float) -> int:
+    """Validates an example hop and returns it in 10 ms frames.
+
+    Raises:
+        ValueError: unless ``hop_seconds`` is a positive multiple of 0.01 s.
+    """
+    try:
+        value = float(hop_seconds)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"hop must be a number of seconds; got {hop_seconds!r}") from e
+    frames = round(value / _HOP_RESOLUTION) if math.isfinite(value) else 0
+    if frames < 1 or not math.isclose(frames * _HOP_RESOLUTION, value, rel_tol=0, abs_tol=1e-9):
+        raise ValueError(
+            f"hop must be a positive multiple of 0.01 s (for example 0.96 or 0.48); got {hop_seconds!r}"
+        )
+    return frames
+
+
+def num_examples(num_samples: int, hop_seconds: float = params.EXAMPLE_HOP_SECONDS, pad: bool = False) -> int:
+    """Examples produced from ``num_samples`` at 16 kHz.
+
+    0 below 15600 samples (0.975 s) unless ``pad``, which gives one; else
+    ``(frames - 96) // hop_frames + 1``. For the default hop this is ``(n - 15600) // 15360 + 1``.
+    """
+    hop = hop_to_frames(hop_seconds)
+    frames = num_frames(num_samples)
+    if frames < params.NUM_FRAMES:
+        return 1 if pad else 0
+    return (frames - params.NUM_FRAMES) // hop + 1
+
+
+def example_timestamps(count: int, hop_seconds: float = params.EXAMPLE_HOP_SECONDS) -> np.ndarray:
+    """Start and end seconds of each example.
+
+    Returns:
+        (count, 2) float64: example k spans [k * hop, k * hop + 0.975) seconds.
+    """
+    hop_samples = hop_to_frames(hop_seconds) * params.STFT_HOP_SAMPLES
+    starts = np.arange(count, dtype=np.int64) * hop_samples
+    bounds = np.stack([starts, starts + params.EXAMPLE_SPAN_SAMPLES], axis=1)
+    return bounds / float(params.SAMPLE_RATE)
+
+
+class FrameStream:
+    """Mono 16 kHz audio in chunks -> log-mel examples (k, 96, 64), in bounded memory.
+
+    Concatenating what :meth:`push` and :meth:`finish` return equals framing the whole signal
+    at once: each STFT frame and each example is computed from the same samples either way.
+    """
+
+    def __init__(self, hop_seconds: float = params.EXAMPLE_HOP_SECONDS, pad: bool = False) -> None:
+        self.hop_frames = hop_to_frames(hop_seconds)
+        self.pad = pad
+        self.samples_seen = 0  # 16 kHz samples pushed so far
+        self.examples_emitted = 0
+        self._samples = np.empty(0, dtype=np.float64)  # starts at sample (next frame) * 160
+        self._frames = np.empty((0, params.NUM_MEL_BINS), dtype=np.float64)
+        self._first_frame = 0  # absolute index of self._frames[0]
+
+    def push(self, chunk: np.ndarray) -> np.ndarray:
+        """Adds (k,) float 16 kHz samples; returns the examples completed by them (float32)."""
+        self.samples_seen += chunk.shape[0]
+        self._samples = np.concatenate([self._samples, np.asarray(chunk, dtype=np.float64)])
+        frames = log_mel(self._samples)
+        consumed = frames.shape[0] * params.STFT_HOP_SAMPLES
+        self._samples = self._samples[consumed:]
+        self._frames = np.concatenate([self._frames, frames])
+        return self._take_examples()
+
+    def finish(self) -> np.ndarray:
+        """Ends the stream; with ``pad``, a clip shorter than 0.975 s becomes one zero-padded example."""
+        if self.pad and self.examples_emitted == 0:
+            missing = params.EXAMPLE_SPAN_SAMPLES - self.samples_seen
+            return self.push(np.zeros(max(missing, 0), dtype=np.float64))
+        return np.empty((0, params.NUM_FRAMES, params.NUM_BANDS), dtype=np.float32)
+
+    def _take_examples(self) -> np.ndarray:
+        """Cuts every complete example out of the frame buffer and drops frames no longer needed."""
+        start = self.examples_emitted * self.hop_frames - self._first_frame
+        available = self._frames.shape[0] - start
+        count = 0 if available < params.NUM_FRAMES else (available - params.NUM_FRAMES) // self.hop_frames + 1
+        out = np.empty((count, params.NUM_FRAMES, params.NUM_BANDS), dtype=np.float32)
+        if count:
+            windows = sliding_window_view(self._frames, params.NUM_FRAMES, axis=0)
+            examples = windows[start : start + count * self.hop_frames : self.hop_frames]
+            out[:] = examples.transpose(0, 2, 1)
+        self.examples_emitted += count
+        next_start = self.examples_emitted * self.hop_frames - self._first_frame
+        drop = min(next_start, self._frames.shape[0])
+        self._frames = self._frames[drop:]
+        self._first_frame += drop
+        return out

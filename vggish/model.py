@@ -1,0 +1,177 @@
+"""The VGGish network (VGGISH.md §4), with layers named after Google's TensorFlow scopes.
+
+The module only builds layers. Weights are loaded by :func:`vggish.load_model`; the PCA
+parameters for AudioSet's 8-bit features live in buffers so they move with the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vggish import params
+from vggish.postprocess import postprocess as _postprocess
+
+if TYPE_CHECKING:
+    from vggish.pipeline import EmbeddingResult
+    from vggish.resample import ResamplerName
+
+# (scope, input channels, output channels) of the 3x3 convolutions; a 2x2 max-pool follows the
+# last convolution of each block: conv1 | conv2 | conv3_1 conv3_2 | conv4_1 conv4_2.
+CONV_LAYERS: tuple[tuple[str, int, int], ...] = (
+    ("conv1", 1, 64),
+    ("conv2", 64, 128),
+    ("conv3_1", 128, 256),
+    ("conv3_2", 256, 256),
+    ("conv4_1", 256, 512),
+    ("conv4_2", 512, 512),
+)
+POOL_AFTER = frozenset({"conv1", "conv2", "conv3_2", "conv4_2"})
+NUM_POOLS = len(POOL_AFTER)
+# After four 2x2 pools: 96x64 -> 6x4 with 512 channels = 12288 features.
+FINAL_HEIGHT = params.NUM_FRAMES >> NUM_POOLS
+FINAL_WIDTH = params.NUM_BANDS >> NUM_POOLS
+FINAL_CHANNELS = CONV_LAYERS[-1][2]
+FLAT_FEATURES = FINAL_HEIGHT * FINAL_WIDTH * FINAL_CHANNELS
+FC_LAYERS: tuple[tuple[str, int, int], ...] = (
+    ("fc1_1", FLAT_FEATURES, 4096),
+    ("fc1_2", 4096, 4096),
+    ("fc2", 4096, params.EMBEDDING_SIZE),
+)
+
+
+class VGGish(nn.Module):
+    """VGGish: log-mel examples (N, 96, 64) -> 128-d pre-activation embeddings.
+
+    Layer attributes (``conv1`` ... ``fc2``) follow the TensorFlow scopes, so state-dict keys read
+    one-to-one against the checkpoint's variables. There is no activation after ``fc2``: the output
+    matches TensorFlow's current reference, not the stale final ReLU of older ports.
+    """
+
+    pca_eigen_vectors: torch.Tensor
+    pca_means: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name, c_in, c_out in CONV_LAYERS:
+            self.add_module(name, nn.Conv2d(c_in, c_out, kernel_size=3, padding=1))
+        for name, n_in, n_out in FC_LAYERS:
+            self.add_module(name, nn.Linear(n_in, n_out))
+        # Empty until PCA parameters are loaded (see vggish.weights); float64 like Google's file.
+        # Not in state_dict(): the weights file stores them under their own keys.
+        self.register_buffer(
+            "pca_eigen_vectors", torch.empty(0, dtype=torch.float64), persistent=False
+        )
+        self.register_buffer("pca_means", torch.empty(0, dtype=torch.float64), persistent=False)
+        self.weights_info: dict[str, str] = {}
+
+    @property
+    def has_pca(self) -> bool:
+        """Whether PCA parameters are loaded, so :meth:`postprocess` can run."""
+        return self.pca_eigen_vectors.numel() > 0
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the network's parameters."""
+        return self.conv1.weight.device
+
+    def forward(self, examples: torch.Tensor) -> torch.Tensor:
+        """Embeds log-mel examples.
+
+        Args:
+            examples: (N, 96, 64) or (N, 1, 96, 64) float log-mel patches (time, mel).
+
+        Returns:
+            (N, 128) float embeddings, pre-activation (no ReLU after fc2).
+        """
+        x = _as_nchw(examples)
+        for name, _, _ in CONV_LAYERS:
+            x = F.relu(getattr(self, name)(x))
+            if name in POOL_AFTER:
+                x = F.max_pool2d(x, kernel_size=2, stride=2)
+        # The one place where TensorFlow's NHWC flatten order is reproduced: fc1_1 was trained on
+        # features indexed (h * 4 + w) * 512 + c.
+        x = x.permute(0, 2, 3, 1).flatten(1)
+        x = F.relu(self.fc1_1(x))
+        x = F.relu(self.fc1_2(x))
+        out: torch.Tensor = self.fc2(x)
+        return out
+
+    def postprocess(self, embeddings: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """AudioSet's PCA + 8-bit quantisation (VGGISH.md §5).
+
+        Args:
+            embeddings: (N, 128) raw embeddings from :meth:`forward`.
+
+        Returns:
+            (N, 128) torch.uint8 on the embeddings' device (CPU for a NumPy input).
+
+        Raises:
+            RuntimeError: if the loaded weights carry no PCA parameters.
+        """
+        if not self.has_pca:
+            raise RuntimeError(
+                "these weights carry no PCA parameters, so postprocessing is unavailable: convert "
+                "with `vggish convert ... --pca vggish_pca_params.npz`, or skip postprocessing"
+            )
+        emb = torch.as_tensor(embeddings)
+        q = _postprocess(
+            emb.detach().cpu().numpy(),
+            self.pca_eigen_vectors.cpu().numpy(),
+            self.pca_means.cpu().numpy(),
+        )
+        return torch.from_numpy(q).to(emb.device)
+
+    def embed(
+        self,
+        waveform: np.ndarray,
+        sample_rate: int,
+        *,
+        hop_seconds: float = params.EXAMPLE_HOP_SECONDS,
+        pad: bool = False,
+        postprocess: bool | None = None,
+        resampler: ResamplerName = "reference",
+        batch_size: int = 32,
+    ) -> EmbeddingResult:
+        """Embeds a waveform; see :func:`vggish.pipeline.embed_waveform`."""
+        from vggish.pipeline import EmbedOptions, embed_waveform
+
+        options = EmbedOptions(hop_seconds, pad, postprocess, resampler, batch_size)
+        return embed_waveform(self, waveform, sample_rate, options)
+
+    def embed_file(
+        self,
+        source: object,
+        *,
+        hop_seconds: float = params.EXAMPLE_HOP_SECONDS,
+        pad: bool = False,
+        postprocess: bool | None = None,
+        resampler: ResamplerName = "reference",
+        batch_size: int = 32,
+    ) -> EmbeddingResult:
+        """Embeds an audio file (path, bytes or binary file object) in bounded memory.
+
+        See :func:`vggish.pipeline.embed_source`.
+        """
+        from vggish.pipeline import EmbedOptions, embed_source
+
+        options = EmbedOptions(hop_seconds, pad, postprocess, resampler, batch_size)
+        return embed_source(self, source, options)  # type: ignore[arg-type]
+
+
+def _as_nchw(examples: torch.Tensor) -> torch.Tensor:
+    """(N, 96, 64) or (N, 1, 96, 64) -> (N, 1, 96, 64), with a clear error for anything else."""
+    expected: Sequence[int] = (params.NUM_FRAMES, params.NUM_BANDS)
+    if examples.dim() == 3 and tuple(examples.shape[1:]) == tuple(expected):
+        return examples.unsqueeze(1)
+    if examples.dim() == 4 and tuple(examples.shape[1:]) == (1, *expected):
+        return examples
+    raise ValueError(
+        f"VGGish takes log-mel examples shaped (N, 96, 64) or (N, 1, 96, 64); got "
+        f"{tuple(examples.shape)}. Make examples with vggish.waveform_to_examples()."
+    )

@@ -1,0 +1,280 @@
+"""The project's weights file, and loading a ready-to-run model from it.
+
+Format (safetensors, version 1):
+
+* tensors: the :class:`vggish.model.VGGish` state dict in PyTorch layouts (conv OIHW, linear
+  (out, in)), float32, keys exactly :data:`EXPECTED_SHAPES`. ``fc1_1.weight`` takes its input in
+  TensorFlow's NHWC flatten order (the model permutes activations before flattening).
+* optional PCA tensors ``pca.eigen_vectors`` (128, 128) and ``pca.means`` (128,), float64, both or
+  neither: AudioSet's postprocessing parameters.
+* metadata (strings): ``format`` = ``vggish-weights``, ``format_version`` = ``1``, and provenance
+  written by the converter (``source``, ``source_sha256``, ``source_format``,
+  ``converter_version``, ``pca_source``).
+
+Files are read by memory map and refused, with the reason, when a key, shape or dtype is off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from vggish import params
+from vggish.model import CONV_LAYERS, FC_LAYERS, VGGish
+
+logger = logging.getLogger(__name__)
+
+FORMAT_NAME = "vggish-weights"
+FORMAT_VERSION = "1"
+DEFAULT_WEIGHTS_NAME = "vggish.safetensors"
+OFFICIAL_CHECKPOINT_NAME = "vggish_model.ckpt"
+OFFICIAL_PCA_NAME = "vggish_pca_params.npz"
+RANDOM = "random"
+RANDOM_SEED = 20200817  # fixed: "random" weights are the same on every machine and run
+
+PCA_EIGEN_VECTORS_KEY = "pca.eigen_vectors"
+PCA_MEANS_KEY = "pca.means"
+PCA_SHAPES = {
+    PCA_EIGEN_VECTORS_KEY: (params.EMBEDDING_SIZE, params.EMBEDDING_SIZE),
+    PCA_MEANS_KEY: (params.EMBEDDING_SIZE,),
+}
+
+
+def _expected_shapes() -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, c_in, c_out in CONV_LAYERS:
+        shapes[f"{name}.weight"] = (c_out, c_in, 3, 3)
+        shapes[f"{name}.bias"] = (c_out,)
+    for name, n_in, n_out in FC_LAYERS:
+        shapes[f"{name}.weight"] = (n_out, n_in)
+        shapes[f"{name}.bias"] = (n_out,)
+    return shapes
+
+
+EXPECTED_SHAPES: dict[str, tuple[int, ...]] = _expected_shapes()
+
+
+@dataclass(frozen=True)
+class PCAParams:
+    """AudioSet's PCA parameters: ``eigen_vectors`` (128, 128) and ``means`` (128,), float64."""
+
+    eigen_vectors: np.ndarray
+    means: np.ndarray
+
+    def __post_init__(self) -> None:
+        size = params.EMBEDDING_SIZE
+        if self.eigen_vectors.shape != (size, size):
+            raise ValueError(f"PCA eigen vectors must be ({size}, {size}); got {self.eigen_vectors.shape}")
+        if self.means.shape != (size,):
+            raise ValueError(f"PCA means must be ({size},); got {self.means.shape}")
+        if not (np.isfinite(self.eigen_vectors).all() and np.isfinite(self.means).all()):
+            raise ValueError("PCA parameters contain NaN or Inf")
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """A validated weights file: tensors, optional PCA, metadata and the file's SHA-256."""
+
+    state_dict: dict[str, torch.Tensor]
+    pca: PCAParams | None
+    metadata: dict[str, str] = field(default_factory=dict)
+    sha256: str = ""
+
+
+def default_weights_dir() -> Path:
+    """Where the official converted weights live by default.
+
+    The repository's ``weights/`` folder when the package runs from a checkout, else
+    ``~/.cache/vggish``. The CLI's ``--weights`` and the service's settings override it.
+    """
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "weights").is_dir():
+        return root / "weights"
+    return Path.home() / ".cache" / "vggish"
+
+
+def default_weights_path() -> Path:
+    """``default_weights_dir() / "vggish.safetensors"``."""
+    return default_weights_dir() / DEFAULT_WEIGHTS_NAME
+
+
+def missing_weights_message(path: Path) -> str:
+    """One line that says how to get the official weights into ``path``."""
+    return (
+        f"no VGGish weights at {path}: run `vggish download --dir {path.parent}` (needs internet), "
+        f"or put Google's {OFFICIAL_CHECKPOINT_NAME} and {OFFICIAL_PCA_NAME} in {path.parent}, "
+        f"or use --weights random for a demo"
+    )
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The file's SHA-256, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _validate_tensors(tensors: Mapping[str, torch.Tensor], where: str) -> None:
+    """Raises ValueError naming every missing, unexpected or misshaped tensor."""
+    keys = set(tensors)
+    pca_keys = keys & set(PCA_SHAPES)
+    problems = [f"missing {k}" for k in EXPECTED_SHAPES if k not in keys]
+    problems += [f"unexpected {k}" for k in sorted(keys - set(EXPECTED_SHAPES) - set(PCA_SHAPES))]
+    if len(pca_keys) == 1:
+        problems.append(f"{next(iter(pca_keys))} without its PCA partner")
+    for key, tensor in tensors.items():
+        shape = EXPECTED_SHAPES.get(key) or PCA_SHAPES.get(key)
+        dtype = torch.float64 if key in PCA_SHAPES else torch.float32
+        if shape is not None and tuple(tensor.shape) != shape:
+            problems.append(f"{key} has shape {tuple(tensor.shape)}, expected {shape}")
+        if shape is not None and tensor.dtype != dtype:
+            problems.append(f"{key} has dtype {tensor.dtype}, expected {dtype}")
+    if problems:
+        raise ValueError(f"{where} is not a VGGish weights file: " + "; ".join(problems))
+
+
+def save_weights(
+    path: str | os.PathLike[str],
+    state_dict: Mapping[str, torch.Tensor | np.ndarray],
+    pca: PCAParams | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Validates and writes a weights file atomically (a temporary file, then a rename).
+
+    Args:
+        path: the ``.safetensors`` file to write; its folder is created if needed.
+        state_dict: :data:`EXPECTED_SHAPES` keys; converted to contiguous float32.
+        pca: optional PCA parameters, stored as float64.
+        metadata: provenance strings, stored beside ``format`` and ``format_version``.
+
+    Returns:
+        The written path.
+    """
+    tensors = {k: torch.as_tensor(np.asarray(v), dtype=torch.float32).contiguous() for k, v in state_dict.items()}
+    if pca is not None:
+        tensors[PCA_EIGEN_VECTORS_KEY] = torch.from_numpy(np.ascontiguousarray(pca.eigen_vectors, np.float64))
+        tensors[PCA_MEANS_KEY] = torch.from_numpy(np.ascontiguousarray(pca.means, np.float64))
+    _validate_tensors(tensors, "the state dict to save")
+    meta = {**(metadata or {}), "format": FORMAT_NAME, "format_version": FORMAT_VERSION}
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def load_weights(path: str | os.PathLike[str]) -> LoadedWeights:
+    """Reads and validates a weights file by memory map.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if it is not a safetensors file or its keys, shapes or dtypes are off.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(missing_weights_message(file))
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is no dict)
+    except Exception as e:  # safetensors raises its own error types for malformed headers
+        raise ValueError(f"{file} is not a readable safetensors file ({e})") from e
+    if metadata.get("format") != FORMAT_NAME:
+        raise ValueError(f"{file} is not a VGGish weights file (metadata format={metadata.get('format')!r}); convert checkpoints with `vggish convert`")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{file} has weights format version {metadata.get('format_version')!r}; this vggish reads version {FORMAT_VERSION}")
+    _validate_tensors(tensors, str(file))
+    pca = None
+    if PCA_EIGEN_VECTORS_KEY in tensors:
+        pca = PCAParams(tensors.pop(PCA_EIGEN_VECTORS_KEY).numpy(), tensors.pop(PCA_MEANS_KEY).numpy())
+    return LoadedWeights(tensors, pca, metadata, sha256_file(file))
+
+
+def random_weights() -> LoadedWeights:
+    """Deterministic random weights (fixed seed) with seeded PCA parameters, for demos and tests.
+
+    He-normal kernels keep activations of order one through the network; the PCA matrix is a
+    seeded random orthogonal matrix, so postprocessing exercises the whole 8-bit range.
+    """
+    gen = torch.Generator().manual_seed(RANDOM_SEED)
+    state: dict[str, torch.Tensor] = {}
+    for key, shape in EXPECTED_SHAPES.items():
+        fan_in = int(np.prod(shape[1:]))
+        if key.endswith(".bias"):
+            state[key] = 0.01 * torch.randn(shape, generator=gen)
+        else:
+            gain = 1.0 if key.startswith("fc2.") else 2.0
+            state[key] = torch.randn(shape, generator=gen) * float(np.sqrt(gain / fan_in))
+    rng = np.random.default_rng(RANDOM_SEED)
+    q, _ = np.linalg.qr(rng.standard_normal((params.EMBEDDING_SIZE, params.EMBEDDING_SIZE)))
+    pca = PCAParams(q.T.copy(), 0.1 * rng.standard_normal(params.EMBEDDING_SIZE))
+    return LoadedWeights(state, pca, {"source": RANDOM, "seed": str(RANDOM_SEED)}, RANDOM)
+
+
+def resolve_weights_path(weights: str | os.PathLike[str] | None) -> Path:
+    """The weights file to load; converts Google's checkpoint found beside it on first use.
+
+    With ``weights=None`` the default path is used. When that file is missing but its folder holds
+    ``vggish_model.ckpt`` (and optionally ``vggish_pca_params.npz``), they are converted into it.
+    """
+    path = default_weights_path() if weights is None else Path(weights)
+    if path.is_file():
+        return path
+    checkpoint = path.parent / OFFICIAL_CHECKPOINT_NAME
+    if path.suffix == ".safetensors" and checkpoint.is_file():
+        from vggish.convert import convert_checkpoint
+
+        pca = path.parent / OFFICIAL_PCA_NAME
+        logger.warning("converting %s to %s (first use)", checkpoint, path)
+        return convert_checkpoint(checkpoint, path, pca=pca if pca.is_file() else None)
+    raise FileNotFoundError(missing_weights_message(path))
+
+
+def load_model(
+    weights: str | os.PathLike[str] | None = None, *, device: str | torch.device = "cpu"
+) -> VGGish:
+    """Builds VGGish with weights, in eval mode.
+
+    Args:
+        weights: a weights file (``.safetensors``, see :func:`save_weights`), ``"random"`` for
+            deterministic random weights (demos and tests only), or None for the official weights
+            at :func:`default_weights_path`.
+        device: where to put the model.
+
+    Returns:
+        The model; ``model.weights_info`` holds the file's provenance and SHA-256.
+    """
+    if str(weights) == RANDOM:
+        warnings.warn(
+            "VGGish is using RANDOM weights: embeddings are meaningless (demos and tests only)",
+            stacklevel=2,
+        )
+        loaded = random_weights()
+    else:
+        loaded = load_weights(resolve_weights_path(weights))
+    model = VGGish()
+    model.load_state_dict(loaded.state_dict, assign=True)
+    if loaded.pca is not None:
+        model.pca_eigen_vectors = torch.from_numpy(loaded.pca.eigen_vectors.copy())
+        model.pca_means = torch.from_numpy(loaded.pca.means.copy())
+    model.weights_info = {**loaded.metadata, "sha256": loaded.sha256}
+    return model.to(device).eval()
