@@ -30,7 +30,9 @@ def make_clip(path: Path, seconds: float, rate: int = 44100) -> None:
     rng = np.random.default_rng(0)
     t = np.arange(int(seconds * rate)) / rate
     tone = 0.3 * np.sin(2 * np.pi * (300 + 20 * t) * t)
-    stereo = np.stack([tone + 0.05 * rng.standard_normal(t.size), tone - 0.05 * rng.standard_normal(t.size)], 1)
+    stereo = np.stack(
+        [tone + 0.05 * rng.standard_normal(t.size), tone - 0.05 * rng.standard_normal(t.size)], 1
+    )
     sf.write(path, (stereo * 32767).astype(np.int16), rate, subtype="PCM_16")
 
 
@@ -71,7 +73,9 @@ def torchvggish_pipeline(path: Path) -> Callable[[], object] | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=120.0, help="clip length (default 120)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per row (median)")
     args = parser.parse_args()
@@ -89,8 +93,10 @@ def main() -> None:
 
 def print_table(rows: list[tuple[str, float]], seconds: float) -> None:
     print(f"# end to end: {seconds:.0f} s of 44.1 kHz stereo WAV -> embeddings")
-    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}, numpy {np.__version__}")
+    print(
+        f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}, numpy {np.__version__}"
+    )
     reference = dict(rows).get("torchvggish 0.2 (resampy + eager model)")
     print(f"| {'pipeline':<42} | {'seconds':>8} | {'x realtime':>10} | {'vs torchvggish':>14} |")
     print(f"|{'-' * 44}|{'-' * 10}|{'-' * 12}|{'-' * 16}|")

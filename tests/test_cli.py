@@ -19,8 +19,9 @@ from vggish.cli import main
 @pytest.fixture(scope="module")
 def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     loaded = W.random_weights()
-    return W.save_weights(tmp_path_factory.mktemp("w") / "vggish.safetensors",
-                          loaded.state_dict, loaded.pca, {"source": "test"})
+    return W.save_weights(
+        tmp_path_factory.mktemp("w") / "vggish.safetensors", loaded.state_dict, loaded.pca, {"source": "test"}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +50,21 @@ def test_embed_writes_npz_equal_to_library(tmp_path: Path, clip: Path, weights_f
 
 def test_embed_options(tmp_path: Path, clip: Path, weights_file: Path) -> None:
     out = tmp_path / "opts.npz"
-    args = ["embed", str(clip), "-o", str(out), "--weights", str(weights_file), "--hop", "0.48",
-            "--no-postprocess", "--resampler", "fast", "--batch-size", "3"]
+    args = [
+        "embed",
+        str(clip),
+        "-o",
+        str(out),
+        "--weights",
+        str(weights_file),
+        "--hop",
+        "0.48",
+        "--no-postprocess",
+        "--resampler",
+        "fast",
+        "--batch-size",
+        "3",
+    ]
     assert main(args) == 0
     with np.load(out) as data:
         assert set(data.files) == {"embedding", "timestamps"}
@@ -73,15 +87,19 @@ def test_random_weights_demo_warns(tmp_path: Path, clip: Path) -> None:
         assert main(["embed", str(clip), "-o", str(tmp_path / "r.npz"), "--weights", "random"]) == 0
 
 
-@pytest.mark.parametrize(("make_input", "extra", "message"), [
-    (lambda d: d / "missing.wav", [], "no such input file"),
-    (lambda d: _write(d / "text.wav", b"hello, this is not audio\n" * 40), [], "clip|decode|audio"),
-    (lambda d: _write(d / "empty.wav", b""), [], "empty|decode|audio"),
-    (lambda d: d / "clip.wav", ["--hop", "0.333"], "multiple of 0.01"),
-    (lambda d: d / "clip.wav", ["--weights", "/nonexistent/w.safetensors"], "vggish download"),
-])
-def test_errors_are_one_line_and_leave_no_output(tmp_path: Path, clip: Path, weights_file: Path,
-                                                 make_input, extra: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("make_input", "extra", "message"),
+    [
+        (lambda d: d / "missing.wav", [], "no such input file"),
+        (lambda d: _write(d / "text.wav", b"hello, this is not audio\n" * 40), [], "clip|decode|audio"),
+        (lambda d: _write(d / "empty.wav", b""), [], "empty|decode|audio"),
+        (lambda d: d / "clip.wav", ["--hop", "0.333"], "multiple of 0.01"),
+        (lambda d: d / "clip.wav", ["--weights", "/nonexistent/w.safetensors"], "vggish download"),
+    ],
+)
+def test_errors_are_one_line_and_leave_no_output(
+    tmp_path: Path, clip: Path, weights_file: Path, make_input, extra: list[str], message: str
+) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "clip.wav").write_bytes(clip.read_bytes())
     source = make_input(tmp_path)
     out = tmp_path / "out.npz"
@@ -95,8 +113,9 @@ def test_errors_are_one_line_and_leave_no_output(tmp_path: Path, clip: Path, wei
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.npz")] == []
 
 
-def test_output_must_be_npz_in_an_existing_folder(tmp_path: Path, clip: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_output_must_be_npz_in_an_existing_folder(
+    tmp_path: Path, clip: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["embed", str(clip), "-o", str(tmp_path / "out.txt"), "--weights", "random"]) == 1
     assert "must name an .npz file" in capsys.readouterr().err
     assert main(["embed", str(clip), "-o", str(tmp_path / "nope" / "out.npz"), "--weights", "random"]) == 1
@@ -115,4 +134,3 @@ def test_help_teaches() -> None:
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
-

@@ -8,8 +8,14 @@ import torch
 
 from vggish.model import VGGish
 
-TF_CONVS = [("conv1", 1, 64), ("conv2", 64, 128), ("conv3_1", 128, 256), ("conv3_2", 256, 256),
-            ("conv4_1", 256, 512), ("conv4_2", 512, 512)]
+TF_CONVS = [
+    ("conv1", 1, 64),
+    ("conv2", 64, 128),
+    ("conv3_1", 128, 256),
+    ("conv3_2", 256, 256),
+    ("conv4_1", 256, 512),
+    ("conv4_2", 512, 512),
+]
 TF_DENSE = [("fc1_1", 12288, 4096), ("fc1_2", 4096, 4096), ("fc2", 4096, 128)]
 POOL_AFTER = {"conv1", "conv2", "conv3_2", "conv4_2"}
 
@@ -73,8 +79,9 @@ def model(tf_weights: dict[str, np.ndarray]) -> VGGish:
     return m.eval()
 
 
-def test_matches_numpy_nhwc_forward(model: VGGish, tf_weights: dict[str, np.ndarray],
-                                    reference: dict[str, np.ndarray]) -> None:
+def test_matches_numpy_nhwc_forward(
+    model: VGGish, tf_weights: dict[str, np.ndarray], reference: dict[str, np.ndarray]
+) -> None:
     examples = reference["noise_examples"][:3]
     expected = numpy_nhwc_forward(examples, tf_weights)
     with torch.inference_mode():
@@ -84,8 +91,9 @@ def test_matches_numpy_nhwc_forward(model: VGGish, tf_weights: dict[str, np.ndar
     assert (ours < 0).any(), "no ReLU after fc2: the embedding is pre-activation"
 
 
-def test_nchw_flatten_would_be_caught(model: VGGish, tf_weights: dict[str, np.ndarray],
-                                      reference: dict[str, np.ndarray]) -> None:
+def test_nchw_flatten_would_be_caught(
+    model: VGGish, tf_weights: dict[str, np.ndarray], reference: dict[str, np.ndarray]
+) -> None:
     """The comparison above is sensitive to flatten order: a plain NCHW flatten is far off."""
     examples = torch.from_numpy(reference["smoke_examples"][:1]).float()
     with torch.inference_mode():

@@ -82,22 +82,33 @@ def _break(state: dict[str, torch.Tensor], how: str) -> dict[str, torch.Tensor]:
     return state
 
 
-@pytest.mark.parametrize(("how", "message"), [
-    ("missing", "missing fc2.bias"),
-    ("extra", "unexpected fc3.weight"),
-    ("shape", r"conv1.weight has shape \(64, 1, 5, 5\)"),
-    ("dtype", "fc2.bias has dtype torch.float64"),
-    ("lone_pca", "without its PCA partner"),
-])
-def test_refuses_malformed_files(tmp_path: Path, loaded_random: W.LoadedWeights, how: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("missing", "missing fc2.bias"),
+        ("extra", "unexpected fc3.weight"),
+        ("shape", r"conv1.weight has shape \(64, 1, 5, 5\)"),
+        ("dtype", "fc2.bias has dtype torch.float64"),
+        ("lone_pca", "without its PCA partner"),
+    ],
+)
+def test_refuses_malformed_files(
+    tmp_path: Path, loaded_random: W.LoadedWeights, how: str, message: str
+) -> None:
     path = tmp_path / "bad.safetensors"
-    save_file(_break(loaded_random.state_dict, how), str(path), metadata={"format": "vggish-weights", "format_version": "1"})
+    save_file(
+        _break(loaded_random.state_dict, how),
+        str(path),
+        metadata={"format": "vggish-weights", "format_version": "1"},
+    )
     with pytest.raises(ValueError, match=message):
         vggish.load_model(path)
 
 
-def test_save_refuses_malformed_state_and_writes_nothing(tmp_path: Path, loaded_random: W.LoadedWeights) -> None:
-    with pytest.raises(ValueError, match="missing fc2.bias"):
+def test_save_refuses_malformed_state_and_writes_nothing(
+    tmp_path: Path, loaded_random: W.LoadedWeights
+) -> None:
+    with pytest.raises(ValueError, match=r"missing fc2\.bias"):
         W.save_weights(tmp_path / "x.safetensors", _break(loaded_random.state_dict, "missing"))
     assert list(tmp_path.iterdir()) == []
 
@@ -108,7 +119,11 @@ def test_refuses_foreign_or_corrupt_files(tmp_path: Path, loaded_random: W.Loade
     with pytest.raises(ValueError, match="vggish convert"):
         W.load_weights(foreign)
     future = tmp_path / "future.safetensors"
-    save_file(dict(loaded_random.state_dict), str(future), metadata={"format": "vggish-weights", "format_version": "9"})
+    save_file(
+        dict(loaded_random.state_dict),
+        str(future),
+        metadata={"format": "vggish-weights", "format_version": "9"},
+    )
     with pytest.raises(ValueError, match="format version '9'"):
         W.load_weights(future)
     garbage = tmp_path / "garbage.safetensors"

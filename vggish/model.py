@@ -64,9 +64,7 @@ class VGGish(nn.Module):
             self.add_module(name, nn.Linear(n_in, n_out))
         # Empty until PCA parameters are loaded (see vggish.weights); float64 like Google's file.
         # Not in state_dict(): the weights file stores them under their own keys.
-        self.register_buffer(
-            "pca_eigen_vectors", torch.empty(0, dtype=torch.float64), persistent=False
-        )
+        self.register_buffer("pca_eigen_vectors", torch.empty(0, dtype=torch.float64), persistent=False)
         self.register_buffer("pca_means", torch.empty(0, dtype=torch.float64), persistent=False)
         self.weights_info: dict[str, str] = {}
 

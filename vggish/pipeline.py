@@ -102,7 +102,9 @@ class ExampleStream:
         return np.concatenate([tail, self._frames.finish()])
 
 
-def iter_examples(mono_chunks: Iterable[np.ndarray], sample_rate: int, options: EmbedOptions) -> Iterator[np.ndarray]:
+def iter_examples(
+    mono_chunks: Iterable[np.ndarray], sample_rate: int, options: EmbedOptions
+) -> Iterator[np.ndarray]:
     """Yields (m, 96, 64) float32 example blocks from mono chunks at ``sample_rate``."""
     stream = ExampleStream(sample_rate, options)
     for chunk in mono_chunks:
@@ -237,7 +239,9 @@ class _CountingBlocks:
             yield audio.to_mono(block)
 
 
-def embed_source(model: VGGish, source: audio.AudioSource, options: EmbedOptions | None = None) -> EmbeddingResult:
+def embed_source(
+    model: VGGish, source: audio.AudioSource, options: EmbedOptions | None = None
+) -> EmbeddingResult:
     """Embeds an audio file (path, bytes or binary file object) in bounded memory."""
     options = options or EmbedOptions()
     _wants_postprocess(model, options)

@@ -13,9 +13,7 @@ from vggish import params
 _QUANTIZE_SCALE = 255.0 / (params.QUANTIZE_MAX_VAL - params.QUANTIZE_MIN_VAL)  # 63.75
 
 
-def postprocess(
-    embeddings: np.ndarray, eigen_vectors: np.ndarray, means: np.ndarray
-) -> np.ndarray:
+def postprocess(embeddings: np.ndarray, eigen_vectors: np.ndarray, means: np.ndarray) -> np.ndarray:
     """Maps raw embeddings to AudioSet's released uint8 features.
 
     Args:
@@ -28,9 +26,7 @@ def postprocess(
     """
     emb = np.asarray(embeddings, dtype=np.float64)
     if emb.ndim != 2 or emb.shape[1] != params.EMBEDDING_SIZE:
-        raise ValueError(
-            f"postprocess takes embeddings shaped (N, {params.EMBEDDING_SIZE}); got {emb.shape}"
-        )
+        raise ValueError(f"postprocess takes embeddings shaped (N, {params.EMBEDDING_SIZE}); got {emb.shape}")
     pca = (emb - means.reshape(1, -1)) @ eigen_vectors.T
     clipped = np.clip(pca, params.QUANTIZE_MIN_VAL, params.QUANTIZE_MAX_VAL)
     quantized = (clipped - params.QUANTIZE_MIN_VAL) * _QUANTIZE_SCALE

@@ -46,14 +46,29 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("input", metavar="INPUT", help="audio file to embed")
     p.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to write the results")
-    p.add_argument("--weights", metavar="W", help="weights .safetensors file, or 'random' (default: the official weights)")
-    p.add_argument("--hop", type=float, default=params.EXAMPLE_HOP_SECONDS, metavar="SECONDS",
-                   help="seconds between example starts, a multiple of 0.01 (default: 0.96, the reference)")
+    p.add_argument(
+        "--weights",
+        metavar="W",
+        help="weights .safetensors file, or 'random' (default: the official weights)",
+    )
+    p.add_argument(
+        "--hop",
+        type=float,
+        default=params.EXAMPLE_HOP_SECONDS,
+        metavar="SECONDS",
+        help="seconds between example starts, a multiple of 0.01 (default: 0.96, the reference)",
+    )
     p.add_argument("--pad", action="store_true", help="zero-pad a clip shorter than 0.975 s to one example")
-    p.add_argument("--resampler", choices=get_args(ResamplerName), default="reference",
-                   help="reference: resampy kaiser_best, exact (default); fast: soxr, see README")
+    p.add_argument(
+        "--resampler",
+        choices=get_args(ResamplerName),
+        default="reference",
+        help="reference: resampy kaiser_best, exact (default); fast: soxr, see README",
+    )
     p.add_argument("--no-postprocess", action="store_true", help="skip AudioSet's PCA + 8-bit features")
-    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="examples per model call (default: 32)")
+    p.add_argument(
+        "--batch-size", type=int, default=32, metavar="N", help="examples per model call (default: 32)"
+    )
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     p.set_defaults(func=run)
 
@@ -111,8 +126,11 @@ def write_npz(output: Path, result: EmbeddingResult) -> None:
 def _report(output: Path, result: EmbeddingResult, seconds: float) -> None:
     count = result.embeddings.shape[0]
     speed = result.duration / seconds if seconds > 0 else float("inf")
-    print(f"wrote {output}: {count} examples from {result.duration:.2f} s of audio "
-          f"in {seconds:.2f} s ({speed:.0f}x realtime)")
+    print(
+        f"wrote {output}: {count} examples from {result.duration:.2f} s of audio "
+        f"in {seconds:.2f} s ({speed:.0f}x realtime)"
+    )
     if count == 0:
-        print("note: the clip is shorter than 0.975 s, so it has no example; --pad gives one",
-              file=sys.stderr)
+        print(
+            "note: the clip is shorter than 0.975 s, so it has no example; --pad gives one", file=sys.stderr
+        )
