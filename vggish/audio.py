@@ -1,0 +1,624 @@
+"""Decode: audio files and user arrays to the reference's samples (VGGISH.md §1).
+
+The reference reads files with ``soundfile.read(path, dtype="int16")`` and divides by 32768, so
+lossy formats give its numbers too: libsndfile does the float-to-int16 step, not us. Files that
+libsndfile cannot open (M4A/AAC, ALAC, video containers, ...) fall back to an ``ffmpeg``
+subprocess that writes 16-bit PCM to a pipe at the file's own rate and channel count.
+
+Decoding streams: :func:`stream` yields blocks of a bounded number of frames, so memory does not
+grow with the file's length; :func:`load` is the concatenation of those blocks.
+
+Samples are laid out (samples, channels); :func:`to_mono` takes the mean over channels, as the
+reference does. Nothing is normalised, dithered or filtered here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import IO, BinaryIO, Literal
+
+import numpy as np
+import soundfile as sf
+
+from vggish.params import INT16_SCALE
+
+AudioSource = str | os.PathLike[str] | bytes | BinaryIO
+"""A file path, the bytes of a whole file, or a readable binary file object."""
+
+MAX_CHANNELS = 64  # more than this in an array means its layout is (channels, samples)
+MIN_SAMPLE_RATE = 1_000  # Hz
+MAX_SAMPLE_RATE = 768_000  # Hz
+DEFAULT_BLOCK_FRAMES = 1 << 18  # frames per streamed block (6 s at 44.1 kHz)
+
+_INSTALL_FFMPEG = "install ffmpeg (e.g. apt-get install ffmpeg) to read {what} files"
+_FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
+_INEXACT_LENGTH_FORMATS = frozenset({"MP3"})  # libsndfile's frame count is an estimate
+_SPOOL_CHUNK_BYTES = 1 << 20
+# libsndfile's log line for a chunk shorter than its header says: "data : 64000 (should be 31979)"
+_SHORT_CHUNK = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_UNKNOWN_CHUNK_SIZES = frozenset({0, 0xFFFFFFFF})  # written by encoders that stream to a pipe
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file holds, as the chosen decoder reports it.
+
+    Attributes:
+        sample_rate: Samples per second per channel (Hz).
+        channels: Channel count, 1..MAX_CHANNELS.
+        frames: Samples per channel, or None where the container does not say exactly
+            (MP3, and everything decoded by ffmpeg).
+        format: ``"CONTAINER/CODEC"``, e.g. ``"WAV/PCM_16"``, ``"OGG/VORBIS"`` (soundfile) or
+            ``"mov/aac"``, ``"matroska/flac"`` (ffmpeg).
+        backend: Which decoder reads the file.
+    """
+
+    sample_rate: int
+    channels: int
+    frames: int | None
+    format: str
+    backend: Literal["soundfile", "ffmpeg"]
+
+    @property
+    def duration(self) -> float | None:
+        """Length in seconds, or None when ``frames`` is unknown."""
+        return None if self.frames is None else self.frames / self.sample_rate
+
+
+class _UnreadableError(Exception):
+    """A backend cannot open the input; the message is its short reason."""
+
+
+@dataclass(frozen=True)
+class _Input:
+    """A source made re-readable: a path, or a seekable binary file object and its start."""
+
+    name: str  # for messages: the path's repr, "<123 bytes>" or the file object's name
+    suffix: str  # the file name's extension ("" if none): a hint for ffmpeg and for messages
+    path: str | None
+    fileobj: IO[bytes] | None = None
+    start: int = 0
+
+    def rewound(self) -> IO[bytes]:
+        """The file object, positioned where the audio starts."""
+        assert self.fileobj is not None
+        self.fileobj.seek(self.start)
+        return self.fileobj
+
+    def for_soundfile(self) -> str | IO[bytes] | _Window:
+        """What libsndfile opens: the path, or the object seen from where the audio starts."""
+        if self.path is not None:
+            return self.path
+        return self.rewound() if self.start == 0 else _Window(self.rewound(), self.start)
+
+
+class _Window:
+    """A seekable binary file seen from ``start`` on: libsndfile seeks to absolute offsets."""
+
+    def __init__(self, raw: IO[bytes], start: int) -> None:
+        self._raw, self._start = raw, start
+
+    def read(self, size: int = -1) -> bytes:
+        return self._raw.read(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_SET:
+            offset += self._start
+        return self._raw.seek(offset, whence) - self._start
+
+    def tell(self) -> int:
+        return self._raw.tell() - self._start
+
+
+# --- Public API ---------------------------------------------------------------------------------
+
+
+def probe(source: AudioSource) -> AudioInfo:
+    """Read a file's sample rate, channel count and length without decoding it.
+
+    Args:
+        source: A path, the file's bytes, or a readable binary file object (read from its
+            current position, which is restored afterwards).
+
+    Returns:
+        The file's AudioInfo; ``backend`` says which decoder :func:`load` will use.
+
+    Raises:
+        FileNotFoundError: The path does not exist.
+        ValueError: No decoder can read the input (the message names it and gives each
+            decoder's reason), or its rate or channel count is out of range.
+    """
+    with contextlib.ExitStack() as cleanup:
+        info, _ = _open(source, cleanup)
+    return info
+
+
+def load(source: AudioSource) -> tuple[np.ndarray, int]:
+    """Decode a whole file to 16-bit values scaled by 1/32768, as the reference does.
+
+    Args:
+        source: A path, the file's bytes, or a readable binary file object.
+
+    Returns:
+        ``(samples, sample_rate)``: float32 array of shape (frames, channels) holding
+        int16 / 32768 values, and the file's own rate in Hz (not resampled).
+
+    Raises:
+        FileNotFoundError: The path does not exist.
+        ValueError: The input is not readable audio, or is truncated.
+    """
+    info, blocks = stream(source)
+    if info.frames is None:
+        parts = list(blocks)
+        if not parts:
+            return np.zeros((0, info.channels), np.float32), info.sample_rate
+        return np.concatenate(parts), info.sample_rate
+    out = np.empty((info.frames, info.channels), np.float32)
+    filled = 0
+    for block in blocks:  # soundfile never reads past info.frames
+        out[filled : filled + len(block)] = block
+        filled += len(block)
+    return out[:filled], info.sample_rate
+
+
+def stream(
+    source: AudioSource, block_frames: int = DEFAULT_BLOCK_FRAMES
+) -> tuple[AudioInfo, Iterator[np.ndarray]]:
+    """Decode a file block by block, in memory bounded by ``block_frames``.
+
+    The file is probed now; decoding starts at the first ``next()``. Stopping early (``close()``
+    on the iterator, or dropping it) closes the file, stops ffmpeg and removes temporary files.
+
+    Args:
+        source: A path, the file's bytes, or a readable binary file object (read from its
+            current position, which is restored after the last block; it must stay open until
+            then). Non-seekable objects are first copied to a temporary file.
+        block_frames: Most frames per block.
+
+    Returns:
+        ``(info, blocks)``: blocks are float32 arrays of shape (k, channels), 1 <= k <=
+        block_frames, holding int16 / 32768 values; concatenated they equal :func:`load`.
+
+    Raises:
+        FileNotFoundError: The path does not exist.
+        ValueError: The input is not readable audio (now), or is truncated or corrupt
+            (while iterating).
+    """
+    if isinstance(block_frames, bool) or not isinstance(block_frames, int) or block_frames < 1:
+        raise ValueError(f"block_frames must be a positive integer, got {block_frames!r}")
+    with contextlib.ExitStack() as cleanup:
+        info, reader = _open(source, cleanup)
+        owned = cleanup.pop_all()  # the iterator owns the temporary files from here on
+    blocks = _owned_blocks(reader(block_frames), owned)
+    weakref.finalize(blocks, owned.close)  # also cleans up if iteration never starts
+    return info, blocks
+
+
+def to_mono(x: np.ndarray) -> np.ndarray:
+    """Average over channels, as the reference does.
+
+    Args:
+        x: Array of shape (samples, channels), or (samples,) which is already mono.
+
+    Returns:
+        float64 array of shape (samples,).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        return x.copy()
+    if x.ndim != 2:
+        raise ValueError(f"expected shape (samples, channels), got {x.shape}")
+    mono: np.ndarray = x.mean(axis=1)
+    return mono
+
+
+def validate_waveform(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Check a user's array and make it the mono float64 waveform the front end takes.
+
+    Float arrays are used as they are; int16 arrays are divided by 32768 (as files are).
+
+    Args:
+        waveform: Shape (samples,) or (samples, channels); float, or int16.
+        sample_rate: Its rate in Hz: an integer (or integral float) in
+            [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE].
+
+    Returns:
+        float64 array of shape (samples,): the mean over channels.
+
+    Raises:
+        ValueError: Wrong dtype, shape or layout, NaN/Inf samples, or a bad sample rate.
+    """
+    _check_sample_rate(sample_rate)
+    x = np.asarray(waveform)
+    x = _scaled_to_float(x)
+    if x.ndim not in (1, 2):
+        raise ValueError(f"waveform must be (samples,) or (samples, channels); got shape {x.shape}")
+    if x.ndim == 2:
+        _check_array_channels(x.shape)
+    if not np.isfinite(x).all():
+        bad = int(np.flatnonzero(~np.isfinite(x).reshape(len(x), -1).all(axis=1))[0])
+        raise ValueError(f"waveform contains NaN or infinity (first at sample {bad})")
+    return to_mono(x) if x.ndim == 2 else np.array(x, dtype=np.float64)
+
+
+# --- validate_waveform helpers ------------------------------------------------------------------
+
+
+def _check_sample_rate(sample_rate: object) -> None:
+    """Raise ValueError unless the rate is an integral number of Hz within range."""
+    if isinstance(sample_rate, bool | np.bool_) or not isinstance(
+        sample_rate, int | float | np.integer | np.floating
+    ):
+        raise ValueError(f"sample_rate must be a number of Hz, got {sample_rate!r}")
+    rate = float(sample_rate)
+    if not np.isfinite(rate) or rate != int(rate):
+        raise ValueError(f"sample_rate must be a whole number of Hz, got {sample_rate!r}")
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise ValueError(f"sample_rate {sample_rate!r} Hz is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]")
+
+
+def _scaled_to_float(x: np.ndarray) -> np.ndarray:
+    """Float arrays as they are; int16 divided by 32768; every other dtype rejected."""
+    if x.dtype.kind == "f":
+        return x
+    if x.dtype == np.int16:
+        return x / INT16_SCALE
+    if x.dtype.kind in "iu":
+        bits = 8 * x.dtype.itemsize
+        how = (
+            f"waveform / {2 ** (bits - 1)}"
+            if x.dtype.kind == "i"
+            else f"(waveform - {2 ** (bits - 1)}) / {2 ** (bits - 1)}"
+        )
+        raise ValueError(
+            f"{x.dtype} samples are ambiguous: scale them to floats in [-1, 1) first, e.g. "
+            f"{how}, or pass int16 (divided by 32768)"
+        )
+    raise ValueError(f"waveform dtype {x.dtype} is not audio: pass float or int16 samples")
+
+
+def _check_array_channels(shape: tuple[int, ...]) -> None:
+    """Raise ValueError for 0 channels or a (channels, samples) layout."""
+    if shape[1] == 0:
+        raise ValueError(f"waveform has 0 channels (shape {shape})")
+    if shape[1] > MAX_CHANNELS:
+        raise ValueError(
+            f"waveform of shape {shape} has {shape[1]} channels (more than {MAX_CHANNELS}): "
+            "the array looks like (channels, samples); pass waveform.T"
+        )
+
+
+# --- Inputs -------------------------------------------------------------------------------------
+
+
+def _open(
+    source: AudioSource, cleanup: contextlib.ExitStack
+) -> tuple[AudioInfo, Callable[[int], Iterator[np.ndarray]]]:
+    """Probe with soundfile, then ffmpeg; return the info and a block reader for the winner."""
+    src = _prepare(source, cleanup)
+    try:
+        info = _probe_soundfile(src)
+        return info, partial(_soundfile_blocks, src, info)
+    except _UnreadableError as e:
+        soundfile_reason = str(e)
+    path = src.path if src.path is not None else _spool(src.rewound(), src, cleanup)
+    try:
+        info = _probe_ffmpeg(path, src)
+    except _UnreadableError as e:
+        raise ValueError(f"cannot decode {src.name}: soundfile: {soundfile_reason}; ffmpeg: {e}") from None
+    return info, partial(_ffmpeg_blocks, path, src, info)
+
+
+def _prepare(source: AudioSource, cleanup: contextlib.ExitStack) -> _Input:
+    """Check the source and make it re-readable (non-seekable streams go to a temporary file)."""
+    if isinstance(source, str | os.PathLike):
+        return _prepare_path(os.fspath(source))
+    if isinstance(source, bytes | bytearray | memoryview):
+        if len(source) == 0:
+            raise ValueError("cannot decode <0 bytes>: the input is empty")
+        return _Input(f"<{len(source)} bytes>", "", path=None, fileobj=io.BytesIO(source))
+    if isinstance(source, io.TextIOBase):
+        raise TypeError("audio file objects must be opened in binary mode ('rb'), not text mode")
+    if not callable(getattr(source, "read", None)):
+        raise TypeError(f"expected a path, bytes or a binary file object, got {type(source)}")
+    name = getattr(source, "name", None)
+    src = _Input(
+        name=repr(name) if isinstance(name, str) else f"<{type(source).__name__} object>",
+        suffix=_suffix(name) if isinstance(name, str) else "",
+        path=None,
+    )
+    if not _is_seekable(source):
+        return replace(src, path=_spool(source, src, cleanup))
+    start = source.tell()
+    cleanup.callback(_seek_quietly, source, start)  # put it back where we found it when done
+    return replace(src, fileobj=source, start=start)
+
+
+def _prepare_path(path: str) -> _Input:
+    """A checked path: FileNotFoundError if missing, ValueError if empty."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, "No such audio file", path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "Is a directory, not an audio file", path)
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"cannot decode {path!r}: the file is empty (0 bytes)")
+    return _Input(name=repr(path), suffix=_suffix(path), path=path)
+
+
+def _suffix(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    return suffix if len(suffix) <= 8 and suffix[1:].isalnum() else ""
+
+
+def _is_seekable(fileobj: BinaryIO) -> bool:
+    try:
+        return bool(fileobj.seekable()) and fileobj.tell() >= 0
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _spool(fileobj: IO[bytes], src: _Input, cleanup: contextlib.ExitStack) -> str:
+    """Copy the rest of ``fileobj`` to a temporary file that ``cleanup`` removes."""
+    fd, path = tempfile.mkstemp(prefix="vggish-audio-", suffix=src.suffix)
+    cleanup.callback(_remove, path)
+    with os.fdopen(fd, "wb") as out:
+        shutil.copyfileobj(fileobj, out, _SPOOL_CHUNK_BYTES)
+        size = out.tell()
+    if size == 0:
+        raise ValueError(f"cannot decode {src.name}: the input is empty (0 bytes)")
+    return path
+
+
+def _seek_quietly(fileobj: BinaryIO, position: int) -> None:
+    with contextlib.suppress(OSError, ValueError):  # already closed by its owner
+        fileobj.seek(position)
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _owned_blocks(blocks: Iterator[np.ndarray], owned: contextlib.ExitStack) -> Iterator[np.ndarray]:
+    """Yield the blocks; when done, failed or closed, stop the decoder and clean up."""
+    try:
+        yield from blocks
+    finally:
+        close = getattr(blocks, "close", None)
+        if close is not None:
+            close()
+        owned.close()
+
+
+def _check_file_shape(name: str, sample_rate: int, channels: int) -> None:
+    """Raise ValueError for a decoded file's absurd rate or channel count."""
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise ValueError(f"cannot decode {name}: {channels} channels (1 to {MAX_CHANNELS} allowed)")
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise ValueError(
+            f"cannot decode {name}: sample rate {sample_rate} Hz is outside "
+            f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]"
+        )
+
+
+def _to_float32(block: np.ndarray) -> np.ndarray:
+    """int16 (k, channels) -> float32 int16/32768 values (exact: 32768 is a power of two)."""
+    out = block.astype(np.float32)
+    out *= np.float32(1.0 / INT16_SCALE)
+    return out
+
+
+# --- soundfile backend --------------------------------------------------------------------------
+
+
+def _open_soundfile(src: _Input) -> sf.SoundFile:
+    """Open with libsndfile, or raise _UnreadableError with its short reason."""
+    try:
+        return sf.SoundFile(src.for_soundfile())
+    except (sf.SoundFileError, RuntimeError, TypeError) as e:
+        raise _UnreadableError(_soundfile_reason(e)) from e
+
+
+def _soundfile_reason(error: Exception) -> str:
+    reason = getattr(error, "error_string", None)
+    return str(reason if reason else error).strip().rstrip(".")
+
+
+def _probe_soundfile(src: _Input) -> AudioInfo:
+    """AudioInfo from libsndfile; ValueError for a truncated file or absurd header values."""
+    with _open_soundfile(src) as f:
+        _check_file_shape(src.name, f.samplerate, f.channels)
+        _check_not_truncated(src.name, f.extra_info)
+        exact = f.format not in _INEXACT_LENGTH_FORMATS
+        return AudioInfo(
+            sample_rate=int(f.samplerate),
+            channels=int(f.channels),
+            frames=int(f.frames) if exact else None,
+            format=f"{f.format}/{f.subtype}",
+            backend="soundfile",
+        )
+
+
+def _check_not_truncated(name: str, log: str) -> None:
+    """libsndfile shortens a chunk that runs past the end of the file and only logs it."""
+    for declared, present in _SHORT_CHUNK.findall(log):
+        if int(declared) > int(present) and int(declared) not in _UNKNOWN_CHUNK_SIZES:
+            raise ValueError(
+                f"cannot decode {name}: truncated: the header declares {declared} bytes of "
+                f"audio but the file holds {present}"
+            )
+
+
+def _soundfile_blocks(src: _Input, info: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
+    """Read int16 blocks as the reference does (float files: see _read_block)."""
+    with _open_soundfile(src) as f:
+        is_float = f.subtype in _FLOAT_SUBTYPES
+        done = 0
+        while (block := _read_block(f, block_frames, is_float, src.name, done)) is not None:
+            yield block
+            done += len(block)
+    if info.frames is not None and done < info.frames:
+        raise ValueError(f"cannot decode {src.name}: truncated: decoded {done} of {info.frames} frames")
+
+
+def _read_block(f: sf.SoundFile, frames: int, is_float: bool, name: str, done: int) -> np.ndarray | None:
+    """One float32 block, or None at the end; ValueError on a decoding error.
+
+    Integer and compressed formats are read as int16 by libsndfile, exactly as the reference
+    does. For float/double PCM, libsndfile's int16 read rounds without scaling (giving only
+    -1, 0, 1), so those are quantised here as clip(round(x * 32768)) instead: a float file made
+    from int16 data decodes to exactly that data.
+    """
+    try:
+        if is_float:
+            x = f.read(frames, dtype="float64", always_2d=True)
+            data = np.clip(np.rint(x * INT16_SCALE), -32768, 32767).astype(np.int16)
+        else:
+            data = f.read(frames, dtype="int16", always_2d=True)
+    except (sf.SoundFileError, RuntimeError) as e:
+        raise ValueError(
+            f"cannot decode {name}: decoding failed after {done} frames: {_soundfile_reason(e)}"
+        ) from e
+    return _to_float32(data) if len(data) else None
+
+
+# --- ffmpeg backend -----------------------------------------------------------------------------
+
+
+def _ffmpeg_tools(src: _Input) -> tuple[str, str]:
+    """Paths of ffmpeg and ffprobe, or _UnreadableError saying how to install them."""
+    ffmpeg, ffprobe = shutil.which("ffmpeg"), shutil.which("ffprobe")
+    if ffmpeg is None or ffprobe is None:
+        what = src.suffix if src.suffix else "these"
+        raise _UnreadableError(f"not installed: {_INSTALL_FFMPEG.format(what=what)}")
+    return ffmpeg, ffprobe
+
+
+def _ffmpeg_reason(stderr: bytes) -> str:
+    """The last two distinct lines of ffmpeg's stderr, without '[demuxer @ 0x..]' prefixes."""
+    lines: list[str] = []
+    for raw in stderr.decode(errors="replace").splitlines():
+        line = re.sub(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*", "", raw.strip())
+        line = re.sub(r"^(?:file:)?.*?: (?=Invalid|No such|Permission|End of file)", "", line)
+        if line and not line.startswith("Last message repeated") and line not in lines[-1:]:
+            lines.append(line)
+    return "; ".join(lines[-2:])[-300:] or "unknown error"
+
+
+def _probe_ffmpeg(path: str, src: _Input) -> AudioInfo:
+    """AudioInfo of the first audio stream, from ffprobe."""
+    _, ffprobe = _ffmpeg_tools(src)
+    entries = "stream=codec_name,sample_rate,channels:format=format_name"
+    command = [ffprobe, "-v", "error", "-protocol_whitelist", "file", "-select_streams", "a:0"]
+    command += ["-show_entries", entries, "-of", "json", f"file:{path}"]
+    done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    if done.returncode != 0:
+        raise _UnreadableError(_ffmpeg_reason(done.stderr))
+    try:
+        report = json.loads(done.stdout)
+    except ValueError as e:
+        raise _UnreadableError(f"unreadable ffprobe output ({_ffmpeg_reason(done.stderr)})") from e
+    streams = report.get("streams") or []
+    if not streams:
+        kind = report.get("format", {}).get("format_name", "unknown")
+        raise _UnreadableError(f"no audio stream (container: {kind})")
+    stream = streams[0]
+    rate, channels = int(stream.get("sample_rate", 0)), int(stream.get("channels", 0))
+    _check_file_shape(src.name, rate, channels)
+    container = str(report.get("format", {}).get("format_name", "unknown")).split(",")[0]
+    fmt = f"{container}/{stream.get('codec_name', 'unknown')}"
+    return AudioInfo(rate, channels, frames=None, format=fmt, backend="ffmpeg")
+
+
+def _ffmpeg_blocks(path: str, src: _Input, info: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
+    """Run ffmpeg to a 16-bit WAV pipe and yield its samples; always stop and reap it."""
+    ffmpeg, _ = _ffmpeg_tools(src)
+    command = [ffmpeg, "-nostdin", "-v", "error", "-xerror", "-protocol_whitelist", "file"]
+    command += ["-i", f"file:{path}", "-map", "0:a:0", "-c:a", "pcm_s16le", "-f", "wav"]
+    command += ["-bitexact", "-map_metadata", "-1", "pipe:1"]
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
+        try:
+            assert proc.stdout is not None
+            yield from _pcm_blocks(proc.stdout, src.name, info, block_frames, proc, stderr)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            if proc.stdout is not None:
+                proc.stdout.close()
+            proc.wait()
+
+
+def _pcm_blocks(
+    pipe: IO[bytes],
+    name: str,
+    info: AudioInfo,
+    block_frames: int,
+    proc: subprocess.Popen[bytes],
+    stderr: IO[bytes],
+) -> Iterator[np.ndarray]:
+    """Check the piped WAV header against ``info``, then yield its data in blocks."""
+    header = _read_wav_header(pipe)
+    if header is None:  # ffmpeg failed before writing any audio: report why
+        pipe.close()  # so that ffmpeg cannot block on a full pipe while we wait
+        failure = _ffmpeg_failure(proc, stderr) or "no 16-bit WAV header in its output"
+        raise ValueError(f"cannot decode {name} with ffmpeg: {failure}")
+    if header != (info.sample_rate, info.channels):
+        raise ValueError(
+            f"cannot decode {name}: ffmpeg decodes {header[1]} channels at {header[0]} Hz but "
+            f"ffprobe reported {info.channels} channels at {info.sample_rate} Hz"
+        )
+    frame_bytes = 2 * info.channels
+    done = 0
+    while chunk := pipe.read(block_frames * frame_bytes):
+        if len(chunk) % frame_bytes:
+            raise ValueError(f"cannot decode {name}: ffmpeg's output ended inside a frame")
+        yield _to_float32(np.frombuffer(chunk, dtype="<i2").reshape(-1, info.channels))
+        done += len(chunk) // frame_bytes
+    reason = _ffmpeg_failure(proc, stderr)
+    if reason:
+        raise ValueError(f"cannot decode {name}: ffmpeg failed after {done} frames: {reason}")
+
+
+def _ffmpeg_failure(proc: subprocess.Popen[bytes], stderr: IO[bytes]) -> str | None:
+    """Wait for ffmpeg; its short error if it failed, else None."""
+    if proc.wait() == 0:
+        return None
+    stderr.seek(0)
+    return _ffmpeg_reason(stderr.read(1 << 16)) + f" (exit status {proc.returncode})"
+
+
+def _read_wav_header(pipe: IO[bytes]) -> tuple[int, int] | None:
+    """(sample_rate, channels) from a 16-bit WAV header, leaving ``pipe`` at the samples."""
+    riff = pipe.read(12)
+    if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:] != b"WAVE":
+        return None
+    fmt = b""
+    while len(head := pipe.read(8)) == 8:
+        chunk, size = head[:4], int.from_bytes(head[4:], "little")
+        if chunk == b"data":
+            break
+        if size > 1 << 16:
+            return None
+        body = pipe.read(size + (size & 1))
+        fmt = body if chunk == b"fmt " else fmt
+    else:
+        return None
+    if len(fmt) < 16:
+        return None
+    channels, rate, _, _, bits = struct.unpack_from("<HIIHH", fmt, 2)
+    return (rate, channels) if bits == 16 else None
