@@ -40,7 +40,7 @@ def mel_matrix() -> np.ndarray:
     lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
     rising = (bins_mel - lower) / (center - lower)
     falling = (upper - bins_mel) / (upper - center)
-    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights: np.ndarray = np.maximum(0.0, np.minimum(rising, falling))
     weights[0, :] = 0.0
     weights.flags.writeable = False
     return weights

@@ -53,6 +53,15 @@ class VGGish(nn.Module):
     matches TensorFlow's current reference, not the stale final ReLU of older ports.
     """
 
+    conv1: nn.Conv2d
+    conv2: nn.Conv2d
+    conv3_1: nn.Conv2d
+    conv3_2: nn.Conv2d
+    conv4_1: nn.Conv2d
+    conv4_2: nn.Conv2d
+    fc1_1: nn.Linear
+    fc1_2: nn.Linear
+    fc2: nn.Linear
     pca_eigen_vectors: torch.Tensor
     pca_means: torch.Tensor
 

@@ -29,5 +29,5 @@ def postprocess(embeddings: np.ndarray, eigen_vectors: np.ndarray, means: np.nda
         raise ValueError(f"postprocess takes embeddings shaped (N, {params.EMBEDDING_SIZE}); got {emb.shape}")
     pca = (emb - means.reshape(1, -1)) @ eigen_vectors.T
     clipped = np.clip(pca, params.QUANTIZE_MIN_VAL, params.QUANTIZE_MAX_VAL)
-    quantized = (clipped - params.QUANTIZE_MIN_VAL) * _QUANTIZE_SCALE
+    quantized: np.ndarray = (clipped - params.QUANTIZE_MIN_VAL) * _QUANTIZE_SCALE
     return quantized.astype(np.uint8)

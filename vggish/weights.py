@@ -253,7 +253,8 @@ def resolve_weights_path(weights: str | os.PathLike[str] | None) -> Path:
 
         pca = path.parent / OFFICIAL_PCA_NAME
         logger.warning("converting %s to %s (first use)", checkpoint, path)
-        return convert_checkpoint(checkpoint, path, pca=pca if pca.is_file() else None)
+        converted: Path = convert_checkpoint(checkpoint, path, pca=pca if pca.is_file() else None)
+        return converted
     raise FileNotFoundError(missing_weights_message(path))
 
 
@@ -286,4 +287,5 @@ def load_model(
         model.pca_means = torch.from_numpy(loaded.pca.means.copy())
     model.weights_info = {**loaded.metadata, "sha256": loaded.sha256}
     # channels_last lets oneDNN / cuDNN pick their fastest convolutions (about +25% on CPU).
-    return model.to(device, memory_format=torch.channels_last).eval()
+    model.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model.eval()

@@ -110,7 +110,7 @@ def _check_output(output: Path) -> Path:
 
 def write_npz(output: Path, result: EmbeddingResult) -> None:
     """Writes the result's arrays to ``output`` via a temporary file and a rename."""
-    arrays = {"embedding": result.embeddings, "timestamps": result.timestamps}
+    arrays: dict[str, Any] = {"embedding": result.embeddings, "timestamps": result.timestamps}
     if result.postprocessed is not None:
         arrays["postprocessed"] = result.postprocessed
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
