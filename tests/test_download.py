@@ -1,0 +1,528 @@
+"""Downloads against a real HTTP server on loopback that can misbehave, and the official chain.
+
+The server serves bytes the tests make and records every request (its Range header, the status
+it answered and how many body bytes it sent), so resumption is proved from the server's side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import http.server
+import importlib
+import json
+import re
+import socket
+import struct
+import sys
+import threading
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from vggish import download as D
+from vggish import verify as V
+from vggish import weights as W
+from vggish.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+VGGISH_MD = Path(__file__).resolve().parents[2] / "shared" / "reference" / "VGGISH.md"
+
+NORMAL = "normal"  # honours Range: 206 with Content-Range, or 416 past the end
+IGNORE_RANGE = "ignore-range"  # always 200 with the whole file
+TRUNCATE_ONCE = "truncate-once"  # first answer promises the whole body, sends half, closes
+DROP_ONCE = "drop-once"  # first answer sends part of the body, then resets the connection
+UNAVAILABLE = "unavailable"  # always 503
+MISPLACED_RANGE_ONCE = "misplaced-range-once"  # first answer to a Range request is 206 from byte 0
+
+
+@dataclass
+class Seen:
+    """One request as the server saw and answered it."""
+
+    path: str
+    range: str | None
+    status: int
+    sent: int = 0
+
+
+@dataclass
+class ServerState:
+    files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    seen: list[Seen] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    server: Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        state = self.server.state
+        with state.lock:
+            data, behaviour = state.files.get(self.path, (b"", ""))
+            first = not any(s.path == self.path for s in state.seen)
+            seen = Seen(self.path, self.headers.get("Range"), 0)
+            state.seen.append(seen)
+        if not behaviour or behaviour == UNAVAILABLE:
+            seen.status = 404 if not behaviour else 503
+            self.send_error(seen.status)
+            return
+        start = self._range_start() if behaviour != IGNORE_RANGE else None
+        if first and start is not None and behaviour == MISPLACED_RANGE_ONCE:
+            start = 0
+        if start is not None and start >= len(data):
+            seen.status = 416
+            self._headers(416, {"Content-Range": f"bytes */{len(data)}", "Content-Length": "0"})
+            return
+        body = data[start or 0 :]
+        extra = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"} if start is not None else {}
+        seen.status = 206 if start is not None else 200
+        self._headers(seen.status, {**extra, "Content-Length": str(len(body))})
+        if first and behaviour in (TRUNCATE_ONCE, DROP_ONCE):
+            body = body[: len(body) // 2]
+        self.wfile.write(body)
+        self.wfile.flush()
+        seen.sent = len(body)
+        if first and behaviour == DROP_ONCE:
+            self._reset()
+
+    def _range_start(self) -> int | None:
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+        return int(match.group(1)) if match else None
+
+    def _headers(self, status: int, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+
+    def _reset(self) -> None:
+        """Closes the socket with SO_LINGER 0, so the client gets a reset, not an orderly close."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.close_connection = True
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    state: ServerState
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # the reset connection makes the handler's cleanup fail; that is the point
+
+
+@dataclass
+class Loopback:
+    state: ServerState
+    base: str
+
+    def serve(self, name: str, data: bytes, behaviour: str = NORMAL, **remote: Any) -> D.RemoteFile:
+        """Serves ``data`` as ``/name`` and returns a RemoteFile for it (digests from the data)."""
+        with self.state.lock:
+            self.state.files[f"/{name}"] = (data, behaviour)
+        fields = {"size": len(data), "md5": hashlib.md5(data).hexdigest(), **remote}
+        return D.RemoteFile(name=name, url=f"{self.base}/{name}", **fields)
+
+    def seen(self, name: str) -> list[Seen]:
+        with self.state.lock:
+            return [s for s in self.state.seen if s.path == f"/{name}"]
+
+
+@pytest.fixture
+def server() -> Iterator[Loopback]:
+    httpd = Server(("127.0.0.1", 0), Handler)
+    httpd.state = ServerState()
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield Loopback(httpd.state, f"http://127.0.0.1:{httpd.server_address[1]}")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+@pytest.fixture(scope="module")
+def payload() -> bytes:
+    return np.random.default_rng(7).integers(0, 256, 3_000_000, dtype=np.uint8).tobytes()
+
+
+def fetch(remote: D.RemoteFile, folder: Path, **kwargs: Any) -> Path:
+    options: dict[str, Any] = {"progress": False, "timeout": 10.0, "backoff": 0.0, **kwargs}
+    return D.fetch(remote, folder, **options)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+# --- plain downloads ------------------------------------------------------------------------------
+
+
+def test_download_verifies_and_moves_into_place(server: Loopback, payload: bytes, tmp_path: Path) -> None:
+    remote = server.serve("a.bin", payload, sha256=hashlib.sha256(payload).hexdigest())
+    done = D.download(remote, tmp_path / "new", progress=False, backoff=0.0)
+    assert done.path == tmp_path / "new" / "a.bin" and done.path.read_bytes() == payload
+    assert done.size == len(payload) and done.md5 == remote.md5 and done.sha256 == remote.sha256
+    assert leftovers(tmp_path / "new") == ["a.bin"]
+    assert [(s.range, s.status, s.sent) for s in server.seen("a.bin")] == [(None, 200, len(payload))]
+
+
+def test_unknown_size_is_fine(server: Loopback, payload: bytes, tmp_path: Path) -> None:
+    remote = server.serve("a.bin", payload, size=None)
+    assert fetch(remote, tmp_path).read_bytes() == payload
+
+
+def test_progress_bar_names_the_file(
+    server: Loopback, payload: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fetch(server.serve("bar.bin", payload), tmp_path, progress=True)
+    assert "bar.bin" in capsys.readouterr().err
+
+
+def test_verified_file_in_place_needs_no_request(server: Loopback, payload: bytes, tmp_path: Path) -> None:
+    remote = server.serve("a.bin", payload)
+    (tmp_path / "a.bin").write_bytes(payload)
+    assert fetch(remote, tmp_path).read_bytes() == payload
+    assert server.seen("a.bin") == []
+
+
+def test_wrong_file_in_place_is_replaced(server: Loopback, payload: bytes, tmp_path: Path) -> None:
+    remote = server.serve("a.bin", payload)
+    (tmp_path / "a.bin").write_bytes(b"stale" * 100)
+    assert fetch(remote, tmp_path).read_bytes() == payload
+    assert len(server.seen("a.bin")) == 1 and leftovers(tmp_path) == ["a.bin"]
+
+
+# --- resuming --------------------------------------------------------------------------------------
+
+
+def test_resume_sends_only_the_remainder(server: Loopback, payload: bytes, tmp_path: Path) -> None:
+    remote = server.serve("a.bin", payload)
+    (tmp_path / "a.bin.part").write_bytes(payload[:1_234_567])
+    assert fetch(remote, tmp_path).read_bytes() == payload
+    seen = server.seen("a.bin")
+    assert [(s.range, s.status, s.sent) for s in seen] == [("bytes=1234567-", 206, len(payload) - 1_234_567)]
+    assert leftovers(tmp_path) == ["a.bin"]
+
+
+def test_server_ignoring_range_restarts_cleanly(server: Loopback, payload: bytes, tmp_path: Path) -> None:
+    remote = server.serve("a.bin", payload, IGNORE_RANGE)
+    (tmp_path / "a.bin.part").write_bytes(b"\xff" * 500_000)  # wrong bytes: appending would fail the MD5
+    assert fetch(remote, tmp_path).read_bytes() == payload
+    assert [(s.range, s.status, s.sent) for s in server.seen("a.bin")] == [
+        ("bytes=500000-", 200, len(payload))
+    ]
+
+
+def test_misplaced_content_range_restarts(server: Loopback, payload: bytes, tmp_path: Path) -> None:
+    remote = server.serve("a.bin", payload, MISPLACED_RANGE_ONCE)
+    (tmp_path / "a.bin.part").write_bytes(payload[:1000])
+    assert fetch(remote, tmp_path).read_bytes() == payload
+    assert [(s.range, s.status) for s in server.seen("a.bin")] == [("bytes=1000-", 206), (None, 200)]
+
+
+def test_complete_part_of_known_size_needs_no_request(
+    server: Loopback, payload: bytes, tmp_path: Path
+) -> None:
+    remote = server.serve("a.bin", payload)
+    (tmp_path / "a.bin.part").write_bytes(payload)
+    assert fetch(remote, tmp_path).read_bytes() == payload
+    assert server.seen("a.bin") == []
+
+
+def test_416_with_complete_part_finishes(server: Loopback, payload: bytes, tmp_path: Path) -> None:
+    remote = server.serve("a.bin", payload, size=None)
+    (tmp_path / "a.bin.part").write_bytes(payload)
+    assert fetch(remote, tmp_path).read_bytes() == payload
+    assert [(s.range, s.status) for s in server.seen("a.bin")] == [(f"bytes={len(payload)}-", 416)]
+
+
+def test_416_with_overlong_part_restarts(server: Loopback, payload: bytes, tmp_path: Path) -> None:
+    remote = server.serve("a.bin", payload, size=None)
+    (tmp_path / "a.bin.part").write_bytes(payload + b"junk")
+    assert fetch(remote, tmp_path).read_bytes() == payload
+    seen = [(s.range, s.status, s.sent) for s in server.seen("a.bin")]
+    assert seen == [(f"bytes={len(payload) + 4}-", 416, 0), (None, 200, len(payload))]
+
+
+def test_overlong_part_of_known_size_restarts_without_range(
+    server: Loopback, payload: bytes, tmp_path: Path
+) -> None:
+    remote = server.serve("a.bin", payload)
+    (tmp_path / "a.bin.part").write_bytes(payload + b"junk")
+    assert fetch(remote, tmp_path).read_bytes() == payload
+    assert [(s.range, s.status) for s in server.seen("a.bin")] == [(None, 200)]
+
+
+# --- retries --------------------------------------------------------------------------------------
+
+
+def test_truncated_transfer_is_resumed(server: Loopback, payload: bytes, tmp_path: Path) -> None:
+    remote = server.serve("a.bin", payload, TRUNCATE_ONCE)
+    assert fetch(remote, tmp_path).read_bytes() == payload
+    first, second = server.seen("a.bin")
+    assert (first.range, first.status, first.sent) == (None, 200, len(payload) // 2)
+    assert (second.range, second.status) == (f"bytes={first.sent}-", 206)
+    assert second.sent == len(payload) - first.sent
+    assert leftovers(tmp_path) == ["a.bin"]
+
+
+def test_dropped_connection_is_retried(server: Loopback, payload: bytes, tmp_path: Path) -> None:
+    remote = server.serve("a.bin", payload, DROP_ONCE)
+    assert fetch(remote, tmp_path).read_bytes() == payload
+    first, second = server.seen("a.bin")
+    assert first.sent == len(payload) // 2 and second.status in (200, 206)
+    # Whatever reached the disk before the reset is kept and resumed; the rest is sent again.
+    resumed_at = 0 if second.range is None else int(second.range.removeprefix("bytes=").rstrip("-"))
+    assert resumed_at <= first.sent and second.sent == len(payload) - resumed_at
+
+
+def test_retries_exhausted_names_the_url(server: Loopback, payload: bytes, tmp_path: Path) -> None:
+    remote = server.serve("a.bin", payload, UNAVAILABLE)
+    with pytest.raises(RuntimeError, match=re.escape(remote.url)) as info:
+        fetch(remote, tmp_path, retries=2)
+    assert "3 attempts" in str(info.value) and "503" in str(info.value)
+    assert [s.status for s in server.seen("a.bin")] == [503, 503, 503]
+    assert not (tmp_path / "a.bin").exists()
+
+
+def test_connection_refused_is_retried_then_reported(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port that nothing listens on once this socket is closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/a.bin"
+    remote = D.RemoteFile("a.bin", url, None, hashlib.md5(b"").hexdigest())
+    with pytest.raises(RuntimeError, match=re.escape(url)):
+        fetch(remote, tmp_path, retries=1)
+
+
+def test_backoff_doubles_between_attempts(
+    server: Loopback, payload: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr("vggish.download.time.sleep", waits.append)
+    remote = server.serve("a.bin", payload, UNAVAILABLE)
+    with pytest.raises(RuntimeError):
+        fetch(remote, tmp_path, retries=4, backoff=1.5)
+    assert waits == [1.5, 3.0, 6.0, 12.0]
+
+
+def test_http_404_is_not_retried(server: Loopback, tmp_path: Path) -> None:
+    remote = D.RemoteFile("gone.bin", f"{server.base}/gone.bin", None, "0" * 32)
+    with pytest.raises(RuntimeError, match="HTTP 404"):
+        fetch(remote, tmp_path)
+    assert len(server.seen("gone.bin")) == 1
+
+
+# --- refusals ---------------------------------------------------------------------------------------
+
+
+def test_wrong_checksum_keeps_nothing(server: Loopback, payload: bytes, tmp_path: Path) -> None:
+    remote = server.serve("a.bin", payload, md5=hashlib.md5(b"other").hexdigest())
+    with pytest.raises(D.ChecksumError, match=f"MD5 {hashlib.md5(payload).hexdigest()}"):
+        fetch(remote, tmp_path)
+    assert leftovers(tmp_path) == []
+    assert issubclass(D.ChecksumError, RuntimeError)
+
+
+def test_wrong_resumed_prefix_fails_the_checksum(server: Loopback, payload: bytes, tmp_path: Path) -> None:
+    remote = server.serve("a.bin", payload)
+    (tmp_path / "a.bin.part").write_bytes(b"\x00" * 1000)
+    with pytest.raises(D.ChecksumError):
+        fetch(remote, tmp_path)
+    assert leftovers(tmp_path) == []
+
+
+def test_wrong_sha256_keeps_nothing(server: Loopback, payload: bytes, tmp_path: Path) -> None:
+    remote = server.serve("a.bin", payload, sha256="0" * 64)
+    with pytest.raises(D.ChecksumError, match="SHA-256"):
+        fetch(remote, tmp_path)
+    assert leftovers(tmp_path) == []
+
+
+def test_wrong_size_fails_before_streaming(
+    server: Loopback, payload: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_streaming(*args: Any) -> None:
+        raise AssertionError("the body was streamed")
+
+    monkeypatch.setattr(D, "_stream", no_streaming)
+    remote = server.serve("a.bin", payload, size=len(payload) + 1)
+    with pytest.raises(D.ChecksumError, match=f"{len(payload)} bytes, expected {len(payload) + 1}"):
+        fetch(remote, tmp_path)
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("remote", "message"),
+    [
+        (D.RemoteFile("../a.bin", "http://127.0.0.1:1/a", None, "0" * 32), "plain file name"),
+        (D.RemoteFile("a.bin", "ftp://127.0.0.1/a", None, "0" * 32), "http"),
+        (D.RemoteFile("a.bin", "file:///etc/passwd", None, "0" * 32), "http"),
+        (D.RemoteFile("a.bin", "http://127.0.0.1:1/a", None, "ABC"), "md5"),
+        (D.RemoteFile("a.bin", "http://127.0.0.1:1/a", None, "0" * 32, "0" * 63), "sha256"),
+        (D.RemoteFile("a.bin", "http://127.0.0.1:1/a", -1, "0" * 32), "size"),
+    ],
+)
+def test_malformed_remote_is_a_value_error(remote: D.RemoteFile, message: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=message):
+        fetch(remote, tmp_path)
+
+
+def test_bad_settings_are_value_errors(tmp_path: Path) -> None:
+    remote = D.RemoteFile("a.bin", "http://127.0.0.1:1/a", None, "0" * 32)
+    with pytest.raises(ValueError, match="retries"):
+        fetch(remote, tmp_path, retries=-1)
+    with pytest.raises(ValueError, match="timeout"):
+        fetch(remote, tmp_path, timeout=0)
+
+
+# --- the official files -------------------------------------------------------------------------------
+
+
+def test_manifest_agrees_with_the_code() -> None:
+    manifest = json.loads((REPO / "weights" / "manifest.json").read_text())
+    assert manifest["files"] == D.manifest_entries()
+    assert manifest["license"] == "Apache-2.0"
+
+
+def test_official_files_match_the_reference_table() -> None:
+    if not VGGISH_MD.is_file():
+        pytest.skip(f"{VGGISH_MD} not beside the checkout")
+    table = VGGISH_MD.read_text()
+    for remote in D.OFFICIAL_FILES:
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{remote.name}`"))
+        assert remote.url in row and remote.md5 in row
+        assert remote.size is None or f"{remote.size:,}" in row
+    readme = (REPO / "weights" / "README.md").read_text()
+    assert all(f.url in readme and f.md5 in readme for f in D.OFFICIAL_FILES)
+
+
+@dataclass
+class Chain:
+    """What the patched conversion, model loading and smoke test in :func:`official` saw."""
+
+    calls: list[str]
+    smoke_ok: list[bool]
+
+
+def convert_module() -> types.ModuleType:
+    """``vggish.convert``, or a stand-in module while the real one is not there yet."""
+    try:
+        return importlib.import_module("vggish.convert")
+    except ModuleNotFoundError:
+        return types.ModuleType("vggish.convert")
+
+
+@pytest.fixture
+def official(server: Loopback, monkeypatch: pytest.MonkeyPatch) -> Chain:
+    """Official files served on loopback; conversion, loading and the smoke test are recorded fakes."""
+    monkeypatch.setattr(D, "OFFICIAL_CHECKPOINT", server.serve("vggish_model.ckpt", b"checkpoint" * 5000))
+    monkeypatch.setattr(D, "OFFICIAL_PCA", server.serve("vggish_pca_params.npz", b"pca" * 1000))
+    chain = Chain([], [True])
+
+    def convert(checkpoint: Path, out: Path, *, pca: Path | None = None) -> Path:
+        chain.calls.append(f"convert {checkpoint.name} {pca.name if pca else None} -> {out.parent}")
+        out.write_text(f"converted {checkpoint.read_bytes()[:10]!r}")
+        return out
+
+    def load_model(path: Path) -> str:
+        chain.calls.append(f"load {Path(path).name}: {Path(path).read_text()}")
+        return "model"
+
+    def smoke(model: Any) -> V.SmokeResult:
+        chain.calls.append(f"smoke {model}")
+        measured = V.EXPECTED if chain.smoke_ok[0] else dataclasses.replace(V.EXPECTED, embedding_std=9.0)
+        return V.SmokeResult(measured, V.EXPECTED, V.evaluate(measured))
+
+    module = convert_module()
+    monkeypatch.setitem(sys.modules, "vggish.convert", module)
+    monkeypatch.setattr(module, "convert_checkpoint", convert, raising=False)
+    monkeypatch.setattr(D, "load_model", load_model)
+    monkeypatch.setattr(D, "smoke_test", smoke)
+    return chain
+
+
+def test_download_official_fetches_converts_then_smoke_tests(official: Chain, tmp_path: Path) -> None:
+    out = D.download_official(tmp_path, progress=False)
+    assert out == tmp_path / "vggish.safetensors" and out.read_text() == "converted b'checkpoint'"
+    assert official.calls == [
+        f"convert vggish_model.ckpt vggish_pca_params.npz -> {tmp_path}",
+        "load .unverified-vggish.safetensors: converted b'checkpoint'",
+        "smoke model",
+    ]
+    assert leftovers(tmp_path) == ["vggish.safetensors", "vggish_model.ckpt", "vggish_pca_params.npz"]
+
+
+def test_failed_smoke_test_leaves_no_weights(official: Chain, tmp_path: Path) -> None:
+    official.smoke_ok[0] = False
+    previous = tmp_path / "vggish.safetensors"
+    previous.write_bytes(b"the user's earlier file")
+    with pytest.raises(RuntimeError, match="smoke test: embedding std 9"):
+        D.download_official(tmp_path, progress=False)
+    assert official.calls[-1] == "smoke model" and previous.read_bytes() == b"the user's earlier file"
+    assert leftovers(tmp_path) == ["vggish.safetensors", "vggish_model.ckpt", "vggish_pca_params.npz"]
+
+
+def test_failed_conversion_leaves_no_weights(
+    official: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(checkpoint: Path, out: Path, *, pca: Path | None = None) -> Path:
+        out.write_bytes(b"half a file")
+        raise ValueError("not a checkpoint")
+
+    monkeypatch.setattr(sys.modules["vggish.convert"], "convert_checkpoint", broken)
+    with pytest.raises(ValueError, match="not a checkpoint"):
+        D.download_official(tmp_path, progress=False)
+    assert leftovers(tmp_path) == ["vggish_model.ckpt", "vggish_pca_params.npz"]
+    assert not any("smoke" in call for call in official.calls)
+
+
+def test_real_load_and_smoke_test_reject_random_weights(
+    official: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def convert_to_random(checkpoint: Path, out: Path, *, pca: Path | None = None) -> Path:
+        loaded = W.random_weights()
+        return W.save_weights(out, loaded.state_dict, loaded.pca, {"source": "test"})
+
+    monkeypatch.setattr(sys.modules["vggish.convert"], "convert_checkpoint", convert_to_random)
+    monkeypatch.setattr(D, "load_model", W.load_model)
+    monkeypatch.setattr(D, "smoke_test", V.smoke_test)
+    with pytest.raises(RuntimeError, match=r"fail Google's smoke test: .*embedding std"):
+        D.download_official(tmp_path, progress=False)
+    assert leftovers(tmp_path) == ["vggish_model.ckpt", "vggish_pca_params.npz"]
+
+
+def test_bad_download_stops_before_conversion(official: Chain, tmp_path: Path) -> None:
+    (tmp_path / "vggish_model.ckpt").mkdir()  # the destination cannot be replaced by a file
+    with pytest.raises(IsADirectoryError):
+        D.download_official(tmp_path, progress=False)
+    assert official.calls == []
+
+
+def test_cli_download_reports_digests_and_smoke_table(
+    official: Chain, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["download", "--dir", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    ckpt = (tmp_path / "vggish_model.ckpt").read_bytes()
+    assert f"sha256 {hashlib.sha256(ckpt).hexdigest()}" in out
+    assert "result: PASS" in out and f"wrote {tmp_path / 'vggish.safetensors'}" in out
+
+
+def test_cli_download_failure_is_one_line(
+    official: Chain, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    official.smoke_ok[0] = False
+    assert main(["download", "--dir", str(tmp_path), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vggish: error: the converted weights fail")

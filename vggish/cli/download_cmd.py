@@ -1,0 +1,62 @@
+"""``vggish download``: fetch Google's files, check them, convert them, run the smoke test."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from vggish.download import OFFICIAL_FILES, OfficialInstall, install_official
+from vggish.weights import default_weights_dir
+
+DESCRIPTION = """\
+Download Google's official VGGish checkpoint and PCA parameters, check their MD5 while they
+stream, convert them to vggish.safetensors in the same folder, and run Google's smoke test on
+the result. An interrupted download resumes from its .part file on the next run; files already
+in place that verify are not downloaded again. Needs internet access.
+
+files:
+""" + "\n".join(f"  {f.url}  (md5 {f.md5})" for f in OFFICIAL_FILES)
+
+EPILOG = f"""\
+examples:
+  vggish download                         into the default folder
+  vggish download --dir ~/models/vggish   into another folder
+  vggish download --no-progress           no progress bars (logs, CI)
+
+default folder: {default_weights_dir()}"""
+
+
+def register(subparsers: Any) -> None:
+    """Adds the ``download`` subcommand."""
+    p = subparsers.add_parser(
+        "download",
+        help="download, verify and convert Google's official weights",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder for the downloads and vggish.safetensors (default: see below)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="do not draw progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Downloads and installs the official weights; prints digests and the smoke-test table."""
+    directory = default_weights_dir() if args.dir is None else args.dir.expanduser()
+    installed = install_official(directory, progress=not args.no_progress)
+    _report(installed)
+    return 0
+
+
+def _report(installed: OfficialInstall) -> None:
+    for file in (installed.checkpoint, installed.pca):
+        print(f"{file.path}: {file.size} bytes, md5 {file.md5}, sha256 {file.sha256}")
+    print(installed.smoke.format())
+    print(f"wrote {installed.weights}")

@@ -1,0 +1,60 @@
+"""``vggish verify``: Google's smoke test on a weights file; exit status 1 if a check fails."""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+from typing import Any
+
+from vggish import verify as V
+from vggish.verify import smoke_test
+from vggish.weights import default_weights_path, load_model
+
+DESCRIPTION = textwrap.fill(
+    f"Run Google's VGGish smoke test on a weights file: a {V.SMOKE_FREQUENCY_HZ:.0f} Hz sine, "
+    f"{V.SMOKE_SECONDS:.0f} s at 16 kHz, must give {V.EXPECTED_NUM_EXAMPLES} examples whose raw "
+    f"embeddings have mean {V.EXPECTED_EMBEDDING_MEAN} and std {V.EXPECTED_EMBEDDING_STD}, and whose "
+    f"8-bit postprocessed features have mean {V.EXPECTED_POSTPROCESSED_MEAN} and std "
+    f"{V.EXPECTED_POSTPROCESSED_STD} ({V.RELATIVE_TOLERANCE:.0%} relative tolerance; the tiny raw mean "
+    f"has an absolute tolerance of {V.EMBEDDING_MEAN_TOLERANCE:.3g}, see vggish/verify.py). Prints the "
+    "figures and exits with status 1 if any check fails. Without PCA parameters the postprocessed "
+    "checks are skipped.",
+    width=95,
+)
+
+EPILOG = f"""\
+examples:
+  vggish verify                                       the default weights
+  vggish verify --weights weights/vggish.safetensors
+  vggish verify --weights random                      fails: random weights are not Google's
+
+default weights: {default_weights_path()}"""
+
+
+def register(subparsers: Any) -> None:
+    """Adds the ``verify`` subcommand."""
+    p = subparsers.add_parser(
+        "verify",
+        help="run Google's smoke test on the weights",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--weights",
+        metavar="W",
+        help="weights .safetensors file, or 'random' (default: the official weights)",
+    )
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prints the smoke test's table; returns 0 when every check passes, else 1."""
+    model = load_model(args.weights, device=args.device)
+    result = smoke_test(model)
+    info = model.weights_info
+    where = args.weights or default_weights_path()
+    print(f"weights: {where} (source {info.get('source', '?')}, sha256 {info.get('sha256', '?')})")
+    print(result.format())
+    return 0 if result.ok else 1
