@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from vggish.resample import resample
 
 import vggish
 from vggish import features
 from vggish.pipeline import EmbedOptions
+from vggish.resample import resample
 
 
 def step_by_step(model: vggish.VGGish, examples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
