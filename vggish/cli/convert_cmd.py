@@ -1,0 +1,64 @@
+"""``vggish convert CHECKPOINT [--pca PCA] --output OUT.safetensors``: make a weights file."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from vggish.convert import convert_checkpoint
+from vggish.weights import default_weights_path, sha256_file
+
+DESCRIPTION = """\
+Convert VGGish weights into this package's .safetensors weights file, without TensorFlow.
+
+CHECKPOINT may be:
+  Google's vggish_model.ckpt            legacy TensorFlow V1 checkpoint (a single file)
+  PREFIX, PREFIX.index or a data shard  TensorFlow V2 checkpoint (PREFIX.index + PREFIX.data-*)
+  a .pth / .pt state dict               of torchvggish, torchaudio's VGGISH bundle, or this package
+
+Every block and tensor is checked against its CRC-32C. Optimizer slots and global_step are
+ignored. The output records the source's name, format and SHA-256, and is written atomically."""
+
+EPILOG = f"""\
+examples:
+  vggish convert vggish_model.ckpt --pca vggish_pca_params.npz --output weights/vggish.safetensors
+  vggish convert train/model.ckpt-20000 --output my_vggish.safetensors        (V2 prefix)
+  vggish convert vggish-10086976.pth --pca vggish_pca_params-970ea276.pth -o vggish.safetensors
+
+default output: {default_weights_path()}"""
+
+
+def register(subparsers: Any) -> None:
+    """Adds the ``convert`` subcommand."""
+    p = subparsers.add_parser(
+        "convert",
+        help="convert a TensorFlow checkpoint or .pth into a weights file",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file, V2 prefix, or .pth")
+    p.add_argument(
+        "--pca",
+        metavar="PCA",
+        help="vggish_pca_params.npz (or torchvggish's PCA .pth) for AudioSet's 8-bit features",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default=str(default_weights_path()),
+        metavar="OUT.safetensors",
+        help="weights file to write (default: %(default)s)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Converts ``args.checkpoint`` (and ``args.pca``) into ``args.output``; prints one line."""
+    started = time.perf_counter()
+    output = convert_checkpoint(args.checkpoint, args.output, pca=args.pca)
+    seconds = time.perf_counter() - started
+    pca_note = " with PCA" if args.pca else ""
+    print(f"wrote {output}{pca_note} (sha256 {sha256_file(output)[:16]}...) in {seconds:.1f} s")
+    return 0

@@ -1,0 +1,349 @@
+"""Google's TensorFlow checkpoint (or another port's ``.pth``) -> the project's weights file.
+
+The conversion is one explicit table, :data:`TF_TO_TORCH`: each of the 18 TensorFlow variables
+of ``vggish_model.ckpt`` names the :class:`vggish.model.VGGish` state-dict key it becomes and
+its layout change. Conv kernels are HWIO in TensorFlow and OIHW in PyTorch (axes (3, 2, 0, 1));
+dense kernels are (in, out) and become (out, in); biases are unchanged. ``fc1_1``'s kernel needs
+nothing more: the model flattens its pool4 activations in TensorFlow's NHWC order (the one
+place that order is handled), so TensorFlow's row order is already right.
+
+Sources, told apart by content, not by name:
+
+* TensorFlow V1 (``vggish_model.ckpt``, Google's official file) and V2 (``PREFIX.index`` +
+  ``PREFIX.data-*``) checkpoints, read by :mod:`vggish.tf_checkpoint` without TensorFlow.
+  Variables outside the table (``global_step``, Adam moments, other slots) are ignored with a
+  logged note; a missing or misshaped VGGish variable is an error.
+* PyTorch ``.pth``/``.pt`` state dicts of harritaylor/torchvggish (``features.0.weight`` ...
+  ``embeddings.4.bias``), of torchaudio's ``VGGISH`` bundle (``features_network.*``,
+  ``embedding_network.*``) and of this package's own model, loaded with
+  ``torch.load(weights_only=True)``. Those ports keep the same PyTorch layouts and flatten in
+  NHWC order too, so their tensors map one to one. Both apply a ReLU after the last layer;
+  that is a property of their model code, not of their weights, so the converted file still
+  gives TensorFlow's current, pre-activation embeddings.
+
+PCA parameters (optional) come from Google's ``vggish_pca_params.npz`` or torchvggish's
+``vggish_pca_params-*.pth``: ``pca_eigen_vectors`` (128, 128) and ``pca_means`` (128,) or
+(128, 1), stored as float64.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import numpy as np
+import torch
+
+from vggish import params
+from vggish.tf_checkpoint import checkpoint_files, detect_format, open_checkpoint
+from vggish.weights import EXPECTED_SHAPES, PCAParams, save_weights, sha256_file
+
+logger = logging.getLogger(__name__)
+
+CONVERTER_VERSION = "1"
+
+Layout = Literal["conv", "dense", "bias"]
+TensorSpec = tuple[tuple[int, ...], str]  # shape and dtype name of a tensor in a source file
+FLOAT_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64"})
+
+# TensorFlow variable -> (PyTorch key, layout change). Every VGGish variable exactly once.
+TF_TO_TORCH: tuple[tuple[str, str, Layout], ...] = (
+    ("vggish/conv1/weights", "conv1.weight", "conv"),
+    ("vggish/conv1/biases", "conv1.bias", "bias"),
+    ("vggish/conv2/weights", "conv2.weight", "conv"),
+    ("vggish/conv2/biases", "conv2.bias", "bias"),
+    ("vggish/conv3/conv3_1/weights", "conv3_1.weight", "conv"),
+    ("vggish/conv3/conv3_1/biases", "conv3_1.bias", "bias"),
+    ("vggish/conv3/conv3_2/weights", "conv3_2.weight", "conv"),
+    ("vggish/conv3/conv3_2/biases", "conv3_2.bias", "bias"),
+    ("vggish/conv4/conv4_1/weights", "conv4_1.weight", "conv"),
+    ("vggish/conv4/conv4_1/biases", "conv4_1.bias", "bias"),
+    ("vggish/conv4/conv4_2/weights", "conv4_2.weight", "conv"),
+    ("vggish/conv4/conv4_2/biases", "conv4_2.bias", "bias"),
+    ("vggish/fc1/fc1_1/weights", "fc1_1.weight", "dense"),
+    ("vggish/fc1/fc1_1/biases", "fc1_1.bias", "bias"),
+    ("vggish/fc1/fc1_2/weights", "fc1_2.weight", "dense"),
+    ("vggish/fc1/fc1_2/biases", "fc1_2.bias", "bias"),
+    ("vggish/fc2/weights", "fc2.weight", "dense"),
+    ("vggish/fc2/biases", "fc2.bias", "bias"),
+)
+
+# Other ports' module names -> ours; each layer has ``.weight`` and ``.bias``.
+_PORT_LAYERS = ("conv1", "conv2", "conv3_1", "conv3_2", "conv4_1", "conv4_2", "fc1_1", "fc1_2", "fc2")
+_SEQUENTIAL_INDICES = (0, 3, 6, 8, 11, 13, 0, 2, 4)  # conv layers in one Sequential, dense in another
+PTH_LAYOUTS: dict[str, dict[str, str]] = {
+    "vggish-pth": {layer: layer for layer in _PORT_LAYERS},
+    "torchvggish-pth": {
+        f"{'features' if i < 6 else 'embeddings'}.{index}": layer
+        for i, (index, layer) in enumerate(zip(_SEQUENTIAL_INDICES, _PORT_LAYERS, strict=True))
+    },
+    "torchaudio-pth": {
+        f"{'features_network' if i < 6 else 'embedding_network'}.{index}": layer
+        for i, (index, layer) in enumerate(zip(_SEQUENTIAL_INDICES, _PORT_LAYERS, strict=True))
+    },
+}
+PTH_SUFFIXES = (".pth", ".pt")
+
+
+def _tf_shape(key: str, layout: Layout) -> tuple[int, ...]:
+    """The TensorFlow shape of the variable that becomes ``key``."""
+    shape = EXPECTED_SHAPES[key]
+    if layout == "conv":
+        out_c, in_c, height, width = shape
+        return (height, width, in_c, out_c)
+    return shape[::-1] if layout == "dense" else shape
+
+
+def to_torch_layout(array: np.ndarray, layout: Layout) -> np.ndarray:
+    """One TensorFlow kernel or bias in PyTorch's layout, as a contiguous float32 array."""
+    if layout == "conv":
+        array = array.transpose(3, 2, 0, 1)
+    elif layout == "dense":
+        array = array.T
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _check_tensors(
+    available: Mapping[str, TensorSpec], expected: Mapping[str, tuple[int, ...]], source: str
+) -> None:
+    """Raises ValueError for missing, misshaped or non-float tensors; logs the ignored extras."""
+    problems = [f"missing {name}" for name in expected if name not in available]
+    for name, shape in expected.items():
+        if name in available and tuple(available[name][0]) != shape:
+            problems.append(f"{name} has shape {tuple(available[name][0])}, expected {shape}")
+        if name in available and available[name][1] not in FLOAT_DTYPES:
+            problems.append(f"{name} has dtype {available[name][1]}, expected float32")
+    if problems:
+        raise ValueError(f"{source} is not a VGGish checkpoint: " + "; ".join(problems))
+    extras = sorted(set(available) - set(expected))
+    if extras:
+        logger.info(
+            "%s: ignoring %d variables that VGGish does not use: %s", source, len(extras), ", ".join(extras)
+        )
+    odd = sorted({available[name][1] for name in expected} - {"float32"})
+    if odd:
+        logger.warning("%s: converting %s tensors to float32", source, ", ".join(odd))
+
+
+def _state_dict_from_tf(
+    available: Mapping[str, TensorSpec], get: Callable[[str], np.ndarray], source: str
+) -> dict[str, np.ndarray]:
+    """Checks the variables, then converts them one at a time (so at most one raw one is alive)."""
+    _check_tensors(available, {name: _tf_shape(key, layout) for name, key, layout in TF_TO_TORCH}, source)
+    return {key: to_torch_layout(get(name), layout) for name, key, layout in TF_TO_TORCH}
+
+
+def tf_variables_to_state_dict(variables: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """TensorFlow VGGish variables -> our state dict (PyTorch layouts, contiguous float32).
+
+    Args:
+        variables: ``{tf_name: array}`` as :func:`vggish.tf_checkpoint.read_checkpoint` returns;
+            extra entries (optimizer slots, ``global_step``) are ignored with a logged note.
+
+    Returns:
+        ``{key: array}`` with exactly the keys and shapes of :data:`vggish.weights.EXPECTED_SHAPES`.
+
+    Raises:
+        ValueError: naming every missing, misshaped or non-floating VGGish variable.
+    """
+    available = {name: (tuple(array.shape), array.dtype.name) for name, array in variables.items()}
+    return _state_dict_from_tf(available, variables.__getitem__, "the TensorFlow variables")
+
+
+def _state_dict_from_checkpoint(path: Path) -> dict[str, np.ndarray]:
+    """Reads only the 18 VGGish variables of a TF checkpoint and converts them."""
+    with open_checkpoint(path) as reader:
+        available = {
+            name: (info.shape, info.numpy_dtype.name if info.supported else "unsupported")
+            for name, info in reader.variables.items()
+        }
+        return _state_dict_from_tf(available, reader.read, str(path))
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)``, also allowing plain NumPy arrays (torchvggish's PCA file).
+
+    Rebuilding a numeric ndarray runs no code from the file; anything else outside PyTorch's
+    allowlist is still refused.
+    """
+    reconstruct = cast(Callable[..., Any], np.zeros(0).__reduce__()[0])  # rebuilds an ndarray
+    numpy_globals: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
+        (reconstruct, "numpy.core.multiarray._reconstruct"),  # as NumPy 1.x files name it
+        (reconstruct, "numpy._core.multiarray._reconstruct"),  # as NumPy 2.x files name it
+        np.ndarray,
+        np.dtype,
+        type(np.dtype(np.float32)),
+        type(np.dtype(np.float64)),
+    ]
+    try:
+        with torch.serialization.safe_globals(numpy_globals):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        what = f"it needs {refused[1]}, which" if refused else "its contents"
+        raise ValueError(
+            f"{path}: refused to unpickle: {what} weights-only loading does not allow "
+            "(only tensors and plain NumPy arrays are read)"
+        ) from e
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
+        raise ValueError(f"{path}: not a readable PyTorch file ({' '.join(str(e).split())})") from e
+
+
+def _pth_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.pth`` state dict (other entries are ignored)."""
+    obj = _torch_load(path)
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path}: expected a state dict, found a {type(obj).__name__}")
+    return {str(key): value for key, value in obj.items() if isinstance(value, torch.Tensor)}
+
+
+def _pth_layout(tensors: Mapping[str, torch.Tensor], source: Path) -> tuple[str, dict[str, str]]:
+    """The known port whose key names the state dict uses: (format name, source key -> our key)."""
+    best_name, best_hits = "", -1
+    for name, layers in PTH_LAYOUTS.items():
+        hits = sum(f"{prefix}.weight" in tensors for prefix in layers)
+        if hits > best_hits:
+            best_name, best_hits = name, hits
+    if best_hits == 0:
+        found = ", ".join(sorted(tensors)[:6]) or "no tensors"
+        raise ValueError(
+            f"{source}: not a VGGish state dict of this package, torchvggish or torchaudio (found {found})"
+        )
+    layers = PTH_LAYOUTS[best_name]
+    mapping = {f"{src}.{part}": f"{dst}.{part}" for src, dst in layers.items() for part in ("weight", "bias")}
+    return best_name, mapping
+
+
+def _state_dict_from_pth(path: Path) -> tuple[dict[str, np.ndarray], str]:
+    """Converts another port's PyTorch state dict; returns it and the port's format name."""
+    tensors = _pth_tensors(path)
+    fmt, mapping = _pth_layout(tensors, path)
+    renamed = {mapping.get(key, key): tensor for key, tensor in tensors.items()}
+    available = {key: (tuple(t.shape), str(t.dtype).removeprefix("torch.")) for key, t in renamed.items()}
+    _check_tensors(available, EXPECTED_SHAPES, str(path))
+    state = {key: renamed[key].detach().to(torch.float32).contiguous().numpy() for key in EXPECTED_SHAPES}
+    return state, fmt
+
+
+def _pca_array(arrays: Mapping[str, Any], name: str, source: Path) -> np.ndarray:
+    """The entry called ``name`` (or ``*.name``, as in a saved torchvggish model), as float64."""
+    for key, value in arrays.items():
+        if key == name or str(key).endswith(f".{name}"):
+            data = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+            return data.astype(np.float64)
+    raise ValueError(
+        f"{source}: no {name} in this PCA file (found {', '.join(map(str, arrays)) or 'nothing'})"
+    )
+
+
+def load_pca(path: str | os.PathLike[str]) -> PCAParams:
+    """PCA parameters from Google's ``vggish_pca_params.npz`` or torchvggish's PCA ``.pth``.
+
+    Returns:
+        float64 ``eigen_vectors`` (128, 128) and ``means`` (128,) (a (128, 1) column is flattened).
+
+    Raises:
+        ValueError: if the file is not such a file or its arrays have other shapes.
+    """
+    source = Path(path)
+    if _file_kind(source) == "torch":
+        arrays: Mapping[str, Any] = _torch_load(source)
+    else:
+        try:
+            with np.load(source, allow_pickle=False) as npz:
+                arrays = {key: npz[key] for key in npz.files}
+        except (ValueError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{source}: not an .npz of PCA parameters ({e})") from e
+    if not isinstance(arrays, Mapping):
+        raise ValueError(f"{source}: expected a dict of PCA arrays, found a {type(arrays).__name__}")
+    eigen_vectors = _pca_array(arrays, params.PCA_EIGEN_VECTORS_NAME, source)
+    means = _pca_array(arrays, params.PCA_MEANS_NAME, source).reshape(-1)
+    try:
+        return PCAParams(eigen_vectors, means)
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from e
+
+
+def _file_kind(path: Path) -> Literal["torch", "zip", "other"]:
+    """Tells files apart by content: a PyTorch file is a legacy pickle (first byte 0x80) or a zip
+    holding a ``data.pkl``; an ``.npz`` is another zip; a TensorFlow table starts with a 0 byte.
+
+    Raises:
+        ValueError: for a damaged or truncated zip archive.
+    """
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:1] == b"\x80":
+        return "torch"
+    if head != b"PK\x03\x04":
+        return "other"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile as e:
+        raise ValueError(f"{path}: a damaged or truncated zip archive ({e})") from e
+    return "torch" if any(name.endswith("data.pkl") for name in names) else "zip"
+
+
+def _convert_source(source: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Reads and converts any supported source; returns the state dict and its provenance."""
+    if not source.exists() and not source.with_name(source.name + ".index").exists():
+        raise FileNotFoundError(f"no such checkpoint: {source}")
+    kind = _file_kind(source) if source.is_file() else "other"
+    if kind == "zip":
+        raise ValueError(f"{source}: a zip archive but no PyTorch file (PCA parameters go in --pca)")
+    if kind == "torch":
+        state, fmt = _state_dict_from_pth(source)
+        files = [source]
+    else:
+        fmt = f"tf-{detect_format(source)}"
+        state = _state_dict_from_checkpoint(source)
+        files = checkpoint_files(source)
+    hashes = {file.name: sha256_file(file) for file in files}
+    metadata = {"source": source.name, "source_format": fmt, "source_sha256": hashes[files[0].name]}
+    if len(files) > 1:
+        metadata["source_files"] = json.dumps(hashes)
+    return state, metadata
+
+
+def convert_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    pca: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Converts a VGGish checkpoint (and optional PCA file) into a ``.safetensors`` weights file.
+
+    Args:
+        checkpoint: Google's V1 ``vggish_model.ckpt``, a V2 prefix / ``.index``, or a ``.pth``
+            of this package, torchvggish or torchaudio.
+        output: the ``.safetensors`` file to write (atomically: never left half-written).
+        pca: optional ``vggish_pca_params.npz`` (or torchvggish's PCA ``.pth``).
+
+    Returns:
+        The written path. Its metadata records the source file, format and SHA-256, the
+        converter version and the PCA source.
+
+    Raises:
+        FileNotFoundError: if an input is missing.
+        ValueError: (including :class:`~vggish.tf_checkpoint.CheckpointError`) if an input is
+            corrupt or not VGGish, or ``output`` would overwrite an input.
+    """
+    source, out = Path(checkpoint), Path(output)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"the output must be a .safetensors file; got {out}")
+    if out.exists() and any(out.resolve() == Path(p).resolve() for p in (source, pca) if p is not None):
+        raise ValueError(f"refusing to overwrite the input {out} with the converted weights")
+    pca_params = load_pca(pca) if pca is not None else None
+    state, metadata = _convert_source(source)
+    if pca is not None:
+        metadata |= {"pca_source": Path(pca).name, "pca_sha256": sha256_file(pca)}
+    metadata["converter_version"] = CONVERTER_VERSION
+    return save_weights(out, state, pca_params, metadata)

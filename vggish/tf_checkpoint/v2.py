@@ -1,0 +1,189 @@
+"""V2 checkpoints ("tensor bundles"): ``PREFIX.index`` plus ``PREFIX.data-0000k-of-0000n`` shards.
+
+The index is a table (``tensor_bundle.proto``):
+
+* the empty key holds a ``BundleHeaderProto``: 1 ``num_shards``, 2 ``endianness``
+  (0 little, 1 big), 3 ``version``;
+* every variable name holds a ``BundleEntryProto``: 1 ``dtype``, 2 ``shape``, 3 ``shard_id``,
+  4 ``offset``, 5 ``size``, 6 ``crc32c`` (fixed32, masked, over the stored bytes), 7 ``slices``.
+  A partitioned variable lists its slices there and has no bytes of its own; each slice is an
+  entry of its own under :func:`~vggish.tf_checkpoint.slices.slice_key`.
+
+Data shards hold the raw little-endian bytes of each tensor at ``offset``. Strings are stored
+as varint64 lengths, a 4-byte masked CRC-32C of the lengths, then the bytes. Each tensor is read
+with one ``readinto`` into its own array, so reading costs about the checkpoint's size in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vggish.tf_checkpoint import crc32c
+from vggish.tf_checkpoint import protobuf as pb
+from vggish.tf_checkpoint.base import CheckpointError, CheckpointReader, VariableInfo
+from vggish.tf_checkpoint.slices import Extents, assemble, slice_key, slice_shape
+from vggish.tf_checkpoint.table import Table
+from vggish.tf_checkpoint.tensors import (
+    DType,
+    decode_strings,
+    from_raw,
+    lookup_dtype,
+    parse_shape,
+    parse_slice,
+    result_dtype,
+)
+
+HEADER_KEY = b""
+SLICE_KEY_PREFIX = b"\x00"  # every slice key starts with OrderedCode's encoding of 0
+HEADER_NUM_SHARDS, HEADER_ENDIANNESS = 1, 2
+BIG_ENDIAN = 1
+ENTRY_DTYPE, ENTRY_SHAPE, ENTRY_SHARD, ENTRY_OFFSET, ENTRY_SIZE, ENTRY_CRC, ENTRY_SLICES = range(1, 8)
+
+
+def index_path(prefix: Path) -> Path:
+    """``PREFIX.index``."""
+    return prefix.with_name(prefix.name + ".index")
+
+
+def shard_path(prefix: Path, shard: int, num_shards: int) -> Path:
+    """``PREFIX.data-%05d-of-%05d``."""
+    return prefix.with_name(f"{prefix.name}.data-{shard:05d}-of-{num_shards:05d}")
+
+
+@dataclass(frozen=True)
+class BundleEntry:
+    """Where one tensor's bytes live, with their checksum, or the slices it is made of."""
+
+    shape: tuple[int, ...]
+    dtype_enum: int
+    shard: int
+    offset: int
+    size: int
+    masked_crc: int
+    slices: tuple[Extents, ...]
+
+
+def parse_entry(value: memoryview) -> BundleEntry:
+    """Decodes a ``BundleEntryProto``."""
+    fields = pb.parse(value)
+    return BundleEntry(
+        shape=parse_shape(pb.get_bytes(fields, ENTRY_SHAPE)),
+        dtype_enum=pb.get_int(fields, ENTRY_DTYPE),
+        shard=pb.get_signed(fields, ENTRY_SHARD),
+        offset=pb.get_signed(fields, ENTRY_OFFSET),
+        size=pb.get_signed(fields, ENTRY_SIZE),
+        masked_crc=pb.get_int(fields, ENTRY_CRC),
+        slices=tuple(parse_slice(s) for s in pb.get_all_bytes(fields, ENTRY_SLICES)),
+    )
+
+
+class V2Reader(CheckpointReader):
+    """A V2 checkpoint, opened by its prefix: the index is read whole, shards on demand."""
+
+    def __init__(self, prefix: Path, *, verify_checksums: bool = True) -> None:
+        super().__init__(prefix)
+        self.verify_checksums = verify_checksums
+        self._index = index_path(prefix)
+        with Table(self._index, verify_checksums=verify_checksums) as table:
+            entries = dict(table.items())
+        self._shards: dict[int, io.BufferedReader] = {}
+        self._entries: dict[bytes, memoryview] = entries
+        self.num_shards = self._parse_header(entries.get(HEADER_KEY))
+        try:
+            for key, value in entries.items():
+                if key != HEADER_KEY and not key.startswith(SLICE_KEY_PREFIX):
+                    entry = parse_entry(value)
+                    self.variables[key.decode()] = VariableInfo(key.decode(), entry.shape, entry.dtype_enum)
+        except (pb.DecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{self._index}: corrupt bundle entry ({e})") from e
+
+    def _parse_header(self, value: memoryview | None) -> int:
+        """Checks the ``BundleHeaderProto`` and returns the number of data shards."""
+        try:
+            if value is None:
+                raise pb.DecodeError("no BundleHeaderProto under the empty key")
+            header = pb.parse(value)
+            num_shards = pb.get_signed(header, HEADER_NUM_SHARDS)
+        except pb.DecodeError as e:
+            raise CheckpointError(f"{self._index}: not a V2 checkpoint index ({e})") from e
+        if pb.get_int(header, HEADER_ENDIANNESS) == BIG_ENDIAN:
+            raise CheckpointError(f"{self._index}: big-endian checkpoints are not supported")
+        if num_shards < 1:
+            raise CheckpointError(f"{self._index}: corrupt header ({num_shards} data shards)")
+        return num_shards
+
+    def close(self) -> None:
+        for shard in self._shards.values():
+            shard.close()
+        self._shards.clear()
+
+    def _read(self, info: VariableInfo) -> np.ndarray:
+        entry = parse_entry(self._entries[info.name.encode()])
+        dtype = lookup_dtype(entry.dtype_enum)
+        if not entry.slices:
+            return self._read_bytes(info.name, entry, dtype, entry.shape)
+        pieces = []
+        for extents in entry.slices:
+            value = self._entries.get(slice_key(info.name, extents))
+            if value is None:
+                raise pb.DecodeError(f"no entry for its slice {extents}")
+            piece = parse_entry(value)
+            pieces.append(
+                (extents, self._read_bytes(info.name, piece, dtype, slice_shape(extents, entry.shape)))
+            )
+        return assemble(entry.shape, result_dtype(dtype), pieces)
+
+    def _read_bytes(self, name: str, entry: BundleEntry, dtype: DType, shape: tuple[int, ...]) -> np.ndarray:
+        """Reads, checks and decodes one stored tensor (or slice)."""
+        raw = self._read_range(name, entry)
+        count = int(np.prod(shape, dtype=np.int64))
+        if dtype.name == "string":
+            values, crc = decode_strings(raw, count)
+            self._check_crc(name, entry, crc)
+            return values.reshape(shape)
+        if self.verify_checksums:
+            self._check_crc(name, entry, crc32c.crc32c(raw))
+        return from_raw(raw, dtype, shape)
+
+    def _check_crc(self, name: str, entry: BundleEntry, crc: int) -> None:
+        if self.verify_checksums and crc32c.mask(crc) != entry.masked_crc:
+            raise CheckpointError(
+                f"{self._shard_path(entry)}: checksum mismatch for variable {name!r} (bytes "
+                f"[{entry.offset}, {entry.offset + entry.size})); the data file is corrupt"
+            )
+
+    def _shard_path(self, entry: BundleEntry) -> Path:
+        return shard_path(self.path, entry.shard, self.num_shards)
+
+    def _read_range(self, name: str, entry: BundleEntry) -> np.ndarray:
+        """The entry's bytes from its shard, into a fresh uint8 array."""
+        if not 0 <= entry.shard < self.num_shards or entry.offset < 0 or entry.size < 0:
+            raise pb.DecodeError(
+                f"bad location (shard {entry.shard}, offset {entry.offset}, size {entry.size})"
+            )
+        path = self._shard_path(entry)
+        shard = self._open_shard(entry.shard, path)
+        file_size = os.fstat(shard.fileno()).st_size
+        if entry.offset + entry.size > file_size:
+            raise CheckpointError(
+                f"{path}: truncated: variable {name!r} needs bytes [{entry.offset}, "
+                f"{entry.offset + entry.size}) but the file has {file_size}"
+            )
+        buf = np.empty(entry.size, dtype=np.uint8)
+        shard.seek(entry.offset)
+        if shard.readinto(buf.data) != entry.size:
+            raise CheckpointError(f"{path}: file shrank while reading variable {name!r}")
+        return buf
+
+    def _open_shard(self, shard: int, path: Path) -> io.BufferedReader:
+        if shard not in self._shards:
+            try:
+                self._shards[shard] = open(path, "rb")  # noqa: SIM115 (closed by close())
+            except FileNotFoundError as e:
+                raise CheckpointError(f"{path}: data shard missing (index {self._index})") from e
+        return self._shards[shard]
