@@ -16,6 +16,7 @@ import torch
 
 from vggish import audio, params
 from vggish.features import FrameStream, example_timestamps, hop_to_frames
+from vggish.memory import release_free_memory
 from vggish.resample import ResamplerName, StreamingResampler
 
 if TYPE_CHECKING:
@@ -201,6 +202,7 @@ def _forward(model: VGGish, examples: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         batch = torch.from_numpy(np.ascontiguousarray(examples)).to(model.device)
         out: np.ndarray = model(batch).float().cpu().numpy()
+    release_free_memory()  # else glibc's arenas keep the activations' pages (see vggish.memory)
     return out
 
 

@@ -1,0 +1,37 @@
+"""Hands freed heap memory back to the operating system between model calls.
+
+A forward pass on the CPU allocates activations of 10-50 MB from torch's worker threads. glibc's
+allocator serves each thread from its own arena and, once freed blocks have raised its mmap
+threshold, keeps those blocks in the arenas, where they fragment: resident memory then grows
+with every batch (measured: about 10 MB/s on the 2-core development machine, 1.9 GB after one
+hour of audio) although nothing is live. ``malloc_trim(0)`` returns the free pages of every arena;
+it takes well under a millisecond next to a forward pass of a quarter of a second or more.
+Elsewhere than glibc (macOS, musl, Windows) this does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+from collections.abc import Callable
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    return trim
+
+
+def release_free_memory() -> None:
+    """Returns the allocator's free pages to the OS (glibc ``malloc_trim``); a no-op elsewhere."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
