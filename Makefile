@@ -25,7 +25,7 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 lint: install
-	$(PY) -m ruff check vggish tests benchmarks
+	$(PY) -m ruff check vggish app tests benchmarks
 
 typecheck: install
 	$(PY) -m mypy

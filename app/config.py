@@ -1,0 +1,92 @@
+"""Service settings, read from ``VGGISH_*`` environment variables (pydantic-settings).
+
+Every choice the service makes at run time lives here; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1 << 20
+
+
+def _cpu_count() -> int:
+    """Cores this process may use (the affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _split_csv(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told, with its default.
+
+    Attributes:
+        weights: a weights ``.safetensors`` file, ``random`` (demo weights), or empty for the
+            library's default official weights (downloaded on start when missing and online).
+        device: torch device for the model (``cpu``, ``cuda``, ``cuda:1``...).
+        host: address ``vggish serve`` binds to.
+        port: port ``vggish serve`` listens on.
+        workers: uvicorn worker processes for ``vggish serve`` (each loads its own model).
+        max_batch_examples: most examples per model call; requests are merged up to this.
+        max_batch_wait_ms: how long the inference worker waits for a batch to fill.
+        max_queue_examples: examples waiting for the model at most; beyond, 429.
+        decode_threads: threads that decode audio and compute log-mel examples.
+        request_timeout_s: a request still unanswered after this gets 504.
+        retry_after_s: the ``Retry-After`` sent with 429 and 503.
+        max_upload_bytes: request body size limit (checked while streaming).
+        max_input_seconds: audio seconds per input.
+        max_request_seconds: audio seconds per request, all inputs together.
+        max_inputs: inputs per request.
+        api_keys: comma-separated bearer keys; when set, ``/v1/*`` needs one.
+        cors_origins: comma-separated origins allowed by CORS (``*`` for any); empty: no CORS.
+        download: fetch the official weights on start when they are missing.
+        warmup: run the model once before ``/readyz`` says ready.
+        log_level: ``debug``, ``info``, ``warning`` or ``error``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="VGGISH_", extra="ignore", frozen=True)
+
+    weights: str = ""
+    device: str = "cpu"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    max_batch_examples: int = Field(default=64, ge=1)
+    max_batch_wait_ms: float = Field(default=5.0, ge=0)
+    max_queue_examples: int = Field(default=4096, ge=1)
+    decode_threads: int = Field(default_factory=_cpu_count, ge=1)
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    retry_after_s: int = Field(default=1, ge=1)
+    max_upload_bytes: int = Field(default=100 * MIB, ge=1)
+    max_input_seconds: float = Field(default=600.0, gt=0)
+    max_request_seconds: float = Field(default=1800.0, gt=0)
+    max_inputs: int = Field(default=32, ge=1)
+    api_keys: str = ""
+    cors_origins: str = ""
+    download: bool = True
+    warmup: bool = True
+    log_level: str = "info"
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError(f"log_level must be debug, info, warning or error; got {value!r}")
+        return value.lower()
+
+    @property
+    def api_key_list(self) -> tuple[str, ...]:
+        """The accepted bearer keys (empty: no authentication)."""
+        return _split_csv(self.api_keys)
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """The origins CORS allows (empty: CORS off)."""
+        return _split_csv(self.cors_origins)

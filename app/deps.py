@@ -1,0 +1,63 @@
+"""Dependencies handed to route handlers: settings, the service, timings, authentication."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.config import Settings
+from app.errors import NotReadyError, UnauthorizedError
+from app.service import EmbeddingService, Timings
+
+_bearer = HTTPBearer(auto_error=False, description="one of VGGISH_API_KEYS, when that is set")
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_service(request: Request) -> EmbeddingService:
+    """The embedding service, once the model is loaded.
+
+    Raises:
+        NotReadyError: the model is not loaded (503).
+    """
+    service: EmbeddingService | None = request.app.state.service
+    if service is None:
+        raise NotReadyError("the model is not loaded yet", headers={"Retry-After": "1"})
+    return service
+
+
+def get_timings(request: Request) -> Timings:
+    """The request's stage timings, which the middleware turns into ``x-*-time`` headers."""
+    timings: Timings = request.state.timings
+    return timings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ServiceDep = Annotated[EmbeddingService, Depends(get_service)]
+TimingsDep = Annotated[Timings, Depends(get_timings)]
+
+
+def require_api_key(
+    settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Checks ``Authorization: Bearer <key>`` when ``VGGISH_API_KEYS`` is set.
+
+    Raises:
+        UnauthorizedError: no key, or a wrong one (401 with ``WWW-Authenticate: Bearer``).
+    """
+    keys = settings.api_key_list
+    if not keys:
+        return
+    if credentials is None:
+        raise UnauthorizedError("send `Authorization: Bearer <key>`")
+    given = credentials.credentials.encode()
+    matches = [hmac.compare_digest(given, key.encode()) for key in keys]  # no early exit
+    if not any(matches):
+        raise UnauthorizedError("the API key is not valid")

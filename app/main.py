@@ -1,0 +1,94 @@
+"""The FastAPI app: ``create_app(settings)``, and ``app`` for ``uvicorn app.main:app``.
+
+The lifespan loads the model once, starts the inference thread and warms the model up in the
+background (``/readyz`` says 503 until then); on shutdown it finishes queued work first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.config import Settings
+from app.errors import install_error_handlers
+from app.logs import configure_logging
+from app.metrics import Metrics
+from app.middleware import TIMING_HEADERS, RequestContextMiddleware
+from app.model_loader import load_configured_model
+from app.openapi_docs import install_openapi
+from app.routes import embeddings, health, metrics, models
+from app.service import EmbeddingService
+from vggish import __version__
+
+logger = logging.getLogger("app.main")
+
+DESCRIPTION = """\
+VGGish audio embeddings (Google's AudioSet model, TensorFlow reference numbers) over HTTP.
+Requests are merged into model batches; see `/v1/models` for the limits and `/metrics`."""
+
+
+async def _warm_up(app: FastAPI, service: EmbeddingService) -> None:
+    """Runs the model once, then marks the app ready (a failure is logged; /readyz stays 503)."""
+    if service.settings.warmup:
+        try:
+            await service.warm_up()
+        except Exception:
+            logger.exception("warm-up failed: the model cannot run; /readyz stays 503")
+            raise
+    app.state.ready = True
+    logger.info("ready", extra={"weights": service.weights_id, "device": str(service.model.device)})
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Loads the model, serves, then drains the queue and stops the worker threads."""
+    settings: Settings = app.state.settings
+    configure_logging(settings.log_level)
+    model = await asyncio.to_thread(load_configured_model, settings)
+    service = EmbeddingService(model, settings, app.state.metrics)
+    service.start()
+    app.state.service = service
+    warm = asyncio.create_task(_warm_up(app, service))
+    try:
+        yield
+    finally:
+        app.state.ready = False
+        await asyncio.gather(warm, return_exceptions=True)
+        await asyncio.to_thread(service.close)
+        logger.info("stopped")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Builds the app; nothing is loaded until its lifespan starts.
+
+    Args:
+        settings: the service settings; default: read from ``VGGISH_*`` environment variables.
+    """
+    settings = settings or Settings()
+    app = FastAPI(title="VGGish", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.service = None
+    app.state.ready = False
+    install_error_handlers(app)
+    for module in (embeddings, models, health, metrics):
+        app.include_router(module.router)
+    install_openapi(app)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origin_list),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-Id", "X-Filename"],
+            expose_headers=["X-Request-Id", *TIMING_HEADERS],
+        )
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    return app
+
+
+app = create_app()

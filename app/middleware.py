@@ -1,0 +1,89 @@
+"""Per-request context: request id, timing headers, JSON access log and duration metric.
+
+A plain ASGI middleware (no ``BaseHTTPMiddleware``), so the request stream and client
+disconnects reach the handlers untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.logs import request_id
+from app.metrics import Metrics
+from app.service import Timings
+
+logger = logging.getLogger("app.access")
+
+_GOOD_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+TIMING_HEADERS = ("x-decode-time", "x-queue-time", "x-inference-time")
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            text: str = value.decode("latin-1")
+            if _GOOD_ID.match(text):
+                return text
+    return uuid.uuid4().hex
+
+
+def _ms(seconds: float) -> bytes:
+    return f"{seconds * 1000:.2f}".encode()
+
+
+class RequestContextMiddleware:
+    """Adds ``x-request-id`` and the ``x-*-time`` headers (ms) to every HTTP response."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = _request_id(scope)
+        timings = Timings()
+        scope.setdefault("state", {})
+        scope["state"].update(request_id=rid, timings=timings)
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                values = (timings.decode, timings.queue, timings.inference)
+                extra = [(b"x-request-id", rid.encode())]
+                extra += [(name.encode(), _ms(v)) for name, v in zip(TIMING_HEADERS, values, strict=True)]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            self._record(scope, status, time.perf_counter() - started, timings)
+            request_id.reset(token)
+
+    def _record(self, scope: Scope, status: int, seconds: float, timings: Timings) -> None:
+        route = getattr(scope.get("route"), "path", "unmatched")
+        self.metrics.requests.labels(method=scope["method"], route=route, status=str(status)).observe(seconds)
+        logger.info(
+            "%s %s %d",
+            scope["method"],
+            scope["path"],
+            status,
+            extra={
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
+                "decode_ms": round(timings.decode * 1000, 2),
+                "queue_ms": round(timings.queue * 1000, 2),
+                "inference_ms": round(timings.inference * 1000, 2),
+            },
+        )

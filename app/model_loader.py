@@ -1,0 +1,65 @@
+"""Finding and loading the weights the settings name; one-line errors when there are none."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+
+from app.config import Settings
+from vggish.model import VGGish
+from vggish.weights import (
+    OFFICIAL_CHECKPOINT_NAME,
+    OFFICIAL_PCA_NAME,
+    RANDOM,
+    default_weights_path,
+    load_model,
+    resolve_weights_path,
+)
+
+logger = logging.getLogger("app.model_loader")
+
+
+def _no_weights(path: Path, why: str) -> RuntimeError:
+    return RuntimeError(
+        f"no VGGish weights at {path} ({why}): put Google's {OFFICIAL_CHECKPOINT_NAME} and "
+        f"{OFFICIAL_PCA_NAME} in {path.parent}/ (converted on first use), "
+        f"or set VGGISH_WEIGHTS=random for a demo"
+    )
+
+
+def resolve_weights(settings: Settings) -> str:
+    """The weights to load: ``random``, or a file (converted or downloaded when missing).
+
+    Raises:
+        RuntimeError: in one line, when there are none and they cannot be fetched.
+    """
+    if settings.weights == RANDOM:
+        return RANDOM
+    path = Path(settings.weights) if settings.weights else default_weights_path()
+    try:
+        return str(resolve_weights_path(path))
+    except FileNotFoundError:
+        if not settings.download:
+            raise _no_weights(path, "downloads are off: VGGISH_DOWNLOAD=false") from None
+    return str(_download(path))
+
+
+def _download(path: Path) -> Path:
+    """Fetches the official files into ``path``'s folder with the library's downloader."""
+    try:
+        downloader = importlib.import_module("vggish.download")
+    except ModuleNotFoundError as e:
+        raise _no_weights(path, f"this vggish has no downloader: {e}") from None
+    logger.warning("downloading the official VGGish weights into %s", path.parent)
+    try:
+        downloader.download_official(path.parent)
+        return resolve_weights_path(path)
+    except (OSError, RuntimeError, ValueError, ImportError) as e:
+        reason = " ".join(str(e).split())
+        raise _no_weights(path, f"the download failed: {reason}") from None
+
+
+def load_configured_model(settings: Settings) -> VGGish:
+    """Loads the model the settings name onto their device, in eval mode."""
+    return load_model(resolve_weights(settings), device=settings.device)

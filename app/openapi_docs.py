@@ -1,0 +1,91 @@
+"""OpenAPI additions: the three body forms of ``POST /v1/embeddings`` with examples, and problems."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from app.schemas import EmbeddingsRequest
+
+_BINARY = {"type": "string", "format": "binary"}
+_SINE = [round(0.5 * ((i % 16) / 8 - 1), 3) for i in range(16)]
+
+EMBEDDINGS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "array", "items": _BINARY}},
+                    "required": ["file"],
+                },
+                "encoding": {"file": {"contentType": "audio/*, application/octet-stream"}},
+            },
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/EmbeddingsRequest"},
+                "examples": {
+                    "file": {
+                        "summary": "a base64-encoded audio file",
+                        "value": {
+                            "inputs": [{"audio_base64": "UklGRiQAAABXQVZFZm10IBAAAA...", "name": "dog.wav"}]
+                        },
+                    },
+                    "samples": {
+                        "summary": "samples as numbers (pad=true gives one example for a short clip)",
+                        "value": {"inputs": [{"samples": _SINE, "sample_rate": 16000, "name": "tone"}]},
+                    },
+                },
+            },
+            "audio/*": {"schema": _BINARY},
+            "application/octet-stream": {"schema": _BINARY},
+        },
+    }
+}
+
+_PROBLEM = {
+    "content": {
+        "application/problem+json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                },
+            }
+        }
+    }
+}
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "No audio in the request", **_PROBLEM},
+    401: {"description": "Missing or wrong API key", **_PROBLEM},
+    413: {"description": "Over a limit (the `limit` field names it)", **_PROBLEM},
+    415: {"description": "Unsupported media type or undecodable audio", **_PROBLEM},
+    422: {"description": "Invalid parameter or invalid audio", **_PROBLEM},
+    429: {"description": "Queue full; retry after `Retry-After` seconds", **_PROBLEM},
+    503: {"description": "Model not loaded yet, or shutting down", **_PROBLEM},
+    504: {"description": "Not done within the request timeout", **_PROBLEM},
+}
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Makes ``app.openapi()`` include the JSON request schema the body documentation refers to."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        request_schema = EmbeddingsRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(request_schema.pop("$defs", {}))
+        components["EmbeddingsRequest"] = request_schema
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

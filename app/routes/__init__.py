@@ -1,0 +1,1 @@
+"""HTTP routers, one per resource: embeddings, models, health (and metrics)."""

@@ -1,0 +1,43 @@
+"""``POST /v1/embeddings``: audio in (multipart, raw or JSON), embeddings out."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from app.deps import ServiceDep, TimingsDep, require_api_key
+from app.ingest import read_inputs
+from app.openapi_docs import EMBEDDINGS_BODY, PROBLEM_RESPONSES
+from app.schemas import EmbeddingsResponse, EmbedQuery
+
+router = APIRouter(prefix="/v1", tags=["embeddings"], dependencies=[Depends(require_api_key)])
+
+
+async def wait_for_disconnect(request: Request) -> None:
+    """Returns when the client closes the connection (the body must be read already)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+@router.post(
+    "/embeddings",
+    response_model=EmbeddingsResponse,
+    response_model_exclude_none=True,
+    summary="Embed audio",
+    openapi_extra=EMBEDDINGS_BODY,
+    responses=PROBLEM_RESPONSES,
+)
+async def create_embeddings(
+    request: Request, query: Annotated[EmbedQuery, Query()], service: ServiceDep, timings: TimingsDep
+) -> Any:
+    """One 128-d embedding per 0.96 s example of each input, with timestamps.
+
+    Send one or more files as multipart `file` parts, one file as the raw body (`audio/*` or
+    `application/octet-stream`), or JSON `inputs` holding base64 files or sample arrays.
+    """
+    s = service.settings
+    inputs = await read_inputs(request, s.max_upload_bytes, s.max_inputs)
+    return await service.embed(inputs, query, timings, lambda: wait_for_disconnect(request))

@@ -1,0 +1,30 @@
+"""``GET /v1/models``: the model, its weights' provenance, where it runs, and the limits."""
+
+from __future__ import annotations
+
+import shutil
+
+import torch
+from fastapi import APIRouter, Depends
+
+from app.deps import ServiceDep, require_api_key
+from app.schemas import Limits, ModelCard, ModelList
+
+router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_api_key)])
+
+
+@router.get("/models", response_model=ModelList, summary="Model and weights provenance")
+async def list_models(service: ServiceDep) -> ModelList:
+    """The one model this server runs."""
+    model, s = service.model, service.settings
+    limits = Limits.model_validate(s.model_dump(include=set(Limits.model_fields)))
+    card = ModelCard(
+        weights=dict(model.weights_info),
+        parameters=sum(p.numel() for p in model.parameters()),
+        postprocessing=model.has_pca,
+        device=str(model.device),
+        backend=f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
+        decoders=["soundfile", "ffmpeg"] if shutil.which("ffmpeg") else ["soundfile"],
+        limits=limits,
+    )
+    return ModelList(data=[card])
