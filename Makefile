@@ -8,8 +8,10 @@ TORCH_SPEC ?= torch==2.13.0
 INPUT ?= /usr/share/sounds/alsa/Front_Center.wav
 OUTPUT ?= embeddings.npz
 WEIGHTS ?=
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
-.PHONY: install system-deps test lint typecheck pytest embed bench clean
+.PHONY: install system-deps serve test lint typecheck pytest embed bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,13 +37,18 @@ pytest: install
 
 test: lint typecheck pytest
 
+# The REST service on http://$(HOST):$(PORT) (docs at /docs); WEIGHTS=random for a demo.
+serve: install
+	$(VENV)/bin/vggish serve --host "$(HOST)" --port "$(PORT)" $(if $(WEIGHTS),--weights "$(WEIGHTS)")
+
 embed: install
 	$(VENV)/bin/vggish embed "$(INPUT)" --output "$(OUTPUT)" $(if $(WEIGHTS),--weights "$(WEIGHTS)")
 
 bench: install
-	$(PY) -m pip install -q ".[bench]"
+	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) benchmarks/bench_end_to_end.py
 	$(PY) benchmarks/bench_resample.py
+	$(PY) benchmarks/bench_service.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
