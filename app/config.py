@@ -6,6 +6,7 @@ Every choice the service makes at run time lives here; nothing else reads the en
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,8 @@ class Settings(BaseSettings):
         download: fetch the official weights on start when they are missing.
         warmup: run the model once before ``/readyz`` says ready.
         log_level: ``debug``, ``info``, ``warning`` or ``error``.
+        data_dir: where the classifier heads' database (``heads.sqlite3``) lives.
+        max_train_inputs: audio files per ``POST /v1/heads`` (training) request.
     """
 
     model_config = SettingsConfigDict(env_prefix="VGGISH_", extra="ignore", frozen=True)
@@ -73,6 +76,8 @@ class Settings(BaseSettings):
     download: bool = True
     warmup: bool = True
     log_level: str = "info"
+    data_dir: Path = Path("data")
+    max_train_inputs: int = Field(default=1000, ge=2)
 
     @field_validator("log_level")
     @classmethod

@@ -75,6 +75,16 @@ class InvalidParameterError(ProblemError):
     status, title, slug = 422, "Invalid parameter", "invalid-parameter"
 
 
+class HeadNotFoundError(ProblemError):
+    status, title, slug = 404, "Head not found", "head-not-found"
+
+
+class HeadExistsError(ProblemError):
+    """The name is taken; training again needs ``replace=true``."""
+
+    status, title, slug = 422, "Head exists", "head-exists"
+
+
 class QueueFullError(ProblemError):
     status, title, slug = 429, "Too many requests", "queue-full"
 

@@ -100,6 +100,17 @@ def _raw(body: bytes, name: str | None) -> list[AudioInput]:
 
 
 async def _multipart(request: Request, limit: int) -> list[AudioInput]:
+    inputs, _ = await read_form(request, limit)
+    return inputs
+
+
+async def read_form(request: Request, limit: int) -> tuple[list[AudioInput], dict[str, list[str]]]:
+    """A multipart body's ``file`` parts as inputs, and its text fields (name -> values, in order).
+
+    Raises:
+        MissingAudioError: no ``file`` part, or an empty one (400).
+        LimitExceededError: over ``limit`` bytes (413).
+    """
     limited = Request(request.scope, limited_receive(request.receive, limit))
     async with limited.form(max_part_size=limit) as form:
         files = [part for part in form.getlist("file") if isinstance(part, UploadFile)]
@@ -111,7 +122,11 @@ async def _multipart(request: Request, limit: int) -> list[AudioInput]:
             if not data:
                 raise MissingAudioError(f"the `file` part {part.filename!r} is empty")
             inputs.append(EncodedAudio(part.filename, data))
-    return inputs
+        fields: dict[str, list[str]] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, str):
+                fields.setdefault(key, []).append(value)
+    return inputs, fields
 
 
 def _json_inputs(body: bytes) -> list[AudioInput]:

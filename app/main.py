@@ -21,9 +21,10 @@ from app.metrics import Metrics
 from app.middleware import TIMING_HEADERS, RequestContextMiddleware
 from app.model_loader import load_configured_model
 from app.openapi_docs import install_openapi
-from app.routes import embeddings, health, metrics, models
+from app.routes import embeddings, heads, health, metrics, models
 from app.service import EmbeddingService
 from vggish import __version__
+from vggish.heads_store import HeadStore
 
 logger = logging.getLogger("app.main")
 
@@ -49,6 +50,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Loads the model, serves, then drains the queue and stops the worker threads."""
     settings: Settings = app.state.settings
     configure_logging(settings.log_level)
+    store: HeadStore = app.state.heads
+    if store.path.exists():  # upgrade the schema now; a new database is made on the first write
+        await asyncio.to_thread(store.open)
     model = await asyncio.to_thread(load_configured_model, settings)
     service = EmbeddingService(model, settings, app.state.metrics)
     service.start()
@@ -75,15 +79,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.service = None
     app.state.ready = False
+    app.state.heads = HeadStore(settings.data_dir)
     install_error_handlers(app)
-    for module in (embeddings, models, health, metrics):
+    for module in (embeddings, heads, models, health, metrics):
         app.include_router(module.router)
     install_openapi(app)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origin_list),
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Request-Id", "X-Filename"],
             expose_headers=["X-Request-Id", *TIMING_HEADERS],
         )

@@ -23,6 +23,8 @@ class Metrics:
         audio_seconds: seconds of audio embedded.
         examples: examples embedded.
         failures: answered errors by reason (the problem type's slug).
+        heads_trained: classifier heads trained or imported, by how (``audio``, ``embeddings``, ``import``).
+        classifications: inputs classified by a head.
     """
 
     def __init__(self) -> None:
@@ -54,3 +56,7 @@ class Metrics:
         self.audio_seconds = Counter("vggish_audio_seconds", "Seconds of audio embedded", registry=r)
         self.examples = Counter("vggish_examples", "Examples embedded", registry=r)
         self.failures = Counter("vggish_failures", "Failed requests by reason", ["reason"], registry=r)
+        self.heads_trained = Counter(
+            "vggish_heads_trained", "Classifier heads trained or imported", ["source"], registry=r
+        )
+        self.classifications = Counter("vggish_classifications", "Inputs classified by a head", registry=r)

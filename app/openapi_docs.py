@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app.schemas import EmbeddingsRequest
+from app.schemas import EmbeddingsRequest, TrainRequest
 
 _BINARY = {"type": "string", "format": "binary"}
 _SINE = [round(0.5 * ((i % 16) / 8 - 1), 3) for i in range(16)]
@@ -45,6 +45,57 @@ EMBEDDINGS_BODY: dict[str, Any] = {
     }
 }
 
+CLASSIFY_BODY = EMBEDDINGS_BODY  # the same three audio forms
+
+_EMBEDDING_EXAMPLE = [round(0.01 * (i % 7), 2) for i in range(128)]
+TRAIN_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+                        "file": {"type": "array", "items": _BINARY},
+                        "label": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "one per `file`, in the same order",
+                        },
+                        "kind": {"type": "string", "enum": ["linear", "mlp"], "default": "linear"},
+                        "replace": {"type": "boolean", "default": False},
+                    },
+                    "required": ["name", "file", "label"],
+                },
+                "encoding": {"file": {"contentType": "audio/*, application/octet-stream"}},
+            },
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/TrainRequest"},
+                "examples": {
+                    "embeddings": {
+                        "summary": "clip-level embeddings (e.g. `pooling=mean` of /v1/embeddings)",
+                        "value": {
+                            "name": "doorbell",
+                            "embeddings": [_EMBEDDING_EXAMPLE, _EMBEDDING_EXAMPLE[::-1]],
+                            "labels": ["ring", "silence"],
+                            "kind": "linear",
+                        },
+                    }
+                },
+            },
+        },
+    }
+}
+
+IMPORT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "a file from `GET /v1/heads/{name}/export` (safetensors; pickle is never read)",
+        "content": {"application/octet-stream": {"schema": _BINARY}},
+    }
+}
+
 _PROBLEM = {
     "content": {
         "application/problem+json": {
@@ -65,6 +116,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or wrong API key", **_PROBLEM},
     413: {"description": "Over a limit (the `limit` field names it)", **_PROBLEM},
     415: {"description": "Unsupported media type or undecodable audio", **_PROBLEM},
+    404: {"description": "No head of that name", **_PROBLEM},
     422: {"description": "Invalid parameter or invalid audio", **_PROBLEM},
     429: {"description": "Queue full; retry after `Retry-After` seconds", **_PROBLEM},
     503: {"description": "Model not loaded yet, or shutting down", **_PROBLEM},
@@ -81,10 +133,11 @@ def install_openapi(app: FastAPI) -> None:
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
-        request_schema = EmbeddingsRequest.model_json_schema(ref_template="#/components/schemas/{model}")
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.update(request_schema.pop("$defs", {}))
-        components["EmbeddingsRequest"] = request_schema
+        for model in (EmbeddingsRequest, TrainRequest):
+            request_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(request_schema.pop("$defs", {}))
+            components[model.__name__] = request_schema
         app.openapi_schema = schema
         return schema
 

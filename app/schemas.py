@@ -12,6 +12,7 @@ from vggish.features import hop_to_frames
 Pooling = Literal["none", "mean"]
 Encoding = Literal["float", "base64"]
 Resampler = Literal["reference", "fast"]
+MAX_HOP_SECONDS = 3600.0  # bounds hop so that frame counts and sample positions cannot overflow
 Vector = list[int] | list[float] | str
 """A vector as numbers, or (``encoding=base64``) its little-endian float32 / uint8 bytes in base64."""
 
@@ -24,7 +25,10 @@ class EmbedQuery(BaseModel):
     postprocess: bool = Field(False, description="add AudioSet's PCA + 8-bit features (`postprocessed`)")
     pooling: Pooling = Field("none", description="`mean` adds `embedding`, the mean over examples")
     hop: float = Field(
-        params.EXAMPLE_HOP_SECONDS, description="seconds between example starts, a multiple of 0.01"
+        params.EXAMPLE_HOP_SECONDS,
+        gt=0,
+        le=MAX_HOP_SECONDS,
+        description="seconds between example starts, a multiple of 0.01",
     )
     pad: bool = Field(False, description="zero-pad a clip shorter than 0.975 s to one example")
     resampler: Resampler = Field(
@@ -133,3 +137,131 @@ class ModelList(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+# --- classifier heads (``/v1/heads``) --------------------------------------------------------
+
+HEAD_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+HeadKind = Literal["linear", "mlp"]
+HeadName = Annotated[
+    str, Field(pattern=HEAD_NAME_PATTERN, description="1-64 characters of A-Z a-z 0-9 _ . -")
+]
+
+
+class AudioOptions(BaseModel):
+    """How audio becomes examples (the options of ``POST /v1/embeddings`` that apply to heads)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hop: float = Field(
+        params.EXAMPLE_HOP_SECONDS,
+        gt=0,
+        le=MAX_HOP_SECONDS,
+        description="seconds between example starts, a multiple of 0.01",
+    )
+    pad: bool = Field(False, description="zero-pad a clip shorter than 0.975 s to one example")
+    resampler: Resampler = Field(
+        "reference", description="`reference` (resampy kaiser_best) or `fast` (soxr)"
+    )
+
+    @field_validator("hop")
+    @classmethod
+    def _hop_in_frames(cls, value: float) -> float:
+        hop_to_frames(value)
+        return value
+
+    def embed_query(self) -> EmbedQuery:
+        """The same options as an ``EmbedQuery``."""
+        return EmbedQuery(
+            hop=self.hop,
+            pad=self.pad,
+            resampler=self.resampler,
+            postprocess=False,
+            pooling="none",
+            encoding="float",
+        )
+
+
+class ClassifyQuery(AudioOptions):
+    """Query parameters of ``POST /v1/heads/{name}/classify``."""
+
+    top_k: int | None = Field(None, ge=1, description="return only the best `top_k` labels")
+
+
+class TrainForm(BaseModel):
+    """The text fields of a multipart ``POST /v1/heads`` (one `label` per `file`, same order)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: HeadName
+    label: Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(min_length=1)]
+    kind: HeadKind = "linear"
+    replace: bool = False
+
+
+class TrainRequest(BaseModel):
+    """The JSON form of ``POST /v1/heads``: clip-level embeddings and their labels."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: HeadName
+    embeddings: Annotated[list[list[float]], Field(min_length=2, description="one 128-d embedding per clip")]
+    labels: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=256)]],
+        Field(min_length=2, description="one label per embedding, same order"),
+    ]
+    kind: HeadKind = Field("linear", description="`linear` (logistic regression) or `mlp` (64 hidden)")
+    replace: bool = Field(False, description="replace a head of the same name")
+
+
+class HeadMetricsOut(BaseModel):
+    cv_accuracy: float | None = Field(
+        description="stratified k-fold accuracy; null when a class has a single clip"
+    )
+    train_accuracy: float
+    folds: int = Field(description="min(5, smallest class count); 0 when not cross-validated")
+
+
+class HeadInfo(BaseModel):
+    """A stored head."""
+
+    name: str
+    kind: HeadKind
+    classes: list[str] = Field(description="the labels, in score order")
+    num_examples: int = Field(description="clips it was trained on")
+    metrics: HeadMetricsOut | None = Field(description="null for an imported head without metrics")
+    created_at: str = Field(description="ISO 8601, UTC")
+    version: int = Field(description="1, then +1 each time the name is replaced")
+
+
+class HeadList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[HeadInfo]
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float = Field(description="softmax probability")
+
+
+class FrameLabels(BaseModel):
+    start: float = Field(description="seconds")
+    end: float = Field(description="seconds")
+    labels: list[LabelScore]
+
+
+class Classification(BaseModel):
+    """One input's labels: the clip's (head applied to its mean embedding) and each example's."""
+
+    index: int
+    name: str | None
+    duration: float = Field(description="seconds")
+    labels: list[LabelScore] = Field(description="best first; empty when the clip has no example")
+    frames: list[FrameLabels]
+
+
+class ClassifyResponse(BaseModel):
+    object: Literal["list"] = "list"
+    head: str
+    weights: str = Field(description="the VGGish weights' SHA-256 prefix, or `random`")
+    data: list[Classification]

@@ -47,7 +47,9 @@ class Timings:
 
 
 @dataclass(frozen=True)
-class _Embedded:
+class Embedded:
+    """One input's embeddings: (N, 128) float32, one row per example."""
+
     name: str | None
     probed: decode.Probed
     num_samples: int
@@ -117,6 +119,18 @@ class EmbeddingService:
             ClientDisconnectedError: the client went away; its queued examples are dropped.
             ProblemError: any input error (see :mod:`app.errors`).
         """
+        results = await self.embed_arrays(inputs, query, timings, disconnected)
+        return self._response(results, query, self._options(query))
+
+    async def embed_arrays(
+        self,
+        inputs: list[decode.AudioInput],
+        query: EmbedQuery,
+        timings: Timings,
+        disconnected: Callable[[], Awaitable[None]],
+    ) -> list[Embedded]:
+        """Like :meth:`embed`, but returns each input's (N, 128) float32 embeddings as arrays
+        (for the classifier heads); counts the audio seconds and examples in the metrics."""
         options = self._options(query)
         cancelled = threading.Event()
         work = asyncio.ensure_future(self._embed_all(inputs, options, timings, cancelled))
@@ -136,7 +150,10 @@ class EmbeddingService:
             raise RequestTimeoutError(
                 f"not done within request_timeout_s={self.settings.request_timeout_s:g}"
             )
-        return self._response(work.result(), query, options)
+        results: list[Embedded] = work.result()
+        self.metrics.audio_seconds.inc(sum(r.num_samples / r.probed.sample_rate for r in results))
+        self.metrics.examples.inc(sum(r.embeddings.shape[0] for r in results))
+        return results
 
     def _options(self, query: EmbedQuery) -> EmbedOptions:
         if query.postprocess and not self.model.has_pca:
@@ -152,7 +169,7 @@ class EmbeddingService:
         options: EmbedOptions,
         timings: Timings,
         cancelled: threading.Event,
-    ) -> list[_Embedded]:
+    ) -> list[Embedded]:
         loop = asyncio.get_running_loop()
         probes = await asyncio.gather(*(loop.run_in_executor(self.pool, decode.probe, i) for i in inputs))
         budgets = self._budgets(inputs, probes)
@@ -197,7 +214,7 @@ class EmbeddingService:
         budget: float,
         timings: Timings,
         cancelled: threading.Event,
-    ) -> _Embedded:
+    ) -> Embedded:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         decoded = await loop.run_in_executor(
@@ -212,21 +229,19 @@ class EmbeddingService:
             out: BatchOutput = await self.batcher.embed(decoded.examples)
             timings.add(queue_s=out.queue_seconds, inference_s=out.inference_seconds)
             embeddings = out.embeddings
-        return _Embedded(item.name, probed, decoded.num_samples, embeddings)
+        return Embedded(item.name, probed, decoded.num_samples, embeddings)
 
     def _response(
-        self, results: list[_Embedded], query: EmbedQuery, options: EmbedOptions
+        self, results: list[Embedded], query: EmbedQuery, options: EmbedOptions
     ) -> EmbeddingsResponse:
         data = [self._data(index, r, query, options) for index, r in enumerate(results)]
         seconds = sum(d.duration for d in data)
         examples = sum(r.embeddings.shape[0] for r in results)
-        self.metrics.audio_seconds.inc(seconds)
-        self.metrics.examples.inc(examples)
         return EmbeddingsResponse(
             weights=self.weights_id, data=data, usage=Usage(audio_seconds=seconds, examples=examples)
         )
 
-    def _data(self, index: int, r: _Embedded, query: EmbedQuery, options: EmbedOptions) -> EmbeddingData:
+    def _data(self, index: int, r: Embedded, query: EmbedQuery, options: EmbedOptions) -> EmbeddingData:
         count = r.embeddings.shape[0]
         post = None
         if query.postprocess:

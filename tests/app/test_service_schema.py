@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 import warnings
 from typing import Any
 
@@ -15,7 +18,11 @@ from app.main import create_app
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    APP = create_app(Settings(weights="random", max_upload_bytes=200_000, max_input_seconds=5.0))
+    DATA_DIR = tempfile.mkdtemp(prefix="vggish-schema-")  # heads the fuzzer trains land here
+    atexit.register(shutil.rmtree, DATA_DIR, True)
+    APP = create_app(
+        Settings(weights="random", max_upload_bytes=200_000, max_input_seconds=5.0, data_dir=DATA_DIR)
+    )
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 pytestmark = pytest.mark.slow  # a few hundred generated requests
 

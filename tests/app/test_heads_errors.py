@@ -1,0 +1,204 @@
+"""Every bad request to /v1/heads gets its problem+json 4xx, and the service stays healthy."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from safetensors.numpy import load as load_safetensors
+from safetensors.numpy import save as save_safetensors
+from service_helpers import assert_problem, clip, running_app
+
+from vggish import heads
+
+RNG = np.random.default_rng(7)
+GOOD = {"name": "good", "embeddings": RNG.standard_normal((4, 128)).tolist(), "labels": ["a", "b", "a", "b"]}
+WAV = clip(1.2, seed=5)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    with running_app(data_dir=tmp_path_factory.mktemp("heads-errors")) as c:
+        assert c.post("/v1/heads", json=GOOD).status_code == 201
+        yield c
+
+
+def exported(client: TestClient) -> bytes:
+    return client.get("/v1/heads/good/export").content
+
+
+def with_changes(data: bytes, drop: str = "", meta: dict[str, str] | None = None, **tensors: Any) -> bytes:
+    """A copy of an exported head with a tensor dropped or replaced, or metadata changed."""
+    arrays = {k: v for k, v in load_safetensors(data).items() if k != drop}
+    arrays |= tensors
+    (n,) = np.frombuffer(data[:8], dtype="<u8")
+    metadata = json.loads(data[8 : 8 + int(n)])["__metadata__"] | (meta or {})
+    return bytes(save_safetensors(arrays, metadata=metadata))
+
+
+def pickled() -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"out.weight": torch.zeros(2, 128)}, buffer)
+    return buffer.getvalue()
+
+
+JSON_CASES = {
+    "bad name": {**GOOD, "name": "no spaces"},
+    "name too long": {**GOOD, "name": "x" * 65},
+    "empty name": {**GOOD, "name": ""},
+    "single class": {**GOOD, "name": "one", "labels": ["a"] * 4},
+    "mismatched counts": {**GOOD, "name": "counts", "labels": ["a", "b", "a"]},
+    "wrong dimension": {**GOOD, "name": "dim", "embeddings": np.ones((4, 127)).tolist()},
+    "ragged rows": {**GOOD, "name": "ragged", "embeddings": [[0.0] * 128, [0.0] * 127] * 2},
+    "unknown kind": {**GOOD, "name": "kind", "kind": "svm"},
+    "empty label": {**GOOD, "name": "blank", "labels": ["a", "", "a", "b"]},
+    "unknown field": {**GOOD, "name": "extra", "colour": "red"},
+    "missing labels": {"name": "nolabels", "embeddings": GOOD["embeddings"]},
+    "duplicate name": GOOD,
+}
+
+
+@pytest.mark.parametrize("case", list(JSON_CASES))
+def test_bad_json_training_is_422(client: TestClient, case: str) -> None:
+    body = assert_problem(client.post("/v1/heads", json=JSON_CASES[case]), 422)
+    if case == "duplicate name":
+        assert body["type"].endswith(":head-exists") and "replace=true" in body["detail"]
+
+
+def test_nan_embedding_is_422(client: TestClient) -> None:
+    rows = [[float("nan"), *row[1:]] for row in GOOD["embeddings"]]
+    text = json.dumps({**GOOD, "name": "nan", "embeddings": rows})
+    assert "NaN" in text
+    body = assert_problem(
+        client.post("/v1/heads", content=text, headers={"content-type": "application/json"}), 422
+    )
+    assert "NaN" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status"), [(b"", 422), (b"{not json", 422), (b"[]", 422)], ids=["empty", "malformed", "array"]
+)
+def test_malformed_json_body(client: TestClient, body: bytes, status: int) -> None:
+    assert_problem(
+        client.post("/v1/heads", content=body, headers={"content-type": "application/json"}), status
+    )
+
+
+def test_other_media_type_is_415(client: TestClient) -> None:
+    assert_problem(client.post("/v1/heads", content=WAV, headers={"content-type": "audio/wav"}), 415)
+
+
+def form(n_files: int, labels: list[str], **fields: Any) -> dict[str, Any]:
+    files = [("file", (f"c{i}.wav", clip(1.2, seed=i), "audio/wav")) for i in range(n_files)]
+    return {"files": files, "data": {"name": "fromaudio", "label": labels, **fields}}
+
+
+MULTIPART_CASES = {
+    "missing label fields": (form(2, []), 422),
+    "fewer labels than files": (form(3, ["a", "b"]), 422),
+    "single class": (form(2, ["a", "a"]), 422),
+    "bad name": (form(2, ["a", "b"], name="bad/name"), 422),
+    "unknown kind": (form(2, ["a", "b"], kind="tree"), 422),
+    "duplicate name": (form(2, ["a", "b"], name="good"), 422),
+    "no file part": ({"files": [("other", ("x.txt", b"abc", "text/plain"))], "data": {"name": "x"}}, 400),
+    "undecodable file": (
+        {
+            "files": [("file", ("x.wav", b"not audio", "audio/wav"))] * 2,
+            "data": {"name": "x", "label": ["a", "b"]},
+        },
+        415,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MULTIPART_CASES))
+def test_bad_multipart_training(client: TestClient, case: str) -> None:
+    request, status = MULTIPART_CASES[case]
+    assert_problem(client.post("/v1/heads", **request), status)
+
+
+def test_clip_without_an_example_is_422_unless_padded(client: TestClient) -> None:
+    short = [("file", (f"s{i}.wav", clip(0.5, seed=i), "audio/wav")) for i in range(2)]
+    data = {"name": "short", "label": ["a", "b"]}
+    body = assert_problem(client.post("/v1/heads", files=short, data=data), 422)
+    assert "pad=true" in body["detail"]
+    assert client.post("/v1/heads", files=short, data=data, params={"pad": "true"}).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/v1/heads/absent"),
+        ("delete", "/v1/heads/absent"),
+        ("get", "/v1/heads/absent/export"),
+    ],
+)
+def test_unknown_head_is_404(client: TestClient, method: str, path: str) -> None:
+    body = assert_problem(client.request(method, path), 404)
+    assert body["type"].endswith(":head-not-found")
+
+
+def test_classify_unknown_head_is_404(client: TestClient) -> None:
+    assert_problem(client.post("/v1/heads/absent/classify", files={"file": ("a.wav", WAV, "audio/wav")}), 404)
+
+
+@pytest.mark.parametrize("path", ["/v1/heads/bad%20name", "/v1/heads/" + "x" * 65, "/v1/heads/a$b/export"])
+def test_bad_name_in_path_is_422(client: TestClient, path: str) -> None:
+    assert_problem(client.get(path), 422)
+
+
+def test_classify_errors(client: TestClient) -> None:
+    assert_problem(client.post("/v1/heads/good/classify"), 400)
+    assert_problem(client.post("/v1/heads/good/classify", params={"top_k": 0}, content=WAV), 422)
+    assert_problem(client.post("/v1/heads/good/classify", params={"hop": 0.005}, content=WAV), 422)
+    assert_problem(client.post("/v1/heads/good/classify", params={"hop": 5.8e14}, content=WAV), 422)
+    bad = {"file": ("a.wav", b"RIFF....garbage", "audio/wav")}
+    assert_problem(client.post("/v1/heads/good/classify", files=bad), 415)
+
+
+IMPORT_CASES = {
+    "garbage": lambda data: b"definitely not safetensors",
+    "truncated": lambda data: data[: len(data) // 2],
+    "pickle": lambda data: pickled(),
+    "wrong format": lambda data: with_changes(data, meta={"format": "other"}),
+    "future version": lambda data: with_changes(data, meta={"format_version": "99"}),
+    "unknown kind": lambda data: with_changes(data, meta={"kind": "svm"}),
+    "classes not json": lambda data: with_changes(data, meta={"classes": "a,b"}),
+    "one class": lambda data: with_changes(data, meta={"classes": '["a"]'}),
+    "missing tensor": lambda data: with_changes(data, drop="out.bias"),
+    "extra tensor": lambda data: with_changes(data, **{"extra": np.zeros(3, np.float32)}),
+    "float64": lambda data: with_changes(data, **{"out.bias": np.zeros(2, np.float64)}),
+    "wrong shape": lambda data: with_changes(data, **{"out.weight": np.zeros((2, 127), np.float32)}),
+    "nan": lambda data: with_changes(data, **{"norm.mean": np.full(128, np.nan, np.float32)}),
+    "zero std": lambda data: with_changes(data, **{"norm.std": np.zeros(128, np.float32)}),
+}
+
+
+@pytest.mark.parametrize("case", list(IMPORT_CASES))
+def test_malformed_import_is_422(client: TestClient, case: str) -> None:
+    body = IMPORT_CASES[case](exported(client))
+    assert_problem(client.put("/v1/heads/imported", content=body), 422)
+    assert_problem(client.get("/v1/heads/imported"), 404)
+
+
+def test_import_errors_other_than_the_file(client: TestClient) -> None:
+    assert_problem(client.put("/v1/heads/imported", content=b""), 400)
+    assert_problem(client.put("/v1/heads/bad name", content=exported(client)), 422)
+
+
+def test_the_service_is_healthy_afterwards(client: TestClient, tmp_path: Path) -> None:
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/healthz").status_code == 200
+    names = [h["name"] for h in client.get("/v1/heads").json()["data"]]
+    assert names == ["good", "short"]
+    head = heads.from_safetensors(exported(client))
+    assert head.classes == ("a", "b")
+    r = client.post("/v1/heads/good/classify", content=WAV, headers={"content-type": "audio/wav"})
+    assert r.status_code == 200 and len(r.json()["data"][0]["labels"]) == 2
