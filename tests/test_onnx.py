@@ -1,0 +1,71 @@
+"""ONNX export: the graph ONNX Runtime runs equals the PyTorch network, at any batch size."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+from vggish import cli
+from vggish.onnx_export import OnnxVGGish, export_onnx
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory, random_model) -> Path:  # type: ignore[no-untyped-def]
+    return export_onnx(random_model, tmp_path_factory.mktemp("onnx") / "vggish.onnx")
+
+
+@pytest.mark.parametrize("batch", [1, 5, 33])
+def test_onnx_matches_torch(exported: Path, random_model, reference, batch: int) -> None:  # type: ignore[no-untyped-def]
+    """Real log-mel examples (the shared reference's) and random ones, at several batch sizes."""
+    real = np.concatenate([reference["noise_examples"], reference["smoke_examples"]]).astype(np.float32)
+    rng = np.random.default_rng(batch)
+    x = np.concatenate([real, rng.standard_normal((batch, 96, 64)).astype(np.float32)])[:batch]
+    with torch.inference_mode():
+        expected = random_model(torch.from_numpy(x)).numpy()
+    got = OnnxVGGish(exported)(x)
+    assert got.shape == (batch, 128) and got.dtype == np.float32
+    assert np.abs(got - expected).max() <= 1e-4 * max(1.0, np.abs(expected).max())
+
+
+def test_metadata_and_input_checks(exported: Path, random_model) -> None:  # type: ignore[no-untyped-def]
+    runner = OnnxVGGish(exported)
+    assert runner.weights_info["sha256"] == random_model.weights_info["sha256"] == "random"
+    assert runner(np.zeros((0, 96, 64), np.float32)).shape == (0, 128)
+    assert runner(np.zeros((2, 1, 96, 64), np.float32)).shape == (2, 128)
+    with pytest.raises(ValueError, match=r"\(N, 96, 64\)"):
+        runner(np.zeros((2, 64, 96), np.float32))
+
+
+def test_not_a_vggish_graph(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.onnx"
+    bogus.write_bytes(b"not an onnx file")
+    with pytest.raises(RuntimeError, match="cannot load"):
+        OnnxVGGish(bogus)
+
+
+def test_cli_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert cli.main(["export-onnx", "--weights", "random", "--output", str(out)]) == 0
+    assert "max |onnx - torch|" in capsys.readouterr().out
+    assert out.stat().st_size > 250 * 2**20  # the weights are inside
+    assert [p.name for p in tmp_path.iterdir()] == ["demo.onnx"]  # no temporary file left
+
+
+def test_cli_export_to_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        status = cli.main(["export-onnx", "--weights", "random", "--output", str(tmp_path / "no" / "x.onnx")])
+    assert status == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()

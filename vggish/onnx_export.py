@@ -1,0 +1,153 @@
+"""VGGish as an ONNX graph: export it, and run it with ONNX Runtime.
+
+The graph is the network only, ``examples`` (batch, 96, 64) float32 -> ``embeddings`` (batch, 128)
+float32, with a dynamic batch axis; PCA postprocessing stays in NumPy (``vggish.postprocess``).
+The weights' provenance (``weights_info``: SHA-256, source) goes into the model's metadata, so an
+``.onnx`` file can be traced back to the weights it came from.
+
+Needs the ``onnx`` extra (``pip install 'vggish[onnx]'``: onnx, onnxscript for the exporter,
+onnxruntime to run it); the rest of the package does not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vggish import params
+from vggish.model import VGGish
+
+logger = logging.getLogger(__name__)
+
+INPUT_NAME = "examples"
+OUTPUT_NAME = "embeddings"
+OPSET = 18
+MAX_EXPORT_BATCH = 65536  # the batch axis's upper bound in the exported graph
+_INSTALL = "pip install 'vggish[onnx]'"
+
+
+def _require(module: str, what: str) -> Any:
+    """Imports ``module`` or raises ``RuntimeError`` saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise RuntimeError(f"{what} needs the {module!r} package: {_INSTALL}") from e
+
+
+def export_onnx(model: VGGish, output: str | os.PathLike[str]) -> Path:
+    """Writes ``model``'s network as an ONNX file (one file, weights inside), atomically.
+
+    Args:
+        model: a VGGish (its weights are exported as they are; it is not changed).
+        output: the ``.onnx`` file to write; its folder must exist.
+
+    Returns:
+        The path written.
+
+    Raises:
+        RuntimeError: ``onnx``/``onnxscript`` are not installed, or the export failed.
+        FileNotFoundError: the output's folder does not exist.
+    """
+    _require("onnxscript", "exporting to ONNX")
+    onnx = _require("onnx", "exporting to ONNX")
+    out = Path(output)
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {out}: folder {out.parent} does not exist")
+    # The exporter traces a CPU copy in the default layout: the graph is the same either way.
+    cpu = VGGish()
+    cpu.load_state_dict({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+    cpu.eval()
+    batch = torch.export.Dim("batch", min=1, max=MAX_EXPORT_BATCH)
+    dummy = torch.zeros(2, params.NUM_FRAMES, params.NUM_BANDS)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with warnings.catch_warnings(), _quiet_exporter():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                cpu,
+                (dummy,),
+                str(tmp),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes={INPUT_NAME: {0: batch}},
+                opset_version=OPSET,
+                dynamo=True,
+                external_data=False,
+            )
+        graph = onnx.load(str(tmp))
+        for key, value in {**model.weights_info, "producer": "vggish.onnx_export"}.items():
+            entry = graph.metadata_props.add()
+            entry.key, entry.value = f"vggish.{key}", str(value)
+        onnx.save(graph, str(tmp))
+        os.replace(tmp, out)
+    except Exception as e:
+        raise RuntimeError(f"ONNX export failed: {' '.join(str(e).split())[:500]}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Any:
+    """Silences the exporter's progress lines and warnings (they go to logging at INFO/WARNING)."""
+    names = ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")
+    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in names]
+    for lg, _ in saved:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in saved:
+            lg.setLevel(level)
+
+
+class OnnxVGGish:
+    """Runs an exported VGGish graph with ONNX Runtime on the CPU.
+
+    Args:
+        path: an ``.onnx`` file written by :func:`export_onnx`.
+        threads: intra-op threads; None lets ONNX Runtime use the machine's cores.
+
+    Raises:
+        RuntimeError: onnxruntime is not installed, or the file is not a VGGish graph.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
+        ort = _require("onnxruntime", "the ONNX backend")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise RuntimeError(f"cannot load {path} with ONNX Runtime: {' '.join(str(e).split())}") from e
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        shape_ok = len(inputs) == 1 and list(inputs[0].shape[1:]) == [params.NUM_FRAMES, params.NUM_BANDS]
+        if not shape_ok or len(outputs) != 1 or inputs[0].name != INPUT_NAME:
+            raise RuntimeError(f"{path} is not a VGGish graph (input (batch, 96, 64) named {INPUT_NAME!r})")
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.weights_info = {k.removeprefix("vggish."): v for k, v in meta.items() if k.startswith("vggish.")}
+
+    def __call__(self, examples: np.ndarray) -> np.ndarray:
+        """(N, 96, 64) or (N, 1, 96, 64) float log-mel examples -> (N, 128) float32 embeddings."""
+        x = np.asarray(examples, dtype=np.float32)
+        if x.ndim == 4 and x.shape[1] == 1:
+            x = x[:, 0]
+        if x.ndim != 3 or x.shape[1:] != (params.NUM_FRAMES, params.NUM_BANDS):
+            raise ValueError(f"examples must be (N, 96, 64) or (N, 1, 96, 64); got shape {x.shape}")
+        if x.shape[0] == 0:
+            return np.empty((0, params.EMBEDDING_SIZE), dtype=np.float32)
+        out: np.ndarray = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(x)})[0]
+        return out
