@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vggish.model import BackendName
+
 MIB = 1 << 20
 
 
@@ -32,6 +34,7 @@ class Settings(BaseSettings):
         weights: a weights ``.safetensors`` file, ``random`` (demo weights), or empty for the
             library's default official weights (downloaded on start when missing and online).
         device: torch device for the model (``cpu``, ``cuda``, ``cuda:1``...).
+        backend: ``torch``, ``onnx`` (ONNX Runtime on the CPU) or ``auto`` (onnx when installed).
         host: address ``vggish serve`` binds to.
         port: port ``vggish serve`` listens on.
         workers: uvicorn worker processes for ``vggish serve`` (each loads its own model).
@@ -58,6 +61,7 @@ class Settings(BaseSettings):
 
     weights: str = ""
     device: str = "cpu"
+    backend: BackendName = "torch"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)

@@ -125,7 +125,9 @@ class ModelCard(BaseModel):
     default_hop_seconds: float = params.EXAMPLE_HOP_SECONDS
     postprocessing: bool = Field(description="whether the weights carry PCA parameters")
     device: str
-    backend: str = Field(description="torch version and its threads")
+    backend: str = Field(
+        description="the runtime computing embeddings: torch or onnxruntime, version, threads"
+    )
     decoders: list[str]
     limits: Limits
 

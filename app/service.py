@@ -83,11 +83,7 @@ class EmbeddingService:
 
     def _forward(self, examples: np.ndarray) -> np.ndarray:
         """The model call the inference thread makes: (B, 96, 64) -> (B, 128) float32."""
-        import torch
-
-        with torch.inference_mode():
-            batch = torch.from_numpy(np.ascontiguousarray(examples)).to(self.model.device)
-            out: np.ndarray = self.model(batch).float().cpu().numpy()
+        out = self.model.infer(examples)
         release_free_memory()  # keeps a long-running server's memory flat (see vggish.memory)
         return out
 

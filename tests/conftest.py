@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,3 +41,14 @@ def alsa_recordings() -> list[Path]:
     if not files:
         pytest.skip("alsa-utils recordings not installed (scripts/system-deps.sh installs them)")
     return files
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private VGGISH_CACHE_DIR for the session: ONNX graphs are exported there once."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    cache = tmp_path_factory.mktemp("vggish-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VGGISH_CACHE_DIR", str(cache))
+        yield cache

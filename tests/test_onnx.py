@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from vggish import cli
+import vggish
+from vggish import cli, onnx_export
 from vggish.onnx_export import OnnxVGGish, export_onnx
 
 pytestmark = pytest.mark.slow
@@ -69,3 +71,51 @@ def test_cli_export_to_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixt
     assert status == 1
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
+
+
+def _load(**kwargs):  # type: ignore[no-untyped-def]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return vggish.load_model("random", **kwargs)
+
+
+def test_onnx_backend_embeds_like_torch(onnx_cache: Path, random_model, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """load_model(backend="onnx") exports once into the cache, and embed() agrees with PyTorch."""
+    model = _load(backend="onnx")
+    assert model.backend == "onnx" and random_model.backend == "torch"
+    assert len(list((onnx_cache / "onnx").glob("*.onnx"))) == 1
+    rng = np.random.default_rng(7)
+    wave = rng.standard_normal((44100 * 4, 2)) * 0.1
+    ours, theirs = model.embed(wave, 44100), random_model.embed(wave, 44100)
+    scale = max(1.0, float(np.abs(theirs.embeddings).max()))
+    assert np.abs(ours.embeddings - theirs.embeddings).max() <= 1e-4 * scale
+    np.testing.assert_array_equal(ours.timestamps, theirs.timestamps)
+    # A second load reuses the cached graph: exporting again would fail here.
+    monkeypatch.setattr(onnx_export, "export_onnx", lambda *a, **k: pytest.fail("exported twice"))
+    assert _load(backend="onnx").backend == "onnx"
+
+
+def test_backend_choice(onnx_cache: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert _load(backend="auto").backend == "onnx"  # installed here, CPU
+    monkeypatch.setattr(onnx_export, "available", lambda: False)
+    assert _load(backend="auto").backend == "torch"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        _load(backend="tensorrt")
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        _load(backend="onnx", device="cuda")
+
+
+def test_cli_embed_with_onnx_backend(onnx_cache: Path, tmp_path: Path) -> None:
+    wav = tmp_path / "tone.wav"
+    t = np.arange(16000 * 3) / 16000
+    sf.write(wav, (0.5 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16), 16000)
+    out = tmp_path / "tone.npz"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        argv = ["embed", str(wav), "-o", str(out), "--weights", "random", "--backend", "onnx"]
+        assert cli.main(argv) == 0
+    expected = _load().embed_file(wav)
+    with np.load(out) as got:
+        assert np.abs(got["embedding"] - expected.embeddings).max() <= 1e-4 * max(
+            1.0, float(np.abs(expected.embeddings).max())
+        )

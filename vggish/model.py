@@ -6,8 +6,8 @@ parameters for AudioSet's 8-bit features live in buffers so they move with the m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -20,6 +20,10 @@ from vggish.postprocess import postprocess as _postprocess
 if TYPE_CHECKING:
     from vggish.pipeline import EmbeddingResult
     from vggish.resample import ResamplerName
+
+BackendName = Literal["auto", "torch", "onnx"]
+"""Which runtime :meth:`VGGish.infer` uses: PyTorch, ONNX Runtime (CPU), or ``auto`` (ONNX
+Runtime on the CPU when installed, PyTorch otherwise and on other devices)."""
 
 # (scope, input channels, output channels) of the 3x3 convolutions; a 2x2 max-pool follows the
 # last convolution of each block: conv1 | conv2 | conv3_1 conv3_2 | conv4_1 conv4_2.
@@ -76,11 +80,39 @@ class VGGish(nn.Module):
         self.register_buffer("pca_eigen_vectors", torch.empty(0, dtype=torch.float64), persistent=False)
         self.register_buffer("pca_means", torch.empty(0, dtype=torch.float64), persistent=False)
         self.weights_info: dict[str, str] = {}
+        self._onnx: Callable[[np.ndarray], np.ndarray] | None = None
 
     @property
     def has_pca(self) -> bool:
         """Whether PCA parameters are loaded, so :meth:`postprocess` can run."""
         return self.pca_eigen_vectors.numel() > 0
+
+    @property
+    def backend(self) -> str:
+        """``"onnx"`` when :meth:`infer` runs an ONNX Runtime session, else ``"torch"``."""
+        return "torch" if self._onnx is None else "onnx"
+
+    def use_onnx(self, runner: Callable[[np.ndarray], np.ndarray] | None) -> None:
+        """Makes :meth:`infer` call ``runner`` ((N, 96, 64) -> (N, 128) float32), or PyTorch again
+        with None. ``runner`` must compute this network with these weights (see
+        :func:`vggish.onnx_export.onnx_runner`); ``model(...)`` itself always runs PyTorch."""
+        self._onnx = runner
+
+    def infer(self, examples: np.ndarray) -> np.ndarray:
+        """Embeds log-mel examples with the model's backend, without autograd.
+
+        Args:
+            examples: (N, 96, 64) or (N, 1, 96, 64) float log-mel patches.
+
+        Returns:
+            (N, 128) float32 embeddings as NumPy (on the CPU), pre-activation.
+        """
+        if self._onnx is not None:
+            return self._onnx(examples)
+        with torch.inference_mode():
+            batch = torch.from_numpy(np.ascontiguousarray(examples, dtype=np.float32)).to(self.device)
+            out: np.ndarray = self(batch).float().cpu().numpy()
+        return out
 
     @property
     def device(self) -> torch.device:

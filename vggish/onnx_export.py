@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import logging
 import os
 import tempfile
@@ -110,6 +111,39 @@ def _quiet_exporter() -> Any:
     finally:
         for lg, level in saved:
             lg.setLevel(level)
+
+
+def available() -> bool:
+    """Whether the ONNX backend can run here (``onnx``, ``onnxscript`` and ``onnxruntime``)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime"))
+
+
+def onnx_cache_dir() -> Path:
+    """Where exported graphs are kept: ``$VGGISH_CACHE_DIR/onnx``, default ``~/.cache/vggish/onnx``."""
+    root = os.environ.get("VGGISH_CACHE_DIR")
+    return (Path(root) if root else Path.home() / ".cache" / "vggish") / "onnx"
+
+
+def onnx_runner(model: VGGish, threads: int | None = None) -> OnnxVGGish:
+    """An ONNX Runtime session computing ``model``, exported on first use and cached.
+
+    The cache key is the weights' SHA-256 and this package's version, so a graph is never reused
+    for other weights; a cached file whose recorded SHA-256 differs is exported again.
+    """
+    from vggish import __version__
+
+    sha = model.weights_info.get("sha256", "")
+    if not sha:
+        raise RuntimeError("the model has no weights SHA-256 to key its ONNX graph; load it with load_model")
+    path = onnx_cache_dir() / f"vggish-{__version__}-{sha[:16]}.onnx"
+    if path.is_file():
+        runner = OnnxVGGish(path, threads)
+        if runner.weights_info.get("sha256") == sha:
+            return runner
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logger.warning("exporting VGGish to ONNX (once per weights file): %s", path)
+    export_onnx(model, path)
+    return OnnxVGGish(path, threads)
 
 
 class OnnxVGGish:

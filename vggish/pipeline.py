@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, get_args
 
 import numpy as np
-import torch
 
 from vggish import audio, params
 from vggish.features import FrameStream, example_timestamps, hop_to_frames
@@ -199,9 +198,7 @@ def run_model(model: VGGish, example_blocks: Iterable[np.ndarray], batch_size: i
 
 
 def _forward(model: VGGish, examples: np.ndarray) -> np.ndarray:
-    with torch.inference_mode():
-        batch = torch.from_numpy(np.ascontiguousarray(examples)).to(model.device)
-        out: np.ndarray = model(batch).float().cpu().numpy()
+    out = model.infer(examples)
     release_free_memory()  # else glibc's arenas keep the activations' pages (see vggish.memory)
     return out
 

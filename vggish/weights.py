@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from vggish import params
-from vggish.model import CONV_LAYERS, FC_LAYERS, VGGish
+from vggish.model import CONV_LAYERS, FC_LAYERS, BackendName, VGGish
 
 logger = logging.getLogger(__name__)
 
@@ -259,7 +260,10 @@ def resolve_weights_path(weights: str | os.PathLike[str] | None) -> Path:
 
 
 def load_model(
-    weights: str | os.PathLike[str] | None = None, *, device: str | torch.device = "cpu"
+    weights: str | os.PathLike[str] | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    backend: BackendName = "torch",
 ) -> VGGish:
     """Builds VGGish with weights, in eval mode.
 
@@ -268,10 +272,23 @@ def load_model(
             deterministic random weights (demos and tests only), or None for the official weights
             at :func:`default_weights_path`.
         device: where to put the model.
+        backend: what ``model.infer`` (and so ``embed``/``embed_file``, the CLI and the service)
+            runs: ``"torch"``; ``"onnx"`` (ONNX Runtime on the CPU; the graph is exported once
+            per weights file into :func:`vggish.onnx_export.onnx_cache_dir`, which takes ~10-25 s,
+            and loaded from there afterwards); or ``"auto"`` (ONNX on the CPU when
+            ``vggish[onnx]`` is installed, else PyTorch). ``model(tensor)`` is always PyTorch.
 
     Returns:
         The model; ``model.weights_info`` holds the file's provenance and SHA-256.
+
+    Raises:
+        ValueError: an unknown backend, or ``"onnx"`` on a device other than the CPU.
+        RuntimeError: ``"onnx"`` without ``vggish[onnx]`` installed.
     """
+    if backend not in get_args(BackendName):
+        raise ValueError(f"backend must be one of {get_args(BackendName)}; got {backend!r}")
+    if backend == "onnx" and torch.device(device).type != "cpu":
+        raise ValueError(f"the onnx backend runs on the CPU; got device={device!r} (use backend='torch')")
     if str(weights) == RANDOM:
         warnings.warn(
             "VGGish is using RANDOM weights: embeddings are meaningless (demos and tests only)",
@@ -288,4 +305,10 @@ def load_model(
     model.weights_info = {**loaded.metadata, "sha256": loaded.sha256}
     # channels_last lets oneDNN / cuDNN pick their fastest convolutions (about +25% on CPU).
     model.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return model.eval()
+    model.eval()
+    if backend != "torch" and torch.device(device).type == "cpu":
+        from vggish import onnx_export
+
+        if backend == "onnx" or onnx_export.available():
+            model.use_onnx(onnx_export.onnx_runner(model))
+    return model

@@ -13,6 +13,15 @@ from app.schemas import Limits, ModelCard, ModelList
 router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_api_key)])
 
 
+def _backend(name: str) -> str:
+    """The runtime that computes the embeddings, with its version and threads."""
+    if name == "onnx":
+        import onnxruntime
+
+        return f"onnxruntime {onnxruntime.__version__} (CPU)"
+    return f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+
+
 @router.get("/models", response_model=ModelList, summary="Model and weights provenance")
 async def list_models(service: ServiceDep) -> ModelList:
     """The one model this server runs."""
@@ -23,7 +32,7 @@ async def list_models(service: ServiceDep) -> ModelList:
         parameters=sum(p.numel() for p in model.parameters()),
         postprocessing=model.has_pca,
         device=str(model.device),
-        backend=f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
+        backend=_backend(model.backend),
         decoders=["soundfile", "ffmpeg"] if shutil.which("ffmpeg") else ["soundfile"],
         limits=limits,
     )

@@ -14,7 +14,16 @@ import sys
 from collections.abc import Sequence
 
 # Subcommand modules, in the order ``--help`` lists them.
-_SUBCOMMANDS = ("embed", "extract_cmd", "serve_cmd", "heads_cmd", "convert_cmd", "download_cmd", "verify_cmd", "export_onnx_cmd")
+_SUBCOMMANDS = (
+    "embed",
+    "extract_cmd",
+    "serve_cmd",
+    "heads_cmd",
+    "convert_cmd",
+    "download_cmd",
+    "verify_cmd",
+    "export_onnx_cmd",
+)
 
 EXAMPLES = """\
 examples:

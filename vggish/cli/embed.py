@@ -13,6 +13,7 @@ from typing import Any, get_args
 import numpy as np
 
 from vggish import params
+from vggish.model import BackendName
 from vggish.pipeline import EmbeddingResult, EmbedOptions
 from vggish.resample import ResamplerName
 from vggish.weights import default_weights_path, load_model
@@ -70,6 +71,13 @@ def register(subparsers: Any) -> None:
         "--batch-size", type=int, default=32, metavar="N", help="examples per model call (default: 32)"
     )
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument(
+        "--backend",
+        choices=get_args(BackendName),
+        default="torch",
+        help="torch (default); onnx: ONNX Runtime on the CPU (pip install 'vggish[onnx]'; exported "
+        "once per weights file); auto: onnx when installed and on the CPU",
+    )
     p.set_defaults(func=run)
 
 
@@ -85,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         resampler=args.resampler,
         batch_size=args.batch_size,
     )
-    model = load_model(args.weights, device=args.device)
+    model = load_model(args.weights, device=args.device, backend=args.backend)
     started = time.perf_counter()
     result = model.embed_file(
         args.input,
