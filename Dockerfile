@@ -4,6 +4,7 @@
 #   docker build --build-arg FETCH_WEIGHTS=true -t vggish .
 # Run:  docker run -p 8000:8000 -v "$PWD/weights:/app/weights" vggish
 #       docker run -p 8000:8000 -e VGGISH_WEIGHTS=random vggish      (demo, meaningless numbers)
+#       docker run ... -e VGGISH_BACKEND=onnx vggish   (ONNX Runtime; the graph is exported on first start)
 FROM python:3.11-slim
 
 ARG TORCH_VERSION=2.13.0
@@ -34,7 +35,7 @@ RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TOR
 COPY pyproject.toml README.md ./
 COPY vggish ./vggish
 COPY app ./app
-RUN pip install ".[serve]"
+RUN pip install ".[serve,onnx]"
 
 RUN useradd --create-home --uid 10001 vggish \
     && mkdir -p /app/weights \

@@ -45,8 +45,9 @@ embed: install
 	$(VENV)/bin/vggish embed "$(INPUT)" --output "$(OUTPUT)" $(if $(WEIGHTS),--weights "$(WEIGHTS)")
 
 bench: install
-	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) -m pip install -q -e ".[bench,onnx]"
 	$(PY) benchmarks/bench_end_to_end.py
+	$(PY) benchmarks/bench_model.py
 	$(PY) benchmarks/bench_resample.py
 	$(PY) benchmarks/bench_service.py
 
