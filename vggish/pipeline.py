@@ -7,9 +7,12 @@ processing the whole signal at once.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, get_args
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 
@@ -167,7 +170,7 @@ def wavfile_to_examples(
     return np.concatenate(list(iter_examples(_mono_blocks(blocks), info.sample_rate, options)))
 
 
-def _wants_postprocess(model: VGGish, options: EmbedOptions) -> bool:
+def wants_postprocess(model: VGGish, options: EmbedOptions) -> bool:
     if options.postprocess is None:
         return model.has_pca
     if options.postprocess and not model.has_pca:
@@ -206,7 +209,7 @@ def _forward(model: VGGish, examples: np.ndarray) -> np.ndarray:
 def _result(
     model: VGGish, embeddings: np.ndarray, options: EmbedOptions, info: tuple[int, int, int]
 ) -> EmbeddingResult:
-    post = model.postprocess(embeddings).cpu().numpy() if _wants_postprocess(model, options) else None
+    post = model.postprocess(embeddings).cpu().numpy() if wants_postprocess(model, options) else None
     sample_rate, channels, num_samples = info
     timestamps = example_timestamps(embeddings.shape[0], options.hop_seconds)
     return EmbeddingResult(embeddings, timestamps, post, sample_rate, channels, num_samples)
@@ -217,7 +220,7 @@ def embed_waveform(
 ) -> EmbeddingResult:
     """Embeds a waveform ((samples,) or (samples, channels); float, or int16 / 32768)."""
     options = options or EmbedOptions()
-    _wants_postprocess(model, options)  # fail before the work, not after
+    wants_postprocess(model, options)  # fail before the work, not after
     mono = audio.validate_waveform(waveform, sample_rate)
     channels = 1 if np.ndim(waveform) == 1 else int(np.shape(waveform)[1])
     blocks = iter_examples(_array_chunks(mono), int(sample_rate), options)
@@ -225,7 +228,7 @@ def embed_waveform(
     return _result(model, embeddings, options, (int(sample_rate), channels, mono.shape[0]))
 
 
-class _CountingBlocks:
+class CountingBlocks:
     """Passes decoded blocks through, converted to mono, counting samples per channel."""
 
     def __init__(self, blocks: Iterable[np.ndarray]) -> None:
@@ -243,9 +246,28 @@ def embed_source(
 ) -> EmbeddingResult:
     """Embeds an audio file (path, bytes or binary file object) in bounded memory."""
     options = options or EmbedOptions()
-    _wants_postprocess(model, options)
+    wants_postprocess(model, options)
     info, blocks = audio.stream(source)
-    counted = _CountingBlocks(blocks)
+    counted = CountingBlocks(blocks)
     example_blocks = iter_examples(counted, info.sample_rate, options)
     embeddings = run_model(model, example_blocks, options.batch_size)
     return _result(model, embeddings, options, (info.sample_rate, info.channels, counted.num_samples))
+
+
+def write_npz(output: Path, result: EmbeddingResult) -> None:
+    """Writes a result as ``vggish embed`` does, atomically (a temporary file, then a rename).
+
+    Keys: ``embedding`` (N, 128) float32, ``timestamps`` (N, 2) float64 and, when computed,
+    ``postprocessed`` (N, 128) uint8. ``output``'s folder must exist.
+    """
+    arrays: dict[str, Any] = {"embedding": result.embeddings, "timestamps": result.timestamps}
+    if result.postprocessed is not None:
+        arrays["postprocessed"] = result.postprocessed
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

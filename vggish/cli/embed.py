@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, get_args
 
-import numpy as np
-
 from vggish import params
 from vggish.model import BackendName
-from vggish.pipeline import EmbeddingResult, EmbedOptions
+from vggish.pipeline import EmbeddingResult, EmbedOptions, write_npz
 from vggish.resample import ResamplerName
 from vggish.weights import default_weights_path, load_model
 
@@ -114,21 +110,6 @@ def _check_output(output: Path) -> Path:
     if not output.parent.is_dir():
         raise FileNotFoundError(f"the output folder {output.parent} does not exist; create it first")
     return output
-
-
-def write_npz(output: Path, result: EmbeddingResult) -> None:
-    """Writes the result's arrays to ``output`` via a temporary file and a rename."""
-    arrays: dict[str, Any] = {"embedding": result.embeddings, "timestamps": result.timestamps}
-    if result.postprocessed is not None:
-        arrays["postprocessed"] = result.postprocessed
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _report(output: Path, result: EmbeddingResult, seconds: float) -> None:

@@ -1,0 +1,120 @@
+"""``vggish extract INPUT... --output OUT_DIR``: embeddings of many files, resumable."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, get_args
+
+from vggish import params
+from vggish.extract import ExtractOptions, ExtractSummary, default_workers, extract, find_inputs
+from vggish.extract.outputs import FAILURES_NAME, OutputFormat
+from vggish.pipeline import EmbedOptions
+from vggish.resample import ResamplerName
+from vggish.weights import default_weights_path
+
+DESCRIPTION = """\
+Embed many audio files with VGGish into OUT_DIR, in parallel and resumably.
+
+INPUT is a file, a folder (searched recursively for audio files) or @list.txt (one path a line).
+Formats:
+  parquet   part-*.parquet, one row per example: path, index, start, end, embedding[128]
+            (float32), postprocessed[128] (uint8, with PCA weights); pandas.read_parquet(OUT_DIR)
+  npz       one .npz per input, mirroring the input tree (the keys of `vggish embed`)
+  tfrecord  AudioSet-style SequenceExamples (audio_embedding: 128 uint8 bytes per example)
+Re-running the same command resumes: complete inputs are skipped. Inputs that fail are listed in
+OUT_DIR/_failures.jsonl and the exit status is 2; OUT_DIR/_summary.json holds the run's figures."""
+
+EPILOG = f"""\
+examples:
+  vggish extract corpus/ --output features/
+  vggish extract @files.txt --output features/ --format tfrecord --workers 8
+  vggish extract corpus/ --output features/ --engine ray --device cuda
+
+default weights: {default_weights_path()}"""
+
+
+def register(subparsers: Any) -> None:
+    """Adds the ``extract`` subcommand."""
+    p = subparsers.add_parser(
+        "extract",
+        help="embed many audio files into Parquet, .npz or TFRecord (parallel, resumable)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders or @list.txt")
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output folder")
+    p.add_argument("--weights", metavar="W", help="weights .safetensors file, or 'random'")
+    p.add_argument("--format", choices=get_args(OutputFormat), default="parquet", help="(default: parquet)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="(default: local)")
+    p.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default: start a local one)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help=f"decoding processes, 0: decode in the main process (default: CPUs // 4 = {default_workers()}; "
+        "CPUs - 1 with cuda)",
+    )
+    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="examples per model call (64)")
+    p.add_argument(
+        "--hop",
+        type=float,
+        default=params.EXAMPLE_HOP_SECONDS,
+        metavar="SECONDS",
+        help="seconds between example starts, a multiple of 0.01 (default: 0.96)",
+    )
+    p.add_argument("--pad", action="store_true", help="zero-pad clips shorter than 0.975 s to one example")
+    p.add_argument("--no-postprocess", action="store_true", help="skip AudioSet's PCA + 8-bit features")
+    p.add_argument(
+        "--resampler", choices=get_args(ResamplerName), default="reference", help="(default: reference)"
+    )
+    p.add_argument("--glob", metavar="PATTERN", help="file names to take from folders, e.g. '*.wav'")
+    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: cpu)")
+    p.add_argument("--rows-per-part", type=int, default=20_000, metavar="N", help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the extraction; 0 when every input succeeded, 2 when some failed."""
+    if args.workers is None:
+        args.workers = default_workers(args.device)
+    if args.workers < 0:
+        raise ValueError(f"--workers must be 0 or more; got {args.workers}")
+    embed = EmbedOptions(
+        hop_seconds=args.hop,
+        pad=args.pad,
+        postprocess=False if args.no_postprocess else None,
+        resampler=args.resampler,
+        batch_size=args.batch_size,
+    )
+    options = ExtractOptions(
+        embed=embed,
+        format=args.format,
+        engine=args.engine,
+        workers=args.workers,
+        device=args.device,
+        ray_address=args.ray_address,
+        rows_per_part=args.rows_per_part,
+    )
+    inputs = find_inputs(args.inputs, args.glob)
+    output = Path(args.output)
+    summary = extract(inputs, output, args.weights, options, progress=True)
+    _report(output, summary)
+    return 2 if summary.files_failed else 0
+
+
+def _report(output: Path, summary: ExtractSummary) -> None:
+    skipped = f", {summary.files_skipped} already done" if summary.files_skipped else ""
+    print(
+        f"wrote {output}: {summary.files_ok} files, {summary.examples} examples, "
+        f"{summary.audio_hours:.3f} h of audio in {summary.wall_seconds:.1f} s "
+        f"({summary.realtime_factor:.0f}x realtime){skipped}"
+    )
+    if summary.files_failed:
+        print(
+            f"vggish: {summary.files_failed} of {summary.files_total} inputs failed; "
+            f"see {output / FAILURES_NAME}",
+            file=sys.stderr,
+        )

@@ -1,0 +1,248 @@
+"""Batch feature extraction: many audio files -> Parquet, per-file .npz or AudioSet TFRecords.
+
+Data path: inputs (:mod:`.inputs`) -> decode + log-mel in worker processes (:mod:`.decode`) ->
+full model batches across files (:mod:`.batching`) -> parts written crash-safely, resumable
+(:mod:`.outputs`, :mod:`.tfrecord`). :mod:`.local` runs it in one machine's processes,
+:mod:`.ray_engine` as a Ray Data pipeline.
+
+Parquet rows, one per example: ``path`` (string), ``index`` (int32), ``start``, ``end`` (float64
+seconds), ``embedding`` (fixed_size_list<float>[128]), and ``postprocessed``
+(fixed_size_list<uint8>[128]) when postprocessing.
+
+>>> from vggish.extract import ExtractOptions, extract, find_inputs
+>>> summary = extract(find_inputs(["corpus/"]), Path("features"), "random", ExtractOptions(workers=2))
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from vggish.extract.batching import Embedded
+from vggish.extract.decode import Failure
+from vggish.extract.inputs import InputFile, find_inputs
+from vggish.extract.outputs import (
+    FailureLog,
+    NpzWriter,
+    OutputFormat,
+    PartWriter,
+    completed_inputs,
+    prepare,
+    write_summary,
+)
+from vggish.extract.progress import Progress
+from vggish.pipeline import EmbedOptions, wants_postprocess
+from vggish.weights import load_model
+
+Engine = Literal["local", "ray"]
+INSTALL_EXTRACT = "--format parquet needs pyarrow: pip install 'vggish[extract]'"
+DEFAULT_ROWS_PER_PART = 20_000  # about 13 MB of rows in memory, 12 MB of Parquet
+
+__all__ = ["ExtractOptions", "ExtractSummary", "InputFile", "default_workers", "extract", "find_inputs"]
+
+
+def default_workers(device: str = "cpu") -> int:
+    """Decoding processes for a model on ``device``.
+
+    On the CPU the model costs about five times what decoding does, so a quarter of the CPUs decode
+    and the rest run the model (see :func:`vggish.extract.local.run_local`); below 4 CPUs decoding
+    stays in the main process (0), which measured fastest on 2 CPUs (``benchmarks/bench_extract.py``).
+    With a GPU the model is fast and every CPU but one decodes.
+    """
+    cpus = os.cpu_count() or 2
+    return max(1, cpus - 1) if device.startswith("cuda") else cpus // 4
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """How a batch extraction runs.
+
+    Attributes:
+        embed: hop, padding, postprocessing, resampler and batch size, as for one file.
+        format: ``parquet`` (parts), ``npz`` (one per input) or ``tfrecord`` (AudioSet records).
+        engine: ``local`` (worker processes) or ``ray`` (Ray Data).
+        workers: decoding processes (local; 0 decodes in the main process) or local Ray CPUs.
+        device: torch device of the model.
+        ray_address: an existing Ray cluster; None starts a local one.
+        rows_per_part: rows per Parquet/TFRecord part (an input's rows never straddle two parts).
+    """
+
+    embed: EmbedOptions = field(default_factory=EmbedOptions)
+    format: OutputFormat = "parquet"
+    engine: Engine = "local"
+    workers: int = field(default_factory=default_workers)  # for the CPU; see default_workers("cuda")
+    device: str = "cpu"
+    ray_address: str | None = None
+    rows_per_part: int = DEFAULT_ROWS_PER_PART
+
+    def __post_init__(self) -> None:
+        if self.format not in get_args(OutputFormat):
+            raise ValueError(f"format must be one of {get_args(OutputFormat)}; got {self.format!r}")
+        if self.engine not in get_args(Engine):
+            raise ValueError(f"engine must be one of {get_args(Engine)}; got {self.engine!r}")
+        if not isinstance(self.workers, int) or self.workers < 0:
+            raise ValueError(f"workers must be an integer >= 0; got {self.workers!r}")
+        if not isinstance(self.rows_per_part, int) or self.rows_per_part < 1:
+            raise ValueError(f"rows_per_part must be a positive integer; got {self.rows_per_part!r}")
+
+
+@dataclass
+class ExtractSummary:
+    """What a run did; written to ``_summary.json``."""
+
+    files_total: int = 0
+    files_skipped: int = 0  # complete before this run
+    files_ok: int = 0
+    files_failed: int = 0
+    examples: int = 0
+    audio_hours: float = 0.0
+    wall_seconds: float = 0.0
+    realtime_factor: float = 0.0  # audio seconds per wall second, this run
+    files_per_second: float = 0.0
+    settings: dict[str, Any] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
+
+
+def extract(
+    inputs: list[InputFile],
+    output: Path,
+    weights: str | None,
+    options: ExtractOptions,
+    progress: bool = False,
+) -> ExtractSummary:
+    """Embeds every input not yet complete in ``output`` and writes the results there.
+
+    Args:
+        inputs: from :func:`find_inputs`.
+        output: the output folder (created; an existing one is resumed if its settings match).
+        weights: a weights file, ``"random"``, or None for the official weights.
+        options: see :class:`ExtractOptions`.
+        progress: show a bar (terminal) or periodic lines on stderr.
+
+    Returns:
+        The run's summary (inputs that failed are counted and listed in ``_failures.jsonl``).
+
+    Raises:
+        ValueError: bad options, or ``output`` made with other settings.
+        RuntimeError: a needed package is missing.
+        FileNotFoundError: the weights are missing.
+    """
+    started = time.perf_counter()
+    _check_packages(options)
+    model = load_model(weights, device="cpu" if options.engine == "ray" else options.device)
+    postprocess = wants_postprocess(model, options.embed)
+    if options.format == "tfrecord" and not postprocess:
+        raise ValueError(
+            "--format tfrecord stores AudioSet's 8-bit features: it needs weights with PCA and "
+            "no --no-postprocess"
+        )
+    settings = _settings(options, postprocess, str(model.weights_info.get("sha256", "")))
+    prepare(output, settings)
+    done = completed_inputs(output, options.format, inputs)
+    todo = [item.path for item in inputs if item.path not in done]
+    writer = (
+        NpzWriter(output, inputs, options.embed.hop_seconds)
+        if options.format == "npz"
+        else PartWriter(output, options.format, options.embed.hop_seconds, options.rows_per_part)
+    )
+    summary = ExtractSummary(len(inputs), len(inputs) - len(todo), settings=settings)
+    failures, bar = FailureLog(output), Progress(len(todo), enabled=progress)
+
+    def on_result(result: Embedded | Failure) -> None:
+        if isinstance(result, Failure):
+            failures.add(result)
+            bar.update(0.0, failed=True)
+            return
+        writer.add(result)
+        summary.files_ok += 1
+        summary.examples += result.embeddings.shape[0]
+        bar.update(result.source.duration)
+
+    try:
+        _run_engine(model, weights, todo, options, postprocess, on_result)
+        writer.close()
+    finally:
+        failures.close()
+        bar.close()
+    return _finish(summary, output, options, failures.count, bar.audio_seconds, time.perf_counter() - started)
+
+
+def _run_engine(
+    model: Any,
+    weights: str | None,
+    todo: list[str],
+    options: ExtractOptions,
+    postprocess: bool,
+    on_result: Any,
+) -> None:
+    if not todo:
+        return
+    if options.engine == "ray":
+        from vggish.extract.ray_engine import run_ray
+
+        run_ray(
+            weights,
+            todo,
+            options.embed,
+            postprocess,
+            device=options.device,
+            workers=max(1, options.workers),
+            address=options.ray_address,
+            on_result=on_result,
+        )
+    else:
+        from vggish.extract.local import run_local
+
+        run_local(model, todo, options.embed, postprocess, options.workers, on_result)
+
+
+def _check_packages(options: ExtractOptions) -> None:
+    if options.format == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as e:
+            raise RuntimeError(INSTALL_EXTRACT) from e
+    if options.engine == "ray":
+        from vggish.extract.ray_engine import import_ray
+
+        import_ray()
+
+
+def _settings(options: ExtractOptions, postprocess: bool, weights_sha256: str) -> dict[str, Any]:
+    """What the output depends on: a folder is resumed only with the same values."""
+    embed = options.embed
+    return {
+        "format": options.format,
+        "hop_seconds": embed.hop_seconds,
+        "pad": embed.pad,
+        "postprocess": postprocess,
+        "resampler": embed.resampler,
+        "weights_sha256": weights_sha256,
+    }
+
+
+def _finish(
+    summary: ExtractSummary,
+    output: Path,
+    options: ExtractOptions,
+    failed: int,
+    audio_seconds: float,
+    seconds: float,
+) -> ExtractSummary:
+    summary.files_failed = failed
+    summary.audio_hours = audio_seconds / 3600
+    summary.wall_seconds = seconds
+    summary.realtime_factor = audio_seconds / seconds if seconds > 0 else 0.0
+    summary.files_per_second = (summary.files_ok + failed) / seconds if seconds > 0 else 0.0
+    summary.run = {
+        "engine": options.engine,
+        "workers": options.workers,
+        "batch_size": options.embed.batch_size,
+        "device": options.device,
+        "rows_per_part": options.rows_per_part,
+    }
+    write_summary(output, asdict(summary))
+    return summary

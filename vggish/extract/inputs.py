@@ -1,0 +1,87 @@
+"""Inputs: files, folders (searched recursively) and ``@list.txt`` files -> the audio files to extract.
+
+Each input keeps the path it is known by in the outputs (absolute, symlinks kept) and the name it
+takes under the output folder for formats with one file per input (the tree below the inputs'
+common folder).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# Extensions searched for in folders when no --glob is given (files named directly are always taken).
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".webm"}
+)
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One audio file to extract.
+
+    Attributes:
+        path: the absolute path, the key of its rows and of resuming.
+        relative: its path below the inputs' common folder (POSIX separators).
+    """
+
+    path: str
+    relative: str
+
+
+def find_inputs(inputs: list[str], glob: str | None = None) -> list[InputFile]:
+    """Expands files, folders and ``@list.txt`` files into a sorted list of distinct audio files.
+
+    Args:
+        inputs: paths as the user gave them; ``@FILE`` reads one path per line from FILE (blank
+            lines and lines starting with ``#`` are skipped; relative paths are taken from FILE's
+            folder; a listed file that does not exist is kept, and fails as an input).
+        glob: pattern matched against file names in folders (e.g. ``*.wav``); default: the
+            common audio extensions of :data:`AUDIO_EXTENSIONS`.
+
+    Returns:
+        The files, sorted by path, each once.
+
+    Raises:
+        FileNotFoundError: an input named directly, or a list file, does not exist.
+        ValueError: nothing was found.
+    """
+    found: set[str] = set()
+    for item in inputs:
+        if item.startswith("@"):  # a listed file that is missing is a failure of that input, not of the run
+            for path in _read_list(Path(item[1:])):
+                found.update(_expand_path(path, glob) if os.path.isdir(path) else [os.path.abspath(path)])
+        else:
+            found.update(_expand_path(item, glob))
+    if not found:
+        what = f"matching --glob {glob!r}" if glob else "with an audio extension"
+        raise ValueError(f"no audio files {what} in {' '.join(inputs)}; name files, folders or @list.txt")
+    paths = sorted(found)
+    root = os.path.commonpath([os.path.dirname(p) for p in paths])
+    return [InputFile(p, Path(os.path.relpath(p, root)).as_posix()) for p in paths]
+
+
+def _read_list(listing: Path) -> list[str]:
+    if not listing.is_file():
+        raise FileNotFoundError(f"no such list file: {listing}")
+    lines = (line.strip() for line in listing.read_text(encoding="utf-8").splitlines())
+    return [str(listing.parent / line) for line in lines if line and not line.startswith("#")]
+
+
+def _expand_path(path: str, glob: str | None) -> list[str]:
+    if os.path.isfile(path):
+        return [os.path.abspath(path)]
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"no such input file or folder: {path}")
+    files = []
+    for folder, dirs, names in os.walk(path):
+        dirs.sort()
+        for name in names:
+            if glob is not None and not fnmatch.fnmatch(name, glob):
+                continue
+            if glob is None and os.path.splitext(name)[1].lower() not in AUDIO_EXTENSIONS:
+                continue
+            files.append(os.path.abspath(os.path.join(folder, name)))
+    return files

@@ -1,0 +1,126 @@
+"""The local engine: decoding in worker processes, the model in this one, on full batches.
+
+Workers (``spawn``/``forkserver`` processes, so no torch state is forked) decode and frame whole
+inputs; this process packs their examples into full batches, runs the model, and hands each input
+back whole as soon as its last example is through. At most ``IN_FLIGHT_PER_WORKER`` inputs per
+worker are decoding or waiting, which bounds memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import numpy as np
+import torch
+
+from vggish.extract.batching import BatchPacker, Embedded
+from vggish.extract.decode import Decoded, Failure, decode_file
+from vggish.model import VGGish
+from vggish.pipeline import EmbedOptions, run_model
+
+IN_FLIGHT_PER_WORKER = 4
+
+Result = Embedded | Failure
+
+
+def run_local(
+    model: VGGish,
+    paths: list[str],
+    options: EmbedOptions,
+    postprocess: bool,
+    workers: int,
+    on_result: Callable[[Result], None],
+) -> None:
+    """Embeds ``paths``, calling ``on_result`` once per input (in completion order).
+
+    Args:
+        model: the model, on its device.
+        paths: inputs to process.
+        options: hop, padding, resampler and batch size.
+        postprocess: also compute AudioSet's uint8 features.
+        workers: decoding processes; 0 decodes in this process (no parallelism).
+        on_result: receives each input's embeddings or failure.
+    """
+
+    def embed(batch: np.ndarray) -> np.ndarray:
+        return run_model(model, [batch], batch.shape[0])
+
+    def quantize(embeddings: np.ndarray) -> np.ndarray:
+        out: np.ndarray = model.postprocess(embeddings).cpu().numpy()
+        return out
+
+    packer = BatchPacker(embed, quantize if postprocess else None, options.batch_size)
+    decoded = _decode_serial(paths, options) if workers == 0 else _decode_parallel(paths, options, workers)
+    with _threads_beside(workers, model.device):
+        for item in decoded:
+            if isinstance(item, Failure):
+                on_result(item)
+                continue
+            for done in packer.add(item):
+                on_result(done)
+        for done in packer.flush():
+            on_result(done)
+
+
+@contextlib.contextmanager
+def _threads_beside(workers: int, device: torch.device) -> Iterator[None]:
+    """Lowers torch's CPU threads for the run so that the decoding workers keep their CPUs.
+
+    torch's threads spin while they wait; with more busy threads than cores a 2-core run was
+    15-20 % slower (measured with ``benchmarks/bench_extract.py``).
+    """
+    before = torch.get_num_threads()
+    wanted = max(1, min(before, (os.cpu_count() or 1) - workers))
+    if device.type != "cpu" or workers == 0 or wanted == before:
+        yield
+        return
+    torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _decode_serial(paths: list[str], options: EmbedOptions) -> Iterator[Decoded | Failure]:
+    for path in paths:
+        yield decode_file(path, options)
+
+
+def _decode_parallel(paths: list[str], options: EmbedOptions, workers: int) -> Iterator[Decoded | Failure]:
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    try:
+        yield from _decode_in_pool(paths, options, workers, context)
+    except BrokenProcessPool as e:  # a worker died (e.g. a decoder crashed, or out of memory)
+        raise RuntimeError(f"a decoding worker died ({e}); rerun the same command to resume") from e
+
+
+def _decode_in_pool(
+    paths: list[str], options: EmbedOptions, workers: int, context: Any
+) -> Iterator[Decoded | Failure]:
+    todo = iter(paths)
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        running: set[Future[Decoded | Failure]] = set()
+
+        def submit(count: int) -> None:
+            if count <= 0:
+                return
+            for path in todo:
+                running.add(pool.submit(decode_file, path, options))
+                count -= 1
+                if count == 0:
+                    return
+
+        submit(workers * IN_FLIGHT_PER_WORKER)
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            running.difference_update(done)
+            submit(len(done))
+            for future in done:
+                yield future.result()

@@ -1,0 +1,310 @@
+"""The output folder: what it was made with, what is complete, and the writers that fill it.
+
+Layout (bookkeeping names start with ``_`` or ``.``, which pyarrow's dataset discovery skips, so
+``pandas.read_parquet(OUT_DIR)`` reads the data parts and nothing else)::
+
+    OUT_DIR/part-00000.parquet     data parts (parquet, tfrecord); npz: one file per input instead
+    OUT_DIR/_parts/part-00000.json the inputs whose rows are all in that part
+    OUT_DIR/_manifest.json         the settings the folder was made with (checked on resume)
+    OUT_DIR/_failures.jsonl        {"path", "error"} per input of the last run that failed
+    OUT_DIR/_summary.json          counts, audio hours, speed, settings, weights hash
+
+Crash safety: a part is written to ``.part-NNNNN.EXT.tmp``, flushed to disk, its sidecar is
+committed (temporary name, then ``os.replace``), and only then the part is renamed into place.
+An input is complete when a committed part's sidecar names it; a sidecar whose part is missing
+(a crash between the two renames) and temporary files are removed on resume. Every input's rows
+go into one part, so a re-run after ``kill -9`` re-does exactly the inputs not in a part.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from vggish import params
+from vggish.extract.batching import Embedded
+from vggish.extract.decode import Failure
+from vggish.extract.inputs import InputFile
+from vggish.features import example_timestamps
+from vggish.pipeline import EmbeddingResult
+
+OutputFormat = Literal["parquet", "npz", "tfrecord"]
+
+MANIFEST_NAME = "_manifest.json"
+FAILURES_NAME = "_failures.jsonl"
+SUMMARY_NAME = "_summary.json"
+PARTS_DIR = "_parts"
+MANIFEST_VERSION = 1
+_EXTENSIONS: dict[str, str] = {"parquet": ".parquet", "tfrecord": ".tfrecord"}
+_PART = re.compile(r"^part-(\d{5,})\.(parquet|tfrecord|json)$")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``.NAME.tmp`` beside ``path``, flushes it to disk, renames it to ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def prepare(root: Path, settings: Mapping[str, Any]) -> None:
+    """Creates ``root`` or checks that it was made with the same settings; clears temporary files.
+
+    Raises:
+        ValueError: ``root`` holds other files, or was made with other settings.
+    """
+    manifest = root / MANIFEST_NAME
+    wanted = {"manifest_version": MANIFEST_VERSION, **settings}
+    if root.is_dir() and any(not _is_temporary(p.name) for p in root.iterdir()):
+        if not manifest.is_file():
+            raise ValueError(
+                f"{root} is not empty and was not made by `vggish extract`; use a new --output or empty it"
+            )
+        found = json.loads(manifest.read_text(encoding="utf-8"))
+        changed = [f"{k}: {found.get(k)!r} -> {v!r}" for k, v in wanted.items() if found.get(k) != v]
+        if changed:
+            raise ValueError(
+                f"{root} was made with other settings ({'; '.join(changed)}); "
+                "to resume, rerun with the same ones, else use a new --output or delete it"
+            )
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        write_atomic(manifest, _json_bytes(wanted))
+    _remove_temporary(root)
+
+
+def _remove_temporary(root: Path) -> None:
+    for folder, _, names in os.walk(root):
+        for name in names:
+            if _is_temporary(name):
+                os.unlink(os.path.join(folder, name))
+
+
+def _is_temporary(name: str) -> bool:
+    """What :func:`write_atomic` and the part writers leave behind when killed."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def completed_inputs(root: Path, fmt: OutputFormat, inputs: Iterable[InputFile]) -> set[str]:
+    """The inputs whose results are already committed in ``root`` (after :func:`prepare`)."""
+    if fmt == "npz":
+        return {item.path for item in inputs if npz_path(root, item).is_file()}
+    return committed_parts(root, fmt)[0]
+
+
+def committed_parts(root: Path, fmt: OutputFormat) -> tuple[set[str], int]:
+    """Inputs in committed parts, and the next free part number; drops sidecars without a part.
+
+    Raises:
+        RuntimeError: a data part has no sidecar (the folder was edited by hand).
+    """
+    sidecars, parts = _numbered(root / PARTS_DIR), _numbered(root)
+    done: set[str] = set()
+    for number, sidecar in sidecars.items():
+        if number in parts:
+            done.update(json.loads(sidecar.read_text(encoding="utf-8"))["inputs"])
+        else:
+            sidecar.unlink()  # crashed between committing the sidecar and renaming the part
+    orphans = sorted(p.name for n, p in parts.items() if n not in sidecars)
+    if orphans:
+        raise RuntimeError(
+            f"{root} holds parts without their {PARTS_DIR}/ record ({', '.join(orphans[:3])}); "
+            "use a new --output or delete it"
+        )
+    return done, max([*sidecars, *parts], default=-1) + 1
+
+
+def _numbered(folder: Path) -> dict[int, Path]:
+    if not folder.is_dir():
+        return {}
+    found = {}
+    for path in folder.iterdir():
+        match = _PART.match(path.name)
+        if match:
+            found[int(match.group(1))] = path
+    return found
+
+
+def npz_path(root: Path, item: InputFile) -> Path:
+    """Where an input's .npz goes: its place below the inputs' common folder, suffix ``.npz``."""
+    return root / Path(item.relative).with_suffix(".npz")
+
+
+class FailureLog:
+    """``_failures.jsonl``: one ``{"path", "error"}`` line per failed input of this run, flushed."""
+
+    def __init__(self, root: Path) -> None:
+        self.count = 0
+        self._file = open(root / FAILURES_NAME, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
+
+    def add(self, failure: Failure) -> None:
+        """Appends one failure."""
+        self._file.write(json.dumps({"path": failure.path, "error": failure.error}) + "\n")
+        self._file.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        """Closes the file."""
+        self._file.close()
+
+
+class PartWriter:
+    """Parquet or TFRecord parts of about ``rows_per_part`` rows; each input's rows in one part.
+
+    Args:
+        root: the output folder, after :func:`prepare`.
+        fmt: ``parquet`` or ``tfrecord``.
+        hop_seconds: the examples' hop, for their start and end times.
+        rows_per_part: a part is committed once it holds at least this many rows.
+    """
+
+    def __init__(self, root: Path, fmt: OutputFormat, hop_seconds: float, rows_per_part: int) -> None:
+        if fmt not in _EXTENSIONS:
+            raise ValueError(f"PartWriter writes parquet or tfrecord, not {fmt!r}")
+        self._root, self._fmt, self._hop, self._limit = root, fmt, hop_seconds, rows_per_part
+        self._next = committed_parts(root, fmt)[1]
+        self._pending: list[Embedded] = []
+        self._rows = 0
+        (root / PARTS_DIR).mkdir(exist_ok=True)
+
+    def add(self, item: Embedded) -> None:
+        """Buffers an input's rows; commits a part when enough rows are buffered."""
+        self._pending.append(item)
+        self._rows += item.embeddings.shape[0]
+        if self._rows >= self._limit:
+            self.commit()
+
+    def commit(self) -> None:
+        """Writes the buffered inputs as one part (no-op when nothing is buffered)."""
+        if not self._pending:
+            return
+        name = f"part-{self._next:05d}{_EXTENSIONS[self._fmt]}"
+        part, tmp = self._root / name, self._root / f".{name}.tmp"
+        if self._fmt == "parquet":
+            _write_parquet(tmp, self._pending, self._hop)
+        else:
+            _write_tfrecord(tmp, self._pending, self._hop)
+        sidecar = {"part": name, "rows": self._rows, "inputs": [e.source.path for e in self._pending]}
+        write_atomic(self._root / PARTS_DIR / f"part-{self._next:05d}.json", _json_bytes(sidecar))
+        os.replace(tmp, part)
+        _sync_folder(self._root)
+        self._next += 1
+        self._pending, self._rows = [], 0
+
+    def close(self) -> None:
+        """Commits what is buffered."""
+        self.commit()
+
+
+class NpzWriter:
+    """One ``.npz`` per input (the keys of ``vggish embed``), mirroring the input tree.
+
+    Raises:
+        ValueError: two inputs would write the same file (e.g. ``a.wav`` and ``a.flac``).
+    """
+
+    def __init__(self, root: Path, inputs: Iterable[InputFile], hop_seconds: float) -> None:
+        self._paths = {item.path: npz_path(root, item) for item in inputs}
+        clashes = _clashes(self._paths)
+        if clashes:
+            raise ValueError(
+                f"inputs would share an .npz name ({', '.join(clashes[:3])}); use --format parquet "
+                "or give them distinct names"
+            )
+        self._hop = hop_seconds
+
+    def add(self, item: Embedded) -> None:
+        """Writes the input's .npz atomically."""
+        from vggish.pipeline import write_npz
+
+        src = item.source
+        timestamps = example_timestamps(item.embeddings.shape[0], self._hop)
+        result = EmbeddingResult(
+            item.embeddings, timestamps, item.postprocessed, src.sample_rate, src.channels, src.num_samples
+        )
+        path = self._paths[src.path]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_npz(path, result)
+
+    def close(self) -> None:
+        """Nothing is buffered."""
+
+
+def _clashes(paths: Mapping[str, Path]) -> list[str]:
+    seen: dict[Path, str] = {}
+    clashes = []
+    for source, target in paths.items():
+        if target in seen:
+            clashes.append(f"{seen[target]} and {source}")
+        seen[target] = source
+    return clashes
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def parquet_table(items: list[Embedded], hop_seconds: float) -> Any:
+    """The rows of ``items`` as a pyarrow Table (schema in the module docstring of vggish.extract)."""
+    import pyarrow as pa
+
+    counts = [e.embeddings.shape[0] for e in items]
+    size = params.EMBEDDING_SIZE
+    times = np.concatenate([example_timestamps(n, hop_seconds) for n in counts])
+    columns = {
+        "path": pa.array([e.source.path for e, n in zip(items, counts, strict=True) for _ in range(n)]),
+        "index": pa.array(np.concatenate([np.arange(n, dtype=np.int32) for n in counts])),
+        "start": pa.array(times[:, 0]),
+        "end": pa.array(times[:, 1]),
+        "embedding": pa.FixedSizeListArray.from_arrays(
+            pa.array(np.concatenate([e.embeddings for e in items]).reshape(-1), pa.float32()), size
+        ),
+    }
+    posts = [e.postprocessed for e in items]
+    if all(p is not None for p in posts):
+        flat = np.concatenate([p for p in posts if p is not None]).reshape(-1)
+        columns["postprocessed"] = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.uint8()), size)
+    return pa.table(columns)
+
+
+def _write_parquet(tmp: Path, items: list[Embedded], hop_seconds: float) -> None:
+    import pyarrow.parquet as pq
+
+    with open(tmp, "wb") as f:
+        pq.write_table(parquet_table(items, hop_seconds), f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_tfrecord(tmp: Path, items: list[Embedded], hop_seconds: float) -> None:
+    from vggish.extract.tfrecord import sequence_example, tfrecord
+
+    with open(tmp, "wb") as f:
+        for e in items:
+            assert e.postprocessed is not None  # checked before the run: tfrecord needs PCA
+            end = float(example_timestamps(e.embeddings.shape[0], hop_seconds)[-1, 1])
+            video_id = Path(e.source.path).stem
+            f.write(tfrecord(sequence_example(video_id, e.source.path, 0.0, end, e.postprocessed)))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_summary(root: Path, summary: Mapping[str, Any]) -> None:
+    """Writes ``_summary.json`` atomically."""
+    write_atomic(root / SUMMARY_NAME, _json_bytes(dict(summary)))
