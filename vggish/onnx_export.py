@@ -85,6 +85,7 @@ def export_onnx(model: VGGish, output: str | os.PathLike[str]) -> Path:
                 opset_version=OPSET,
                 dynamo=True,
                 external_data=False,
+                verbose=False,
             )
         graph = onnx.load(str(tmp))
         for key, value in {**model.weights_info, "producer": "vggish.onnx_export"}.items():
