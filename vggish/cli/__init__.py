@@ -29,6 +29,9 @@ EXAMPLES = """\
 examples:
   vggish embed dog.wav --output dog.npz              embeddings + timestamps (+ 8-bit PCA)
   vggish embed talk.mp3 --output talk.npz --hop 0.48 --pad
+  vggish extract corpus/ --output features/          a whole folder to Parquet, resumable
+  vggish serve                                       the REST service on 127.0.0.1:8000
+  vggish heads train --name kinds clips/             a classifier head from clips/<label>/*
   vggish convert vggish_model.ckpt --pca vggish_pca_params.npz --output weights/vggish.safetensors
   vggish download                                    fetch, verify and convert Google's files
   vggish verify                                      Google's smoke test on the installed weights
