@@ -17,13 +17,11 @@ Vector = list[int] | list[float] | str
 """A vector as numbers, or (``encoding=base64``) its little-endian float32 / uint8 bytes in base64."""
 
 
-class EmbedQuery(BaseModel):
-    """Query parameters of ``POST /v1/embeddings``."""
+class AudioOptions(BaseModel):
+    """How audio becomes examples: the query options shared by embeddings, classification and training."""
 
     model_config = ConfigDict(extra="forbid")
 
-    postprocess: bool = Field(False, description="add AudioSet's PCA + 8-bit features (`postprocessed`)")
-    pooling: Pooling = Field("none", description="`mean` adds `embedding`, the mean over examples")
     hop: float = Field(
         params.EXAMPLE_HOP_SECONDS,
         gt=0,
@@ -34,13 +32,31 @@ class EmbedQuery(BaseModel):
     resampler: Resampler = Field(
         "reference", description="`reference` (resampy kaiser_best) or `fast` (soxr)"
     )
-    encoding: Encoding = Field("float", description="`base64`: vectors as base64 of little-endian float32")
 
     @field_validator("hop")
     @classmethod
     def _hop_in_frames(cls, value: float) -> float:
         hop_to_frames(value)
         return value
+
+    def embed_query(self) -> EmbedQuery:
+        """The same options as an ``EmbedQuery``."""
+        return EmbedQuery(
+            hop=self.hop,
+            pad=self.pad,
+            resampler=self.resampler,
+            postprocess=False,
+            pooling="none",
+            encoding="float",
+        )
+
+
+class EmbedQuery(AudioOptions):
+    """Query parameters of ``POST /v1/embeddings``: the audio options and what the answer holds."""
+
+    postprocess: bool = Field(False, description="add AudioSet's PCA + 8-bit features (`postprocessed`)")
+    pooling: Pooling = Field("none", description="`mean` adds `embedding`, the mean over examples")
+    encoding: Encoding = Field("float", description="`base64`: vectors as base64 of little-endian float32")
 
 
 class Base64Audio(BaseModel):
@@ -148,40 +164,6 @@ HeadKind = Literal["linear", "mlp"]
 HeadName = Annotated[
     str, Field(pattern=HEAD_NAME_PATTERN, description="1-64 characters of A-Z a-z 0-9 _ . -")
 ]
-
-
-class AudioOptions(BaseModel):
-    """How audio becomes examples (the options of ``POST /v1/embeddings`` that apply to heads)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    hop: float = Field(
-        params.EXAMPLE_HOP_SECONDS,
-        gt=0,
-        le=MAX_HOP_SECONDS,
-        description="seconds between example starts, a multiple of 0.01",
-    )
-    pad: bool = Field(False, description="zero-pad a clip shorter than 0.975 s to one example")
-    resampler: Resampler = Field(
-        "reference", description="`reference` (resampy kaiser_best) or `fast` (soxr)"
-    )
-
-    @field_validator("hop")
-    @classmethod
-    def _hop_in_frames(cls, value: float) -> float:
-        hop_to_frames(value)
-        return value
-
-    def embed_query(self) -> EmbedQuery:
-        """The same options as an ``EmbedQuery``."""
-        return EmbedQuery(
-            hop=self.hop,
-            pad=self.pad,
-            resampler=self.resampler,
-            postprocess=False,
-            pooling="none",
-            encoding="float",
-        )
 
 
 class ClassifyQuery(AudioOptions):
