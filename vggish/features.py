@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -130,6 +131,8 @@ class FrameStream:
 
     Concatenating what :meth:`push` and :meth:`finish` return equals framing the whole signal
     at once: each STFT frame and each example is computed from the same samples either way.
+    The arithmetic is float64 NumPy; :class:`vggish.frontend_torch.TorchFrameStream` does the
+    same bookkeeping with PyTorch on a device, through the ``_`` hooks below.
     """
 
     def __init__(self, hop_seconds: float = params.EXAMPLE_HOP_SECONDS, pad: bool = False) -> None:
@@ -137,40 +140,54 @@ class FrameStream:
         self.pad = pad
         self.samples_seen = 0  # 16 kHz samples pushed so far
         self.examples_emitted = 0
-        self._samples = np.empty(0, dtype=np.float64)  # starts at sample (next frame) * 160
-        self._frames = np.empty((0, params.NUM_MEL_BINS), dtype=np.float64)
+        self._samples: Any = self._samples_array(np.empty(0, dtype=np.float64))  # from (next frame) * 160
+        self._frames: Any = self._log_mel(self._samples)  # (frames, 64) still needed by an example
         self._first_frame = 0  # absolute index of self._frames[0]
 
-    def push(self, chunk: np.ndarray) -> np.ndarray:
+    def push(self, chunk: np.ndarray) -> Any:
         """Adds (k,) float 16 kHz samples; returns the examples completed by them (float32)."""
         self.samples_seen += chunk.shape[0]
-        self._samples = np.concatenate([self._samples, np.asarray(chunk, dtype=np.float64)])
-        frames = log_mel(self._samples)
+        self._samples = self._concat([self._samples, self._samples_array(chunk)])
+        frames = self._log_mel(self._samples)
         consumed = frames.shape[0] * params.STFT_HOP_SAMPLES
         self._samples = self._samples[consumed:]
-        self._frames = np.concatenate([self._frames, frames])
+        self._frames = self._concat([self._frames, frames])
         return self._take_examples()
 
-    def finish(self) -> np.ndarray:
+    def finish(self) -> Any:
         """Ends the stream; with ``pad``, a clip shorter than 0.975 s becomes one zero-padded example."""
         if self.pad and self.examples_emitted == 0:
             missing = params.EXAMPLE_SPAN_SAMPLES - self.samples_seen
             return self.push(np.zeros(max(missing, 0), dtype=np.float64))
-        return np.empty((0, params.NUM_FRAMES, params.NUM_BANDS), dtype=np.float32)
+        return self._cut_examples(0, 0)
 
-    def _take_examples(self) -> np.ndarray:
+    def _take_examples(self) -> Any:
         """Cuts every complete example out of the frame buffer and drops frames no longer needed."""
         start = self.examples_emitted * self.hop_frames - self._first_frame
         available = self._frames.shape[0] - start
         count = 0 if available < params.NUM_FRAMES else (available - params.NUM_FRAMES) // self.hop_frames + 1
-        out = np.empty((count, params.NUM_FRAMES, params.NUM_BANDS), dtype=np.float32)
-        if count:
-            windows = sliding_window_view(self._frames, params.NUM_FRAMES, axis=0)
-            examples = windows[start : start + count * self.hop_frames : self.hop_frames]
-            out[:] = examples.transpose(0, 2, 1)
+        out = self._cut_examples(start, count)
         self.examples_emitted += count
         next_start = self.examples_emitted * self.hop_frames - self._first_frame
         drop = min(next_start, self._frames.shape[0])
         self._frames = self._frames[drop:]
         self._first_frame += drop
+        return out
+
+    # Array hooks: NumPy float64 here.
+    def _samples_array(self, chunk: np.ndarray) -> Any:
+        return np.asarray(chunk, dtype=np.float64)
+
+    def _concat(self, parts: list[Any]) -> Any:
+        return np.concatenate(parts)
+
+    def _log_mel(self, samples: Any) -> Any:
+        return log_mel(samples)
+
+    def _cut_examples(self, start: int, count: int) -> Any:
+        """(count, 96, 64) float32: examples ``start``, ``start + hop``... of the frame buffer."""
+        out = np.empty((count, params.NUM_FRAMES, params.NUM_BANDS), dtype=np.float32)
+        if count:
+            windows = sliding_window_view(self._frames, params.NUM_FRAMES, axis=0)
+            out[:] = windows[start : start + count * self.hop_frames : self.hop_frames].transpose(0, 2, 1)
         return out

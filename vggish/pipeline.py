@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
@@ -22,7 +22,14 @@ from vggish.memory import release_free_memory
 from vggish.resample import ResamplerName, StreamingResampler
 
 if TYPE_CHECKING:
+    import torch
+
     from vggish.model import VGGish
+
+FrontendName = Literal["auto", "numpy", "torch"]
+"""Where log-mel examples are computed: ``numpy`` (float64 on the CPU, the reference path),
+``torch`` (float64 PyTorch on the model's device, same numbers), or ``auto`` (``torch`` when the
+model is on a GPU, so examples are made where the model runs; ``numpy`` on the CPU)."""
 
 # Samples fed to the front end per step: about 6 s at 44.1 kHz; bounds memory, not results.
 CHUNK_SAMPLES = 1 << 18
@@ -38,21 +45,38 @@ class EmbedOptions:
         pad: zero-pad a clip shorter than 0.975 s to one example (the reference gives none).
         postprocess: AudioSet's PCA + uint8; None means "when the weights carry PCA parameters".
         resampler: ``reference`` (resampy kaiser_best, exact) or ``fast`` (soxr).
-        batch_size: examples per model call.
+        batch_size: examples per model call; None: the model's ``default_batch_size`` (32 on the
+            CPU, 256 on a GPU).
+        frontend: where log-mel examples are computed (see :data:`FrontendName`).
     """
 
     hop_seconds: float = params.EXAMPLE_HOP_SECONDS
     pad: bool = False
     postprocess: bool | None = None
     resampler: ResamplerName = "reference"
-    batch_size: int = 32
+    batch_size: int | None = None
+    frontend: FrontendName = "auto"
 
     def __post_init__(self) -> None:
         hop_to_frames(self.hop_seconds)
         if self.resampler not in get_args(ResamplerName):
             raise ValueError(f"resampler must be one of {get_args(ResamplerName)}; got {self.resampler!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer; got {self.batch_size!r}")
+        if self.batch_size is not None and (
+            not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be a positive integer or None; got {self.batch_size!r}")
+        if self.frontend not in get_args(FrontendName):
+            raise ValueError(f"frontend must be one of {get_args(FrontendName)}; got {self.frontend!r}")
+
+    def batch_size_for(self, model: VGGish) -> int:
+        """Examples per model call for ``model``: ``batch_size``, else the model's default."""
+        return self.batch_size if self.batch_size is not None else model.default_batch_size
+
+    def frontend_device(self, model: VGGish) -> torch.device | None:
+        """The device the torch front end runs on for ``model``, or None for the NumPy one."""
+        if self.frontend == "numpy" or (self.frontend == "auto" and model.device.type == "cpu"):
+            return None
+        return model.device
 
 
 @dataclass(frozen=True)
@@ -82,34 +106,57 @@ class EmbeddingResult:
 
 
 class ExampleStream:
-    """Mono audio at any rate, in chunks -> log-mel examples, in bounded memory."""
+    """Mono audio at any rate, in chunks -> log-mel examples, in bounded memory.
 
-    def __init__(self, sample_rate: int, options: EmbedOptions) -> None:
+    With ``device``, log-mel runs in PyTorch there and examples are float32 tensors on it
+    (:class:`vggish.frontend_torch.TorchFrameStream`); else they are NumPy float32.
+    """
+
+    def __init__(self, sample_rate: int, options: EmbedOptions, device: torch.device | None = None) -> None:
         self._resampler = (
             None
             if sample_rate == params.SAMPLE_RATE
             else StreamingResampler(sample_rate, params.SAMPLE_RATE, options.resampler)
         )
-        self._frames = FrameStream(options.hop_seconds, options.pad)
+        if device is None:
+            self._frames = FrameStream(options.hop_seconds, options.pad)
+        else:
+            from vggish.frontend_torch import TorchFrameStream
 
-    def push(self, chunk: np.ndarray) -> np.ndarray:
+            self._frames = TorchFrameStream(device, options.hop_seconds, options.pad)
+
+    def push(self, chunk: np.ndarray) -> Any:
         """(k,) mono samples at the input rate -> (m, 96, 64) float32 examples completed."""
         x = chunk if self._resampler is None else self._resampler.process(chunk)
         return self._frames.push(x)
 
-    def finish(self) -> np.ndarray:
+    def finish(self) -> Any:
         """Flushes the resampler and returns the last examples."""
-        tail = _EMPTY_EXAMPLES
-        if self._resampler is not None:
-            tail = self._frames.push(self._resampler.flush())
-        return np.concatenate([tail, self._frames.finish()])
+        if self._resampler is None:
+            return self._frames.finish()
+        return concat_examples([self._frames.push(self._resampler.flush()), self._frames.finish()])
+
+
+def concat_examples(blocks: list[Any]) -> Any:
+    """Concatenates example blocks, NumPy arrays or tensors alike."""
+    if blocks and not isinstance(blocks[0], np.ndarray):
+        import torch
+
+        return torch.cat(blocks)
+    return np.concatenate(blocks) if blocks else _EMPTY_EXAMPLES
 
 
 def iter_examples(
-    mono_chunks: Iterable[np.ndarray], sample_rate: int, options: EmbedOptions
-) -> Iterator[np.ndarray]:
-    """Yields (m, 96, 64) float32 example blocks from mono chunks at ``sample_rate``."""
-    stream = ExampleStream(sample_rate, options)
+    mono_chunks: Iterable[np.ndarray],
+    sample_rate: int,
+    options: EmbedOptions,
+    device: torch.device | None = None,
+) -> Iterator[Any]:
+    """Yields (m, 96, 64) float32 example blocks from mono chunks at ``sample_rate``.
+
+    NumPy arrays, or tensors on ``device`` when it is given (see :class:`ExampleStream`).
+    """
+    stream = ExampleStream(sample_rate, options, device)
     for chunk in mono_chunks:
         examples = stream.push(chunk)
         if examples.shape[0]:
@@ -181,26 +228,26 @@ def wants_postprocess(model: VGGish, options: EmbedOptions) -> bool:
     return options.postprocess
 
 
-def run_model(model: VGGish, example_blocks: Iterable[np.ndarray], batch_size: int) -> np.ndarray:
-    """Embeds example blocks in batches of ``batch_size``; returns (N, 128) float32."""
+def run_model(model: VGGish, example_blocks: Iterable[Any], batch_size: int) -> np.ndarray:
+    """Embeds example blocks (NumPy or tensors) in batches of ``batch_size``; returns (N, 128) float32."""
     outputs: list[np.ndarray] = []
-    pending: list[np.ndarray] = []
+    pending: list[Any] = []
     pending_count = 0
     for block in example_blocks:
         pending.append(block)
         pending_count += block.shape[0]
         while pending_count >= batch_size:
-            batch = np.concatenate(pending)
+            batch = concat_examples(pending)
             outputs.append(_forward(model, batch[:batch_size]))
             pending, pending_count = [batch[batch_size:]], batch.shape[0] - batch_size
     if pending_count:
-        outputs.append(_forward(model, np.concatenate(pending)))
+        outputs.append(_forward(model, concat_examples(pending)))
     if not outputs:
         return np.empty((0, params.EMBEDDING_SIZE), dtype=np.float32)
     return np.concatenate(outputs)
 
 
-def _forward(model: VGGish, examples: np.ndarray) -> np.ndarray:
+def _forward(model: VGGish, examples: Any) -> np.ndarray:
     out = model.infer(examples)
     release_free_memory()  # else glibc's arenas keep the activations' pages (see vggish.memory)
     return out
@@ -223,8 +270,8 @@ def embed_waveform(
     wants_postprocess(model, options)  # fail before the work, not after
     mono = audio.validate_waveform(waveform, sample_rate)
     channels = 1 if np.ndim(waveform) == 1 else int(np.shape(waveform)[1])
-    blocks = iter_examples(_array_chunks(mono), int(sample_rate), options)
-    embeddings = run_model(model, blocks, options.batch_size)
+    blocks = iter_examples(_array_chunks(mono), int(sample_rate), options, options.frontend_device(model))
+    embeddings = run_model(model, blocks, options.batch_size_for(model))
     return _result(model, embeddings, options, (int(sample_rate), channels, mono.shape[0]))
 
 
@@ -249,8 +296,8 @@ def embed_source(
     wants_postprocess(model, options)
     info, blocks = audio.stream(source)
     counted = CountingBlocks(blocks)
-    example_blocks = iter_examples(counted, info.sample_rate, options)
-    embeddings = run_model(model, example_blocks, options.batch_size)
+    example_blocks = iter_examples(counted, info.sample_rate, options, options.frontend_device(model))
+    embeddings = run_model(model, example_blocks, options.batch_size_for(model))
     return _result(model, embeddings, options, (info.sample_rate, info.channels, counted.num_samples))
 
 

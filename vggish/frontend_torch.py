@@ -1,0 +1,134 @@
+"""The log-mel front end in PyTorch, batched, on any device (VGGISH.md §2-§3).
+
+The same arithmetic as :mod:`vggish.features` (periodic Hann, 512-point rFFT magnitude, the
+reference mel matrix, ``log(mel + 0.01)``), run in float64 by default so that a GPU computes the
+numbers the NumPy reference path does (the front end costs ~6 MFLOP per second of audio, so
+float64 is cheap even where it is slow). The pipeline uses it when the model is on a GPU; it is
+also the API for audio that is already a tensor::
+
+    examples = waveform_to_examples_torch(batch_16k.cuda())   # (B, n) -> (B, N, 96, 64)
+    embeddings = model(examples.flatten(0, 1).float())
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import torch
+
+from vggish import features, params
+
+
+@functools.lru_cache(maxsize=16)
+def _constant(name: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The Hann window or the mel matrix of :mod:`vggish.features`, on ``device`` (cached)."""
+    array = features.periodic_hann() if name == "hann" else features.mel_matrix()
+    return torch.tensor(array, dtype=dtype, device=device)
+
+
+def log_mel_torch(waveforms: torch.Tensor) -> torch.Tensor:
+    """Log-mel spectrogram of 16 kHz audio, batched over leading dimensions.
+
+    Args:
+        waveforms: (..., n) float samples at 16 kHz, on any device; float64 gives the reference's
+            numbers (float32 is within ~1e-5 of them).
+
+    Returns:
+        (..., num_frames(n), 64) in the input's dtype and device; frame j covers samples
+        [160 j, 160 j + 400).
+    """
+    if not waveforms.is_floating_point():
+        raise ValueError(f"waveforms must be a float tensor; got {waveforms.dtype}")
+    count = features.num_frames(waveforms.shape[-1])
+    if count == 0:
+        return waveforms.new_empty((*waveforms.shape[:-1], 0, params.NUM_MEL_BINS))
+    device, dtype = waveforms.device, waveforms.dtype
+    frames = waveforms.unfold(-1, params.STFT_WINDOW_SAMPLES, params.STFT_HOP_SAMPLES)
+    windowed = frames * _constant("hann", device, dtype)
+    spectrum = torch.fft.rfft(windowed, n=params.FFT_LENGTH, dim=-1).abs()
+    mel = spectrum @ _constant("mel", device, dtype)
+    return torch.log(mel + params.LOG_OFFSET)
+
+
+def frames_to_examples(frames: torch.Tensor, hop_frames: int) -> torch.Tensor:
+    """(..., F, 64) log-mel frames -> (..., N, 96, 64) examples every ``hop_frames`` frames (views)."""
+    if frames.shape[-2] < params.NUM_FRAMES:
+        return frames.new_empty((*frames.shape[:-2], 0, params.NUM_FRAMES, params.NUM_BANDS))
+    return frames.unfold(-2, params.NUM_FRAMES, hop_frames).transpose(-1, -2)
+
+
+def waveform_to_examples_torch(
+    waveforms: torch.Tensor,
+    *,
+    hop_seconds: float = params.EXAMPLE_HOP_SECONDS,
+    pad: bool = False,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """Log-mel examples of 16 kHz audio already in a tensor, batched, on its device.
+
+    Args:
+        waveforms: (n,) or (B, n) float 16 kHz samples (resample other rates first, e.g. with
+            :class:`vggish.resample.StreamingResampler`); clips in a batch share a length.
+        hop_seconds: distance between examples (multiple of 0.01 s).
+        pad: zero-pad a clip shorter than 0.975 s to one example.
+        dtype: arithmetic precision; float64 gives the reference's numbers.
+
+    Returns:
+        (N, 96, 64) or (B, N, 96, 64) float32 on the input's device; equal to
+        :func:`vggish.waveform_to_examples` of the same samples.
+    """
+    if waveforms.dim() not in (1, 2):
+        raise ValueError(f"waveforms must be (n,) or (batch, n); got shape {tuple(waveforms.shape)}")
+    hop = features.hop_to_frames(hop_seconds)
+    x = waveforms.to(dtype)
+    if pad and x.shape[-1] < params.EXAMPLE_SPAN_SAMPLES:
+        x = torch.nn.functional.pad(x, (0, params.EXAMPLE_SPAN_SAMPLES - x.shape[-1]))
+    examples = frames_to_examples(log_mel_torch(x), hop)
+    return examples.to(torch.float32)
+
+
+class TorchFrameStream(features.FrameStream):
+    """:class:`vggish.features.FrameStream` computed with PyTorch on ``device``.
+
+    Chunks arrive as NumPy (from the decoder and resampler) and travel to the device through
+    pinned memory on CUDA; examples come back as float32 tensors on the device, ready for the
+    model, equal to the NumPy stream's.
+    """
+
+    def __init__(
+        self,
+        device: torch.device | str,
+        hop_seconds: float = params.EXAMPLE_HOP_SECONDS,
+        pad: bool = False,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        self.device = torch.device(device)
+        self.dtype = dtype
+        super().__init__(hop_seconds, pad)
+
+    def _samples_array(self, chunk: np.ndarray) -> Any:
+        return to_device(np.asarray(chunk), self.device, self.dtype)
+
+    def _concat(self, parts: list[Any]) -> Any:
+        return torch.cat(parts)
+
+    def _log_mel(self, samples: Any) -> Any:
+        return log_mel_torch(samples)
+
+    def _cut_examples(self, start: int, count: int) -> Any:
+        if count == 0:
+            return torch.empty((0, params.NUM_FRAMES, params.NUM_BANDS), device=self.device)
+        span = self._frames[start : start + (count - 1) * self.hop_frames + params.NUM_FRAMES]
+        return frames_to_examples(span, self.hop_frames).to(torch.float32)
+
+
+def to_device(array: np.ndarray, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A NumPy array as a tensor on ``device``; through pinned memory (asynchronous copy) on CUDA."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    # Pinned host memory lets the copy to a GPU run asynchronously; torch's host allocator keeps
+    # the buffer alive until the copy has completed.
+    on_gpu = device.type == "cuda"
+    tensor = tensor.pin_memory().to(device, non_blocking=True) if on_gpu else tensor.to(device)
+    return tensor if dtype is None else tensor.to(dtype)
