@@ -4,7 +4,9 @@
 #   docker build --build-arg FETCH_WEIGHTS=true -t vggish .
 # Run:  docker run -p 8000:8000 -v "$PWD/weights:/app/weights" vggish
 #       docker run -p 8000:8000 -e VGGISH_WEIGHTS=random vggish      (demo, meaningless numbers)
-#       docker run ... -e VGGISH_BACKEND=onnx vggish   (ONNX Runtime; the graph is exported on first start)
+# The backend is `auto`: ONNX Runtime (the image carries it); its graph is exported at build time
+# with FETCH_WEIGHTS=true, else on first start (~15 s) into VGGISH_CACHE_DIR. -e VGGISH_BACKEND=torch
+# for PyTorch. Threads follow the container's CPU quota (docker run --cpus N); VGGISH_NUM_THREADS overrides.
 FROM python:3.11-slim
 
 ARG TORCH_VERSION=2.13.0
@@ -18,6 +20,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VGGISH_HOST=0.0.0.0 \
     VGGISH_PORT=8000 \
     VGGISH_WEIGHTS=/app/weights/vggish.safetensors \
+    VGGISH_CACHE_DIR=/app/cache \
     OPENBLAS_NUM_THREADS=1
 # OPENBLAS_NUM_THREADS=1: the decode threads run side by side, and NumPy's own BLAS threads on
 # top of them oversubscribe the cores (2.7x slower log-mel on 16 cores; see bench_service.py).
@@ -38,9 +41,10 @@ COPY app ./app
 RUN pip install ".[serve,onnx]"
 
 RUN useradd --create-home --uid 10001 vggish \
-    && mkdir -p /app/weights \
-    && if [ "$FETCH_WEIGHTS" = "true" ]; then vggish download --dir /app/weights --no-progress; fi \
-    && chown -R vggish:vggish /app/weights
+    && mkdir -p /app/weights /app/cache \
+    && if [ "$FETCH_WEIGHTS" = "true" ]; then vggish download --dir /app/weights --no-progress \
+         && python -c "import vggish; vggish.load_model('/app/weights/vggish.safetensors', backend='onnx')"; fi \
+    && chown -R vggish:vggish /app/weights /app/cache
 USER vggish
 
 EXPOSE 8000

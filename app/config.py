@@ -5,22 +5,15 @@ Every choice the service makes at run time lives here; nothing else reads the en
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from vggish.model import BackendName
+from vggish.model import BackendName, PrecisionName
+from vggish.runtime import available_cpus
 
 MIB = 1 << 20
-
-
-def _cpu_count() -> int:
-    """Cores this process may use (the affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def _split_csv(value: str) -> tuple[str, ...]:
@@ -34,7 +27,11 @@ class Settings(BaseSettings):
         weights: a weights ``.safetensors`` file, ``random`` (demo weights), or empty for the
             library's default official weights (downloaded on start when missing and online).
         device: torch device for the model (``cpu``, ``cuda``, ``cuda:1``...).
-        backend: ``torch``, ``onnx`` (ONNX Runtime on the CPU) or ``auto`` (onnx when installed).
+        backend: ``auto`` (ONNX Runtime on the CPU when installed, else PyTorch), ``torch`` or
+            ``onnx``.
+        precision: ``fp32``, or ``fp16``/``bf16`` weights and activations (GPUs).
+        num_threads: the model's intra-op threads; 0: the CPUs this process may use (affinity and
+            cgroup quota).
         host: address ``vggish serve`` binds to.
         port: port ``vggish serve`` listens on.
         workers: uvicorn worker processes for ``vggish serve`` (each loads its own model).
@@ -61,14 +58,16 @@ class Settings(BaseSettings):
 
     weights: str = ""
     device: str = "cpu"
-    backend: BackendName = "torch"
+    backend: BackendName = "auto"
+    precision: PrecisionName = "fp32"
+    num_threads: int = Field(default=0, ge=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
     max_batch_examples: int = Field(default=64, ge=1)
     max_batch_wait_ms: float = Field(default=5.0, ge=0)
     max_queue_examples: int = Field(default=4096, ge=1)
-    decode_threads: int = Field(default_factory=_cpu_count, ge=1)
+    decode_threads: int = Field(default_factory=available_cpus, ge=1)
     request_timeout_s: float = Field(default=120.0, gt=0)
     retry_after_s: int = Field(default=1, ge=1)
     max_upload_bytes: int = Field(default=100 * MIB, ge=1)

@@ -62,4 +62,10 @@ def _download(path: Path) -> Path:
 
 def load_configured_model(settings: Settings) -> VGGish:
     """Loads the model the settings name onto their device, in eval mode."""
-    return load_model(resolve_weights(settings), device=settings.device, backend=settings.backend)
+    return load_model(
+        resolve_weights(settings),
+        device=settings.device,
+        backend=settings.backend,
+        precision=settings.precision,
+        threads=settings.num_threads or None,
+    )

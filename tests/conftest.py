@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# The product's default backend is ``auto`` (ONNX Runtime when installed), which exports a graph
+# per weights file (~10-25 s). Most tests check PyTorch's numbers against references; the ONNX
+# backend and ``auto`` have their own tests, which set the backend explicitly.
+os.environ.setdefault("VGGISH_BACKEND", "torch")
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
 REFERENCE_NPZ = REFERENCE_DIR / "frontend_reference.npz"

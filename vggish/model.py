@@ -25,6 +25,17 @@ BackendName = Literal["auto", "torch", "onnx"]
 """Which runtime :meth:`VGGish.infer` uses: PyTorch, ONNX Runtime (CPU), or ``auto`` (ONNX
 Runtime on the CPU when installed, PyTorch otherwise and on other devices)."""
 
+PrecisionName = Literal["fp32", "fp16", "bf16"]
+"""Arithmetic of the network's weights and activations in :meth:`VGGish.infer` (PyTorch backend).
+``fp16``/``bf16`` are for GPUs; see the README for their measured deviation from ``fp32``."""
+PRECISION_DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+}
+CPU_BATCH_SIZE = 32  # past ~32 examples a CPU gains nothing (benchmarks/bench_model.py)
+CUDA_BATCH_SIZE = 256  # a GPU needs large batches to fill; ~300 MB of activations in fp32
+
 # (scope, input channels, output channels) of the 3x3 convolutions; a 2x2 max-pool follows the
 # last convolution of each block: conv1 | conv2 | conv3_1 conv3_2 | conv4_1 conv4_2.
 CONV_LAYERS: tuple[tuple[str, int, int], ...] = (
@@ -88,6 +99,27 @@ class VGGish(nn.Module):
         return self.pca_eigen_vectors.numel() > 0
 
     @property
+    def precision(self) -> str:
+        """``fp32``, ``fp16`` or ``bf16``: the dtype of the network's weights (see :meth:`set_precision`)."""
+        dtype = self.conv1.weight.dtype
+        return next((name for name, d in PRECISION_DTYPES.items() if d == dtype), str(dtype))
+
+    def set_precision(self, precision: PrecisionName) -> VGGish:
+        """Casts the network's weights to ``fp32``/``fp16``/``bf16``; :meth:`infer` casts inputs to
+        match and returns float32. PCA parameters stay float64. Returns the model."""
+        if precision not in PRECISION_DTYPES:
+            raise ValueError(f"precision must be one of {tuple(PRECISION_DTYPES)}; got {precision!r}")
+        dtype = PRECISION_DTYPES[precision]
+        for module in self.children():
+            module.to(dtype=dtype)
+        return self
+
+    @property
+    def default_batch_size(self) -> int:
+        """Examples per model call when none is asked for: 32 on the CPU, 256 on a GPU."""
+        return default_batch_size(self.device)
+
+    @property
     def backend(self) -> str:
         """``"onnx"`` when :meth:`infer` runs an ONNX Runtime session, else ``"torch"``."""
         return "torch" if self._onnx is None else "onnx"
@@ -98,19 +130,28 @@ class VGGish(nn.Module):
         :func:`vggish.onnx_export.onnx_runner`); ``model(...)`` itself always runs PyTorch."""
         self._onnx = runner
 
-    def infer(self, examples: np.ndarray) -> np.ndarray:
-        """Embeds log-mel examples with the model's backend, without autograd.
+    def infer(self, examples: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Embeds log-mel examples with the model's backend and precision, without autograd.
 
         Args:
-            examples: (N, 96, 64) or (N, 1, 96, 64) float log-mel patches.
+            examples: (N, 96, 64) or (N, 1, 96, 64) float log-mel patches, NumPy or a tensor
+                (on any device; NumPy goes to a GPU through pinned memory).
 
         Returns:
             (N, 128) float32 embeddings as NumPy (on the CPU), pre-activation.
         """
         if self._onnx is not None:
+            if isinstance(examples, torch.Tensor):
+                examples = examples.detach().float().cpu().numpy()
             return self._onnx(examples)
+        from vggish.frontend_torch import to_device
+
         with torch.inference_mode():
-            batch = torch.from_numpy(np.ascontiguousarray(examples, dtype=np.float32)).to(self.device)
+            dtype = self.conv1.weight.dtype
+            if isinstance(examples, torch.Tensor):
+                batch = examples.to(self.device, dtype=dtype)
+            else:
+                batch = to_device(np.asarray(examples, dtype=np.float32), self.device, dtype)
             out: np.ndarray = self(batch).float().cpu().numpy()
         return out
 
@@ -175,7 +216,7 @@ class VGGish(nn.Module):
         pad: bool = False,
         postprocess: bool | None = None,
         resampler: ResamplerName = "reference",
-        batch_size: int = 32,
+        batch_size: int | None = None,
     ) -> EmbeddingResult:
         """Embeds a waveform; see :func:`vggish.pipeline.embed_waveform`."""
         from vggish.pipeline import EmbedOptions, embed_waveform
@@ -191,7 +232,7 @@ class VGGish(nn.Module):
         pad: bool = False,
         postprocess: bool | None = None,
         resampler: ResamplerName = "reference",
-        batch_size: int = 32,
+        batch_size: int | None = None,
     ) -> EmbeddingResult:
         """Embeds an audio file (path, bytes or binary file object) in bounded memory.
 
@@ -201,6 +242,11 @@ class VGGish(nn.Module):
 
         options = EmbedOptions(hop_seconds, pad, postprocess, resampler, batch_size)
         return embed_source(self, source, options)  # type: ignore[arg-type]
+
+
+def default_batch_size(device: str | torch.device) -> int:
+    """Examples per model call on ``device`` when none is asked for: 32 on the CPU, 256 on a GPU."""
+    return CPU_BATCH_SIZE if torch.device(device).type == "cpu" else CUDA_BATCH_SIZE
 
 
 def _as_nchw(examples: torch.Tensor) -> torch.Tensor:

@@ -31,8 +31,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from vggish import params
-from vggish.model import CONV_LAYERS, FC_LAYERS, BackendName, VGGish
+from vggish import params, runtime
+from vggish.model import CONV_LAYERS, FC_LAYERS, BackendName, PrecisionName, VGGish
 
 logger = logging.getLogger(__name__)
 
@@ -259,36 +259,58 @@ def resolve_weights_path(weights: str | os.PathLike[str] | None) -> Path:
     raise FileNotFoundError(missing_weights_message(path))
 
 
+BACKEND_ENV = "VGGISH_BACKEND"
+
+
 def load_model(
     weights: str | os.PathLike[str] | None = None,
     *,
     device: str | torch.device = "cpu",
-    backend: BackendName = "torch",
+    backend: BackendName | None = None,
+    precision: PrecisionName = "fp32",
+    threads: int | None = None,
 ) -> VGGish:
-    """Builds VGGish with weights, in eval mode.
+    """Builds VGGish with weights, in eval mode, ready for the fastest inference this machine has.
 
     Args:
         weights: a weights file (``.safetensors``, see :func:`save_weights`), ``"random"`` for
             deterministic random weights (demos and tests only), or None for the official weights
             at :func:`default_weights_path`.
-        device: where to put the model.
+        device: where to put the model (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
         backend: what ``model.infer`` (and so ``embed``/``embed_file``, the CLI and the service)
             runs: ``"torch"``; ``"onnx"`` (ONNX Runtime on the CPU; the graph is exported once
-            per weights file into :func:`vggish.onnx_export.onnx_cache_dir`, which takes ~10-25 s,
-            and loaded from there afterwards); or ``"auto"`` (ONNX on the CPU when
-            ``vggish[onnx]`` is installed, else PyTorch). ``model(tensor)`` is always PyTorch.
+            per weights file into :func:`vggish.onnx_export.onnx_cache_dir`, ~10-25 s, and loaded
+            from there afterwards); or ``"auto"``: ONNX Runtime on the CPU in fp32 when
+            ``vggish[onnx]`` is installed (it is ~15-40 % faster there), PyTorch otherwise and on
+            GPUs. None reads ``$VGGISH_BACKEND``, default ``"auto"``. ``model(tensor)`` is always
+            PyTorch.
+        precision: ``"fp32"``, or ``"fp16"``/``"bf16"`` weights and activations (PyTorch backend;
+            meant for GPUs, where they are faster; embeddings differ from fp32 by ~1e-3 (fp16)
+            and ~1e-2 (bf16) of their scale).
+        threads: intra-op threads for PyTorch (process-wide) and ONNX Runtime; None chooses from
+            the CPUs this process may use (affinity and cgroup quota) or ``$VGGISH_NUM_THREADS``
+            (see :mod:`vggish.runtime`).
 
     Returns:
-        The model; ``model.weights_info`` holds the file's provenance and SHA-256.
+        The model; ``model.weights_info`` holds the file's provenance and SHA-256, ``model.backend``
+        the runtime chosen.
 
     Raises:
-        ValueError: an unknown backend, or ``"onnx"`` on a device other than the CPU.
+        ValueError: an unknown backend or precision, ``"onnx"`` on a device other than the CPU
+            or with a precision other than fp32.
         RuntimeError: ``"onnx"`` without ``vggish[onnx]`` installed.
     """
+    if backend is None:
+        backend = os.environ.get(BACKEND_ENV, "").strip() or "auto"  # type: ignore[assignment]
     if backend not in get_args(BackendName):
         raise ValueError(f"backend must be one of {get_args(BackendName)}; got {backend!r}")
-    if backend == "onnx" and torch.device(device).type != "cpu":
+    if precision not in get_args(PrecisionName):
+        raise ValueError(f"precision must be one of {get_args(PrecisionName)}; got {precision!r}")
+    on_cpu = torch.device(device).type == "cpu"
+    if backend == "onnx" and not on_cpu:
         raise ValueError(f"the onnx backend runs on the CPU; got device={device!r} (use backend='torch')")
+    if backend == "onnx" and precision != "fp32":
+        raise ValueError(f"the onnx backend runs in fp32; got precision={precision!r} (use backend='torch')")
     if str(weights) == RANDOM:
         warnings.warn(
             "VGGish is using RANDOM weights: embeddings are meaningless (demos and tests only)",
@@ -305,10 +327,24 @@ def load_model(
     model.weights_info = {**loaded.metadata, "sha256": loaded.sha256}
     # channels_last lets oneDNN / cuDNN pick their fastest convolutions (about +25% on CPU).
     model.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    model.set_precision(precision)
     model.eval()
-    if backend != "torch" and torch.device(device).type == "cpu":
-        from vggish import onnx_export
-
-        if backend == "onnx" or onnx_export.available():
-            model.use_onnx(onnx_export.onnx_runner(model))
+    if on_cpu:
+        threads = runtime.configure_torch_threads(threads)
+    if backend == "onnx" or (backend == "auto" and on_cpu and precision == "fp32"):
+        _attach_onnx(model, threads, required=backend == "onnx")
     return model
+
+
+def _attach_onnx(model: VGGish, threads: int | None, *, required: bool) -> None:
+    """Makes ``model.infer`` run ONNX Runtime; for ``auto`` (not required), PyTorch stays on any failure."""
+    from vggish import onnx_export
+
+    if not required and not onnx_export.available():
+        return
+    try:
+        model.use_onnx(onnx_export.onnx_runner(model, runtime.intra_op_threads(threads)))
+    except (RuntimeError, OSError) as e:
+        if required:
+            raise
+        logger.warning("backend 'auto': ONNX Runtime unavailable (%s); using PyTorch", e)

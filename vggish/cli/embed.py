@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from vggish import params
-from vggish.model import BackendName
+from vggish.cli.runtime_args import add_runtime_args, load_kwargs
 from vggish.pipeline import EmbeddingResult, EmbedOptions, write_npz
 from vggish.resample import ResamplerName
 from vggish.weights import default_weights_path, load_model
@@ -28,6 +28,7 @@ examples:
   vggish embed dog.wav --output dog.npz
   vggish embed talk.m4a --output talk.npz --hop 0.48 --pad
   vggish embed clip.flac --output clip.npz --weights random     (demo without real weights)
+  vggish embed long.wav --output long.npz --device cuda --precision fp16
 
 default weights: {default_weights_path()}"""
 
@@ -63,17 +64,7 @@ def register(subparsers: Any) -> None:
         help="reference: resampy kaiser_best, exact (default); fast: soxr, see README",
     )
     p.add_argument("--no-postprocess", action="store_true", help="skip AudioSet's PCA + 8-bit features")
-    p.add_argument(
-        "--batch-size", type=int, default=32, metavar="N", help="examples per model call (default: 32)"
-    )
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    p.add_argument(
-        "--backend",
-        choices=get_args(BackendName),
-        default="torch",
-        help="torch (default); onnx: ONNX Runtime on the CPU (pip install 'vggish[onnx]'; exported "
-        "once per weights file); auto: onnx when installed and on the CPU",
-    )
+    add_runtime_args(p)
     p.set_defaults(func=run)
 
 
@@ -89,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         resampler=args.resampler,
         batch_size=args.batch_size,
     )
-    model = load_model(args.weights, device=args.device, backend=args.backend)
+    model = load_model(args.weights, **load_kwargs(args))
     started = time.perf_counter()
     result = model.embed_file(
         args.input,

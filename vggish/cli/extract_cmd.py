@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from vggish import params
+from vggish.cli.runtime_args import add_runtime_args
 from vggish.extract import ExtractOptions, ExtractSummary, default_workers, extract, find_inputs
 from vggish.extract.outputs import FAILURES_NAME, OutputFormat
 from vggish.pipeline import EmbedOptions
@@ -57,7 +58,6 @@ def register(subparsers: Any) -> None:
         help=f"decoding processes, 0: decode in the main process (default: CPUs // 4 = {default_workers()}; "
         "CPUs - 1 with cuda)",
     )
-    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="examples per model call (64)")
     p.add_argument(
         "--hop",
         type=float,
@@ -71,13 +71,16 @@ def register(subparsers: Any) -> None:
         "--resampler", choices=get_args(ResamplerName), default="reference", help="(default: reference)"
     )
     p.add_argument("--glob", metavar="PATTERN", help="file names to take from folders, e.g. '*.wav'")
-    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: cpu)")
+    add_runtime_args(p)
     p.add_argument("--rows-per-part", type=int, default=20_000, metavar="N", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Runs the extraction; 0 when every input succeeded, 2 when some failed."""
+    args.device = args.device or "cpu"
+    if args.threads is not None and args.engine == "ray":
+        raise ValueError("--threads applies to --engine local; Ray actors use their node's CPUs")
     if args.workers is None:
         args.workers = default_workers(args.device)
     if args.workers < 0:
@@ -95,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
         engine=args.engine,
         workers=args.workers,
         device=args.device,
+        backend=args.backend,
+        precision=args.precision or "fp32",
+        threads=args.threads,
         ray_address=args.ray_address,
         rows_per_part=args.rows_per_part,
     )

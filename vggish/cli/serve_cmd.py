@@ -12,6 +12,8 @@ import importlib
 import os
 from typing import Any
 
+from vggish.cli.runtime_args import add_runtime_args
+
 DESCRIPTION = """\
 Serve VGGish over HTTP: POST /v1/embeddings, GET /v1/models, /healthz, /readyz, /metrics, /docs.
 Every setting can also be given as a VGGISH_* environment variable (see the README);
@@ -21,6 +23,7 @@ EPILOG = """\
 examples:
   vggish serve                                   official weights on 127.0.0.1:8000
   vggish serve --weights random --port 9000      demo weights
+  vggish serve --device cuda --precision fp16    on a GPU
   VGGISH_API_KEYS=k1,k2 vggish serve --host 0.0.0.0 --workers 2"""
 
 
@@ -37,6 +40,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--port", type=int, help="port (default: VGGISH_PORT or 8000)")
     p.add_argument("--weights", metavar="W", help="weights .safetensors file, or 'random' (VGGISH_WEIGHTS)")
     p.add_argument("--workers", type=int, help="worker processes, each with its own model (VGGISH_WORKERS)")
+    add_runtime_args(p, batch=False)
     p.set_defaults(func=run)
 
 
@@ -53,10 +57,11 @@ def _import(module: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Checks the weights (one line on failure), then runs uvicorn until interrupted."""
-    for name in ("host", "port", "weights", "workers"):
+    names = {"threads": "NUM_THREADS"}
+    for name in ("host", "port", "weights", "workers", "device", "backend", "precision", "threads"):
         value = getattr(args, name)
         if value is not None:
-            os.environ[f"VGGISH_{name.upper()}"] = str(value)
+            os.environ[f"VGGISH_{names.get(name, name.upper())}"] = str(value)
     uvicorn = _import("uvicorn")
     settings = _import("app.config").Settings()
     _import("app.model_loader").resolve_weights(settings)  # missing weights: one line, exit 1

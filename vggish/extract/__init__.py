@@ -15,11 +15,12 @@ seconds), ``embedding`` (fixed_size_list<float>[128]), and ``postprocessed``
 
 from __future__ import annotations
 
-import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
+
+import torch
 
 from vggish.extract.batching import Embedded
 from vggish.extract.decode import Failure
@@ -34,7 +35,9 @@ from vggish.extract.outputs import (
     write_summary,
 )
 from vggish.extract.progress import Progress
+from vggish.model import BackendName, PrecisionName, default_batch_size
 from vggish.pipeline import EmbedOptions, wants_postprocess
+from vggish.runtime import available_cpus
 from vggish.weights import load_model
 
 Engine = Literal["local", "ray"]
@@ -52,7 +55,7 @@ def default_workers(device: str = "cpu") -> int:
     stays in the main process (0), which measured fastest on 2 CPUs (``benchmarks/bench_extract.py``).
     With a GPU the model is fast and every CPU but one decodes.
     """
-    cpus = os.cpu_count() or 2
+    cpus = available_cpus()
     return max(1, cpus - 1) if device.startswith("cuda") else cpus // 4
 
 
@@ -66,6 +69,9 @@ class ExtractOptions:
         engine: ``local`` (worker processes) or ``ray`` (Ray Data).
         workers: decoding processes (local; 0 decodes in the main process) or local Ray CPUs.
         device: torch device of the model.
+        backend: ``auto`` (default; ONNX Runtime on the CPU when installed), ``torch`` or ``onnx``.
+        precision: ``fp32``, or ``fp16``/``bf16`` on a GPU (see :func:`vggish.load_model`).
+        threads: the model's intra-op threads (local engine); None: the CPUs not decoding.
         ray_address: an existing Ray cluster; None starts a local one.
         rows_per_part: rows per Parquet/TFRecord part (an input's rows never straddle two parts).
     """
@@ -75,6 +81,9 @@ class ExtractOptions:
     engine: Engine = "local"
     workers: int = field(default_factory=default_workers)  # for the CPU; see default_workers("cuda")
     device: str = "cpu"
+    backend: BackendName | None = None
+    precision: PrecisionName = "fp32"
+    threads: int | None = None
     ray_address: str | None = None
     rows_per_part: int = DEFAULT_ROWS_PER_PART
 
@@ -132,7 +141,25 @@ def extract(
     """
     started = time.perf_counter()
     _check_packages(options)
-    model = load_model(weights, device="cpu" if options.engine == "ray" else options.device)
+    if options.embed.batch_size is None:
+        batch_size = default_batch_size(options.device)
+        options = replace(options, embed=replace(options.embed, batch_size=batch_size))
+    torch_threads = torch.get_num_threads()  # restored at the end: the model's count is for this run
+    if options.engine == "ray":  # the actors load their own; this one only reads the metadata
+        model = load_model(weights, backend="torch")
+    else:
+        # Decoding processes keep their CPUs: the model (torch or ONNX Runtime) gets the rest.
+        cpu_workers = options.workers if options.device == "cpu" else 0
+        threads = options.threads
+        if threads is None and cpu_workers:
+            threads = max(1, available_cpus() - cpu_workers)
+        model = load_model(
+            weights,
+            device=options.device,
+            backend=options.backend,
+            precision=options.precision,
+            threads=threads,
+        )
     postprocess = wants_postprocess(model, options.embed)
     if options.format == "tfrecord" and not postprocess:
         raise ValueError(
@@ -167,7 +194,10 @@ def extract(
     finally:
         failures.close()
         bar.close()
-    return _finish(summary, output, options, failures.count, bar.audio_seconds, time.perf_counter() - started)
+        torch.set_num_threads(torch_threads)
+    backend = model.backend if options.engine == "local" else options.backend or "auto"
+    seconds = time.perf_counter() - started
+    return _finish(summary, output, options, backend, (failures.count, bar.audio_seconds, seconds))
 
 
 def _run_engine(
@@ -189,6 +219,8 @@ def _run_engine(
             options.embed,
             postprocess,
             device=options.device,
+            backend=options.backend,
+            precision=options.precision,
             workers=max(1, options.workers),
             address=options.ray_address,
             on_result=on_result,
@@ -228,10 +260,10 @@ def _finish(
     summary: ExtractSummary,
     output: Path,
     options: ExtractOptions,
-    failed: int,
-    audio_seconds: float,
-    seconds: float,
+    backend: str,
+    counts: tuple[int, float, float],
 ) -> ExtractSummary:
+    failed, audio_seconds, seconds = counts
     summary.files_failed = failed
     summary.audio_hours = audio_seconds / 3600
     summary.wall_seconds = seconds
@@ -242,6 +274,8 @@ def _finish(
         "workers": options.workers,
         "batch_size": options.embed.batch_size,
         "device": options.device,
+        "backend": backend,
+        "precision": options.precision,
         "rows_per_part": options.rows_per_part,
     }
     write_summary(output, asdict(summary))

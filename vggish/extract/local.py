@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -23,6 +22,7 @@ from vggish.extract.batching import BatchPacker, Embedded
 from vggish.extract.decode import Decoded, Failure, decode_file
 from vggish.model import VGGish
 from vggish.pipeline import EmbedOptions, run_model
+from vggish.runtime import available_cpus
 
 IN_FLIGHT_PER_WORKER = 4
 
@@ -55,7 +55,7 @@ def run_local(
         out: np.ndarray = model.postprocess(embeddings).cpu().numpy()
         return out
 
-    packer = BatchPacker(embed, quantize if postprocess else None, options.batch_size)
+    packer = BatchPacker(embed, quantize if postprocess else None, options.batch_size_for(model))
     decoded = _decode_serial(paths, options) if workers == 0 else _decode_parallel(paths, options, workers)
     with _threads_beside(workers, model.device):
         for item in decoded:
@@ -76,7 +76,7 @@ def _threads_beside(workers: int, device: torch.device) -> Iterator[None]:
     15-20 % slower (measured with ``benchmarks/bench_extract.py``).
     """
     before = torch.get_num_threads()
-    wanted = max(1, min(before, (os.cpu_count() or 1) - workers))
+    wanted = max(1, min(before, available_cpus() - workers))
     if device.type != "cpu" or workers == 0 or wanted == before:
         yield
         return

@@ -72,10 +72,12 @@ def _row(
 class Embedder:
     """Ray actor: embeds the ``examples`` column of a batch and drops it (failed rows get zeros)."""
 
-    def __init__(self, weights: str | None, device: str, postprocess: bool) -> None:
+    def __init__(
+        self, weights: str | None, device: str, postprocess: bool, backend: str | None, precision: str
+    ) -> None:
         from vggish.weights import load_model
 
-        self._model = load_model(weights, device=device)
+        self._model = load_model(weights, device=device, backend=backend, precision=precision)  # type: ignore[arg-type]
         self._postprocess = postprocess
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -108,6 +110,8 @@ def run_ray(
     postprocess: bool,
     *,
     device: str = "cpu",
+    backend: str | None = None,
+    precision: str = "fp32",
     workers: int = 1,
     address: str | None = None,
     on_result: Callable[[Embedded | Failure], None],
@@ -120,6 +124,8 @@ def run_ray(
         options: hop, padding, resampler and batch size.
         postprocess: also compute AudioSet's uint8 features.
         device: ``cpu``, or ``cuda`` for one GPU per model actor.
+        backend: the actors' backend (see :func:`vggish.load_model`).
+        precision: the actors' precision.
         workers: CPUs of a local Ray started here (plus one for the model actor); decode tasks.
         address: an existing cluster's address; None starts a local Ray.
         on_result: receives each input's embeddings or failure.
@@ -131,7 +137,13 @@ def run_ray(
         dataset = dataset.map_batches(decode_batch, fn_kwargs={"options": options}, batch_size=1)
         dataset = dataset.map_batches(
             Embedder,
-            fn_constructor_kwargs={"weights": weights, "device": device, "postprocess": postprocess},
+            fn_constructor_kwargs={
+                "weights": weights,
+                "device": device,
+                "postprocess": postprocess,
+                "backend": backend,
+                "precision": precision,
+            },
             batch_size=options.batch_size,
             concurrency=1,
             num_gpus=1 if device.startswith("cuda") else 0,

@@ -1,0 +1,58 @@
+"""The runtime options that ``embed``, ``extract`` and ``serve`` share: device, backend,
+precision, threads and batch size."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, get_args
+
+from vggish.model import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, BackendName, PrecisionName
+from vggish.runtime import THREADS_ENV, available_cpus, validate_threads
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a positive integer, with a message naming the fix."""
+    try:
+        return validate_threads(text, "the value")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_runtime_args(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
+    """Adds --device, --backend, --precision, --threads (and --batch-size) to ``p``."""
+    p.add_argument("--device", help="torch device: cpu, cuda, cuda:1... (default: cpu)")
+    p.add_argument(
+        "--backend",
+        choices=get_args(BackendName),
+        help="auto (default): ONNX Runtime on the CPU when installed (pip install 'vggish[onnx]'; "
+        "graph exported once per weights file), PyTorch otherwise and on GPUs; torch; onnx",
+    )
+    p.add_argument(
+        "--precision",
+        choices=get_args(PrecisionName),
+        help="fp32 (default); fp16 or bf16 weights and activations, for GPUs (README: deviation)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help=f"intra-op threads of the model (default: {THREADS_ENV} or the CPUs this process may "
+        f"use, here {available_cpus()})",
+    )
+    if batch:
+        p.add_argument(
+            "--batch-size",
+            type=positive_int,
+            metavar="N",
+            help=f"examples per model call (default: {CPU_BATCH_SIZE} on the CPU, "
+            f"{CUDA_BATCH_SIZE} on a GPU)",
+        )
+
+
+def load_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``load_model`` keyword arguments the user gave (the library's defaults otherwise)."""
+    kwargs: dict[str, Any] = {"device": args.device or "cpu", "backend": args.backend}
+    kwargs["threads"] = args.threads
+    if args.precision:
+        kwargs["precision"] = args.precision
+    return kwargs

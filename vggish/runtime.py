@@ -1,0 +1,81 @@
+"""How many CPUs this process really has, and the thread counts chosen from that.
+
+PyTorch and ONNX Runtime size their thread pools by the machine's cores, which in a container
+limited by a CPU quota (``docker run --cpus 2`` on a 64-core host) oversubscribes the quota
+many times over and makes inference several times slower. Here the count honours the affinity
+mask and the cgroup CPU quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``).
+
+Overrides, most specific first: an explicit ``threads=`` argument (``--threads`` on the CLI),
+then ``VGGISH_NUM_THREADS``, then the CPUs found here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+THREADS_ENV = "VGGISH_NUM_THREADS"
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _cgroup_cpu_limit(root: Path = _CGROUP_ROOT) -> float | None:
+    """CPUs allowed by the cgroup quota (fractional), or None without a quota."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]  # cgroup v2: "max 100000"
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())  # cgroup v1
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: the affinity mask, capped by a cgroup CPU quota (rounded up)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    if limit is not None:
+        cpus = min(cpus, max(1, math.ceil(limit)))
+    return max(1, cpus)
+
+
+def validate_threads(threads: object, what: str = "threads") -> int:
+    """Returns ``threads`` (an int, or a string of digits) as a positive int, else raises ValueError."""
+    value = 0
+    if isinstance(threads, int) and not isinstance(threads, bool):
+        value = threads
+    elif isinstance(threads, str) and threads.strip().isdigit():
+        value = int(threads)
+    if value < 1:
+        raise ValueError(f"{what} must be a positive integer (for example 4); got {threads!r}")
+    return value
+
+
+def intra_op_threads(threads: int | None = None) -> int:
+    """Threads for one model call: ``threads``, else ``$VGGISH_NUM_THREADS``, else :func:`available_cpus`."""
+    if threads is not None:
+        return validate_threads(threads)
+    env = os.environ.get(THREADS_ENV, "").strip()
+    if env:
+        return validate_threads(env, THREADS_ENV)
+    return available_cpus()
+
+
+def configure_torch_threads(threads: int | None = None) -> int:
+    """Sets PyTorch's intra-op thread count (process-wide) and returns it.
+
+    With nothing asked for, only lowers PyTorch's own default when it exceeds the CPUs found
+    here (a CPU quota), so a count the application set itself is not raised behind its back.
+    """
+    import torch
+
+    explicit = threads is not None or bool(os.environ.get(THREADS_ENV, "").strip())
+    wanted = intra_op_threads(threads)
+    current = torch.get_num_threads()
+    if wanted != current and (explicit or current > wanted):
+        torch.set_num_threads(wanted)
+    return torch.get_num_threads()
