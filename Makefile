@@ -44,12 +44,10 @@ serve: install
 embed: install
 	$(VENV)/bin/vggish embed "$(INPUT)" --output "$(OUTPUT)" $(if $(WEIGHTS),--weights "$(WEIGHTS)")
 
+# Every benchmark in one run (several minutes; progress on stderr): one markdown table for the README.
 bench: install
 	$(PY) -m pip install -q -e ".[bench,onnx]"
-	$(PY) benchmarks/bench_end_to_end.py
-	$(PY) benchmarks/bench_model.py
-	$(PY) benchmarks/bench_resample.py
-	$(PY) benchmarks/bench_service.py
+	$(PY) benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,28 +1,44 @@
 """End-to-end speed, side by side in one run: ``vggish`` vs torchvggish 0.2 (PyPI) on one file.
 
-Both pipelines decode a 2-minute 44.1 kHz stereo WAV, resample it to 16 kHz (resampy kaiser_best
-for torchvggish; our reference and fast resamplers), compute log-mel examples and run the network.
-Speed needs no trained weights: ours uses its random weights, torchvggish's model is built
-uninitialised (its pretrained weights would be fetched from the internet).
+Every pipeline decodes a 2-minute 44.1 kHz stereo WAV, resamples it to 16 kHz (resampy
+kaiser_best for torchvggish; our reference and fast resamplers), computes log-mel examples and
+runs the network: ours with the torch backend and, when ``vggish[onnx]`` is installed, the onnx
+backend. Speed needs no trained weights: ours uses its random weights (saved to a file),
+torchvggish's model is built uninitialised (its pretrained weights would be fetched from the
+internet). Each pipeline runs once to warm up, then the pipelines take turns for ``--repeats``
+rounds; the median is reported.
 
-Usage: ``python benchmarks/bench_end_to_end.py [--seconds 120] [--repeats 3]``
-(``pip install '.[bench]'`` first for torchvggish and resampy).
+Usage: ``python benchmarks/bench_end_to_end.py [--seconds 120] [--repeats 3] [--backends torch onnx]``
+(``pip install -e '.[bench,onnx]'`` first for torchvggish, resampy and ONNX Runtime).
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
-import tempfile
-import time
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import numpy as np
 import soundfile as sf
 import torch
+from _common import (
+    Row,
+    alternate,
+    installed,
+    load_bench_model,
+    log,
+    machine_line,
+    markdown_table,
+    missing_row,
+    onnx_available,
+    private_onnx_cache,
+)
+
+SECTION = "end-to-end"
+TORCHVGGISH = "torchvggish 0.2 (resampy + eager model)"
+RESAMPLERS = ("reference", "fast")
 
 
 def make_clip(path: Path, seconds: float, rate: int = 44100) -> None:
@@ -36,32 +52,22 @@ def make_clip(path: Path, seconds: float, rate: int = 44100) -> None:
     sf.write(path, (stereo * 32767).astype(np.int16), rate, subtype="PCM_16")
 
 
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def ours(path: Path, backends: Sequence[str]) -> dict[str, Callable[[], object]]:
+    """``model.embed_file(path)`` per backend and resampler, one model per backend."""
+    out: dict[str, Callable[[], object]] = {}
+    for backend in backends:
+        model = load_bench_model(backend=backend)
+        for resampler in RESAMPLERS:
+            name = f"vggish embed_file, {backend}, {resampler} resampler"
+            out[name] = partial(model.embed_file, path, resampler=resampler)
+    return out
 
 
-def ours(path: Path, resampler: str) -> Callable[[], object]:
-    import vggish
+def torchvggish_pipeline(path: Path) -> Callable[[], object]:
+    """torchvggish 0.2's own steps: ``wavfile_to_examples`` (resampy) and its eager model."""
+    from torchvggish import torchvggish as tv
+    from torchvggish import vggish_input
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = vggish.load_model("random")
-    return lambda: model.embed_file(path, resampler=resampler)  # type: ignore[arg-type]
-
-
-def torchvggish_pipeline(path: Path) -> Callable[[], object] | None:
-    try:
-        from torchvggish import torchvggish as tv
-        from torchvggish import vggish_input
-    except ImportError:
-        return None
     model = tv._vgg(postprocess=False).eval()
 
     def run() -> object:
@@ -72,37 +78,49 @@ def torchvggish_pipeline(path: Path) -> Callable[[], object] | None:
     return run
 
 
+def run(seconds: float = 120.0, repeats: int = 3, backends: Sequence[str] = ("torch", "onnx")) -> list[Row]:
+    """Times every pipeline on one clip of ``seconds``.
+
+    Returns:
+        One row per pipeline: median seconds, with x realtime and the speed-up against torchvggish
+        in the note; a "not installed" row for each missing optional pipeline.
+    """
+    rows: list[Row] = []
+    if "onnx" in backends and not onnx_available():
+        rows.append(missing_row(SECTION, "vggish embed_file, onnx", "onnxruntime"))
+        backends = [b for b in backends if b != "onnx"]
+    if "onnx" in backends:
+        private_onnx_cache()
+    with TemporaryDirectory(prefix="bench_end_to_end_") as tmp:
+        path = Path(tmp) / "clip.wav"
+        make_clip(path, seconds)
+        pipelines = ours(path, backends)
+        if installed("torchvggish"):
+            pipelines[TORCHVGGISH] = torchvggish_pipeline(path)
+        else:
+            rows.append(missing_row(SECTION, TORCHVGGISH, "torchvggish"))
+        log(f"end to end: {len(pipelines)} pipelines on {seconds:g} s, {repeats} repeat(s)")
+        times = alternate(pipelines, repeats)
+    reference = times.get(TORCHVGGISH)
+    for name, secs in times.items():
+        versus = f"{reference / secs:.2f}x vs torchvggish" if reference else "torchvggish n/a"
+        note = f"{seconds / secs:.1f}x realtime, {versus}; {seconds:g} s 44.1 kHz stereo, median of {repeats}"
+        rows.append(Row(SECTION, name, secs, "s", note))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=120.0, help="clip length (default 120)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per row (median)")
+    parser.add_argument("--backends", nargs="+", choices=("torch", "onnx"), default=["torch", "onnx"])
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "clip.wav"
-        make_clip(path, args.seconds)
-        rows: list[tuple[str, float]] = []
-        for resampler in ("reference", "fast"):
-            rows.append((f"vggish embed, {resampler} resampler", timed(ours(path, resampler), args.repeats)))
-        baseline = torchvggish_pipeline(path)
-        if baseline is not None:
-            rows.append(("torchvggish 0.2 (resampy + eager model)", timed(baseline, args.repeats)))
-    print_table(rows, args.seconds)
-
-
-def print_table(rows: list[tuple[str, float]], seconds: float) -> None:
-    print(f"# end to end: {seconds:.0f} s of 44.1 kHz stereo WAV -> embeddings")
-    print(
-        f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}, numpy {np.__version__}"
-    )
-    reference = dict(rows).get("torchvggish 0.2 (resampy + eager model)")
-    print(f"| {'pipeline':<42} | {'seconds':>8} | {'x realtime':>10} | {'vs torchvggish':>14} |")
-    print(f"|{'-' * 44}|{'-' * 10}|{'-' * 12}|{'-' * 16}|")
-    for name, secs in rows:
-        ratio = f"{reference / secs:.2f}x" if reference else "n/a"
-        print(f"| {name:<42} | {secs:8.2f} | {seconds / secs:10.1f} | {ratio:>14} |")
+    rows = run(args.seconds, args.repeats, args.backends)
+    print(f"# end to end: {args.seconds:g} s of 44.1 kHz stereo WAV -> embeddings")
+    print(f"# {machine_line()}\n")
+    print(markdown_table(rows))
 
 
 if __name__ == "__main__":

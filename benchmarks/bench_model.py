@@ -1,9 +1,11 @@
 """Model-only throughput per backend, side by side in one run: examples/s at batch 1, 8, 32, 64.
 
 Backends: PyTorch eager in the default NCHW layout, PyTorch ``channels_last`` (what
-``load_model`` gives), and ONNX Runtime (``backend="onnx"``; skipped when ``vggish[onnx]`` is
-not installed). Random weights: speed does not depend on their values. Rows alternate between
-backends per repeat, so a noisy neighbour hurts them alike; the median is printed.
+``load_model`` gives), ONNX Runtime (``backend="onnx"``; skipped when ``vggish[onnx]`` is not
+installed) and, as the baseline, torchvggish 0.2's eager model (input (N, 1, 96, 64), under
+``torch.no_grad()``; skipped when not installed). Random weights: speed does not depend on their
+values. Each backend is called once per batch size to warm up; then the backends take turns per
+repeat, so a noisy neighbour hurts them alike; the median is reported.
 
 Usage: ``python benchmarks/bench_model.py [--batches 1 8 32 64] [--examples 128] [--repeats 3]``
 """
@@ -11,40 +13,103 @@ Usage: ``python benchmarks/bench_model.py [--batches 1 8 32 64] [--examples 128]
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
-import tempfile
 import time
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+from _common import (
+    Row,
+    installed,
+    load_bench_model,
+    log,
+    machine_line,
+    markdown_table,
+    missing_row,
+    onnx_available,
+    private_onnx_cache,
+)
 
-import vggish
 from vggish.model import VGGish
 
+SECTION = "model"
+TORCHVGGISH = "torchvggish 0.2 (eager)"
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
-def runners() -> dict[str, Runner]:
-    """Name -> (N, 96, 64) float32 -> (N, 128) callable, for every backend available here."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        last = vggish.load_model("random")
-        nchw: VGGish = vggish.load_model("random")
+def torchvggish_runner() -> Runner:
+    """torchvggish 0.2's network (uninitialised weights): (N, 96, 64) -> (N, 128)."""
+    from torchvggish import torchvggish as tv
+
+    model = tv._vgg(postprocess=False).eval()
+
+    def run(examples: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out: np.ndarray = model(torch.from_numpy(examples).unsqueeze(1)).numpy()
+        return out
+
+    return run
+
+
+def runners() -> tuple[dict[str, Runner], list[Row]]:
+    """Name -> (N, 96, 64) float32 -> (N, 128) callable for every backend available here, and a
+    "not installed" row for each one that is not."""
+    last = load_bench_model(backend="torch")
+    nchw: VGGish = load_bench_model(backend="torch")
     nchw.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     out: dict[str, Runner] = {
         "torch eager (NCHW)": nchw.infer,
         "torch channels_last (default)": last.infer,
     }
-    from vggish import onnx_export
+    missing: list[Row] = []
+    if onnx_available():
+        from vggish import onnx_export
 
-    if onnx_export.available():
-        os.environ.setdefault("VGGISH_CACHE_DIR", tempfile.mkdtemp(prefix="vggish-bench-"))
+        private_onnx_cache()
         out["onnxruntime (backend='onnx')"] = onnx_export.onnx_runner(last)
-    return out
+    else:
+        missing.append(missing_row(SECTION, "onnxruntime (backend='onnx')", "onnxruntime"))
+    if installed("torchvggish"):
+        out[TORCHVGGISH] = torchvggish_runner()
+    else:
+        missing.append(missing_row(SECTION, TORCHVGGISH, "torchvggish"))
+    return out, missing
+
+
+def throughput(backends: dict[str, Runner], x: np.ndarray, examples: int, repeats: int) -> dict[str, float]:
+    """Median examples/s of each backend on batches ``x``; the backends take turns per repeat."""
+    batch = len(x)
+    calls = max(1, examples // batch)
+    for fn in backends.values():
+        fn(x)  # warm-up: first-call allocations and kernel choice
+    results: dict[str, list[float]] = {name: [] for name in backends}
+    for _ in range(repeats):
+        for name, fn in backends.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn(x)
+            results[name].append(calls * batch / (time.perf_counter() - start))
+    return {name: statistics.median(r) for name, r in results.items()}
+
+
+def run(batches: Sequence[int] = (1, 8, 32, 64), examples: int = 128, repeats: int = 3) -> list[Row]:
+    """Examples/s per backend and batch size.
+
+    Returns:
+        One row per (backend, batch); "not installed" rows for missing optional backends.
+    """
+    backends, rows = runners()
+    x = np.random.default_rng(0).standard_normal((max(batches), 96, 64)).astype(np.float32)
+    speeds: dict[tuple[str, int], float] = {}
+    for batch in batches:
+        log(f"model only: batch {batch}, {len(backends)} backends, {repeats} repeat(s)")
+        for name, speed in throughput(backends, x[:batch], examples, repeats).items():
+            speeds[name, batch] = speed
+    note = f"median of {repeats}, about {examples} examples per run"
+    for name in backends:
+        rows += [Row(SECTION, f"{name}, batch {b}", speeds[name, b], "examples/s", note) for b in batches]
+    return rows
 
 
 def main() -> None:
@@ -55,29 +120,10 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=128, help="examples per timed run (default 128)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    backends = runners()
-    x = np.random.default_rng(0).standard_normal((max(args.batches), 96, 64)).astype(np.float32)
-    results: dict[tuple[str, int], list[float]] = {}
-    for batch in args.batches:
-        calls = max(1, args.examples // batch)
-        for run in backends.values():
-            run(x[:batch])  # warm-up: first-call allocations and kernel choice
-        for _ in range(args.repeats):
-            for name, run in backends.items():
-                start = time.perf_counter()
-                for _ in range(calls):
-                    run(x[:batch])
-                results.setdefault((name, batch), []).append(calls * batch / (time.perf_counter() - start))
+    rows = run(args.batches, args.examples, args.repeats)
     print("# model only: examples/s (median of repeats), random weights")
-    print(
-        f"# {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads)"
-    )
-    print("| backend | " + " | ".join(f"batch {b}" for b in args.batches) + " |")
-    print("|---|" + "---|" * len(args.batches))
-    for name in backends:
-        cells = [f"{statistics.median(results[(name, b)]):.1f}" for b in args.batches]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(f"# {machine_line()}\n")
+    print(markdown_table(rows))
 
 
 if __name__ == "__main__":

@@ -6,9 +6,9 @@
 Times are medians over ``--repeats`` runs of wall-clock seconds, with the process's CPU seconds
 beside them (CPU/wall near 1 means one thread did the work). resampy is timed twice: its first
 call in this process (which includes numba's JIT compilation) and warm, after that call. The
-speed-up is against warm resampy. The header states the BLAS library, how many threads it may
-use and the load on the machine, since other processes on a shared 2-core machine slow
-everything down.
+speed-up is against warm resampy; without resampy installed ours are timed alone. The header
+states the BLAS library, how many threads it may use and the load on the machine, since other
+processes on a shared 2-core machine slow everything down.
 """
 
 from __future__ import annotations
@@ -17,15 +17,17 @@ import argparse
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import resampy
+from _common import Row, installed, log, markdown_table, missing_row
 
 from vggish.resample import StreamingResampler, resample
 
+SECTION = "resample"
 TARGET_RATE = 16_000
+RESAMPY_WARM = "resampy 0.4.3 kaiser_best, warm"
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,17 @@ def blas_description() -> str:
     return f"numpy {np.__version__}, BLAS {name}; BLAS threads: {threads}; cores usable: {cores}"
 
 
-def rows_for_rate(sr: int, seconds: float, repeats: int) -> list[tuple[str, Timing]]:
-    """Times every method on white noise at ``sr`` Hz."""
+def timings_for_rate(sr: int, seconds: float, repeats: int) -> list[tuple[str, Timing]]:
+    """Times every method on white noise at ``sr`` Hz; warm resampy first when installed."""
     x = np.random.default_rng(sr).standard_normal(round(seconds * sr)) * 0.1
     ours_first = measure(lambda: resample(x, sr), 1)  # builds and caches the weights
+    timings = []
+    if installed("resampy"):
+        import resampy
+
+        timings.append((RESAMPY_WARM, measure(lambda: resampy.resample(x, sr, TARGET_RATE), repeats)))
     return [
-        ("resampy kaiser_best, warm", measure(lambda: resampy.resample(x, sr, TARGET_RATE), repeats)),
+        *timings,
         ("vggish reference", measure(lambda: resample(x, sr), repeats)),
         ("vggish reference, first call", ours_first),
         ("vggish reference, 1 s chunks", measure(lambda: streamed(x, sr, sr), repeats)),
@@ -80,34 +87,56 @@ def rows_for_rate(sr: int, seconds: float, repeats: int) -> list[tuple[str, Timi
     ]
 
 
-def print_rows(sr: int, rows: list[tuple[str, Timing]]) -> None:
-    """One line per method: seconds, speed-up against warm resampy, max abs difference."""
-    base = rows[0][1]
-    for name, t in rows:
-        diff = float(np.abs(t.output - base.output).max()) if len(t.output) else 0.0
-        same = len(t.output) == len(base.output)
-        print(
-            f"{sr:>6}  {name:<30} {t.wall:8.3f} {t.cpu:8.3f} {base.wall / t.wall:8.1f}x"
-            f"  {diff:10.2e}{'' if same else '  (length differs!)'}"
-        )
+def rate_rows(sr: int, timings: list[tuple[str, Timing]], seconds: float, repeats: int) -> list[Row]:
+    """One row per method: wall seconds; CPU seconds, speed-up against warm resampy and the
+    largest absolute difference from it in the note."""
+    base = dict(timings).get(RESAMPY_WARM)
+    rows = []
+    for name, t in timings:
+        notes = [f"cpu {t.cpu:.3f} s"]
+        if base is not None and name != RESAMPY_WARM:
+            same = len(t.output) == len(base.output)
+            diff = f"max|diff| {np.abs(t.output - base.output).max():.1e}" if same else "length differs!"
+            notes += [f"{base.wall / t.wall:.1f}x vs resampy", diff]
+        runs = "1 run" if name.endswith("first call") else f"median of {repeats}"
+        notes.append(f"{seconds:g} s white noise, {runs}")
+        rows.append(Row(SECTION, f"{name}, {sr / 1000:g} kHz", t.wall, "s", ", ".join(notes)))
+    return rows
+
+
+def run(seconds: float = 120.0, rates: Sequence[int] = (44100, 48000), repeats: int = 3) -> list[Row]:
+    """Times resampy's first call (numba JIT) once, then every method at every rate.
+
+    Returns:
+        The rows; a "not installed" row in place of resampy's when it is missing.
+    """
+    rows: list[Row] = []
+    if installed("resampy"):
+        import resampy
+
+        x = np.random.default_rng(0).standard_normal(round(seconds * rates[0])) * 0.1
+        cold = measure(lambda: resampy.resample(x, rates[0], TARGET_RATE), 1)
+        note = f"includes numba's JIT compilation, {seconds:g} s white noise"
+        rows.append(Row(SECTION, f"resampy first call, {rates[0] / 1000:g} kHz", cold.wall, "s", note))
+    else:
+        rows.append(missing_row(SECTION, "resampy 0.4.3 kaiser_best", "resampy"))
+    for sr in rates:
+        log(f"resampling: {seconds:g} s at {sr} Hz, {repeats} repeat(s)")
+        rows += rate_rows(sr, timings_for_rate(sr, seconds, repeats), seconds, repeats)
+    return rows
 
 
 def main() -> None:
-    """Parses the options, times resampy's JIT once, then prints the table."""
+    """Parses the options and prints the table between two load averages."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0, help="signal length (s)")
     parser.add_argument("--rates", type=int, nargs="+", default=[44100, 48000])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    print(blas_description())
-    print(f"load average before: {os.getloadavg()[0]:.2f}; signal: {args.seconds:g} s white noise")
-    x = np.random.default_rng(0).standard_normal(round(args.seconds * args.rates[0])) * 0.1
-    cold = measure(lambda: resampy.resample(x, args.rates[0], TARGET_RATE), 1)
-    print(f"resampy first call at {args.rates[0]} Hz (incl. numba JIT): {cold.wall:.3f} s wall")
-    print(f"{'rate':>6}  {'method':<30} {'wall s':>8} {'cpu s':>8} {'speed-up':>9}  max|diff|")
-    for sr in args.rates:
-        print_rows(sr, rows_for_rate(sr, args.seconds, args.repeats))
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(f"# {blas_description()}")
+    print(f"# load average before: {os.getloadavg()[0]:.2f}; signal: {args.seconds:g} s white noise\n")
+    print(markdown_table(run(args.seconds, args.rates, args.repeats)))
+    print(f"\n# load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,233 @@
+"""What the benchmarks share: the result row, timing with medians, the machine, the table.
+
+Each ``bench_*.py`` returns its measurements as :class:`Row` s; ``run_all.py`` puts every section
+in one markdown table, and each script's own CLI prints its own table from the same rows.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import importlib.util
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+# 2 x multiply-adds of every layer for one (96, 64) example: conv1 0.007, conv2 0.226, conv3 0.679,
+# conv4 0.679, fc1 0.134, fc2 0.001 GFLOP.
+MODEL_GFLOP_PER_EXAMPLE = 1.73
+GEMM_SIZE = 2048  # square float32 matrices for the machine's GEMM throughput
+BENCH_EXTRA = "pip install -e '.[bench]'"
+ONNX_EXTRA = "pip install -e '.[onnx]'"
+# The package each optional benchmark dependency is imported as -> the extra that installs it.
+OPTIONAL = {"torchvggish": BENCH_EXTRA, "resampy": BENCH_EXTRA, "onnxruntime": ONNX_EXTRA}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measurement (or one fact) of the combined table.
+
+    Attributes:
+        section: the table's section (``machine``, ``end-to-end``, ``model``...).
+        name: what was measured.
+        value: the number (formatted to 3 significant figures) or a fact / reason as text.
+        unit: the value's unit (``s``, ``examples/s``, ``GFLOP/s``...); empty for text.
+        note: comparisons and conditions (``2.4x vs torchvggish``, ``median of 3``).
+    """
+
+    section: str
+    name: str
+    value: float | str
+    unit: str = ""
+    note: str = ""
+
+
+def log(message: str) -> None:
+    """Progress for whoever watches a long run: one line on stderr, stdout keeps the table."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def installed(module: str) -> bool:
+    """Whether an optional dependency can be imported (without importing it)."""
+    return importlib.util.find_spec(module) is not None
+
+
+def missing_row(section: str, name: str, module: str) -> Row:
+    """The row a section prints instead of failing when ``module`` is not installed."""
+    return Row(section, name, f"not installed: {OPTIONAL[module]}")
+
+
+def onnx_available() -> bool:
+    """Whether the ONNX backend can run here (``vggish[onnx]``: onnx, onnxscript, onnxruntime)."""
+    from vggish import onnx_export
+
+    return onnx_export.available()
+
+
+def _temporary_folder(prefix: str) -> Path:
+    """A folder removed when this process exits."""
+    folder = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return Path(folder)
+
+
+def private_onnx_cache() -> Path:
+    """Points ``VGGISH_CACHE_DIR`` at a temporary folder (removed at exit) unless it is set.
+
+    The ONNX graph of the benchmark weights is then exported once per run, without touching the
+    user's ``~/.cache/vggish``; child processes (servers, extract workers) inherit the setting.
+    """
+    if not os.environ.get("VGGISH_CACHE_DIR"):
+        os.environ["VGGISH_CACHE_DIR"] = str(_temporary_folder("vggish-bench-cache-"))
+    return Path(os.environ["VGGISH_CACHE_DIR"])
+
+
+@functools.cache
+def weights_file() -> Path:
+    """The library's random weights, saved once per process to a temporary ``.safetensors``.
+
+    Speed needs no trained weights. A file, like a real deployment's, loads in ~0.3 s where
+    building the random weights takes ~1.5 s (that would distort cold starts), and every section,
+    server and worker of a run shares it, so the onnx backend's graph is exported once.
+    """
+    from vggish.weights import random_weights, save_weights
+
+    weights = random_weights()
+    path = _temporary_folder("vggish-bench-weights-") / "random.safetensors"
+    return save_weights(path, weights.state_dict, weights.pca, {"source": "random (benchmarks)"})
+
+
+def load_bench_model(**kwargs: Any) -> Any:
+    """``vggish.load_model`` on :func:`weights_file`; keyword arguments go to ``load_model``."""
+    import vggish
+
+    return vggish.load_model(weights_file(), **kwargs)
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall seconds of ``repeats`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def alternate(fns: Mapping[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall seconds per name; one warm-up each, then the names take turns every repeat.
+
+    Taking turns means a busy moment on a shared machine slows every case alike.
+    """
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def cpu_model() -> str:
+    """The CPU's ``model name`` from /proc/cpuinfo, else what ``platform`` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def package_version(module: str) -> str:
+    """``module.__version__``, or ``not installed``."""
+    if not installed(module):
+        return "not installed"
+    return str(getattr(__import__(module), "__version__", "?"))
+
+
+def machine_line() -> str:
+    """One line naming the machine, for the head of every table."""
+    return (
+        f"{cpu_model()}, {usable_cores()} cores usable, {torch.get_num_threads()} torch threads, "
+        f"Python {platform.python_version()}, torch {torch.__version__}, "
+        f"onnxruntime {package_version('onnxruntime')}, numpy {np.__version__}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+
+
+def gemm_gflops(repeats: int, size: int = GEMM_SIZE) -> float:
+    """Float32 ``torch.mm`` throughput (GFLOP/s, median) on ``size`` x ``size`` matrices."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=gen)
+    b = torch.randn(size, size, generator=gen)
+    seconds = median_time(lambda: torch.mm(a, b), repeats)
+    return 2 * size**3 / seconds / 1e9
+
+
+def machine_rows(repeats: int) -> list[Row]:
+    """The machine section: CPU, cores, versions, GEMM throughput and the model's ceiling."""
+    section = "machine"
+    rows = [
+        Row(section, "CPU", cpu_model()),
+        Row(section, "cores usable", usable_cores(), "cores", f"torch threads {torch.get_num_threads()}"),
+        Row(
+            section,
+            "versions",
+            f"torch {torch.__version__}, onnxruntime "
+            f"{package_version('onnxruntime')}, numpy {np.__version__}",
+        ),
+    ]
+    gflops = gemm_gflops(repeats)
+    note = f"torch.mm {GEMM_SIZE}x{GEMM_SIZE}, {torch.get_num_threads()} threads, median of {repeats}"
+    rows.append(Row(section, "float32 GEMM", gflops, "GFLOP/s", note))
+    note = f"GEMM / {MODEL_GFLOP_PER_EXAMPLE} GFLOP per example"
+    rows.append(Row(section, "model ceiling", gflops / MODEL_GFLOP_PER_EXAMPLE, "examples/s", note))
+    return rows
+
+
+def format_value(value: float | str) -> str:
+    """Numbers to 3 significant figures (integers as they are); text unchanged."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) or value == 0 or not math.isfinite(value):
+        return str(value)
+    digits = max(0, 2 - math.floor(math.log10(abs(value))))
+    return f"{value:.{digits}f}"
+
+
+def markdown_table(rows: Iterable[Row]) -> str:
+    """One markdown table: section | what | result | unit | notes."""
+    lines = ["| section | what | result | unit | notes |", "|---|---|---:|---|---|"]
+    for row in rows:
+        cells = (row.section, row.name, format_value(row.value), row.unit, row.note)
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, header: str, rows: Iterable[Row]) -> None:
+    """The rows (and the machine line) as JSON."""
+    data = {"machine": header, "rows": [asdict(row) for row in rows]}
+    path.write_text(json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,168 @@
+"""Every benchmark in one run, printed as one markdown table for the README.
+
+Sections, in order (``--only`` picks some):
+
+- ``machine``: CPU model, usable cores, torch / onnxruntime / numpy versions, float32 GEMM
+  throughput (``torch.mm`` 2048 x 2048, default threads) and the model's implied ceiling (1.73
+  GFLOP per example).
+- ``end-to-end``: ``embed_file`` on a 2-minute 44.1 kHz stereo WAV per backend and resampler
+  against torchvggish 0.2 (``bench_end_to_end.py``).
+- ``model``: examples/s at batch 1, 8, 32, 64 per backend and torchvggish's model (``bench_model.py``).
+- ``resample``: ours against resampy 0.4.3 kaiser_best at 44.1 and 48 kHz on 120 s (``bench_resample.py``).
+- ``service``: offline vs served throughput with 1, 4 and 16 clients, idle latency, and cold start
+  with the torch and onnx backends (``bench_service.py``; servers are separate processes).
+- ``extract``: ``vggish extract`` on 500 files of 5 s vs ``embed_file`` on one long file, and
+  torchvggish one file at a time (``bench_extract.py``).
+
+Each section measures the way its script's docstring says (warm-ups, cases taking turns, medians;
+the best of the repeats for extraction), with the library's random weights saved to one temporary
+file and one temporary ``VGGISH_CACHE_DIR`` for the whole run (unless set), so the onnx graph is
+exported once. A missing optional dependency gives a "not installed" row; a section that fails
+gives a "failed" row, its traceback on stderr and exit status 1, and the others still run. The
+full run takes many minutes on 2 cores, extraction the longest (``--quick``: tiny sizes, under
+2 minutes, for checking the benchmarks themselves, not for figures). Progress goes to stderr,
+the table to stdout.
+
+Usage: ``python benchmarks/run_all.py [--quick] [--only SECTION ...] [--json PATH]``
+(``pip install -e '.[bench,onnx]'`` first; ``make bench`` does both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from _common import Row, log, machine_line, machine_rows, markdown_table, private_onnx_cache, write_json
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each section measures; :data:`FULL` for figures, :data:`QUICK` for checks."""
+
+    repeats: int = 3  # timed runs per case (median)
+    gemm_repeats: int = 5
+    clip_seconds: float = 120.0  # end to end
+    batches: tuple[int, ...] = (1, 8, 32, 64)  # model only
+    model_examples: int = 128  # per timed run
+    resample_seconds: float = 120.0
+    service_clips: int = 16
+    service_clip_seconds: float = 10.0
+    clients: tuple[int, ...] = (1, 4, 16)
+    cold_starts: int = 3
+    files: int = 500  # extract
+    file_seconds: float = 5.0
+    workers: tuple[int, ...] = (0, 1)
+    extract_repeats: int = 1
+
+
+FULL = Sizes()
+QUICK = Sizes(
+    repeats=1,
+    gemm_repeats=3,
+    clip_seconds=10.0,
+    batches=(1, 8),
+    model_examples=8,
+    resample_seconds=10.0,
+    service_clips=2,
+    clients=(1, 2),
+    cold_starts=1,
+    files=8,
+    workers=(0,),
+)
+
+
+def end_to_end(s: Sizes) -> list[Row]:
+    from bench_end_to_end import run
+
+    return run(s.clip_seconds, s.repeats)
+
+
+def model(s: Sizes) -> list[Row]:
+    from bench_model import run
+
+    return run(s.batches, s.model_examples, s.repeats)
+
+
+def resample(s: Sizes) -> list[Row]:
+    from bench_resample import run
+
+    return run(s.resample_seconds, (44100, 48000), s.repeats)
+
+
+def service(s: Sizes) -> list[Row]:
+    from bench_service import run
+
+    return run(s.service_clips, s.service_clip_seconds, s.clients, cold_starts=s.cold_starts)
+
+
+def extract(s: Sizes) -> list[Row]:
+    from bench_extract import run
+
+    return run(s.files, s.file_seconds, s.workers, repeats=s.extract_repeats)
+
+
+SECTIONS: dict[str, Callable[[Sizes], list[Row]]] = {
+    "machine": lambda s: machine_rows(s.gemm_repeats),
+    "end-to-end": end_to_end,
+    "model": model,
+    "resample": resample,
+    "service": service,
+    "extract": extract,
+}
+
+
+def run_sections(names: list[str], sizes: Sizes) -> tuple[list[Row], bool]:
+    """Runs the sections in order; returns their rows and whether every one succeeded."""
+    rows: list[Row] = []
+    ok = True
+    for i, name in enumerate(names, 1):
+        log(f"section {i}/{len(names)}: {name}")
+        started = time.perf_counter()
+        try:
+            rows += SECTIONS[name](sizes)
+        except Exception as e:  # one broken section must not lose the others' figures
+            traceback.print_exc()
+            rows.append(Row(name, "failed", f"{type(e).__name__}: {e}", "", "traceback on stderr"))
+            ok = False
+        gc.collect()  # each section's models go before the next is measured
+        log(f"section {name} done in {time.perf_counter() - started:.0f} s")
+    return rows, ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the benchmarks run")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(SECTIONS),
+        metavar="SECTION",
+        help=f"run these sections only: {', '.join(SECTIONS)}",
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the rows as JSON")
+    args = parser.parse_args()
+    names = [n for n in SECTIONS if args.only is None or n in args.only]
+    private_onnx_cache()  # one export of the random weights' graph for the whole run
+    header = machine_line()  # before the run: its load average is the machine's, not ours
+    started = time.perf_counter()
+    rows, ok = run_sections(names, QUICK if args.quick else FULL)
+    seconds = time.perf_counter() - started
+    sizes = "--quick sizes: checks only, not figures" if args.quick else "full sizes"
+    print(f"# vggish benchmarks, {time.strftime('%Y-%m-%d')}, {sizes}, {seconds:.0f} s")
+    print(f"# {header}\n")
+    print(markdown_table(rows))
+    if args.json:
+        write_json(args.json, header, rows)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
