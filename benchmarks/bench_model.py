@@ -1,8 +1,10 @@
 """Model-only throughput per backend, side by side in one run: examples/s at batch 1, 8, 32, 64.
 
-Backends: PyTorch eager in the default NCHW layout, PyTorch ``channels_last`` (what
-``load_model`` gives), ONNX Runtime (``backend="onnx"``; skipped when ``vggish[onnx]`` is not
-installed) and, as the baseline, torchvggish 0.2's eager model (input (N, 1, 96, 64), under
+Backends: PyTorch eager with direct convolutions in the default NCHW layout and in
+``channels_last``; PyTorch ``channels_last`` with Winograd convolutions (what
+``load_model(backend="torch")`` gives on the CPU); ONNX Runtime (``backend="onnx"``, what
+``auto`` picks on the CPU; its graph has the Winograd convolutions too; skipped when
+``vggish[onnx]`` is not installed) and, as the baseline, torchvggish 0.2's eager model (input (N, 1, 96, 64), under
 ``torch.no_grad()``; skipped when not installed). Random weights: speed does not depend on their
 values. Each backend is called once per batch size to warm up; then the backends take turns per
 repeat, so a noisy neighbour hurts them alike; the median is reported.
@@ -56,11 +58,15 @@ def runners() -> tuple[dict[str, Runner], list[Row]]:
     """Name -> (N, 96, 64) float32 -> (N, 128) callable for every backend available here, and a
     "not installed" row for each one that is not."""
     last = load_bench_model(backend="torch")
+    direct_last: VGGish = load_bench_model(backend="torch")
+    direct_last.winograd = False
     nchw: VGGish = load_bench_model(backend="torch")
+    nchw.winograd = False
     nchw.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     out: dict[str, Runner] = {
-        "torch eager (NCHW)": nchw.infer,
-        "torch channels_last (default)": last.infer,
+        "torch eager, NCHW, direct convolutions": nchw.infer,
+        "torch channels_last, direct convolutions": direct_last.infer,
+        "torch channels_last + Winograd (backend='torch')": last.infer,
     }
     missing: list[Row] = []
     if onnx_available():

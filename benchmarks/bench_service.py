@@ -244,7 +244,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--max-batch", default="64", help="VGGISH_MAX_BATCH_EXAMPLES for the server")
     parser.add_argument("--device", default="cpu", help="torch device for both (default cpu)")
-    parser.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto", help="for throughput (default: auto, the service default)")
+    parser.add_argument(
+        "--backend", choices=("auto", "torch", "onnx"), default="auto", help="for throughput (default: auto)"
+    )
     parser.add_argument("--cold-starts", type=int, default=3, help="timed starts per backend; 0: none")
     args = parser.parse_args()
     rows = run(

@@ -127,3 +127,60 @@ def test_layers_and_parameter_count() -> None:
     assert names == ["conv1", "conv2", "conv3_1", "conv3_2", "conv4_1", "conv4_2", "fc1_1", "fc1_2", "fc2"]
     assert sum(p.numel() for p in m.parameters()) == 72_141_184
     assert set(m.state_dict()) == {f"{n}.{k}" for n in names for k in ("weight", "bias")}
+
+
+# --- Winograd convolutions (the CPU inference path) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("c_in", "c_out", "h", "w", "pool"), [(3, 5, 4, 6, False), (8, 16, 12, 8, True), (16, 4, 2, 2, True)]
+)
+def test_winograd_conv_equals_direct_convolution(c_in: int, c_out: int, h: int, w: int, pool: bool) -> None:
+    from vggish import winograd
+
+    gen = torch.Generator().manual_seed(c_in * 100 + h)
+    x = torch.randn(3, c_in, h, w, generator=gen, dtype=torch.float64)
+    weight = torch.randn(c_out, c_in, 3, 3, generator=gen, dtype=torch.float64)
+    bias = torch.randn(c_out, generator=gen, dtype=torch.float64)
+    expected = torch.relu(torch.nn.functional.conv2d(x, weight, bias, padding=1))
+    if pool:
+        expected = torch.nn.functional.max_pool2d(expected, 2)
+    kernels = winograd.transform_kernel(weight)
+    got = winograd.conv3x3_relu(x.permute(0, 2, 3, 1).contiguous(), kernels, bias, pool)
+    assert torch.allclose(got.permute(0, 3, 1, 2), expected, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="even height and width"):
+        winograd.conv3x3_relu(torch.zeros(1, 3, 4, c_in), winograd.transform_kernel(weight), bias, pool)
+
+
+def test_inference_uses_winograd_and_matches_direct(model: VGGish) -> None:
+    x = torch.from_numpy(np.random.default_rng(7).standard_normal((5, 96, 64)).astype(np.float32))
+    with torch.inference_mode():
+        fast = model(x)
+        model.winograd = False
+        try:
+            direct = model(x)
+        finally:
+            model.winograd = True
+    scale = float(direct.abs().max())
+    deviation = float((fast - direct).abs().max())
+    assert 0 < deviation <= 1e-5 * max(1.0, scale)  # really another algorithm, and as exact
+
+
+def test_training_path_keeps_weight_gradients_and_kernels_follow_weights(model: VGGish) -> None:
+    x = torch.from_numpy(np.random.default_rng(8).standard_normal((2, 96, 64)).astype(np.float32))
+    out = model(x)  # grad enabled, weights require grad: direct convolutions
+    out.sum().backward()
+    assert model.conv4_2.weight.grad is not None and model.conv4_2.weight.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        before = model(x)
+        model.conv4_2.weight.mul_(0.5)  # in place: the cached Winograd kernels must follow
+        try:
+            after = model(x)
+            model.winograd = False
+            direct_after = model(x)
+        finally:
+            model.conv4_2.weight.mul_(2.0)
+            model.winograd = True
+    assert not torch.allclose(before, after)
+    assert torch.allclose(after, direct_after, rtol=0, atol=1e-5 * max(1.0, float(direct_after.abs().max())))

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vggish import params
+from vggish import params, winograd
 from vggish.postprocess import postprocess as _postprocess
 
 if TYPE_CHECKING:
@@ -92,6 +92,8 @@ class VGGish(nn.Module):
         self.register_buffer("pca_means", torch.empty(0, dtype=torch.float64), persistent=False)
         self.weights_info: dict[str, str] = {}
         self._onnx: Callable[[np.ndarray], np.ndarray] | None = None
+        self.winograd = True  # see forward()
+        self._winograd_cache: dict[str, tuple[tuple[object, ...], torch.Tensor]] = {}
 
     @property
     def has_pca(self) -> bool:
@@ -155,6 +157,19 @@ class VGGish(nn.Module):
             out: np.ndarray = self(batch).float().cpu().numpy()
         return out
 
+    def winograd_kernels(self) -> dict[str, torch.Tensor]:
+        """The Winograd kernels of :data:`vggish.winograd.LAYERS`, recomputed when weights change."""
+        kernels = {}
+        for name in sorted(winograd.LAYERS):
+            weight = getattr(self, name).weight
+            key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
+            cached = self._winograd_cache.get(name)
+            if cached is None or cached[0] != key:
+                cached = (key, winograd.transform_kernel(weight))
+                self._winograd_cache[name] = cached
+            kernels[name] = cached[1]
+        return kernels
+
     @property
     def device(self) -> torch.device:
         """The device of the network's parameters."""
@@ -163,6 +178,11 @@ class VGGish(nn.Module):
     def forward(self, examples: torch.Tensor) -> torch.Tensor:
         """Embeds log-mel examples.
 
+        On the CPU in float32, when no weight gradient is being recorded (``inference_mode``,
+        ``no_grad`` or weights with ``requires_grad=False``), conv3_1 ... conv4_2 run as Winograd
+        F(2x2, 3x3) convolutions (:mod:`vggish.winograd`, ~20-25 % faster, within ~1e-6 relative
+        of the direct convolution); set ``model.winograd = False`` for direct convolutions only.
+
         Args:
             examples: (N, 96, 64) or (N, 1, 96, 64) float log-mel patches (time, mel).
 
@@ -170,13 +190,32 @@ class VGGish(nn.Module):
             (N, 128) float embeddings, pre-activation (no ReLU after fc2).
         """
         x = _as_nchw(examples)
+        use_winograd = (
+            self.winograd
+            and x.device.type == "cpu"
+            and x.dtype == self.conv3_1.weight.dtype == torch.float32
+            and not (torch.is_grad_enabled() and self.conv3_1.weight.requires_grad)
+        )
+        return self.network(x, self.winograd_kernels() if use_winograd else None)
+
+    def network(self, x: torch.Tensor, kernels: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The layers, on (N, 1, 96, 64) input; ``kernels`` (from :meth:`winograd_kernels`) makes
+        the layers in :data:`vggish.winograd.LAYERS` Winograd convolutions."""
+        nhwc = False
         for name, _, _ in CONV_LAYERS:
-            x = F.relu(getattr(self, name)(x))
-            if name in POOL_AFTER:
+            conv = getattr(self, name)
+            pool = name in POOL_AFTER
+            if kernels is not None and name in kernels:
+                if not nhwc:  # channels_last NCHW permuted is contiguous NHWC: no copy
+                    x, nhwc = x.permute(0, 2, 3, 1).contiguous(), True
+                x = winograd.conv3x3_relu(x, kernels[name], conv.bias, pool)
+                continue
+            x = F.relu(conv(x))
+            if pool:
                 x = F.max_pool2d(x, kernel_size=2, stride=2)
         # The one place where TensorFlow's NHWC flatten order is reproduced: fc1_1 was trained on
         # features indexed (h * 4 + w) * 512 + c.
-        x = x.permute(0, 2, 3, 1).flatten(1)
+        x = (x if nhwc else x.permute(0, 2, 3, 1)).flatten(1)
         x = F.relu(self.fc1_1(x))
         x = F.relu(self.fc1_2(x))
         out: torch.Tensor = self.fc2(x)
