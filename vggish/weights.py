@@ -319,11 +319,13 @@ def load_model(
         loaded = random_weights()
     else:
         loaded = load_weights(resolve_weights_path(weights))
-    model = VGGish()
+    with torch.device("meta"):  # no random initialisation (~0.7 s of cold start): weights are assigned
+        model = VGGish()
     model.load_state_dict(loaded.state_dict, assign=True)
-    if loaded.pca is not None:
-        model.pca_eigen_vectors = torch.from_numpy(loaded.pca.eigen_vectors.copy())
-        model.pca_means = torch.from_numpy(loaded.pca.means.copy())
+    no_pca = torch.empty(0, dtype=torch.float64)
+    pca = loaded.pca
+    model.pca_eigen_vectors = torch.from_numpy(pca.eigen_vectors.copy()) if pca else no_pca
+    model.pca_means = torch.from_numpy(pca.means.copy()) if pca else no_pca.clone()
     model.weights_info = {**loaded.metadata, "sha256": loaded.sha256}
     # channels_last lets oneDNN / cuDNN pick their fastest convolutions (about +25% on CPU).
     model.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
