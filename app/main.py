@@ -25,6 +25,7 @@ from app.routes import embeddings, heads, health, metrics, models
 from app.service import EmbeddingService
 from vggish import __version__
 from vggish.heads_store import HeadStore
+from vggish.runtime import limit_blas_threads
 
 logger = logging.getLogger("app.main")
 
@@ -54,6 +55,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if store.path.exists():  # upgrade the schema now; a new database is made on the first write
         await asyncio.to_thread(store.open)
     model = await asyncio.to_thread(load_configured_model, settings)
+    limit_blas_threads(1)  # the decode threads are the parallelism (see vggish.runtime)
     service = EmbeddingService(model, settings, app.state.metrics)
     service.start()
     app.state.service = service

@@ -25,7 +25,7 @@ from app.schemas import EmbeddingData, EmbeddingsResponse, EmbedQuery, Usage, Ve
 from vggish.features import example_timestamps
 from vggish.memory import release_free_memory
 from vggish.model import VGGish
-from vggish.pipeline import EmbedOptions
+from vggish.pipeline import EmbedOptions, iter_examples
 
 WEIGHTS_PREFIX = 12  # hex digits of the weights' SHA-256 shown in responses
 
@@ -97,9 +97,11 @@ class EmbeddingService:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     async def warm_up(self) -> None:
-        """One model call through the batcher, so the first request does not pay for it."""
+        """One model call through the batcher, and the front end at the commonest rates (their
+        resampling filters are built once), so the first request does not pay for either."""
         examples = np.zeros((min(self.settings.max_batch_examples, 4), 96, 64), dtype=np.float32)
         await self.batcher.embed(examples)
+        await asyncio.get_running_loop().run_in_executor(self.pool, _warm_front_end)
 
     async def embed(
         self,
@@ -266,3 +268,11 @@ def _vectors(rows: np.ndarray, encoding: str) -> list[Vector]:
         return list(rows.tolist())
     dtype = "<f4" if rows.dtype.kind == "f" else "u1"
     return [base64.b64encode(row.astype(dtype).tobytes()).decode("ascii") for row in rows]
+
+
+def _warm_front_end() -> None:
+    """Resampling and log-mel of one second of silence at 44.1 and 48 kHz, both resamplers."""
+    for rate in (44100, 48000):
+        for resampler in ("reference", "fast"):
+            silence = np.zeros(rate, dtype=np.float32)
+            list(iter_examples([silence], rate, EmbedOptions(resampler=resampler)))

@@ -63,6 +63,46 @@ def ours(path: Path, backends: Sequence[str]) -> dict[str, Callable[[], object]]
     return out
 
 
+def stage_rows(path: Path, backend: str, repeats: int) -> list[Row]:
+    """Where ``embed_file``'s time goes: each stage of the pipeline timed on its own (reference
+    resampler): decode + mix to mono, resample to 16 kHz, log-mel examples, the network."""
+    from vggish import audio
+    from vggish.features import FrameStream
+    from vggish.resample import StreamingResampler
+
+    model = load_bench_model(backend=backend)
+    info, blocks = audio.stream(path)
+    mono = np.concatenate([audio.to_mono(b) for b in blocks])
+    at_16k = StreamingResampler(info.sample_rate, 16000, "reference").process(mono)
+    examples = FrameStream().push(at_16k)
+    batch = model.default_batch_size
+
+    def decode() -> object:
+        _, chunks = audio.stream(path)
+        return [audio.to_mono(b) for b in chunks]
+
+    def resample() -> object:
+        r = StreamingResampler(info.sample_rate, 16000, "reference")
+        return r.process(mono), r.flush()
+
+    def network() -> object:
+        return [model.infer(examples[i : i + batch]) for i in range(0, examples.shape[0], batch)]
+
+    stages = {
+        "decode + mono": decode,
+        "resample 44.1 -> 16 kHz (reference)": resample,
+        "log-mel examples": partial(FrameStream().push, at_16k),
+        f"network ({model.backend}, batch {batch})": network,
+    }
+    log(f"end to end: profile of {len(stages)} stages, {repeats} repeat(s)")
+    times = alternate(stages, repeats)
+    total = sum(times.values())
+    return [
+        Row(SECTION, f"profile: {name}", secs, "s", f"{secs / total:.0%} of the stages' sum")
+        for name, secs in times.items()
+    ]
+
+
 def torchvggish_pipeline(path: Path) -> Callable[[], object]:
     """torchvggish 0.2's own steps: ``wavfile_to_examples`` (resampy) and its eager model."""
     from torchvggish import torchvggish as tv
@@ -101,12 +141,13 @@ def run(seconds: float = 120.0, repeats: int = 3, backends: Sequence[str] = ("to
             rows.append(missing_row(SECTION, TORCHVGGISH, "torchvggish"))
         log(f"end to end: {len(pipelines)} pipelines on {seconds:g} s, {repeats} repeat(s)")
         times = alternate(pipelines, repeats)
+        profile = stage_rows(path, backends[-1], repeats)
     reference = times.get(TORCHVGGISH)
     for name, secs in times.items():
         versus = f"{reference / secs:.2f}x vs torchvggish" if reference else "torchvggish n/a"
         note = f"{seconds / secs:.1f}x realtime, {versus}; {seconds:g} s 44.1 kHz stereo, median of {repeats}"
         rows.append(Row(SECTION, name, secs, "s", note))
-    return rows
+    return rows + profile
 
 
 def main() -> None:

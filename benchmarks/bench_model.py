@@ -4,10 +4,10 @@ Backends: PyTorch eager with direct convolutions in the default NCHW layout and 
 ``channels_last``; PyTorch ``channels_last`` with Winograd convolutions (what
 ``load_model(backend="torch")`` gives on the CPU); ONNX Runtime (``backend="onnx"``, what
 ``auto`` picks on the CPU; its graph has the Winograd convolutions too; skipped when
-``vggish[onnx]`` is not installed) and, as the baseline, torchvggish 0.2's eager model (input (N, 1, 96, 64), under
-``torch.no_grad()``; skipped when not installed). Random weights: speed does not depend on their
-values. Each backend is called once per batch size to warm up; then the backends take turns per
-repeat, so a noisy neighbour hurts them alike; the median is reported.
+``vggish[onnx]`` is not installed) and, as the baseline, torchvggish 0.2's eager model (input
+(N, 1, 96, 64), under ``torch.no_grad()``; skipped when not installed). Random weights: speed
+does not depend on their values. Each backend is called once per batch size to warm up; then
+the backends take turns per repeat, so a noisy neighbour hurts them alike; the median is reported.
 
 Usage: ``python benchmarks/bench_model.py [--batches 1 8 32 64] [--examples 128] [--repeats 3]``
 """

@@ -20,6 +20,7 @@ from vggish import audio, params
 from vggish.features import FrameStream, example_timestamps, hop_to_frames
 from vggish.memory import release_free_memory
 from vggish.resample import ResamplerName, StreamingResampler
+from vggish.runtime import single_threaded_blas
 
 if TYPE_CHECKING:
     import torch
@@ -127,14 +128,16 @@ class ExampleStream:
 
     def push(self, chunk: np.ndarray) -> Any:
         """(k,) mono samples at the input rate -> (m, 96, 64) float32 examples completed."""
-        x = chunk if self._resampler is None else self._resampler.process(chunk)
-        return self._frames.push(x)
+        with single_threaded_blas():
+            x = chunk if self._resampler is None else self._resampler.process(chunk)
+            return self._frames.push(x)
 
     def finish(self) -> Any:
         """Flushes the resampler and returns the last examples."""
-        if self._resampler is None:
-            return self._frames.finish()
-        return concat_examples([self._frames.push(self._resampler.flush()), self._frames.finish()])
+        with single_threaded_blas():
+            if self._resampler is None:
+                return self._frames.finish()
+            return concat_examples([self._frames.push(self._resampler.flush()), self._frames.finish()])
 
 
 def concat_examples(blocks: list[Any]) -> Any:
