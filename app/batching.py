@@ -9,11 +9,12 @@ rows. A request that is cancelled (client gone, timeout) takes its waiting examp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,7 +76,9 @@ class Batcher:
     Args:
         infer: the model call, (B, 96, 64) -> (B, 128); it runs on the inference thread only.
         max_batch: most examples per model call.
-        max_wait_s: longest wait for a batch to fill once examples are waiting.
+        max_wait_s: longest wait for a batch to fill once examples are waiting; the batcher
+            waits only while inputs are still being decoded (see :meth:`expecting`), so a lone
+            request on an idle server runs at once.
         max_queue: most examples waiting; :meth:`submit` refuses more with 429.
         retry_after_s: the ``Retry-After`` sent with 429.
         metrics: where batch sizes, queue depth and times are recorded.
@@ -98,6 +101,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._queue: deque[_Job] = deque()
         self._pending = 0
+        self._decoding = 0  # inputs being decoded, whose examples may join the next batch
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="vggish-inference", daemon=True)
 
@@ -112,6 +116,19 @@ class Batcher:
             self._cond.notify_all()
         if self._thread.is_alive():
             self._thread.join()
+
+    @contextlib.contextmanager
+    def expecting(self) -> Iterator[None]:
+        """Marks an input as being decoded for the block: its examples may come soon, so a batch
+        is worth waiting for (up to ``max_wait_s``). With none, the batch runs at once."""
+        with self._cond:
+            self._decoding += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._decoding -= 1
+                self._cond.notify_all()
 
     @property
     def pending_examples(self) -> int:
@@ -184,7 +201,7 @@ class Batcher:
                     return None
                 self._cond.wait()
             deadline = time.perf_counter() + self.max_wait_s
-            while self._pending < self.max_batch and not self._closing:
+            while self._pending < self.max_batch and self._decoding and not self._closing:
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     break

@@ -215,9 +215,10 @@ class EmbeddingService:
     ) -> Embedded:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        decoded = await loop.run_in_executor(
-            self.pool, decode.decode, item, probed, options, budget, cancelled
-        )
+        with self.batcher.expecting():  # the batcher waits for these examples only while this runs
+            decoded = await loop.run_in_executor(
+                self.pool, decode.decode, item, probed, options, budget, cancelled
+            )
         elapsed = time.perf_counter() - started
         self.metrics.decode_time.observe(elapsed)
         timings.add(decode_s=elapsed)

@@ -88,7 +88,9 @@ def test_load_model_sets_torch_threads(monkeypatch: pytest.MonkeyPatch, torch_th
     assert torch.get_num_threads() == 2
 
 
-def test_without_a_request_only_lowers_to_the_quota(monkeypatch: pytest.MonkeyPatch, torch_threads: int) -> None:
+def test_without_a_request_only_lowers_to_the_quota(
+    monkeypatch: pytest.MonkeyPatch, torch_threads: int
+) -> None:
     monkeypatch.delenv(runtime.THREADS_ENV, raising=False)
     monkeypatch.setattr(runtime, "available_cpus", lambda: 1)
     torch.set_num_threads(2)
