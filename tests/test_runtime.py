@@ -55,6 +55,20 @@ def test_cgroup_quota_is_read_from_v2_and_v1_files(
     assert runtime._cgroup_cpu_limit(tmp_path) == expected
 
 
+def test_quota_is_read_from_this_process_cgroup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    own = tmp_path / "sys" / "kubepods" / "pod1"
+    own.mkdir(parents=True)
+    (own / "cpu.max").write_text("300000 100000\n")
+    (tmp_path / "sys" / "cpu.max").write_text("max 100000\n")
+    proc = tmp_path / "cgroup"
+    proc.write_text("0::/kubepods/pod1\n")
+    monkeypatch.setattr(runtime, "_CGROUP_ROOT", tmp_path / "sys")
+    monkeypatch.setattr(runtime, "_PROC_CGROUP", proc)
+    assert runtime._cgroup_cpu_limit() == 3.0
+    proc.write_text("0::/elsewhere\n")  # no cpu.max there: the namespace's root
+    assert runtime._cgroup_cpu_limit() is None
+
+
 def test_available_cpus_honours_affinity_and_quota(monkeypatch: pytest.MonkeyPatch) -> None:
     affinity = len(runtime.os.sched_getaffinity(0))
     monkeypatch.setattr(runtime, "_cgroup_cpu_limit", lambda: None)

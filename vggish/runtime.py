@@ -26,18 +26,37 @@ from typing import Any
 
 THREADS_ENV = "VGGISH_NUM_THREADS"
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
+_PROC_CGROUP = Path("/proc/self/cgroup")
 
 
-def _cgroup_cpu_limit(root: Path = _CGROUP_ROOT) -> float | None:
-    """CPUs allowed by the cgroup quota (fractional), or None without a quota."""
+def _own_cgroup_dir() -> Path:
+    """This process's cgroup v2 folder (``0::/path`` in /proc/self/cgroup), else the root."""
     try:
-        quota, period = (root / "cpu.max").read_text().split()[:2]  # cgroup v2: "max 100000"
+        for line in _PROC_CGROUP.read_text().splitlines():
+            if line.startswith("0::"):
+                folder = _CGROUP_ROOT / line[3:].strip().lstrip("/")
+                if (folder / "cpu.max").is_file():
+                    return folder
+    except OSError:
+        pass
+    return _CGROUP_ROOT
+
+
+def _cgroup_cpu_limit(root: Path | None = None) -> float | None:
+    """CPUs allowed by the cgroup quota (fractional), or None without a quota.
+
+    ``root``: where ``cpu.max`` (v2) or ``cpu/cpu.cfs_*`` (v1) are; default this process's cgroup.
+    """
+    v2 = root if root is not None else _own_cgroup_dir()
+    v1 = root if root is not None else _CGROUP_ROOT
+    try:
+        quota, period = (v2 / "cpu.max").read_text().split()[:2]  # cgroup v2: "max 100000"
         return None if quota == "max" else int(quota) / int(period)
     except (OSError, ValueError):
         pass
     try:
-        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())  # cgroup v1
-        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        quota_us = int((v1 / "cpu" / "cpu.cfs_quota_us").read_text())  # cgroup v1
+        period_us = int((v1 / "cpu" / "cpu.cfs_period_us").read_text())
         return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
     except (OSError, ValueError):
         return None
