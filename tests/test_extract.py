@@ -208,6 +208,9 @@ def test_other_settings_are_refused(
     assert len(err.splitlines()) == 1
     assert "hop_seconds" in err and "new --output" in err
     assert main([*args, "--format", "npz"]) == 1
+    capsys.readouterr()
+    assert main([*args, "--precision", "fp16"]) == 1  # half-precision rows never join fp32 ones
+    assert "precision" in capsys.readouterr().err
 
 
 def test_hop_and_pad(tmp_path: Path, random_model: VGGish) -> None:

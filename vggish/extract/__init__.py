@@ -246,7 +246,7 @@ def _check_packages(options: ExtractOptions) -> None:
 def _settings(options: ExtractOptions, postprocess: bool, weights_sha256: str) -> dict[str, Any]:
     """What the output depends on: a folder is resumed only with the same values."""
     embed = options.embed
-    return {
+    settings: dict[str, Any] = {
         "format": options.format,
         "hop_seconds": embed.hop_seconds,
         "pad": embed.pad,
@@ -254,6 +254,9 @@ def _settings(options: ExtractOptions, postprocess: bool, weights_sha256: str) -
         "resampler": embed.resampler,
         "weights_sha256": weights_sha256,
     }
+    if options.precision != "fp32":  # fp16/bf16 rows differ by ~1e-3: never mixed with fp32 ones
+        settings["precision"] = options.precision
+    return settings
 
 
 def _finish(
