@@ -154,6 +154,14 @@ def test_precision_errors_name_the_fix() -> None:
         _model(backend="onnx", device="cuda")
 
 
+def test_unusable_devices_are_refused_with_the_fix() -> None:
+    with pytest.raises(ValueError, match="unknown device 'banana'"):
+        _model(device="banana")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"sees no CUDA GPU.*use device='cpu'"):
+            _model(device="cuda")
+
+
 def test_default_batch_size_follows_the_device(random_model: vggish.VGGish) -> None:
     from vggish.model import default_batch_size
 

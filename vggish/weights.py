@@ -306,11 +306,12 @@ def load_model(
         raise ValueError(f"backend must be one of {get_args(BackendName)}; got {backend!r}")
     if precision not in get_args(PrecisionName):
         raise ValueError(f"precision must be one of {get_args(PrecisionName)}; got {precision!r}")
-    on_cpu = torch.device(device).type == "cpu"
+    on_cpu = _parse_device(device).type == "cpu"
     if backend == "onnx" and not on_cpu:
         raise ValueError(f"the onnx backend runs on the CPU; got device={device!r} (use backend='torch')")
     if backend == "onnx" and precision != "fp32":
         raise ValueError(f"the onnx backend runs in fp32; got precision={precision!r} (use backend='torch')")
+    check_device(device)
     if str(weights) == RANDOM:
         warnings.warn(
             "VGGish is using RANDOM weights: embeddings are meaningless (demos and tests only)",
@@ -336,6 +337,28 @@ def load_model(
     if backend == "onnx" or (backend == "auto" and on_cpu and precision == "fp32"):
         _attach_onnx(model, threads, required=backend == "onnx")
     return model
+
+
+def _parse_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device, or ValueError naming the fix."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'") from e
+
+
+def check_device(device: str | torch.device) -> None:
+    """Raises ValueError naming the fix when ``device`` is a CUDA GPU that PyTorch does not see."""
+    dev = _parse_device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise ValueError(
+                f"device={str(device)!r}, but PyTorch sees no CUDA GPU here (torch {torch.__version__}, "
+                f"{built}); use device='cpu', or install a CUDA build of torch on a machine with a GPU"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={str(device)!r}, but there are {torch.cuda.device_count()} CUDA GPUs")
 
 
 def _attach_onnx(model: VGGish, threads: int | None, *, required: bool) -> None:

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 import pytest
+import torch
 import uvicorn
 
 from vggish.cli import serve_cmd
@@ -20,7 +21,8 @@ def parse(*argv: str) -> argparse.Namespace:
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """``run`` writes VGGISH_* variables; monkeypatch puts them back afterwards."""
-    for name in ("HOST", "PORT", "WEIGHTS", "WORKERS", "DOWNLOAD"):
+    names = ("HOST", "PORT", "WEIGHTS", "WORKERS", "DOWNLOAD", "DEVICE", "BACKEND", "PRECISION", "NUM_THREADS")
+    for name in names:
         monkeypatch.setenv(f"VGGISH_{name}", "")
         monkeypatch.delenv(f"VGGISH_{name}")
 
@@ -46,3 +48,21 @@ def test_options_reach_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
     (call,) = calls
     assert call["target"] == "app.main:app"
     assert (call["host"], call["port"], call["workers"]) == ("127.0.0.1", 9123, 2)
+
+
+def test_runtime_options_reach_the_service_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(uvicorn, "run", lambda target, **kwargs: None)
+    args = parse("--weights", "random", "--backend", "torch", "--precision", "bf16", "--threads", "1")
+    assert serve_cmd.run(args) == 0
+    from app.config import Settings
+
+    settings = Settings()
+    assert (settings.backend, settings.precision, settings.num_threads) == ("torch", "bf16", 1)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
+def test_cuda_without_a_gpu_stops_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(uvicorn, "run", lambda target, **kwargs: pytest.fail("must not start"))
+    with pytest.raises(ValueError, match="sees no CUDA GPU") as error:
+        serve_cmd.run(parse("--weights", "random", "--device", "cuda"))
+    assert "\n" not in str(error.value) and "device='cpu'" in str(error.value)

@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from vggish.cli.runtime_args import add_runtime_args
+from vggish.weights import check_device
 
 DESCRIPTION = """\
 Serve VGGish over HTTP: POST /v1/embeddings, GET /v1/models, /healthz, /readyz, /metrics, /docs.
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     uvicorn = _import("uvicorn")
     settings = _import("app.config").Settings()
     _import("app.model_loader").resolve_weights(settings)  # missing weights: one line, exit 1
+    check_device(settings.device)  # no GPU for VGGISH_DEVICE=cuda: one line, exit 1
     uvicorn.run(
         "app.main:app",
         host=settings.host,
