@@ -21,7 +21,8 @@ def parse(*argv: str) -> argparse.Namespace:
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """``run`` writes VGGISH_* variables; monkeypatch puts them back afterwards."""
-    names = ("HOST", "PORT", "WEIGHTS", "WORKERS", "DOWNLOAD", "DEVICE", "BACKEND", "PRECISION", "NUM_THREADS")
+    names = ("HOST", "PORT", "WEIGHTS", "WORKERS", "DOWNLOAD")
+    names += ("DEVICE", "BACKEND", "PRECISION", "NUM_THREADS")
     for name in names:
         monkeypatch.setenv(f"VGGISH_{name}", "")
         monkeypatch.delenv(f"VGGISH_{name}")
