@@ -6,12 +6,10 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
-from vggish import params
-from vggish.cli.runtime_args import add_runtime_args, load_kwargs
-from vggish.pipeline import EmbeddingResult, EmbedOptions, write_npz
-from vggish.resample import ResamplerName
+from vggish.cli.runtime_args import add_embed_args, add_runtime_args, embed_options, load_kwargs
+from vggish.pipeline import EmbeddingResult, embed_source, write_npz
 from vggish.weights import default_weights_path, load_model
 
 DESCRIPTION = """\
@@ -49,21 +47,7 @@ def register(subparsers: Any) -> None:
         metavar="W",
         help="weights .safetensors file, or 'random' (default: the official weights)",
     )
-    p.add_argument(
-        "--hop",
-        type=float,
-        default=params.EXAMPLE_HOP_SECONDS,
-        metavar="SECONDS",
-        help="seconds between example starts, a multiple of 0.01 (default: 0.96, the reference)",
-    )
-    p.add_argument("--pad", action="store_true", help="zero-pad a clip shorter than 0.975 s to one example")
-    p.add_argument(
-        "--resampler",
-        choices=get_args(ResamplerName),
-        default="reference",
-        help="reference: resampy kaiser_best, exact (default); fast: soxr, see README",
-    )
-    p.add_argument("--no-postprocess", action="store_true", help="skip AudioSet's PCA + 8-bit features")
+    add_embed_args(p)
     add_runtime_args(p)
     p.set_defaults(func=run)
 
@@ -73,23 +57,10 @@ def run(args: argparse.Namespace) -> int:
     output = _check_output(Path(args.output))
     if not Path(args.input).exists():
         raise FileNotFoundError(f"no such input file: {args.input}")
-    options = EmbedOptions(
-        hop_seconds=args.hop,
-        pad=args.pad,
-        postprocess=False if args.no_postprocess else None,
-        resampler=args.resampler,
-        batch_size=args.batch_size,
-    )
+    options = embed_options(args)
     model = load_model(args.weights, **load_kwargs(args))
     started = time.perf_counter()
-    result = model.embed_file(
-        args.input,
-        hop_seconds=options.hop_seconds,
-        pad=options.pad,
-        postprocess=options.postprocess,
-        resampler=options.resampler,
-        batch_size=options.batch_size,
-    )
+    result = embed_source(model, args.input, options)
     write_npz(output, result)
     _report(output, result, time.perf_counter() - started)
     return 0

@@ -7,12 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any, get_args
 
-from vggish import params
-from vggish.cli.runtime_args import add_runtime_args
+from vggish.cli.runtime_args import add_embed_args, add_runtime_args, embed_options
 from vggish.extract import ExtractOptions, ExtractSummary, default_workers, extract, find_inputs
 from vggish.extract.outputs import FAILURES_NAME, OutputFormat
-from vggish.pipeline import EmbedOptions
-from vggish.resample import ResamplerName
 from vggish.weights import default_weights_path
 
 DESCRIPTION = """\
@@ -58,18 +55,7 @@ def register(subparsers: Any) -> None:
         help=f"decoding processes, 0: decode in the main process (default: CPUs // 4 = {default_workers()}; "
         "CPUs - 1 with cuda)",
     )
-    p.add_argument(
-        "--hop",
-        type=float,
-        default=params.EXAMPLE_HOP_SECONDS,
-        metavar="SECONDS",
-        help="seconds between example starts, a multiple of 0.01 (default: 0.96)",
-    )
-    p.add_argument("--pad", action="store_true", help="zero-pad clips shorter than 0.975 s to one example")
-    p.add_argument("--no-postprocess", action="store_true", help="skip AudioSet's PCA + 8-bit features")
-    p.add_argument(
-        "--resampler", choices=get_args(ResamplerName), default="reference", help="(default: reference)"
-    )
+    add_embed_args(p)
     p.add_argument("--glob", metavar="PATTERN", help="file names to take from folders, e.g. '*.wav'")
     add_runtime_args(p)
     p.add_argument("--rows-per-part", type=int, default=20_000, metavar="N", help=argparse.SUPPRESS)
@@ -85,15 +71,8 @@ def run(args: argparse.Namespace) -> int:
         args.workers = default_workers(args.device)
     if args.workers < 0:
         raise ValueError(f"--workers must be 0 or more; got {args.workers}")
-    embed = EmbedOptions(
-        hop_seconds=args.hop,
-        pad=args.pad,
-        postprocess=False if args.no_postprocess else None,
-        resampler=args.resampler,
-        batch_size=args.batch_size,
-    )
     options = ExtractOptions(
-        embed=embed,
+        embed=embed_options(args),
         format=args.format,
         engine=args.engine,
         workers=args.workers,

@@ -1,12 +1,16 @@
-"""The runtime options that ``embed``, ``extract`` and ``serve`` share: device, backend,
-precision, threads and batch size."""
+"""The options that ``embed``, ``extract`` and ``serve`` share: how audio becomes examples (hop,
+padding, resampler, postprocessing) and the runtime (device, backend, precision, threads, batch
+size)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any, get_args
 
+from vggish import params
 from vggish.model import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, BackendName, PrecisionName
+from vggish.pipeline import EmbedOptions
+from vggish.resample import ResamplerName
 from vggish.runtime import THREADS_ENV, available_cpus, validate_threads
 
 
@@ -16,6 +20,36 @@ def positive_int(text: str) -> int:
         return validate_threads(text, "the value")
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_embed_args(p: argparse.ArgumentParser) -> None:
+    """Adds --hop, --pad, --resampler and --no-postprocess to ``p``."""
+    p.add_argument(
+        "--hop",
+        type=float,
+        default=params.EXAMPLE_HOP_SECONDS,
+        metavar="SECONDS",
+        help="seconds between example starts, a multiple of 0.01 (default: 0.96, the reference)",
+    )
+    p.add_argument("--pad", action="store_true", help="zero-pad a clip shorter than 0.975 s to one example")
+    p.add_argument(
+        "--resampler",
+        choices=get_args(ResamplerName),
+        default="reference",
+        help="reference: resampy kaiser_best, exact (default); fast: soxr, see README",
+    )
+    p.add_argument("--no-postprocess", action="store_true", help="skip AudioSet's PCA + 8-bit features")
+
+
+def embed_options(args: argparse.Namespace) -> EmbedOptions:
+    """The :class:`EmbedOptions` of :func:`add_embed_args`' options and --batch-size."""
+    return EmbedOptions(
+        hop_seconds=args.hop,
+        pad=args.pad,
+        postprocess=False if args.no_postprocess else None,
+        resampler=args.resampler,
+        batch_size=args.batch_size,
+    )
 
 
 def add_runtime_args(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
