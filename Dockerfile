@@ -43,7 +43,7 @@ RUN pip install ".[serve,onnx]"
 RUN useradd --create-home --uid 10001 vggish \
     && mkdir -p /app/weights /app/cache \
     && if [ "$FETCH_WEIGHTS" = "true" ]; then vggish download --dir /app/weights --no-progress \
-         && python -c "import vggish; vggish.load_model('/app/weights/vggish.safetensors', backend='onnx')"; fi \
+         && python -c "import vggish; vggish.load_model('/app/weights/vggish.safetensors', backend='onnx', cache_dir='/app/cache')"; fi \
     && chown -R vggish:vggish /app/weights /app/cache
 USER vggish
 

@@ -1,9 +1,13 @@
-"""Dynamic batching: examples from concurrent requests are merged into model calls.
+"""Dynamic batching across requests: the library's packer served by one inference thread.
 
-Requests put their log-mel examples in one bounded queue (counted in examples). A single
-inference thread takes up to ``max_batch`` examples at a time, from as many requests as needed,
-waiting at most ``max_wait`` for a batch to fill, runs the model and hands each request its
-rows. A request that is cancelled (client gone, timeout) takes its waiting examples out.
+Decode threads stream each input's examples into a :class:`vggish.packer.Packer` as they are
+made (a few batches per input at most wait in memory: the feeder blocks beyond that). One
+inference thread takes up to ``max_batch`` examples at a time, from as many inputs and requests
+as are waiting, lets a batch fill for up to ``max_wait`` while inputs are still being decoded,
+runs the model and hands every input its rows; an input's future resolves when its last example
+is back. Requests are admitted against ``max_queue`` examples before any decoding (429 when the
+admitted work would exceed it); a cancelled input (client gone, timeout) drops its waiting
+examples and stops its feeder.
 """
 
 from __future__ import annotations
@@ -13,19 +17,24 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from app.errors import LimitExceededError, NotReadyError, QueueFullError
-from app.metrics import Metrics
+from vggish.errors import CancelledError, LimitExceededError
+from vggish.packer import Batch, Job, Packer
+
+from .errors import NotReadyError, QueueFullError
+from .metrics import Metrics
 
 logger = logging.getLogger("app.batching")
 
-InferFn = Callable[[np.ndarray], np.ndarray]
+InferFn = Callable[[Any], np.ndarray]
 """(B, 96, 64) float32 examples -> (B, 128) float32 embeddings."""
+
+BACKLOG_BATCHES = 2  # batches of one input that may wait in memory before its feeder blocks
 
 
 @dataclass(frozen=True)
@@ -33,8 +42,8 @@ class BatchOutput:
     """One input's embeddings and where its time went.
 
     Attributes:
-        embeddings: (N, 128) float32, in the order the examples were submitted.
-        queue_seconds: from submission to the first model call holding its examples.
+        embeddings: (N, 128) float32, in the order the examples were fed.
+        queue_seconds: from opening the input to the first model call holding its examples.
         inference_seconds: from that first model call to the last one.
     """
 
@@ -43,25 +52,23 @@ class BatchOutput:
     inference_seconds: float
 
 
-class _Job:
-    """One input's examples on their way through the queue and the model."""
+class InputJob(Job):
+    """A packer job with what the service needs: the waiting coroutine's future and timings."""
 
-    def __init__(self, examples: np.ndarray, loop: asyncio.AbstractEventLoop) -> None:
-        self.examples = examples
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
         self.loop = loop
         self.future: asyncio.Future[BatchOutput] = loop.create_future()
-        self.next = 0  # first example not yet taken into a batch
-        self.outputs: list[np.ndarray] = []
-        self.submitted = time.perf_counter()
+        self.opened = time.perf_counter()
         self.started: float | None = None
+        self.cancelled = False
 
-    @property
-    def remaining(self) -> int:
-        return int(self.examples.shape[0]) - self.next
+    def resolve(self, result: BatchOutput | BaseException) -> None:
+        """Completes the future from any thread (unless its waiter gave up)."""
+        self.loop.call_soon_threadsafe(_resolve, self.future, result)
 
 
 def _resolve(future: asyncio.Future[BatchOutput], result: BatchOutput | BaseException) -> None:
-    """Runs on the event loop: completes the future unless its waiter gave up."""
     if future.done():
         return
     if isinstance(result, BaseException):
@@ -71,16 +78,15 @@ def _resolve(future: asyncio.Future[BatchOutput], result: BatchOutput | BaseExce
 
 
 class Batcher:
-    """A bounded example queue served by one inference thread.
+    """The packer, its lock, and the inference thread.
 
     Args:
         infer: the model call, (B, 96, 64) -> (B, 128); it runs on the inference thread only.
         max_batch: most examples per model call.
         max_wait_s: longest wait for a batch to fill once examples are waiting; the batcher
-            waits only while inputs are still being decoded (see :meth:`expecting`), so a lone
-            request on an idle server runs at once.
-        max_queue: most examples waiting; :meth:`submit` refuses more with 429.
-        retry_after_s: the ``Retry-After`` sent with 429.
+            waits only while inputs are still being decoded, so a lone request runs at once.
+        max_queue: most examples admitted and not yet through the model; beyond, 429.
+        retry_after_s: the ``Retry-After`` sent with 429 and 503.
         metrics: where batch sizes, queue depth and times are recorded.
     """
 
@@ -99,9 +105,9 @@ class Batcher:
         self._retry_after = str(retry_after_s)
         self._metrics = metrics
         self._cond = threading.Condition()
-        self._queue: deque[_Job] = deque()
-        self._pending = 0
-        self._decoding = 0  # inputs being decoded, whose examples may join the next batch
+        self._packer = Packer(max_batch)
+        self._admitted = 0  # examples admitted and not yet released
+        self._feeding = 0  # inputs being decoded, whose examples may join the next batch
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="vggish-inference", daemon=True)
 
@@ -117,143 +123,149 @@ class Batcher:
         if self._thread.is_alive():
             self._thread.join()
 
+    @property
+    def pending_examples(self) -> int:
+        """Examples waiting for the model now."""
+        return self._packer.pending
+
     @contextlib.contextmanager
-    def expecting(self) -> Iterator[None]:
-        """Marks an input as being decoded for the block: its examples may come soon, so a batch
-        is worth waiting for (up to ``max_wait_s``). With none, the batch runs at once."""
+    def admitted(self, examples: int) -> Iterator[None]:
+        """Admits a request that will make about ``examples`` examples, for the block.
+
+        Raises:
+            LimitExceededError: more than the queue ever holds (413, ``max_queue_examples``).
+            QueueFullError: the admitted work would exceed ``max_queue`` now (429).
+            NotReadyError: the service is shutting down (503).
+        """
+        if examples > self.max_queue:
+            raise LimitExceededError(
+                "max_queue_examples",
+                f"the request makes {examples} examples; the queue holds {self.max_queue}",
+            )
         with self._cond:
-            self._decoding += 1
+            if self._closing:
+                raise NotReadyError("the server is shutting down", headers={"Retry-After": self._retry_after})
+            if self._admitted + examples > self.max_queue:
+                raise QueueFullError(
+                    f"the queue is full ({self._admitted} of {self.max_queue} examples admitted)",
+                    headers={"Retry-After": self._retry_after},
+                )
+            self._admitted += examples
         try:
             yield
         finally:
             with self._cond:
-                self._decoding -= 1
-                self._cond.notify_all()
+                self._admitted -= examples
 
-    @property
-    def pending_examples(self) -> int:
-        """Examples waiting for the model now."""
-        return self._pending
+    def open(self, loop: asyncio.AbstractEventLoop) -> InputJob:
+        """A new input's job; its examples come through :meth:`feed`."""
+        return InputJob(loop)
 
-    async def embed(self, examples: np.ndarray) -> BatchOutput:
-        """Queues (N, 96, 64) examples and waits for their embeddings.
+    def feed(self, job: InputJob, blocks: Iterator[Any]) -> None:
+        """Streams an input's example blocks into the queue (on a decode thread), then closes it.
+
+        Blocks until each block fits the input's backlog (``BACKLOG_BATCHES`` batches); while it
+        runs, the inference thread waits for batches to fill (up to ``max_wait_s``).
 
         Raises:
-            QueueFullError: the queue cannot take N more examples now (429).
-            LimitExceededError: N is more than the queue ever holds (413).
-            NotReadyError: the service is shutting down (503).
+            CancelledError: the job was cancelled (the request is gone).
+            Exception: whatever ``blocks`` raises (the job is cancelled first).
         """
-        job = self._submit(examples, asyncio.get_running_loop())
+        with self._cond:
+            self._feeding += 1
+        try:
+            for block in blocks:
+                self._put(job, block)
+            with self._cond:
+                if self._packer.close(job):
+                    self._finish(job, time.perf_counter())
+        except BaseException:
+            self.cancel(job)
+            raise
+        finally:
+            with self._cond:
+                self._feeding -= 1
+                self._cond.notify_all()
+
+    def _put(self, job: InputJob, block: Any) -> None:
+        with self._cond:
+            while job.queued >= BACKLOG_BATCHES * self.max_batch and not job.cancelled:
+                self._cond.wait()
+            if job.cancelled:
+                raise CancelledError("the request was cancelled")
+            self._packer.put(job, block)
+            self._metrics.queue_depth.set(self._packer.pending)
+            self._cond.notify_all()
+
+    def cancel(self, job: InputJob) -> None:
+        """Drops the job's waiting examples and stops its feeder (a running batch still finishes)."""
+        with self._cond:
+            job.cancelled = True
+            self._packer.cancel(job)
+            self._metrics.queue_depth.set(self._packer.pending)
+            self._cond.notify_all()
+
+    async def result(self, job: InputJob) -> BatchOutput:
+        """Waits for the job's embeddings; cancelling the wait cancels the job."""
         try:
             return await job.future
         except asyncio.CancelledError:
-            self._cancel(job)
+            self.cancel(job)
             raise
-
-    def _submit(self, examples: np.ndarray, loop: asyncio.AbstractEventLoop) -> _Job:
-        count = examples.shape[0]
-        if count > self.max_queue:
-            raise LimitExceededError(
-                "max_queue_examples", f"an input needs {count} examples; the queue holds {self.max_queue}"
-            )
-        job = _Job(examples, loop)
-        with self._cond:
-            if self._closing:
-                raise NotReadyError("the server is shutting down", headers={"Retry-After": self._retry_after})
-            if self._pending + count > self.max_queue:
-                raise QueueFullError(
-                    f"the queue is full ({self._pending} of {self.max_queue} examples waiting)",
-                    headers={"Retry-After": self._retry_after},
-                )
-            self._queue.append(job)
-            self._pending += count
-            self._metrics.queue_depth.set(self._pending)
-            self._cond.notify_all()
-        return job
-
-    def _cancel(self, job: _Job) -> None:
-        """Takes a job's waiting examples out of the queue (its running batch, if any, finishes)."""
-        with self._cond:
-            if job in self._queue:
-                self._queue.remove(job)
-                self._pending -= job.remaining
-                job.next = job.examples.shape[0]
-                self._metrics.queue_depth.set(self._pending)
 
     def _run(self) -> None:
         """The inference thread: batches until closed and drained."""
         while True:
-            parts = self._next_batch()
-            if parts is None:
+            batch = self._next_batch()
+            if batch is None:
                 return
-            if parts:
-                self._execute(parts)
+            self._execute(batch)
 
-    def _next_batch(self) -> list[tuple[_Job, int, int]] | None:
-        """Waits for examples, lets the batch fill for up to ``max_wait_s``, and takes it.
-
-        Returns:
-            (job, start, stop) slices making up the batch; None once closed and drained.
-        """
+    def _next_batch(self) -> Batch | None:
+        """Waits for examples, lets the batch fill for up to ``max_wait_s``, and cuts it."""
         with self._cond:
-            while not self._queue:
-                if self._closing:
+            while not self._packer.pending:
+                if self._closing and not self._feeding:
                     return None
-                self._cond.wait()
+                self._cond.wait(0.1 if self._closing else None)
             deadline = time.perf_counter() + self.max_wait_s
-            while self._pending < self.max_batch and self._decoding and not self._closing:
+            while self._packer.pending < self.max_batch and self._feeding and not self._closing:
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            return self._take()
+            batch = self._packer.take()
+            self._metrics.queue_depth.set(self._packer.pending)
+            self._cond.notify_all()  # feeders waiting on their backlog
+            assert batch is not None
+            return batch
 
-    def _take(self) -> list[tuple[_Job, int, int]]:
-        """Takes up to ``max_batch`` examples from the front of the queue (lock held)."""
-        parts: list[tuple[_Job, int, int]] = []
-        room = self.max_batch
-        while self._queue and room:
-            job = self._queue[0]
-            count = min(room, job.remaining)
-            parts.append((job, job.next, job.next + count))
-            job.next += count
-            room -= count
-            self._pending -= count
-            if job.remaining == 0:
-                self._queue.popleft()
-        self._metrics.queue_depth.set(self._pending)
-        return parts
-
-    def _execute(self, parts: list[tuple[_Job, int, int]]) -> None:
+    def _execute(self, batch: Batch) -> None:
         """Runs one model call and hands every job its rows; a model failure fails its jobs."""
         started = time.perf_counter()
-        for job, _, _ in parts:
+        for job, _ in batch.parts:
+            assert isinstance(job, InputJob)
             if job.started is None:
                 job.started = started
-                self._metrics.queue_time.observe(started - job.submitted)
-        batch = np.concatenate([job.examples[a:b] for job, a, b in parts])
+                self._metrics.queue_time.observe(started - job.opened)
         try:
-            out = self.infer(batch)
+            out = self.infer(batch.examples)
         except Exception as e:  # the model call failed: its jobs fail with the error, the thread lives
-            logger.exception("model call on %d examples failed", batch.shape[0])
-            for job, _, _ in parts:
-                self._cancel(job)
-                job.loop.call_soon_threadsafe(_resolve, job.future, e)
+            logger.exception("model call on %d examples failed", len(batch))
+            for job, _ in batch.parts:
+                assert isinstance(job, InputJob)
+                self.cancel(job)
+                job.resolve(e)
             return
-        self._metrics.inference_time.observe(time.perf_counter() - started)
-        self._metrics.batch_examples.observe(batch.shape[0])
-        self._metrics.batch_requests.observe(len(parts))
-        self._deliver(parts, out)
-
-    def _deliver(self, parts: list[tuple[_Job, int, int]], out: np.ndarray) -> None:
-        offset = 0
         done = time.perf_counter()
-        for job, a, b in parts:
-            job.outputs.append(out[offset : offset + b - a])
-            offset += b - a
-            if b == job.examples.shape[0]:
-                assert job.started is not None
-                result = BatchOutput(
-                    np.concatenate(job.outputs), job.started - job.submitted, done - job.started
-                )
-                job.loop.call_soon_threadsafe(_resolve, job.future, result)
+        self._metrics.inference_time.observe(done - started)
+        self._metrics.batch_examples.observe(len(batch))
+        self._metrics.batch_requests.observe(len(batch.parts))
+        with self._cond:
+            for job in self._packer.deliver(batch, out):
+                assert isinstance(job, InputJob)
+                self._finish(job, done)
+
+    def _finish(self, job: InputJob, done: float) -> None:
+        started = job.started if job.started is not None else done
+        job.resolve(BatchOutput(job.embeddings(), started - job.opened, done - started))

@@ -10,8 +10,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from vggish.model import BackendName, PrecisionName
-from vggish.runtime import available_cpus
+from vggish.cpus import available_cpus
+from vggish.runtime import BackendName, PrecisionName
 
 MIB = 1 << 20
 
@@ -50,6 +50,7 @@ class Settings(BaseSettings):
         download: fetch the official weights on start when they are missing.
         warmup: run the model once before ``/readyz`` says ready.
         log_level: ``debug``, ``info``, ``warning`` or ``error``.
+        cache_dir: where the ONNX backend keeps exported graphs (default ``~/.cache/vggish``).
         data_dir: where the classifier heads' database (``heads.sqlite3``) lives.
         max_train_inputs: audio files per ``POST /v1/heads`` (training) request.
     """
@@ -79,6 +80,7 @@ class Settings(BaseSettings):
     download: bool = True
     warmup: bool = True
     log_level: str = "info"
+    cache_dir: Path | None = None
     data_dir: Path = Path("data")
     max_train_inputs: int = Field(default=1000, ge=2)
 

@@ -8,9 +8,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.config import Settings
-from app.errors import NotReadyError, UnauthorizedError
-from app.service import EmbeddingService, Timings
+from vggish.heads_store import HeadStore
+
+from .config import Settings
+from .errors import NotReadyError, UnauthorizedError
+from .heads_service import HeadsService
+from .service import EmbeddingService, Timings
 
 _bearer = HTTPBearer(auto_error=False, description="one of VGGISH_API_KEYS, when that is set")
 
@@ -33,6 +36,17 @@ def get_service(request: Request) -> EmbeddingService:
     return service
 
 
+def get_heads(request: Request) -> HeadsService:
+    """The heads service (training and classifying need the model: 503 until it is loaded)."""
+    return HeadsService(get_store(request), get_service(request))
+
+
+def get_store(request: Request) -> HeadStore:
+    """The app's head store (listing, reading and deleting heads need no model)."""
+    store: HeadStore = request.app.state.heads
+    return store
+
+
 def get_timings(request: Request) -> Timings:
     """The request's stage timings, which the middleware turns into ``x-*-time`` headers."""
     timings: Timings = request.state.timings
@@ -42,6 +56,8 @@ def get_timings(request: Request) -> Timings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServiceDep = Annotated[EmbeddingService, Depends(get_service)]
 TimingsDep = Annotated[Timings, Depends(get_timings)]
+HeadsDep = Annotated[HeadsService, Depends(get_heads)]
+StoreDep = Annotated[HeadStore, Depends(get_store)]
 
 
 def require_api_key(

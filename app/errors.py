@@ -1,14 +1,18 @@
-"""Errors the service answers with, and the one place that maps every error to problem+json.
+"""Every error the service answers with, mapped to problem+json in this one place.
 
-Handlers and services raise :class:`ProblemError` subclasses; FastAPI's validation errors,
-Starlette's HTTP errors and anything unexpected are mapped here too, so each answer is an
-``application/problem+json`` body (RFC 9457) with ``type``, ``title``, ``status`` and ``detail``.
+Two kinds of errors reach the handlers: the library's domain exceptions (:mod:`vggish.errors`:
+bad audio, limits, unknown or conflicting heads), mapped to a status by :data:`DOMAIN_PROBLEMS`,
+and the service's own (:class:`ProblemError` subclasses: no audio, bad key, full queue,
+timeouts), which carry their status. FastAPI's validation errors, Starlette's HTTP errors and
+anything unexpected are mapped here too, so each answer is an ``application/problem+json`` body
+(RFC 9457) with ``type``, ``title``, ``status`` and ``detail``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -17,18 +21,43 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from vggish import errors as domain
+from vggish.heads_store import HeadExistsError, HeadNotFoundError
+
 logger = logging.getLogger("app.errors")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:vggish:problem:"
 
 
-class ProblemError(Exception):
-    """An error with an HTTP status; ``slug`` names its problem type."""
+@dataclass(frozen=True)
+class Problem:
+    """A problem type: its status, title and the slug that ends its ``type`` URN."""
 
-    status: ClassVar[int] = 500
-    title: ClassVar[str] = "Internal server error"
-    slug: ClassVar[str] = "internal"
+    status: int
+    title: str
+    slug: str
+
+
+# The library's exceptions -> problems; an exception takes the entry of its nearest class.
+DOMAIN_PROBLEMS: dict[type[BaseException], Problem] = {
+    HeadNotFoundError: Problem(404, "Head not found", "head-not-found"),
+    HeadExistsError: Problem(409, "Head exists", "head-exists"),
+    domain.LimitExceededError: Problem(413, "Limit exceeded", "limit-exceeded"),
+    domain.UndecodableAudioError: Problem(415, "Undecodable audio", "undecodable-audio"),
+    domain.InvalidAudioError: Problem(422, "Invalid audio", "invalid-audio"),
+    domain.InvalidInputError: Problem(422, "Invalid parameter", "invalid-parameter"),
+    domain.NotFoundError: Problem(404, "Not found", "not-found"),
+    domain.ConflictError: Problem(409, "Conflict", "conflict"),
+    domain.CancelledError: Problem(499, "Client closed request", "client-disconnected"),
+}
+INTERNAL = Problem(500, "Internal server error", "internal")
+
+
+class ProblemError(Exception):
+    """An error of the service itself, with its problem type."""
+
+    problem: ClassVar[Problem] = INTERNAL
 
     def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(detail)
@@ -38,75 +67,67 @@ class ProblemError(Exception):
 
 
 class MissingAudioError(ProblemError):
-    status, title, slug = 400, "Missing audio", "missing-audio"
+    problem = Problem(400, "Missing audio", "missing-audio")
 
 
 class UnauthorizedError(ProblemError):
-    status, title, slug = 401, "UnauthorizedError", "unauthorized"
+    problem = Problem(401, "Unauthorized", "unauthorized")
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="vggish"'})
 
 
-class LimitExceededError(ProblemError):
-    """Over a size limit; ``limit`` names the setting (e.g. ``max_upload_bytes``)."""
-
-    status, title, slug = 413, "Limit exceeded", "limit-exceeded"
-
-    def __init__(self, limit: str, detail: str) -> None:
-        super().__init__(f"{limit}: {detail}", limit=limit)
-
-
 class UnsupportedMediaTypeError(ProblemError):
-    status, title, slug = 415, "Unsupported media type", "unsupported-media-type"
-
-
-class UndecodableAudioError(ProblemError):
-    status, title, slug = 415, "Undecodable audio", "undecodable-audio"
-
-
-class InvalidAudioError(ProblemError):
-    """Audio that decodes partly (truncated, corrupt) or samples that are not audio (NaN...)."""
-
-    status, title, slug = 422, "Invalid audio", "invalid-audio"
+    problem = Problem(415, "Unsupported media type", "unsupported-media-type")
 
 
 class InvalidParameterError(ProblemError):
-    status, title, slug = 422, "Invalid parameter", "invalid-parameter"
-
-
-class HeadNotFoundError(ProblemError):
-    status, title, slug = 404, "Head not found", "head-not-found"
-
-
-class HeadExistsError(ProblemError):
-    """The name is taken; training again needs ``replace=true``."""
-
-    status, title, slug = 422, "Head exists", "head-exists"
+    problem = DOMAIN_PROBLEMS[domain.InvalidInputError]
 
 
 class QueueFullError(ProblemError):
-    status, title, slug = 429, "Too many requests", "queue-full"
+    problem = Problem(429, "Too many requests", "queue-full")
 
 
 class ClientDisconnectedError(ProblemError):
-    status, title, slug = 499, "Client closed request", "client-disconnected"
+    problem = DOMAIN_PROBLEMS[domain.CancelledError]
 
 
 class NotReadyError(ProblemError):
-    status, title, slug = 503, "Service unavailable", "not-ready"
+    problem = Problem(503, "Service unavailable", "not-ready")
 
 
 class RequestTimeoutError(ProblemError):
-    status, title, slug = 504, "Request timed out", "timeout"
+    problem = Problem(504, "Request timed out", "timeout")
+
+
+def problem_of(exc: BaseException) -> Problem:
+    """The problem type of any exception (unexpected ones are 500)."""
+    if isinstance(exc, ProblemError):
+        return exc.problem
+    for cls in type(exc).__mro__:
+        if cls in DOMAIN_PROBLEMS:
+            return DOMAIN_PROBLEMS[cls]
+    return INTERNAL
+
+
+def problem_body(problem: Problem, detail: str, **extra: Any) -> dict[str, Any]:
+    """The problem+json body (also sent over WebSockets)."""
+    return {
+        "type": TYPE_PREFIX + problem.slug,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": detail,
+        **extra,
+    }
 
 
 def problem_response(
-    status: int, title: str, slug: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+    problem: Problem, detail: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
     """An ``application/problem+json`` response."""
-    body = {"type": TYPE_PREFIX + slug, "title": title, "status": status, "detail": detail, **extra}
-    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+    body = problem_body(problem, detail, **extra)
+    return JSONResponse(body, status_code=problem.status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
 def _count_failure(request: Request, reason: str) -> None:
@@ -126,37 +147,53 @@ def _validation_details(errors: Sequence[Any]) -> list[dict[str, str]]:
 
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    _count_failure(request, exc.slug)
-    return problem_response(exc.status, exc.title, exc.slug, exc.detail, exc.headers, **exc.extra)
+    _count_failure(request, exc.problem.slug)
+    return problem_response(exc.problem, exc.detail, exc.headers, **exc.extra)
+
+
+async def _on_domain(request: Request, exc: Exception) -> JSONResponse:
+    problem = problem_of(exc)
+    _count_failure(request, problem.slug)
+    if isinstance(exc, domain.LimitExceededError):
+        return problem_response(problem, str(exc), limit=exc.limit)
+    return problem_response(problem, str(exc))
 
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError | ValidationError)
     errors = _validation_details(exc.errors())
-    _count_failure(request, InvalidParameterError.slug)
+    problem = InvalidParameterError.problem
+    _count_failure(request, problem.slug)
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return problem_response(
-        422, InvalidParameterError.title, InvalidParameterError.slug, detail, errors=errors
-    )
+    return problem_response(problem, detail, errors=errors)
+
+
+_HTTP_PROBLEMS = {
+    404: Problem(404, "Not found", "not-found"),
+    405: Problem(405, "Method not allowed", "method-not-allowed"),
+}
 
 
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "bad-request")
-    _count_failure(request, slug)
-    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Bad request")
-    return problem_response(exc.status_code, title, slug, str(exc.detail), dict(exc.headers or {}))
+    problem = _HTTP_PROBLEMS.get(exc.status_code, Problem(exc.status_code, "Bad request", "bad-request"))
+    _count_failure(request, problem.slug)
+    return problem_response(problem, str(exc.detail), dict(exc.headers or {}))
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    _count_failure(request, ProblemError.slug)
-    return problem_response(500, ProblemError.title, ProblemError.slug, "the server failed; see its log")
+    rid = getattr(request.state, "request_id", "-")
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    _count_failure(request, INTERNAL.slug)
+    detail = f"the server failed (request id {rid}); its log has the details"
+    return problem_response(INTERNAL, detail, request_id=rid)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Routes every error raised while handling a request to its problem+json answer."""
     app.add_exception_handler(ProblemError, _on_problem)
+    for cls in (domain.InvalidInputError, domain.NotFoundError, domain.ConflictError, domain.CancelledError):
+        app.add_exception_handler(cls, _on_domain)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(ValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)

@@ -9,16 +9,28 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from pydantic import TypeAdapter
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import Message, Receive
 
-from app.decode import AudioInput, EncodedAudio, SampleArray
-from app.errors import InvalidParameterError, LimitExceededError, MissingAudioError, UnsupportedMediaTypeError
-from app.schemas import Base64Audio, EmbeddingsRequest
+from vggish.errors import InvalidAudioError, LimitExceededError
+from vggish.examples import Waveform
+
+from .errors import InvalidParameterError, MissingAudioError, UnsupportedMediaTypeError
+from .schemas import Base64Audio, EmbeddingsRequest
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One input of a request: its name (echoed in results) and its audio, a file's bytes or samples."""
+
+    name: str | None
+    source: bytes | Waveform
 
 _REQUEST_ADAPTER = TypeAdapter(EmbeddingsRequest)
 RAW_TYPES = ("audio/", "application/octet-stream")
@@ -64,7 +76,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-async def read_inputs(request: Request, limit: int, max_inputs: int) -> list[AudioInput]:
+def media_type(request: Request) -> str:
+    """The request's media type, lower case, without parameters ("" when absent)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_inputs(request: Request, limit: int, max_inputs: int) -> list[Upload]:
     """Parses the body by its media type into inputs.
 
     Raises:
@@ -74,18 +91,18 @@ async def read_inputs(request: Request, limit: int, max_inputs: int) -> list[Aud
         InvalidParameterError: malformed JSON or base64 (422).
     """
     check_content_length(request, limit)
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type == "multipart/form-data":
+    kind = media_type(request)
+    if kind == "multipart/form-data":
         inputs = await _multipart(request, limit)
-    elif media_type == "application/json":
+    elif kind == "application/json":
         inputs = _json_inputs(await read_body(request, limit))
-    elif media_type.startswith(RAW_TYPES):
+    elif kind.startswith(RAW_TYPES):
         inputs = _raw(await read_body(request, limit), request.headers.get("x-filename"))
-    elif not media_type and not await read_body(request, limit):
+    elif not kind and not await read_body(request, limit):
         raise MissingAudioError("the request has no body: send audio as multipart `file` parts, raw or JSON")
     else:
         raise UnsupportedMediaTypeError(
-            f"media type {media_type or '(none)'!r} is not accepted: use multipart/form-data, "
+            f"media type {kind or '(none)'!r} is not accepted: use multipart/form-data, "
             "application/json, audio/* or application/octet-stream"
         )
     if len(inputs) > max_inputs:
@@ -93,18 +110,18 @@ async def read_inputs(request: Request, limit: int, max_inputs: int) -> list[Aud
     return inputs
 
 
-def _raw(body: bytes, name: str | None) -> list[AudioInput]:
+def _raw(body: bytes, name: str | None) -> list[Upload]:
     if not body:
         raise MissingAudioError("the request body is empty: send the audio file's bytes")
-    return [EncodedAudio(name, body)]
+    return [Upload(name, body)]
 
 
-async def _multipart(request: Request, limit: int) -> list[AudioInput]:
+async def _multipart(request: Request, limit: int) -> list[Upload]:
     inputs, _ = await read_form(request, limit)
     return inputs
 
 
-async def read_form(request: Request, limit: int) -> tuple[list[AudioInput], dict[str, list[str]]]:
+async def read_form(request: Request, limit: int) -> tuple[list[Upload], dict[str, list[str]]]:
     """A multipart body's ``file`` parts as inputs, and its text fields (name -> values, in order).
 
     Raises:
@@ -116,12 +133,12 @@ async def read_form(request: Request, limit: int) -> tuple[list[AudioInput], dic
         files = [part for part in form.getlist("file") if isinstance(part, UploadFile)]
         if not files:
             raise MissingAudioError("the form has no `file` part holding an audio file")
-        inputs: list[AudioInput] = []
+        inputs: list[Upload] = []
         for part in files:
             data = await part.read()
             if not data:
                 raise MissingAudioError(f"the `file` part {part.filename!r} is empty")
-            inputs.append(EncodedAudio(part.filename, data))
+            inputs.append(Upload(part.filename, data))
         fields: dict[str, list[str]] = {}
         for key, value in form.multi_items():
             if isinstance(value, str):
@@ -129,14 +146,14 @@ async def read_form(request: Request, limit: int) -> tuple[list[AudioInput], dic
     return inputs, fields
 
 
-def _json_inputs(body: bytes) -> list[AudioInput]:
+def _json_inputs(body: bytes) -> list[Upload]:
     if not body:
         raise MissingAudioError('the JSON body is empty: send {"inputs": [...]}')
     request = _REQUEST_ADAPTER.validate_json(body)
     return [_json_input(index, item) for index, item in enumerate(request.inputs)]
 
 
-def _json_input(index: int, item: Any) -> AudioInput:
+def _json_input(index: int, item: Any) -> Upload:
     if isinstance(item, Base64Audio):
         try:
             data = base64.b64decode(item.audio_base64, validate=True)
@@ -144,5 +161,11 @@ def _json_input(index: int, item: Any) -> AudioInput:
             raise InvalidParameterError(f"inputs.{index}.audio_base64 is not valid base64 ({e})") from e
         if not data:
             raise MissingAudioError(f"inputs.{index}.audio_base64 is empty")
-        return EncodedAudio(item.name, data)
-    return SampleArray(item.name, item.samples, item.sample_rate)
+        return Upload(item.name, data)
+    try:
+        samples = np.asarray(item.samples, dtype=np.float64)
+    except ValueError as e:  # ragged rows
+        raise InvalidAudioError(
+            f"inputs.{index}.samples: rows must all have the same number of channels"
+        ) from e
+    return Upload(item.name, Waveform(samples, item.sample_rate))

@@ -1,4 +1,5 @@
-"""The FastAPI app: ``create_app(settings)``, and ``app`` for ``uvicorn app.main:app``.
+"""The FastAPI app factory: ``create_app(settings)``; ``app`` (made on first access from the
+``VGGISH_*`` environment) for ``uvicorn app.main:app``.
 
 The lifespan loads the model once, starts the inference thread and warms the model up in the
 background (``/readyz`` says 503 until then); on shutdown it finishes queued work first.
@@ -7,25 +8,29 @@ background (``/readyz`` says 503 until then); on shutdown it finishes queued wor
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from uvicorn.supervisors import Multiprocess
 
-from app.config import Settings
-from app.errors import install_error_handlers
-from app.logs import configure_logging
-from app.metrics import Metrics
-from app.middleware import TIMING_HEADERS, RequestContextMiddleware
-from app.model_loader import load_configured_model
-from app.openapi_docs import install_openapi
-from app.routes import embeddings, heads, health, metrics, models
-from app.service import EmbeddingService
-from vggish import __version__
+from vggish.cpus import limit_blas_threads
 from vggish.heads_store import HeadStore
-from vggish.runtime import limit_blas_threads
+from vggish.version import __version__
+
+from .config import Settings
+from .errors import install_error_handlers
+from .logs import configure_logging
+from .metrics import Metrics
+from .middleware import TIMING_HEADERS, RequestContextMiddleware
+from .model_loader import load_configured_model
+from .openapi_docs import install_openapi
+from .routes import embeddings, heads, health, metrics, models
+from .service import EmbeddingService
 
 logger = logging.getLogger("app.main")
 
@@ -98,4 +103,39 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-app = create_app()
+def uvicorn_config(settings: Settings) -> uvicorn.Config:
+    """uvicorn's configuration for serving ``create_app(settings)`` in each worker process."""
+    return uvicorn.Config(
+        functools.partial(create_app, settings),  # pickled into worker processes: no environment
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        access_log=False,  # the app logs every request as JSON, with its request id
+        timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
+    )
+
+
+def serve(settings: Settings) -> bool:
+    """Serves until interrupted (SIGINT/SIGTERM drain the requests in flight first).
+
+    Returns:
+        Whether the server started (one worker); True once the workers ran (several).
+    """
+    config = uvicorn_config(settings)
+    if settings.workers > 1:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return True
+    server = uvicorn.Server(config)
+    server.run()
+    return bool(server.started)
+
+
+def __getattr__(name: str) -> FastAPI:
+    """``app``: an app made from the environment's settings, for ``uvicorn app.main:app``
+    (built on first access, so importing this module reads no environment)."""
+    if name == "app":
+        globals()["app"] = made = create_app()
+        return made
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

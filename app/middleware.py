@@ -13,9 +13,9 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.logs import request_id
-from app.metrics import Metrics
-from app.service import Timings
+from .logs import request_id
+from .metrics import Metrics
+from .service import Timings
 
 logger = logging.getLogger("app.access")
 

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 
-from app.config import Settings
-from vggish.model import VGGish
-from vggish.weights import (
-    OFFICIAL_CHECKPOINT_NAME,
-    OFFICIAL_PCA_NAME,
-    RANDOM,
-    default_weights_path,
-    load_model,
-    resolve_weights_path,
-)
+from vggish.loader import load_model
+from vggish.runtime import Runtime
+from vggish.weights import OFFICIAL_CHECKPOINT_NAME, OFFICIAL_PCA_NAME, RANDOM, default_weights_path
+from vggish.weights.convert import resolve_weights_path
+from vggish.weights.install import download_official
+
+from .config import Settings
 
 logger = logging.getLogger("app.model_loader")
 
@@ -42,30 +38,22 @@ def resolve_weights(settings: Settings) -> str:
     except FileNotFoundError:
         if not settings.download:
             raise _no_weights(path, "downloads are off: VGGISH_DOWNLOAD=false") from None
-    return str(_download(path))
-
-
-def _download(path: Path) -> Path:
-    """Fetches the official files into ``path``'s folder with the library's downloader."""
-    try:
-        downloader = importlib.import_module("vggish.download")
-    except ModuleNotFoundError as e:
-        raise _no_weights(path, f"this vggish has no downloader: {e}") from None
     logger.warning("downloading the official VGGish weights into %s", path.parent)
     try:
-        downloader.download_official(path.parent)
-        return resolve_weights_path(path)
-    except (OSError, RuntimeError, ValueError, ImportError) as e:
+        download_official(path.parent)
+        return str(resolve_weights_path(path))
+    except (OSError, RuntimeError, ValueError) as e:
         reason = " ".join(str(e).split())
         raise _no_weights(path, f"the download failed: {reason}") from None
 
 
-def load_configured_model(settings: Settings) -> VGGish:
-    """Loads the model the settings name onto their device, in eval mode."""
+def load_configured_model(settings: Settings) -> Runtime:
+    """Loads the model the settings name onto their device."""
     return load_model(
         resolve_weights(settings),
         device=settings.device,
         backend=settings.backend,
         precision=settings.precision,
         threads=settings.num_threads or None,
+        cache_dir=settings.cache_dir,
     )

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app.schemas import EmbeddingsRequest, TrainRequest
+from .schemas import EmbeddingsRequest, TrainRequest
 
 _BINARY = {"type": "string", "format": "binary"}
 _SINE = [round(0.5 * ((i % 16) / 8 - 1), 3) for i in range(16)]

@@ -54,8 +54,8 @@ def peak_rss() -> int:
 
 def child(mode: str, checkpoint: str, output: str) -> None:
     """Runs one measurement in this (fresh) process and prints it as JSON."""
-    from vggish.convert import convert_checkpoint
-    from vggish.tf_checkpoint import read_checkpoint
+    from vggish.weights.convert import convert_checkpoint
+    from vggish.weights.tf_checkpoint import read_checkpoint
 
     baseline = peak_rss()
     started = time.perf_counter()

@@ -33,7 +33,7 @@ from _common import (
     private_onnx_cache,
 )
 
-from vggish.model import VGGish
+from vggish.runtime import Runtime
 
 SECTION = "model"
 TORCHVGGISH = "torchvggish 0.2 (eager)"
@@ -58,11 +58,11 @@ def runners() -> tuple[dict[str, Runner], list[Row]]:
     """Name -> (N, 96, 64) float32 -> (N, 128) callable for every backend available here, and a
     "not installed" row for each one that is not."""
     last = load_bench_model(backend="torch")
-    direct_last: VGGish = load_bench_model(backend="torch")
+    direct_last: Runtime = load_bench_model(backend="torch")
     direct_last.winograd = False
-    nchw: VGGish = load_bench_model(backend="torch")
+    nchw: Runtime = load_bench_model(backend="torch")
     nchw.winograd = False
-    nchw.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    nchw.network.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     out: dict[str, Runner] = {
         "torch eager, NCHW, direct convolutions": nchw.infer,
         "torch channels_last, direct convolutions": direct_last.infer,
@@ -72,8 +72,10 @@ def runners() -> tuple[dict[str, Runner], list[Row]]:
     if onnx_available():
         from vggish import onnx_export
 
-        private_onnx_cache()
-        out["onnxruntime (backend='onnx')"] = onnx_export.onnx_runner(last)
+        session = onnx_export.onnx_session(
+            last.network, last.weights_info["sha256"], private_onnx_cache(), metadata=last.weights_info
+        )
+        out["onnxruntime (backend='onnx')"] = session
     else:
         missing.append(missing_row(SECTION, "onnxruntime (backend='onnx')", "onnxruntime"))
     if installed("torchvggish"):

@@ -12,13 +12,25 @@ import pytest
 
 # The product's default backend is ``auto`` (ONNX Runtime when installed), which exports a graph
 # per weights file (~10-25 s). Most tests check PyTorch's numbers against references; the ONNX
-# backend and ``auto`` have their own tests, which set the backend explicitly.
+# backend and ``auto`` have their own tests, which set the backend explicitly. The library takes
+# the backend as an argument; the CLI and the service read this variable.
 os.environ.setdefault("VGGISH_BACKEND", "torch")
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
 REFERENCE_NPZ = REFERENCE_DIR / "frontend_reference.npz"
 ALSA_DIR = Path("/usr/share/sounds/alsa")
 FREEDESKTOP_DIR = Path("/usr/share/sounds/freedesktop/stereo")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_default_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The library's default cache folder points into the test run's temporary folder, so that no
+    test writes ONNX graphs into the developer's ``~/.cache/vggish``."""
+    from vggish import loader
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loader, "DEFAULT_CACHE_DIR", tmp_path_factory.mktemp("default-cache"))
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +49,7 @@ def random_model():  # type: ignore[no-untyped-def]
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return vggish.load_model("random")
+        return vggish.load_model("random", backend="torch")
 
 
 @pytest.fixture(scope="session")

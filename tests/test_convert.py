@@ -20,15 +20,15 @@ import torch
 
 from vggish import weights as W
 from vggish.cli import main
-from vggish.convert import (
+from vggish.examples import wavfile_to_examples
+from vggish.model import VGGish
+from vggish.weights.convert import (
     CONVERTER_VERSION,
     TF_TO_TORCH,
     convert_checkpoint,
     load_pca,
     tf_variables_to_state_dict,
 )
-from vggish.model import VGGish
-from vggish.pipeline import wavfile_to_examples
 
 # Other ports' module names, in our layer order (their Sequential indices skip ReLUs and pools).
 TORCHVGGISH_NAMES = [f"features.{i}" for i in (0, 3, 6, 8, 11, 13)] + [f"embeddings.{i}" for i in (0, 2, 4)]
@@ -105,7 +105,7 @@ def test_missing_misshaped_or_integer_variables_are_refused(
 def test_training_extras_are_ignored_with_a_note(
     tf_variables: dict[str, np.ndarray], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="vggish.convert"):
+    with caplog.at_level(logging.INFO, logger="vggish.weights.convert"):
         state = tf_variables_to_state_dict({**tf_variables, **tf_reference.TRAINING_EXTRAS})
     assert set(state) == set(W.EXPECTED_SHAPES)
     assert "ignoring 4 variables" in caplog.text

@@ -9,14 +9,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import http.server
-import importlib
 import json
 import re
 import socket
 import struct
-import sys
 import threading
-import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +22,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vggish import download as D
+from vggish import loader
 from vggish import verify as V
 from vggish import weights as W
 from vggish.cli import main
+from vggish.weights import download as D
+from vggish.weights import install as I
 
 REPO = Path(__file__).resolve().parents[1]
 VGGISH_MD = Path(__file__).resolve().parents[2] / "shared" / "reference" / "VGGISH.md"
@@ -309,7 +308,7 @@ def test_backoff_doubles_between_attempts(
     server: Loopback, payload: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     waits: list[float] = []
-    monkeypatch.setattr("vggish.download.time.sleep", waits.append)
+    monkeypatch.setattr("vggish.weights.download.time.sleep", waits.append)
     remote = server.serve("a.bin", payload, UNAVAILABLE)
     with pytest.raises(RuntimeError):
         fetch(remote, tmp_path, retries=4, backoff=1.5)
@@ -415,14 +414,6 @@ class Chain:
     smoke_ok: list[bool]
 
 
-def convert_module() -> types.ModuleType:
-    """``vggish.convert``, or a stand-in module while the real one is not there yet."""
-    try:
-        return importlib.import_module("vggish.convert")
-    except ModuleNotFoundError:
-        return types.ModuleType("vggish.convert")
-
-
 @pytest.fixture
 def official(server: Loopback, monkeypatch: pytest.MonkeyPatch) -> Chain:
     """Official files served on loopback; conversion, loading and the smoke test are recorded fakes."""
@@ -435,7 +426,7 @@ def official(server: Loopback, monkeypatch: pytest.MonkeyPatch) -> Chain:
         out.write_text(f"converted {checkpoint.read_bytes()[:10]!r}")
         return out
 
-    def load_model(path: Path) -> str:
+    def load_model(path: Path, **kwargs: Any) -> str:
         chain.calls.append(f"load {Path(path).name}: {Path(path).read_text()}")
         return "model"
 
@@ -444,16 +435,14 @@ def official(server: Loopback, monkeypatch: pytest.MonkeyPatch) -> Chain:
         measured = V.EXPECTED if chain.smoke_ok[0] else dataclasses.replace(V.EXPECTED, embedding_std=9.0)
         return V.SmokeResult(measured, V.EXPECTED, V.evaluate(measured))
 
-    module = convert_module()
-    monkeypatch.setitem(sys.modules, "vggish.convert", module)
-    monkeypatch.setattr(module, "convert_checkpoint", convert, raising=False)
-    monkeypatch.setattr(D, "load_model", load_model)
-    monkeypatch.setattr(D, "smoke_test", smoke)
+    monkeypatch.setattr(I, "convert_checkpoint", convert)
+    monkeypatch.setattr(I, "load_model", load_model)
+    monkeypatch.setattr(I, "smoke_test", smoke)
     return chain
 
 
 def test_download_official_fetches_converts_then_smoke_tests(official: Chain, tmp_path: Path) -> None:
-    out = D.download_official(tmp_path, progress=False)
+    out = I.download_official(tmp_path, progress=False)
     assert out == tmp_path / "vggish.safetensors" and out.read_text() == "converted b'checkpoint'"
     assert official.calls == [
         f"convert vggish_model.ckpt vggish_pca_params.npz -> {tmp_path}",
@@ -468,7 +457,7 @@ def test_failed_smoke_test_leaves_no_weights(official: Chain, tmp_path: Path) ->
     previous = tmp_path / "vggish.safetensors"
     previous.write_bytes(b"the user's earlier file")
     with pytest.raises(RuntimeError, match="smoke test: embedding std 9"):
-        D.download_official(tmp_path, progress=False)
+        I.download_official(tmp_path, progress=False)
     assert official.calls[-1] == "smoke model" and previous.read_bytes() == b"the user's earlier file"
     assert leftovers(tmp_path) == ["vggish.safetensors", "vggish_model.ckpt", "vggish_pca_params.npz"]
 
@@ -480,9 +469,9 @@ def test_failed_conversion_leaves_no_weights(
         out.write_bytes(b"half a file")
         raise ValueError("not a checkpoint")
 
-    monkeypatch.setattr(sys.modules["vggish.convert"], "convert_checkpoint", broken)
+    monkeypatch.setattr(I, "convert_checkpoint", broken)
     with pytest.raises(ValueError, match="not a checkpoint"):
-        D.download_official(tmp_path, progress=False)
+        I.download_official(tmp_path, progress=False)
     assert leftovers(tmp_path) == ["vggish_model.ckpt", "vggish_pca_params.npz"]
     assert not any("smoke" in call for call in official.calls)
 
@@ -494,18 +483,18 @@ def test_real_load_and_smoke_test_reject_random_weights(
         loaded = W.random_weights()
         return W.save_weights(out, loaded.state_dict, loaded.pca, {"source": "test"})
 
-    monkeypatch.setattr(sys.modules["vggish.convert"], "convert_checkpoint", convert_to_random)
-    monkeypatch.setattr(D, "load_model", W.load_model)
-    monkeypatch.setattr(D, "smoke_test", V.smoke_test)
+    monkeypatch.setattr(I, "convert_checkpoint", convert_to_random)
+    monkeypatch.setattr(I, "load_model", loader.load_model)
+    monkeypatch.setattr(I, "smoke_test", V.smoke_test)
     with pytest.raises(RuntimeError, match=r"fail Google's smoke test: .*embedding std"):
-        D.download_official(tmp_path, progress=False)
+        I.download_official(tmp_path, progress=False)
     assert leftovers(tmp_path) == ["vggish_model.ckpt", "vggish_pca_params.npz"]
 
 
 def test_bad_download_stops_before_conversion(official: Chain, tmp_path: Path) -> None:
     (tmp_path / "vggish_model.ckpt").mkdir()  # the destination cannot be replaced by a file
     with pytest.raises(IsADirectoryError):
-        D.download_official(tmp_path, progress=False)
+        I.download_official(tmp_path, progress=False)
     assert official.calls == []
 
 

@@ -21,13 +21,11 @@ import soundfile as sf
 from vggish import params
 from vggish.cli import main
 from vggish.extract import ExtractOptions, extract, find_inputs
-from vggish.extract.batching import BatchPacker
-from vggish.extract.decode import Decoded
 from vggish.extract.outputs import PARTS_DIR
 from vggish.extract.progress import Progress
 from vggish.features import example_timestamps
-from vggish.model import VGGish
 from vggish.pipeline import EmbedOptions
+from vggish.runtime import Runtime
 
 # (relative path, sample rate, seconds): mixed rates, formats and lengths, in a small tree.
 CORPUS = [
@@ -72,7 +70,7 @@ def read_rows(out: Path) -> pd.DataFrame:
     return table.sort_values(["path", "index"], ignore_index=True)
 
 
-def assert_rows_equal_embed_file(rows: pd.DataFrame, model: VGGish, paths: list[str], hop: float) -> None:
+def assert_rows_equal_embed_file(rows: pd.DataFrame, model: Runtime, paths: list[str], hop: float) -> None:
     """Every file's rows equal ``model.embed_file`` of it: indices, times, embeddings, uint8 features."""
     assert sorted(set(rows["path"])) == sorted(paths)
     for path in paths:
@@ -127,7 +125,7 @@ def parquet_run(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
 
 
 def test_parquet_rows_equal_embed_file(
-    parquet_run: tuple[Path, int], random_model: VGGish, good_paths: list[str]
+    parquet_run: tuple[Path, int], random_model: Runtime, good_paths: list[str]
 ) -> None:
     out, _ = parquet_run
     rows = read_rows(out)
@@ -190,7 +188,7 @@ def test_rerun_skips_complete_inputs(parquet_run: tuple[Path, int], corpus: Path
     out, _ = parquet_run
     before = read_rows(out)
     parts = sorted(p.name for p in out.glob("part-*"))
-    options = ExtractOptions(workers=0, rows_per_part=8)
+    options = ExtractOptions(backend="torch", workers=0, rows_per_part=8)
     summary = extract(find_inputs([str(corpus)]), out, "random", options)
     assert summary.files_skipped == 6
     assert (summary.files_ok, summary.files_failed) == (0, 3)  # failures are retried, and fail again
@@ -213,10 +211,10 @@ def test_other_settings_are_refused(
     assert "precision" in capsys.readouterr().err
 
 
-def test_hop_and_pad(tmp_path: Path, random_model: VGGish) -> None:
+def test_hop_and_pad(tmp_path: Path, random_model: Runtime) -> None:
     clip = write_clip(tmp_path / "in" / "clip.wav", 22_050, 2.0, 3)
     short = write_clip(tmp_path / "in" / "short.flac", 16_000, 0.4, 4)
-    options = ExtractOptions(embed=EmbedOptions(hop_seconds=0.5, pad=True), workers=0)
+    options = ExtractOptions(backend="torch", embed=EmbedOptions(hop_seconds=0.5, pad=True), workers=0)
     summary = extract(find_inputs([str(tmp_path / "in")]), tmp_path / "out", "random", options)
     assert (summary.files_ok, summary.files_failed) == (2, 0)
     rows = read_rows(tmp_path / "out")
@@ -238,7 +236,7 @@ def test_no_postprocess_drops_the_column(tmp_path: Path) -> None:
 # --- npz ---------------------------------------------------------------------------------------
 
 
-def test_npz_mirrors_the_tree(tmp_path: Path, random_model: VGGish) -> None:
+def test_npz_mirrors_the_tree(tmp_path: Path, random_model: Runtime) -> None:
     corpus = make_corpus(tmp_path / "corpus")
     out = tmp_path / "npz"
     args = [
@@ -263,7 +261,9 @@ def test_npz_mirrors_the_tree(tmp_path: Path, random_model: VGGish) -> None:
             )
             np.testing.assert_array_equal(data["timestamps"], ref.timestamps)
     (out / "b.npz").unlink()  # resume redoes exactly the missing file
-    summary = extract(find_inputs([str(corpus)]), out, "random", ExtractOptions(format="npz", workers=0))
+    summary = extract(
+        find_inputs([str(corpus)]), out, "random", ExtractOptions(backend="torch", format="npz", workers=0)
+    )
     assert (summary.files_skipped, summary.files_ok) == (len(CORPUS) - 1, 1)
     assert (out / "b.npz").is_file()
 
@@ -272,7 +272,12 @@ def test_npz_name_clash_is_refused(tmp_path: Path) -> None:
     write_clip(tmp_path / "in" / "x.wav", 16_000, 1.0, 1)
     write_clip(tmp_path / "in" / "x.flac", 16_000, 1.0, 2)
     with pytest.raises(ValueError, match=r"share an \.npz name"):
-        extract(find_inputs([str(tmp_path / "in")]), tmp_path / "o", "random", ExtractOptions(format="npz"))
+        extract(
+            find_inputs([str(tmp_path / "in")]),
+            tmp_path / "o",
+            "random",
+            ExtractOptions(backend="torch", format="npz"),
+        )
 
 
 # --- inputs and exit codes ---------------------------------------------------------------------
@@ -329,7 +334,9 @@ def test_missing_pyarrow_names_the_extra(tmp_path: Path, monkeypatch: pytest.Mon
     write_clip(tmp_path / "in.wav", 16_000, 1.0, 1)
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow -> ImportError
     with pytest.raises(RuntimeError, match=r"pip install 'vggish\[extract\]'"):
-        extract(find_inputs([str(tmp_path / "in.wav")]), tmp_path / "o", "random", ExtractOptions())
+        extract(
+            find_inputs([str(tmp_path / "in.wav")]), tmp_path / "o", "random", ExtractOptions(backend="torch")
+        )
 
 
 def test_missing_ray_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -337,7 +344,10 @@ def test_missing_ray_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(RuntimeError, match=r"pip install 'vggish\[ray\]'"):
         extract(
-            find_inputs([str(tmp_path / "in.wav")]), tmp_path / "o", "random", ExtractOptions(engine="ray")
+            find_inputs([str(tmp_path / "in.wav")]),
+            tmp_path / "o",
+            "random",
+            ExtractOptions(backend="torch", engine="ray"),
         )
 
 
@@ -352,33 +362,6 @@ def test_progress_lines_when_not_a_terminal() -> None:
     assert lines[1].startswith("vggish: 2/3 files (1 failed), 1.00 h audio") and "ETA" in lines[1]
 
 
-# --- batching ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("batch_size", [1, 3, 7, 64])
-def test_packer_runs_full_batches_and_returns_inputs_whole(batch_size: int) -> None:
-    rng = np.random.default_rng(batch_size)
-    counts = rng.integers(1, 12, size=20)
-    sizes: list[int] = []
-
-    def embed(batch: np.ndarray) -> np.ndarray:  # a per-example function, like the model
-        sizes.append(batch.shape[0])
-        return np.repeat(batch.mean(axis=(1, 2))[:, None], params.EMBEDDING_SIZE, axis=1)
-
-    packer = BatchPacker(embed, None, batch_size)
-    inputs = [
-        rng.standard_normal((n, params.NUM_FRAMES, params.NUM_BANDS)).astype(np.float32) for n in counts
-    ]
-    done = []
-    for i, examples in enumerate(inputs):
-        done += packer.add(Decoded(f"f{i}", examples, 16_000, 1, 16_000))
-    done += packer.flush()
-    assert [d.source.path for d in done] == [f"f{i}" for i in range(len(inputs))]
-    for item, examples in zip(done, inputs, strict=True):
-        np.testing.assert_array_equal(item.embeddings[:, 0], examples.mean(axis=(1, 2)))
-    assert all(s == batch_size for s in sizes[:-1]) and sum(sizes) == counts.sum()
-
-
 # --- crash safety ------------------------------------------------------------------------------
 
 
@@ -386,7 +369,7 @@ def test_resume_after_a_crash_between_the_renames(tmp_path: Path) -> None:
     """A sidecar without its part, and temporary files, are what a crash can leave: both are redone."""
     corpus = make_corpus(tmp_path / "c")
     out = tmp_path / "o"
-    options = ExtractOptions(workers=0, rows_per_part=1)  # one part per input
+    options = ExtractOptions(backend="torch", workers=0, rows_per_part=1)  # one part per input
     inputs = find_inputs([str(corpus)])
     extract(inputs, out, "random", options)
     clean = read_rows(out)

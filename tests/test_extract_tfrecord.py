@@ -11,7 +11,7 @@ from test_extract import CORPUS, make_corpus
 from vggish.cli import main
 from vggish.extract.tfrecord import sequence_example, tfrecord
 from vggish.features import example_timestamps
-from vggish.model import VGGish
+from vggish.runtime import Runtime
 
 pytestmark = pytest.mark.tensorflow
 
@@ -45,7 +45,7 @@ def test_one_record_round_trips(tmp_path: Path) -> None:
     np.testing.assert_array_equal(frames, features)
 
 
-def test_extract_tfrecord_equals_embed_file(tmp_path: Path, random_model: VGGish) -> None:
+def test_extract_tfrecord_equals_embed_file(tmp_path: Path, random_model: Runtime) -> None:
     corpus = make_corpus(tmp_path / "corpus")
     out = tmp_path / "out"
     args = ["extract", str(corpus), "-o", str(out), "--weights", "random", "--format", "tfrecord"]

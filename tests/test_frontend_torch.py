@@ -111,8 +111,11 @@ def test_pipeline_with_torch_front_end_equals_numpy_front_end(random_model) -> N
 
 
 def test_auto_front_end_follows_the_model_device(random_model) -> None:  # type: ignore[no-untyped-def]
-    assert EmbedOptions().frontend_device(random_model) is None  # CPU model: NumPy reference path
-    assert EmbedOptions(frontend="torch").frontend_device(random_model) == torch.device("cpu")
+    assert EmbedOptions().frontend_device(random_model.device) is None  # CPU model: NumPy reference path
+    assert EmbedOptions(frontend="torch").frontend_device(random_model.device) == torch.device("cpu")
+    gpu = torch.device("cuda", 1)  # only compared, never used: no GPU needed
+    assert EmbedOptions().frontend_device(gpu) == gpu  # a GPU model: log-mel on its GPU
+    assert EmbedOptions(frontend="numpy").frontend_device(gpu) is None
     with pytest.raises(ValueError, match="frontend must be one of"):
         EmbedOptions(frontend="gpu")  # type: ignore[arg-type]
 

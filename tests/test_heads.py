@@ -18,7 +18,7 @@ from safetensors.numpy import load as load_safetensors
 
 import vggish
 from vggish import heads
-from vggish.model import VGGish
+from vggish.runtime import Runtime
 
 
 def blobs(n_per_class: tuple[int, ...], seed: int = 0, spread: float = 1.0) -> tuple[np.ndarray, list[str]]:
@@ -50,7 +50,7 @@ def metadata(data: bytes) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def corpus_embeddings(random_model: VGGish) -> dict[str, tuple[np.ndarray, list[str]]]:
+def corpus_embeddings(random_model: Runtime) -> dict[str, tuple[np.ndarray, list[str]]]:
     """Mean example embeddings of the corpus clips (library front end + model, one batch)."""
     if not heads_corpus.available():
         pytest.skip("alsa / freedesktop sounds missing")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from vggish.model import VGGish
+from vggish.runtime import Runtime
 
 TF_CONVS = [
     ("conv1", 1, 64),
@@ -153,34 +154,33 @@ def test_winograd_conv_equals_direct_convolution(c_in: int, c_out: int, h: int, 
 
 
 def test_inference_uses_winograd_and_matches_direct(model: VGGish) -> None:
+    runtime = Runtime(model)  # the network with the default convolution plan
     x = torch.from_numpy(np.random.default_rng(7).standard_normal((5, 96, 64)).astype(np.float32))
     with torch.inference_mode():
-        fast = model(x)
-        model.winograd = False
-        try:
-            direct = model(x)
-        finally:
-            model.winograd = True
+        fast = runtime(x)
+        runtime.winograd = False
+        direct = runtime(x)
+    assert torch.equal(direct, model(x))  # the module alone: direct convolutions
     scale = float(direct.abs().max())
     deviation = float((fast - direct).abs().max())
     assert 0 < deviation <= 1e-5 * max(1.0, scale)  # really another algorithm, and as exact
 
 
 def test_training_path_keeps_weight_gradients_and_kernels_follow_weights(model: VGGish) -> None:
+    runtime = Runtime(model)
     x = torch.from_numpy(np.random.default_rng(8).standard_normal((2, 96, 64)).astype(np.float32))
-    out = model(x)  # grad enabled, weights require grad: direct convolutions
+    out = runtime(x)  # grad enabled, weights require grad: direct convolutions
     out.sum().backward()
     assert model.conv4_2.weight.grad is not None and model.conv4_2.weight.grad.abs().sum() > 0
     model.zero_grad(set_to_none=True)
     with torch.no_grad():
-        before = model(x)
+        before = runtime(x)
         model.conv4_2.weight.mul_(0.5)  # in place: the cached Winograd kernels must follow
         try:
-            after = model(x)
-            model.winograd = False
-            direct_after = model(x)
+            after = runtime(x)
+            runtime.winograd = False
+            direct_after = runtime(x)
         finally:
             model.conv4_2.weight.mul_(2.0)
-            model.winograd = True
     assert not torch.allclose(before, after)
     assert torch.allclose(after, direct_after, rtol=0, atol=1e-5 * max(1.0, float(direct_after.abs().max())))

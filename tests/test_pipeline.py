@@ -18,14 +18,14 @@ from vggish.pipeline import EmbedOptions
 from vggish.resample import resample
 
 
-def step_by_step(model: vggish.VGGish, examples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def step_by_step(model: vggish.Runtime, examples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with torch.inference_mode():
         emb = model(torch.from_numpy(examples))
     return emb.numpy(), model.postprocess(emb).numpy()
 
 
 def test_embed_equals_model_on_examples(
-    random_model: vggish.VGGish, reference: dict[str, np.ndarray]
+    random_model: vggish.Runtime, reference: dict[str, np.ndarray]
 ) -> None:
     x = reference["noise44k_x"]
     result = random_model.embed(x, 44100, batch_size=2)
@@ -39,7 +39,7 @@ def test_embed_equals_model_on_examples(
     assert result.duration == pytest.approx(5.0)
 
 
-def test_embed_file_equals_embed_on_decoded_samples(tmp_path: Path, random_model: vggish.VGGish) -> None:
+def test_embed_file_equals_embed_on_decoded_samples(tmp_path: Path, random_model: vggish.Runtime) -> None:
     rng = np.random.default_rng(3)
     ints = (rng.standard_normal((48000 * 3, 2)) * 4000).astype(np.int16)
     path = tmp_path / "stereo.wav"
@@ -52,7 +52,7 @@ def test_embed_file_equals_embed_on_decoded_samples(tmp_path: Path, random_model
     assert from_file.channels == 2 and from_file.sample_rate == 48000 and from_file.num_samples == 144000
 
 
-def test_short_clip_without_pad_gives_empty_results(random_model: vggish.VGGish) -> None:
+def test_short_clip_without_pad_gives_empty_results(random_model: vggish.Runtime) -> None:
     for n in (0, 100, 15599):
         result = random_model.embed(np.zeros(n), 16000)
         assert result.embeddings.shape == (0, 128) and result.timestamps.shape == (0, 2)
@@ -62,10 +62,10 @@ def test_short_clip_without_pad_gives_empty_results(random_model: vggish.VGGish)
     assert padded.timestamps.tolist() == [[0.0, 0.975]]
 
 
-def test_postprocess_options(random_model: vggish.VGGish) -> None:
+def test_postprocess_options(random_model: vggish.Runtime) -> None:
     x = np.random.default_rng(0).standard_normal(20000) * 0.1
     assert random_model.embed(x, 16000, postprocess=False).postprocessed is None
-    bare = vggish.VGGish().eval()
+    bare = vggish.Runtime(vggish.VGGish().eval())  # a network without PCA parameters
     assert bare.embed(x, 16000).postprocessed is None  # None: "when the weights carry PCA"
     with pytest.raises(ValueError, match="PCA"):
         bare.embed(x, 16000, postprocess=True)
@@ -79,7 +79,7 @@ def test_postprocess_options(random_model: vggish.VGGish) -> None:
         ({"resampler": "linear"}, "resampler"),
     ],
 )
-def test_bad_options(random_model: vggish.VGGish, kwargs: dict[str, object], message: str) -> None:
+def test_bad_options(random_model: vggish.Runtime, kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         random_model.embed(np.zeros(16000), 16000, **kwargs)  # type: ignore[arg-type]
 
@@ -94,7 +94,7 @@ def test_bad_options(random_model: vggish.VGGish, kwargs: dict[str, object], mes
     ],
 )
 def test_bad_waveforms_raise_value_error(
-    random_model: vggish.VGGish, waveform: np.ndarray, rate: int, message: str
+    random_model: vggish.Runtime, waveform: np.ndarray, rate: int, message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
         random_model.embed(waveform, rate)
@@ -121,7 +121,7 @@ LONG_FILE_SCRIPT = textwrap.dedent("""
     import numpy as np
     import vggish
     warnings.simplefilter("ignore")
-    model = vggish.load_model("random")
+    model = vggish.load_model("random", backend="torch")
     result = model.embed_file(sys.argv[1], batch_size=32)
     # VmHWM is this process's own peak. ru_maxrss is not: Linux carries the parent's peak across
     # fork + exec, so under a big pytest process it reports pytest's memory.

@@ -56,7 +56,7 @@ def test_model_postprocess_returns_uint8_tensor_and_keeps_batch_of_one(random_mo
     q = random_model.postprocess(emb)
     assert q.dtype == torch.uint8 and q.shape == (1, 128)
     expected = google_postprocess(
-        emb.numpy(), random_model.pca_eigen_vectors.numpy(), random_model.pca_means.numpy()
+        emb.numpy(), random_model.network.pca_eigen_vectors.numpy(), random_model.network.pca_means.numpy()
     )
     assert np.abs(q.numpy().astype(int) - expected.astype(int)).max() <= 1
 

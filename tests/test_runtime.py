@@ -13,8 +13,9 @@ import pytest
 import torch
 
 import vggish
-from vggish import onnx_export, runtime
+from vggish import cpus, onnx_export, pipeline
 from vggish.cli import main as cli_main
+from vggish.cli import runtime_args
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def torch_threads() -> Iterator[int]:
     torch.set_num_threads(before)
 
 
-def _model(**kwargs: object) -> vggish.VGGish:
+def _model(**kwargs: object) -> vggish.Runtime:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return vggish.load_model("random", **kwargs)  # type: ignore[arg-type]
@@ -52,7 +53,7 @@ def test_cgroup_quota_is_read_from_v2_and_v1_files(
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    assert runtime._cgroup_cpu_limit(tmp_path) == expected
+    assert cpus._cgroup_cpu_limit(tmp_path) == expected
 
 
 def test_quota_is_read_from_this_process_cgroup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,55 +63,72 @@ def test_quota_is_read_from_this_process_cgroup(tmp_path: Path, monkeypatch: pyt
     (tmp_path / "sys" / "cpu.max").write_text("max 100000\n")
     proc = tmp_path / "cgroup"
     proc.write_text("0::/kubepods/pod1\n")
-    monkeypatch.setattr(runtime, "_CGROUP_ROOT", tmp_path / "sys")
-    monkeypatch.setattr(runtime, "_PROC_CGROUP", proc)
-    assert runtime._cgroup_cpu_limit() == 3.0
+    monkeypatch.setattr(cpus, "_CGROUP_ROOT", tmp_path / "sys")
+    monkeypatch.setattr(cpus, "_PROC_CGROUP", proc)
+    assert cpus._cgroup_cpu_limit() == 3.0
     proc.write_text("0::/elsewhere\n")  # no cpu.max there: the namespace's root
-    assert runtime._cgroup_cpu_limit() is None
+    assert cpus._cgroup_cpu_limit() is None
 
 
 def test_available_cpus_honours_affinity_and_quota(monkeypatch: pytest.MonkeyPatch) -> None:
-    affinity = len(runtime.os.sched_getaffinity(0))
-    monkeypatch.setattr(runtime, "_cgroup_cpu_limit", lambda: None)
-    assert runtime.available_cpus() == affinity
-    monkeypatch.setattr(runtime, "_cgroup_cpu_limit", lambda: 0.5)
-    assert runtime.available_cpus() == 1  # a fractional quota still gets one thread
-    monkeypatch.setattr(runtime, "_cgroup_cpu_limit", lambda: 1000.0)
-    assert runtime.available_cpus() == affinity
+    affinity = len(cpus.os.sched_getaffinity(0))
+    monkeypatch.setattr(cpus, "_cgroup_cpu_limit", lambda: None)
+    assert cpus.available_cpus() == affinity
+    monkeypatch.setattr(cpus, "_cgroup_cpu_limit", lambda: 0.5)
+    assert cpus.available_cpus() == 1  # a fractional quota still gets one thread
+    monkeypatch.setattr(cpus, "_cgroup_cpu_limit", lambda: 1000.0)
+    assert cpus.available_cpus() == affinity
 
 
 def test_thread_count_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(runtime.THREADS_ENV, raising=False)
-    assert runtime.intra_op_threads() == runtime.available_cpus()
-    monkeypatch.setenv(runtime.THREADS_ENV, "3")
-    assert runtime.intra_op_threads() == 3
-    assert runtime.intra_op_threads(5) == 5
-    monkeypatch.setenv(runtime.THREADS_ENV, "many")
-    with pytest.raises(ValueError, match="VGGISH_NUM_THREADS must be a positive integer"):
-        runtime.intra_op_threads()
+    monkeypatch.setenv("VGGISH_NUM_THREADS", "3")  # the library reads no environment
+    assert cpus.intra_op_threads() == cpus.available_cpus()
+    assert cpus.intra_op_threads(5) == 5
     for bad in (0, -1, True, 2.5, "x"):
         with pytest.raises(ValueError, match="positive integer"):
-            runtime.validate_threads(bad)
+            cpus.validate_threads(bad)
+
+
+def _cli_runtime(*argv: str) -> dict[str, object]:
+    p = runtime_args.argparse.ArgumentParser()
+    runtime_args.add_runtime_args(p)
+    return runtime_args.load_kwargs(p.parse_args(list(argv)))
+
+
+def test_cli_reads_runtime_defaults_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("VGGISH_NUM_THREADS", "VGGISH_BACKEND", "VGGISH_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    assert _cli_runtime() == {"device": "cpu", "backend": "auto", "threads": None, "cache_dir": None}
+    monkeypatch.setenv("VGGISH_NUM_THREADS", "3")
+    monkeypatch.setenv("VGGISH_BACKEND", "torch")
+    monkeypatch.setenv("VGGISH_CACHE_DIR", "/tmp/graphs")
+    assert _cli_runtime() == {"device": "cpu", "backend": "torch", "threads": 3, "cache_dir": "/tmp/graphs"}
+    assert _cli_runtime("--threads", "5", "--backend", "onnx")["threads"] == 5  # flags win
+    monkeypatch.setenv("VGGISH_NUM_THREADS", "many")
+    with pytest.raises(ValueError, match="VGGISH_NUM_THREADS must be a positive integer"):
+        _cli_runtime()
+    monkeypatch.setenv("VGGISH_NUM_THREADS", "1")
+    monkeypatch.setenv("VGGISH_BACKEND", "tensorflow")
+    with pytest.raises(ValueError, match="VGGISH_BACKEND must be one of"):
+        _cli_runtime()
 
 
 def test_load_model_sets_torch_threads(monkeypatch: pytest.MonkeyPatch, torch_threads: int) -> None:
-    monkeypatch.delenv(runtime.THREADS_ENV, raising=False)
     _model(backend="torch", threads=1)
     assert torch.get_num_threads() == 1
-    monkeypatch.setenv(runtime.THREADS_ENV, "2")
+    monkeypatch.setenv("VGGISH_NUM_THREADS", "2")  # ignored by the library: no request, no raise
     _model(backend="torch")
-    assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == 1
 
 
 def test_without_a_request_only_lowers_to_the_quota(
     monkeypatch: pytest.MonkeyPatch, torch_threads: int
 ) -> None:
-    monkeypatch.delenv(runtime.THREADS_ENV, raising=False)
-    monkeypatch.setattr(runtime, "available_cpus", lambda: 1)
+    monkeypatch.setattr(cpus, "available_cpus", lambda: 1)
     torch.set_num_threads(2)
-    assert runtime.configure_torch_threads() == 1  # a quota of one CPU: torch's 2 threads lowered
-    monkeypatch.setattr(runtime, "available_cpus", lambda: 64)
-    assert runtime.configure_torch_threads() == 1  # never raised behind the application's back
+    assert cpus.configure_torch_threads() == 1  # a quota of one CPU: torch's 2 threads lowered
+    monkeypatch.setattr(cpus, "available_cpus", lambda: 64)
+    assert cpus.configure_torch_threads() == 1  # never raised behind the application's back
 
 
 def test_cli_rejects_bad_thread_and_batch_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -133,11 +151,11 @@ def speech_examples(alsa_recordings: list[Path]) -> np.ndarray:
 
 @pytest.mark.parametrize(("precision", "bound"), [("fp16", 5e-3), ("bf16", 5e-2)])
 def test_half_precisions_stay_near_fp32(
-    random_model: vggish.VGGish, speech_examples: np.ndarray, precision: str, bound: float
+    random_model: vggish.Runtime, speech_examples: np.ndarray, precision: str, bound: float
 ) -> None:
     reference = random_model.infer(speech_examples)
     model = _model(backend="torch", precision=precision)
-    assert model.precision == precision and model.pca_eigen_vectors.dtype == torch.float64
+    assert model.precision == precision and model.network.pca_eigen_vectors.dtype == torch.float64
     out = model.infer(speech_examples)
     assert out.dtype == np.float32 and out.shape == reference.shape
     deviation = np.abs(out - reference).max() / np.abs(reference).max()
@@ -162,28 +180,27 @@ def test_unusable_devices_are_refused_with_the_fix() -> None:
             _model(device="cuda")
 
 
-def test_default_batch_size_follows_the_device(random_model: vggish.VGGish) -> None:
-    from vggish.model import default_batch_size
+def test_default_batch_size_follows_the_device(random_model: vggish.Runtime) -> None:
+    from vggish.runtime import default_batch_size
 
     assert random_model.default_batch_size == 32
     assert default_batch_size("cuda:0") == 256
-    assert vggish.EmbedOptions().batch_size_for(random_model) == 32
-    assert vggish.EmbedOptions(batch_size=7).batch_size_for(random_model) == 7
+    assert pipeline.batch_size(random_model, vggish.EmbedOptions()) == 32
+    assert pipeline.batch_size(random_model, vggish.EmbedOptions(batch_size=7)) == 7
 
 
 # --- backend "auto" --------------------------------------------------------------------------------
 
 
 def test_auto_is_the_default_and_picks_onnx_on_the_cpu(
-    onnx_cache: Path, monkeypatch: pytest.MonkeyPatch, random_model: vggish.VGGish, torch_threads: int
+    onnx_cache: Path, monkeypatch: pytest.MonkeyPatch, random_model: vggish.Runtime, torch_threads: int
 ) -> None:
-    monkeypatch.delenv("VGGISH_BACKEND")
-    model = _model()
+    model = _model(cache_dir=onnx_cache)
     assert model.backend == "onnx"
     x = np.random.default_rng(0).standard_normal((3, 96, 64)).astype(np.float32)
     expected = random_model(torch.from_numpy(x)).detach().numpy()
     assert np.abs(model.infer(x) - expected).max() <= 1e-4
-    assert _model(precision="bf16").backend == "torch"  # ONNX runs fp32 only: auto falls back
+    assert _model(precision="bf16", cache_dir=onnx_cache).backend == "torch"  # ONNX is fp32: auto falls back
 
 
 def test_auto_falls_back_to_torch_when_onnx_is_missing_or_fails(
@@ -196,24 +213,22 @@ def test_auto_falls_back_to_torch_when_onnx_is_missing_or_fails(
         raise RuntimeError("ONNX export failed: boom")
 
     monkeypatch.setattr(onnx_export, "available", lambda: True)
-    monkeypatch.setattr(onnx_export, "onnx_runner", broken)
-    with caplog.at_level(logging.WARNING, logger="vggish.weights"):
+    monkeypatch.setattr(onnx_export, "onnx_session", broken)
+    with caplog.at_level(logging.WARNING, logger="vggish.loader"):
         assert _model(backend="auto").backend == "torch"
     assert "using PyTorch" in caplog.text and "boom" in caplog.text
     with pytest.raises(RuntimeError, match="boom"):
         _model(backend="onnx")  # asked for explicitly: the error is the user's to see
 
 
-def test_backend_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VGGISH_BACKEND", "torch")
-    assert _model().backend == "torch"
-    monkeypatch.setenv("VGGISH_BACKEND", "tensorflow")
-    with pytest.raises(ValueError, match="backend must be one of"):
-        _model()
+def test_library_ignores_the_backend_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VGGISH_BACKEND", "onnx")  # the CLI's and the service's, not the library's
+    monkeypatch.setattr(onnx_export, "available", lambda: False)
+    assert _model().backend == "torch"  # auto, with ONNX Runtime "missing"
 
 
 def test_onnx_session_gets_the_thread_count(onnx_cache: Path, torch_threads: int) -> None:
-    model = _model(backend="onnx", threads=1)
-    runner = model._onnx
+    model = _model(backend="onnx", threads=1, cache_dir=onnx_cache)
+    runner = model._backend.session  # type: ignore[attr-defined]
     assert isinstance(runner, onnx_export.OnnxVGGish)
     assert runner.session.get_session_options().intra_op_num_threads == 1

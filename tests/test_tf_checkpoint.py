@@ -17,19 +17,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vggish.tf_checkpoint import (
+from vggish import crc32c as crc
+from vggish.weights.tf_checkpoint import (
     CheckpointError,
     checkpoint_files,
     detect_format,
     list_variables,
     read_checkpoint,
 )
-from vggish.tf_checkpoint import crc32c as crc
-from vggish.tf_checkpoint import protobuf as pb
-from vggish.tf_checkpoint.slices import _signed_increasing_number
-from vggish.tf_checkpoint.table import FOOTER_SIZE, Table
-from vggish.tf_checkpoint.tensors import UnsupportedDTypeError, lookup_dtype
-from vggish.tf_checkpoint.v1 import V1Reader
+from vggish.weights.tf_checkpoint import protobuf as pb
+from vggish.weights.tf_checkpoint.slices import _signed_increasing_number
+from vggish.weights.tf_checkpoint.table import FOOTER_SIZE, Table
+from vggish.weights.tf_checkpoint.tensors import UnsupportedDTypeError, lookup_dtype
+from vggish.weights.tf_checkpoint.v1 import V1Reader
 
 # --- CRC-32C ----------------------------------------------------------------------------------
 

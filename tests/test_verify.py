@@ -28,7 +28,7 @@ def figures(**changes: float | int | None) -> V.SmokeFigures:
     return dataclasses.replace(V.EXPECTED, **changes)  # type: ignore[arg-type]
 
 
-def smoke_embeddings(model: vggish.VGGish) -> np.ndarray:
+def smoke_embeddings(model: vggish.Runtime) -> np.ndarray:
     """The model's raw embeddings of the smoke-test tone, float64 (3, 128)."""
     examples = vggish.waveform_to_examples(V.smoke_waveform(), 16000)
     with torch.inference_mode():
@@ -49,7 +49,7 @@ def _fit_pca(embeddings: np.ndarray) -> tuple[float, float]:
 
 
 @pytest.fixture(scope="module")
-def google_like(tmp_path_factory: pytest.TempPathFactory, random_model: vggish.VGGish) -> dict[str, Path]:
+def google_like(tmp_path_factory: pytest.TempPathFactory, random_model: vggish.Runtime) -> dict[str, Path]:
     """Weights tuned so the smoke tone gives Google's figures: fc2 rescaled, PCA = scaled identity."""
     emb = smoke_embeddings(random_model)
     a = V.EXPECTED_EMBEDDING_STD / emb.std()
@@ -140,7 +140,7 @@ def test_smoke_waveform_is_the_reference_input(reference: dict[str, np.ndarray])
     assert np.array_equal(V.smoke_waveform(), reference["smoke_x"])
 
 
-def test_random_weights_fail_with_consistent_flags(random_model: vggish.VGGish) -> None:
+def test_random_weights_fail_with_consistent_flags(random_model: vggish.Runtime) -> None:
     result = V.smoke_test(random_model)
     emb = smoke_embeddings(random_model)
     q = random_model.postprocess(emb).numpy().astype(np.float64)
@@ -159,7 +159,7 @@ def test_random_weights_fail_with_consistent_flags(random_model: vggish.VGGish) 
 
 
 def test_weights_tuned_to_google_figures_pass(google_like: dict[str, Path]) -> None:
-    model = vggish.load_model(google_like["pca"])
+    model = vggish.load_model(google_like["pca"], backend="torch")
     result = V.smoke_test(model)
     assert result.ok, result.format()
     assert all(c.passed is True for c in result.checks)
@@ -167,7 +167,7 @@ def test_weights_tuned_to_google_figures_pass(google_like: dict[str, Path]) -> N
 
 
 def test_weights_without_pca_skip_postprocessed_checks(google_like: dict[str, Path]) -> None:
-    model = vggish.load_model(google_like["no_pca"])
+    model = vggish.load_model(google_like["no_pca"], backend="torch")
     assert not model.has_pca
     result = V.smoke_test(model)
     assert result.measured.postprocessed_mean is None

@@ -34,6 +34,7 @@ from typing import IO, BinaryIO, Literal
 import numpy as np
 import soundfile as sf
 
+from vggish.errors import InvalidAudioError, UndecodableAudioError
 from vggish.params import INT16_SCALE
 
 AudioSource = str | os.PathLike[str] | bytes | BinaryIO
@@ -242,33 +243,48 @@ def validate_waveform(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
     Raises:
         ValueError: Wrong dtype, shape or layout, NaN/Inf samples, or a bad sample rate.
     """
-    _check_sample_rate(sample_rate)
+    check_sample_rate(sample_rate)
     x = np.asarray(waveform)
     x = _scaled_to_float(x)
     if x.ndim not in (1, 2):
-        raise ValueError(f"waveform must be (samples,) or (samples, channels); got shape {x.shape}")
+        raise InvalidAudioError(f"waveform must be (samples,) or (samples, channels); got shape {x.shape}")
     if x.ndim == 2:
-        _check_array_channels(x.shape)
-    if not np.isfinite(x).all():
-        bad = int(np.flatnonzero(~np.isfinite(x).reshape(len(x), -1).all(axis=1))[0])
-        raise ValueError(f"waveform contains NaN or infinity (first at sample {bad})")
+        check_array_channels(x.shape)
+    check_finite(x)
     return to_mono(x) if x.ndim == 2 else np.array(x, dtype=np.float64)
+
+
+def check_finite(x: np.ndarray, offset: int = 0) -> None:
+    """Raises InvalidAudioError naming the first sample (frame) that is NaN or infinite.
+
+    Args:
+        x: (samples,) or (samples, channels) float samples.
+        offset: index of ``x[0]`` in the whole signal, for the message.
+    """
+    finite = np.isfinite(x)
+    if not finite.all():
+        bad = offset + int(np.flatnonzero(~finite.reshape(len(x), -1).all(axis=1))[0])
+        raise InvalidAudioError(
+            f"the audio contains NaN or infinity (first at sample {bad}): samples must be finite numbers"
+        )
 
 
 # --- validate_waveform helpers ------------------------------------------------------------------
 
 
-def _check_sample_rate(sample_rate: object) -> None:
+def check_sample_rate(sample_rate: object) -> None:
     """Raise ValueError unless the rate is an integral number of Hz within range."""
     if isinstance(sample_rate, bool | np.bool_) or not isinstance(
         sample_rate, int | float | np.integer | np.floating
     ):
-        raise ValueError(f"sample_rate must be a number of Hz, got {sample_rate!r}")
+        raise InvalidAudioError(f"sample_rate must be a number of Hz, got {sample_rate!r}")
     rate = float(sample_rate)
     if not np.isfinite(rate) or rate != int(rate):
-        raise ValueError(f"sample_rate must be a whole number of Hz, got {sample_rate!r}")
+        raise InvalidAudioError(f"sample_rate must be a whole number of Hz, got {sample_rate!r}")
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise ValueError(f"sample_rate {sample_rate!r} Hz is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]")
+        raise InvalidAudioError(
+            f"sample_rate {sample_rate!r} Hz is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]"
+        )
 
 
 def _scaled_to_float(x: np.ndarray) -> np.ndarray:
@@ -284,19 +300,19 @@ def _scaled_to_float(x: np.ndarray) -> np.ndarray:
             if x.dtype.kind == "i"
             else f"(waveform - {2 ** (bits - 1)}) / {2 ** (bits - 1)}"
         )
-        raise ValueError(
+        raise InvalidAudioError(
             f"{x.dtype} samples are ambiguous: scale them to floats in [-1, 1) first, e.g. "
             f"{how}, or pass int16 (divided by 32768)"
         )
-    raise ValueError(f"waveform dtype {x.dtype} is not audio: pass float or int16 samples")
+    raise InvalidAudioError(f"waveform dtype {x.dtype} is not audio: pass float or int16 samples")
 
 
-def _check_array_channels(shape: tuple[int, ...]) -> None:
+def check_array_channels(shape: tuple[int, ...]) -> None:
     """Raise ValueError for 0 channels or a (channels, samples) layout."""
     if shape[1] == 0:
-        raise ValueError(f"waveform has 0 channels (shape {shape})")
+        raise InvalidAudioError(f"waveform has 0 channels (shape {shape})")
     if shape[1] > MAX_CHANNELS:
-        raise ValueError(
+        raise InvalidAudioError(
             f"waveform of shape {shape} has {shape[1]} channels (more than {MAX_CHANNELS}): "
             "the array looks like (channels, samples); pass waveform.T"
         )
@@ -319,7 +335,9 @@ def _open(
     try:
         info = _probe_ffmpeg(path, src)
     except _UnreadableError as e:
-        raise ValueError(f"cannot decode {src.name}: soundfile: {soundfile_reason}; ffmpeg: {e}") from None
+        raise UndecodableAudioError(
+            f"cannot decode {src.name}: soundfile: {soundfile_reason}; ffmpeg: {e}"
+        ) from None
     return info, partial(_ffmpeg_blocks, path, src, info)
 
 
@@ -329,7 +347,7 @@ def _prepare(source: AudioSource, cleanup: contextlib.ExitStack) -> _Input:
         return _prepare_path(os.fspath(source))
     if isinstance(source, bytes | bytearray | memoryview):
         if len(source) == 0:
-            raise ValueError("cannot decode <0 bytes>: the input is empty")
+            raise UndecodableAudioError("cannot decode <0 bytes>: the input is empty")
         return _Input(f"<{len(source)} bytes>", "", path=None, fileobj=io.BytesIO(source))
     if isinstance(source, io.TextIOBase):
         raise TypeError("audio file objects must be opened in binary mode ('rb'), not text mode")
@@ -355,7 +373,7 @@ def _prepare_path(path: str) -> _Input:
     if os.path.isdir(path):
         raise IsADirectoryError(errno.EISDIR, "Is a directory, not an audio file", path)
     if os.path.getsize(path) == 0:
-        raise ValueError(f"cannot decode {path!r}: the file is empty (0 bytes)")
+        raise UndecodableAudioError(f"cannot decode {path!r}: the file is empty (0 bytes)")
     return _Input(name=repr(path), suffix=_suffix(path), path=path)
 
 
@@ -379,7 +397,7 @@ def _spool(fileobj: IO[bytes], src: _Input, cleanup: contextlib.ExitStack) -> st
         shutil.copyfileobj(fileobj, out, _SPOOL_CHUNK_BYTES)
         size = out.tell()
     if size == 0:
-        raise ValueError(f"cannot decode {src.name}: the input is empty (0 bytes)")
+        raise UndecodableAudioError(f"cannot decode {src.name}: the input is empty (0 bytes)")
     return path
 
 
@@ -407,9 +425,11 @@ def _owned_blocks(blocks: Iterator[np.ndarray], owned: contextlib.ExitStack) -> 
 def _check_file_shape(name: str, sample_rate: int, channels: int) -> None:
     """Raise ValueError for a decoded file's absurd rate or channel count."""
     if not 1 <= channels <= MAX_CHANNELS:
-        raise ValueError(f"cannot decode {name}: {channels} channels (1 to {MAX_CHANNELS} allowed)")
+        raise UndecodableAudioError(
+            f"cannot decode {name}: {channels} channels (1 to {MAX_CHANNELS} allowed)"
+        )
     if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-        raise ValueError(
+        raise UndecodableAudioError(
             f"cannot decode {name}: sample rate {sample_rate} Hz is outside "
             f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]"
         )
@@ -457,7 +477,7 @@ def _check_not_truncated(name: str, log: str) -> None:
     """libsndfile shortens a chunk that runs past the end of the file and only logs it."""
     for declared, present in _SHORT_CHUNK.findall(log):
         if int(declared) > int(present) and int(declared) not in _UNKNOWN_CHUNK_SIZES:
-            raise ValueError(
+            raise UndecodableAudioError(
                 f"cannot decode {name}: truncated: the header declares {declared} bytes of "
                 f"audio but the file holds {present}"
             )
@@ -472,7 +492,9 @@ def _soundfile_blocks(src: _Input, info: AudioInfo, block_frames: int) -> Iterat
             yield block
             done += len(block)
     if info.frames is not None and done < info.frames:
-        raise ValueError(f"cannot decode {src.name}: truncated: decoded {done} of {info.frames} frames")
+        raise InvalidAudioError(
+            f"cannot decode {src.name}: truncated: decoded {done} of {info.frames} frames"
+        )
 
 
 def _read_block(f: sf.SoundFile, frames: int, is_float: bool, name: str, done: int) -> np.ndarray | None:
@@ -486,11 +508,12 @@ def _read_block(f: sf.SoundFile, frames: int, is_float: bool, name: str, done: i
     try:
         if is_float:
             x = f.read(frames, dtype="float64", always_2d=True)
+            check_finite(x, done)
             data = np.clip(np.rint(x * INT16_SCALE), -32768, 32767).astype(np.int16)
         else:
             data = f.read(frames, dtype="int16", always_2d=True)
     except (sf.SoundFileError, RuntimeError) as e:
-        raise ValueError(
+        raise InvalidAudioError(
             f"cannot decode {name}: decoding failed after {done} frames: {_soundfile_reason(e)}"
         ) from e
     return _to_float32(data) if len(data) else None
@@ -576,9 +599,9 @@ def _pcm_blocks(
     if header is None:  # ffmpeg failed before writing any audio: report why
         pipe.close()  # so that ffmpeg cannot block on a full pipe while we wait
         failure = _ffmpeg_failure(proc, stderr) or "no 16-bit WAV header in its output"
-        raise ValueError(f"cannot decode {name} with ffmpeg: {failure}")
+        raise UndecodableAudioError(f"cannot decode {name} with ffmpeg: {failure}")
     if header != (info.sample_rate, info.channels):
-        raise ValueError(
+        raise InvalidAudioError(
             f"cannot decode {name}: ffmpeg decodes {header[1]} channels at {header[0]} Hz but "
             f"ffprobe reported {info.channels} channels at {info.sample_rate} Hz"
         )
@@ -586,12 +609,12 @@ def _pcm_blocks(
     done = 0
     while chunk := pipe.read(block_frames * frame_bytes):
         if len(chunk) % frame_bytes:
-            raise ValueError(f"cannot decode {name}: ffmpeg's output ended inside a frame")
+            raise InvalidAudioError(f"cannot decode {name}: ffmpeg's output ended inside a frame")
         yield _to_float32(np.frombuffer(chunk, dtype="<i2").reshape(-1, info.channels))
         done += len(chunk) // frame_bytes
     reason = _ffmpeg_failure(proc, stderr)
     if reason:
-        raise ValueError(f"cannot decode {name}: ffmpeg failed after {done} frames: {reason}")
+        raise InvalidAudioError(f"cannot decode {name}: ffmpeg failed after {done} frames: {reason}")
 
 
 def _ffmpeg_failure(proc: subprocess.Popen[bytes], stderr: IO[bytes]) -> str | None:

@@ -114,14 +114,16 @@ def num_examples(num_samples: int, hop_seconds: float = params.EXAMPLE_HOP_SECON
     return (frames - params.NUM_FRAMES) // hop + 1
 
 
-def example_timestamps(count: int, hop_seconds: float = params.EXAMPLE_HOP_SECONDS) -> np.ndarray:
-    """Start and end seconds of each example.
+def example_timestamps(
+    count: int, hop_seconds: float = params.EXAMPLE_HOP_SECONDS, *, start: int = 0
+) -> np.ndarray:
+    """Start and end seconds of examples ``start`` ... ``start + count - 1``.
 
     Returns:
         (count, 2) float64: example k spans [k * hop, k * hop + 0.975) seconds.
     """
     hop_samples = hop_to_frames(hop_seconds) * params.STFT_HOP_SAMPLES
-    starts = np.arange(count, dtype=np.int64) * hop_samples
+    starts = np.arange(start, start + count, dtype=np.int64) * hop_samples
     bounds = np.stack([starts, starts + params.EXAMPLE_SPAN_SAMPLES], axis=1)
     return bounds / float(params.SAMPLE_RATE)
 
@@ -144,7 +146,7 @@ class FrameStream:
         self._frames: Any = self._log_mel(self._samples)  # (frames, 64) still needed by an example
         self._first_frame = 0  # absolute index of self._frames[0]
 
-    def push(self, chunk: np.ndarray) -> Any:
+    def push(self, chunk: Any) -> Any:
         """Adds (k,) float 16 kHz samples; returns the examples completed by them (float32)."""
         self.samples_seen += chunk.shape[0]
         self._samples = self._concat([self._samples, self._samples_array(chunk)])
@@ -175,7 +177,7 @@ class FrameStream:
         return out
 
     # Array hooks: NumPy float64 here.
-    def _samples_array(self, chunk: np.ndarray) -> Any:
+    def _samples_array(self, chunk: Any) -> Any:
         return np.asarray(chunk, dtype=np.float64)
 
     def _concat(self, parts: list[Any]) -> Any:

@@ -108,7 +108,9 @@ class TorchFrameStream(features.FrameStream):
         self.dtype = dtype
         super().__init__(hop_seconds, pad)
 
-    def _samples_array(self, chunk: np.ndarray) -> Any:
+    def _samples_array(self, chunk: Any) -> Any:
+        if isinstance(chunk, torch.Tensor):
+            return chunk.to(self.device, self.dtype)
         return to_device(np.asarray(chunk), self.device, self.dtype)
 
     def _concat(self, parts: list[Any]) -> Any:

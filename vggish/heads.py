@@ -29,6 +29,7 @@ from safetensors.numpy import load as load_safetensors
 from safetensors.numpy import save as save_safetensors
 
 from vggish import params
+from vggish.errors import InvalidInputError
 
 HeadKind = Literal["linear", "mlp"]
 FORMAT = "vggish-head"
@@ -52,7 +53,7 @@ def validate_name(name: str) -> str:
         ValueError: any other name.
     """
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise ValueError(f"a head name is 1-64 characters of A-Z a-z 0-9 _ . -; got {name!r}")
+        raise InvalidInputError(f"a head name is 1-64 characters of A-Z a-z 0-9 _ . -; got {name!r}")
     return name
 
 
@@ -108,24 +109,24 @@ class Head:
 def _check_embeddings(embeddings: np.ndarray) -> np.ndarray:
     x = np.asarray(embeddings)
     if x.ndim != 2 or x.shape[1] != params.EMBEDDING_SIZE:
-        raise ValueError(f"embeddings must be (N, {params.EMBEDDING_SIZE}); got shape {x.shape}")
+        raise InvalidInputError(f"embeddings must be (N, {params.EMBEDDING_SIZE}); got shape {x.shape}")
     if not np.isfinite(x).all():
-        raise ValueError("embeddings hold NaN or infinite values")
+        raise InvalidInputError("embeddings hold NaN or infinite values")
     return x.astype(np.float32)
 
 
 def _check_training_set(embeddings: np.ndarray, labels: Sequence[str], kind: str) -> np.ndarray:
     if kind not in get_args(HeadKind):
-        raise ValueError(f"kind must be one of {get_args(HeadKind)}; got {kind!r}")
+        raise InvalidInputError(f"kind must be one of {get_args(HeadKind)}; got {kind!r}")
     x = _check_embeddings(embeddings)
     if x.size and np.abs(x).max() > MAX_ABS_FEATURE:
-        raise ValueError(f"embedding values must lie within ±{MAX_ABS_FEATURE:g}; VGGish's do")
+        raise InvalidInputError(f"embedding values must lie within ±{MAX_ABS_FEATURE:g}; VGGish's do")
     if len(labels) != x.shape[0]:
-        raise ValueError(f"{x.shape[0]} embeddings but {len(labels)} labels: give one label per clip")
+        raise InvalidInputError(f"{x.shape[0]} embeddings but {len(labels)} labels: give one label per clip")
     if any(not isinstance(label, str) or not label.strip() for label in labels):
-        raise ValueError("every label must be a non-empty string")
+        raise InvalidInputError("every label must be a non-empty string")
     if len(set(labels)) < 2:
-        raise ValueError(f"a head needs at least 2 classes; got {sorted(set(labels))}")
+        raise InvalidInputError(f"a head needs at least 2 classes; got {sorted(set(labels))}")
     return x
 
 
@@ -201,7 +202,7 @@ def _fit(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], kind: HeadKind,
     for _ in range(TRAIN_STEPS):
         adam.step(_gradients(weights, z, target, sample_weight))
     if not all(np.isfinite(v).all() for v in weights.values()):
-        raise ValueError("training diverged (non-finite weights); check the embeddings' scale")
+        raise InvalidInputError("training diverged (non-finite weights); check the embeddings' scale")
     as_float32 = {k: v.astype(np.float32) for k, v in weights.items()}
     return Head(kind, classes, mean.astype(np.float32), std.astype(np.float32), as_float32)
 
@@ -310,7 +311,7 @@ def _metadata(data: bytes) -> dict[str, str]:
     header = json.loads(data[8 : 8 + length])
     meta = header.get("__metadata__") or {}
     if not isinstance(meta, dict):
-        raise ValueError("the safetensors metadata is not a mapping")
+        raise InvalidInputError("the safetensors metadata is not a mapping")
     return {str(k): str(v) for k, v in meta.items()}
 
 
@@ -318,11 +319,11 @@ def _parse_classes(text: str) -> tuple[str, ...]:
     try:
         classes = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"metadata 'classes' is not JSON ({e})") from e
+        raise InvalidInputError(f"metadata 'classes' is not JSON ({e})") from e
     if not isinstance(classes, list) or not all(isinstance(c, str) and c.strip() for c in classes):
-        raise ValueError("metadata 'classes' must be a JSON list of non-empty strings")
+        raise InvalidInputError("metadata 'classes' must be a JSON list of non-empty strings")
     if len(classes) < 2 or len(set(classes)) != len(classes):
-        raise ValueError("metadata 'classes' must name at least 2 distinct classes")
+        raise InvalidInputError("metadata 'classes' must name at least 2 distinct classes")
     return tuple(classes)
 
 
@@ -336,7 +337,7 @@ def _parse_metrics(text: str | None) -> HeadMetrics | None:
         cv = raw["cv_accuracy"]
         return HeadMetrics(None if cv is None else float(cv), float(raw["train_accuracy"]), int(raw["folds"]))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"metadata 'metrics' is malformed ({e})") from e
+        raise InvalidInputError(f"metadata 'metrics' is malformed ({e})") from e
 
 
 def from_safetensors(data: bytes) -> Head:
@@ -350,20 +351,22 @@ def from_safetensors(data: bytes) -> Head:
         arrays = load_safetensors(bytes(data))
         meta = _metadata(data)
     except (SafetensorError, ValueError, struct.error, UnicodeDecodeError) as e:
-        raise ValueError(f"not a safetensors file ({e})") from e
+        raise InvalidInputError(f"not a safetensors file ({e})") from e
     if meta.get("format") != FORMAT:
-        raise ValueError(f"metadata 'format' must be {FORMAT!r}; got {meta.get('format')!r}")
+        raise InvalidInputError(f"metadata 'format' must be {FORMAT!r}; got {meta.get('format')!r}")
     if meta.get("format_version") != str(FORMAT_VERSION):
-        raise ValueError(f"format_version {meta.get('format_version')!r} is not supported ({FORMAT_VERSION})")
+        raise InvalidInputError(
+            f"format_version {meta.get('format_version')!r} is not supported ({FORMAT_VERSION})"
+        )
     kind = meta.get("kind", "")
     if kind not in get_args(HeadKind):
-        raise ValueError(f"metadata 'kind' must be one of {get_args(HeadKind)}; got {kind!r}")
+        raise InvalidInputError(f"metadata 'kind' must be one of {get_args(HeadKind)}; got {kind!r}")
     classes = _parse_classes(meta.get("classes", ""))
     _check_tensors(arrays, _expected_shapes(kind, len(classes)))
     try:
         num_examples = int(meta.get("num_examples", "0"))
     except ValueError as e:
-        raise ValueError("metadata 'num_examples' must be an integer") from e
+        raise InvalidInputError("metadata 'num_examples' must be an integer") from e
     weights = {k: v for k, v in arrays.items() if not k.startswith("norm.")}
     return Head(
         kind,  # type: ignore[arg-type]
@@ -379,14 +382,14 @@ def from_safetensors(data: bytes) -> Head:
 def _check_tensors(arrays: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]) -> None:
     missing, extra = sorted(shapes.keys() - arrays.keys()), sorted(arrays.keys() - shapes.keys())
     if missing or extra:
-        raise ValueError(f"tensors missing: {missing}, unexpected: {extra}")
+        raise InvalidInputError(f"tensors missing: {missing}, unexpected: {extra}")
     for name, shape in shapes.items():
         array = arrays[name]
         if array.dtype != np.float32:
-            raise ValueError(f"tensor {name!r} must be float32; got {array.dtype}")
+            raise InvalidInputError(f"tensor {name!r} must be float32; got {array.dtype}")
         if array.shape != shape:
-            raise ValueError(f"tensor {name!r} must have shape {shape}; got {array.shape}")
+            raise InvalidInputError(f"tensor {name!r} must have shape {shape}; got {array.shape}")
         if not np.isfinite(array).all():
-            raise ValueError(f"tensor {name!r} holds NaN or infinite values")
+            raise InvalidInputError(f"tensor {name!r} holds NaN or infinite values")
     if (arrays["norm.std"] <= 0).any():
-        raise ValueError("tensor 'norm.std' must be positive")
+        raise InvalidInputError("tensor 'norm.std' must be positive")

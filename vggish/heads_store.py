@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from vggish.errors import ConflictError, NotFoundError
 from vggish.heads import Head, HeadMetrics, from_safetensors, to_safetensors, validate_name
 
 DB_NAME = "heads.sqlite3"
@@ -43,11 +44,11 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _COLUMNS = "name, kind, classes, num_examples, metrics, created_at, version"
 
 
-class HeadNotFoundError(ValueError):
+class HeadNotFoundError(NotFoundError):
     """No head has this name."""
 
 
-class HeadExistsError(ValueError):
+class HeadExistsError(ConflictError):
     """A head already has this name (and replacing was not asked for)."""
 
 

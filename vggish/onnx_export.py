@@ -16,16 +16,19 @@ import importlib
 import importlib.util
 import logging
 import os
-import tempfile
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from vggish import params, winograd
+from vggish import params
+from vggish.backends import DEFAULT_PLAN, Algorithm, plan_layers, transform_kernel
+from vggish.fileio import atomic_output
 from vggish.model import VGGish
+from vggish.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,7 @@ OUTPUT_NAME = "embeddings"
 OPSET = 18
 MAX_EXPORT_BATCH = 65536  # the batch axis's upper bound in the exported graph
 GRAPH_REVISION = "g2"  # bumped when the exported graph changes (g2: Winograd convolutions)
+CACHE_SUBDIR = "onnx"  # exported graphs live in CACHE_DIR/onnx
 _INSTALL = "pip install 'vggish[onnx]'"
 
 
@@ -45,12 +49,20 @@ def _require(module: str, what: str) -> Any:
         raise RuntimeError(f"{what} needs the {module!r} package: {_INSTALL}") from e
 
 
-def export_onnx(model: VGGish, output: str | os.PathLike[str]) -> Path:
-    """Writes ``model``'s network as an ONNX file (one file, weights inside), atomically.
+def export_onnx(
+    network: VGGish,
+    output: str | os.PathLike[str],
+    *,
+    metadata: Mapping[str, str] | None = None,
+    plan: Mapping[str, Algorithm] = DEFAULT_PLAN,
+) -> Path:
+    """Writes the network as an ONNX file (one file, weights inside), atomically.
 
     Args:
-        model: a VGGish (its weights are exported as they are; it is not changed).
+        network: the module (its weights are exported as they are; it is not changed).
         output: the ``.onnx`` file to write; its folder must exist.
+        metadata: provenance stored as ``vggish.KEY`` entries (e.g. the weights' SHA-256).
+        plan: algorithm per convolution layer (Winograd kernels become constants of the graph).
 
     Returns:
         The path written.
@@ -64,59 +76,55 @@ def export_onnx(model: VGGish, output: str | os.PathLike[str]) -> Path:
     out = Path(output)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"cannot write {out}: folder {out.parent} does not exist")
-    # The exporter traces a CPU copy in the default layout, float32, with Winograd kernels.
+    # The exporter traces a CPU copy in the default layout, float32.
     cpu = VGGish()
-    cpu.load_state_dict({k: v.detach().cpu().float().contiguous() for k, v in model.state_dict().items()})
+    cpu.load_state_dict({k: v.detach().cpu().float().contiguous() for k, v in network.state_dict().items()})
     cpu.eval()
-    graph_module = _Graph(cpu)
     batch = torch.export.Dim("batch", min=1, max=MAX_EXPORT_BATCH)
     dummy = torch.zeros(2, params.NUM_FRAMES, params.NUM_BANDS)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        with warnings.catch_warnings(), _quiet_exporter():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                graph_module,
-                (dummy,),
-                str(tmp),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_shapes={INPUT_NAME: {0: batch}},
-                opset_version=OPSET,
-                dynamo=True,
-                external_data=False,
-                verbose=False,
-            )
-        graph = onnx.load(str(tmp))
-        provenance = {**model.weights_info, "producer": "vggish.onnx_export", "graph": GRAPH_REVISION}
-        for key, value in provenance.items():
-            entry = graph.metadata_props.add()
-            entry.key, entry.value = f"vggish.{key}", str(value)
-        onnx.save(graph, str(tmp))
-        os.replace(tmp, out)
+        with atomic_output(out) as tmp:
+            with warnings.catch_warnings(), _quiet_exporter():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    _Graph(cpu, plan),
+                    (dummy,),
+                    str(tmp),
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    dynamic_shapes={INPUT_NAME: {0: batch}},
+                    opset_version=OPSET,
+                    dynamo=True,
+                    external_data=False,
+                    verbose=False,
+                )
+            graph = onnx.load(str(tmp))
+            provenance = {**(metadata or {}), "producer": "vggish.onnx_export", "graph": GRAPH_REVISION}
+            for key, value in provenance.items():
+                entry = graph.metadata_props.add()
+                entry.key, entry.value = f"vggish.{key}", str(value)
+            onnx.save(graph, str(tmp))
     except Exception as e:
         raise RuntimeError(f"ONNX export failed: {' '.join(str(e).split())[:500]}") from e
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 
 class _Graph(torch.nn.Module):
-    """What is exported: the network with conv3_1 ... conv4_2 as Winograd convolutions (their
-    kernels are constants of the graph), ~25 % faster in ONNX Runtime than direct convolutions."""
+    """What is exported: the network with the plan's layers replaced (their transformed kernels
+    are constants of the graph)."""
 
-    def __init__(self, model: VGGish) -> None:
+    def __init__(self, network: VGGish, plan: Mapping[str, Algorithm]) -> None:
         super().__init__()
-        self.model = model
-        for name, kernels in model.winograd_kernels().items():
-            self.register_buffer(f"winograd_{name}", kernels)
+        self.network = network
+        self.plan = dict(plan)
+        for name, algo in self.plan.items():
+            if algo != "direct":
+                self.register_buffer(f"kernels_{name}", transform_kernel(getattr(network, name).weight, algo))
 
     def forward(self, examples: torch.Tensor) -> torch.Tensor:
-        kernels = {name: getattr(self, f"winograd_{name}") for name in winograd.LAYERS}
+        kernels = {name: getattr(self, f"kernels_{name}") for name, a in self.plan.items() if a != "direct"}
         x = examples.unsqueeze(1).contiguous(memory_format=torch.channels_last)
-        out: torch.Tensor = self.model.network(x, kernels)
+        out: torch.Tensor = self.network(x, plan_layers(self.network, self.plan, kernels))
         return out
 
 
@@ -139,31 +147,39 @@ def available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime"))
 
 
-def onnx_cache_dir() -> Path:
-    """Where exported graphs are kept: ``$VGGISH_CACHE_DIR/onnx``, default ``~/.cache/vggish/onnx``."""
-    root = os.environ.get("VGGISH_CACHE_DIR")
-    return (Path(root) if root else Path.home() / ".cache" / "vggish") / "onnx"
+def onnx_session(
+    network: VGGish,
+    weights_sha256: str,
+    cache_dir: str | os.PathLike[str],
+    *,
+    metadata: Mapping[str, str] | None = None,
+    threads: int | None = None,
+) -> OnnxVGGish:
+    """An ONNX Runtime session computing ``network``, exported on first use and cached.
 
+    The cache file's name carries this package's version, the graph revision and the weights'
+    SHA-256, so a graph is never reused for other weights; a cached file whose recorded SHA-256
+    differs is exported again.
 
-def onnx_runner(model: VGGish, threads: int | None = None) -> OnnxVGGish:
-    """An ONNX Runtime session computing ``model``, exported on first use and cached.
-
-    The cache key is the weights' SHA-256 and this package's version, so a graph is never reused
-    for other weights; a cached file whose recorded SHA-256 differs is exported again.
+    Args:
+        network: the module with the weights to export.
+        weights_sha256: the weights file's SHA-256 (``"random"`` for the demo weights).
+        cache_dir: the cache root; graphs go to ``cache_dir/onnx``.
+        metadata: provenance stored in the graph (the weights file's metadata).
+        threads: ONNX Runtime's intra-op threads.
     """
-    from vggish import __version__
-
-    sha = model.weights_info.get("sha256", "")
-    if not sha:
-        raise RuntimeError("the model has no weights SHA-256 to key its ONNX graph; load it with load_model")
-    path = onnx_cache_dir() / f"vggish-{__version__}-{GRAPH_REVISION}-{sha[:16]}.onnx"
+    if not weights_sha256:
+        raise RuntimeError("the weights have no SHA-256 to key their ONNX graph; load them with load_model")
+    path = (
+        Path(cache_dir) / CACHE_SUBDIR / f"vggish-{__version__}-{GRAPH_REVISION}-{weights_sha256[:16]}.onnx"
+    )
     if path.is_file():
         runner = OnnxVGGish(path, threads)
-        if runner.weights_info.get("sha256") == sha:
+        if runner.weights_info.get("sha256") == weights_sha256:
             return runner
     path.parent.mkdir(parents=True, exist_ok=True)
     logger.warning("exporting VGGish to ONNX (once per weights file): %s", path)
-    export_onnx(model, path)
+    export_onnx(network, path, metadata={**(metadata or {}), "sha256": weights_sha256})
     return OnnxVGGish(path, threads)
 
 

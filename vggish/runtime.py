@@ -1,130 +1,201 @@
-"""How many CPUs this process really has, and the thread counts chosen from that.
+"""The model users hold: the network plus how it runs (backend, device, precision, threads,
+batch size, caches). :func:`vggish.load_model` builds one.
 
-PyTorch and ONNX Runtime size their thread pools by the machine's cores, which in a container
-limited by a CPU quota (``docker run --cpus 2`` on a 64-core host) oversubscribes the quota
-many times over and makes inference several times slower. Here the count honours the affinity
-mask and the cgroup CPU quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``).
+>>> model = vggish.load_model()                      # a Runtime
+>>> model(torch.from_numpy(examples))                # PyTorch: (N, 96, 64) -> (N, 128) tensor
+>>> model.infer(examples)                            # the chosen backend: -> (N, 128) NumPy
+>>> model.embed_file("dog.wav")                      # the whole pipeline: an EmbeddingResult
 
-Overrides, most specific first: an explicit ``threads=`` argument (``--threads`` on the CLI),
-then ``VGGISH_NUM_THREADS``, then the CPUs found here.
-
-NumPy's BLAS is kept to one thread while the front end runs (:func:`single_threaded_blas`): its
-matrix products there are small, and OpenBLAS's idle threads spin for a while after each one,
-taking the cores from the model call that follows (10 % of end-to-end time on 2 cores, and 70 ms
-of a 10 s clip's latency in the service).
+``model.network`` is the plain :class:`~vggish.model.VGGish` ``nn.Module`` (layers, ``forward``,
+PCA buffers), for training, fine-tuning or anything else PyTorch does with modules.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import math
-import os
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Literal
 
-THREADS_ENV = "VGGISH_NUM_THREADS"
-_CGROUP_ROOT = Path("/sys/fs/cgroup")
-_PROC_CGROUP = Path("/proc/self/cgroup")
+import numpy as np
+import torch
+
+from vggish import params, pipeline
+from vggish.backends import Backend, TorchBackend
+from vggish.examples import Input
+from vggish.memory import release_free_memory
+from vggish.model import VGGish
+from vggish.options import EmbedOptions
+from vggish.pipeline import EmbeddingResult
+from vggish.resample import ResamplerName
+
+BackendName = Literal["auto", "torch", "onnx"]
+"""Which runtime :meth:`Runtime.infer` uses: PyTorch, ONNX Runtime (CPU), or ``auto`` (ONNX
+Runtime on the CPU in fp32 when installed, PyTorch otherwise and on other devices)."""
+
+PrecisionName = Literal["fp32", "fp16", "bf16"]
+"""Arithmetic of the network's weights and activations (PyTorch backend). ``fp16``/``bf16`` are
+for GPUs; see the README for their measured deviation from ``fp32``."""
+
+PRECISION_DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+}
+CPU_BATCH_SIZE = 32  # past ~32 examples a CPU gains nothing (benchmarks/bench_model.py)
+CUDA_BATCH_SIZE = 256  # a GPU needs large batches to fill; ~300 MB of activations in fp32
 
 
-def _own_cgroup_dir() -> Path:
-    """This process's cgroup v2 folder (``0::/path`` in /proc/self/cgroup), else the root."""
-    try:
-        for line in _PROC_CGROUP.read_text().splitlines():
-            if line.startswith("0::"):
-                folder = _CGROUP_ROOT / line[3:].strip().lstrip("/")
-                if (folder / "cpu.max").is_file():
-                    return folder
-    except OSError:
-        pass
-    return _CGROUP_ROOT
+def default_batch_size(device: str | torch.device) -> int:
+    """Examples per model call on ``device`` when none is asked for: 32 on the CPU, 256 on a GPU."""
+    return CPU_BATCH_SIZE if torch.device(device).type == "cpu" else CUDA_BATCH_SIZE
 
 
-def _cgroup_cpu_limit(root: Path | None = None) -> float | None:
-    """CPUs allowed by the cgroup quota (fractional), or None without a quota.
+class Runtime:
+    """VGGish ready to run: what :func:`vggish.load_model` returns.
 
-    ``root``: where ``cpu.max`` (v2) or ``cpu/cpu.cfs_*`` (v1) are; default this process's cgroup.
+    Args:
+        network: the module, on its device, in its precision, in eval mode (e.g.
+            ``Runtime(my_fine_tuned_network)`` runs one's own network through the pipeline).
+        backend: what :meth:`infer` calls; default: PyTorch (a
+            :class:`~vggish.backends.TorchBackend` with the default convolution plan).
+        torch_backend: the PyTorch backend used by ``model(tensor)``; default: ``backend`` when
+            that is PyTorch, else a new one.
+        precision: ``fp32``, ``fp16`` or ``bf16``: what the network was cast to.
+        threads: the intra-op threads the backend was given (None: the library's default).
+        weights_info: the weights file's metadata and its ``sha256``.
     """
-    v2 = root if root is not None else _own_cgroup_dir()
-    v1 = root if root is not None else _CGROUP_ROOT
-    try:
-        quota, period = (v2 / "cpu.max").read_text().split()[:2]  # cgroup v2: "max 100000"
-        return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):
-        pass
-    try:
-        quota_us = int((v1 / "cpu" / "cpu.cfs_quota_us").read_text())  # cgroup v1
-        period_us = int((v1 / "cpu" / "cpu.cfs_period_us").read_text())
-        return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
-    except (OSError, ValueError):
-        return None
 
+    def __init__(
+        self,
+        network: VGGish,
+        backend: Backend | None = None,
+        *,
+        torch_backend: TorchBackend | None = None,
+        precision: str = "fp32",
+        threads: int | None = None,
+        weights_info: dict[str, str] | None = None,
+    ) -> None:
+        if torch_backend is None:
+            torch_backend = backend if isinstance(backend, TorchBackend) else TorchBackend(network)
+        self.network = network
+        self._backend: Backend = torch_backend if backend is None else backend
+        self._torch = torch_backend
+        self.precision = precision
+        self.threads = threads
+        self.weights_info = dict(weights_info or {})
 
-def available_cpus() -> int:
-    """CPUs this process may use: the affinity mask, capped by a cgroup CPU quota (rounded up)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    limit = _cgroup_cpu_limit()
-    if limit is not None:
-        cpus = min(cpus, max(1, math.ceil(limit)))
-    return max(1, cpus)
+    def __repr__(self) -> str:
+        sha = self.weights_info.get("sha256", "?")[:12]
+        return (
+            f"Runtime(weights={sha}, device={self.device}, backend={self.backend}, "
+            f"precision={self.precision}, batch_size={self.default_batch_size})"
+        )
 
+    @property
+    def device(self) -> torch.device:
+        """Where the network's parameters are."""
+        return self.network.conv1.weight.device
 
-def validate_threads(threads: object, what: str = "threads") -> int:
-    """Returns ``threads`` (an int, or a string of digits) as a positive int, else raises ValueError."""
-    value = 0
-    if isinstance(threads, int) and not isinstance(threads, bool):
-        value = threads
-    elif isinstance(threads, str) and threads.strip().isdigit():
-        value = int(threads)
-    if value < 1:
-        raise ValueError(f"{what} must be a positive integer (for example 4); got {threads!r}")
-    return value
+    @property
+    def backend(self) -> str:
+        """``"onnx"`` when :meth:`infer` runs an ONNX Runtime session, else ``"torch"``."""
+        return self._backend.name
 
+    @property
+    def default_batch_size(self) -> int:
+        """Examples per model call when none is asked for: 32 on the CPU, 256 on a GPU."""
+        return default_batch_size(self.device)
 
-def intra_op_threads(threads: int | None = None) -> int:
-    """Threads for one model call: ``threads``, else ``$VGGISH_NUM_THREADS``, else :func:`available_cpus`."""
-    if threads is not None:
-        return validate_threads(threads)
-    env = os.environ.get(THREADS_ENV, "").strip()
-    if env:
-        return validate_threads(env, THREADS_ENV)
-    return available_cpus()
+    @property
+    def has_pca(self) -> bool:
+        """Whether the weights carry PCA parameters, so :meth:`postprocess` can run."""
+        return self.network.has_pca
 
+    @property
+    def winograd(self) -> bool:
+        """Whether PyTorch on the CPU may use Winograd convolutions (see :mod:`vggish.winograd`)."""
+        return self._torch.winograd
 
-def configure_torch_threads(threads: int | None = None) -> int:
-    """Sets PyTorch's intra-op thread count (process-wide) and returns it.
+    @winograd.setter
+    def winograd(self, enabled: bool) -> None:
+        self._torch.winograd = bool(enabled)
 
-    With nothing asked for, only lowers PyTorch's own default when it exceeds the CPUs found
-    here (a CPU quota), so a count the application set itself is not raised behind its back.
-    """
-    import torch
+    def __call__(self, examples: torch.Tensor) -> torch.Tensor:
+        """The network in PyTorch: (N, 96, 64) or (N, 1, 96, 64) -> (N, 128), pre-activation.
 
-    explicit = threads is not None or bool(os.environ.get(THREADS_ENV, "").strip())
-    wanted = intra_op_threads(threads)
-    current = torch.get_num_threads()
-    if wanted != current and (explicit or current > wanted):
-        torch.set_num_threads(wanted)
-    return torch.get_num_threads()
+        Gradients flow as through any module; without them, on the CPU in float32, the
+        Winograd layers are used (the same numbers to ~1e-6 of their scale).
+        """
+        return self._torch.forward(examples)
 
+    def infer(self, examples: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Embeds log-mel examples with the backend and precision, without autograd.
 
-@functools.cache
-def _blas_controller() -> Any:
-    """threadpoolctl's view of the BLAS libraries loaded (NumPy's), made once."""
-    from threadpoolctl import ThreadpoolController
+        Args:
+            examples: (N, 96, 64) or (N, 1, 96, 64) float log-mel patches, NumPy or a tensor
+                (on any device; NumPy goes to a GPU through pinned memory).
 
-    return ThreadpoolController()
+        Returns:
+            (N, 128) float32 embeddings as NumPy (on the CPU), pre-activation.
+        """
+        out = self._backend(examples)
+        release_free_memory()  # else glibc's arenas keep the activations' pages (see vggish.memory)
+        return out
 
+    def postprocess(self, embeddings: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """AudioSet's PCA + 8-bit quantisation: (N, 128) -> (N, 128) torch.uint8 (VGGISH.md §5).
 
-@contextlib.contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """NumPy's BLAS on one thread inside the block (the log-mel and resampling products)."""
-    with _blas_controller().limit(limits=1, user_api="blas"):
-        yield
+        Raises:
+            RuntimeError: the weights carry no PCA parameters.
+        """
+        return self.network.postprocess(embeddings)
 
+    def embed(
+        self,
+        waveform: np.ndarray | torch.Tensor,
+        sample_rate: int,
+        *,
+        hop_seconds: float = params.EXAMPLE_HOP_SECONDS,
+        pad: bool = False,
+        postprocess: bool | None = None,
+        resampler: ResamplerName = "reference",
+        batch_size: int | None = None,
+    ) -> EmbeddingResult:
+        """Embeds a waveform ((samples,) or (samples, channels); float, or int16 / 32768).
 
-def limit_blas_threads(threads: int = 1) -> None:
-    """Sets NumPy's BLAS threads for the rest of the process (the service: its decode threads
-    are the parallelism, so BLAS threads would only oversubscribe the cores)."""
-    _blas_controller().limit(limits=threads, user_api="blas")
+        See :func:`vggish.pipeline.embed_source` for the options.
+        """
+        options = EmbedOptions(hop_seconds, pad, postprocess, resampler, batch_size)
+        return pipeline.embed_waveform(self, waveform, sample_rate, options)
+
+    def embed_file(
+        self,
+        source: Input,
+        *,
+        hop_seconds: float = params.EXAMPLE_HOP_SECONDS,
+        pad: bool = False,
+        postprocess: bool | None = None,
+        resampler: ResamplerName = "reference",
+        batch_size: int | None = None,
+    ) -> EmbeddingResult:
+        """Embeds an audio file (path, bytes or binary file object) in bounded memory.
+
+        Args:
+            source: the file.
+            hop_seconds: distance between example starts, a multiple of 0.01 s.
+            pad: zero-pad a clip shorter than 0.975 s to one example.
+            postprocess: AudioSet's uint8 features; None: when the weights carry PCA.
+            resampler: ``reference`` (exact) or ``fast``.
+            batch_size: examples per model call (None: :attr:`default_batch_size`).
+        """
+        options = EmbedOptions(hop_seconds, pad, postprocess, resampler, batch_size)
+        return pipeline.embed_source(self, source, options)
+
+    def embed_many(
+        self, sources: Iterable[Input], options: EmbedOptions | None = None
+    ) -> list[EmbeddingResult]:
+        """Embeds several inputs, their examples packed together into full batches."""
+        return pipeline.embed_many(self, sources, options or EmbedOptions())
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        """The network's parameters."""
+        return self.network.parameters()

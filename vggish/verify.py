@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from vggish import params
-from vggish.model import VGGish
-from vggish.pipeline import waveform_to_examples
+from vggish.examples import waveform_to_examples
+from vggish.runtime import Runtime
 
 SMOKE_FREQUENCY_HZ = 1000.0  # the test tone
 SMOKE_SECONDS = 3.0  # 48000 samples at 16 kHz -> 3 examples
@@ -173,7 +173,7 @@ def smoke_waveform() -> np.ndarray:
     return wave
 
 
-def measure(model: VGGish) -> SmokeFigures:
+def measure(model: Runtime) -> SmokeFigures:
     """Runs the model on :func:`smoke_waveform` and returns its statistics (float64)."""
     examples = waveform_to_examples(smoke_waveform(), params.SAMPLE_RATE)
     with torch.inference_mode():
@@ -189,7 +189,7 @@ def measure(model: VGGish) -> SmokeFigures:
     )
 
 
-def smoke_test(model: VGGish) -> SmokeResult:
+def smoke_test(model: Runtime) -> SmokeResult:
     """Google's smoke test on ``model``: measured and expected figures with per-check verdicts.
 
     Args:

@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from app.deps import ServiceDep, TimingsDep, require_api_key
-from app.ingest import read_inputs
-from app.openapi_docs import EMBEDDINGS_BODY, PROBLEM_RESPONSES
-from app.schemas import EmbeddingsResponse, EmbedQuery
+from ..deps import ServiceDep, TimingsDep, require_api_key
+from ..ingest import read_inputs
+from ..openapi_docs import EMBEDDINGS_BODY, PROBLEM_RESPONSES
+from ..responses import embeddings_response
+from ..schemas import EmbeddingsResponse, EmbedQuery
 
 router = APIRouter(prefix="/v1", tags=["embeddings"], dependencies=[Depends(require_api_key)])
 
@@ -40,4 +41,6 @@ async def create_embeddings(
     """
     s = service.settings
     inputs = await read_inputs(request, s.max_upload_bytes, s.max_inputs)
-    return await service.embed(inputs, query, timings, lambda: wait_for_disconnect(request))
+    options = service.options(query.hop, query.pad, query.resampler, query.postprocess)
+    results = await service.embed(inputs, options, timings, lambda: wait_for_disconnect(request))
+    return embeddings_response(results, query, service.weights_id)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.errors import NotReadyError
-from app.schemas import Health
+from ..errors import NotReadyError
+from ..schemas import Health
 
 router = APIRouter(tags=["health"])
 

@@ -7,8 +7,8 @@ import shutil
 import torch
 from fastapi import APIRouter, Depends
 
-from app.deps import ServiceDep, require_api_key
-from app.schemas import Limits, ModelCard, ModelList
+from ..deps import ServiceDep, require_api_key
+from ..schemas import Limits, ModelCard, ModelList
 
 router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_api_key)])
 

@@ -21,9 +21,8 @@ import httpx
 import numpy as np
 import soundfile as sf
 from fastapi.testclient import TestClient
-
-from app.config import Settings
-from app.main import create_app
+from vggish_app.config import Settings
+from vggish_app.main import create_app
 
 REPO = Path(__file__).resolve().parents[2]
 READY_POLLS = 600  # x 0.1 s: loading the random model and warming up

@@ -61,15 +61,18 @@ JSON_CASES = {
     "empty label": {**GOOD, "name": "blank", "labels": ["a", "", "a", "b"]},
     "unknown field": {**GOOD, "name": "extra", "colour": "red"},
     "missing labels": {"name": "nolabels", "embeddings": GOOD["embeddings"]},
-    "duplicate name": GOOD,
 }
 
 
 @pytest.mark.parametrize("case", list(JSON_CASES))
 def test_bad_json_training_is_422(client: TestClient, case: str) -> None:
-    body = assert_problem(client.post("/v1/heads", json=JSON_CASES[case]), 422)
-    if case == "duplicate name":
-        assert body["type"].endswith(":head-exists") and "replace=true" in body["detail"]
+    assert_problem(client.post("/v1/heads", json=JSON_CASES[case]), 422)
+
+
+def test_a_taken_name_is_a_409_conflict(client: TestClient) -> None:
+    body = assert_problem(client.post("/v1/heads", json=GOOD), 409)
+    assert body["type"].endswith(":head-exists") and "replace=true" in body["detail"]
+    assert client.post("/v1/heads", json={**GOOD, "replace": True}).status_code == 201
 
 
 def test_nan_embedding_is_422(client: TestClient) -> None:
@@ -106,7 +109,7 @@ MULTIPART_CASES = {
     "single class": (form(2, ["a", "a"]), 422),
     "bad name": (form(2, ["a", "b"], name="bad/name"), 422),
     "unknown kind": (form(2, ["a", "b"], kind="tree"), 422),
-    "duplicate name": (form(2, ["a", "b"], name="good"), 422),
+    "duplicate name": (form(2, ["a", "b"], name="good"), 409),
     "no file part": ({"files": [("other", ("x.txt", b"abc", "text/plain"))], "data": {"name": "x"}}, 400),
     "undecodable file": (
         {

@@ -25,7 +25,7 @@ from safetensors.numpy import load as load_safetensors
 from service_helpers import assert_problem, metric, running_app
 
 import vggish
-from vggish.model import VGGish
+from vggish.runtime import Runtime
 
 pytestmark = pytest.mark.skipif(not heads_corpus.available(), reason="alsa / freedesktop sounds missing")
 ATOL = 1e-4  # batching changes the summation order of the embeddings only
@@ -59,7 +59,7 @@ def trained(client: TestClient, corpus: Any) -> dict[str, Any]:
     return body
 
 
-def library_clip_embeddings(model: VGGish, clips: list[heads_corpus.Clip]) -> np.ndarray:
+def library_clip_embeddings(model: Runtime, clips: list[heads_corpus.Clip]) -> np.ndarray:
     """(N, 128): each clip's mean example embedding, computed with the library (one batch) from
     the WAV bytes the service is sent."""
     examples = [vggish.waveform_to_examples(*sf.read(io.BytesIO(c.wav()))) for c in clips]
@@ -117,7 +117,7 @@ def test_held_out_clips_are_classified_far_above_chance(
 
 
 def test_scores_match_numpy_on_library_embeddings(
-    client: TestClient, trained: dict[str, Any], corpus: Any, random_model: VGGish
+    client: TestClient, trained: dict[str, Any], corpus: Any, random_model: Runtime
 ) -> None:
     _, test = corpus
     clips = test[:6]
@@ -174,7 +174,7 @@ def test_export_import_gives_identical_scores(
         )
 
 
-def test_train_from_embeddings_json_mlp(client: TestClient, random_model: VGGish, corpus: Any) -> None:
+def test_train_from_embeddings_json_mlp(client: TestClient, random_model: Runtime, corpus: Any) -> None:
     train, test = corpus
     x = library_clip_embeddings(random_model, train)
     body = {"name": "kinds.mlp", "embeddings": x.tolist(), "labels": [c.label for c in train], "kind": "mlp"}
@@ -193,7 +193,7 @@ def test_replace_bumps_the_version(client: TestClient) -> None:
     rng = np.random.default_rng(3)
     body = {"name": "twice", "embeddings": rng.standard_normal((4, 128)).tolist(), "labels": list("abab")}
     assert client.post("/v1/heads", json=body).status_code == 201
-    assert_problem(client.post("/v1/heads", json=body), 422)
+    assert_problem(client.post("/v1/heads", json=body), 409)
     r = client.post("/v1/heads", json={**body, "replace": True})
     assert r.status_code == 201 and r.json()["version"] == 2
     assert r.json()["metrics"] == {

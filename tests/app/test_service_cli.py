@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
+import pickle
 from typing import Any
 
 import pytest
 import torch
-import uvicorn
+from vggish_app import main
+from vggish_app.config import Settings
 
 from vggish.cli import serve_cmd
 
@@ -20,7 +23,7 @@ def parse(*argv: str) -> argparse.Namespace:
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``run`` writes VGGISH_* variables; monkeypatch puts them back afterwards."""
+    """No VGGISH_* variable of the developer's shell leaks into these tests."""
     names = ("HOST", "PORT", "WEIGHTS", "WORKERS", "DOWNLOAD")
     names += ("DEVICE", "BACKEND", "PRECISION", "NUM_THREADS")
     for name in names:
@@ -39,31 +42,40 @@ def test_missing_weights_stop_with_one_line(monkeypatch: pytest.MonkeyPatch, tmp
     assert "VGGISH_WEIGHTS=random" in message
 
 
-def test_options_reach_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda target, **kwargs: calls.append({"target": target, **kwargs}))
-    assert (
-        serve_cmd.run(parse("--weights", "random", "--host", "127.0.0.1", "--port", "9123", "--workers", "2"))
-        == 0
+def _served(monkeypatch: pytest.MonkeyPatch, *argv: str) -> Settings:
+    """Runs ``vggish serve ARGV`` up to the point of serving; returns the settings it serves."""
+    served: list[Settings] = []
+    monkeypatch.setattr(main, "serve", lambda settings: served.append(settings) or True)
+    environment = dict(os.environ)
+    assert serve_cmd.run(parse(*argv)) == 0
+    assert dict(os.environ) == environment  # nothing is passed through the environment
+    (settings,) = served
+    return settings
+
+
+def test_options_reach_the_app_factory_and_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VGGISH_PORT", "9999")  # the environment's defaults, the flags' overrides
+    monkeypatch.setenv("VGGISH_MAX_INPUTS", "7")
+    settings = _served(
+        monkeypatch, "--weights", "random", "--host", "127.0.0.1", "--port", "9123", "--workers", "2"
     )
-    (call,) = calls
-    assert call["target"] == "app.main:app"
-    assert (call["host"], call["port"], call["workers"]) == ("127.0.0.1", 9123, 2)
+    assert (settings.host, settings.port, settings.workers, settings.max_inputs) == ("127.0.0.1", 9123, 2, 7)
+    config = main.uvicorn_config(settings)
+    assert (config.host, config.port, config.workers, config.factory) == ("127.0.0.1", 9123, 2, True)
+    assert config.app.func is main.create_app and config.app.args == (settings,)
+    assert pickle.loads(pickle.dumps(config.app)).args == (settings,)  # reaches worker processes
 
 
 def test_runtime_options_reach_the_service_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(uvicorn, "run", lambda target, **kwargs: None)
-    args = parse("--weights", "random", "--backend", "torch", "--precision", "bf16", "--threads", "1")
-    assert serve_cmd.run(args) == 0
-    from app.config import Settings
-
-    settings = Settings()
+    settings = _served(
+        monkeypatch, "--weights", "random", "--backend", "torch", "--precision", "bf16", "--threads", "1"
+    )
     assert (settings.backend, settings.precision, settings.num_threads) == ("torch", "bf16", 1)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
 def test_cuda_without_a_gpu_stops_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(uvicorn, "run", lambda target, **kwargs: pytest.fail("must not start"))
+    monkeypatch.setattr(main, "serve", lambda settings: pytest.fail("must not start"))
     with pytest.raises(ValueError, match="sees no CUDA GPU") as error:
         serve_cmd.run(parse("--weights", "random", "--device", "cuda"))
     assert "\n" not in str(error.value) and "device='cpu'" in str(error.value)

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from service_helpers import clip, signal_of
 
-from vggish.model import VGGish
+from vggish.runtime import Runtime
 
 ATOL = 1e-5  # batching across requests changes the summation order only
 
@@ -29,7 +29,7 @@ def check_parity(item: dict[str, Any], expected: Any) -> None:
     assert item["duration"] == pytest.approx(expected.duration)
 
 
-def test_multipart_stereo_44k_matches_embed_file(client: TestClient, random_model: VGGish) -> None:
+def test_multipart_stereo_44k_matches_embed_file(client: TestClient, random_model: Runtime) -> None:
     data = clip(2.5, 44100, channels=2, seed=1)
     r = client.post("/v1/embeddings", files={"file": ("dog.wav", data, "audio/wav")})
     assert r.status_code == 200, r.text
@@ -42,7 +42,7 @@ def test_multipart_stereo_44k_matches_embed_file(client: TestClient, random_mode
     assert body["usage"] == {"audio_seconds": pytest.approx(2.5), "examples": 2}
 
 
-def test_multipart_several_files_keep_their_order(client: TestClient, random_model: VGGish) -> None:
+def test_multipart_several_files_keep_their_order(client: TestClient, random_model: Runtime) -> None:
     files = [
         ("file", ("a.wav", clip(1.5, seed=2), "audio/wav")),
         ("file", ("b.flac", clip(3.1, fmt="FLAC", seed=3), "audio/flac")),
@@ -56,7 +56,7 @@ def test_multipart_several_files_keep_their_order(client: TestClient, random_mod
 
 
 @pytest.mark.parametrize("content_type", ["audio/wav", "audio/x-flac", "application/octet-stream"])
-def test_raw_body(client: TestClient, random_model: VGGish, content_type: str) -> None:
+def test_raw_body(client: TestClient, random_model: Runtime, content_type: str) -> None:
     data = clip(2.0, 22050, fmt="FLAC" if "flac" in content_type else "WAV", seed=4)
     headers = {"content-type": content_type, "x-filename": "raw.bin"}
     r = client.post("/v1/embeddings", content=data, headers=headers)
@@ -66,7 +66,7 @@ def test_raw_body(client: TestClient, random_model: VGGish, content_type: str) -
     check_parity(item, random_model.embed_file(data, postprocess=False))
 
 
-def test_json_base64_file(client: TestClient, random_model: VGGish) -> None:
+def test_json_base64_file(client: TestClient, random_model: Runtime) -> None:
     data = clip(2.0, 16000, channels=2, seed=5)
     inputs = [{"audio_base64": base64.b64encode(data).decode(), "name": "b64.wav"}]
     r = client.post("/v1/embeddings", json={"inputs": inputs})
@@ -75,7 +75,9 @@ def test_json_base64_file(client: TestClient, random_model: VGGish) -> None:
 
 
 @pytest.mark.parametrize(("rate", "channels"), [(16000, 1), (8000, 2)])
-def test_json_samples_match_embed(client: TestClient, random_model: VGGish, rate: int, channels: int) -> None:
+def test_json_samples_match_embed(
+    client: TestClient, random_model: Runtime, rate: int, channels: int
+) -> None:
     x = signal_of(2.2, rate, channels, seed=6).astype(np.float32)
     samples = x[:, 0].tolist() if channels == 1 else x.tolist()
     r = client.post("/v1/embeddings", json={"inputs": [{"samples": samples, "sample_rate": rate}]})
@@ -96,7 +98,7 @@ def test_mixed_json_inputs(client: TestClient) -> None:
     assert [len(d["embeddings"]) for d in r.json()["data"]] == [1, 2]
 
 
-def test_postprocess_and_mean_pooling(client: TestClient, random_model: VGGish) -> None:
+def test_postprocess_and_mean_pooling(client: TestClient, random_model: Runtime) -> None:
     data = clip(3.0, seed=8)
     r = client.post("/v1/embeddings?postprocess=true&pooling=mean", files={"file": ("x.wav", data)})
     assert r.status_code == 200, r.text
@@ -116,7 +118,7 @@ def test_postprocess_and_mean_pooling(client: TestClient, random_model: VGGish) 
         {"pad": "true"},
     ],
 )
-def test_options_match_library(client: TestClient, random_model: VGGish, query: dict[str, str]) -> None:
+def test_options_match_library(client: TestClient, random_model: Runtime, query: dict[str, str]) -> None:
     data = clip(0.6 if "pad" in query else 2.5, 32000, seed=9)
     r = client.post("/v1/embeddings", params=query, files={"file": ("o.wav", data)})
     assert r.status_code == 200, r.text

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from service_helpers import assert_problem, clip, metric, running_app
+from vggish_app.batching import BACKLOG_BATCHES
 
 POLLS = 600  # x 0.05 s
 
@@ -191,7 +192,7 @@ def test_disconnected_client_frees_its_queued_examples() -> None:
             assert entered.wait(timeout=120)
             gone = c.portal.call(anyio.Event)
             leaving = c.portal.start_task_soon(_post_then_leave, c.app, clip(3.0, 8000), gone)
-            wait_queue_depth(c, 3)
+            wait_queue_depth(c, BACKLOG_BATCHES)  # 3 examples; its feeder holds at most 2 batches of 1
             c.portal.call(gone.set)
             messages = leaving.result(timeout=120)
             wait_queue_depth(c, 0)  # dropped while the model is still blocked

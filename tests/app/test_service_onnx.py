@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from service_helpers import clip, running_app
 
-from vggish.model import VGGish
+from vggish.runtime import Runtime
 
 pytestmark = pytest.mark.slow
 
 
-def test_onnx_backend_serves_library_numbers(onnx_cache: Path, random_model: VGGish, tmp_path: Path) -> None:
+def test_onnx_backend_serves_library_numbers(onnx_cache: Path, random_model: Runtime, tmp_path: Path) -> None:
     with running_app(backend="onnx", data_dir=tmp_path) as client:
         card = client.get("/v1/models").json()["data"][0]
         assert card["backend"].startswith("onnxruntime")
@@ -28,8 +28,7 @@ def test_onnx_backend_serves_library_numbers(onnx_cache: Path, random_model: VGG
 
 def test_unknown_backend_is_refused() -> None:
     from pydantic import ValidationError
-
-    from app.config import Settings
+    from vggish_app.config import Settings
 
     with pytest.raises(ValidationError, match="backend"):
         Settings(backend="tensorrt")

@@ -12,9 +12,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
-
-from app.config import Settings
-from app.main import create_app
+from vggish_app.config import Settings
+from vggish_app.main import create_app
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

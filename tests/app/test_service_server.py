@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from service_helpers import assert_problem, clip, metric, signal_of, uvicorn_server
 
-from vggish.model import VGGish
+from vggish.runtime import Runtime
 
 pytestmark = pytest.mark.slow  # starts uvicorn processes
 
@@ -29,7 +29,7 @@ def server() -> Iterator[str]:
         yield running.base
 
 
-def test_every_input_form_over_http(server: str, random_model: VGGish) -> None:
+def test_every_input_form_over_http(server: str, random_model: Runtime) -> None:
     data = clip(2.0, 22050, channels=2, seed=11)
     expected = random_model.embed_file(data, postprocess=False).embeddings
     x = signal_of(2.0, 16000, seed=12)[:, 0]
@@ -51,7 +51,7 @@ def test_every_input_form_over_http(server: str, random_model: VGGish) -> None:
     )
 
 
-def test_concurrent_clients_are_batched_together(server: str, random_model: VGGish) -> None:
+def test_concurrent_clients_are_batched_together(server: str, random_model: Runtime) -> None:
     clips = [clip(2.0, 16000, seed=100 + i) for i in range(CLIENTS)]
     start = threading.Barrier(CLIENTS)
 

@@ -1,8 +1,9 @@
 """Command-line interface: ``vggish SUBCOMMAND ...`` (also ``python -m vggish``).
 
 Each subcommand lives in its own module with ``register(subparsers)``, which adds a parser whose
-``func`` default is ``run(args) -> int``. Library errors (``ValueError``, ``RuntimeError``,
-``OSError``) become one line on stderr and exit status 1; nothing else is printed on failure.
+``func`` default is ``run(args) -> int``. Library errors (``ValueError`` and the kinds of
+:mod:`vggish.errors`, ``RuntimeError``, ``OSError``) become one line on stderr and exit status 1;
+nothing else is printed on failure.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+
+from vggish.errors import NotFoundError
 
 # Subcommand modules, in the order ``--help`` lists them.
 _SUBCOMMANDS = (
@@ -75,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vggish: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, RuntimeError, OSError) as e:
+    except (ValueError, RuntimeError, OSError, NotFoundError) as e:
         print(f"vggish: error: {_one_line(e)}", file=sys.stderr)
         return 1
     return status

@@ -6,8 +6,8 @@ import argparse
 import time
 from typing import Any
 
-from vggish.convert import convert_checkpoint
 from vggish.weights import default_weights_path, sha256_file
+from vggish.weights.convert import convert_checkpoint
 
 DESCRIPTION = """\
 Convert VGGish weights into this package's .safetensors weights file, without TensorFlow.

@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vggish.download import OFFICIAL_FILES, OfficialInstall, install_official
 from vggish.weights import default_weights_dir
+from vggish.weights.download import OFFICIAL_FILES
+from vggish.weights.install import OfficialInstall, install_official
 
 DESCRIPTION = """\
 Download Google's official VGGish checkpoint and PCA parameters, check their MD5 while they

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from vggish.cli.runtime_args import add_embed_args, add_runtime_args, embed_options, load_kwargs
+from vggish.loader import load_model
 from vggish.pipeline import EmbeddingResult, embed_source, write_npz
-from vggish.weights import default_weights_path, load_model
+from vggish.weights import default_weights_path
 
 DESCRIPTION = """\
 Embed one audio file with VGGish and write an .npz with:

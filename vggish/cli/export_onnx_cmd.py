@@ -44,15 +44,15 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from vggish.loader import load_model
     from vggish.onnx_export import OnnxVGGish, export_onnx
-    from vggish.weights import load_model
 
     started = time.perf_counter()
     with warnings.catch_warnings():
         if args.weights == "random":
             warnings.simplefilter("ignore")
-        model = load_model(args.weights)
-    path = export_onnx(model, args.output)
+        model = load_model(args.weights, backend="torch")
+    path = export_onnx(model.network, args.output, metadata=model.weights_info)
     examples = np.random.default_rng(0).standard_normal((3, 96, 64)).astype(np.float32)
     with torch.inference_mode():
         expected = model(torch.from_numpy(examples)).numpy()

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, get_args
 
-from vggish.cli.runtime_args import add_embed_args, add_runtime_args, embed_options
+from vggish.cli.runtime_args import add_embed_args, add_runtime_args, embed_options, load_kwargs
 from vggish.extract import ExtractOptions, ExtractSummary, default_workers, extract, find_inputs
 from vggish.extract.outputs import FAILURES_NAME, OutputFormat
 from vggish.weights import default_weights_path
@@ -71,15 +71,17 @@ def run(args: argparse.Namespace) -> int:
         args.workers = default_workers(args.device)
     if args.workers < 0:
         raise ValueError(f"--workers must be 0 or more; got {args.workers}")
+    runtime = load_kwargs(args)
     options = ExtractOptions(
         embed=embed_options(args),
         format=args.format,
         engine=args.engine,
         workers=args.workers,
         device=args.device,
-        backend=args.backend,
+        backend=runtime["backend"],
         precision=args.precision or "fp32",
-        threads=args.threads,
+        threads=runtime["threads"],
+        cache_dir=runtime["cache_dir"],
         ray_address=args.ray_address,
         rows_per_part=args.rows_per_part,
     )

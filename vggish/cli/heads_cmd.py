@@ -15,8 +15,8 @@ import numpy as np
 
 from vggish.heads import HeadKind, train, validate_name
 from vggish.heads_store import HeadStore
-from vggish.model import VGGish
-from vggish.weights import load_model
+from vggish.loader import load_model
+from vggish.runtime import Runtime
 
 DEFAULT_DATA_DIR = "data"  # the service's default VGGISH_DATA_DIR, relative to the working directory
 
@@ -60,7 +60,7 @@ def register(subparsers: Any) -> None:
         sub.add_argument("--pad", action="store_true", help="zero-pad clips shorter than 0.975 s")
 
 
-def clip_embedding(model: VGGish, path: Path, pad: bool) -> np.ndarray:
+def clip_embedding(model: Runtime, path: Path, pad: bool) -> np.ndarray:
     """(128,) float32: the mean of the file's example embeddings.
 
     Raises:

@@ -1,17 +1,27 @@
 """The options that ``embed``, ``extract`` and ``serve`` share: how audio becomes examples (hop,
 padding, resampler, postprocessing) and the runtime (device, backend, precision, threads, batch
-size)."""
+size).
+
+This is the CLI's argument layer, and with ``app/config.py`` the only code that reads the
+environment: ``VGGISH_BACKEND``, ``VGGISH_NUM_THREADS`` and ``VGGISH_CACHE_DIR`` give the
+defaults of ``--backend``, ``--threads`` and the ONNX graph cache.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any, get_args
 
 from vggish import params
-from vggish.model import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, BackendName, PrecisionName
-from vggish.pipeline import EmbedOptions
+from vggish.cpus import available_cpus, validate_threads
+from vggish.options import EmbedOptions
 from vggish.resample import ResamplerName
-from vggish.runtime import THREADS_ENV, available_cpus, validate_threads
+from vggish.runtime import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, BackendName, PrecisionName
+
+BACKEND_ENV = "VGGISH_BACKEND"
+THREADS_ENV = "VGGISH_NUM_THREADS"
+CACHE_ENV = "VGGISH_CACHE_DIR"
 
 
 def positive_int(text: str) -> int:
@@ -58,8 +68,9 @@ def add_runtime_args(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
     p.add_argument(
         "--backend",
         choices=get_args(BackendName),
-        help="auto (default): ONNX Runtime on the CPU when installed (pip install 'vggish[onnx]'; "
-        "graph exported once per weights file), PyTorch otherwise and on GPUs; torch; onnx",
+        help=f"auto (default, or {BACKEND_ENV}): ONNX Runtime on the CPU when installed "
+        "(pip install 'vggish[onnx]'; graph exported once per weights file), PyTorch otherwise "
+        "and on GPUs; torch; onnx",
     )
     p.add_argument(
         "--precision",
@@ -83,10 +94,31 @@ def add_runtime_args(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
         )
 
 
+def env_default(name: str) -> str | None:
+    """The environment variable ``name``, or None when unset or blank."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
 def load_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``load_model`` keyword arguments the user gave (the library's defaults otherwise)."""
-    kwargs: dict[str, Any] = {"device": args.device or "cpu", "backend": args.backend}
-    kwargs["threads"] = args.threads
+    """The ``load_model`` keyword arguments of the runtime options, the environment's defaults
+    filling what the user did not give.
+
+    Raises:
+        ValueError: a malformed ``VGGISH_BACKEND`` or ``VGGISH_NUM_THREADS``.
+    """
+    backend = args.backend or env_default(BACKEND_ENV) or "auto"
+    if backend not in get_args(BackendName):
+        raise ValueError(f"{BACKEND_ENV} must be one of {get_args(BackendName)}; got {backend!r}")
+    threads = args.threads
+    if threads is None and env_default(THREADS_ENV) is not None:
+        threads = validate_threads(env_default(THREADS_ENV), THREADS_ENV)
+    kwargs: dict[str, Any] = {
+        "device": args.device or "cpu",
+        "backend": backend,
+        "threads": threads,
+        "cache_dir": env_default(CACHE_ENV),
+    }
     if args.precision:
         kwargs["precision"] = args.precision
     return kwargs

@@ -1,19 +1,18 @@
-"""``vggish serve``: the REST service (``app/``) under uvicorn.
+"""``vggish serve``: the REST service (the ``vggish_app`` package, from ``app/``) under uvicorn.
 
-The service's settings come from ``VGGISH_*`` environment variables; the options given here
-are written into the environment so that every uvicorn worker process reads the same settings.
-The service lives in the ``app`` package beside this library (``pip install 'vggish[serve]'``).
+Settings come from ``VGGISH_*`` environment variables (read by the service's settings class), and
+the options given here override them; the app is built by its factory from those settings, in
+each worker process, without touching the environment. The CLI is the one layer above both the
+library and the service, so it is the one place in ``vggish/`` that imports the service.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 from typing import Any
 
 from vggish.cli.runtime_args import add_runtime_args
-from vggish.weights import check_device
+from vggish.loader import check_device
 
 DESCRIPTION = """\
 Serve VGGish over HTTP: POST /v1/embeddings, GET /v1/models, /healthz, /readyz, /metrics, /docs.
@@ -45,35 +44,24 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _import(module: str) -> Any:
-    """Imports a module of the service, with a one-line hint when it is not installed."""
+def run(args: argparse.Namespace) -> int:
+    """Checks the weights and device (one line on failure), then serves until interrupted."""
     try:
-        return importlib.import_module(module)
+        from vggish_app.config import Settings
+        from vggish_app.main import serve
+        from vggish_app.model_loader import resolve_weights
     except ModuleNotFoundError as e:
         raise RuntimeError(
             f"the REST service needs {e.name!r}: pip install 'vggish[serve]' "
             "(from a checkout: pip install -e '.[serve]')"
         ) from e
-
-
-def run(args: argparse.Namespace) -> int:
-    """Checks the weights (one line on failure), then runs uvicorn until interrupted."""
-    names = {"threads": "NUM_THREADS"}
-    for name in ("host", "port", "weights", "workers", "device", "backend", "precision", "threads"):
-        value = getattr(args, name)
-        if value is not None:
-            os.environ[f"VGGISH_{names.get(name, name.upper())}"] = str(value)
-    uvicorn = _import("uvicorn")
-    settings = _import("app.config").Settings()
-    _import("app.model_loader").resolve_weights(settings)  # missing weights: one line, exit 1
+    names = {"threads": "num_threads"}
+    given = {
+        names.get(name, name): getattr(args, name)
+        for name in ("host", "port", "weights", "workers", "device", "backend", "precision", "threads")
+        if getattr(args, name) is not None
+    }
+    settings = Settings(**given)
+    resolve_weights(settings)  # missing weights: one line, exit 1
     check_device(settings.device)  # no GPU for VGGISH_DEVICE=cuda: one line, exit 1
-    uvicorn.run(
-        "app.main:app",
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        access_log=False,  # the app logs every request as JSON, with its request id
-        timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
-    )
-    return 0
+    return 0 if serve(settings) else 1

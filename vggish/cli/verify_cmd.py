@@ -7,8 +7,9 @@ import textwrap
 from typing import Any
 
 from vggish import verify as V
+from vggish.loader import load_model
 from vggish.verify import smoke_test
-from vggish.weights import default_weights_path, load_model
+from vggish.weights import default_weights_path
 
 DESCRIPTION = textwrap.fill(
     f"Run Google's VGGish smoke test on a weights file: a {V.SMOKE_FREQUENCY_HZ:.0f} Hz sine, "
@@ -51,7 +52,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Prints the smoke test's table; returns 0 when every check passes, else 1."""
-    model = load_model(args.weights, device=args.device)
+    model = load_model(args.weights, device=args.device, backend="torch")
     result = smoke_test(model)
     info = model.weights_info
     where = args.weights or default_weights_path()

@@ -22,7 +22,7 @@ from typing import Any, Literal, get_args
 
 import torch
 
-from vggish.extract.batching import Embedded
+from vggish.cpus import available_cpus
 from vggish.extract.decode import Failure
 from vggish.extract.inputs import InputFile, find_inputs
 from vggish.extract.outputs import (
@@ -35,10 +35,10 @@ from vggish.extract.outputs import (
     write_summary,
 )
 from vggish.extract.progress import Progress
-from vggish.model import BackendName, PrecisionName, default_batch_size
-from vggish.pipeline import EmbedOptions, wants_postprocess
-from vggish.runtime import available_cpus
-from vggish.weights import load_model
+from vggish.loader import load_model
+from vggish.options import EmbedOptions
+from vggish.pipeline import EmbeddingResult, wants_postprocess
+from vggish.runtime import BackendName, PrecisionName, default_batch_size
 
 Engine = Literal["local", "ray"]
 INSTALL_EXTRACT = "--format parquet needs pyarrow: pip install 'vggish[extract]'"
@@ -72,6 +72,7 @@ class ExtractOptions:
         backend: ``auto`` (default; ONNX Runtime on the CPU when installed), ``torch`` or ``onnx``.
         precision: ``fp32``, or ``fp16``/``bf16`` on a GPU (see :func:`vggish.load_model`).
         threads: the model's intra-op threads (local engine); None: the CPUs not decoding.
+        cache_dir: where the ONNX backend keeps its exported graphs (None: the library's default).
         ray_address: an existing Ray cluster; None starts a local one.
         rows_per_part: rows per Parquet/TFRecord part (an input's rows never straddle two parts).
     """
@@ -81,9 +82,10 @@ class ExtractOptions:
     engine: Engine = "local"
     workers: int = field(default_factory=default_workers)  # for the CPU; see default_workers("cuda")
     device: str = "cpu"
-    backend: BackendName | None = None
+    backend: BackendName = "auto"
     precision: PrecisionName = "fp32"
     threads: int | None = None
+    cache_dir: str | None = None
     ray_address: str | None = None
     rows_per_part: int = DEFAULT_ROWS_PER_PART
 
@@ -159,6 +161,7 @@ def extract(
             backend=options.backend,
             precision=options.precision,
             threads=threads,
+            cache_dir=options.cache_dir,
         )
     postprocess = wants_postprocess(model, options.embed)
     if options.format == "tfrecord" and not postprocess:
@@ -171,14 +174,14 @@ def extract(
     done = completed_inputs(output, options.format, inputs)
     todo = [item.path for item in inputs if item.path not in done]
     writer = (
-        NpzWriter(output, inputs, options.embed.hop_seconds)
+        NpzWriter(output, inputs)
         if options.format == "npz"
-        else PartWriter(output, options.format, options.embed.hop_seconds, options.rows_per_part)
+        else PartWriter(output, options.format, options.rows_per_part)
     )
     summary = ExtractSummary(len(inputs), len(inputs) - len(todo), settings=settings)
     failures, bar = FailureLog(output), Progress(len(todo), enabled=progress)
 
-    def on_result(result: Embedded | Failure) -> None:
+    def on_result(result: EmbeddingResult | Failure) -> None:
         if isinstance(result, Failure):
             failures.add(result)
             bar.update(0.0, failed=True)
@@ -186,7 +189,7 @@ def extract(
         writer.add(result)
         summary.files_ok += 1
         summary.examples += result.embeddings.shape[0]
-        bar.update(result.source.duration)
+        bar.update(result.duration)
 
     try:
         _run_engine(model, weights, todo, options, postprocess, on_result)
@@ -195,7 +198,7 @@ def extract(
         failures.close()
         bar.close()
         torch.set_num_threads(torch_threads)
-    backend = model.backend if options.engine == "local" else options.backend or "auto"
+    backend = model.backend if options.engine == "local" else options.backend
     seconds = time.perf_counter() - started
     return _finish(summary, output, options, backend, (failures.count, bar.audio_seconds, seconds))
 
@@ -221,6 +224,7 @@ def _run_engine(
             device=options.device,
             backend=options.backend,
             precision=options.precision,
+            batch_size=options.embed.batch_size or default_batch_size(options.device),
             workers=max(1, options.workers),
             address=options.ray_address,
             on_result=on_result,

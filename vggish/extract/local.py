@@ -9,28 +9,30 @@ worker are decoding or waiting, which bounds memory.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-import numpy as np
 import torch
 
-from vggish.extract.batching import BatchPacker, Embedded
-from vggish.extract.decode import Decoded, Failure, decode_file
-from vggish.model import VGGish
-from vggish.pipeline import EmbedOptions, run_model
-from vggish.runtime import available_cpus
+from vggish.cpus import available_cpus
+from vggish.examples import InputExamples
+from vggish.extract.decode import Failure, decode_file
+from vggish.options import EmbedOptions
+from vggish.packer import Job, Packer
+from vggish.pipeline import EmbeddingResult, batch_size, finish
+from vggish.runtime import Runtime
 
 IN_FLIGHT_PER_WORKER = 4
 
-Result = Embedded | Failure
+Result = EmbeddingResult | Failure
 
 
 def run_local(
-    model: VGGish,
+    model: Runtime,
     paths: list[str],
     options: EmbedOptions,
     postprocess: bool,
@@ -45,27 +47,25 @@ def run_local(
         options: hop, padding, resampler and batch size.
         postprocess: also compute AudioSet's uint8 features.
         workers: decoding processes; 0 decodes in this process (no parallelism).
-        on_result: receives each input's embeddings or failure.
+        on_result: receives each input's embeddings (named by its path) or failure.
     """
+    packer = Packer(batch_size(model, options))
 
-    def embed(batch: np.ndarray) -> np.ndarray:
-        return run_model(model, [batch], batch.shape[0])
+    def completed(jobs: list[Job]) -> None:
+        for job in jobs:
+            on_result(finish(model, job.embeddings(), job.tag, postprocess))
 
-    def quantize(embeddings: np.ndarray) -> np.ndarray:
-        out: np.ndarray = model.postprocess(embeddings).cpu().numpy()
-        return out
-
-    packer = BatchPacker(embed, quantize if postprocess else None, options.batch_size_for(model))
     decoded = _decode_serial(paths, options) if workers == 0 else _decode_parallel(paths, options, workers)
     with _threads_beside(workers, model.device):
         for item in decoded:
             if isinstance(item, Failure):
                 on_result(item)
                 continue
-            for done in packer.add(item):
-                on_result(done)
-        for done in packer.flush():
-            on_result(done)
+            job = Job(dataclasses.replace(item, examples=None))  # the packer holds the examples
+            packer.put(job, item.examples)
+            packer.close(job)
+            completed(packer.run(model.infer))
+        completed(packer.run(model.infer, flush=True))
 
 
 @contextlib.contextmanager
@@ -87,12 +87,14 @@ def _threads_beside(workers: int, device: torch.device) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _decode_serial(paths: list[str], options: EmbedOptions) -> Iterator[Decoded | Failure]:
+def _decode_serial(paths: list[str], options: EmbedOptions) -> Iterator[InputExamples | Failure]:
     for path in paths:
         yield decode_file(path, options)
 
 
-def _decode_parallel(paths: list[str], options: EmbedOptions, workers: int) -> Iterator[Decoded | Failure]:
+def _decode_parallel(
+    paths: list[str], options: EmbedOptions, workers: int
+) -> Iterator[InputExamples | Failure]:
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     try:
@@ -103,10 +105,10 @@ def _decode_parallel(paths: list[str], options: EmbedOptions, workers: int) -> I
 
 def _decode_in_pool(
     paths: list[str], options: EmbedOptions, workers: int, context: Any
-) -> Iterator[Decoded | Failure]:
+) -> Iterator[InputExamples | Failure]:
     todo = iter(paths)
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        running: set[Future[Decoded | Failure]] = set()
+        running: set[Future[InputExamples | Failure]] = set()
 
         def submit(count: int) -> None:
             if count <= 0:

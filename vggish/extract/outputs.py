@@ -28,11 +28,10 @@ from typing import Any, Literal
 import numpy as np
 
 from vggish import params
-from vggish.extract.batching import Embedded
 from vggish.extract.decode import Failure
 from vggish.extract.inputs import InputFile
-from vggish.features import example_timestamps
-from vggish.pipeline import EmbeddingResult
+from vggish.fileio import write_bytes_atomic
+from vggish.pipeline import EmbeddingResult, write_npz
 
 OutputFormat = Literal["parquet", "npz", "tfrecord"]
 
@@ -43,16 +42,6 @@ PARTS_DIR = "_parts"
 MANIFEST_VERSION = 1
 _EXTENSIONS: dict[str, str] = {"parquet": ".parquet", "tfrecord": ".tfrecord"}
 _PART = re.compile(r"^part-(\d{5,})\.(parquet|tfrecord|json)$")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Writes ``data`` to ``.NAME.tmp`` beside ``path``, flushes it to disk, renames it to ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -81,7 +70,7 @@ def prepare(root: Path, settings: Mapping[str, Any]) -> None:
             )
     else:
         root.mkdir(parents=True, exist_ok=True)
-        write_atomic(manifest, _json_bytes(wanted))
+        write_bytes_atomic(manifest, _json_bytes(wanted))
     _remove_temporary(root)
 
 
@@ -93,7 +82,7 @@ def _remove_temporary(root: Path) -> None:
 
 
 def _is_temporary(name: str) -> bool:
-    """What :func:`write_atomic` and the part writers leave behind when killed."""
+    """What :func:`vggish.fileio.write_bytes_atomic` and the part writers leave behind when killed."""
     return name.startswith(".") and name.endswith(".tmp")
 
 
@@ -166,21 +155,20 @@ class PartWriter:
     Args:
         root: the output folder, after :func:`prepare`.
         fmt: ``parquet`` or ``tfrecord``.
-        hop_seconds: the examples' hop, for their start and end times.
         rows_per_part: a part is committed once it holds at least this many rows.
     """
 
-    def __init__(self, root: Path, fmt: OutputFormat, hop_seconds: float, rows_per_part: int) -> None:
+    def __init__(self, root: Path, fmt: OutputFormat, rows_per_part: int) -> None:
         if fmt not in _EXTENSIONS:
             raise ValueError(f"PartWriter writes parquet or tfrecord, not {fmt!r}")
-        self._root, self._fmt, self._hop, self._limit = root, fmt, hop_seconds, rows_per_part
+        self._root, self._fmt, self._limit = root, fmt, rows_per_part
         self._next = committed_parts(root, fmt)[1]
-        self._pending: list[Embedded] = []
+        self._pending: list[EmbeddingResult] = []
         self._rows = 0
         (root / PARTS_DIR).mkdir(exist_ok=True)
 
-    def add(self, item: Embedded) -> None:
-        """Buffers an input's rows; commits a part when enough rows are buffered."""
+    def add(self, item: EmbeddingResult) -> None:
+        """Buffers an input's rows (``item.name`` is its path); commits a part when enough are buffered."""
         self._pending.append(item)
         self._rows += item.embeddings.shape[0]
         if self._rows >= self._limit:
@@ -193,11 +181,11 @@ class PartWriter:
         name = f"part-{self._next:05d}{_EXTENSIONS[self._fmt]}"
         part, tmp = self._root / name, self._root / f".{name}.tmp"
         if self._fmt == "parquet":
-            _write_parquet(tmp, self._pending, self._hop)
+            _write_parquet(tmp, self._pending)
         else:
-            _write_tfrecord(tmp, self._pending, self._hop)
-        sidecar = {"part": name, "rows": self._rows, "inputs": [e.source.path for e in self._pending]}
-        write_atomic(self._root / PARTS_DIR / f"part-{self._next:05d}.json", _json_bytes(sidecar))
+            _write_tfrecord(tmp, self._pending)
+        sidecar = {"part": name, "rows": self._rows, "inputs": [e.name for e in self._pending]}
+        write_bytes_atomic(self._root / PARTS_DIR / f"part-{self._next:05d}.json", _json_bytes(sidecar))
         os.replace(tmp, part)
         _sync_folder(self._root)
         self._next += 1
@@ -215,7 +203,7 @@ class NpzWriter:
         ValueError: two inputs would write the same file (e.g. ``a.wav`` and ``a.flac``).
     """
 
-    def __init__(self, root: Path, inputs: Iterable[InputFile], hop_seconds: float) -> None:
+    def __init__(self, root: Path, inputs: Iterable[InputFile]) -> None:
         self._paths = {item.path: npz_path(root, item) for item in inputs}
         clashes = _clashes(self._paths)
         if clashes:
@@ -223,20 +211,13 @@ class NpzWriter:
                 f"inputs would share an .npz name ({', '.join(clashes[:3])}); use --format parquet "
                 "or give them distinct names"
             )
-        self._hop = hop_seconds
 
-    def add(self, item: Embedded) -> None:
-        """Writes the input's .npz atomically."""
-        from vggish.pipeline import write_npz
-
-        src = item.source
-        timestamps = example_timestamps(item.embeddings.shape[0], self._hop)
-        result = EmbeddingResult(
-            item.embeddings, timestamps, item.postprocessed, src.sample_rate, src.channels, src.num_samples
-        )
-        path = self._paths[src.path]
+    def add(self, item: EmbeddingResult) -> None:
+        """Writes the input's .npz atomically (``item.name`` is its path)."""
+        assert item.name is not None
+        path = self._paths[item.name]
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_npz(path, result)
+        write_npz(path, item)
 
     def close(self) -> None:
         """Nothing is buffered."""
@@ -260,15 +241,15 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def parquet_table(items: list[Embedded], hop_seconds: float) -> Any:
+def parquet_table(items: list[EmbeddingResult]) -> Any:
     """The rows of ``items`` as a pyarrow Table (schema in the module docstring of vggish.extract)."""
     import pyarrow as pa
 
     counts = [e.embeddings.shape[0] for e in items]
     size = params.EMBEDDING_SIZE
-    times = np.concatenate([example_timestamps(n, hop_seconds) for n in counts])
+    times = np.concatenate([e.timestamps for e in items])
     columns = {
-        "path": pa.array([e.source.path for e, n in zip(items, counts, strict=True) for _ in range(n)]),
+        "path": pa.array([e.name for e, n in zip(items, counts, strict=True) for _ in range(n)]),
         "index": pa.array(np.concatenate([np.arange(n, dtype=np.int32) for n in counts])),
         "start": pa.array(times[:, 0]),
         "end": pa.array(times[:, 1]),
@@ -283,28 +264,28 @@ def parquet_table(items: list[Embedded], hop_seconds: float) -> Any:
     return pa.table(columns)
 
 
-def _write_parquet(tmp: Path, items: list[Embedded], hop_seconds: float) -> None:
+def _write_parquet(tmp: Path, items: list[EmbeddingResult]) -> None:
     import pyarrow.parquet as pq
 
     with open(tmp, "wb") as f:
-        pq.write_table(parquet_table(items, hop_seconds), f)
+        pq.write_table(parquet_table(items), f)
         f.flush()
         os.fsync(f.fileno())
 
 
-def _write_tfrecord(tmp: Path, items: list[Embedded], hop_seconds: float) -> None:
+def _write_tfrecord(tmp: Path, items: list[EmbeddingResult]) -> None:
     from vggish.extract.tfrecord import sequence_example, tfrecord
 
     with open(tmp, "wb") as f:
         for e in items:
             assert e.postprocessed is not None  # checked before the run: tfrecord needs PCA
-            end = float(example_timestamps(e.embeddings.shape[0], hop_seconds)[-1, 1])
-            video_id = Path(e.source.path).stem
-            f.write(tfrecord(sequence_example(video_id, e.source.path, 0.0, end, e.postprocessed)))
+            assert e.name is not None
+            end = float(e.timestamps[-1, 1])
+            f.write(tfrecord(sequence_example(Path(e.name).stem, e.name, 0.0, end, e.postprocessed)))
         f.flush()
         os.fsync(f.fileno())
 
 
 def write_summary(root: Path, summary: Mapping[str, Any]) -> None:
     """Writes ``_summary.json`` atomically."""
-    write_atomic(root / SUMMARY_NAME, _json_bytes(dict(summary)))
+    write_bytes_atomic(root / SUMMARY_NAME, _json_bytes(dict(summary)))

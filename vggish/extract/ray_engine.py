@@ -1,28 +1,32 @@
 """The Ray engine: the same rows as the local engine, from a Ray Data pipeline.
 
-paths -> decode + log-mel in CPU tasks (``map_batches``, one input per task, one row per example)
--> the model in an actor pool (a callable class; ``num_gpus=1`` per actor with ``device="cuda"``)
--> rows streamed back to this process, regrouped per input and written by the same writers (so
-resuming and failures work as with the local engine). A failed input travels as one row holding
-its error.
+paths -> decode + log-mel in CPU tasks (``map_batches``, one input per task and per row, its
+examples as a variable-shaped tensor) -> the model in an actor pool (a callable class;
+``num_gpus=1`` per actor with ``device="cuda"``), which packs the examples of the inputs it
+receives into full model batches with the one packer (:class:`vggish.packer.Packer`) and returns
+one row per input -> this process turns each row into an :class:`~vggish.pipeline.EmbeddingResult`
+(or a failure) and writes it with the same writers (so resuming and failures work as with the
+local engine).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from vggish import params
-from vggish.extract.batching import Embedded
-from vggish.extract.decode import Decoded, Failure, decode_file
-from vggish.pipeline import EmbedOptions
+from vggish.extract.decode import Failure, decode_file
+from vggish.features import example_timestamps
+from vggish.options import EmbedOptions
+from vggish.pipeline import EmbeddingResult
 
 INSTALL_RAY = "the ray engine needs Ray: pip install 'vggish[ray]'"
-_EMPTY_EXAMPLES = np.empty((0, params.NUM_FRAMES, params.NUM_BANDS), dtype=np.float32)
+INPUTS_PER_CALL = 16  # inputs an actor call packs together into model batches
+_NO_EXAMPLES = np.zeros((0, params.NUM_FRAMES, params.NUM_BANDS), dtype=np.float32)
+_INFO = ("sample_rate", "channels", "num_samples")
 
 
 def import_ray() -> Any:
@@ -35,72 +39,54 @@ def import_ray() -> Any:
     return ray
 
 
-def decode_batch(batch: dict[str, np.ndarray], options: EmbedOptions) -> dict[str, np.ndarray]:
-    """Ray task: ``{"path": (k,)}`` -> one row per example (a failed input: one row, count 0)."""
-    rows: list[dict[str, Any]] = []
-    for path in batch["path"]:
-        result = decode_file(str(path), options)
-        if isinstance(result, Failure):
-            blank = np.zeros(_EMPTY_EXAMPLES.shape[1:], np.float32)
-            rows.append(_row(result.path, 0, 0, blank, result.error))
-            continue
-        for index, example in enumerate(result.examples):
-            info = (result.sample_rate, result.channels, result.num_samples)
-            rows.append(_row(result.path, result.examples.shape[0], index, example, "", info))
+def decode_batch(batch: dict[str, np.ndarray], options: EmbedOptions) -> dict[str, Any]:
+    """Ray task: ``{"path": (k,)}`` -> one row per input: its examples, info, or its error."""
+    rows = [decode_file(str(path), options) for path in batch["path"]]
     return {
-        key: np.stack([r[key] for r in rows]) if key == "examples" else np.array([r[key] for r in rows])
-        for key in rows[0]
+        "path": np.array([r.path if isinstance(r, Failure) else str(r.name) for r in rows]),
+        "error": np.array([r.error if isinstance(r, Failure) else "" for r in rows]),
+        "examples": _ragged([_NO_EXAMPLES if isinstance(r, Failure) else r.examples for r in rows]),
+        **{key: np.array([0 if isinstance(r, Failure) else getattr(r, key) for r in rows]) for key in _INFO},
     }
 
 
-def _row(
-    path: str, count: int, index: int, example: np.ndarray, error: str, info: tuple[int, int, int] = (1, 0, 0)
-) -> dict[str, Any]:
-    rate, channels, samples = info
-    return {
-        "path": path,
-        "count": np.int64(count),
-        "index": np.int64(index),
-        "examples": example,
-        "error": error,
-        "sample_rate": np.int64(rate),
-        "channels": np.int64(channels),
-        "num_samples": np.int64(samples),
-    }
+def _ragged(arrays: list[np.ndarray]) -> np.ndarray:
+    """A column of arrays of different lengths (Ray stores it as a variable-shaped tensor)."""
+    column = np.empty(len(arrays), dtype=object)
+    for i, array in enumerate(arrays):
+        column[i] = array
+    return column
 
 
 class Embedder:
-    """Ray actor: embeds the ``examples`` column of a batch and drops it (failed rows get zeros)."""
+    """Ray actor: embeds each row's examples, packed across the call's rows into full batches."""
 
     def __init__(
-        self, weights: str | None, device: str, postprocess: bool, backend: str | None, precision: str
+        self, weights: str | None, device: str, postprocess: bool, backend: str, precision: str, batch: int
     ) -> None:
-        from vggish.weights import load_model
+        from vggish.loader import load_model
 
         self._model = load_model(weights, device=device, backend=backend, precision=precision)  # type: ignore[arg-type]
         self._postprocess = postprocess
+        self._batch = batch
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from vggish.pipeline import run_model
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from vggish.packer import Job, Packer
 
-        examples = batch.pop("examples")
-        ok = batch["count"] > 0
-        size = params.EMBEDDING_SIZE
-        embeddings = np.zeros((examples.shape[0], size), np.float32)
-        post = np.zeros((examples.shape[0], size), np.uint8)
-        if ok.any():
-            good = np.ascontiguousarray(examples[ok], dtype=np.float32)
-            embeddings[ok] = run_model(self._model, [good], good.shape[0])
-            if self._postprocess:
-                post[ok] = self._model.postprocess(embeddings[ok]).cpu().numpy()
-        return {**batch, "embedding": embeddings, "postprocessed": post}
-
-
-@dataclass
-class _Gathered:
-    count: int
-    info: tuple[int, int, int]
-    rows: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+        packer = Packer(self._batch)
+        jobs = []
+        for examples in batch.pop("examples"):
+            job = Job()
+            packer.put(job, np.asarray(examples, dtype=np.float32))
+            packer.close(job)
+            jobs.append(job)
+        packer.run(self._model.infer, flush=True)
+        embeddings = [job.embeddings() for job in jobs]
+        post = [
+            self._model.postprocess(e).cpu().numpy() if self._postprocess else np.zeros((0, 128), np.uint8)
+            for e in embeddings
+        ]
+        return {**batch, "embedding": _ragged(embeddings), "postprocessed": _ragged(post)}
 
 
 def run_ray(
@@ -110,25 +96,27 @@ def run_ray(
     postprocess: bool,
     *,
     device: str = "cpu",
-    backend: str | None = None,
+    backend: str = "auto",
     precision: str = "fp32",
+    batch_size: int,
     workers: int = 1,
     address: str | None = None,
-    on_result: Callable[[Embedded | Failure], None],
+    on_result: Callable[[EmbeddingResult | Failure], None],
 ) -> None:
     """Embeds ``paths`` with Ray Data, calling ``on_result`` once per input.
 
     Args:
         weights: what :func:`vggish.load_model` loads in each actor.
         paths: inputs to process.
-        options: hop, padding, resampler and batch size.
+        options: hop, padding and resampler.
         postprocess: also compute AudioSet's uint8 features.
         device: ``cpu``, or ``cuda`` for one GPU per model actor.
         backend: the actors' backend (see :func:`vggish.load_model`).
         precision: the actors' precision.
+        batch_size: examples per model call.
         workers: CPUs of a local Ray started here (plus one for the model actor); decode tasks.
         address: an existing cluster's address; None starts a local Ray.
-        on_result: receives each input's embeddings or failure.
+        on_result: receives each input's embeddings (named by its path) or failure.
     """
     ray = import_ray()
     with _ray_session(ray, address, workers):
@@ -143,14 +131,34 @@ def run_ray(
                 "postprocess": postprocess,
                 "backend": backend,
                 "precision": precision,
+                "batch": batch_size,
             },
-            batch_size=options.batch_size,
+            batch_size=INPUTS_PER_CALL,
             concurrency=1,
             num_gpus=1 if device.startswith("cuda") else 0,
             batch_format="numpy",
         )
-        for result in _regroup(dataset.iter_batches(batch_format="numpy", batch_size=None), postprocess):
-            on_result(result)
+        for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
+            for i in range(len(batch["path"])):
+                on_result(_result(batch, i, options.hop_seconds, postprocess))
+
+
+def _result(
+    batch: dict[str, Any], i: int, hop_seconds: float, postprocess: bool
+) -> EmbeddingResult | Failure:
+    path = str(batch["path"][i])
+    if batch["error"][i]:
+        return Failure(path, str(batch["error"][i]))
+    embeddings = np.asarray(batch["embedding"][i], dtype=np.float32)
+    return EmbeddingResult(
+        embeddings=embeddings,
+        timestamps=example_timestamps(embeddings.shape[0], hop_seconds),
+        postprocessed=np.asarray(batch["postprocessed"][i], dtype=np.uint8) if postprocess else None,
+        sample_rate=int(batch["sample_rate"][i]),
+        channels=int(batch["channels"][i]),
+        num_samples=int(batch["num_samples"][i]),
+        name=path,
+    )
 
 
 @contextlib.contextmanager
@@ -166,27 +174,3 @@ def _ray_session(ray: Any, address: str | None, workers: int) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
-
-
-def _regroup(batches: Iterator[dict[str, np.ndarray]], postprocess: bool) -> Iterator[Embedded | Failure]:
-    """Rows in any order -> each input whole, once its last row has arrived."""
-    gathering: dict[str, _Gathered] = {}
-    for batch in batches:
-        for i in range(len(batch["path"])):
-            path, count = str(batch["path"][i]), int(batch["count"][i])
-            if count == 0:
-                yield Failure(path, str(batch["error"][i]))
-                continue
-            info = (int(batch["sample_rate"][i]), int(batch["channels"][i]), int(batch["num_samples"][i]))
-            entry = gathering.setdefault(path, _Gathered(count, info))
-            entry.rows[int(batch["index"][i])] = (batch["embedding"][i], batch["postprocessed"][i])
-            if len(entry.rows) == count:
-                del gathering[path]
-                yield _embedded(path, entry, postprocess)
-
-
-def _embedded(path: str, entry: _Gathered, postprocess: bool) -> Embedded:
-    ordered = [entry.rows[k] for k in range(entry.count)]
-    embeddings = np.stack([e for e, _ in ordered]).astype(np.float32)
-    post = np.stack([p for _, p in ordered]).astype(np.uint8) if postprocess else None
-    return Embedded(Decoded(path, _EMPTY_EXAMPLES, *entry.info), embeddings, post)

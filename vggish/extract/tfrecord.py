@@ -17,7 +17,7 @@ import struct
 
 import numpy as np
 
-from vggish.tf_checkpoint.crc32c import crc32c, mask
+from vggish.crc32c import crc32c, mask
 
 _LENGTH_DELIMITED = 2
 

@@ -1,6 +1,6 @@
 """Reads TensorFlow checkpoints without TensorFlow: legacy V1 files and V2 tensor bundles.
 
->>> from vggish.tf_checkpoint import read_checkpoint, list_variables
+>>> from vggish.weights.tf_checkpoint import read_checkpoint, list_variables
 >>> list_variables("vggish_model.ckpt")["vggish/conv1/weights"]
 ((3, 3, 1, 64), dtype('float32'))
 >>> weights = read_checkpoint("vggish_model.ckpt")          # {name: np.ndarray}
@@ -23,10 +23,10 @@ from typing import Literal
 
 import numpy as np
 
-from vggish.tf_checkpoint.base import CheckpointError, CheckpointReader
-from vggish.tf_checkpoint.table import is_table
-from vggish.tf_checkpoint.v1 import V1Reader
-from vggish.tf_checkpoint.v2 import V2Reader, index_path, shard_path
+from vggish.weights.tf_checkpoint.base import CheckpointError, CheckpointReader
+from vggish.weights.tf_checkpoint.table import is_table
+from vggish.weights.tf_checkpoint.v1 import V1Reader
+from vggish.weights.tf_checkpoint.v2 import V2Reader, index_path, shard_path
 
 __all__ = [
     "CheckpointError",

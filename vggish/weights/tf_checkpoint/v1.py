@@ -5,7 +5,7 @@ Every value in the table is a ``SavedTensorSlices`` message (``saved_tensor_slic
 * 1 ``meta`` (``SavedTensorSliceMeta``), under the empty key only: 1 ``tensor``, repeated
   ``SavedSliceMeta`` {1 ``name``, 2 ``shape``, 3 ``type`` (DataType), 4 ``slice`` (repeated
   ``TensorSliceProto``)}.
-* 2 ``data`` (``SavedSlice``), one per slice under :func:`~vggish.tf_checkpoint.slices.slice_key`:
+* 2 ``data`` (``SavedSlice``), one per slice under :func:`~vggish.weights.tf_checkpoint.slices.slice_key`:
   1 ``name``, 2 ``slice``, 3 ``data`` (a ``TensorProto`` whose typed repeated field, such as
   ``float_val``, holds the slice's elements in C order).
 
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vggish.tf_checkpoint import protobuf as pb
-from vggish.tf_checkpoint.base import CheckpointError, CheckpointReader, VariableInfo
-from vggish.tf_checkpoint.slices import Extents, assemble, slice_key, slice_shape
-from vggish.tf_checkpoint.table import Table
-from vggish.tf_checkpoint.tensors import (
+from vggish.weights.tf_checkpoint import protobuf as pb
+from vggish.weights.tf_checkpoint.base import CheckpointError, CheckpointReader, VariableInfo
+from vggish.weights.tf_checkpoint.slices import Extents, assemble, slice_key, slice_shape
+from vggish.weights.tf_checkpoint.table import Table
+from vggish.weights.tf_checkpoint.tensors import (
     DType,
     lookup_dtype,
     parse_shape,

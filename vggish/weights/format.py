@@ -1,4 +1,4 @@
-"""The project's weights file, and loading a ready-to-run model from it.
+"""The project's weights file format: save, load (memory-mapped) and validate; random weights.
 
 Format (safetensors, version 1):
 
@@ -17,24 +17,19 @@ Files are read by memory map and refused, with the reason, when a key, shape or 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
-import tempfile
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import get_args
 
 import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from vggish import params, runtime
-from vggish.model import CONV_LAYERS, FC_LAYERS, BackendName, PrecisionName, VGGish
-
-logger = logging.getLogger(__name__)
+from vggish import params
+from vggish.fileio import atomic_output
+from vggish.model import CONV_LAYERS, FC_LAYERS
 
 FORMAT_NAME = "vggish-weights"
 FORMAT_VERSION = "1"
@@ -99,7 +94,7 @@ def default_weights_dir() -> Path:
     The repository's ``weights/`` folder when the package runs from a checkout, else
     ``~/.cache/vggish``. The CLI's ``--weights`` and the service's settings override it.
     """
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if (root / "pyproject.toml").is_file() and (root / "weights").is_dir():
         return root / "weights"
     return Path.home() / ".cache" / "vggish"
@@ -115,7 +110,8 @@ def missing_weights_message(path: Path) -> str:
     return (
         f"no VGGish weights at {path}: run `vggish download --dir {path.parent}` (needs internet), "
         f"or put Google's {OFFICIAL_CHECKPOINT_NAME} and {OFFICIAL_PCA_NAME} in {path.parent}, "
-        f"or use --weights random for a demo"
+        "or try random demo weights: vggish.load_model(\"random\") in Python, --weights random "
+        "on the command line"
     )
 
 
@@ -174,14 +170,8 @@ def save_weights(
     meta = {**(metadata or {}), "format": FORMAT_NAME, "format_version": FORMAT_VERSION}
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output(out) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return out
 
 
@@ -237,139 +227,3 @@ def random_weights() -> LoadedWeights:
     q, _ = np.linalg.qr(rng.standard_normal((params.EMBEDDING_SIZE, params.EMBEDDING_SIZE)))
     pca = PCAParams(q.T.copy(), 0.1 * rng.standard_normal(params.EMBEDDING_SIZE))
     return LoadedWeights(state, pca, {"source": RANDOM, "seed": str(RANDOM_SEED)}, RANDOM)
-
-
-def resolve_weights_path(weights: str | os.PathLike[str] | None) -> Path:
-    """The weights file to load; converts Google's checkpoint found beside it on first use.
-
-    With ``weights=None`` the default path is used. When that file is missing but its folder holds
-    ``vggish_model.ckpt`` (and optionally ``vggish_pca_params.npz``), they are converted into it.
-    """
-    path = default_weights_path() if weights is None else Path(weights)
-    if path.is_file():
-        return path
-    checkpoint = path.parent / OFFICIAL_CHECKPOINT_NAME
-    if path.suffix == ".safetensors" and checkpoint.is_file():
-        from vggish.convert import convert_checkpoint
-
-        pca = path.parent / OFFICIAL_PCA_NAME
-        logger.warning("converting %s to %s (first use)", checkpoint, path)
-        converted: Path = convert_checkpoint(checkpoint, path, pca=pca if pca.is_file() else None)
-        return converted
-    raise FileNotFoundError(missing_weights_message(path))
-
-
-BACKEND_ENV = "VGGISH_BACKEND"
-
-
-def load_model(
-    weights: str | os.PathLike[str] | None = None,
-    *,
-    device: str | torch.device = "cpu",
-    backend: BackendName | None = None,
-    precision: PrecisionName = "fp32",
-    threads: int | None = None,
-) -> VGGish:
-    """Builds VGGish with weights, in eval mode, ready for the fastest inference this machine has.
-
-    Args:
-        weights: a weights file (``.safetensors``, see :func:`save_weights`), ``"random"`` for
-            deterministic random weights (demos and tests only), or None for the official weights
-            at :func:`default_weights_path`.
-        device: where to put the model (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
-        backend: what ``model.infer`` (and so ``embed``/``embed_file``, the CLI and the service)
-            runs: ``"torch"``; ``"onnx"`` (ONNX Runtime on the CPU; the graph is exported once
-            per weights file into :func:`vggish.onnx_export.onnx_cache_dir`, ~10-25 s, and loaded
-            from there afterwards); or ``"auto"``: ONNX Runtime on the CPU in fp32 when
-            ``vggish[onnx]`` is installed (it is ~15-40 % faster there), PyTorch otherwise and on
-            GPUs. None reads ``$VGGISH_BACKEND``, default ``"auto"``. ``model(tensor)`` is always
-            PyTorch.
-        precision: ``"fp32"``, or ``"fp16"``/``"bf16"`` weights and activations (PyTorch backend;
-            meant for GPUs, where they are faster; embeddings differ from fp32 by ~1e-3 (fp16)
-            and ~1e-2 (bf16) of their scale).
-        threads: intra-op threads for PyTorch (process-wide) and ONNX Runtime; None chooses from
-            the CPUs this process may use (affinity and cgroup quota) or ``$VGGISH_NUM_THREADS``
-            (see :mod:`vggish.runtime`).
-
-    Returns:
-        The model; ``model.weights_info`` holds the file's provenance and SHA-256, ``model.backend``
-        the runtime chosen.
-
-    Raises:
-        ValueError: an unknown backend or precision, ``"onnx"`` on a device other than the CPU
-            or with a precision other than fp32.
-        RuntimeError: ``"onnx"`` without ``vggish[onnx]`` installed.
-    """
-    if backend is None:
-        backend = os.environ.get(BACKEND_ENV, "").strip() or "auto"  # type: ignore[assignment]
-    if backend not in get_args(BackendName):
-        raise ValueError(f"backend must be one of {get_args(BackendName)}; got {backend!r}")
-    if precision not in get_args(PrecisionName):
-        raise ValueError(f"precision must be one of {get_args(PrecisionName)}; got {precision!r}")
-    on_cpu = _parse_device(device).type == "cpu"
-    if backend == "onnx" and not on_cpu:
-        raise ValueError(f"the onnx backend runs on the CPU; got device={device!r} (use backend='torch')")
-    if backend == "onnx" and precision != "fp32":
-        raise ValueError(f"the onnx backend runs in fp32; got precision={precision!r} (use backend='torch')")
-    check_device(device)
-    if str(weights) == RANDOM:
-        warnings.warn(
-            "VGGish is using RANDOM weights: embeddings are meaningless (demos and tests only)",
-            stacklevel=2,
-        )
-        loaded = random_weights()
-    else:
-        loaded = load_weights(resolve_weights_path(weights))
-    with torch.device("meta"):  # no random initialisation (~0.7 s of cold start): weights are assigned
-        model = VGGish()
-    model.load_state_dict(loaded.state_dict, assign=True)
-    no_pca = torch.empty(0, dtype=torch.float64)
-    pca = loaded.pca
-    model.pca_eigen_vectors = torch.from_numpy(pca.eigen_vectors.copy()) if pca else no_pca
-    model.pca_means = torch.from_numpy(pca.means.copy()) if pca else no_pca.clone()
-    model.weights_info = {**loaded.metadata, "sha256": loaded.sha256}
-    # channels_last lets oneDNN / cuDNN pick their fastest convolutions (about +25% on CPU).
-    model.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
-    model.set_precision(precision)
-    model.eval()
-    if on_cpu:
-        threads = runtime.configure_torch_threads(threads)
-    if backend == "onnx" or (backend == "auto" and on_cpu and precision == "fp32"):
-        _attach_onnx(model, threads, required=backend == "onnx")
-    return model
-
-
-def _parse_device(device: str | torch.device) -> torch.device:
-    """``device`` as a torch.device, or ValueError naming the fix."""
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'") from e
-
-
-def check_device(device: str | torch.device) -> None:
-    """Raises ValueError naming the fix when ``device`` is a CUDA GPU that PyTorch does not see."""
-    dev = _parse_device(device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-            raise ValueError(
-                f"device={str(device)!r}, but PyTorch sees no CUDA GPU here (torch {torch.__version__}, "
-                f"{built}); use device='cpu', or install a CUDA build of torch on a machine with a GPU"
-            )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device={str(device)!r}, but there are {torch.cuda.device_count()} CUDA GPUs")
-
-
-def _attach_onnx(model: VGGish, threads: int | None, *, required: bool) -> None:
-    """Makes ``model.infer`` run ONNX Runtime; for ``auto`` (not required), PyTorch stays on any failure."""
-    from vggish import onnx_export
-
-    if not required and not onnx_export.available():
-        return
-    try:
-        model.use_onnx(onnx_export.onnx_runner(model, runtime.intra_op_threads(threads)))
-    except (RuntimeError, OSError) as e:
-        if required:
-            raise
-        logger.warning("backend 'auto': ONNX Runtime unavailable (%s); using PyTorch", e)

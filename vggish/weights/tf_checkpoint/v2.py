@@ -7,7 +7,7 @@ The index is a table (``tensor_bundle.proto``):
 * every variable name holds a ``BundleEntryProto``: 1 ``dtype``, 2 ``shape``, 3 ``shard_id``,
   4 ``offset``, 5 ``size``, 6 ``crc32c`` (fixed32, masked, over the stored bytes), 7 ``slices``.
   A partitioned variable lists its slices there and has no bytes of its own; each slice is an
-  entry of its own under :func:`~vggish.tf_checkpoint.slices.slice_key`.
+  entry of its own under :func:`~vggish.weights.tf_checkpoint.slices.slice_key`.
 
 Data shards hold the raw little-endian bytes of each tensor at ``offset``. Strings are stored
 as varint64 lengths, a 4-byte masked CRC-32C of the lengths, then the bytes. Each tensor is read
@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from vggish.tf_checkpoint import crc32c
-from vggish.tf_checkpoint import protobuf as pb
-from vggish.tf_checkpoint.base import CheckpointError, CheckpointReader, VariableInfo
-from vggish.tf_checkpoint.slices import Extents, assemble, slice_key, slice_shape
-from vggish.tf_checkpoint.table import Table
-from vggish.tf_checkpoint.tensors import (
+from vggish import crc32c
+from vggish.weights.tf_checkpoint import protobuf as pb
+from vggish.weights.tf_checkpoint.base import CheckpointError, CheckpointReader, VariableInfo
+from vggish.weights.tf_checkpoint.slices import Extents, assemble, slice_key, slice_shape
+from vggish.weights.tf_checkpoint.table import Table
+from vggish.weights.tf_checkpoint.tensors import (
     DType,
     decode_strings,
     from_raw,

@@ -1,4 +1,4 @@
-"""Downloading Google's official VGGish files, checked while they stream (VGGISH.md §6).
+"""Downloading files, checked while they stream: transfer only (VGGISH.md §6 for the official ones).
 
 Only the standard library speaks HTTP here (``urllib.request``); tqdm draws the progress bar.
 A download goes to ``NAME.part`` beside its destination and is moved into place with
@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
-from vggish.verify import SmokeResult, smoke_test
-from vggish.weights import DEFAULT_WEIGHTS_NAME, OFFICIAL_CHECKPOINT_NAME, OFFICIAL_PCA_NAME, load_model
+from vggish.version import __version__
+from vggish.weights.format import OFFICIAL_CHECKPOINT_NAME, OFFICIAL_PCA_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -87,16 +87,6 @@ class Downloaded:
     size: int
     md5: str
     sha256: str
-
-
-@dataclass(frozen=True)
-class OfficialInstall:
-    """What :func:`install_official` fetched and produced."""
-
-    checkpoint: Downloaded
-    pca: Downloaded
-    weights: Path
-    smoke: SmokeResult
 
 
 class ChecksumError(RuntimeError):
@@ -206,8 +196,6 @@ def _verified_existing(final: Path, remote: RemoteFile) -> Downloaded | None:
 
 
 def _request(url: str, offset: int) -> urllib.request.Request:
-    from vggish import __version__
-
     headers = {"User-Agent": f"vggish/{__version__} (+urllib)", "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
@@ -409,36 +397,3 @@ def fetch(
     """
     found = download(remote, directory, retries=retries, timeout=timeout, progress=progress, backoff=backoff)
     return found.path
-
-
-def install_official(directory: str | os.PathLike[str], *, progress: bool = True) -> OfficialInstall:
-    """Fetches Google's checkpoint and PCA file, converts them, and runs Google's smoke test.
-
-    The converted file is written beside the downloads under a temporary name and moved to
-    ``directory / "vggish.safetensors"`` only when the smoke test passes; otherwise it is deleted
-    and a RuntimeError lists the failed checks. The verified downloads are kept.
-    """
-    from vggish.convert import convert_checkpoint  # imported here: it pulls in the checkpoint reader
-
-    folder = Path(directory)
-    checkpoint = download(OFFICIAL_CHECKPOINT, folder, progress=progress)
-    pca = download(OFFICIAL_PCA, folder, progress=progress)
-    out = folder / DEFAULT_WEIGHTS_NAME
-    unverified = folder / f".unverified-{DEFAULT_WEIGHTS_NAME}"
-    try:
-        convert_checkpoint(checkpoint.path, unverified, pca=pca.path)
-        smoke = smoke_test(load_model(unverified))
-        if not smoke.ok:
-            raise RuntimeError(f"the converted weights fail Google's smoke test: {smoke.failures()}")
-        os.replace(unverified, out)
-    finally:
-        unverified.unlink(missing_ok=True)
-    return OfficialInstall(checkpoint, pca, out, smoke)
-
-
-def download_official(directory: str | os.PathLike[str], *, progress: bool = True) -> Path:
-    """Fetches, verifies and converts Google's files; returns ``directory / "vggish.safetensors"``.
-
-    See :func:`install_official`, which also returns the digests and the smoke-test figures.
-    """
-    return install_official(directory, progress=progress).weights

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vggish.tf_checkpoint import crc32c
-from vggish.tf_checkpoint import protobuf as pb
+from vggish import crc32c
+from vggish.weights.tf_checkpoint import protobuf as pb
 
 FULL_EXTENT = -1  # TensorFlow's "length" of a slice that spans its whole dimension
 

@@ -10,7 +10,7 @@ place that order is handled), so TensorFlow's row order is already right.
 Sources, told apart by content, not by name:
 
 * TensorFlow V1 (``vggish_model.ckpt``, Google's official file) and V2 (``PREFIX.index`` +
-  ``PREFIX.data-*``) checkpoints, read by :mod:`vggish.tf_checkpoint` without TensorFlow.
+  ``PREFIX.data-*``) checkpoints, read by :mod:`vggish.weights.tf_checkpoint` without TensorFlow.
   Variables outside the table (``global_step``, Adam moments, other slots) are ignored with a
   logged note; a missing or misshaped VGGish variable is an error.
 * PyTorch ``.pth``/``.pt`` state dicts of harritaylor/torchvggish (``features.0.weight`` ...
@@ -42,8 +42,17 @@ import numpy as np
 import torch
 
 from vggish import params
-from vggish.tf_checkpoint import checkpoint_files, detect_format, open_checkpoint
-from vggish.weights import EXPECTED_SHAPES, PCAParams, save_weights, sha256_file
+from vggish.weights.format import (
+    EXPECTED_SHAPES,
+    OFFICIAL_CHECKPOINT_NAME,
+    OFFICIAL_PCA_NAME,
+    PCAParams,
+    default_weights_path,
+    missing_weights_message,
+    save_weights,
+    sha256_file,
+)
+from vggish.weights.tf_checkpoint import checkpoint_files, detect_format, open_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +153,7 @@ def tf_variables_to_state_dict(variables: Mapping[str, np.ndarray]) -> dict[str,
     """TensorFlow VGGish variables -> our state dict (PyTorch layouts, contiguous float32).
 
     Args:
-        variables: ``{tf_name: array}`` as :func:`vggish.tf_checkpoint.read_checkpoint` returns;
+        variables: ``{tf_name: array}`` as :func:`vggish.weights.tf_checkpoint.read_checkpoint` returns;
             extra entries (optimizer slots, ``global_step``) are ignored with a logged note.
 
     Returns:
@@ -333,7 +342,7 @@ def convert_checkpoint(
 
     Raises:
         FileNotFoundError: if an input is missing.
-        ValueError: (including :class:`~vggish.tf_checkpoint.CheckpointError`) if an input is
+        ValueError: (including :class:`~vggish.weights.tf_checkpoint.CheckpointError`) if an input is
             corrupt or not VGGish, or ``output`` would overwrite an input.
     """
     source, out = Path(checkpoint), Path(output)
@@ -347,3 +356,24 @@ def convert_checkpoint(
         metadata |= {"pca_source": Path(pca).name, "pca_sha256": sha256_file(pca)}
     metadata["converter_version"] = CONVERTER_VERSION
     return save_weights(out, state, pca_params, metadata)
+
+
+def resolve_weights_path(weights: str | os.PathLike[str] | None) -> Path:
+    """The weights file to load; converts Google's checkpoint found beside it on first use.
+
+    With ``weights=None`` the default path is used. When that file is missing but its folder holds
+    ``vggish_model.ckpt`` (and optionally ``vggish_pca_params.npz``), they are converted into it.
+
+    Raises:
+        FileNotFoundError: neither the file nor Google's checkpoint is there (the message says
+            how to get them).
+    """
+    path = default_weights_path() if weights is None else Path(weights)
+    if path.is_file():
+        return path
+    checkpoint = path.parent / OFFICIAL_CHECKPOINT_NAME
+    if path.suffix == ".safetensors" and checkpoint.is_file():
+        pca = path.parent / OFFICIAL_PCA_NAME
+        logger.warning("converting %s to %s (first use)", checkpoint, path)
+        return convert_checkpoint(checkpoint, path, pca=pca if pca.is_file() else None)
+    raise FileNotFoundError(missing_weights_message(path))

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vggish.tf_checkpoint.protobuf import DecodeError
-from vggish.tf_checkpoint.tensors import FULL_EXTENT
+from vggish.weights.tf_checkpoint.protobuf import DecodeError
+from vggish.weights.tf_checkpoint.tensors import FULL_EXTENT
 
 Extents = tuple[tuple[int, int], ...]
 _STRING_ESCAPES = {0x00: b"\x00\xff", 0xFF: b"\xff\x00"}

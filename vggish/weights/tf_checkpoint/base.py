@@ -9,8 +9,8 @@ from types import TracebackType
 
 import numpy as np
 
-from vggish.tf_checkpoint.protobuf import DecodeError
-from vggish.tf_checkpoint.tensors import UnsupportedDTypeError, lookup_dtype, result_dtype
+from vggish.weights.tf_checkpoint.protobuf import DecodeError
+from vggish.weights.tf_checkpoint.tensors import UnsupportedDTypeError, lookup_dtype, result_dtype
 
 
 class CheckpointError(ValueError):

@@ -33,9 +33,9 @@ from types import TracebackType
 
 import numpy as np
 
-from vggish.tf_checkpoint import crc32c
-from vggish.tf_checkpoint.base import CheckpointError
-from vggish.tf_checkpoint.protobuf import DecodeError, read_varint
+from vggish import crc32c
+from vggish.weights.tf_checkpoint.base import CheckpointError
+from vggish.weights.tf_checkpoint.protobuf import DecodeError, read_varint
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48  # two handles of at most 2 x 10 bytes each, padded, plus the 8-byte magic

@@ -1,0 +1,55 @@
+"""Library results -> response schemas (vectors as numbers or base64, pooling, usage)."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+
+from vggish.pipeline import EmbeddingResult
+
+from .schemas import EmbeddingData, EmbeddingsResponse, EmbedQuery, Usage, Vector
+
+
+def vectors(rows: np.ndarray, encoding: str) -> list[Vector]:
+    """(N, D) float32 or uint8 rows as lists of numbers, or as base64 of their little-endian bytes."""
+    if encoding == "float":
+        return list(rows.tolist())
+    dtype = "<f4" if rows.dtype.kind == "f" else "u1"
+    return [base64.b64encode(row.astype(dtype).tobytes()).decode("ascii") for row in rows]
+
+
+def clip_mean(embeddings: np.ndarray) -> np.ndarray:
+    """(128,) float32: the mean of a clip's example embeddings (summed in float64)."""
+    mean: np.ndarray = embeddings.mean(axis=0, dtype=np.float64).astype(np.float32)
+    return mean
+
+
+def embedding_data(index: int, r: EmbeddingResult, query: EmbedQuery) -> EmbeddingData:
+    """One input's entry of ``POST /v1/embeddings``."""
+    pooled = None
+    if query.pooling == "mean" and r.embeddings.shape[0]:
+        pooled = vectors(clip_mean(r.embeddings)[None], query.encoding)[0]
+    post = None if r.postprocessed is None else vectors(r.postprocessed, query.encoding)
+    return EmbeddingData(
+        index=index,
+        name=r.name,
+        sample_rate=r.sample_rate,
+        channels=r.channels,
+        duration=r.duration,
+        timestamps=r.timestamps.tolist(),
+        embeddings=vectors(r.embeddings, query.encoding),
+        postprocessed=post,
+        embedding=pooled,
+    )
+
+
+def embeddings_response(
+    results: list[EmbeddingResult], query: EmbedQuery, weights: str
+) -> EmbeddingsResponse:
+    """The body of ``POST /v1/embeddings``."""
+    data = [embedding_data(i, r, query) for i, r in enumerate(results)]
+    usage = Usage(
+        audio_seconds=sum(r.duration for r in results), examples=sum(len(r.embeddings) for r in results)
+    )
+    return EmbeddingsResponse(weights=weights, data=data, usage=usage)

@@ -1,0 +1,445 @@
+"""The one source of examples: any input -> mono -> 16 kHz -> log-mel examples, in chunks.
+
+Every surface (the library's ``embed``/``embed_file``, the service, ``vggish extract``, classifier
+heads, the HEAR API, live streaming) turns audio into examples here and nowhere else:
+
+* :class:`ExampleStream` takes mono samples at any rate as they arrive (``push``/``finish``) and
+  returns the examples they complete, counting samples and examples and checking its limits.
+* :class:`ExampleSource` opens an input (a file path, bytes, a binary file object, or a
+  :class:`Waveform` holding an array or a tensor), checks its limits from the header *before*
+  decoding, then decodes it block by block through an :class:`ExampleStream`, in bounded memory
+  and cancellably.
+
+Examples are computed by the NumPy front end (float64, the reference) or, when a device is given,
+by the PyTorch one on that device (the same numbers; :mod:`vggish.frontend_torch`); either way the
+result equals processing the whole signal at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from vggish import audio, params
+from vggish.cpus import single_threaded_blas
+from vggish.errors import CancelledError, InvalidAudioError, LimitExceededError, UndecodableAudioError
+from vggish.features import FrameStream, example_timestamps, num_examples
+from vggish.frontend_torch import TorchFrameStream
+from vggish.options import EmbedOptions
+from vggish.resample import StreamingResampler
+
+CHUNK_SAMPLES = 1 << 18  # samples decoded and framed per step (~6 s at 44.1 kHz): bounds memory
+_EMPTY = np.empty((0, params.NUM_FRAMES, params.NUM_BANDS), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Waveform:
+    """Samples already in memory, and their rate.
+
+    Attributes:
+        samples: (samples,) or (samples, channels): a float array (used as it is) or int16
+            (divided by 32768), or a float tensor on any device.
+        sample_rate: Hz.
+    """
+
+    samples: np.ndarray | torch.Tensor
+    sample_rate: int
+
+
+Input = audio.AudioSource | Waveform
+"""What :class:`ExampleSource` reads: a path, a file's bytes, a binary file object, or a Waveform."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one input may hold; None is no limit. The names are those reported on refusal.
+
+    Attributes:
+        seconds: audio seconds per input.
+        examples: examples per input.
+        seconds_name: the limit's name in :class:`~vggish.errors.LimitExceededError`.
+        examples_name: likewise for ``examples``.
+    """
+
+    seconds: float | None = None
+    examples: int | None = None
+    seconds_name: str = "max_input_seconds"
+    examples_name: str = "max_input_examples"
+
+    def check_length(self, frames: int, sample_rate: int, options: EmbedOptions, label: str) -> None:
+        """Refuses ``frames`` samples per channel at ``sample_rate`` (a header's count, or what
+        has been decoded so far) when they exceed a limit.
+
+        Raises:
+            LimitExceededError: naming the limit.
+        """
+        seconds = frames / sample_rate
+        if self.seconds is not None and seconds > self.seconds:
+            raise LimitExceededError(
+                self.seconds_name, f"{label} lasts {seconds:.1f} s; at most {self.seconds:g} s"
+            )
+        if self.examples is not None:
+            count = num_examples(
+                int(frames * params.SAMPLE_RATE / sample_rate), options.hop_seconds, options.pad
+            )
+            if count > self.examples:
+                raise LimitExceededError(
+                    self.examples_name,
+                    f"{label} makes {count} examples at hop {options.hop_seconds:g} s; at most "
+                    f"{self.examples} (use a larger hop or a shorter input)",
+                )
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """What an input holds, known before decoding.
+
+    Attributes:
+        sample_rate: its own rate in Hz.
+        channels: channel count.
+        frames: samples per channel, or None where the container does not say (MP3, ffmpeg).
+    """
+
+    sample_rate: int
+    channels: int
+    frames: int | None
+
+    @property
+    def seconds(self) -> float | None:
+        """Duration in seconds, or None when unknown."""
+        return None if self.frames is None else self.frames / self.sample_rate
+
+
+@dataclass(frozen=True)
+class ExampleChunk:
+    """Consecutive examples of one input.
+
+    Attributes:
+        examples: (m, 96, 64) float32, NumPy or a tensor on the front end's device.
+        first: index of ``examples[0]`` among the input's examples.
+        hop_seconds: the distance between example starts.
+    """
+
+    examples: Any
+    first: int
+    hop_seconds: float
+
+    def __len__(self) -> int:
+        return int(self.examples.shape[0])
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        """(m, 2) float64 start and end seconds of each example."""
+        return example_timestamps(len(self), self.hop_seconds, start=self.first)
+
+
+@dataclass(frozen=True)
+class InputExamples:
+    """All examples of one input (what ``/v1/features`` answers and extraction workers send).
+
+    Attributes:
+        examples: (N, 96, 64) float32, NumPy or a tensor on the front end's device.
+        timestamps: (N, 2) float64 seconds.
+        sample_rate: the input's own rate in Hz.
+        channels: its channel count.
+        num_samples: samples per channel.
+        name: the input's name, if it has one.
+    """
+
+    examples: Any
+    timestamps: np.ndarray
+    sample_rate: int
+    channels: int
+    num_samples: int
+    name: str | None = None
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio."""
+        return self.num_samples / self.sample_rate
+
+
+def concat_examples(blocks: Sequence[Any]) -> Any:
+    """Concatenates example blocks, NumPy arrays or tensors alike (an empty list: no examples)."""
+    if not blocks:
+        return _EMPTY
+    if isinstance(blocks[0], torch.Tensor):
+        return torch.cat(list(blocks))
+    return np.concatenate(blocks)
+
+
+class ExampleStream:
+    """Mono audio at any rate, pushed in chunks -> log-mel examples, in bounded memory.
+
+    Args:
+        sample_rate: the rate of the pushed samples, Hz.
+        options: hop, padding and resampler (``frontend`` is decided by the caller via ``device``).
+        device: compute log-mel in PyTorch on this device (examples are tensors there); None:
+            NumPy on the CPU.
+        limits: refused while pushing, with :class:`~vggish.errors.LimitExceededError`.
+        label: how messages name the input (e.g. ``'dog.wav'``).
+    """
+
+    def __init__(
+        self,
+        sample_rate: int,
+        options: EmbedOptions,
+        *,
+        device: torch.device | None = None,
+        limits: Limits | None = None,
+        label: str = "the input",
+    ) -> None:
+        self.sample_rate = int(sample_rate)
+        self.options = options
+        self.limits = limits or Limits()
+        self.label = label
+        self.num_samples = 0  # pushed, per channel, at the input's rate
+        self.num_examples = 0  # returned so far
+        self._resampler = (
+            None
+            if self.sample_rate == params.SAMPLE_RATE
+            else StreamingResampler(self.sample_rate, params.SAMPLE_RATE, options.resampler)
+        )
+        self._frames: FrameStream = (
+            FrameStream(options.hop_seconds, options.pad)
+            if device is None
+            else TorchFrameStream(device, options.hop_seconds, options.pad)
+        )
+
+    def push(self, mono: np.ndarray | torch.Tensor) -> ExampleChunk:
+        """Adds (k,) mono samples; returns the examples they complete (possibly none).
+
+        Raises:
+            LimitExceededError: the input now holds more than its limits allow.
+        """
+        self.num_samples += int(mono.shape[0])
+        self.limits.check_length(self.num_samples, self.sample_rate, self.options, self.label)
+        with single_threaded_blas():
+            if self._resampler is None:
+                return self._chunk(self._frames.push(mono))
+            x = mono.double().cpu().numpy() if isinstance(mono, torch.Tensor) else mono
+            return self._chunk(self._frames.push(self._resampler.process(x)))
+
+    def finish(self) -> ExampleChunk:
+        """Ends the input: flushes the resampler and returns the last examples (with ``pad``, a
+        clip shorter than 0.975 s becomes one zero-padded example)."""
+        with single_threaded_blas():
+            if self._resampler is None:
+                return self._chunk(self._frames.finish())
+            tail = self._frames.push(self._resampler.flush())
+            return self._chunk(concat_examples([tail, self._frames.finish()]))
+
+    def _chunk(self, examples: Any) -> ExampleChunk:
+        chunk = ExampleChunk(examples, self.num_examples, self.options.hop_seconds)
+        self.num_examples += len(chunk)
+        return chunk
+
+
+class ExampleSource:
+    """One input -> its log-mel examples, chunk by chunk, with its limits checked first.
+
+    Opening reads only the header (or validates the array): the limits that the header already
+    decides (seconds, and examples at this hop) are refused here, before any decoding. Iterating
+    decodes block by block and yields non-empty :class:`ExampleChunk` s; lengths the header did
+    not tell are enforced while decoding.
+
+    Args:
+        source: a path, a file's bytes, a binary file object, or a :class:`Waveform`.
+        options: hop, padding and resampler.
+        device: compute log-mel in PyTorch there (None: NumPy); see :meth:`EmbedOptions.frontend_device`.
+        limits: per-input limits.
+        cancel: set by another thread to stop at the next block (:class:`~vggish.errors.CancelledError`).
+        name: how the input is called in results and messages (e.g. an upload's file name).
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+        UndecodableAudioError: no decoder reads the input.
+        InvalidAudioError: an array that is not audio (NaN, bad shape or rate).
+        LimitExceededError: the header says the input is over a limit.
+    """
+
+    def __init__(
+        self,
+        source: Input,
+        options: EmbedOptions,
+        *,
+        device: torch.device | None = None,
+        limits: Limits | None = None,
+        cancel: threading.Event | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.options = options
+        self.name = name
+        self.label = repr(name) if name else "the input"
+        self._device = device
+        self.limits = limits or Limits()  # may be narrowed before iterating
+        self._cancel = cancel
+        self._stream: ExampleStream | None = None
+        self._blocks: Iterator[np.ndarray] | None = None
+        with self._named_errors():
+            if isinstance(source, Waveform):
+                self._mono, self.info = _open_waveform(source, device)
+            else:
+                stream_info, self._blocks = audio.stream(source, CHUNK_SAMPLES)
+                self._mono = None
+                self.info = InputInfo(stream_info.sample_rate, stream_info.channels, stream_info.frames)
+        if self.info.frames is not None:
+            self.limits.check_length(self.info.frames, self.info.sample_rate, options, self.label)
+
+    @property
+    def num_samples(self) -> int:
+        """Samples per channel decoded so far (all of them once iteration has ended)."""
+        return 0 if self._stream is None else self._stream.num_samples
+
+    @property
+    def num_examples(self) -> int:
+        """Examples produced so far."""
+        return 0 if self._stream is None else self._stream.num_examples
+
+    def __iter__(self) -> Iterator[ExampleChunk]:
+        """Decodes the input; yields its examples in order, in chunks (none for a short clip).
+
+        Raises:
+            InvalidAudioError: the file turns out truncated or corrupt while decoding.
+            LimitExceededError: it decodes to more than its limits allow.
+            CancelledError: ``cancel`` was set.
+        """
+        if self._stream is not None:
+            raise RuntimeError("an ExampleSource is read once")
+        self._stream = stream = ExampleStream(
+            self.info.sample_rate, self.options, device=self._device, limits=self.limits, label=self.label
+        )
+        for mono in self._mono_chunks():
+            if self._cancel is not None and self._cancel.is_set():
+                raise CancelledError(f"{self.label}: cancelled")
+            chunk = stream.push(mono)
+            if len(chunk):
+                yield chunk
+        last = stream.finish()
+        if len(last):
+            yield last
+
+    def collect(self) -> InputExamples:
+        """Reads the whole input and returns all of its examples at once."""
+        chunks = [chunk.examples for chunk in self]
+        examples = concat_examples(chunks)
+        return InputExamples(
+            examples=examples,
+            timestamps=example_timestamps(int(examples.shape[0]), self.options.hop_seconds),
+            sample_rate=self.info.sample_rate,
+            channels=self.info.channels,
+            num_samples=self.num_samples,
+            name=self.name,
+        )
+
+    def close(self) -> None:
+        """Stops decoding early and frees the decoder (files, ffmpeg); idempotent."""
+        if self._blocks is not None:
+            close = getattr(self._blocks, "close", None)
+            if close is not None:
+                close()
+
+    def _mono_chunks(self) -> Iterator[np.ndarray | torch.Tensor]:
+        if self._mono is not None:
+            for start in range(0, int(self._mono.shape[0]), CHUNK_SAMPLES):
+                yield self._mono[start : start + CHUNK_SAMPLES]
+            return
+        assert self._blocks is not None
+        while True:
+            with self._named_errors():
+                block = next(self._blocks, None)
+            if block is None:
+                return
+            yield audio.to_mono(block)
+
+    @contextlib.contextmanager
+    def _named_errors(self) -> Iterator[None]:
+        """Prefixes the decoder's and validator's messages with the input's name, when it has one."""
+        try:
+            yield
+        except (UndecodableAudioError, InvalidAudioError) as e:
+            if self.name is None:
+                raise
+            raise type(e)(f"{self.label}: {e}") from e
+
+
+def _open_waveform(wave: Waveform, device: torch.device | None) -> tuple[Any, InputInfo]:
+    """A Waveform checked and mixed to mono: NumPy float64, or a float64 tensor left on its device
+    when the torch front end can take it as it is (16 kHz, front end on that device)."""
+    audio.check_sample_rate(wave.sample_rate)
+    rate = int(wave.sample_rate)
+    samples = wave.samples
+    if isinstance(samples, torch.Tensor):
+        mono_t = _tensor_mono(samples)
+        channels = 1 if samples.dim() == 1 else int(samples.shape[1])
+        info = InputInfo(rate, channels, int(samples.shape[0]))
+        if device is not None and rate == params.SAMPLE_RATE:
+            return mono_t.to(device), info
+        return mono_t.cpu().numpy(), info
+    mono = audio.validate_waveform(samples, rate)
+    channels = 1 if np.ndim(samples) == 1 else int(np.shape(samples)[1])
+    return mono, InputInfo(rate, channels, int(mono.shape[0]))
+
+
+def _tensor_mono(samples: torch.Tensor) -> torch.Tensor:
+    """(n,) or (n, channels) float tensor -> (n,) float64 mono on its device, checked like arrays."""
+    if not samples.is_floating_point():
+        raise InvalidAudioError(f"waveform tensors must be float; got {samples.dtype}")
+    if samples.dim() not in (1, 2):
+        raise InvalidAudioError(
+            f"waveform must be (samples,) or (samples, channels); got {tuple(samples.shape)}"
+        )
+    if samples.dim() == 2:
+        audio.check_array_channels(tuple(samples.shape))
+    x = samples.detach().double()
+    if not bool(torch.isfinite(x).all()):
+        audio.check_finite(x.cpu().numpy())
+    return x.mean(dim=1) if x.dim() == 2 else x
+
+
+def waveform_to_examples(
+    waveform: np.ndarray,
+    sample_rate: int,
+    *,
+    hop_seconds: float = params.EXAMPLE_HOP_SECONDS,
+    pad: bool = False,
+    resampler: str = "reference",
+) -> np.ndarray:
+    """Log-mel examples of a waveform, as Google's ``vggish_input.waveform_to_examples``.
+
+    Args:
+        waveform: (samples,) or (samples, channels) float, or int16 (scaled by 1/32768).
+        sample_rate: Hz; other rates than 16000 are resampled.
+        hop_seconds: distance between examples (multiple of 0.01 s).
+        pad: zero-pad a clip shorter than 0.975 s to one example.
+        resampler: ``reference`` (exact) or ``fast``.
+
+    Returns:
+        (N, 96, 64) float32.
+    """
+    options = EmbedOptions(hop_seconds=hop_seconds, pad=pad, resampler=resampler)  # type: ignore[arg-type]
+    examples: np.ndarray = ExampleSource(Waveform(waveform, sample_rate), options).collect().examples
+    return examples
+
+
+def wavfile_to_examples(
+    source: audio.AudioSource,
+    *,
+    hop_seconds: float = params.EXAMPLE_HOP_SECONDS,
+    pad: bool = False,
+    resampler: str = "reference",
+) -> np.ndarray:
+    """Log-mel examples of an audio file (any format :mod:`vggish.audio` decodes).
+
+    Returns:
+        (N, 96, 64) float32, decoded as the reference does (16-bit samples / 32768).
+    """
+    options = EmbedOptions(hop_seconds=hop_seconds, pad=pad, resampler=resampler)  # type: ignore[arg-type]
+    examples: np.ndarray = ExampleSource(source, options).collect().examples
+    return examples

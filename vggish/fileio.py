@@ -1,0 +1,47 @@
+"""Writing output files atomically: whole or not at all, with the permissions the umask gives.
+
+Every file the package writes for a user (embeddings, weights, ONNX graphs, extraction parts)
+goes through :func:`atomic_output`: the data is written to a temporary name beside the target,
+flushed to disk, then renamed over it, so a crash or an error never leaves a partial file under
+the target's name. The temporary file is created with mode 0o666 minus the umask, like any file
+``open()`` creates (``tempfile.mkstemp`` would make it 0o600 whatever the umask).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yields a fresh temporary path beside ``path``; on success it replaces ``path``.
+
+    The caller writes the temporary file (it does not exist yet, so writers that create files
+    themselves work too). On leaving the block normally it is flushed to disk and renamed to
+    ``path``; on an exception it is deleted and ``path`` is left as it was.
+
+    Args:
+        path: the file to produce; its folder must exist.
+    """
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Writes ``data`` to ``path`` through :func:`atomic_output`."""
+    with atomic_output(path) as tmp, open(tmp, "xb") as f:
+        f.write(data)

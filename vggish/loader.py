@@ -1,0 +1,186 @@
+"""``load_model``: weights -> network -> placed on a device -> a backend -> a :class:`Runtime`.
+
+Each step is a short function of its own, so that the service, extraction, the HEAR API and
+tests can see (and reuse) exactly what loading does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import get_args
+
+import torch
+
+from vggish import cpus, onnx_export
+from vggish.backends import Backend, OnnxBackend, TorchBackend
+from vggish.model import VGGish
+from vggish.runtime import PRECISION_DTYPES, BackendName, PrecisionName, Runtime
+from vggish.weights.convert import resolve_weights_path
+from vggish.weights.format import RANDOM, LoadedWeights, load_weights, random_weights
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "vggish"  # the CLI and the service take VGGISH_CACHE_DIR
+
+
+def load_model(
+    weights: str | os.PathLike[str] | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    backend: BackendName = "auto",
+    precision: PrecisionName = "fp32",
+    threads: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Runtime:
+    """Builds VGGish with weights, in eval mode, ready for the fastest inference this machine has.
+
+    Args:
+        weights: a weights file (``.safetensors``, see :func:`vggish.weights.save_weights`),
+            ``"random"`` for deterministic random weights (demos and tests only), or None for the
+            official weights at :func:`vggish.default_weights_path` (Google's checkpoint found
+            beside it is converted on first use).
+        device: where to put the model (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
+        backend: what ``model.infer`` (and so ``embed``/``embed_file``, the CLI and the service)
+            runs: ``"torch"``; ``"onnx"`` (ONNX Runtime on the CPU; the graph is exported once
+            per weights file into ``cache_dir``, ~10-25 s, and loaded from there afterwards); or
+            ``"auto"`` (default): ONNX Runtime on the CPU in fp32 when ``vggish[onnx]`` is
+            installed (~15-40 % faster there), PyTorch otherwise and on GPUs. ``model(tensor)``
+            is always PyTorch.
+        precision: ``"fp32"``, or ``"fp16"``/``"bf16"`` weights and activations (PyTorch backend;
+            meant for GPUs; see the README for their deviation from fp32).
+        threads: intra-op threads for PyTorch (process-wide) and ONNX Runtime; None chooses from
+            the CPUs this process may use (affinity and cgroup quota; :mod:`vggish.cpus`).
+        cache_dir: where exported graphs are kept (default ``~/.cache/vggish``).
+
+    Returns:
+        The model (a :class:`vggish.runtime.Runtime`): ``model.weights_info`` holds the file's
+        provenance and SHA-256, ``model.backend`` the runtime chosen, ``model.network`` the module.
+
+    Raises:
+        FileNotFoundError: no weights where asked, with the ways to get them.
+        ValueError: an unknown backend, precision or device; ``"onnx"`` on a device other than the
+            CPU or with a precision other than fp32; a CUDA device PyTorch does not see.
+        RuntimeError: ``"onnx"`` without ``vggish[onnx]`` installed, or its export failing.
+    """
+    on_cpu = check_options(device, backend, precision)
+    loaded = read_weights(weights)
+    network = build_network(loaded)
+    place(network, device, precision)
+    if on_cpu:
+        threads = cpus.configure_torch_threads(threads)
+    torch_backend = TorchBackend(network)
+    chosen: Backend = torch_backend
+    if backend == "onnx" or (backend == "auto" and on_cpu and precision == "fp32"):
+        chosen = (
+            onnx_backend(network, loaded, cache_dir, threads, required=backend == "onnx") or torch_backend
+        )
+    info = {**loaded.metadata, "sha256": loaded.sha256}
+    return Runtime(
+        network, chosen, torch_backend=torch_backend, precision=precision, threads=threads, weights_info=info
+    )
+
+
+def check_options(device: str | torch.device, backend: str, precision: str) -> bool:
+    """Validates the runtime options before anything is loaded; returns whether ``device`` is the CPU.
+
+    Raises:
+        ValueError: naming the fix.
+    """
+    if backend not in get_args(BackendName):
+        raise ValueError(f"backend must be one of {get_args(BackendName)}; got {backend!r}")
+    if precision not in get_args(PrecisionName):
+        raise ValueError(f"precision must be one of {get_args(PrecisionName)}; got {precision!r}")
+    on_cpu = parse_device(device).type == "cpu"
+    if backend == "onnx" and not on_cpu:
+        raise ValueError(f"the onnx backend runs on the CPU; got device={device!r} (use backend='torch')")
+    if backend == "onnx" and precision != "fp32":
+        raise ValueError(f"the onnx backend runs in fp32; got precision={precision!r} (use backend='torch')")
+    check_device(device)
+    return on_cpu
+
+
+def read_weights(weights: str | os.PathLike[str] | None) -> LoadedWeights:
+    """The validated weights file (converting Google's files on first use), or the random ones."""
+    if str(weights) == RANDOM:
+        warnings.warn(
+            "VGGish is using RANDOM weights: embeddings are meaningless (demos and tests only)",
+            stacklevel=3,
+        )
+        return random_weights()
+    return load_weights(resolve_weights_path(weights))
+
+
+def build_network(loaded: LoadedWeights) -> VGGish:
+    """The module with ``loaded``'s tensors and PCA parameters, in eval mode, on the CPU.
+
+    Built on the meta device and the weights assigned: no random initialisation (~0.7 s).
+    """
+    with torch.device("meta"):
+        network = VGGish()
+    network.load_state_dict(loaded.state_dict, assign=True)
+    pca = loaded.pca
+    no_pca = torch.empty(0, dtype=torch.float64)
+    network.pca_eigen_vectors = torch.from_numpy(pca.eigen_vectors.copy()) if pca else no_pca
+    network.pca_means = torch.from_numpy(pca.means.copy()) if pca else no_pca.clone()
+    return network.eval()
+
+
+def place(network: VGGish, device: str | torch.device, precision: str) -> None:
+    """Moves the network to ``device`` in channels_last (oneDNN's and cuDNN's fastest
+    convolutions, about +25 % on a CPU) and casts its layers to ``precision`` (PCA stays float64)."""
+    network.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    dtype = PRECISION_DTYPES[precision]
+    for module in network.children():
+        module.to(dtype=dtype)
+
+
+def onnx_backend(
+    network: VGGish,
+    loaded: LoadedWeights,
+    cache_dir: str | os.PathLike[str] | None,
+    threads: int | None,
+    *,
+    required: bool,
+) -> OnnxBackend | None:
+    """ONNX Runtime computing ``network``; for ``auto`` (not required), None on any failure."""
+    if not required and not onnx_export.available():
+        return None
+    try:
+        session = onnx_export.onnx_session(
+            network,
+            loaded.sha256,
+            DEFAULT_CACHE_DIR if cache_dir is None else cache_dir,
+            metadata=loaded.metadata,
+            threads=cpus.intra_op_threads(threads),
+        )
+    except (RuntimeError, OSError) as e:
+        if required:
+            raise
+        logger.warning("backend 'auto': ONNX Runtime unavailable (%s); using PyTorch", e)
+        return None
+    return OnnxBackend(session)
+
+
+def parse_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device, or ValueError naming the fix."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'") from e
+
+
+def check_device(device: str | torch.device) -> None:
+    """Raises ValueError naming the fix when ``device`` is a CUDA GPU that PyTorch does not see."""
+    dev = parse_device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise ValueError(
+                f"device={str(device)!r}, but PyTorch sees no CUDA GPU here (torch {torch.__version__}, "
+                f"{built}); use device='cpu', or install a CUDA build of torch on a machine with a GPU"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={str(device)!r}, but there are {torch.cuda.device_count()} CUDA GPUs")

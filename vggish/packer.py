@@ -1,0 +1,178 @@
+"""The one packer: examples of many inputs -> full model batches -> each input's rows back.
+
+Short inputs give a few examples each, and a long one arrives in chunks; running the model per
+input or per chunk would leave most of every call empty. A :class:`Packer` keeps each input's
+waiting examples in a :class:`Job`, cuts batches of up to ``batch_size`` examples across inputs
+in arrival order, and hands every job its rows of the model's output. A job is complete once it
+is closed (no more examples will come) and all of its examples are back. Each example's embedding
+does not depend on its batch-mates, so results equal those of one input at a time.
+
+Users: the library's ``embed``/``embed_file``/``embed_many`` (one thread: :meth:`Packer.run`), the
+service's cross-request batcher (an inference thread calling :meth:`take` and :meth:`deliver`
+under its lock), ``vggish extract`` (local and Ray) and the HEAR API.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vggish import params
+from vggish.examples import concat_examples
+
+InferFn = Callable[[Any], np.ndarray]
+"""(B, 96, 64) float32 examples (NumPy or a tensor) -> (B, 128) float32 embeddings."""
+
+
+class Job:
+    """One input's examples on their way through a :class:`Packer`.
+
+    Args:
+        tag: anything the caller wants to find the job by (e.g. the input's source).
+    """
+
+    def __init__(self, tag: Any = None) -> None:
+        self.tag = tag
+        self.queued = 0  # examples waiting for a batch
+        self.taken = 0  # examples put into batches
+        self.delivered = 0  # embeddings received
+        self.closed = False  # no more examples will come
+        self._blocks: deque[Any] = deque()
+        self._outputs: list[np.ndarray] = []
+
+    @property
+    def complete(self) -> bool:
+        """Closed, and every example it was given has its embedding."""
+        return self.closed and self.queued == 0 and self.delivered == self.taken
+
+    def embeddings(self) -> np.ndarray:
+        """(N, 128) float32: the embeddings received so far, in the order the examples came."""
+        if not self._outputs:
+            return np.empty((0, params.EMBEDDING_SIZE), dtype=np.float32)
+        return np.concatenate(self._outputs).astype(np.float32, copy=False)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One model call's examples and whose they are.
+
+    Attributes:
+        examples: (B, 96, 64) float32, NumPy or a tensor.
+        parts: (job, rows) in batch order; the rows of each job are consecutive.
+    """
+
+    examples: Any
+    parts: tuple[tuple[Job, int], ...]
+
+    def __len__(self) -> int:
+        return int(self.examples.shape[0])
+
+
+class Packer:
+    """Queues examples of many jobs and cuts them into batches, first in, first out.
+
+    Not thread-safe by itself: callers from several threads hold one lock around every call.
+
+    Args:
+        batch_size: most examples per batch.
+    """
+
+    def __init__(self, batch_size: int) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+        self.batch_size = batch_size
+        self.pending = 0  # examples waiting for a batch, all jobs together
+        self._queue: deque[Job] = deque()  # jobs with waiting examples, in arrival order
+
+    def put(self, job: Job, examples: Any) -> None:
+        """Adds (m, 96, 64) examples to ``job`` (which must not be closed)."""
+        if job.closed:
+            raise RuntimeError("cannot add examples to a closed job")
+        count = int(examples.shape[0])
+        if count == 0:
+            return
+        if job.queued == 0:
+            self._queue.append(job)
+        job._blocks.append(examples)
+        job.queued += count
+        self.pending += count
+
+    def close(self, job: Job) -> bool:
+        """Marks that ``job`` gets no more examples; returns whether it is complete already."""
+        job.closed = True
+        return job.complete
+
+    def take(self, limit: int | None = None) -> Batch | None:
+        """Cuts the next batch: up to ``batch_size`` (and ``limit``) waiting examples, oldest first.
+
+        Returns:
+            The batch, or None when nothing is waiting.
+        """
+        room = self.batch_size if limit is None else min(self.batch_size, limit)
+        blocks: list[Any] = []
+        parts: list[tuple[Job, int]] = []
+        while self._queue and room > 0:
+            job = self._queue[0]
+            rows = 0
+            while job._blocks and room > 0:
+                block = job._blocks[0]
+                n = min(room, int(block.shape[0]))
+                blocks.append(block[:n])
+                if n == block.shape[0]:
+                    job._blocks.popleft()
+                else:
+                    job._blocks[0] = block[n:]
+                rows += n
+                room -= n
+            job.queued -= rows
+            job.taken += rows
+            self.pending -= rows
+            parts.append((job, rows))
+            if job.queued == 0:
+                self._queue.popleft()
+        if not parts:
+            return None
+        return Batch(concat_examples(blocks), tuple(parts))
+
+    def deliver(self, batch: Batch, embeddings: np.ndarray) -> list[Job]:
+        """Hands each job of ``batch`` its rows of ``embeddings`` ((B, 128), batch order).
+
+        Returns:
+            The jobs this completed.
+        """
+        if embeddings.shape[0] != len(batch):
+            raise ValueError(f"{embeddings.shape[0]} embeddings for a batch of {len(batch)} examples")
+        done: list[Job] = []
+        offset = 0
+        for job, rows in batch.parts:
+            job._outputs.append(embeddings[offset : offset + rows])
+            job.delivered += rows
+            offset += rows
+            if job.complete:
+                done.append(job)
+        return done
+
+    def cancel(self, job: Job) -> None:
+        """Drops ``job``'s waiting examples (a batch already cut still delivers to it)."""
+        if job.queued:
+            self._queue.remove(job)
+            self.pending -= job.queued
+            job.queued = 0
+            job._blocks.clear()
+
+    def run(self, infer: InferFn, *, flush: bool = False) -> list[Job]:
+        """Runs every full batch now waiting (and, with ``flush``, the rest) through ``infer``.
+
+        Returns:
+            The jobs completed, in completion order.
+        """
+        done: list[Job] = []
+        while self.pending >= self.batch_size or (flush and self.pending):
+            batch = self.take()
+            assert batch is not None
+            done += self.deliver(batch, infer(batch.examples))
+        return done

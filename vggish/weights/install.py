@@ -1,0 +1,58 @@
+"""The official install: fetch Google's files -> convert them -> Google's smoke test -> in place.
+
+Used by ``vggish download`` and by the service when it starts without weights.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vggish.loader import load_model
+from vggish.verify import SmokeResult, smoke_test
+from vggish.weights import download as transfer
+from vggish.weights.convert import convert_checkpoint
+from vggish.weights.download import Downloaded
+from vggish.weights.format import DEFAULT_WEIGHTS_NAME
+
+
+@dataclass(frozen=True)
+class OfficialInstall:
+    """What :func:`install_official` fetched and produced."""
+
+    checkpoint: Downloaded
+    pca: Downloaded
+    weights: Path
+    smoke: SmokeResult
+
+
+def install_official(directory: str | os.PathLike[str], *, progress: bool = True) -> OfficialInstall:
+    """Fetches Google's checkpoint and PCA file, converts them, and runs Google's smoke test.
+
+    The converted file is written beside the downloads under a temporary name and moved to
+    ``directory / "vggish.safetensors"`` only when the smoke test passes; otherwise it is deleted
+    and a RuntimeError lists the failed checks. The verified downloads are kept.
+    """
+    folder = Path(directory)
+    checkpoint = transfer.download(transfer.OFFICIAL_CHECKPOINT, folder, progress=progress)
+    pca = transfer.download(transfer.OFFICIAL_PCA, folder, progress=progress)
+    out = folder / DEFAULT_WEIGHTS_NAME
+    unverified = folder / f".unverified-{DEFAULT_WEIGHTS_NAME}"
+    try:
+        convert_checkpoint(checkpoint.path, unverified, pca=pca.path)
+        smoke = smoke_test(load_model(unverified, backend="torch"))
+        if not smoke.ok:
+            raise RuntimeError(f"the converted weights fail Google's smoke test: {smoke.failures()}")
+        os.replace(unverified, out)
+    finally:
+        unverified.unlink(missing_ok=True)
+    return OfficialInstall(checkpoint, pca, out, smoke)
+
+
+def download_official(directory: str | os.PathLike[str], *, progress: bool = True) -> Path:
+    """Fetches, verifies and converts Google's files; returns ``directory / "vggish.safetensors"``.
+
+    See :func:`install_official`, which also returns the digests and the smoke-test figures.
+    """
+    return install_official(directory, progress=progress).weights
