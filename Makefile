@@ -1,9 +1,12 @@
-# The whole set-up: `make serve`-style targets install what they need on first use.
+# The whole set-up: each target installs what it needs into .venv on first use.
+#   make serve     the REST service: torch + the `serve` and `onnx` extras only
+#   make test      ruff + mypy + every test: the `dev` extra (TensorFlow, Ray, ...), system packages
+#   make test-fast the tests not marked slow or tensorflow (same install as `make test`)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # A CPU build of torch is what this project's machines carry; elsewhere pick yours, e.g.
-# `make test TORCH_SPEC="torch>=2.3"`.
+# `make test TORCH_SPEC="torch>=2.3"`. It is installed before the package, so pip keeps it.
 TORCH_SPEC ?= torch==2.13.0
 INPUT ?= /usr/share/sounds/alsa/Front_Center.wav
 OUTPUT ?= embeddings.npz
@@ -11,16 +14,27 @@ WEIGHTS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install system-deps serve test lint typecheck pytest embed bench clean
+.PHONY: install install-serve system-deps serve test test-fast lint typecheck pytest embed bench clean
 
-$(VENV)/.installed: pyproject.toml
+# One stamp per install: the venv with torch, then what serving needs, then everything.
+$(VENV)/.installed-torch:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-install: $(VENV)/.installed system-deps
+$(VENV)/.installed-serve: pyproject.toml $(VENV)/.installed-torch
+	$(PY) -m pip install -q -e ".[serve,onnx]"
+	touch $@
+
+# `dev` includes `serve` and `onnx`, so a dev install is a serve install too.
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-torch
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@ $(VENV)/.installed-serve
+
+install-serve: $(VENV)/.installed-serve
+
+install: $(VENV)/.installed-dev system-deps
 
 # ffmpeg (m4a/video decoding), sox (test fixtures) and Debian's real recordings used by the tests.
 system-deps:
@@ -37,11 +51,16 @@ pytest: install
 
 test: lint typecheck pytest
 
+# The quick loop while editing: no slow tests, no TensorFlow; `make test` (and CI) runs them all.
+test-fast: install
+	$(PY) -m pytest -m "not slow and not tensorflow"
+
 # The REST service on http://$(HOST):$(PORT) (docs at /docs); WEIGHTS=random for a demo.
-serve: install
+serve: install-serve
 	$(VENV)/bin/vggish serve --host "$(HOST)" --port "$(PORT)" $(if $(WEIGHTS),--weights "$(WEIGHTS)")
 
-embed: install
+# One file from the command line; the default OUTPUT (in the repository root) is git-ignored.
+embed: install-serve
 	$(VENV)/bin/vggish embed "$(INPUT)" --output "$(OUTPUT)" $(if $(WEIGHTS),--weights "$(WEIGHTS)")
 
 # Every benchmark in one run (several minutes; progress on stderr): one markdown table for the README.

@@ -16,8 +16,8 @@ import pytest
 # the backend as an argument; the CLI and the service read this variable.
 os.environ.setdefault("VGGISH_BACKEND", "torch")
 
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
-REFERENCE_NPZ = REFERENCE_DIR / "frontend_reference.npz"
+DATA_DIR = Path(__file__).resolve().parent / "data"
+REFERENCE_NPZ = DATA_DIR / "frontend_reference.npz"  # provenance: tests/data/README.md
 ALSA_DIR = Path("/usr/share/sounds/alsa")
 FREEDESKTOP_DIR = Path("/usr/share/sounds/freedesktop/stereo")
 
@@ -35,9 +35,7 @@ def private_default_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture(scope="session")
 def reference() -> dict[str, np.ndarray]:
-    """Arrays from Google's reference front end (see shared/reference/VGGISH.md)."""
-    if not REFERENCE_NPZ.is_file():
-        pytest.fail(f"missing {REFERENCE_NPZ}: the shared reference must sit beside the checkout")
+    """Arrays from Google's reference front end (keys and provenance: tests/data/README.md)."""
     with np.load(REFERENCE_NPZ) as data:
         return {k: data[k] for k in data.files}
 

@@ -7,13 +7,16 @@ it answered and how many body bytes it sent), so resumption is proved from the s
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import http.server
 import json
+import os
 import re
 import socket
 import struct
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +33,8 @@ from vggish.weights import download as D
 from vggish.weights import install as I
 
 REPO = Path(__file__).resolve().parents[1]
-VGGISH_MD = Path(__file__).resolve().parents[2] / "shared" / "reference" / "VGGISH.md"
+# The official files' table, copied verbatim from the project's reference document (see its note).
+OFFICIAL_TABLE = REPO / "tests" / "data" / "official_files.md"
 
 NORMAL = "normal"  # honours Range: 206 with Content-Range, or 416 past the end
 IGNORE_RANGE = "ignore-range"  # always 200 with the whole file
@@ -294,14 +298,96 @@ def test_retries_exhausted_names_the_url(server: Loopback, payload: bytes, tmp_p
     assert not (tmp_path / "a.bin").exists()
 
 
-def test_connection_refused_is_retried_then_reported(tmp_path: Path) -> None:
-    with socket.socket() as s:  # a port that nothing listens on once this socket is closed
+@dataclass
+class Attempts:
+    """Every connection the downloader opened and every wait between attempts."""
+
+    opened: list[str] = field(default_factory=list)
+    waits: list[float] = field(default_factory=list)
+
+
+@pytest.fixture
+def attempts(monkeypatch: pytest.MonkeyPatch) -> Attempts:
+    record = Attempts()
+    real_urlopen = urllib.request.urlopen
+
+    def urlopen(request: urllib.request.Request, *args: Any, **kwargs: Any) -> Any:
+        record.opened.append(request.full_url)
+        return real_urlopen(request, *args, **kwargs)
+
+    monkeypatch.setattr(D.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(D.time, "sleep", record.waits.append)
+    return record
+
+
+def closed_port() -> int:
+    """A loopback port that nothing listens on once this function returns."""
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/a.bin"
+        port: int = s.getsockname()[1]
+    return port
+
+
+def unreachable(url: str, tmp_path: Path, **kwargs: Any) -> str:
+    """The one-line error of downloading ``url``, which must fail without a retry."""
     remote = D.RemoteFile("a.bin", url, None, hashlib.md5(b"").hexdigest())
-    with pytest.raises(RuntimeError, match=re.escape(url)):
-        fetch(remote, tmp_path, retries=1)
+    with pytest.raises(RuntimeError, match=re.escape(url)) as info:
+        fetch(remote, tmp_path, retries=5, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message and message.endswith("; not retried")
+    assert not isinstance(info.value, D.ChecksumError)
+    return message
+
+
+def test_connection_refused_is_not_retried(attempts: Attempts, tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{closed_port()}/a.bin"
+    message = unreachable(url, tmp_path)
+    assert "the connection was refused (127.0.0.1: Connection refused)" in message
+    assert attempts.opened == [url] and attempts.waits == []
+    assert leftovers(tmp_path) == []
+
+
+def test_unresolvable_host_name_is_not_retried(attempts: Attempts, tmp_path: Path) -> None:
+    url = "http://vggish-download-test.invalid/a.bin"  # RFC 6761: .invalid names never resolve
+    message = unreachable(url, tmp_path)
+    assert "the host name vggish-download-test.invalid does not resolve (" in message
+    assert message.endswith("): no network or no DNS; not retried")
+    assert attempts.opened == [url] and attempts.waits == []
+
+
+@pytest.mark.parametrize(
+    ("code", "cause"),
+    [
+        (errno.ENETUNREACH, "the network is unreachable"),
+        (errno.EHOSTUNREACH, "there is no route to the host"),
+        (errno.ENETDOWN, "the network is down"),
+    ],
+)
+def test_no_route_is_not_retried(
+    code: int, cause: str, attempts: Attempts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What connect() raises on a machine without a route (made up here: loopback always routes)."""
+
+    def no_route(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(socket, "create_connection", no_route)
+    url = f"http://127.0.0.1:{closed_port()}/a.bin"
+    assert f"{cause} (127.0.0.1: {os.strerror(code)}); not retried" in unreachable(url, tmp_path)
+    assert attempts.opened == [url] and attempts.waits == []
+
+
+def test_time_out_is_retried(attempts: Attempts, tmp_path: Path) -> None:
+    """A server that accepts connections (the kernel's backlog) but never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/a.bin"
+        remote = D.RemoteFile("a.bin", url, None, hashlib.md5(b"").hexdigest())
+        with pytest.raises(RuntimeError, match=r"after 3 attempts \(last error: .*timed out") as info:
+            fetch(remote, tmp_path, retries=2, timeout=0.2)
+    assert "\n" not in str(info.value)
+    assert attempts.opened == [url] * 3 and attempts.waits == [0.0, 0.0]
 
 
 def test_backoff_doubles_between_attempts(
@@ -395,9 +481,7 @@ def test_manifest_agrees_with_the_code() -> None:
 
 
 def test_official_files_match_the_reference_table() -> None:
-    if not VGGISH_MD.is_file():
-        pytest.skip(f"{VGGISH_MD} not beside the checkout")
-    table = VGGISH_MD.read_text()
+    table = OFFICIAL_TABLE.read_text()
     for remote in D.OFFICIAL_FILES:
         row = next(line for line in table.splitlines() if line.startswith(f"| `{remote.name}`"))
         assert remote.url in row and remote.md5 in row
@@ -515,3 +599,16 @@ def test_cli_download_failure_is_one_line(
     assert main(["download", "--dir", str(tmp_path), "--no-progress"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("vggish: error: the converted weights fail")
+
+
+def test_cli_download_offline_fails_at_once_in_one_line(
+    attempts: Attempts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "https://vggish-download-test.invalid/audioset/vggish_model.ckpt"
+    monkeypatch.setattr(D, "OFFICIAL_CHECKPOINT", dataclasses.replace(D.OFFICIAL_CHECKPOINT, url=url))
+    assert main(["download", "--dir", str(tmp_path), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith("): no network or no DNS; not retried")
+    cause = "the host name vggish-download-test.invalid does not resolve ("
+    assert err[0].startswith(f"vggish: error: could not download {url}: {cause}")
+    assert attempts.opened == [url] and attempts.waits == []

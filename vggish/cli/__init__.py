@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import platform
 import sys
 from collections.abc import Sequence
 
@@ -38,6 +39,7 @@ examples:
   vggish convert vggish_model.ckpt --pca vggish_pca_params.npz --output weights/vggish.safetensors
   vggish download                                    fetch, verify and convert Google's files
   vggish verify                                      Google's smoke test on the installed weights
+  vggish --version                                   versions of vggish, torch, numpy and Python
 """
 
 
@@ -50,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--version", action=_Version, help="print versions and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _SUBCOMMANDS:
         try:
@@ -60,6 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.register(subparsers)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``: computed only when asked (it imports torch), then exit 0."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(version_line())
+        parser.exit()
+
+
+def version_line() -> str:
+    """``vggish X.Y.Z (torch ..., numpy ..., Python ...)``: the versions a bug report needs."""
+    import numpy
+    import torch
+
+    from vggish import __version__
+
+    runtime = f"torch {torch.__version__}, numpy {numpy.__version__}, Python {platform.python_version()}"
+    return f"vggish {__version__} ({runtime})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

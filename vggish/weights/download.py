@@ -5,8 +5,11 @@ A download goes to ``NAME.part`` beside its destination and is moved into place 
 ``os.replace`` only after its MD5 (and SHA-256, when known) match, so an interrupted or corrupt
 transfer never leaves a file that looks finished. A later run resumes a ``.part`` file with an
 HTTP ``Range`` request; servers that ignore ranges (200) restart cleanly, and a 416 is resolved
-from the file's known size. Connection errors, time-outs, 5xx answers and transfers shorter than
-their ``Content-Length`` are retried with exponential backoff, resuming each time.
+from the file's known size. Failures that another attempt may heal (time-outs, reset connections,
+transfers shorter than their ``Content-Length``, HTTP 5xx, 408 and 429) are retried with
+exponential backoff, resuming each time. Failures that a retry cannot heal fail at once, in one
+line naming the cause: a host name that does not resolve (offline, no DNS), no route to the host,
+a refused connection, and HTTP errors such as 404.
 
 The constants below are the single source of truth for the official files; ``weights/manifest.json``
 mirrors them for readers and tools, and a test keeps the two in agreement.
@@ -14,11 +17,13 @@ mirrors them for readers and tools, and a test keeps the two in agreement.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import logging
 import os
 import re
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -106,6 +111,14 @@ class _RangeNotSatisfiableError(Exception):
 
 
 _RETRYABLE = (_TransferError, http.client.HTTPException, urllib.error.URLError, ConnectionError, TimeoutError)
+# Connection failures that retrying within the next minute cannot heal: the machine has no route
+# (offline, no interface up) or nothing listens on the port. Time-outs and resets are retried.
+_PERMANENT_ERRNOS = {
+    errno.ENETUNREACH: "the network is unreachable",
+    errno.ENETDOWN: "the network is down",
+    errno.EHOSTUNREACH: "there is no route to the host",
+    errno.ECONNREFUSED: "the connection was refused",
+}
 
 
 class _Digest:
@@ -202,13 +215,32 @@ def _request(url: str, offset: int) -> urllib.request.Request:
     return urllib.request.Request(url, headers=headers)
 
 
+def _unreachable(error: urllib.error.URLError, url: str) -> str | None:
+    """Why the host cannot be reached in a way no retry will heal, or None when a retry may help.
+
+    A host name that does not resolve counts as permanent, whatever the resolver's code: offline
+    machines report "temporary failure in name resolution" (EAI_AGAIN) as often as "name not
+    known", and neither heals in the seconds a retry waits.
+    """
+    reason = error.reason
+    host = urlsplit(url).hostname
+    if isinstance(reason, socket.gaierror):
+        detail = reason.strerror or str(reason)
+        return f"the host name {host} does not resolve ({detail}): no network or no DNS"
+    if isinstance(reason, OSError) and reason.errno in _PERMANENT_ERRNOS:
+        return f"{_PERMANENT_ERRNOS[reason.errno]} ({host}: {reason.strerror or reason})"
+    return None
+
+
 def _open(remote: RemoteFile, offset: int, timeout: float) -> http.client.HTTPResponse:
     """Sends the request for the bytes from ``offset`` on.
 
     Raises:
         _RangeNotSatisfiableError: for a 416 answer to a resume request.
         _TransferError: for answers worth retrying (5xx, 408, 429).
-        RuntimeError: for other HTTP errors (404, 403...), which retrying will not fix.
+        RuntimeError: for other HTTP errors (404, 403...), a host name that does not resolve, no
+            route to the host or a refused connection, which retrying will not fix.
+        urllib.error.URLError, OSError: for other connection failures (time-outs...), retried.
     """
     try:
         response: http.client.HTTPResponse = urllib.request.urlopen(
@@ -222,6 +254,11 @@ def _open(remote: RemoteFile, offset: int, timeout: float) -> http.client.HTTPRe
         if e.code in RETRYABLE_HTTP_STATUS:
             raise _TransferError(f"{remote.url} answered HTTP {e.code} {e.reason}") from e
         raise RuntimeError(f"could not download {remote.url}: HTTP {e.code} {e.reason}") from e
+    except urllib.error.URLError as e:
+        cause = _unreachable(e, remote.url)
+        if cause is None:
+            raise
+        raise RuntimeError(f"could not download {remote.url}: {cause}; not retried") from e
     return response
 
 
@@ -381,7 +418,8 @@ def fetch(
     Args:
         remote: what to download and the digests it must have.
         directory: destination folder, created if needed.
-        retries: further attempts after the first; each resumes the part file.
+        retries: further attempts after the first, for failures that may heal (time-outs, resets,
+            short transfers, 5xx); each resumes the part file.
         timeout: seconds for connecting and for each read from the socket.
         progress: draw a tqdm progress bar on stderr.
         backoff: seconds before the first retry; doubles each time, at most 60 s.
@@ -392,7 +430,9 @@ def fetch(
     Raises:
         ValueError: for a malformed ``remote`` or bad settings.
         ChecksumError: (a RuntimeError) when the bytes are not the expected file; nothing is kept.
-        RuntimeError: when every attempt failed (naming the URL), or for an HTTP error such as 404.
+        RuntimeError: when every attempt failed (naming the URL), or at once for a failure that no
+            retry heals: an HTTP error such as 404, a host name that does not resolve, no route to
+            the host, a refused connection.
         OSError: when the destination cannot be written.
     """
     found = download(remote, directory, retries=retries, timeout=timeout, progress=progress, backoff=backoff)
