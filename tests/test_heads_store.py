@@ -5,6 +5,7 @@ server) through one suite: the API, schema versions and upgrades, concurrency, a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -526,3 +527,10 @@ def test_kill_9_of_the_postgres_server_loses_no_acknowledged_save(
             kill_9(proc)
         private_postgres.start()  # crash recovery replays the WAL
         assert check_after_crash(location, {p: log for p, (_, log) in writers.items()}) >= 2
+
+
+def test_a_count_beyond_64_bits_is_invalid_input_not_an_overflow(location: str) -> None:
+    head = dataclasses.replace(small_head(), num_examples=10**30)
+    with pytest.raises(InvalidInputError, match="num_examples"):
+        open_store(location).save("big", head)
+    assert open_store(location).list() == []

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from vggish.errors import ConflictError, InvalidInputError, NotFoundError
 from vggish.heads import (
+    MAX_NUM_EXAMPLES,
     UNKNOWN_FEATURES,
     FeatureSpec,
     Head,
@@ -93,6 +94,13 @@ class Row:
 
     @classmethod
     def of(cls, name: str, head: Head) -> Row:
+        """The row of ``head`` saved as ``name`` now.
+
+        Raises:
+            InvalidInputError: a bad name, or a count no integer column holds.
+        """
+        if not 0 <= head.num_examples <= MAX_NUM_EXAMPLES:
+            raise InvalidInputError(f"num_examples must be 0 to {MAX_NUM_EXAMPLES}; got {head.num_examples}")
         spec = head.features
         return cls(
             validate_name(name),
@@ -110,7 +118,7 @@ class Row:
 
     def record(self, version: int) -> HeadRecord:
         """The record this row becomes once stored as ``version``."""
-        return record_of((*self.values(version)[:-1],))
+        return record_of(self.values(version)[:-1])
 
     def values(self, version: int) -> tuple[Any, ...]:
         """The row's values in :data:`COLUMNS` order, then ``tensors``."""
