@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest_plugins = ["postgres_server"]  # the postgres_server and postgres_url fixtures
+
 # The product's default backend is ``auto`` (ONNX Runtime when installed), which exports a graph
 # per weights file (~10-25 s). Most tests check PyTorch's numbers against references; the ONNX
 # backend and ``auto`` have their own tests, which set the backend explicitly. The library takes

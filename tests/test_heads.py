@@ -18,6 +18,7 @@ from safetensors.numpy import load as load_safetensors
 
 import vggish
 from vggish import heads
+from vggish.errors import ConflictError, InvalidInputError
 from vggish.runtime import Runtime
 
 
@@ -197,3 +198,351 @@ def test_from_safetensors_never_unpickles() -> None:
         heads.from_safetensors(buffer.getvalue())
     with pytest.raises(ValueError, match="not a safetensors file"):
         heads.from_safetensors(b"\x00" * 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation of imported files: every malformed input is an InvalidInputError, nothing else.
+
+GOOD_HEAD, _ = heads.train(*blobs((3, 3), seed=8))
+GOOD_META = metadata(heads.to_safetensors(GOOD_HEAD))
+GOOD_TENSORS = load_safetensors(heads.to_safetensors(GOOD_HEAD))
+SHA = "3f1c2a9b8d7e" + "0" * 52
+
+
+def build(meta: object, tensors: dict[str, np.ndarray] | None = None) -> bytes:
+    """A safetensors file written here (not by the library), so metadata may be anything."""
+    dtypes = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64", np.dtype(np.int32): "I32"}
+    header: dict[str, object] = {}
+    payload = b""
+    for name, array in (GOOD_TENSORS if tensors is None else tensors).items():
+        raw = np.ascontiguousarray(array).tobytes()
+        header[name] = {
+            "dtype": dtypes[array.dtype],
+            "shape": list(array.shape),
+            "data_offsets": [len(payload), len(payload) + len(raw)],
+        }
+        payload += raw
+    header["__metadata__"] = meta
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + payload
+
+
+def test_build_writes_what_the_library_reads() -> None:
+    back = heads.from_safetensors(build(GOOD_META))
+    assert back.classes == GOOD_HEAD.classes and back.metrics == GOOD_HEAD.metrics
+    x, _ = blobs((2, 2), seed=9)
+    np.testing.assert_array_equal(back.scores(x), GOOD_HEAD.scores(x))
+
+
+def with_meta(**changes: str | None) -> dict[str, str]:
+    meta = dict(GOOD_META)
+    for key, value in changes.items():
+        if value is None:
+            meta.pop(key)
+        else:
+            meta[key] = value
+    return meta
+
+
+METRICS = '{"cv_accuracy": 0.5, "train_accuracy": 1.0, "folds": 3}'
+BAD_METADATA = [
+    ({"metrics": '{"cv_accuracy": 1e400, "train_accuracy": 1.0, "folds": 3}'}, "cv_accuracy"),
+    ({"metrics": '{"cv_accuracy": 0.5, "train_accuracy": NaN, "folds": 3}'}, "train_accuracy"),
+    ({"metrics": '{"cv_accuracy": 0.5, "train_accuracy": Infinity, "folds": 3}'}, "train_accuracy"),
+    ({"metrics": '{"cv_accuracy": 1.5, "train_accuracy": 1.0, "folds": 3}'}, r"\[0, 1\]"),
+    ({"metrics": '{"cv_accuracy": -0.1, "train_accuracy": 1.0, "folds": 3}'}, r"\[0, 1\]"),
+    ({"metrics": '{"cv_accuracy": "0.5", "train_accuracy": 1.0, "folds": 3}'}, "cv_accuracy"),
+    ({"metrics": '{"cv_accuracy": true, "train_accuracy": 1.0, "folds": 3}'}, "cv_accuracy"),
+    ({"metrics": '{"cv_accuracy": 0.5, "train_accuracy": 1.0, "folds": 1' + "0" * 30 + "}"}, "folds"),
+    ({"metrics": '{"cv_accuracy": 0.5, "train_accuracy": 1.0, "folds": 1' + "0" * 5000 + "}"}, "JSON"),
+    ({"metrics": '{"cv_accuracy": 0.5, "train_accuracy": 1.0, "folds": -2}'}, "folds"),
+    ({"metrics": '{"cv_accuracy": 0.5, "train_accuracy": 1.0, "folds": 1}'}, "folds"),
+    ({"metrics": '{"cv_accuracy": 0.5, "train_accuracy": 1.0, "folds": 2.0}'}, "folds"),
+    ({"metrics": '{"cv_accuracy": 0.5, "train_accuracy": 1.0, "folds": false}'}, "folds"),
+    ({"metrics": '{"cv_accuracy": 0.5, "train_accuracy": 1.0, "folds": 0}'}, "null exactly"),
+    ({"metrics": '{"cv_accuracy": null, "train_accuracy": 1.0, "folds": 3}'}, "null exactly"),
+    ({"metrics": '{"cv_accuracy": 0.5, "train_accuracy": 1.0}'}, "JSON object of"),
+    ({"metrics": METRICS[:-1] + ', "extra": 1}'}, "JSON object of"),
+    ({"metrics": "[0.5, 1.0, 3]"}, "JSON object of"),
+    ({"metrics": "{"}, "not valid JSON"),
+    ({"metrics": "[" * 100_000 + "]" * 100_000}, "not valid JSON"),
+    ({"num_examples": "1" + "0" * 30}, "num_examples"),
+    ({"num_examples": str(2**63)}, "num_examples"),
+    ({"num_examples": "-1"}, "num_examples"),
+    ({"num_examples": "1e3"}, "num_examples"),
+    ({"num_examples": " 7"}, "num_examples"),
+    ({"num_examples": "٣"}, "num_examples"),  # an Arabic-Indic digit: int() would take it
+    ({"classes": '["only"]'}, "2 to"),
+    ({"classes": json.dumps([f"c{i}" for i in range(heads.MAX_CLASSES + 1)])}, "2 to"),
+    ({"classes": json.dumps(["a", "x" * (heads.MAX_CLASS_CHARS + 1)])}, "at most 256"),
+    ({"classes": json.dumps(["a", "b\nc"])}, "control"),
+    ({"classes": json.dumps(["a", "nul\x00"])}, "control"),
+    ({"classes": '["a", "\\ud800"]'}, "surrogate"),
+    ({"classes": '["a", "a"]'}, "distinct"),
+    ({"classes": '["a", " "]'}, "non-empty"),
+    ({"classes": '["a", 2]'}, "non-empty"),
+    ({"classes": '{"a": 1, "b": 2}'}, "JSON list"),
+    ({"classes": "[" * 100_000}, "not valid JSON"),
+    ({"classes": None}, "not valid JSON"),
+    ({"kind": "svm"}, "kind"),
+    ({"kind": None}, "kind"),
+    ({"format": "other"}, "format"),
+    ({"format_version": "2"}, "format_version"),
+    ({"features": "[]"}, "JSON object"),
+    ({"features": '{"weights_sha256": "ABC"}'}, "weights_sha256"),
+    ({"features": json.dumps({"weights_sha256": SHA.upper()})}, "weights_sha256"),
+    ({"features": '{"weights_sha256": 7}'}, "weights_sha256"),
+    ({"features": '{"hop_seconds": 0.005}'}, "multiple of 0.01"),
+    ({"features": '{"hop_seconds": -0.96}'}, "multiple of 0.01"),
+    ({"features": '{"hop_seconds": 1e400}'}, "multiple of 0.01"),
+    ({"features": '{"hop_seconds": NaN}'}, "multiple of 0.01"),
+    ({"features": '{"hop_seconds": 1' + "0" * 400 + "}"}, "hop_seconds"),  # float() overflows
+    ({"features": '{"hop_seconds": "0.96"}'}, "hop_seconds must be a number"),
+    ({"features": '{"hop_seconds": true}'}, "hop_seconds must be a number"),
+    ({"features": '{"pad": 1}'}, "pad"),
+    ({"features": '{"resampler": "best"}'}, "resampler"),
+    ({"features": '{"sha": "x"}'}, "unknown keys"),
+]
+
+
+@pytest.mark.parametrize(("changes", "match"), BAD_METADATA)
+def test_malformed_metadata_is_refused_with_a_reason(changes: dict[str, str | None], match: str) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        heads.from_safetensors(build(with_meta(**changes)))
+
+
+def test_the_limits_themselves_are_accepted() -> None:
+    labels = [f"{i:03d}" + "é" * (heads.MAX_CLASS_CHARS - 3) for i in range(heads.MAX_CLASSES)]
+    rng = np.random.default_rng(0)
+    tensors = {
+        "norm.mean": GOOD_TENSORS["norm.mean"],
+        "norm.std": GOOD_TENSORS["norm.std"],
+        "out.weight": rng.standard_normal((heads.MAX_CLASSES, 128)).astype(np.float32),
+        "out.bias": np.zeros(heads.MAX_CLASSES, np.float32),
+    }
+    meta = with_meta(classes=json.dumps(labels), num_examples=str(heads.MAX_NUM_EXAMPLES))
+    head = heads.from_safetensors(build(meta, tensors))
+    assert head.classes == tuple(labels) and head.num_examples == 2**63 - 1
+    again = heads.from_safetensors(heads.to_safetensors(head))
+    assert again.classes == head.classes
+
+
+def scaled(**arrays: np.ndarray) -> dict[str, np.ndarray]:
+    return {**GOOD_TENSORS, **{k.replace("_", "."): v for k, v in arrays.items()}}
+
+
+@pytest.mark.parametrize(
+    ("tensors", "match"),
+    [
+        (scaled(out_bias=np.zeros(2, np.float64)), "float32"),
+        (scaled(out_bias=np.zeros(3, np.float32)), "shape"),
+        (scaled(out_weight=np.zeros((2, 128), np.int32)), "float32"),
+        ({k: v for k, v in GOOD_TENSORS.items() if k != "out.bias"}, "missing"),
+        ({**GOOD_TENSORS, "hidden.weight": np.zeros((64, 128), np.float32)}, "unexpected"),
+        (scaled(out_bias=np.array([0, np.nan], np.float32)), "NaN"),
+        (scaled(norm_std=np.zeros(128, np.float32)), "norm.std"),
+        (scaled(norm_std=np.full(128, 1e-7, np.float32)), "at least"),
+        (scaled(norm_mean=np.full(128, 2e6, np.float32)), "beyond"),
+        (scaled(out_weight=np.full((2, 128), 2e4, np.float32)), "beyond"),
+    ],
+)
+def test_malformed_tensors_are_refused(tensors: dict[str, np.ndarray], match: str) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        heads.from_safetensors(build(GOOD_META, tensors))
+
+
+def test_malformed_headers_are_refused() -> None:
+    good = build(GOOD_META)
+    (n,) = struct.unpack("<Q", good[:8])
+    cases = {
+        b"": "0 bytes",
+        good[:7]: "7 bytes",
+        struct.pack("<Q", 2**63) + good[8:]: "declares",
+        struct.pack("<Q", heads.MAX_HEADER_BYTES + 8) + b" " * (heads.MAX_HEADER_BYTES + 16): "header over",
+        struct.pack("<Q", 4) + b"\xff\xfe{}": "UTF-8",
+        struct.pack("<Q", 8) + b"[1, 2]  ": "not a JSON object",
+        struct.pack("<Q", 8) + b'{"a": 1 ': "not valid JSON",
+        build(None): "metadata is missing",
+        build({"format": 1}): "not strings",
+        build([1, 2]): "metadata is missing",
+        good[: 8 + n] + good[8 + n + 4 :]: "not a safetensors file",  # payload short by 4 bytes
+    }
+    for data, match in cases.items():
+        with pytest.raises(InvalidInputError, match=match):
+            heads.from_safetensors(data)
+    with pytest.raises(InvalidInputError, match="bytes"):
+        heads.from_safetensors("not bytes")  # type: ignore[arg-type]
+
+
+def only_invalid_input(data: bytes) -> None:
+    """from_safetensors returns a head or raises InvalidInputError: never anything else."""
+    try:
+        head = heads.from_safetensors(data)
+    except InvalidInputError:
+        return
+    assert np.isfinite(head.scores(np.zeros((1, 128), np.float32))).all()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_random_bytes_are_invalid_input(data: bytes) -> None:
+    only_invalid_input(data)
+    only_invalid_input(struct.pack("<Q", len(data)) + data)
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from([10**400, 2**63, -(2**63) - 1, 1e308])
+    | st.floats()
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
+META_TEXT = st.one_of(
+    st.text(max_size=40),
+    JSON_VALUES.map(json.dumps),
+    st.builds(
+        lambda v: json.dumps({"cv_accuracy": v[0], "train_accuracy": v[1], "folds": v[2]}),
+        st.tuples(JSON_VALUES, JSON_VALUES, JSON_VALUES),
+    ),
+    st.builds(
+        json.dumps,
+        st.dictionaries(
+            st.sampled_from(["weights_sha256", "hop_seconds", "pad", "resampler"]), JSON_VALUES, max_size=4
+        ),
+    ),
+    st.lists(st.text(max_size=8), max_size=6).map(json.dumps),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["format", "format_version", "kind", "classes", "num_examples", "metrics", "features"]
+        ),
+        META_TEXT,
+        max_size=4,
+    ),
+    st.sampled_from([None, "linear", "mlp"]),
+)
+def test_hypothesis_metadata_is_a_head_or_invalid_input(changes: dict[str, str], kind: str | None) -> None:
+    meta = {**GOOD_META, **changes}
+    if kind is not None:
+        meta["kind"] = kind
+    only_invalid_input(build(meta))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_mutated_files_are_a_head_or_invalid_input(data: st.DataObject) -> None:
+    raw = bytearray(heads.to_safetensors(GOOD_HEAD))
+    (n,) = struct.unpack("<Q", raw[:8])
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(0, 8 + n + 16))  # the header, mostly: that is where parsing happens
+        raw[pos : pos + 1] = data.draw(st.binary(max_size=3))
+    only_invalid_input(bytes(raw))
+
+
+def test_scores_of_a_head_at_every_limit_stay_finite() -> None:
+    tensors = {
+        "norm.mean": np.full(128, -heads.MAX_ABS_FEATURE, np.float32),
+        "norm.std": np.full(128, heads.MIN_STD, np.float32),
+        "hidden.weight": np.full((64, 128), heads.MAX_ABS_WEIGHT, np.float32),
+        "hidden.bias": np.full(64, heads.MAX_ABS_WEIGHT, np.float32),
+        "out.weight": np.stack([np.full(64, heads.MAX_ABS_WEIGHT), np.full(64, -heads.MAX_ABS_WEIGHT)]),
+        "out.bias": np.zeros(2, np.float32),
+    }
+    tensors["out.weight"] = tensors["out.weight"].astype(np.float32)
+    head = heads.from_safetensors(build(with_meta(kind="mlp"), tensors))
+    x = np.full((2, 128), heads.MAX_ABS_FEATURE, np.float32)
+    x[1] = -heads.MAX_ABS_FEATURE
+    scores = head.scores(x)
+    assert np.isfinite(scores).all()
+    np.testing.assert_allclose(scores[0], [1.0, 0.0])
+    with pytest.raises(InvalidInputError, match="within"):
+        head.scores(x * 1.01)
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_dot_names_are_refused(name: str) -> None:
+    with pytest.raises(InvalidInputError, match=r"not \. or \.\."):
+        heads.validate_name(name)
+    assert heads.validate_name("..." if name == ".." else ".a") in ("...", ".a")
+
+
+@pytest.mark.parametrize(
+    ("labels", "match"),
+    [
+        (["a", "b\tc"], "control"),
+        (["a", "x" * 257], "at most 256"),
+        ([f"c{i}" for i in range(1001)], "at most 1000"),
+    ],
+)
+def test_training_refuses_labels_an_import_would(labels: list[str], match: str) -> None:
+    x = np.random.default_rng(0).standard_normal((len(labels), 128)).astype(np.float32)
+    with pytest.raises(InvalidInputError, match=match):
+        heads.train(x, labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Identity of a head's features: recorded, exported, compared.
+
+SPEC = heads.FeatureSpec(SHA, 0.96, False, "reference")
+
+
+def test_identity_round_trips_through_files_and_old_files_are_unknown() -> None:
+    head, _ = heads.train(*blobs((3, 3), seed=8), features=SPEC)
+    data = heads.to_safetensors(head)
+    assert json.loads(metadata(data)["features"]) == {
+        "weights_sha256": SHA,
+        "hop_seconds": 0.96,
+        "pad": False,
+        "resampler": "reference",
+    }
+    assert heads.from_safetensors(data).features == SPEC
+    old = heads.from_safetensors(build(with_meta(features=None)))  # as written before identities
+    assert old.features == heads.UNKNOWN_FEATURES and old.features.unknown
+    partial = heads.from_safetensors(build(with_meta(features='{"weights_sha256": "random"}')))
+    assert partial.features == heads.FeatureSpec(weights_sha256="random")
+
+
+def test_for_model_names_the_weights_and_options(random_model: Runtime) -> None:
+    spec = heads.FeatureSpec.for_model(random_model, vggish.EmbedOptions(hop_seconds=0.48, pad=True))
+    assert spec == heads.FeatureSpec("random", 0.48, True, "reference")
+
+
+def test_check_compatible() -> None:
+    assert heads.check_compatible(SPEC, SPEC) is None
+    other = heads.FeatureSpec("random", 0.48, False, "reference")
+    with pytest.raises(heads.WeightsMismatchError) as caught:
+        heads.check_compatible(SPEC, other, name="kinds")
+    message = str(caught.value)
+    assert "head 'kinds'" in message and "3f1c2a9b8d7e" in message and "weights random" in message
+    assert "hop 0.96 s" in message and "hop 0.48 s" in message and "weights, hop differ" in message
+    assert "force=true" in message and "--force" in message
+    assert caught.value.differences == ["weights", "hop"]
+    assert isinstance(caught.value, ConflictError)
+    warning = heads.check_compatible(SPEC, other, force=True)
+    assert warning is not None and "forced" in warning
+    # Unknown on the head's side: never refused, but said; unknown on the used side: not compared.
+    unknown = heads.check_compatible(heads.UNKNOWN_FEATURES, other)
+    assert unknown is not None and "does not record its weights, hop, pad, resampler" in unknown
+    assert heads.check_compatible(SPEC, heads.FeatureSpec(weights_sha256=SHA)) is None
+    with pytest.raises(heads.WeightsMismatchError, match="pad differs"):
+        heads.check_compatible(SPEC, heads.FeatureSpec(pad=True))
+    with pytest.raises(heads.WeightsMismatchError, match="resampler differs"):
+        heads.check_compatible(SPEC, heads.FeatureSpec(resampler="fast"))
+    assert heads.check_compatible(SPEC, heads.FeatureSpec(hop_seconds=0.3 + 0.66)) is None  # 0.96 in float
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"weights_sha256": "abc"}, {"hop_seconds": 0.0}, {"pad": "yes"}, {"resampler": "soxr"}],
+)
+def test_feature_spec_refuses_malformed_fields(fields: dict[str, object]) -> None:
+    with pytest.raises(InvalidInputError):
+        heads.FeatureSpec(**fields)  # type: ignore[arg-type]

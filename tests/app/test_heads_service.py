@@ -25,6 +25,7 @@ from safetensors.numpy import load as load_safetensors
 from service_helpers import assert_problem, metric, running_app
 
 import vggish
+from vggish.heads_store import SCHEMA_VERSION
 from vggish.runtime import Runtime
 
 pytestmark = pytest.mark.skipif(not heads_corpus.available(), reason="alsa / freedesktop sounds missing")
@@ -226,7 +227,7 @@ def test_metrics_count_trainings_and_classifications(client: TestClient, trained
 def test_the_database_holds_the_heads(client: TestClient, trained: dict[str, Any], data_dir: Path) -> None:
     with sqlite3.connect(data_dir / "heads.sqlite3") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         row = conn.execute("SELECT tensors FROM heads WHERE name = 'kinds'").fetchone()
     assert set(load_safetensors(bytes(row[0]))) == {"norm.mean", "norm.std", "out.weight", "out.bias"}
 

@@ -1,0 +1,300 @@
+"""What every heads store shares: the record, the errors, the public API, and the rows.
+
+A store keeps each head as one row: its metadata in columns beside its safetensors bytes,
+written in one transaction, so a crash at any moment leaves a head fully present or absent.
+Backends (:mod:`.sqlite`, :mod:`.postgres`) supply only their connections and SQL.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from vggish.errors import ConflictError, InvalidInputError, NotFoundError
+from vggish.heads import (
+    MAX_NUM_EXAMPLES,
+    UNKNOWN_FEATURES,
+    FeatureSpec,
+    Head,
+    HeadMetrics,
+    from_safetensors,
+    to_safetensors,
+    validate_name,
+)
+
+# Both backends reach this schema version through their own MIGRATIONS (one step per version):
+# 1: heads (name, kind, classes, num_examples, metrics, created_at, version, tensors);
+# 2: + weights_sha256, hop_seconds, pad, resampler (the head's FeatureSpec; NULL: unknown).
+SCHEMA_VERSION = 2
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+# Columns in the order rows are read and written (``tensors`` follows when it is read).
+COLUMNS = (
+    "name",
+    "kind",
+    "classes",
+    "num_examples",
+    "metrics",
+    "created_at",
+    "version",
+    "weights_sha256",
+    "hop_seconds",
+    "pad",
+    "resampler",
+)
+
+
+class HeadNotFoundError(NotFoundError):
+    """No head has this name."""
+
+
+class HeadExistsError(ConflictError):
+    """A head already has this name (and replacing was not asked for)."""
+
+
+@dataclass(frozen=True)
+class HeadRecord:
+    """A stored head's metadata (its tensors stay in the database until loaded).
+
+    Attributes:
+        features: what made the head's training features; unknown (all None) for heads stored
+            before schema version 2.
+    """
+
+    name: str
+    kind: str
+    classes: tuple[str, ...]
+    num_examples: int
+    metrics: HeadMetrics | None
+    created_at: str
+    version: int
+    features: FeatureSpec = UNKNOWN_FEATURES
+
+
+@dataclass(frozen=True)
+class Row:
+    """A head as the columns hold it (before ``version``, which the store assigns)."""
+
+    name: str
+    kind: str
+    classes: str
+    num_examples: int
+    metrics: str
+    created_at: str
+    weights_sha256: str | None
+    hop_seconds: float | None
+    pad: bool | None
+    resampler: str | None
+    tensors: bytes
+
+    @classmethod
+    def of(cls, name: str, head: Head) -> Row:
+        """The row of ``head`` saved as ``name`` now.
+
+        Raises:
+            InvalidInputError: a bad name, or a count no integer column holds.
+        """
+        if not 0 <= head.num_examples <= MAX_NUM_EXAMPLES:
+            raise InvalidInputError(f"num_examples must be 0 to {MAX_NUM_EXAMPLES}; got {head.num_examples}")
+        spec = head.features
+        return cls(
+            validate_name(name),
+            head.kind,
+            json.dumps(list(head.classes)),
+            head.num_examples,
+            json.dumps(None if head.metrics is None else head.metrics.__dict__),
+            datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            spec.weights_sha256,
+            spec.hop_seconds,
+            spec.pad,
+            spec.resampler,
+            to_safetensors(head),
+        )
+
+    def record(self, version: int) -> HeadRecord:
+        """The record this row becomes once stored as ``version``."""
+        return record_of(self.values(version)[:-1])
+
+    def values(self, version: int) -> tuple[Any, ...]:
+        """The row's values in :data:`COLUMNS` order, then ``tensors``."""
+        return (
+            self.name,
+            self.kind,
+            self.classes,
+            self.num_examples,
+            self.metrics,
+            self.created_at,
+            version,
+            self.weights_sha256,
+            self.hop_seconds,
+            self.pad,
+            self.resampler,
+            self.tensors,
+        )
+
+
+def record_of(row: tuple[Any, ...]) -> HeadRecord:
+    """A :data:`COLUMNS` row (as either database returns it) -> HeadRecord."""
+    name, kind, classes, num_examples, metrics, created_at, version, sha, hop, pad, resampler = row
+    raw = json.loads(str(metrics))
+    parsed = None if raw is None else HeadMetrics(raw["cv_accuracy"], raw["train_accuracy"], raw["folds"])
+    features = FeatureSpec(
+        sha, None if hop is None else float(hop), None if pad is None else bool(pad), resampler
+    )
+    return HeadRecord(
+        str(name),
+        str(kind),
+        tuple(json.loads(str(classes))),
+        int(num_examples),
+        parsed,
+        str(created_at),
+        int(version),
+        features,
+    )
+
+
+class BaseHeadStore(ABC):
+    """Named heads in one database: the API both backends share.
+
+    :class:`~vggish.heads_store.sqlite.HeadStore` keeps them in SQLite in a data directory (the
+    embedded default); :class:`~vggish.heads_store.postgres.PostgresHeadStore` in a PostgreSQL
+    database that any number of processes and machines share. :func:`open_store` picks one from
+    a location. Both create or upgrade their schema on first use, open a connection per operation
+    (safe across threads and processes), and raise RuntimeError when the database cannot be used.
+    """
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the heads are, fit to print (a URL without its password)."""
+
+    @abstractmethod
+    def open(self) -> None:
+        """Creates or upgrades the schema now (otherwise done on first use).
+
+        Raises:
+            RuntimeError: the database cannot be reached or is newer than this code.
+        """
+
+    @abstractmethod
+    def schema_version(self) -> int:
+        """The schema version the database holds (0 when it has none yet)."""
+
+    @abstractmethod
+    def integrity_check(self) -> str:
+        """``ok`` when the database is sound, else what its own check reports."""
+
+    def save(self, name: str, head: Head, replace: bool = False) -> HeadRecord:
+        """Stores ``head`` under ``name`` in one transaction: version 1, or one more than the
+        version it replaces.
+
+        Raises:
+            InvalidInputError: a bad name.
+            HeadExistsError: the name is taken and ``replace`` is false.
+        """
+        row = Row.of(name, head)
+        version = self._insert(row, replace)
+        if version is None:
+            raise HeadExistsError(f"a head named {name!r} exists; replace it with replace=true")
+        return row.record(version)
+
+    def list(self) -> list[HeadRecord]:
+        """Every head's metadata, by name (byte order)."""
+        return [record_of(row) for row in self._select_all()]
+
+    def get(self, name: str) -> HeadRecord:
+        """One head's metadata.
+
+        Raises:
+            HeadNotFoundError: no such head.
+        """
+        return self._fetch(name)[0]
+
+    def export(self, name: str) -> bytes:
+        """One head's safetensors bytes.
+
+        Raises:
+            HeadNotFoundError: no such head.
+        """
+        return self._fetch(name)[1]
+
+    def load(self, name: str) -> tuple[HeadRecord, Head]:
+        """One head's metadata and the head itself, ready to score.
+
+        Raises:
+            HeadNotFoundError: no such head.
+        """
+        record, blob = self._fetch(name)
+        return record, from_safetensors(blob)
+
+    def delete(self, name: str) -> None:
+        """Deletes one head.
+
+        Raises:
+            HeadNotFoundError: no such head.
+        """
+        if not self._delete(validate_name(name)):
+            raise HeadNotFoundError(f"no head named {name!r}")
+
+    def _fetch(self, name: str) -> tuple[HeadRecord, bytes]:
+        row = self._select(validate_name(name))
+        if row is None:
+            raise HeadNotFoundError(f"no head named {name!r}")
+        return record_of(row[:-1]), bytes(row[-1])
+
+    @abstractmethod
+    def _insert(self, row: Row, replace: bool) -> int | None:
+        """Writes ``row`` in one transaction; its version, or None when the name is taken."""
+
+    @abstractmethod
+    def _select_all(self) -> Sequence[tuple[Any, ...]]:
+        """Every row's :data:`COLUMNS`, by name in byte order."""
+
+    @abstractmethod
+    def _select(self, name: str) -> tuple[Any, ...] | None:
+        """One row's :data:`COLUMNS` and ``tensors``, or None."""
+
+    @abstractmethod
+    def _delete(self, name: str) -> bool:
+        """Deletes one row; whether there was one."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location!r})"
+
+
+def is_postgres_url(location: str | Path) -> bool:
+    """Whether ``location`` is a ``postgresql://`` or ``postgres://`` URL."""
+    return isinstance(location, str) and urlsplit(location).scheme.lower() in POSTGRES_SCHEMES
+
+
+def open_store(location: str | Path) -> BaseHeadStore:
+    """The heads store at ``location``: a ``postgresql://user:password@host:port/db`` URL, or a
+    data directory (SQLite, ``heads.sqlite3`` inside, created on the first write).
+
+    Nothing is connected until the first operation (or :meth:`HeadStore.open`).
+
+    Raises:
+        InvalidInputError: a URL of another scheme.
+        RuntimeError: a PostgreSQL URL without psycopg installed (``pip install 'vggish[postgres]'``).
+    """
+    if is_postgres_url(location):
+        try:
+            from vggish.heads_store.postgres import PostgresHeadStore
+        except ImportError as e:
+            raise RuntimeError(
+                f"a PostgreSQL heads database needs psycopg: pip install 'vggish[postgres]' ({e})"
+            ) from e
+        return PostgresHeadStore(str(location))
+    if isinstance(location, str) and "://" in location:
+        scheme = location.split("://", 1)[0]
+        raise InvalidInputError(
+            f"heads database URL scheme {scheme!r} is not supported: give postgresql://... or a directory"
+        )
+    from vggish.heads_store.sqlite import HeadStore
+
+    return HeadStore(location)

@@ -1,0 +1,216 @@
+"""Heads in a PostgreSQL database: one store shared by every replica of the service.
+
+Each head is one row, written by one statement in its own transaction (an upsert that assigns
+the version), so a crash of a client or of the server leaves it fully present or absent, and
+two replicas replacing the same name get consecutive versions. Every operation opens its own
+connection (safe across threads and forked processes; nothing is shared). The schema is
+versioned in the one-row table ``heads_schema`` and upgraded by :data:`MIGRATIONS` in one
+transaction under an advisory lock, so replicas that start together upgrade it once.
+
+Needs psycopg 3 (``pip install 'vggish[postgres]'``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from vggish.errors import InvalidInputError
+from vggish.heads_store.base import COLUMNS, SCHEMA_VERSION, BaseHeadStore, Row
+
+CONNECT_TIMEOUT_S = 10  # an unreachable server fails an operation after this long
+# Serialises schema upgrades across every process using the database (any fixed 64-bit key).
+SCHEMA_LOCK_KEY = int.from_bytes(b"vggishHd", "big") >> 1
+# MIGRATIONS[i] takes the schema from version i to i + 1 (statements run in one transaction).
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE heads (
+            name text PRIMARY KEY,
+            kind text NOT NULL,
+            classes text NOT NULL,          -- JSON list of labels, in score order
+            num_examples bigint NOT NULL,
+            metrics text NOT NULL,          -- JSON: cv_accuracy, train_accuracy, folds (or null)
+            created_at text NOT NULL,       -- ISO 8601, UTC
+            version integer NOT NULL,       -- 1, then +1 each time the name is replaced
+            tensors bytea NOT NULL          -- the head as safetensors bytes
+        )
+        """,
+    ),
+    (  # the head's FeatureSpec; NULL (as in rows stored before) means unknown
+        """
+        ALTER TABLE heads
+            ADD COLUMN weights_sha256 text,      -- 64 hex digits, or 'random'
+            ADD COLUMN hop_seconds double precision,
+            ADD COLUMN pad boolean,
+            ADD COLUMN resampler text
+        """,
+    ),
+)
+assert len(MIGRATIONS) == SCHEMA_VERSION
+_VERSION_TABLE = """
+    CREATE TABLE IF NOT EXISTS heads_schema (
+        only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+        version integer NOT NULL
+    )
+"""
+_COLUMNS = ", ".join(COLUMNS)
+_MARKS = ", ".join(["%s"] * (len(COLUMNS) + 1))
+_UPDATES = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*COLUMNS, "tensors") if c not in ("name", "version"))
+
+
+def _read_version(conn: psycopg.Connection[Any]) -> int:
+    """The schema version, 0 when there is none yet (no table, or no row)."""
+    if conn.execute("SELECT to_regclass('heads_schema')").fetchone() == (None,):
+        return 0
+    row = conn.execute("SELECT version FROM heads_schema").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def migrate(conn: psycopg.Connection[Any]) -> int:
+    """Brings the schema to :data:`SCHEMA_VERSION` in one transaction; returns the old version.
+
+    Two processes migrating at once take turns (``pg_advisory_xact_lock``): the second finds the
+    schema current. A current schema costs one query and takes no lock.
+
+    Raises:
+        RuntimeError: the database is newer than this code.
+    """
+    current = _read_version(conn)
+    if current == SCHEMA_VERSION:
+        return current
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+        conn.execute(_VERSION_TABLE)
+        current = _read_version(conn)
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(f"the heads database has schema {current}; this code knows {SCHEMA_VERSION}")
+        for statements in MIGRATIONS[current:]:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute(
+            "INSERT INTO heads_schema (only_row, version) VALUES (true, %s) "
+            "ON CONFLICT (only_row) DO UPDATE SET version = EXCLUDED.version",
+            (SCHEMA_VERSION,),
+        )
+    return current
+
+
+def redact(url: str) -> str:
+    """``url`` as ``postgresql://user@host:port/dbname``: no password, nothing else.
+
+    Raises:
+        InvalidInputError: not a connection URL psycopg reads (the message omits the URL).
+    """
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error as e:
+        raise InvalidInputError(f"malformed PostgreSQL URL ({_scrub(str(e), url)})") from e
+    user = f"{info['user']}@" if info.get("user") else ""
+    port = f":{info['port']}" if info.get("port") else ""
+    return f"postgresql://{user}{info.get('host') or ''}{port}/{info.get('dbname') or ''}"
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` with the URL's password (if any, and as given or decoded) masked."""
+    try:
+        password = conninfo_to_dict(url).get("password")
+    except psycopg.Error:
+        password = None
+    for secret in {str(password or ""), url.partition("://")[2].partition("@")[0].partition(":")[2]}:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+class PostgresHeadStore(BaseHeadStore):
+    """The heads of one PostgreSQL database.
+
+    Args:
+        url: ``postgresql://user:password@host:port/dbname`` (libpq's URL form; query parameters
+            such as ``sslmode=require`` pass through). The role needs to create tables on first
+            use (or an administrator runs :meth:`open` once); afterwards it reads and writes
+            ``heads`` and reads ``heads_schema``.
+        connect_timeout: seconds to wait for the server before an operation fails.
+    """
+
+    def __init__(self, url: str, connect_timeout: int = CONNECT_TIMEOUT_S) -> None:
+        self._url = url
+        self._shown = redact(url)
+        self._connect_timeout = connect_timeout
+        self._migrated = False
+        self._lock = threading.Lock()
+
+    @property
+    def location(self) -> str:
+        return self._shown
+
+    @contextmanager
+    def _connect(self) -> Iterator[psycopg.Connection[Any]]:
+        """A fresh autocommit connection, the schema current; psycopg errors -> RuntimeError."""
+        try:
+            conn = psycopg.connect(self._url, autocommit=True, connect_timeout=self._connect_timeout)
+        except psycopg.Error as e:
+            message = _scrub(str(e).strip(), self._url)
+            raise RuntimeError(f"cannot reach the heads database {self._shown}: {message}") from e
+        try:
+            with conn:
+                self._prepare(conn)
+                yield conn
+        except psycopg.Error as e:
+            raise RuntimeError(f"heads database {self._shown}: {_scrub(str(e).strip(), self._url)}") from e
+
+    def _prepare(self, conn: psycopg.Connection[Any]) -> None:
+        with self._lock:
+            if not self._migrated:
+                migrate(conn)
+                self._migrated = True
+
+    def open(self) -> None:
+        with self._connect():
+            pass
+
+    def schema_version(self) -> int:
+        try:
+            with psycopg.connect(self._url, autocommit=True, connect_timeout=self._connect_timeout) as conn:
+                return _read_version(conn)
+        except psycopg.Error as e:
+            raise RuntimeError(f"heads database {self._shown}: {_scrub(str(e).strip(), self._url)}") from e
+
+    def integrity_check(self) -> str:
+        """``ok`` when the server answers, the schema is current and every row's tensors are
+        non-empty; else what is wrong. (PostgreSQL checks its own pages; see ``pg_amcheck``.)"""
+        with self._connect() as conn:
+            version = _read_version(conn)
+            if version != SCHEMA_VERSION:
+                return f"schema version {version}, expected {SCHEMA_VERSION}"
+            row = conn.execute("SELECT count(*) FROM heads WHERE octet_length(tensors) < 8").fetchone()
+            empty = 0 if row is None else int(row[0])
+            return "ok" if empty == 0 else f"{empty} heads without tensors"
+
+    def _insert(self, row: Row, replace: bool) -> int | None:
+        conflict = f"DO UPDATE SET {_UPDATES}, version = heads.version + 1" if replace else "DO NOTHING"
+        query = (
+            f"INSERT INTO heads ({_COLUMNS}, tensors) VALUES ({_MARKS}) "
+            f"ON CONFLICT (name) {conflict} RETURNING version"
+        )
+        with self._connect() as conn:
+            found = conn.execute(query, row.values(1)).fetchone()  # type: ignore[arg-type]
+        return None if found is None else int(found[0])
+
+    def _select_all(self) -> Sequence[tuple[Any, ...]]:
+        with self._connect() as conn:
+            return conn.execute(f'SELECT {_COLUMNS} FROM heads ORDER BY name COLLATE "C"').fetchall()
+
+    def _select(self, name: str) -> tuple[Any, ...] | None:
+        with self._connect() as conn:
+            return conn.execute(f"SELECT {_COLUMNS}, tensors FROM heads WHERE name = %s", (name,)).fetchone()
+
+    def _delete(self, name: str) -> bool:
+        with self._connect() as conn:
+            return conn.execute("DELETE FROM heads WHERE name = %s", (name,)).rowcount > 0
