@@ -1,0 +1,221 @@
+"""``AsyncClient``: the same API as :class:`vggish.client.Client`, awaited (httpx.AsyncClient).
+
+Only the transport differs: the operations (requests, parsing, retries) are the ones in ``core``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import TypeVar, overload
+
+import httpx
+import numpy as np
+
+from vggish import params
+from vggish.client.core import (
+    DEFAULT_MAX_RETRY_WAIT_S,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT_S,
+    AudioOptions,
+    BaseClient,
+    Op,
+    Outcome,
+    Pooling,
+    Sleep,
+    Step,
+)
+from vggish.client.inputs import AudioInput, FileSource, HeadKind
+from vggish.client.results import Classification, ModelInfo, RemoteEmbeddingResult
+from vggish.heads_store import HeadRecord
+from vggish.resample import ResamplerName
+
+T = TypeVar("T")
+
+
+class AsyncClient(BaseClient):
+    """A VGGish service's API as coroutines; each method is :class:`Client`'s, awaited.
+
+    >>> async with AsyncClient("http://127.0.0.1:8000") as client:
+    ...     results = await client.embed(["dog.wav", "cat.flac"])
+
+    Args:
+        base_url: the service's URL.
+        api_key: sent as ``Authorization: Bearer <key>``.
+        timeout: seconds to wait for each answer (or an ``httpx.Timeout``); None: forever.
+        retries: retries of 429 / 503 answers and of connection failures (0: none).
+        max_retry_wait: the longest wait before a retry; a ``Retry-After`` above it is raised at once.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT_S,
+        retries: int = DEFAULT_RETRIES,
+        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT_S,
+    ) -> None:
+        super().__init__(api_key=api_key, retries=retries, max_retry_wait=max_retry_wait)
+        self._http = httpx.AsyncClient(base_url=base_url, headers=self._headers, timeout=timeout)
+
+    async def _run(self, op: Op[T]) -> T:
+        """Drives an operation: sends its requests, sleeps its waits, returns its result."""
+        outcome: Outcome = None
+        while True:
+            try:
+                step = op.send(outcome)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            outcome = await self._perform(step)
+
+    async def _perform(self, step: Step) -> Outcome:
+        if isinstance(step, Sleep):
+            await asyncio.sleep(step.seconds)
+            return None
+        try:
+            return await self._http.request(
+                step.method, step.path, params=step.params, content=step.content, headers=step.headers
+            )
+        except httpx.TransportError as e:
+            return e
+
+    async def close(self) -> None:
+        """Closes the connections."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def models(self) -> list[ModelInfo]:
+        """See :meth:`Client.models`."""
+        return await self._run(self._models_op())
+
+    async def ready(self) -> bool:
+        """See :meth:`Client.ready`."""
+        return await self._run(self._ready_op())
+
+    @overload  # a str is one path, though also a Sequence[str]: this overload comes first
+    async def embed(  # type: ignore[overload-overlap]
+        self,
+        inputs: AudioInput,
+        *,
+        hop: float = ...,
+        pad: bool = ...,
+        postprocess: bool | None = ...,
+        resampler: ResamplerName = ...,
+        pooling: Pooling | None = ...,
+    ) -> RemoteEmbeddingResult: ...
+    @overload
+    async def embed(
+        self,
+        inputs: Sequence[AudioInput],
+        *,
+        hop: float = ...,
+        pad: bool = ...,
+        postprocess: bool | None = ...,
+        resampler: ResamplerName = ...,
+        pooling: Pooling | None = ...,
+    ) -> list[RemoteEmbeddingResult]: ...
+    async def embed(
+        self,
+        inputs: AudioInput | Sequence[AudioInput],
+        *,
+        hop: float = params.EXAMPLE_HOP_SECONDS,
+        pad: bool = False,
+        postprocess: bool | None = None,
+        resampler: ResamplerName = "reference",
+        pooling: Pooling | None = None,
+    ) -> RemoteEmbeddingResult | list[RemoteEmbeddingResult]:
+        """See :meth:`Client.embed`."""
+        return await self._run(
+            self._embed_op(inputs, AudioOptions(hop, pad, resampler), postprocess, pooling)
+        )
+
+    @overload
+    async def classify(  # type: ignore[overload-overlap]
+        self,
+        name: str,
+        inputs: AudioInput,
+        *,
+        top_k: int | None = ...,
+        hop: float = ...,
+        pad: bool = ...,
+        resampler: ResamplerName = ...,
+    ) -> Classification: ...
+    @overload
+    async def classify(
+        self,
+        name: str,
+        inputs: Sequence[AudioInput],
+        *,
+        top_k: int | None = ...,
+        hop: float = ...,
+        pad: bool = ...,
+        resampler: ResamplerName = ...,
+    ) -> list[Classification]: ...
+    async def classify(
+        self,
+        name: str,
+        inputs: AudioInput | Sequence[AudioInput],
+        *,
+        top_k: int | None = None,
+        hop: float = params.EXAMPLE_HOP_SECONDS,
+        pad: bool = False,
+        resampler: ResamplerName = "reference",
+    ) -> Classification | list[Classification]:
+        """See :meth:`Client.classify`."""
+        return await self._run(self._classify_op(name, inputs, AudioOptions(hop, pad, resampler), top_k))
+
+    async def train_head(
+        self,
+        name: str,
+        clips: Mapping[str, Sequence[AudioInput]] | tuple[Sequence[AudioInput], Sequence[str]],
+        *,
+        kind: HeadKind = "linear",
+        replace: bool = False,
+        hop: float = params.EXAMPLE_HOP_SECONDS,
+        pad: bool = False,
+        resampler: ResamplerName = "reference",
+    ) -> HeadRecord:
+        """See :meth:`Client.train_head`."""
+        return await self._run(self._train_op(name, clips, kind, replace, AudioOptions(hop, pad, resampler)))
+
+    async def train_head_from_embeddings(
+        self,
+        name: str,
+        embeddings: np.ndarray | Sequence[Sequence[float]],
+        labels: Sequence[str],
+        *,
+        kind: HeadKind = "linear",
+        replace: bool = False,
+    ) -> HeadRecord:
+        """See :meth:`Client.train_head_from_embeddings`."""
+        return await self._run(self._train_embeddings_op(name, embeddings, labels, kind, replace))
+
+    async def list_heads(self) -> list[HeadRecord]:
+        """See :meth:`Client.list_heads`."""
+        return await self._run(self._list_heads_op())
+
+    async def get_head(self, name: str) -> HeadRecord:
+        """See :meth:`Client.get_head`."""
+        return await self._run(self._get_head_op(name))
+
+    async def delete_head(self, name: str) -> None:
+        """See :meth:`Client.delete_head`."""
+        await self._run(self._delete_head_op(name))
+
+    async def export_head(self, name: str) -> bytes:
+        """See :meth:`Client.export_head`."""
+        return await self._run(self._export_head_op(name))
+
+    async def import_head(self, name: str, data: FileSource) -> HeadRecord:
+        """See :meth:`Client.import_head`."""
+        return await self._run(self._import_head_op(name, data))

@@ -1,0 +1,223 @@
+"""Audio inputs -> request bodies: files as they are, arrays in the form that keeps the library's numbers.
+
+An input is a path, a file's bytes, a binary file object, or ``(array, sample_rate)``. Files are
+read into memory (bodies are kept as bytes so that a retry can send them again) and sent as they
+are. Arrays are checked with the library's own :func:`vggish.audio.validate_waveform` (same
+``ValueError``) and sent so that the server computes exactly what ``model.embed(array, rate)``
+does:
+
+- int16 arrays, and float arrays whose every sample is a multiple of 1/32768 in [-1, 1) (audio
+  read from 16-bit files), as a 16-bit PCM WAV file: 2 bytes a sample, and the server's decoder
+  gives back exactly those values (k / 32768);
+- other float arrays as JSON ``samples``: Python writes each float64 as its shortest repr, which
+  parses back to the same float64, so the numbers are exact (about 20 bytes a sample). A float
+  WAV file would be smaller but is not exact: the decoder rounds float files to 16 bits, as the
+  reference decodes files.
+
+A request carrying only files is multipart (binary); one with JSON samples is JSON, its files in
+base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Literal
+
+import httpx
+import numpy as np
+import soundfile as sf
+
+from vggish.audio import validate_waveform
+from vggish.params import INT16_SCALE
+
+FileSource = str | os.PathLike[str] | bytes | BinaryIO
+"""A file path, a whole file's bytes, or a readable binary file object."""
+AudioInput = FileSource | tuple[np.ndarray, int]
+"""A file path, a whole file's bytes, a readable binary file object, or ``(array, sample_rate)``
+with the array (samples,) or (samples, channels), float in [-1, 1] or int16."""
+
+HeadKind = Literal["linear", "mlp"]
+FORM_PART_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class FilePart:
+    """An audio file's bytes, with the name the caller knows it by (None for bytes and arrays)."""
+
+    name: str | None
+    data: bytes
+
+
+@dataclass(frozen=True)
+class SamplesPart:
+    """Float samples that only JSON carries exactly: (samples,) or (samples, channels) float64."""
+
+    samples: np.ndarray
+    sample_rate: int
+    name: str | None = None
+
+
+WirePart = FilePart | SamplesPart
+
+
+@dataclass(frozen=True)
+class Body:
+    """A request body, kept as bytes so that it can be sent again."""
+
+    content: bytes
+    content_type: str
+
+
+def is_single(inputs: object) -> bool:
+    """Whether ``inputs`` is one input rather than a sequence of them."""
+    if isinstance(inputs, str | os.PathLike | bytes | bytearray | memoryview):
+        return True
+    if callable(getattr(inputs, "read", None)):
+        return True
+    return isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[0], np.ndarray)
+
+
+def prepare(inputs: AudioInput | Sequence[AudioInput]) -> list[WirePart]:
+    """Reads files and encodes arrays (see the module's docstring); one input or a sequence.
+
+    Raises:
+        ValueError: an array the library refuses (dtype, shape, NaN, sample rate), or no input.
+        TypeError: something that is not an input (a bare array without its rate, text files).
+        OSError: a path that cannot be read.
+    """
+    if isinstance(inputs, np.ndarray):
+        raise TypeError("an array needs its sample rate: pass (array, sample_rate)")
+    items = [inputs] if is_single(inputs) else list(inputs)  # type: ignore[arg-type]
+    if not items:
+        raise ValueError("no input given: pass a path, bytes, a binary file or (array, sample_rate)")
+    return [_prepare_one(item) for item in items]
+
+
+def read_file(source: object) -> tuple[str | None, bytes]:
+    """A path's, bytes' or binary file object's (name, bytes); the name is a path's file name.
+
+    Raises:
+        TypeError: not a file source (or a file opened in text mode).
+        OSError: a path that cannot be read.
+    """
+    if isinstance(source, str | os.PathLike):
+        path = os.fspath(source)
+        with open(path, "rb") as f:
+            return os.path.basename(path), f.read()
+    if isinstance(source, bytes | bytearray | memoryview):
+        return None, bytes(source)
+    if isinstance(source, io.TextIOBase):
+        raise TypeError("file objects must be opened in binary mode ('rb'), not text mode")
+    read = getattr(source, "read", None)
+    if not callable(read):
+        raise TypeError(f"expected a path, bytes or a binary file object; got {type(source)}")
+    name = getattr(source, "name", None)
+    return (os.path.basename(name) if isinstance(name, str) else None), bytes(read())
+
+
+def _prepare_one(item: object) -> WirePart:
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], np.ndarray):
+        return _array_part(item[0], item[1])
+    if isinstance(item, np.ndarray):
+        raise TypeError("an array needs its sample rate: pass (array, sample_rate)")
+    return FilePart(*read_file(item))
+
+
+def _array_part(array: np.ndarray, sample_rate: int) -> WirePart:
+    validate_waveform(array, sample_rate)  # the library's checks and errors, before any upload
+    pcm = _on_16_bit_grid(array)
+    if pcm is not None:
+        return FilePart(None, wav_bytes(pcm, int(sample_rate), "PCM_16"))
+    return SamplesPart(np.asarray(array, dtype=np.float64), int(sample_rate))
+
+
+def _on_16_bit_grid(array: np.ndarray) -> np.ndarray | None:
+    """The array as int16 when that is lossless (int16, or floats k / 32768), else None."""
+    if array.dtype == np.int16:
+        return array
+    scaled = np.asarray(array, dtype=np.float64) * INT16_SCALE  # exact: a power of two
+    if scaled.size and (scaled.min() < -INT16_SCALE or scaled.max() > INT16_SCALE - 1):
+        return None
+    if not np.array_equal(scaled, np.rint(scaled)):
+        return None
+    return scaled.astype(np.int16)
+
+
+def wav_bytes(samples: np.ndarray, sample_rate: int, subtype: str) -> bytes:
+    """A WAV file holding ``samples`` ((samples,) or (samples, channels)), written by soundfile."""
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, sample_rate, format="WAV", subtype=subtype)
+    return buffer.getvalue()
+
+
+def as_file(part: WirePart, index: int) -> tuple[str, bytes]:
+    """A multipart ``file`` part: (filename, bytes). Samples become a 32-bit float WAV file,
+    which the server rounds to 16 bits as it does every float file."""
+    if isinstance(part, FilePart):
+        return part.name or f"input-{index}", part.data
+    return f"input-{index}.wav", wav_bytes(part.samples.astype(np.float32), part.sample_rate, "FLOAT")
+
+
+def audio_body(parts: Sequence[WirePart]) -> Body:
+    """The body of ``/v1/embeddings`` and ``classify``: multipart when every input is a file, else
+    JSON ``inputs`` (files in base64, arrays as samples)."""
+    if all(isinstance(part, FilePart) for part in parts):
+        return multipart({}, [as_file(part, i) for i, part in enumerate(parts)])
+    return json_body({"inputs": [_json_input(part) for part in parts]})
+
+
+def _json_input(part: WirePart) -> dict[str, Any]:
+    if isinstance(part, FilePart):
+        return {"audio_base64": base64.b64encode(part.data).decode("ascii"), "name": part.name}
+    return {"samples": part.samples.tolist(), "sample_rate": part.sample_rate, "name": part.name}
+
+
+def training_body(
+    name: str, parts: Sequence[WirePart], labels: Sequence[str], kind: HeadKind, replace: bool
+) -> Body:
+    """The multipart body of ``POST /v1/heads``: one ``label`` field per ``file`` part, same order."""
+    fields: dict[str, str | list[str]] = {
+        "name": name,
+        "label": list(labels),
+        "kind": kind,
+        "replace": "true" if replace else "false",
+    }
+    return multipart(fields, [as_file(part, i) for i, part in enumerate(parts)])
+
+
+def multipart(fields: Mapping[str, str | list[str]], files: Sequence[tuple[str, bytes]]) -> Body:
+    """A multipart/form-data body (httpx's encoder), as bytes."""
+    parts = [("file", (filename, data, FORM_PART_TYPE)) for filename, data in files]
+    request = httpx.Request("POST", "http://multipart.invalid/", data=dict(fields), files=parts)
+    return Body(request.read(), request.headers["content-type"])
+
+
+def json_body(payload: Mapping[str, Any]) -> Body:
+    """A compact JSON body; NaN and infinity are refused (``ValueError``), as JSON has none."""
+    text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    return Body(text.encode("utf-8"), "application/json")
+
+
+def labelled_clips(
+    clips: Mapping[str, Sequence[AudioInput]] | tuple[Sequence[AudioInput], Sequence[str]],
+) -> tuple[list[AudioInput], list[str]]:
+    """``{label: [inputs]}`` or ``(inputs, labels)`` -> (inputs, labels) of equal length."""
+    if isinstance(clips, Mapping):
+        pairs = [(item, str(label)) for label, items in clips.items() for item in _many(items, label)]
+        return [item for item, _ in pairs], [label for _, label in pairs]
+    inputs, labels = clips
+    inputs, labels = list(inputs), [str(label) for label in labels]
+    if len(inputs) != len(labels):
+        raise ValueError(f"{len(inputs)} inputs but {len(labels)} labels: give one label per input")
+    return inputs, labels
+
+
+def _many(items: Sequence[AudioInput], label: str) -> list[AudioInput]:
+    if is_single(items):
+        raise TypeError(f"clips[{label!r}] must be a list of inputs, not one input")
+    return list(items)

@@ -1,0 +1,261 @@
+"""``Client``: the service's API as blocking calls (httpx.Client); the operations live in ``core``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import TypeVar, overload
+
+import httpx
+import numpy as np
+
+from vggish import params
+from vggish.client.core import (
+    DEFAULT_MAX_RETRY_WAIT_S,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT_S,
+    AudioOptions,
+    BaseClient,
+    Op,
+    Outcome,
+    Pooling,
+    Sleep,
+    Step,
+)
+from vggish.client.inputs import AudioInput, FileSource, HeadKind
+from vggish.client.results import Classification, ModelInfo, RemoteEmbeddingResult
+from vggish.heads_store import HeadRecord
+from vggish.resample import ResamplerName
+
+T = TypeVar("T")
+
+
+class Client(BaseClient):
+    """A VGGish service's API: embeddings, classifier heads and the model card, as blocking calls.
+
+    >>> with Client("http://127.0.0.1:8000", api_key="...") as client:
+    ...     result = client.embed("dog.wav")          # a vggish.EmbeddingResult
+    ...     results = client.embed([(x, 44100), "cat.flac"], pooling="mean")
+
+    Errors answered by the server raise :class:`vggish.client.ProblemError` (by subclass:
+    ``NotFoundError``, ``LimitExceededError``...); no answer raises ``TransportError``.
+
+    Args:
+        base_url: the service's URL, e.g. ``http://127.0.0.1:8000`` (a path prefix is kept).
+        api_key: sent as ``Authorization: Bearer <key>`` (the server's ``VGGISH_API_KEYS``).
+        timeout: seconds to wait for each answer (or an ``httpx.Timeout``); None: forever.
+        retries: retries of 429 / 503 answers and of connection failures (0: none).
+        max_retry_wait: the longest wait before a retry; a ``Retry-After`` above it is raised at once.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT_S,
+        retries: int = DEFAULT_RETRIES,
+        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT_S,
+    ) -> None:
+        super().__init__(api_key=api_key, retries=retries, max_retry_wait=max_retry_wait)
+        self._http = httpx.Client(base_url=base_url, headers=self._headers, timeout=timeout)
+
+    def _run(self, op: Op[T]) -> T:
+        """Drives an operation: sends its requests, sleeps its waits, returns its result."""
+        outcome: Outcome = None
+        while True:
+            try:
+                step = op.send(outcome)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            outcome = self._perform(step)
+
+    def _perform(self, step: Step) -> Outcome:
+        if isinstance(step, Sleep):
+            time.sleep(step.seconds)
+            return None
+        try:
+            return self._http.request(
+                step.method, step.path, params=step.params, content=step.content, headers=step.headers
+            )
+        except httpx.TransportError as e:
+            return e
+
+    def close(self) -> None:
+        """Closes the connections."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def models(self) -> list[ModelInfo]:
+        """``GET /v1/models``: the model, its weights' provenance, device and limits."""
+        return self._run(self._models_op())
+
+    def ready(self) -> bool:
+        """``GET /readyz``: True once the model is loaded and warm, False while loading or stopping."""
+        return self._run(self._ready_op())
+
+    @overload  # a str is one path, though also a Sequence[str]: this overload comes first
+    def embed(  # type: ignore[overload-overlap]
+        self,
+        inputs: AudioInput,
+        *,
+        hop: float = ...,
+        pad: bool = ...,
+        postprocess: bool | None = ...,
+        resampler: ResamplerName = ...,
+        pooling: Pooling | None = ...,
+    ) -> RemoteEmbeddingResult: ...
+    @overload
+    def embed(
+        self,
+        inputs: Sequence[AudioInput],
+        *,
+        hop: float = ...,
+        pad: bool = ...,
+        postprocess: bool | None = ...,
+        resampler: ResamplerName = ...,
+        pooling: Pooling | None = ...,
+    ) -> list[RemoteEmbeddingResult]: ...
+    def embed(
+        self,
+        inputs: AudioInput | Sequence[AudioInput],
+        *,
+        hop: float = params.EXAMPLE_HOP_SECONDS,
+        pad: bool = False,
+        postprocess: bool | None = None,
+        resampler: ResamplerName = "reference",
+        pooling: Pooling | None = None,
+    ) -> RemoteEmbeddingResult | list[RemoteEmbeddingResult]:
+        """Embeds audio on the server; the numbers are the library's (``model.embed_file`` /
+        ``model.embed``) for the same input and options, to 1e-5.
+
+        Args:
+            inputs: one input or a sequence: paths, bytes, binary file objects, ``(array, rate)``.
+            hop: seconds between example starts (a multiple of 0.01).
+            pad: zero-pad a clip shorter than 0.975 s to one example.
+            postprocess: AudioSet's PCA + uint8 features; None: when the server's weights have PCA.
+            resampler: ``reference`` (exact) or ``fast``.
+            pooling: ``mean`` also returns each input's mean embedding (``pooled``).
+
+        Returns:
+            One result per input, in order (a single result for a single input).
+        """
+        return self._run(self._embed_op(inputs, AudioOptions(hop, pad, resampler), postprocess, pooling))
+
+    @overload
+    def classify(  # type: ignore[overload-overlap]
+        self,
+        name: str,
+        inputs: AudioInput,
+        *,
+        top_k: int | None = ...,
+        hop: float = ...,
+        pad: bool = ...,
+        resampler: ResamplerName = ...,
+    ) -> Classification: ...
+    @overload
+    def classify(
+        self,
+        name: str,
+        inputs: Sequence[AudioInput],
+        *,
+        top_k: int | None = ...,
+        hop: float = ...,
+        pad: bool = ...,
+        resampler: ResamplerName = ...,
+    ) -> list[Classification]: ...
+    def classify(
+        self,
+        name: str,
+        inputs: AudioInput | Sequence[AudioInput],
+        *,
+        top_k: int | None = None,
+        hop: float = params.EXAMPLE_HOP_SECONDS,
+        pad: bool = False,
+        resampler: ResamplerName = "reference",
+    ) -> Classification | list[Classification]:
+        """Labels audio with the head ``name``: each clip's, and each example's (``frames``).
+
+        Args:
+            name: the head.
+            inputs: as for :meth:`embed`.
+            top_k: keep only the best ``top_k`` labels.
+            hop: as for :meth:`embed`.
+            pad: as for :meth:`embed`.
+            resampler: as for :meth:`embed`.
+        """
+        return self._run(self._classify_op(name, inputs, AudioOptions(hop, pad, resampler), top_k))
+
+    def train_head(
+        self,
+        name: str,
+        clips: Mapping[str, Sequence[AudioInput]] | tuple[Sequence[AudioInput], Sequence[str]],
+        *,
+        kind: HeadKind = "linear",
+        replace: bool = False,
+        hop: float = params.EXAMPLE_HOP_SECONDS,
+        pad: bool = False,
+        resampler: ResamplerName = "reference",
+    ) -> HeadRecord:
+        """Trains and stores a head on labelled clips, each clip's embedding being its examples' mean.
+
+        Clips go as files in one multipart request; an array off the 16-bit grid goes as a float
+        WAV file, which the server rounds to 16 bits (for exact numbers, use :meth:`embed` with
+        ``pooling="mean"`` and :meth:`train_head_from_embeddings`).
+
+        Args:
+            name: 1-64 characters of ``A-Z a-z 0-9 _ . -``.
+            clips: ``{label: [inputs]}``, or ``(inputs, labels)`` with one label per input.
+            kind: ``linear`` (logistic regression) or ``mlp``.
+            replace: replace a head of the same name (else ``ConflictError``).
+            hop: as for :meth:`embed`.
+            pad: as for :meth:`embed`.
+            resampler: as for :meth:`embed`.
+        """
+        return self._run(self._train_op(name, clips, kind, replace, AudioOptions(hop, pad, resampler)))
+
+    def train_head_from_embeddings(
+        self,
+        name: str,
+        embeddings: np.ndarray | Sequence[Sequence[float]],
+        labels: Sequence[str],
+        *,
+        kind: HeadKind = "linear",
+        replace: bool = False,
+    ) -> HeadRecord:
+        """Trains and stores a head on clip-level (N, 128) embeddings and their N labels."""
+        return self._run(self._train_embeddings_op(name, embeddings, labels, kind, replace))
+
+    def list_heads(self) -> list[HeadRecord]:
+        """Every stored head, by name."""
+        return self._run(self._list_heads_op())
+
+    def get_head(self, name: str) -> HeadRecord:
+        """One head's classes, kind, metrics and version (``NotFoundError`` when absent)."""
+        return self._run(self._get_head_op(name))
+
+    def delete_head(self, name: str) -> None:
+        """Deletes a head (``NotFoundError`` when absent)."""
+        self._run(self._delete_head_op(name))
+
+    def export_head(self, name: str) -> bytes:
+        """The head as a safetensors file's bytes (``vggish.heads.from_safetensors`` reads them)."""
+        return self._run(self._export_head_op(name))
+
+    def import_head(self, name: str, data: FileSource) -> HeadRecord:
+        """Stores an exported head under ``name`` (replacing one of that name: ``version`` says).
+
+        Args:
+            name: the name to store it under.
+            data: the safetensors file: its bytes, a path or a binary file object.
+        """
+        return self._run(self._import_head_op(name, data))
