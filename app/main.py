@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.config import Settings
+from app.docs import install_docs
 from app.errors import install_error_handlers
 from app.logs import configure_logging
 from app.metrics import Metrics
@@ -76,7 +77,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings: the service settings; default: read from ``VGGISH_*`` environment variables.
     """
     settings = settings or Settings()
-    app = FastAPI(title="VGGish", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="VGGish",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,  # served offline by install_docs
+    )
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.service = None
@@ -86,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (embeddings, heads, models, health, metrics):
         app.include_router(module.router)
     install_openapi(app)
+    install_docs(app)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
