@@ -23,6 +23,7 @@ from app.middleware import TIMING_HEADERS, RequestContextMiddleware
 from app.model_loader import load_configured_model
 from app.openapi_docs import install_openapi
 from app.routes import embeddings, heads, health, metrics, models
+from app.routes.ui import install_ui
 from app.service import EmbeddingService
 from vggish import __version__
 from vggish.heads_store import HeadStore
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     install_openapi(app)
     install_docs(app)
+    install_ui(app)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
