@@ -38,6 +38,8 @@ CHROMIUM_ARGS = [
     "--disable-features=OptimizationHints,MediaRouter,Translate",
 ]
 VIEWPORT = {"width": 1200, "height": 900}
+API_KEY = "browser-test-key"  # the keyed server's key (tests only)
+WAIT_MS = 120_000  # a bound on waits for the server's answers on a loaded 2-core machine, not a timing
 SPEECH = ("Front_Center", "Front_Left", "Front_Right", "Side_Left", "Side_Right", "Rear_Left", "Rear_Right")
 HEAD_CLIPS = {  # label -> real recordings; each clip's mean embedding trains the heads
     "speech": [ALSA_DIR / f"{name}.wav" for name in ("Front_Center", "Rear_Left", "Side_Right")],
@@ -169,3 +171,35 @@ def canvas_colours(page: Any, canvas_id: str) -> int:
 def floats(text: str) -> np.ndarray:
     """A data-* list of numbers ("1.5,-2,...") as float64."""
     return np.array([float(v) for v in text.split(",")], dtype=np.float64)
+
+
+def api_post(base: str, path: str, audio: Path, headers: dict[str, str] | None = None, **params: str) -> Any:
+    """The API's JSON answer for one uploaded file (what the test compares the page with)."""
+    files = [("file", (audio.name, audio.read_bytes()))]
+    answer = httpx.post(base + path, params=params, files=files, headers=headers, timeout=120)
+    answer.raise_for_status()
+    return answer.json()["data"][0]
+
+
+def dataset(page: Any, selector: str) -> dict[str, str]:
+    """An element's data-* attributes."""
+    data: dict[str, str] = page.eval_on_selector(selector, "element => ({...element.dataset})")
+    return data
+
+
+def plot_states(page: Any) -> dict[str, str | None]:
+    """Each plot's data-state (loading, drawn, empty, idle, error)."""
+    states: dict[str, str | None] = page.eval_on_selector_all(
+        "figure[data-plot]",
+        "figures => Object.fromEntries(figures.map(f => [f.dataset.plot, f.dataset.state]))",
+    )
+    return states
+
+
+def analyse(page: Any, audio: Path) -> dict[str, str]:
+    """Picks ``audio`` in the page's file field, waits until every answer is in; the results' data-*."""
+    page.set_input_files("#file-a", str(audio))
+    page.wait_for_selector(
+        f'#results[data-state="done"] #clip-title:text-is("{audio.name}")', timeout=WAIT_MS
+    )
+    return dataset(page, "#results")

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from browser_helpers import (
     ALSA_DIR,
+    API_KEY,
     FREEDESKTOP_DIR,
     Browsing,
     launch,
@@ -52,6 +53,15 @@ def server(tmp_path_factory: pytest.TempPathFactory, playwright: Any) -> Iterato
     data = tmp_path_factory.mktemp("service-data")
     with uvicorn_server(VGGISH_DATA_DIR=str(data)) as running:
         train_heads(running.base)
+        yield running
+
+
+@pytest.fixture(scope="session")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory, playwright: Any) -> Iterator[Server]:
+    """A second server that wants ``Authorization: Bearer <API_KEY>`` on /v1/*."""
+    data = tmp_path_factory.mktemp("keyed-service-data")
+    with uvicorn_server(VGGISH_DATA_DIR=str(data), VGGISH_API_KEYS=f"other-key,{API_KEY}") as running:
+        train_heads(running.base, headers={"Authorization": f"Bearer {API_KEY}"})
         yield running
 
 

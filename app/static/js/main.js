@@ -367,6 +367,7 @@ function liveCallbacks(frames) {
     },
     onError(error) {
       section.dataset.error = error.title;
+      section.dataset.errorStatus = String(error.status);
       showError(error);
       resetLiveButtons();
     },
