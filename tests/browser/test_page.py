@@ -253,3 +253,29 @@ def test_api_key_is_sent_as_a_header_and_kept_in_the_tab(
     assert session.log.page_errors == []
     screenshot(page, "page-api-key")
     page.context.close()
+
+
+def test_dropping_a_file_analyses_it(browsing: Browsing, recordings: dict[str, Path]) -> None:
+    """A file dropped on the drop zone is analysed like a chosen one."""
+    page, alarm = browsing.page, recordings["alarm"]
+    data = base64.b64encode(alarm.read_bytes()).decode()
+    page.evaluate(
+        """([name, data]) => {
+          const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+          const transfer = new DataTransfer();
+          transfer.items.add(new File([bytes], name, { type: "audio/ogg" }));
+          const zone = document.getElementById("drop");
+          const options = { dataTransfer: transfer, bubbles: true, cancelable: true };
+          zone.dispatchEvent(new DragEvent("dragover", options));
+          zone.dispatchEvent(new DragEvent("drop", options));
+        }""",
+        [alarm.name, data],
+    )
+    page.wait_for_selector(
+        f'#results[data-state="done"] #clip-title:text-is("{alarm.name}")', timeout=WAIT_MS
+    )
+    shown = dataset(page, "#results")
+    api = api_post(browsing.server.base, "/v1/embeddings", alarm)
+    assert shown["frames"] == str(len(api["embeddings"])) == "6"
+    np.testing.assert_allclose(floats(shown["embedding0"]), api["embeddings"][0][:8], **CLOSE)
+    assert browsing.log.page_errors == []
