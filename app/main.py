@@ -23,6 +23,7 @@ from vggish.heads_store import HeadStore
 from vggish.version import __version__
 
 from .config import Settings
+from .docs import install_docs
 from .errors import install_error_handlers
 from .logs import configure_logging
 from .metrics import Metrics
@@ -30,6 +31,7 @@ from .middleware import TIMING_HEADERS, RequestContextMiddleware
 from .model_loader import load_configured_model
 from .openapi_docs import install_openapi
 from .routes import embeddings, heads, health, metrics, models
+from .routes.ui import install_ui
 from .service import EmbeddingService
 
 logger = logging.getLogger("app.main")
@@ -81,7 +83,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings: the service settings; default: read from ``VGGISH_*`` environment variables.
     """
     settings = settings or Settings()
-    app = FastAPI(title="VGGish", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="VGGish",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,  # served offline by install_docs
+    )
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.service = None
@@ -91,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (embeddings, heads, models, health, metrics):
         app.include_router(module.router)
     install_openapi(app)
+    install_docs(app)
+    install_ui(app)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
