@@ -1,4 +1,10 @@
-"""JSON log lines carrying the request id of the request being served."""
+"""JSON log lines carrying the request id of the request being served.
+
+Under ``vggish serve`` every line the process writes is one JSON object: the app's, uvicorn's
+(:func:`log_config` is uvicorn's logging configuration), the library's (the root logger) and
+Python warnings (:func:`warnings_to_log`: category and message, without the source line that
+``warnings`` would print).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,15 @@ import contextvars
 import json
 import logging
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
-_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# Record attributes that are not the caller's ``extra`` (uvicorn adds a coloured copy of messages).
+_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,3 +50,45 @@ def configure_logging(level: str) -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(JsonFormatter())
         logger.addHandler(handler)
+
+
+_UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` mapping (uvicorn's ``log_config``): JSON lines on stderr
+    for every logger; ours and uvicorn's at ``level``, other libraries' from WARNING up."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    ours = {"level": level.upper()}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"json": handler},
+        "root": {"handlers": ["json"], "level": "WARNING"},
+        "loggers": {name: ours for name in (*_UVICORN, "vggish", "py.warnings")},
+    }
+
+
+@contextmanager
+def warnings_to_log() -> Iterator[None]:
+    """Inside the block, a warning is a log record of ``py.warnings`` (category: message, no source
+    line), so it comes out as a JSON line too."""
+    log = logging.getLogger("py.warnings")
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        log.warning("%s: %s", category.__name__, message, extra={"source": f"{filename}:{lineno}"})
+
+    before = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = before

@@ -25,7 +25,7 @@ from vggish.version import __version__
 from .config import Settings
 from .docs import install_docs
 from .errors import install_error_handlers
-from .logs import configure_logging
+from .logs import configure_logging, log_config, warnings_to_log
 from .metrics import Metrics
 from .middleware import TIMING_HEADERS, RequestContextMiddleware
 from .model_loader import load_configured_model
@@ -58,22 +58,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Loads the model, serves, then drains the queue and stops the worker threads."""
     settings: Settings = app.state.settings
     configure_logging(settings.log_level)
-    store: HeadStore = app.state.heads
-    if store.path.exists():  # upgrade the schema now; a new database is made on the first write
-        await asyncio.to_thread(store.open)
-    model = await asyncio.to_thread(load_configured_model, settings)
-    limit_blas_threads(1)  # the decode threads are the parallelism (see vggish.runtime)
-    service = EmbeddingService(model, settings, app.state.metrics)
-    service.start()
-    app.state.service = service
-    warm = asyncio.create_task(_warm_up(app, service))
-    try:
-        yield
-    finally:
-        app.state.ready = False
-        await asyncio.gather(warm, return_exceptions=True)
-        await asyncio.to_thread(service.close)
-        logger.info("stopped")
+    with warnings_to_log():
+        store: HeadStore = app.state.heads
+        if store.path.exists():  # upgrade the schema now; a new database is made on the first write
+            await asyncio.to_thread(store.open)
+        model = await asyncio.to_thread(load_configured_model, settings)
+        limit_blas_threads(1)  # the decode threads are the parallelism (see vggish.cpus)
+        service = EmbeddingService(model, settings, app.state.metrics)
+        service.start()
+        app.state.service = service
+        warm = asyncio.create_task(_warm_up(app, service))
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await asyncio.gather(warm, return_exceptions=True)
+            await asyncio.to_thread(service.close)
+            logger.info("stopped")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -123,6 +124,7 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level),  # uvicorn's lines are JSON too
         access_log=False,  # the app logs every request as JSON, with its request id
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
     )

@@ -131,7 +131,7 @@ class _Graph(torch.nn.Module):
 @contextlib.contextmanager
 def _quiet_exporter() -> Any:
     """Silences the exporter's progress lines and warnings (they go to logging at INFO/WARNING)."""
-    names = ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")
+    names = ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")
     saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in names]
     for lg, _ in saved:
         lg.setLevel(logging.ERROR)
