@@ -134,7 +134,7 @@ def test_only_settings_and_the_cli_argument_layer_read_the_environment() -> None
 @pytest.mark.parametrize(
     ("job", "home", "needle"),
     [
-        ("decoding audio files", "vggish.audio", "import soundfile"),
+        ("decoding audio files", "vggish.audio", "SoundFile("),
         ("building the streaming resampler", "vggish.examples", "StreamingResampler("),
         ("framing examples", "vggish.examples", "FrameStream("),
         ("cutting batches", "vggish.packer", "def take("),

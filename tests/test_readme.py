@@ -2,8 +2,9 @@
 
 How the snippets run (the least magic that lets them run unchanged):
 
-- **As an installed package.** ``vggish/`` and ``app/`` are copied into a temporary folder put on
-  ``PYTHONPATH``, with ``HOME`` pointing at a temporary home. Outside a checkout the library's
+- **As an installed package.** ``vggish/`` and ``app/`` (as ``vggish_app/``, its installed name)
+  are copied into a temporary folder put on ``PYTHONPATH``, with ``HOME`` pointing at a temporary
+  home. Outside a checkout the library's
   default weights are ``~/.cache/vggish/vggish.safetensors``, so the harness writes the library's
   deterministic random weights (``vggish.weights.random_weights``) there: ``vggish.load_model()``,
   ``vggish serve`` and every CLI default load them as they would load Google's weights. The
@@ -347,8 +348,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
     root = tmp_path_factory.mktemp("readme")
     site = root / "site"
-    for package in ("vggish", "app"):
-        shutil.copytree(REPO / package, site / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for package, installed in (("vggish", "vggish"), ("app", "vggish_app")):  # as pip installs them
+        shutil.copytree(REPO / package, site / installed, ignore=shutil.ignore_patterns("__pycache__"))
     home = root / "home"
     weights = home / ".cache" / "vggish" / W.DEFAULT_WEIGHTS_NAME
     loaded = W.random_weights()
