@@ -13,6 +13,8 @@ Sections, in order (``--only`` picks some):
   with the torch and onnx backends (``bench_service.py``; servers are separate processes).
 - ``extract``: ``vggish extract`` on 500 files of 5 s vs ``embed_file`` on one long file, and
   torchvggish one file at a time (``bench_extract.py``).
+- ``hear``: the HEAR API's timestamp embeddings at hops of 0.96, 0.25 and 0.05 s and its scene
+  embeddings, one call on a batch of sounds, with the CPU's SIMD flags (``bench_hear.py``).
 
 Each section measures the way its script's docstring says (warm-ups, cases taking turns, medians;
 the best of the repeats for extraction), with the library's random weights saved to one temporary
@@ -59,6 +61,8 @@ class Sizes:
     file_seconds: float = 5.0
     workers: tuple[int, ...] = (0, 1)
     extract_repeats: int = 1
+    hear_sounds: int = 8  # sounds per HEAR call
+    hear_seconds: float = 10.0
 
 
 FULL = Sizes()
@@ -74,6 +78,8 @@ QUICK = Sizes(
     cold_starts=1,
     files=8,
     workers=(0,),
+    hear_sounds=2,
+    hear_seconds=2.0,
 )
 
 
@@ -107,6 +113,12 @@ def extract(s: Sizes) -> list[Row]:
     return run(s.files, s.file_seconds, s.workers, repeats=s.extract_repeats)
 
 
+def hear(s: Sizes) -> list[Row]:
+    from bench_hear import run
+
+    return run(s.hear_sounds, s.hear_seconds, s.repeats)
+
+
 SECTIONS: dict[str, Callable[[Sizes], list[Row]]] = {
     "machine": lambda s: machine_rows(s.gemm_repeats),
     "end-to-end": end_to_end,
@@ -114,6 +126,7 @@ SECTIONS: dict[str, Callable[[Sizes], list[Row]]] = {
     "resample": resample,
     "service": service,
     "extract": extract,
+    "hear": hear,
 }
 
 

@@ -86,3 +86,15 @@ def test_a_missing_optional_dependency_gives_a_row_not_a_failure(tmp_path: Path)
     result, _ = rows["resample", "resampy 0.4.3 kaiser_best"]
     assert result == "not installed: pip install -e '.[bench]'"
     assert float(rows["resample", "vggish reference, 44.1 kHz"][0]) > 0
+
+
+@pytest.mark.slow
+def test_hear_section_times_each_hop(tmp_path: Path) -> None:
+    done = run_all(tmp_path, "--only", "hear")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = table_rows(done.stdout)
+    for hop_ms in (960, 250, 50):
+        result, unit = rows["hear", f"timestamp embeddings, hop {hop_ms} ms"]
+        assert unit == "s" and float(result) > 0
+    assert float(rows["hear", "scene embeddings (mean at 960 ms)"][0]) > 0
+    assert rows["hear", "CPU flags"][0]  # the SIMD flags, or "unknown"
