@@ -30,7 +30,7 @@ from .metrics import Metrics
 from .middleware import TIMING_HEADERS, RequestContextMiddleware
 from .model_loader import load_configured_model
 from .openapi_docs import install_openapi
-from .routes import embeddings, features, heads, health, metrics, models
+from .routes import embeddings, features, heads, health, metrics, models, stream
 from .routes.ui import install_ui
 from .service import EmbeddingService
 
@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ready = False
     app.state.heads = HeadStore(settings.data_dir)
     install_error_handlers(app)
-    for module in (embeddings, features, heads, models, health, metrics):
+    for module in (embeddings, features, stream, heads, models, health, metrics):
         app.include_router(module.router)
     install_openapi(app)
     install_docs(app)
