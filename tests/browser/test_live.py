@@ -13,13 +13,7 @@ from browser_helpers import WAIT_MS, dataset, floats, launch, open_page, screens
 
 from tests.app.service_helpers import Server
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.xfail(
-        reason="needs the /v1/stream WebSocket (the lead's endpoint; remove this marker when it lands)",
-        strict=False,
-    ),
-]
+pytestmark = pytest.mark.browser
 LIVE_EXAMPLES = 3  # windows to wait for before pressing Stop
 
 
