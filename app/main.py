@@ -38,7 +38,12 @@ logger = logging.getLogger("app.main")
 
 DESCRIPTION = """\
 VGGish audio embeddings (Google's AudioSet model, TensorFlow reference numbers) over HTTP.
-Requests are merged into model batches; see `/v1/models` for the limits and `/metrics`."""
+Requests are merged into model batches; see `/v1/models` for the limits and `/metrics`.
+
+Live audio: the WebSocket `/v1/stream` (not listed below: OpenAPI describes HTTP only) takes a
+JSON first message (`sample_rate`, `format` `s16le`|`f32le`, `channels`, `hop`, `pad`,
+`resampler`, `head`, `postprocess`, `api_key`), then binary PCM, and sends each embedding as
+soon as its 0.975 s window is complete; `{"type": "end"}` ends it. A page to try it all is at `/`."""
 
 
 async def _warm_up(app: FastAPI, service: EmbeddingService) -> None:
