@@ -81,8 +81,8 @@ class ForbiddenOriginError(ProblemError):
     problem = Problem(403, "Forbidden", "forbidden-origin")
 
 
-class IdleTimeoutError(ProblemError):
-    problem = Problem(408, "Request timeout", "idle-timeout")
+class StreamTimeoutError(ProblemError):
+    problem = Problem(408, "Request timeout", "stream-timeout")
 
 
 class UnsupportedMediaTypeError(ProblemError):

@@ -38,9 +38,9 @@ from ..config import Settings
 from ..deps import check_api_key
 from ..errors import (
     ForbiddenOriginError,
-    IdleTimeoutError,
     InvalidParameterError,
     NotReadyError,
+    StreamTimeoutError,
     invalid_parameters,
     problem_of,
     stream_error,
@@ -86,7 +86,7 @@ async def handshake(websocket: WebSocket, settings: Settings) -> StreamStart:
         ForbiddenOriginError: a browser page of another origin than this server or the CORS list.
         UnauthorizedError: no key or a wrong one, when the server has keys.
         InvalidParameterError: the first message is not a valid :class:`StreamStart`.
-        IdleTimeoutError: no first message within ``request_timeout_s``.
+        StreamTimeoutError: no first message within ``request_timeout_s``.
     """
     _check_origin(websocket, settings)
     message = await receive(websocket, settings)
@@ -109,13 +109,13 @@ async def receive(websocket: WebSocket, settings: Settings) -> dict[str, Any]:
 
     Raises:
         WebSocketDisconnect: the client went away.
-        IdleTimeoutError: no message within ``request_timeout_s``.
+        StreamTimeoutError: no message within ``request_timeout_s``.
         LimitExceededError: a message over ``stream_max_message_bytes``.
     """
     try:
         message = await asyncio.wait_for(websocket.receive(), settings.request_timeout_s)
     except asyncio.TimeoutError as e:
-        raise IdleTimeoutError(
+        raise StreamTimeoutError(
             f"no message within request_timeout_s={settings.request_timeout_s:g}; send audio or "
             '{"type": "end"}'
         ) from e
@@ -129,13 +129,25 @@ async def receive(websocket: WebSocket, settings: Settings) -> dict[str, Any]:
 
 
 async def _serve(websocket: WebSocket, session: StreamSession, settings: Settings) -> None:
-    """Reads PCM and sends embeddings at the same time, until both are done or one fails."""
+    """Reads PCM and sends embeddings at the same time, until both are done or one fails.
+
+    Raises:
+        StreamTimeoutError: open for longer than ``max_input_seconds + request_timeout_s`` (live
+            audio cannot last longer than its limit; a stream that trickles is not kept forever).
+    """
+    longest = settings.max_input_seconds + settings.request_timeout_s
     receiving = asyncio.ensure_future(_receive_all(websocket, session, settings))
     sending = asyncio.ensure_future(_send_all(websocket, session))
     try:
-        done, _ = await asyncio.wait({receiving, sending}, return_when=asyncio.FIRST_EXCEPTION)
+        tasks = {receiving, sending}
+        done, _ = await asyncio.wait(tasks, timeout=longest, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
             task.result()
+        if done != tasks:
+            raise StreamTimeoutError(
+                f"the stream was open for {longest:g} s (max_input_seconds + request_timeout_s); "
+                "open a new one"
+            )
     finally:
         for task in (receiving, sending):
             task.cancel()

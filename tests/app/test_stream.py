@@ -336,6 +336,22 @@ def test_limits_of_a_stream(small: Server) -> None:
     assert (error["status"], code) == (408, 4408) and "request_timeout_s" in error["detail"]
 
 
+def test_a_stream_that_trickles_is_closed_after_its_longest_time(small: Server) -> None:
+    """3 s of audio at most, 2 s of silence at most: a stream open for 5 s is closed, even if a
+    message came every second."""
+    tick = pcm(signal_of(0.05, 16000, 1), "f32le")  # 3.2 kB
+    with open_stream(small.base) as ws:
+        ws.send(start_message())
+        assert json.loads(ws.recv())["type"] == "ready"
+        with suppress(ConnectionClosed):
+            for _ in range(30):
+                ws.send(tick)
+                time.sleep(1)
+        error = list(drain(ws))[-1]
+    assert (error["status"], ws.close_code) == (408, 4408)
+    assert "max_input_seconds + request_timeout_s" in error["detail"]
+
+
 def test_a_full_queue_refuses_a_stream_with_4429_until_one_ends(small: Server) -> None:
     with open_stream(small.base) as first:
         first.send(start_message())
