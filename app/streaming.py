@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from vggish import audio, params
-from vggish.errors import InvalidAudioError
+from vggish.errors import CancelledError, InvalidAudioError
 from vggish.examples import ExampleStream, Limits
 from vggish.features import example_timestamps
 from vggish.heads import Head
@@ -181,7 +181,11 @@ class StreamSession:
         """Puts examples into the batcher, no more than the backlog on their way at once."""
         for block in _blocks(examples, self.backlog):
             await self._wait_for_room(len(block))
-            self.service.batcher.put(self.job, block)
+            try:
+                self.service.batcher.put(self.job, block)
+            except CancelledError:  # only a failed model call cancels a live job: answer its error
+                await self.job.future
+                raise
 
     async def _wait_for_room(self, count: int) -> None:
         def room() -> bool:

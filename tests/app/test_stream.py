@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 from service_helpers import Server, encode, metric, running_app, signal_of, uvicorn_server
+from starlette.websockets import WebSocketDisconnect
 
 websockets = pytest.importorskip("websockets", reason="needs websockets (the serve extra)")
 from websockets.exceptions import ConnectionClosed  # noqa: E402
@@ -418,3 +419,22 @@ def test_a_client_faster_than_the_model_is_held_back_not_buffered() -> None:
 def test_the_stream_is_not_in_the_http_schema_but_the_features_are(server: Server) -> None:
     schema = httpx.get(server.base + "/openapi.json").json()
     assert "/v1/stream" not in schema["paths"] and "/v1/features" in schema["paths"]
+
+
+def test_a_model_failure_is_a_server_fault_closed_with_1011() -> None:
+    with running_app() as client:
+        service = client.app.state.service  # type: ignore[attr-defined]
+
+        def broken(examples: Any) -> np.ndarray:
+            raise RuntimeError("the model fell over")
+
+        service.batcher.infer = broken
+        with client.websocket_connect("/v1/stream") as ws:
+            ws.send_text(start_message(16000, "f32le"))
+            assert ws.receive_json()["type"] == "ready"
+            ws.send_bytes(pcm(signal_of(3.0, 16000, 1), "f32le"))
+            error = ws.receive_json()
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+    assert (error["type"], error["status"], closed.value.code) == ("error", 500, 1011)
+    assert "fell over" not in error["detail"] and "log" in error["detail"]  # the log has the details
