@@ -8,6 +8,11 @@ runs the model and hands every input its rows; an input's future resolves when i
 is back. Requests are admitted against ``max_queue`` examples before any decoding (429 when the
 admitted work would exceed it); a cancelled input (client gone, timeout) drops its waiting
 examples and stops its feeder.
+
+A live stream (``/v1/stream``) opens its job with ``rows=True``: its examples are put one block at
+a time from the event loop (:meth:`Batcher.put`, never blocking; the stream bounds its own
+backlog by not reading its socket), and every model call hands it its rows at once, through an
+asyncio queue, instead of only when the job completes.
 """
 
 from __future__ import annotations
@@ -52,20 +57,40 @@ class BatchOutput:
     inference_seconds: float
 
 
-class InputJob(Job):
-    """A packer job with what the service needs: the waiting coroutine's future and timings."""
+Delivery = np.ndarray | BaseException | None
+"""What a streaming job's queue receives: (m, 128) float32 rows in example order, the error that
+failed the job, or None (put there by the stream itself once it has all its rows)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+
+class InputJob(Job):
+    """A packer job with what the service needs: the waiting coroutine's future and timings.
+
+    Args:
+        loop: the event loop of the coroutine that waits for the job.
+        rows: also deliver each model call's rows at once, through :attr:`deliveries`.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, rows: bool = False) -> None:
         super().__init__()
         self.loop = loop
         self.future: asyncio.Future[BatchOutput] = loop.create_future()
+        self.deliveries: asyncio.Queue[Delivery] | None = asyncio.Queue() if rows else None
         self.opened = time.perf_counter()
         self.started: float | None = None
         self.cancelled = False
 
     def resolve(self, result: BatchOutput | BaseException) -> None:
-        """Completes the future from any thread (unless its waiter gave up)."""
+        """Completes the future from any thread (unless its waiter gave up); a streaming job's
+        queue gets the error too."""
+        if self.deliveries is not None and isinstance(result, BaseException):
+            self.loop.call_soon_threadsafe(self.deliveries.put_nowait, result)
         self.loop.call_soon_threadsafe(_resolve, self.future, result)
+
+    def deliver(self, rows: np.ndarray) -> None:
+        """Hands a streaming job the rows of one model call (from the inference thread); they
+        reach its queue before the job's future resolves."""
+        if self.deliveries is not None:
+            self.loop.call_soon_threadsafe(self.deliveries.put_nowait, rows)
 
 
 def _resolve(future: asyncio.Future[BatchOutput], result: BatchOutput | BaseException) -> None:
@@ -157,9 +182,31 @@ class Batcher:
             with self._cond:
                 self._admitted -= examples
 
-    def open(self, loop: asyncio.AbstractEventLoop) -> InputJob:
-        """A new input's job; its examples come through :meth:`feed`."""
-        return InputJob(loop)
+    def open(self, loop: asyncio.AbstractEventLoop, *, rows: bool = False) -> InputJob:
+        """A new input's job; its examples come through :meth:`feed`, or :meth:`put` and
+        :meth:`end` (a stream, ``rows=True``: its rows come as each model call returns)."""
+        return InputJob(loop, rows)
+
+    def put(self, job: InputJob, block: Any) -> None:
+        """Queues a block of a job's examples now, without waiting for room: the caller bounds
+        its backlog (a stream stops reading its socket; see ``app.streaming``).
+
+        Raises:
+            CancelledError: the job was cancelled.
+        """
+        with self._cond:
+            if job.cancelled:
+                raise CancelledError("the stream was cancelled")
+            self._packer.put(job, block)
+            self._metrics.queue_depth.set(self._packer.pending)
+            self._cond.notify_all()
+
+    def end(self, job: InputJob) -> None:
+        """Marks that a job fed by :meth:`put` gets no more examples (its future resolves once
+        its last rows are back)."""
+        with self._cond:
+            if self._packer.close(job):
+                self._finish(job, time.perf_counter())
 
     def feed(self, job: InputJob, blocks: Iterator[Any]) -> None:
         """Streams an input's example blocks into the queue (on a decode thread), then closes it.
@@ -262,6 +309,11 @@ class Batcher:
         self._metrics.batch_examples.observe(len(batch))
         self._metrics.batch_requests.observe(len(batch.parts))
         with self._cond:
+            offset = 0
+            for job, rows in batch.parts:
+                assert isinstance(job, InputJob)
+                job.deliver(out[offset : offset + rows])
+                offset += rows
             for job in self._packer.deliver(batch, out):
                 assert isinstance(job, InputJob)
                 self._finish(job, done)

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
         max_input_seconds: audio seconds per input.
         max_request_seconds: audio seconds per request, all inputs together.
         max_inputs: inputs per request.
+        max_feature_examples: log-mel examples per ``POST /v1/features`` request, all inputs
+            together (they are held for the response: 24 KiB each as float32).
+        stream_max_message_bytes: bytes per ``/v1/stream`` message.
         api_keys: comma-separated bearer keys; when set, ``/v1/*`` needs one.
         cors_origins: comma-separated origins allowed by CORS (``*`` for any); empty: no CORS.
         download: fetch the official weights on start when they are missing.
@@ -75,6 +78,8 @@ class Settings(BaseSettings):
     max_input_seconds: float = Field(default=600.0, gt=0)
     max_request_seconds: float = Field(default=1800.0, gt=0)
     max_inputs: int = Field(default=32, ge=1)
+    max_feature_examples: int = Field(default=640, ge=1)
+    stream_max_message_bytes: int = Field(default=4 * MIB, ge=1024)
     api_keys: str = ""
     cors_origins: str = ""
     download: bool = True

@@ -60,6 +60,27 @@ HeadsDep = Annotated[HeadsService, Depends(get_heads)]
 StoreDep = Annotated[HeadStore, Depends(get_store)]
 
 
+def check_api_key(settings: Settings, given: str | None, how: str = "`Authorization: Bearer <key>`") -> None:
+    """Checks a key when ``VGGISH_API_KEYS`` is set (every key compared: no early exit).
+
+    Args:
+        settings: the keys.
+        given: the key sent, or None.
+        how: how a client sends one, for the message when it sent none.
+
+    Raises:
+        UnauthorizedError: no key, or a wrong one (401).
+    """
+    keys = settings.api_key_list
+    if not keys:
+        return
+    if given is None:
+        raise UnauthorizedError(f"send {how}")
+    matches = [hmac.compare_digest(given.encode(), key.encode()) for key in keys]
+    if not any(matches):
+        raise UnauthorizedError("the API key is not valid")
+
+
 def require_api_key(
     settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
@@ -68,12 +89,4 @@ def require_api_key(
     Raises:
         UnauthorizedError: no key, or a wrong one (401 with ``WWW-Authenticate: Bearer``).
     """
-    keys = settings.api_key_list
-    if not keys:
-        return
-    if credentials is None:
-        raise UnauthorizedError("send `Authorization: Bearer <key>`")
-    given = credentials.credentials.encode()
-    matches = [hmac.compare_digest(given, key.encode()) for key in keys]  # no early exit
-    if not any(matches):
-        raise UnauthorizedError("the API key is not valid")
+    check_api_key(settings, None if credentials is None else credentials.credentials)

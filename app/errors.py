@@ -77,6 +77,14 @@ class UnauthorizedError(ProblemError):
         super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="vggish"'})
 
 
+class ForbiddenOriginError(ProblemError):
+    problem = Problem(403, "Forbidden", "forbidden-origin")
+
+
+class StreamTimeoutError(ProblemError):
+    problem = Problem(408, "Request timeout", "stream-timeout")
+
+
 class UnsupportedMediaTypeError(ProblemError):
     problem = Problem(415, "Unsupported media type", "unsupported-media-type")
 
@@ -122,6 +130,35 @@ def problem_body(problem: Problem, detail: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def problem_detail(exc: BaseException, problem: Problem) -> tuple[str, dict[str, Any]]:
+    """An exception's ``detail`` and the extra members of its problem body (e.g. ``limit``)."""
+    if isinstance(exc, ProblemError):
+        return exc.detail, dict(exc.extra)
+    if problem is INTERNAL:
+        return "the server failed; its log has the details", {}
+    if isinstance(exc, domain.LimitExceededError):
+        return str(exc), {"limit": exc.limit}
+    return str(exc), {}
+
+
+WS_SERVER_FAULT = 1011  # RFC 6455: the server met a condition that prevented it from going on
+WS_PROBLEM_BASE = 4000  # + the HTTP status: 4401, 4404, 4413, 4422, 4429, ...
+
+
+def stream_error(exc: BaseException) -> tuple[dict[str, Any], int]:
+    """What a WebSocket stream sends when it fails: the ``{"type": "error", ...}`` message (the
+    problem body, its ``type`` URN moved to ``problem_type``) and the close code, 4000 + the HTTP
+    status, or 1011 for a server fault."""
+    problem = problem_of(exc)
+    detail, extra = problem_detail(exc, problem)
+    body = problem_body(problem, detail, **extra)
+    message = {"type": "error", "problem_type": body.pop("type"), **body}
+    if problem is INTERNAL:
+        logger.error("a stream failed", exc_info=exc)
+        return message, WS_SERVER_FAULT
+    return message, WS_PROBLEM_BASE + problem.status
+
+
 def problem_response(
     problem: Problem, detail: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
@@ -143,6 +180,13 @@ def _location(loc: Sequence[int | str]) -> str:
 def _validation_details(errors: Sequence[Any]) -> list[dict[str, str]]:
     """FastAPI's / pydantic's error list -> [{"field": "query.hop", "message": "..."}]."""
     return [{"field": _location(e.get("loc", ())), "message": str(e.get("msg", ""))} for e in errors]
+
+
+def invalid_parameters(exc: ValidationError) -> InvalidParameterError:
+    """A pydantic validation error as the 422 problem that HTTP answers for it (``errors`` listed)."""
+    errors = _validation_details(exc.errors())
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return InvalidParameterError(detail, errors=errors)
 
 
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:

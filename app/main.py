@@ -30,7 +30,7 @@ from .metrics import Metrics
 from .middleware import TIMING_HEADERS, RequestContextMiddleware
 from .model_loader import load_configured_model
 from .openapi_docs import install_openapi
-from .routes import embeddings, heads, health, metrics, models
+from .routes import embeddings, features, heads, health, metrics, models, stream
 from .routes.ui import install_ui
 from .service import EmbeddingService
 
@@ -38,7 +38,12 @@ logger = logging.getLogger("app.main")
 
 DESCRIPTION = """\
 VGGish audio embeddings (Google's AudioSet model, TensorFlow reference numbers) over HTTP.
-Requests are merged into model batches; see `/v1/models` for the limits and `/metrics`."""
+Requests are merged into model batches; see `/v1/models` for the limits and `/metrics`.
+
+Live audio: the WebSocket `/v1/stream` (not listed below: OpenAPI describes HTTP only) takes a
+JSON first message (`sample_rate`, `format` `s16le`|`f32le`, `channels`, `hop`, `pad`,
+`resampler`, `head`, `postprocess`, `api_key`), then binary PCM, and sends each embedding as
+soon as its 0.975 s window is complete; `{"type": "end"}` ends it. A page to try it all is at `/`."""
 
 
 async def _warm_up(app: FastAPI, service: EmbeddingService) -> None:
@@ -98,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ready = False
     app.state.heads = HeadStore(settings.data_dir)
     install_error_handlers(app)
-    for module in (embeddings, heads, models, health, metrics):
+    for module in (embeddings, features, stream, heads, models, health, metrics):
         app.include_router(module.router)
     install_openapi(app)
     install_docs(app)

@@ -25,6 +25,8 @@ class Metrics:
         failures: answered errors by reason (the problem type's slug).
         heads_trained: classifier heads trained or imported, by how (``audio``, ``embeddings``, ``import``).
         classifications: inputs classified by a head.
+        streams: ``/v1/stream`` connections streaming now.
+        stream_waits: times a stream stopped reading its socket because its backlog was full.
     """
 
     def __init__(self) -> None:
@@ -60,3 +62,7 @@ class Metrics:
             "vggish_heads_trained", "Classifier heads trained or imported", ["source"], registry=r
         )
         self.classifications = Counter("vggish_classifications", "Inputs classified by a head", registry=r)
+        self.streams = Gauge("vggish_streams", "Live streams open now", registry=r)
+        self.stream_waits = Counter(
+            "vggish_stream_backpressure", "Times a stream stopped reading: its backlog was full", registry=r
+        )

@@ -6,9 +6,20 @@ import base64
 
 import numpy as np
 
+from vggish.examples import InputExamples
 from vggish.pipeline import EmbeddingResult
 
-from .schemas import EmbeddingData, EmbeddingsResponse, EmbedQuery, Usage, Vector
+from .schemas import (
+    EmbeddingData,
+    EmbeddingsResponse,
+    EmbedQuery,
+    Example,
+    FeatureData,
+    FeaturesQuery,
+    FeaturesResponse,
+    Usage,
+    Vector,
+)
 
 
 def vectors(rows: np.ndarray, encoding: str) -> list[Vector]:
@@ -53,3 +64,33 @@ def embeddings_response(
         audio_seconds=sum(r.duration for r in results), examples=sum(len(r.embeddings) for r in results)
     )
     return EmbeddingsResponse(weights=weights, data=data, usage=usage)
+
+
+def examples_out(examples: np.ndarray, encoding: str) -> list[Example]:
+    """(N, 96, 64) float32 log-mel examples as nested lists, or each as base64 of its 6144
+    little-endian float32 values, row-major (frame, band)."""
+    if encoding == "float":
+        return list(examples.tolist())
+    flat = examples.astype("<f4", copy=False).reshape(len(examples), -1)
+    return [base64.b64encode(row.tobytes()).decode("ascii") for row in flat]
+
+
+def features_response(items: list[InputExamples], query: FeaturesQuery, weights: str) -> FeaturesResponse:
+    """The body of ``POST /v1/features``."""
+    data = [
+        FeatureData(
+            index=i,
+            name=x.name,
+            sample_rate=x.sample_rate,
+            channels=x.channels,
+            duration=x.duration,
+            timestamps=x.timestamps.tolist(),
+            shape=list(x.examples.shape),
+            examples=examples_out(x.examples, query.encoding),
+        )
+        for i, x in enumerate(items)
+    ]
+    usage = Usage(
+        audio_seconds=sum(x.duration for x in items), examples=sum(len(x.examples) for x in items)
+    )
+    return FeaturesResponse(weights=weights, data=data, usage=usage)

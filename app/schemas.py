@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vggish import params
+from vggish.audio import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from vggish.features import hop_to_frames
 
 Pooling = Literal["none", "mean"]
@@ -117,11 +118,50 @@ class EmbeddingsResponse(BaseModel):
     usage: Usage
 
 
+class FeaturesQuery(AudioOptions):
+    """Query parameters of ``POST /v1/features``: the audio options and how examples are written."""
+
+    encoding: Encoding = Field(
+        "float",
+        description="`float`: nested lists (96 frames × 64 bands); `base64`: each example's 6144 "
+        "little-endian float32 values, row-major (frame, band)",
+    )
+
+
+Example = list[list[float]] | str
+"""A log-mel example: 96 rows of 64 numbers, or (``encoding=base64``) its little-endian float32 bytes."""
+
+
+class FeatureData(BaseModel):
+    """One input's log-mel examples: what the model takes."""
+
+    index: int = Field(description="position of the input in the request")
+    name: str | None = Field(description="the file name, or the input's `name`")
+    sample_rate: int = Field(description="the input's rate in Hz")
+    channels: int
+    duration: float = Field(description="seconds")
+    timestamps: list[list[float]] = Field(description="[start, end] seconds of each example")
+    shape: list[int] = Field(description="[examples, 96, 64]")
+    examples: list[Example] = Field(
+        description="natural-log mel energies (float32), 96 frames of 10 ms × 64 bands per example"
+    )
+
+
+class FeaturesResponse(BaseModel):
+    object: Literal["list"] = "list"
+    model: str = "vggish"
+    weights: str = Field(description="the weights file's SHA-256 prefix, or `random`")
+    data: list[FeatureData]
+    usage: Usage
+
+
 class Limits(BaseModel):
     max_upload_bytes: int
     max_input_seconds: float
     max_request_seconds: float
     max_inputs: int
+    max_feature_examples: int
+    stream_max_message_bytes: int
     max_batch_examples: int
     max_batch_wait_ms: float
     max_queue_examples: int
@@ -249,3 +289,26 @@ class ClassifyResponse(BaseModel):
     head: str
     weights: str = Field(description="the VGGish weights' SHA-256 prefix, or `random`")
     data: list[Classification]
+
+
+# --- live streaming (``/v1/stream``) ---------------------------------------------------------
+
+PcmFormat = Literal["s16le", "f32le"]
+
+
+class StreamStart(AudioOptions):
+    """The first message of ``/v1/stream`` (text JSON): what the binary messages after it hold."""
+
+    type: Literal["start"] = Field("start", description="optional")
+    sample_rate: int = Field(
+        ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE, description="Hz of the PCM that follows"
+    )
+    format: PcmFormat = Field(description="`s16le` (int16, scaled by 1/32768) or `f32le`, little-endian")
+    channels: int = Field(1, ge=1, le=MAX_CHANNELS, description="interleaved channels, mixed to mono")
+    head: HeadName | None = Field(None, description="a classifier head: each embedding comes with its labels")
+    postprocess: bool = Field(False, description="add AudioSet's 8-bit features (`postprocessed`)")
+    api_key: str | None = Field(
+        None,
+        max_length=1024,
+        description="when the server has keys (or `Authorization: Bearer` on the handshake)",
+    )

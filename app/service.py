@@ -132,19 +132,53 @@ class EmbeddingService:
     async def features(
         self, inputs: list[Upload], options: EmbedOptions, timings: Timings, disconnected: Disconnected
     ) -> list[InputExamples]:
-        """Every input's log-mel examples (NumPy float32), under the same limits as :meth:`embed`."""
+        """Every input's log-mel examples (NumPy float32), under the same limits as :meth:`embed`
+        and ``max_feature_examples`` for the request, since they are all held for the answer.
+
+        Raises:
+            LimitExceededError: the headers already tell more examples than the limit, or an input
+                of unknown length decodes past what the others leave (413).
+            RequestTimeoutError, ClientDisconnectedError, InvalidInputError: as :meth:`embed`.
+        """
+        s = self.settings
+        limits = Limits(
+            seconds=s.max_input_seconds, examples=s.max_feature_examples, examples_name="max_feature_examples"
+        )
 
         async def collect(cancel: threading.Event) -> list[InputExamples]:
-            sources = await self._open_all(inputs, options, cancel, device=False)
-            loop = asyncio.get_running_loop()
+            sources = await self._open_all(inputs, options, cancel, limits, device=False)
             started = time.perf_counter()
-            out = await asyncio.gather(*(loop.run_in_executor(self.pool, s.collect) for s in sources))
+            out = await self._collect_within(sources, options, s.max_feature_examples)
             timings.add(decode_s=time.perf_counter() - started)
-            return list(out)
+            return out
 
         examples: list[InputExamples] = await self._bounded(collect, disconnected)
         return examples
 
+    async def _collect_within(
+        self, sources: list[ExampleSource], options: EmbedOptions, limit: int
+    ) -> list[InputExamples]:
+        """Decodes every source to its examples, ``limit`` examples at most in all: those whose
+        header tells their length are counted before decoding (and decoded in parallel); the
+        others then decode one after another within what is left."""
+        known = [src for src in sources if src.info.frames is not None]
+        told = sum(self._expected_examples(src, options) for src in known)
+        if told > limit:
+            raise LimitExceededError(
+                "max_feature_examples",
+                f"the inputs make {told} examples at hop {options.hop_seconds:g} s; at most {limit} "
+                "per request (use a larger hop, fewer or shorter inputs, or /v1/embeddings)",
+            )
+        loop = asyncio.get_running_loop()
+        collected = await asyncio.gather(*(loop.run_in_executor(self.pool, s.collect) for s in known))
+        done = dict(zip(known, collected, strict=True))
+        left = limit - told
+        for src in sources:
+            if src not in done:
+                src.limits = replace(src.limits, examples=min(left, src.limits.examples or left))
+                done[src] = await loop.run_in_executor(self.pool, src.collect)
+                left -= int(done[src].examples.shape[0])
+        return [done[src] for src in sources]
     async def _bounded(
         self, work: Callable[[threading.Event], Awaitable[Any]], disconnected: Disconnected
     ) -> Any:
@@ -170,12 +204,19 @@ class EmbeddingService:
         return task.result()
 
     async def _open_all(
-        self, inputs: list[Upload], options: EmbedOptions, cancel: threading.Event, *, device: bool = True
+        self,
+        inputs: list[Upload],
+        options: EmbedOptions,
+        cancel: threading.Event,
+        limits: Limits | None = None,
+        *,
+        device: bool = True,
     ) -> list[ExampleSource]:
         """Opens every input on the pool (headers only) and refuses what the limits forbid, before
-        decoding: per input (seconds, examples) and per request (seconds)."""
+        decoding: per input (seconds, examples; default ``max_input_seconds`` and
+        ``max_queue_examples``) and per request (seconds)."""
         s = self.settings
-        limits = Limits(
+        limits = limits or Limits(
             seconds=s.max_input_seconds, examples=s.max_queue_examples, examples_name="max_queue_examples"
         )
         frontend = options.frontend_device(self.model.device) if device else None

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+
+from vggish.errors import CancelledError, LimitExceededError
 from vggish_app.batching import BACKLOG_BATCHES, Batcher
 from vggish_app.errors import QueueFullError
 from vggish_app.metrics import Metrics
-
-from vggish.errors import CancelledError, LimitExceededError
 
 LONG_WAIT_S = 120.0  # far beyond the tests' own timeout: a batcher that waited would fail them
 
@@ -164,3 +164,55 @@ def test_a_long_input_holds_a_bounded_backlog_and_cancelling_stops_its_feeder() 
         gate.set()
         batcher.close()
     assert len(fed) < 10
+
+
+def test_a_streaming_job_gets_each_model_calls_rows_before_it_completes() -> None:
+    infer = Recorder()
+    batcher = _batcher(infer, max_batch=4)
+
+    async def run() -> list[np.ndarray]:
+        job = batcher.open(asyncio.get_running_loop(), rows=True)
+        assert job.deliveries is not None
+        batcher.put(job, _examples(1.0, 3))
+        first = await asyncio.wait_for(job.deliveries.get(), timeout=30)  # the job is still open
+        assert not job.future.done()
+        batcher.put(job, _examples(2.0, 6))
+        batcher.end(job)
+        out = await asyncio.wait_for(batcher.result(job), timeout=30)
+        rest = [job.deliveries.get_nowait() for _ in range(job.deliveries.qsize())]
+        assert np.array_equal(out.embeddings, np.concatenate([first, *rest]))
+        return [first, *rest]
+
+    try:
+        deliveries = asyncio.run(run())
+    finally:
+        batcher.close()
+    assert [len(rows) for rows in deliveries] == infer.calls == [3, 4, 2]
+    assert np.all(deliveries[0] == 1.0) and np.all(deliveries[2] == 2.0)
+
+
+def test_a_failed_model_call_reaches_a_streaming_jobs_queue() -> None:
+    def broken(batch: np.ndarray) -> np.ndarray:
+        raise RuntimeError("the model fell over")
+
+    batcher = Batcher(
+        broken, max_batch=4, max_wait_s=0, max_queue=100, retry_after_s=1, metrics=Metrics()
+    )
+    batcher.start()
+
+    async def run() -> object:
+        job = batcher.open(asyncio.get_running_loop(), rows=True)
+        assert job.deliveries is not None
+        batcher.put(job, _examples(1.0, 2))
+        delivered = await asyncio.wait_for(job.deliveries.get(), timeout=30)
+        with pytest.raises(RuntimeError, match="fell over"):
+            await batcher.result(job)
+        with pytest.raises(CancelledError):  # the failed job takes no more examples
+            batcher.put(job, _examples(1.0, 1))
+        return delivered
+
+    try:
+        delivered = asyncio.run(run())
+    finally:
+        batcher.close()
+    assert isinstance(delivered, RuntimeError)

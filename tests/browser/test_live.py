@@ -9,17 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from browser_helpers import WAIT_MS, dataset, floats, launch, open_page, screenshot
+from browser_helpers import WAIT_MS, canvas_colours, dataset, floats, launch, open_page, screenshot
 
 from tests.app.service_helpers import Server
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.xfail(
-        reason="needs the /v1/stream WebSocket (the lead's endpoint; remove this marker when it lands)",
-        strict=False,
-    ),
-]
+pytestmark = pytest.mark.browser
 LIVE_EXAMPLES = 3  # windows to wait for before pressing Stop
 
 
@@ -51,6 +45,9 @@ def test_microphone_streams_embeddings_and_labels(microphone_browser: Any, serve
     )
     assert "error" not in dataset(page, "#live"), page.inner_text("#error")
     assert page.get_attribute("figure[data-plot='live-heatmap']", "data-state") == "drawn"
+    assert page.get_attribute("figure[data-plot='live-scores']", "data-state") == "drawn"
+    assert canvas_colours(page, "live-scores") >= 4
+    assert page.get_attribute("#live-scores", "aria-label").startswith("Live head scores over")
     labels = page.eval_on_selector_all("#live-labels li", "items => items.map(i => i.textContent)")
     assert {item.split(":")[0] for item in labels} == {"speech", "noise", "chime"}
     scores = [float(item.split(":")[1]) for item in labels]

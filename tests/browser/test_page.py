@@ -31,18 +31,10 @@ from tests.app.service_helpers import Server
 
 pytestmark = pytest.mark.browser
 
-NEEDS_FEATURES = pytest.mark.xfail(
-    reason="needs POST /v1/features (the lead's endpoint; remove this marker when it lands)", strict=False
-)
 # A value differs in its last float32 digits when the server batches the page's request with others.
 CLOSE = {"rtol": 1e-4, "atol": 1e-4}
 LEAST_COLOURS = {"waveform": 3, "embeddings": 50, "postprocessed": 50, "projection": 5, "scores": 4}
 """Distinct colours a drawn canvas holds at least (axes alone give 2-3): the plots but the log-mel."""
-
-
-def not_about_features(console_errors: list[str]) -> list[str]:
-    """Console errors but the 404 of /v1/features, which this branch does not have yet."""
-    return [e for e in console_errors if "/v1/features" not in e]
 
 
 def test_page_loads_offline_and_shows_random_weights(browsing: Browsing) -> None:
@@ -122,10 +114,9 @@ def test_upload_draws_plots_with_the_api_numbers(browsing: Browsing, recordings:
     screenshot(page, "page-upload")
     assert browsing.log.foreign() == []
     assert browsing.log.page_errors == []
-    assert not_about_features(browsing.log.console_errors) == []
+    assert browsing.log.console_errors == []
 
 
-@NEEDS_FEATURES
 def test_every_plot_drawn_with_log_mel_from_the_api(browsing: Browsing, recordings: dict[str, Path]) -> None:
     """With /v1/features: the log-mel examples too; every plot drawn; console clean; light and dark shots."""
     page, base, speech = browsing.page, browsing.server.base, recordings["speech"]

@@ -357,7 +357,7 @@ function liveCallbacks(frames) {
       const duration = Math.max(LIVE_WINDOW_SECONDS, message.end);
       const clip = { vectors: frames.vectors, timestamps: frames.timestamps, duration };
       draw("live-heatmap", "live-heatmap", (canvas) => drawVectors(canvas, clip, "Live embeddings"));
-      showLiveLabels(message.labels ?? []);
+      if (message.labels) showLiveScores(frames, message, duration);
       $("live-summary").textContent = `${frames.vectors.length} examples, ${fmt(message.end, 2)} s.`;
     },
     onEnd(message) {
@@ -374,12 +374,23 @@ function liveCallbacks(frames) {
   };
 }
 
-function showLiveLabels(labels) {
-  const items = labels.slice(0, 5).map((l) => {
+/** The head's labels live: each label's score over time (colours fixed by the first frame's order), and
+ * the latest frame's scores as meters. */
+function showLiveScores(frames, message, duration) {
+  frames.order ??= message.labels.map((l) => ({ label: l.label }));
+  frames.labels.push({ start: message.start, end: message.end, labels: message.labels });
+  const scores = { frames: frames.labels, labels: frames.order };
+  draw("live-scores", "live-scores", (canvas) => drawScores(canvas, scores, duration).replace(/^Head/, "Live head"));
+  const colour = new Map(plottedLabels(scores).map((label, k) => [label, lineStyle(k)]));
+  const items = message.labels.slice(0, 5).map((l) => {
     const item = document.createElement("li");
     const meter = document.createElement("meter");
     Object.assign(meter, { min: 0, max: 1, value: l.score });
-    item.append(meter, `${l.label}: ${fmt(l.score, 3)}`);
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    const style = colour.get(l.label);
+    if (style) swatch.style.borderTop = `3px ${style.border} ${style.colour}`;
+    item.append(swatch, meter, `${l.label}: ${fmt(l.score, 3)}`);
     return item;
   });
   $("live-labels").replaceChildren(...items);
@@ -399,10 +410,13 @@ async function startLive() {
   $("live-labels").replaceChildren();
   $("live-summary").textContent = "Connecting…";
   setPlot("live-heatmap", "loading", "Waiting for the first 0.975 s…");
-  redraws.delete("live-heatmap");
-  live = new LiveSession(liveCallbacks({ vectors: [], timestamps: [] }));
+  const head = $("head").value;
+  if (head) setPlot("live-scores", "loading", `Waiting for ${head}'s first labels…`);
+  else setPlot("live-scores", "idle", "Choose a classifier head before recording to see its labels live.");
+  for (const id of ["live-heatmap", "live-scores"]) redraws.delete(id);
+  live = new LiveSession(liveCallbacks({ vectors: [], timestamps: [], labels: [], order: null }));
   try {
-    const rate = await live.start({ head: $("head").value, postprocess: false, apiKey: api.currentKey() });
+    const rate = await live.start({ head, postprocess: false, apiKey: api.currentKey() });
     $("stop").disabled = false;
     status(`Recording at ${rate} Hz. Press Stop to finish.`);
   } catch (error) {

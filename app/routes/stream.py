@@ -1,0 +1,228 @@
+"""``/v1/stream``: live PCM in over a WebSocket, each embedding out as soon as its window is complete.
+
+The protocol (the README's "Live streaming" has it in full):
+
+1. The client sends a text message, JSON :class:`~app.schemas.StreamStart` (``sample_rate``,
+   ``format``, ``channels``, ``hop``, ``pad``, ``resampler``, ``head``, ``postprocess``,
+   ``api_key``); the server answers ``{"type": "ready", ...}``.
+2. The client sends binary messages of interleaved PCM; the server sends
+   ``{"type": "embedding", "index", "start", "end", "embedding", ["postprocessed"], ["labels"]}``
+   as each 0.975 s window is complete.
+3. The client sends ``{"type": "end"}``; the server flushes, sends ``{"type": "end", "examples",
+   "seconds"}`` and closes with 1000.
+
+Any error: ``{"type": "error", "status", "title", "detail", "problem_type", ...}`` (the problem
+body HTTP answers), then close code 4000 + status (4401, 4403, 4404, 4408, 4413, 4422, 4429, 4503,
+4504) or 1011 for a server fault. Browsers cannot set headers on WebSockets, so the key comes in
+the first message, or as ``Authorization: Bearer`` on the handshake from other clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.security.utils import get_authorization_scheme_param
+from pydantic import ValidationError
+
+from vggish.errors import LimitExceededError
+from vggish.heads import Head
+from vggish.heads_store import HeadStore
+
+from ..config import Settings
+from ..deps import check_api_key
+from ..errors import (
+    ForbiddenOriginError,
+    InvalidParameterError,
+    NotReadyError,
+    StreamTimeoutError,
+    invalid_parameters,
+    problem_of,
+    stream_error,
+)
+from ..schemas import StreamStart
+from ..service import EmbeddingService
+from ..streaming import StreamSession, opened
+
+logger = logging.getLogger("app.stream")
+router = APIRouter(tags=["stream"])
+
+CLOSE_NORMAL = 1000
+SEND_ERROR_TIMEOUT_S = 5.0  # a client that does not read its error is not waited for longer
+KEY_HOW = "`api_key` in the first message, or `Authorization: Bearer <key>` on the handshake"
+
+
+@router.websocket("/v1/stream")
+async def stream(websocket: WebSocket) -> None:
+    """Streams embeddings of live PCM (see the module's docstring for the protocol)."""
+    await websocket.accept()
+    settings: Settings = websocket.app.state.settings
+    try:
+        start = await handshake(websocket, settings)
+        service = _service(websocket)
+        options = service.options(start.hop, start.pad, start.resampler, start.postprocess)
+        head = await _head(websocket, start.head)
+        with opened(service, start, options, head) as session:
+            await websocket.send_json(session.ready_message())
+            await _serve(websocket, session, settings)
+            await websocket.send_json(session.end_message())
+            logger.info("stream ended", extra={"examples": session.sent, "seconds": session.seconds})
+        await websocket.close(CLOSE_NORMAL)
+    except WebSocketDisconnect:
+        return
+    except Exception as e:  # every error is the client's answer: a problem message and a close code
+        await _fail(websocket, e)
+
+
+async def handshake(websocket: WebSocket, settings: Settings) -> StreamStart:
+    """Checks the origin, reads the first message, checks the key, then the message itself.
+
+    Raises:
+        ForbiddenOriginError: a browser page of another origin than this server or the CORS list.
+        UnauthorizedError: no key or a wrong one, when the server has keys.
+        InvalidParameterError: the first message is not a valid :class:`StreamStart`.
+        StreamTimeoutError: no first message within ``request_timeout_s``.
+    """
+    _check_origin(websocket, settings)
+    message = await receive(websocket, settings)
+    text = message.get("text")
+    first = _json_object(text) if text is not None else None
+    given = first.get("api_key") if first is not None else None
+    check_api_key(settings, given if isinstance(given, str) else _bearer(websocket), KEY_HOW)
+    if first is None:
+        raise InvalidParameterError(
+            'the first message must be a JSON object (text), e.g. {"sample_rate": 48000, "format": "f32le"}'
+        )
+    try:
+        return StreamStart.model_validate(first)
+    except ValidationError as e:
+        raise invalid_parameters(e) from e
+
+
+async def receive(websocket: WebSocket, settings: Settings) -> dict[str, Any]:
+    """The next message (``text`` or ``bytes``), within ``request_timeout_s`` and the size limit.
+
+    Raises:
+        WebSocketDisconnect: the client went away.
+        StreamTimeoutError: no message within ``request_timeout_s``.
+        LimitExceededError: a message over ``stream_max_message_bytes``.
+    """
+    try:
+        message = await asyncio.wait_for(websocket.receive(), settings.request_timeout_s)
+    except asyncio.TimeoutError as e:
+        raise StreamTimeoutError(
+            f"no message within request_timeout_s={settings.request_timeout_s:g}; send audio or "
+            '{"type": "end"}'
+        ) from e
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", CLOSE_NORMAL))
+    size = len(message.get("bytes") or b"") + len((message.get("text") or "").encode())
+    limit = settings.stream_max_message_bytes
+    if size > limit:
+        raise LimitExceededError("stream_max_message_bytes", f"a message of {size} bytes; at most {limit}")
+    return dict(message)
+
+
+async def _serve(websocket: WebSocket, session: StreamSession, settings: Settings) -> None:
+    """Reads PCM and sends embeddings at the same time, until both are done or one fails.
+
+    Raises:
+        StreamTimeoutError: open for longer than ``max_input_seconds + request_timeout_s`` (live
+            audio cannot last longer than its limit; a stream that trickles is not kept forever).
+    """
+    longest = settings.max_input_seconds + settings.request_timeout_s
+    receiving = asyncio.ensure_future(_receive_all(websocket, session, settings))
+    sending = asyncio.ensure_future(_send_all(websocket, session))
+    try:
+        tasks = {receiving, sending}
+        done, _ = await asyncio.wait(tasks, timeout=longest, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+        if done != tasks:
+            raise StreamTimeoutError(
+                f"the stream was open for {longest:g} s (max_input_seconds + request_timeout_s); "
+                "open a new one"
+            )
+    finally:
+        for task in (receiving, sending):
+            task.cancel()
+        await asyncio.gather(receiving, sending, return_exceptions=True)
+
+
+async def _receive_all(websocket: WebSocket, session: StreamSession, settings: Settings) -> None:
+    while True:
+        message = await receive(websocket, settings)
+        data = message.get("bytes")
+        if data is not None:
+            await session.push(data)  # waits while the backlog is full: the socket is not read
+            continue
+        if _json_object(message.get("text")) == {"type": "end"}:
+            break
+        raise InvalidParameterError(
+            'after the first message, send binary PCM or the text {"type": "end"}; got '
+            f"{(message.get('text') or '')[:60]!r}"
+        )
+    await session.finish()
+
+
+async def _send_all(websocket: WebSocket, session: StreamSession) -> None:
+    async for message in session.messages():
+        await websocket.send_json(message)
+
+
+async def _fail(websocket: WebSocket, exc: Exception) -> None:
+    """Sends the error message and closes with its code (unless the client is gone already)."""
+    message, code = stream_error(exc)
+    metrics = getattr(websocket.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.failures.labels(reason=problem_of(exc).slug).inc()
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError, asyncio.TimeoutError):
+        await asyncio.wait_for(websocket.send_json(message), SEND_ERROR_TIMEOUT_S)
+        await websocket.close(code, reason=message["title"])
+
+
+def _service(websocket: WebSocket) -> EmbeddingService:
+    service: EmbeddingService | None = websocket.app.state.service
+    if service is None:
+        raise NotReadyError("the model is not loaded yet; retry in a moment")
+    return service
+
+
+async def _head(websocket: WebSocket, name: str | None) -> Head | None:
+    if name is None:
+        return None
+    store: HeadStore = websocket.app.state.heads
+    _, head = await asyncio.to_thread(store.load, name)
+    return head
+
+
+def _check_origin(websocket: WebSocket, settings: Settings) -> None:
+    """Browsers send ``Origin``: pages of this server and of ``VGGISH_CORS_ORIGINS`` may stream."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return
+    allowed = settings.cors_origin_list
+    if "*" in allowed or origin in allowed or urlsplit(origin).netloc == websocket.headers.get("host"):
+        return
+    raise ForbiddenOriginError(
+        f"pages from {origin} may not stream to this server; list it in VGGISH_CORS_ORIGINS"
+    )
+
+
+def _bearer(websocket: WebSocket) -> str | None:
+    scheme, token = get_authorization_scheme_param(websocket.headers.get("authorization"))
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _json_object(text: str | None) -> dict[str, Any] | None:
+    """A text message as a JSON object, or None when it is not one."""
+    try:
+        value = json.loads(text or "")
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,253 @@
+"""Live streaming: raw PCM as it arrives -> the one source of examples -> the shared batcher ->
+each embedding (and a head's labels) as soon as its 0.975 s window is complete.
+
+A :class:`StreamSession` is the service side of one ``/v1/stream`` connection, with no WebSocket
+in sight (``app/routes/stream.py`` speaks the protocol). PCM is decoded and mixed to mono as the
+library reads arrays, pushed into :class:`vggish.examples.ExampleStream` (resampling, framing,
+``max_input_seconds``) on the decode pool, and its examples join the cross-request batcher as a
+job whose rows come back after every model call. Memory stays bounded whatever the client does:
+a message is at most ``stream_max_message_bytes``; it is pushed one second at a time; and at most
+``backlog`` examples are on their way (waiting, in the model, or computed and not yet sent), past
+which :meth:`StreamSession.push` waits, so the socket is not read (TCP pushes back on the client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import numpy as np
+
+from vggish import audio, params
+from vggish.errors import CancelledError, InvalidAudioError
+from vggish.examples import ExampleStream, Limits
+from vggish.features import example_timestamps
+from vggish.heads import Head
+from vggish.options import EmbedOptions
+
+from .batching import BACKLOG_BATCHES, InputJob
+from .errors import RequestTimeoutError
+from .heads_service import _ranked as ranked_labels
+from .schemas import StreamStart
+from .service import EmbeddingService
+
+PCM_DTYPES: dict[str, np.dtype[Any]] = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
+PIECE_SECONDS = 1.0  # input audio pushed into the example stream per step (bounds what one step makes)
+
+
+class StreamSession:
+    """One live stream: PCM in, embedding messages out.
+
+    Args:
+        service: the embedding service (model, decode pool, batcher, settings, metrics).
+        start: the client's first message, validated.
+        options: hop, padding, resampler and postprocessing.
+        head: the classifier head whose labels come with each embedding, if one was named.
+        backlog: most examples on their way at once (the stream's share of the batcher's queue).
+    """
+
+    def __init__(
+        self,
+        service: EmbeddingService,
+        start: StreamStart,
+        options: EmbedOptions,
+        head: Head | None,
+        backlog: int,
+    ) -> None:
+        self.service = service
+        self.options = options
+        self.head = head
+        self.backlog = backlog
+        self.sample_rate = start.sample_rate
+        self.channels = start.channels
+        self.dtype = PCM_DTYPES[start.format]
+        self.frame_bytes = self.dtype.itemsize * self.channels
+        limits = Limits(seconds=service.settings.max_input_seconds)
+        self.stream = ExampleStream(self.sample_rate, options, limits=limits, label="the stream")
+        self.job: InputJob = service.batcher.open(asyncio.get_running_loop(), rows=True)
+        self.sent = 0  # embedding messages handed out
+        self._partial = b""  # the bytes of an incomplete frame, carried to the next message
+        self._on_the_way = 0  # examples put into the batcher and not yet handed out
+        self._room = asyncio.Condition()
+
+    @staticmethod
+    def backlog_for(service: EmbeddingService) -> int:
+        """The examples a stream may have on their way: two batches, within the batcher's queue."""
+        s = service.settings
+        return min(BACKLOG_BATCHES * s.max_batch_examples, s.max_queue_examples)
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of audio received so far."""
+        return self.stream.num_samples / self.sample_rate
+
+    def ready_message(self) -> dict[str, Any]:
+        """The server's first message."""
+        return {
+            "type": "ready",
+            "weights": self.service.weights_id,
+            "example_seconds": params.EXAMPLE_SPAN_SECONDS,
+            "hop": self.options.hop_seconds,
+            "sample_rate": self.sample_rate,
+            "max_seconds": self.service.settings.max_input_seconds,
+            "max_message_bytes": self.service.settings.stream_max_message_bytes,
+        }
+
+    def end_message(self) -> dict[str, Any]:
+        """The server's last message, after every embedding."""
+        return {"type": "end", "examples": self.sent, "seconds": self.seconds}
+
+    async def push(self, data: bytes) -> None:
+        """Takes one binary message of interleaved PCM; returns once its examples are queued
+        (waiting while the stream's backlog is full).
+
+        Raises:
+            InvalidAudioError: NaN or infinite float samples.
+            LimitExceededError: the stream now lasts more than ``max_input_seconds``.
+            RequestTimeoutError: no room in the backlog within ``request_timeout_s``.
+        """
+        mono = self._decode(data)
+        loop = asyncio.get_running_loop()
+        piece = max(1, int(PIECE_SECONDS * self.sample_rate))
+        for start in range(0, len(mono), piece):
+            part = mono[start : start + piece]
+            chunk = await loop.run_in_executor(self.service.pool, self.stream.push, part)
+            await self._queue(chunk.examples)
+
+    async def finish(self) -> None:
+        """Ends the input: flushes the resampler (with ``pad``, a stream shorter than 0.975 s
+        becomes one zero-padded example) and waits until every row is back from the model.
+
+        Raises:
+            InvalidAudioError: the stream stopped inside a frame.
+            Exception: the model call's error, if it failed.
+        """
+        if self._partial:
+            raise InvalidAudioError(
+                f"the stream ended inside a frame: {len(self._partial)} bytes left over; send whole "
+                f"frames of {self.frame_bytes} bytes ({self.channels} × {self.dtype.itemsize})"
+            )
+        loop = asyncio.get_running_loop()
+        last = await loop.run_in_executor(self.service.pool, self.stream.finish)
+        await self._queue(last.examples)
+        batcher = self.service.batcher
+        batcher.end(self.job)
+        await batcher.result(self.job)
+        assert self.job.deliveries is not None
+        self.job.deliveries.put_nowait(None)  # after its last rows
+
+    async def messages(self) -> AsyncIterator[dict[str, Any]]:
+        """Each embedding's message, in order, as its model call returns; ends after :meth:`finish`.
+
+        Raises:
+            Exception: the model call's error, if it failed.
+        """
+        deliveries = self.job.deliveries
+        assert deliveries is not None
+        while True:
+            rows = await deliveries.get()
+            if isinstance(rows, BaseException):
+                raise rows
+            if rows is None:
+                return
+            for message in self._embedding_messages(rows):
+                yield message
+                async with self._room:  # handed out (sent): room for one more
+                    self._on_the_way -= 1
+                    self._room.notify_all()
+
+    def close(self) -> None:
+        """Drops what is still waiting for the model (the client is gone, or the stream failed)."""
+        self.service.batcher.cancel(self.job)
+        self.service.metrics.audio_seconds.inc(self.seconds)
+        self.service.metrics.examples.inc(self.sent)
+
+    def _decode(self, data: bytes) -> np.ndarray:
+        """Interleaved PCM -> mono float64, as the library reads arrays (int16 / 32768; the
+        channels' mean); an incomplete last frame waits for the next message."""
+        if self._partial:
+            data = self._partial + data
+        whole = len(data) - len(data) % self.frame_bytes
+        self._partial = bytes(data[whole:])
+        frames = np.frombuffer(data, dtype=self.dtype, count=whole // self.dtype.itemsize)
+        frames = frames.reshape(-1, self.channels)
+        if self.dtype.kind == "f":
+            audio.check_finite(frames, offset=self.stream.num_samples)
+        return audio.validate_waveform(frames, self.sample_rate)
+
+    async def _queue(self, examples: np.ndarray) -> None:
+        """Puts examples into the batcher, no more than the backlog on their way at once."""
+        for block in _blocks(examples, self.backlog):
+            await self._wait_for_room(len(block))
+            try:
+                self.service.batcher.put(self.job, block)
+            except CancelledError:  # only a failed model call cancels a live job: answer its error
+                await self.job.future
+                raise
+
+    async def _wait_for_room(self, count: int) -> None:
+        def room() -> bool:
+            return self._on_the_way == 0 or self._on_the_way + count <= self.backlog
+
+        async with self._room:
+            if not room():
+                self.service.metrics.stream_waits.inc()
+                timeout = self.service.settings.request_timeout_s
+                try:
+                    await asyncio.wait_for(self._room.wait_for(room), timeout)
+                except asyncio.TimeoutError as e:
+                    raise RequestTimeoutError(
+                        f"no embedding could be sent within request_timeout_s={timeout:g}: the server "
+                        "is overloaded or the client does not read its messages"
+                    ) from e
+            self._on_the_way += count
+
+    def _embedding_messages(self, rows: np.ndarray) -> Iterator[dict[str, Any]]:
+        """The messages of consecutive embeddings (with their labels and 8-bit features)."""
+        first = self.sent
+        spans = example_timestamps(len(rows), self.options.hop_seconds, start=first)
+        post = self.service.model.postprocess(rows).cpu().numpy() if self.options.postprocess else None
+        scores = self.head.scores(rows) if self.head is not None else None
+        for k, row in enumerate(rows):
+            message: dict[str, Any] = {
+                "type": "embedding",
+                "index": first + k,
+                "start": float(spans[k, 0]),
+                "end": float(spans[k, 1]),
+                "embedding": row.tolist(),
+            }
+            if post is not None:
+                message["postprocessed"] = post[k].tolist()
+            if scores is not None and self.head is not None:
+                labels = ranked_labels(scores[k], self.head.classes, None)
+                message["labels"] = [label.model_dump() for label in labels]
+            self.sent += 1
+            yield message
+
+
+def _blocks(examples: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(examples), size):
+        yield examples[start : start + size]
+
+
+@contextlib.contextmanager
+def opened(
+    service: EmbeddingService, start: StreamStart, options: EmbedOptions, head: Head | None
+) -> Iterator[StreamSession]:
+    """A session admitted into the batcher's queue for its backlog, closed on the way out.
+
+    Raises:
+        QueueFullError: the queue has no room for another stream now (429).
+        NotReadyError: the service is shutting down (503).
+    """
+    backlog = StreamSession.backlog_for(service)
+    with service.batcher.admitted(backlog):
+        session = StreamSession(service, start, options, head, backlog)
+        service.metrics.streams.inc()
+        try:
+            yield session
+        finally:
+            service.metrics.streams.dec()
+            session.close()
