@@ -70,3 +70,10 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VGGISH_CACHE_DIR", str(cache))
         yield cache
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests run last: Playwright's sync API keeps an event loop running in the main thread
+    for as long as its session-scoped fixture lives, and later tests that call ``asyncio.run`` would
+    find it there."""
+    items.sort(key=lambda item: "browser" in item.keywords)

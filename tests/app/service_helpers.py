@@ -21,6 +21,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 from fastapi.testclient import TestClient
+
 from vggish_app.config import Settings
 from vggish_app.main import create_app
 

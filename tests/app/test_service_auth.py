@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 from service_helpers import assert_problem, clip, running_app
+
 from vggish_app.config import Settings
 
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import torch
-from vggish_app import main
-from vggish_app.config import Settings
 
 from vggish.cli import serve_cmd
+from vggish_app import main
+from vggish_app.config import Settings
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from service_helpers import assert_problem, clip, metric, running_app
+
 from vggish_app.batching import BACKLOG_BATCHES
 
 POLLS = 600  # x 0.05 s

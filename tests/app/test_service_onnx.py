@@ -28,6 +28,7 @@ def test_onnx_backend_serves_library_numbers(onnx_cache: Path, random_model: Run
 
 def test_unknown_backend_is_refused() -> None:
     from pydantic import ValidationError
+
     from vggish_app.config import Settings
 
     with pytest.raises(ValidationError, match="backend"):
