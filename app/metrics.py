@@ -25,6 +25,8 @@ class Metrics:
         failures: answered errors by reason (the problem type's slug).
         heads_trained: classifier heads trained or imported, by how (``audio``, ``embeddings``, ``import``).
         classifications: inputs classified by a head.
+        trainings_running: head trainings running now (waiting ones not counted).
+        training_steps: optimiser steps taken by head trainings (it stops growing when they stop).
     """
 
     def __init__(self) -> None:
@@ -60,3 +62,9 @@ class Metrics:
             "vggish_heads_trained", "Classifier heads trained or imported", ["source"], registry=r
         )
         self.classifications = Counter("vggish_classifications", "Inputs classified by a head", registry=r)
+        self.trainings_running = Gauge(
+            "vggish_head_trainings_running", "Head trainings running now", registry=r
+        )
+        self.training_steps = Counter(
+            "vggish_head_training_steps", "Optimiser steps of head trainings", registry=r
+        )
