@@ -17,9 +17,8 @@ from vggish.heads_store.base import (
     HeadExistsError,
     HeadNotFoundError,
     HeadRecord,
-    is_postgres_url,
-    open_store,
 )
+from vggish.heads_store.location import is_postgres_url, open_store
 from vggish.heads_store.sqlite import DB_NAME, HeadStore, SqliteHeadStore
 
 __all__ = [

@@ -12,9 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from vggish.errors import ConflictError, InvalidInputError, NotFoundError
 from vggish.heads import (
@@ -265,36 +263,3 @@ class BaseHeadStore(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
-
-
-def is_postgres_url(location: str | Path) -> bool:
-    """Whether ``location`` is a ``postgresql://`` or ``postgres://`` URL."""
-    return isinstance(location, str) and urlsplit(location).scheme.lower() in POSTGRES_SCHEMES
-
-
-def open_store(location: str | Path) -> BaseHeadStore:
-    """The heads store at ``location``: a ``postgresql://user:password@host:port/db`` URL, or a
-    data directory (SQLite, ``heads.sqlite3`` inside, created on the first write).
-
-    Nothing is connected until the first operation (or :meth:`HeadStore.open`).
-
-    Raises:
-        InvalidInputError: a URL of another scheme.
-        RuntimeError: a PostgreSQL URL without psycopg installed (``pip install 'vggish[postgres]'``).
-    """
-    if is_postgres_url(location):
-        try:
-            from vggish.heads_store.postgres import PostgresHeadStore
-        except ImportError as e:
-            raise RuntimeError(
-                f"a PostgreSQL heads database needs psycopg: pip install 'vggish[postgres]' ({e})"
-            ) from e
-        return PostgresHeadStore(str(location))
-    if isinstance(location, str) and "://" in location:
-        scheme = location.split("://", 1)[0]
-        raise InvalidInputError(
-            f"heads database URL scheme {scheme!r} is not supported: give postgresql://... or a directory"
-        )
-    from vggish.heads_store.sqlite import HeadStore
-
-    return HeadStore(location)
