@@ -251,12 +251,14 @@ class HeadsService:
 
         Raises:
             InvalidInputError: rows of other lengths than 128, bad ``features``, or a bad training set.
+            HeadExistsError: the name is taken and ``replace`` is false (before training).
         """
         sizes = {len(row) for row in body.embeddings}
         if sizes != {params.EMBEDDING_SIZE}:
             raise InvalidInputError(f"embeddings must all have 128 numbers; got lengths {sorted(sizes)}")
         declared = {} if body.features is None else body.features.model_dump(exclude_none=True)
         features = FeatureSpec.from_dict(declared)
+        await self.check_free(body.name, body.replace)
         x = np.asarray(body.embeddings, dtype=np.float32)
         record = await self.train(body.name, x, body.labels, body.kind, body.replace, features, disconnected)
         self.embedding.metrics.heads_trained.labels(source="embeddings").inc()
