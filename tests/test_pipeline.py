@@ -15,7 +15,7 @@ import torch
 
 import vggish
 from vggish import features, pipeline
-from vggish.errors import InvalidAudioError
+from vggish.errors import InvalidAudioError, UndecodableAudioError
 from vggish.pipeline import EmbedOptions
 from vggish.resample import resample
 
@@ -75,14 +75,14 @@ def test_embed_each_goes_on_past_inputs_that_fail(tmp_path: Path, random_model: 
     options = EmbedOptions(batch_size=2)  # batches cut across inputs, before and after failures
     outcomes = dict(pipeline.embed_each(random_model, inputs, options))
     assert sorted(outcomes) == list(range(5))
-    assert isinstance(outcomes[1], ValueError) and isinstance(outcomes[2], OSError)
+    assert isinstance(outcomes[1], UndecodableAudioError) and isinstance(outcomes[2], OSError)
     alone = pipeline.embed_many(random_model, [str(p) for p in good], options)
     for index, expected in zip((0, 3, 4), alone, strict=True):
         got = outcomes[index]
         assert isinstance(got, pipeline.EmbeddingResult)
         np.testing.assert_array_equal(got.embeddings, expected.embeddings)
         assert got.embeddings.shape[0] == expected.timestamps.shape[0] > 0
-    with pytest.raises(ValueError):
+    with pytest.raises(UndecodableAudioError, match="cannot decode"):
         pipeline.embed_many(random_model, inputs, options)  # embed_iter stops at the first failure
 
 
