@@ -38,7 +38,8 @@ RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TOR
 COPY pyproject.toml README.md ./
 COPY vggish ./vggish
 COPY app ./app
-RUN pip install ".[serve,onnx]"
+# postgres: psycopg, for replicas sharing their heads (VGGISH_DATABASE_URL=postgresql://...)
+RUN pip install ".[serve,onnx,postgres]"
 
 RUN useradd --create-home --uid 10001 vggish \
     && mkdir -p /app/weights /app/cache \

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vggish.cpus import available_cpus
+from vggish.heads import MAX_CLASSES
 from vggish.runtime import BackendName, PrecisionName
 
 MIB = 1 << 20
@@ -55,7 +56,12 @@ class Settings(BaseSettings):
         log_level: ``debug``, ``info``, ``warning`` or ``error``.
         cache_dir: where the ONNX backend keeps exported graphs (default ``~/.cache/vggish``).
         data_dir: where the classifier heads' database (``heads.sqlite3``) lives.
+        database_url: ``postgresql://user:password@host:port/db``: keep the heads in PostgreSQL
+            (replicas given the same URL share them); empty: SQLite in ``data_dir``.
         max_train_inputs: audio files per ``POST /v1/heads`` (training) request.
+        max_train_examples: clips per head training (audio files or embedding rows).
+        max_train_classes: distinct labels per head training (at most the library's 1000).
+        train_threads: head trainings run at once (each on one core); more wait their turn.
     """
 
     model_config = SettingsConfigDict(env_prefix="VGGISH_", extra="ignore", frozen=True)
@@ -87,7 +93,11 @@ class Settings(BaseSettings):
     log_level: str = "info"
     cache_dir: Path | None = None
     data_dir: Path = Path("data")
+    database_url: SecretStr = SecretStr("")
     max_train_inputs: int = Field(default=1000, ge=2)
+    max_train_examples: int = Field(default=10_000, ge=2)
+    max_train_classes: int = Field(default=100, ge=2, le=MAX_CLASSES)
+    train_threads: int = Field(default=2, ge=1)
 
     @field_validator("log_level")
     @classmethod
@@ -95,6 +105,11 @@ class Settings(BaseSettings):
         if value.lower() not in {"debug", "info", "warning", "error"}:
             raise ValueError(f"log_level must be debug, info, warning or error; got {value!r}")
         return value.lower()
+
+    @property
+    def heads_location(self) -> str | Path:
+        """Where the heads live: the PostgreSQL URL when set, else the data directory."""
+        return self.database_url.get_secret_value().strip() or self.data_dir
 
     @property
     def api_key_list(self) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from vggish.heads_store import HeadStore
+from vggish.heads_store import BaseHeadStore
 
 from .config import Settings
 from .errors import NotReadyError, UnauthorizedError
@@ -38,12 +38,13 @@ def get_service(request: Request) -> EmbeddingService:
 
 def get_heads(request: Request) -> HeadsService:
     """The heads service (training and classifying need the model: 503 until it is loaded)."""
-    return HeadsService(get_store(request), get_service(request))
+    service = get_service(request)
+    return HeadsService(get_store(request), service, request.app.state.trainings)
 
 
-def get_store(request: Request) -> HeadStore:
+def get_store(request: Request) -> BaseHeadStore:
     """The app's head store (listing, reading and deleting heads need no model)."""
-    store: HeadStore = request.app.state.heads
+    store: BaseHeadStore = request.app.state.heads
     return store
 
 
@@ -57,7 +58,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServiceDep = Annotated[EmbeddingService, Depends(get_service)]
 TimingsDep = Annotated[Timings, Depends(get_timings)]
 HeadsDep = Annotated[HeadsService, Depends(get_heads)]
-StoreDep = Annotated[HeadStore, Depends(get_store)]
+StoreDep = Annotated[BaseHeadStore, Depends(get_store)]
 
 
 def check_api_key(settings: Settings, given: str | None, how: str = "`Authorization: Bearer <key>`") -> None:

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vggish import errors as domain
+from vggish.heads import WeightsMismatchError
 from vggish.heads_store import HeadExistsError, HeadNotFoundError
 
 logger = logging.getLogger("app.errors")
@@ -43,6 +44,7 @@ class Problem:
 DOMAIN_PROBLEMS: dict[type[BaseException], Problem] = {
     HeadNotFoundError: Problem(404, "Head not found", "head-not-found"),
     HeadExistsError: Problem(409, "Head exists", "head-exists"),
+    WeightsMismatchError: Problem(409, "Head trained on other features", "weights-mismatch"),
     domain.LimitExceededError: Problem(413, "Limit exceeded", "limit-exceeded"),
     domain.UndecodableAudioError: Problem(415, "Undecodable audio", "undecodable-audio"),
     domain.InvalidAudioError: Problem(422, "Invalid audio", "invalid-audio"),
@@ -200,6 +202,14 @@ async def _on_domain(request: Request, exc: Exception) -> JSONResponse:
     _count_failure(request, problem.slug)
     if isinstance(exc, domain.LimitExceededError):
         return problem_response(problem, str(exc), limit=exc.limit)
+    if isinstance(exc, WeightsMismatchError):
+        return problem_response(
+            problem,
+            str(exc),
+            differences=exc.differences,
+            head_features=exc.head.to_dict(),
+            used_features=exc.used.to_dict(),
+        )
     return problem_response(problem, str(exc))
 
 

@@ -8,10 +8,15 @@ background (``/readyz`` says 503 until then); on shutdown it finishes queued wor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -19,12 +24,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from uvicorn.supervisors import Multiprocess
 
 from vggish.cpus import limit_blas_threads
-from vggish.heads_store import HeadStore
+from vggish.heads_store import BaseHeadStore, SqliteHeadStore, open_store
 from vggish.version import __version__
 
 from .config import Settings
 from .docs import install_docs
 from .errors import install_error_handlers
+from .heads_service import Trainings
 from .logs import configure_logging, log_config, warnings_to_log
 from .metrics import Metrics
 from .middleware import TIMING_HEADERS, RequestContextMiddleware
@@ -58,26 +64,67 @@ async def _warm_up(app: FastAPI, service: EmbeddingService) -> None:
     logger.info("ready", extra={"weights": service.weights_id, "device": str(service.model.device)})
 
 
+@contextlib.contextmanager
+def _on_exit_signals(callback: Callable[[], None]) -> Iterator[None]:
+    """Calls ``callback`` on SIGINT / SIGTERM before the handlers already installed (uvicorn's,
+    which start the graceful shutdown), while the block runs. Only the main thread can set
+    handlers; elsewhere (e.g. under a test client) this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {}
+
+    def handler(sig: int, frame: FrameType | None) -> None:
+        callback()
+        chained = previous.get(sig)
+        if callable(chained):
+            chained(sig, frame)
+        elif chained == signal.SIG_DFL:  # what the signal would have done without us
+            signal.signal(sig, signal.SIG_DFL)
+            signal.raise_signal(sig)
+
+    for exit_signal in (signal.SIGINT, signal.SIGTERM):
+        previous[exit_signal] = signal.signal(exit_signal, handler)
+    try:
+        yield
+    finally:
+        for number, before in previous.items():
+            if signal.getsignal(number) is handler:
+                signal.signal(number, before)
+
+
+async def _open_store(store: BaseHeadStore) -> None:
+    """Upgrades the heads schema now; a PostgreSQL store is reached now too, so that a wrong URL
+    or password stops the start (a new SQLite database is made on the first write instead)."""
+    if not isinstance(store, SqliteHeadStore) or store.path.exists():
+        await asyncio.to_thread(store.open)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Loads the model, serves, then drains the queue and stops the worker threads."""
+    """Loads the model, serves, then drains the queue and stops the worker threads.
+
+    Head trainings are stopped at once by SIGINT / SIGTERM (they answer 503; a training is
+    resent in no time, and waiting would hold the shutdown for as long as one can take).
+    """
     settings: Settings = app.state.settings
     configure_logging(settings.log_level)
     with warnings_to_log():
-        store: HeadStore = app.state.heads
-        if store.path.exists():  # upgrade the schema now; a new database is made on the first write
-            await asyncio.to_thread(store.open)
+        await _open_store(app.state.heads)
         model = await asyncio.to_thread(load_configured_model, settings)
         limit_blas_threads(1)  # the decode threads are the parallelism (see vggish.cpus)
         service = EmbeddingService(model, settings, app.state.metrics)
         service.start()
-        app.state.service = service
+        trainings = Trainings(settings.train_threads, app.state.metrics)
+        app.state.service, app.state.trainings = service, trainings
         warm = asyncio.create_task(_warm_up(app, service))
         try:
-            yield
+            with _on_exit_signals(trainings.stop):
+                yield
         finally:
             app.state.ready = False
             await asyncio.gather(warm, return_exceptions=True)
+            await asyncio.to_thread(trainings.close)
             await asyncio.to_thread(service.close)
             logger.info("stopped")
 
@@ -101,7 +148,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.service = None
     app.state.ready = False
-    app.state.heads = HeadStore(settings.data_dir)
+    app.state.trainings = None
+    app.state.heads = open_store(settings.heads_location)
     install_error_handlers(app)
     for module in (embeddings, features, stream, heads, models, health, metrics):
         app.include_router(module.router)

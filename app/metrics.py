@@ -27,6 +27,8 @@ class Metrics:
         classifications: inputs classified by a head.
         streams: ``/v1/stream`` connections streaming now.
         stream_waits: times a stream stopped reading its socket because its backlog was full.
+        trainings_running: head trainings running now (waiting ones not counted).
+        training_steps: optimiser steps taken by head trainings (it stops growing when they stop).
     """
 
     def __init__(self) -> None:
@@ -65,4 +67,10 @@ class Metrics:
         self.streams = Gauge("vggish_streams", "Live streams open now", registry=r)
         self.stream_waits = Counter(
             "vggish_stream_backpressure", "Times a stream stopped reading: its backlog was full", registry=r
+        )
+        self.trainings_running = Gauge(
+            "vggish_head_trainings_running", "Head trainings running now", registry=r
+        )
+        self.training_steps = Counter(
+            "vggish_head_training_steps", "Optimiser steps of head trainings", registry=r
         )

@@ -6,6 +6,7 @@ import base64
 
 import numpy as np
 
+from vggish import params
 from vggish.examples import InputExamples
 from vggish.pipeline import EmbeddingResult
 
@@ -36,6 +37,14 @@ def clip_mean(embeddings: np.ndarray) -> np.ndarray:
     return mean
 
 
+def short_clip_warning(duration: float, gives: str) -> str:
+    """What to say of an input with no example (``gives``: what it therefore has none of)."""
+    return (
+        f"{duration:.3f} s is shorter than one example ({params.EXAMPLE_SPAN_SECONDS} s), so it has "
+        f"no {gives}; send pad=true to zero-pad it to one example"
+    )
+
+
 def embedding_data(index: int, r: EmbeddingResult, query: EmbedQuery) -> EmbeddingData:
     """One input's entry of ``POST /v1/embeddings``."""
     pooled = None
@@ -52,6 +61,7 @@ def embedding_data(index: int, r: EmbeddingResult, query: EmbedQuery) -> Embeddi
         embeddings=vectors(r.embeddings, query.encoding),
         postprocessed=post,
         embedding=pooled,
+        warnings=None if r.embeddings.shape[0] else [short_clip_warning(r.duration, "embeddings")],
     )
 
 

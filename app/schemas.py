@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from vggish import params
 from vggish.audio import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
@@ -55,7 +55,11 @@ class AudioOptions(BaseModel):
 class EmbedQuery(AudioOptions):
     """Query parameters of ``POST /v1/embeddings``: the audio options and what the answer holds."""
 
-    postprocess: bool = Field(False, description="add AudioSet's PCA + 8-bit features (`postprocessed`)")
+    postprocess: bool | None = Field(
+        None,
+        description="add AudioSet's PCA + 8-bit features (`postprocessed`); default: when the "
+        "weights carry PCA parameters (`postprocessing` of `GET /v1/models`), as in the library and CLI",
+    )
     pooling: Pooling = Field("none", description="`mean` adds `embedding`, the mean over examples")
     encoding: Encoding = Field("float", description="`base64`: vectors as base64 of little-endian float32")
 
@@ -102,6 +106,9 @@ class EmbeddingData(BaseModel):
     )
     embedding: Vector | None = Field(
         None, description="mean of `embeddings` (with `pooling=mean`, when there is an example)"
+    )
+    warnings: list[str] | None = Field(
+        None, description="what to know about this input, e.g. that it is too short for an example"
     )
 
 
@@ -206,10 +213,84 @@ HeadName = Annotated[
 ]
 
 
-class ClassifyQuery(AudioOptions):
+class HeadAudioOptions(AudioOptions):
+    """The audio options of head training and classification: as embeddings', but short clips are
+    zero-padded to one example by default (a head labels whole clips; a 0.5 s chime is one)."""
+
+    pad: bool = Field(True, description="zero-pad a clip shorter than 0.975 s to one example")
+
+
+class ClassifyQuery(HeadAudioOptions):
     """Query parameters of ``POST /v1/heads/{name}/classify``."""
 
     top_k: int | None = Field(None, ge=1, description="return only the best `top_k` labels")
+    force: bool = Field(
+        False,
+        description="classify even when the head was trained on other weights or front-end "
+        "settings (a warning says so); without it that is a 409",
+    )
+
+
+class ImportQuery(BaseModel):
+    """Query parameters of ``PUT /v1/heads/{name}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    force: bool = Field(
+        False, description="import a head trained on other weights than the server's (a warning says so)"
+    )
+
+
+class Features(BaseModel):
+    """What made a head's training features (null: unknown)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights_sha256: str | None = Field(
+        None,
+        description="SHA-256 of the VGGish weights file (`weights.sha256` of `GET /v1/models`), or `random`",
+    )
+    hop_seconds: float | None = Field(None, description="seconds between example starts")
+    pad: bool | None = Field(None, description="whether short clips were zero-padded to one example")
+    resampler: Resampler | None = None
+
+
+class TrainingLimits(NamedTuple):
+    """The counts a training body may hold (the settings of the same names)."""
+
+    max_train_examples: int
+    max_train_classes: int
+
+
+class TrainingLimitError(Exception):
+    """A training body holds more rows or classes than allowed (raised while it is validated,
+    before its numbers are; not a ValueError, so that validation does not turn it into a 422)."""
+
+    def __init__(self, limit: str, detail: str) -> None:
+        super().__init__(detail)
+        self.limit = limit
+        self.detail = detail
+
+
+def check_training_counts(labels: object, info: ValidationInfo) -> None:
+    """Counts a body's labels and classes against the ``TrainingLimits`` in the validation context.
+
+    Raises:
+        TrainingLimitError: more labels than ``max_train_examples`` or classes than ``max_train_classes``.
+    """
+    limits = (info.context or {}).get("limits")
+    if not isinstance(limits, TrainingLimits) or not isinstance(labels, list):
+        return
+    if len(labels) > limits.max_train_examples:
+        raise TrainingLimitError(
+            "max_train_examples",
+            f"{len(labels)} clips sent; at most {limits.max_train_examples} per training",
+        )
+    classes = len({label for label in labels if isinstance(label, str)})
+    if classes > limits.max_train_classes:
+        raise TrainingLimitError(
+            "max_train_classes", f"{classes} classes sent; at most {limits.max_train_classes} per training"
+        )
 
 
 class TrainForm(BaseModel):
@@ -222,6 +303,12 @@ class TrainForm(BaseModel):
     kind: HeadKind = "linear"
     replace: bool = False
 
+    @field_validator("label", mode="before")
+    @classmethod
+    def _counts(cls, value: Any, info: ValidationInfo) -> Any:
+        check_training_counts(value, info)
+        return value
+
 
 class TrainRequest(BaseModel):
     """The JSON form of ``POST /v1/heads``: clip-level embeddings and their labels."""
@@ -229,13 +316,30 @@ class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: HeadName
-    embeddings: Annotated[list[list[float]], Field(min_length=2, description="one 128-d embedding per clip")]
     labels: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=256)]],
         Field(min_length=2, description="one label per embedding, same order"),
     ]
+    embeddings: Annotated[list[list[float]], Field(min_length=2, description="one 128-d embedding per clip")]
     kind: HeadKind = Field("linear", description="`linear` (logistic regression) or `mlp` (64 hidden)")
     replace: bool = Field(False, description="replace a head of the same name")
+    features: Features | None = Field(
+        None,
+        description="what made the embeddings, recorded with the head and checked when it classifies "
+        "audio; omitted: unknown (the head is then never refused, and says so in `warnings`)",
+    )
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _counts(cls, value: Any, info: ValidationInfo) -> Any:
+        check_training_counts(value, info)
+        return value
+
+    @field_validator("embeddings", mode="before")
+    @classmethod
+    def _rows(cls, value: Any, info: ValidationInfo) -> Any:
+        check_training_counts(value, info)  # the rows, before their numbers are validated
+        return value
 
 
 class HeadMetricsOut(BaseModel):
@@ -256,6 +360,14 @@ class HeadInfo(BaseModel):
     metrics: HeadMetricsOut | None = Field(description="null for an imported head without metrics")
     created_at: str = Field(description="ISO 8601, UTC")
     version: int = Field(description="1, then +1 each time the name is replaced")
+    features: Features = Field(
+        description="the weights and front-end settings it was trained on (null fields: unknown)"
+    )
+    warnings: list[str] | None = Field(
+        None,
+        exclude_if=lambda value: not value,  # omitted when there is nothing to say
+        description="e.g. that it does not record the weights it was trained on (omitted when none)",
+    )
 
 
 class HeadList(BaseModel):
@@ -278,10 +390,11 @@ class Classification(BaseModel):
     """One input's labels: the clip's (head applied to its mean embedding) and each example's."""
 
     index: int
-    name: str | None
+    name: str | None = Field(None, description="the file name, or the input's `name` (omitted when none)")
     duration: float = Field(description="seconds")
     labels: list[LabelScore] = Field(description="best first; empty when the clip has no example")
     frames: list[FrameLabels]
+    warnings: list[str] | None = Field(None, description="e.g. that the clip has no example")
 
 
 class ClassifyResponse(BaseModel):
@@ -289,6 +402,9 @@ class ClassifyResponse(BaseModel):
     head: str
     weights: str = Field(description="the VGGish weights' SHA-256 prefix, or `random`")
     data: list[Classification]
+    warnings: list[str] | None = Field(
+        None, description="e.g. that the head does not record its weights, or was forced onto others"
+    )
 
 
 # --- live streaming (``/v1/stream``) ---------------------------------------------------------
@@ -306,6 +422,7 @@ class StreamStart(AudioOptions):
     format: PcmFormat = Field(description="`s16le` (int16, scaled by 1/32768) or `f32le`, little-endian")
     channels: int = Field(1, ge=1, le=MAX_CHANNELS, description="interleaved channels, mixed to mono")
     head: HeadName | None = Field(None, description="a classifier head: each embedding comes with its labels")
+    force: bool = Field(False, description="use the head even if made for other weights or settings")
     postprocess: bool = Field(False, description="add AudioSet's 8-bit features (`postprocessed`)")
     api_key: str | None = Field(
         None,

@@ -99,12 +99,17 @@ class EmbeddingService:
         await self.batcher.result(job)
         await asyncio.get_running_loop().run_in_executor(self.pool, _warm_front_end)
 
-    def options(self, hop: float, pad: bool, resampler: str, postprocess: bool = False) -> EmbedOptions:
-        """The library's options for a request's query parameters.
+    def options(
+        self, hop: float, pad: bool, resampler: str, postprocess: bool | None = False
+    ) -> EmbedOptions:
+        """The library's options for a request's query parameters (``postprocess`` None: when the
+        weights carry PCA parameters, as in the library and the CLI).
 
         Raises:
             InvalidParameterError: postprocessing asked of weights without PCA, or a bad hop.
         """
+        if postprocess is None:
+            postprocess = self.model.has_pca
         if postprocess and not self.model.has_pca:
             raise InvalidParameterError("postprocess=true needs weights with PCA parameters; these have none")
         try:
@@ -179,6 +184,18 @@ class EmbeddingService:
                 done[src] = await loop.run_in_executor(self.pool, src.collect)
                 left -= int(done[src].examples.shape[0])
         return [done[src] for src in sources]
+    async def bounded(
+        self, work: Callable[[threading.Event], Awaitable[Any]], disconnected: Disconnected
+    ) -> Any:
+        """Runs ``work(cancel)`` until done, the request timeout, or the client's departure (then
+        ``cancel`` is set, for work running in threads to see).
+
+        Raises:
+            RequestTimeoutError: not done within ``request_timeout_s`` (504).
+            ClientDisconnectedError: the client went away.
+        """
+        return await self._bounded(work, disconnected)
+
     async def _bounded(
         self, work: Callable[[threading.Event], Awaitable[Any]], disconnected: Disconnected
     ) -> Any:

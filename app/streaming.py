@@ -29,7 +29,7 @@ from vggish.options import EmbedOptions
 
 from .batching import BACKLOG_BATCHES, InputJob
 from .errors import RequestTimeoutError
-from .heads_service import _ranked as ranked_labels
+from .heads_service import ranked_labels
 from .schemas import StreamStart
 from .service import EmbeddingService
 

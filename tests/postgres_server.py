@@ -193,17 +193,33 @@ def postgres_server() -> Iterator[PostgresServer]:
         remove(server)
 
 
-@pytest.fixture
-def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """A URL of a new, empty database (dropped after the test)."""
+@contextlib.contextmanager
+def fresh_database(server: PostgresServer) -> Iterator[str]:
+    """A new, empty database on ``server`` (dropped at the end): its URL."""
     import psycopg
 
     name = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
+    with psycopg.connect(server.url(), autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    yield postgres_server.url(name)
-    with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    try:
+        yield server.url(name)
+    finally:
+        with psycopg.connect(server.url(), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A URL of a new, empty database (dropped after the test)."""
+    with fresh_database(postgres_server) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A URL of a new, empty database shared by one test module (dropped after it)."""
+    with fresh_database(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture

@@ -199,6 +199,25 @@ def test_heads_round_trip(client: Client, model: vggish.VGGish) -> None:
         client.get_head("copy")
 
 
+def test_heads_know_their_features(client: Client) -> None:
+    clips = {
+        "low": [clip(1.5, seed=i) for i in range(2)],
+        "high": [clip(0.5, 44100, seed=9 + i) for i in range(2)],
+    }
+    record = client.train_head("featured", clips)  # short clips are padded, as on the server
+    assert record.features == heads.FeatureSpec("random", 0.96, True, "reference")
+    assert client.get_head("featured").features == record.features
+    with pytest.raises(ConflictError) as refused:
+        client.classify("featured", clip(0.5), hop=0.48)
+    assert refused.value.type == PROBLEM + "weights-mismatch" and "hop differs" in str(refused.value)
+    forced = client.classify("featured", clip(0.5), hop=0.48, force=True)
+    assert len(forced.labels) == 2 and len(forced.frames) == 1
+    data = client.export_head("featured")
+    assert client.import_head("featured-copy", data).features == record.features
+    client.delete_head("featured")
+    client.delete_head("featured-copy")
+
+
 def test_heads_from_embeddings(client: Client) -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((6, 128)) + np.repeat(np.eye(2, 128) * 4, 3, axis=0)

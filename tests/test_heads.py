@@ -18,7 +18,7 @@ from safetensors.numpy import load as load_safetensors
 
 import vggish
 from vggish import heads
-from vggish.errors import ConflictError, InvalidInputError
+from vggish.errors import CancelledError, ConflictError, InvalidInputError
 from vggish.runtime import Runtime
 
 
@@ -114,6 +114,31 @@ def test_training_is_deterministic() -> None:
             np.testing.assert_array_equal(b.weights[key], value)
         np.testing.assert_array_equal(a.mean, b.mean)
         np.testing.assert_array_equal(a.std, b.std)
+
+
+def test_cancelled_is_asked_before_every_step_and_stops_training() -> None:
+    x, y = blobs((6, 6), seed=6, spread=3.0)
+    asked = 0
+
+    def never() -> bool:
+        nonlocal asked
+        asked += 1
+        return False
+
+    _, metrics = heads.train(x, y, cancelled=never)
+    assert metrics.folds == 5
+    assert asked == heads.TRAIN_STEPS * (1 + metrics.folds)  # every step of the final fit and folds
+    for stop_after in (0, 7, heads.TRAIN_STEPS + 3):  # in the final fit, and in a fold's
+        asked = 0
+
+        def later(limit: int = stop_after) -> bool:
+            nonlocal asked
+            asked += 1
+            return asked > limit
+
+        with pytest.raises(CancelledError, match="stopped"):
+            heads.train(x, y, kind="mlp", cancelled=later)
+        assert asked == stop_after + 1  # not asked again once it said stop
 
 
 def test_normalisation_is_the_training_sets() -> None:

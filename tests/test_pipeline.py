@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,8 @@ import soundfile as sf
 import torch
 
 import vggish
-from vggish import features
+from vggish import features, pipeline
+from vggish.errors import InvalidAudioError, UndecodableAudioError
 from vggish.pipeline import EmbedOptions
 from vggish.resample import resample
 
@@ -60,6 +62,48 @@ def test_short_clip_without_pad_gives_empty_results(random_model: vggish.Runtime
     padded = random_model.embed(np.zeros(100), 16000, pad=True)
     assert padded.embeddings.shape == (1, 128)
     assert padded.timestamps.tolist() == [[0.0, 0.975]]
+
+
+def test_embed_each_goes_on_past_inputs_that_fail(tmp_path: Path, random_model: vggish.Runtime) -> None:
+    rng = np.random.default_rng(3)
+    good = [tmp_path / f"g{i}.wav" for i in range(3)]
+    for i, path in enumerate(good):
+        sf.write(path, 0.1 * rng.standard_normal(16000 * (i + 1)), 16000)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF" + b"\0" * 40)
+    inputs = [str(good[0]), str(bad), str(tmp_path / "missing.wav"), str(good[1]), str(good[2])]
+    options = EmbedOptions(batch_size=2)  # batches cut across inputs, before and after failures
+    outcomes = dict(pipeline.embed_each(random_model, inputs, options))
+    assert sorted(outcomes) == list(range(5))
+    assert isinstance(outcomes[1], UndecodableAudioError) and isinstance(outcomes[2], OSError)
+    alone = pipeline.embed_many(random_model, [str(p) for p in good], options)
+    for index, expected in zip((0, 3, 4), alone, strict=True):
+        got = outcomes[index]
+        assert isinstance(got, pipeline.EmbeddingResult)
+        np.testing.assert_array_equal(got.embeddings, expected.embeddings)
+        assert got.embeddings.shape[0] == expected.timestamps.shape[0] > 0
+    with pytest.raises(UndecodableAudioError, match="cannot decode"):
+        pipeline.embed_many(random_model, inputs, options)  # embed_iter stops at the first failure
+
+
+def test_embed_each_drops_what_a_failing_input_queued(random_model: vggish.Runtime) -> None:
+    rng = np.random.default_rng(4)
+    long = io.BytesIO()
+    sf.write(long, 0.1 * rng.standard_normal(16000 * 60), 16000, format="FLAC")
+    short = io.BytesIO()
+    sf.write(short, 0.1 * rng.standard_normal(16000 * 3), 16000, format="WAV", subtype="PCM_16")
+    corrupt = bytearray(long.getvalue())
+    middle = len(corrupt) // 2
+    corrupt[middle : middle + 5000] = b"\xff" * 5000  # the decoder loses sync half way
+    options = EmbedOptions(batch_size=3)
+    inputs = [short.getvalue(), bytes(corrupt), short.getvalue()]
+    outcomes = dict(pipeline.embed_each(random_model, inputs, options))
+    assert isinstance(outcomes[1], InvalidAudioError) and "decoding failed after" in str(outcomes[1])
+    expected = pipeline.embed_many(random_model, [short.getvalue()], options)[0].embeddings
+    for index in (0, 2):
+        got = outcomes[index]
+        assert isinstance(got, pipeline.EmbeddingResult)
+        np.testing.assert_array_equal(got.embeddings, expected)  # none of the failed input's rows
 
 
 def test_postprocess_options(random_model: vggish.Runtime) -> None:

@@ -25,7 +25,7 @@ import math
 import re
 import struct
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -35,7 +35,7 @@ from safetensors.numpy import load as load_safetensors
 from safetensors.numpy import save as save_safetensors
 
 from vggish import params
-from vggish.errors import ConflictError, InvalidInputError
+from vggish.errors import CancelledError, ConflictError, InvalidInputError
 from vggish.features import hop_to_frames
 from vggish.resample import ResamplerName
 from vggish.weights import RANDOM
@@ -346,6 +346,7 @@ def train(
     seed: int = DEFAULT_SEED,
     *,
     features: FeatureSpec = UNKNOWN_FEATURES,
+    cancelled: Callable[[], bool] | None = None,
 ) -> tuple[Head, HeadMetrics]:
     """Trains a head on clip embeddings, then cross-validates the same recipe.
 
@@ -355,6 +356,8 @@ def train(
         kind: ``linear`` or ``mlp``.
         seed: seeds the initial weights and the fold assignment.
         features: what made the embeddings (:meth:`FeatureSpec.for_model`); the head keeps it.
+        cancelled: asked before every Adam step (``TRAIN_STEPS`` per fit, one fit per fold plus
+            the final one); when it returns True, training stops with :class:`CancelledError`.
 
     Returns:
         The head trained on every clip, and its metrics. ``cv_accuracy`` is the mean held-out
@@ -364,11 +367,12 @@ def train(
     Raises:
         InvalidInputError: wrong shape, NaN, mismatched counts, bad labels, fewer than 2 classes
             or more than ``MAX_CLASSES``.
+        CancelledError: ``cancelled`` returned True.
     """
     x = _check_training_set(embeddings, labels, kind).astype(np.float64)
     classes = tuple(sorted(set(labels)))
     y = np.array([classes.index(label) for label in labels], dtype=np.int64)
-    head = _fit(x, y, classes, kind, seed)
+    head = _fit(x, y, classes, kind, seed, cancelled)
     train_accuracy = float(np.mean(head.scores(x.astype(np.float32)).argmax(axis=1) == y))
     folds = min(MAX_FOLDS, int(np.bincount(y).min()))
     cv_accuracy = None
@@ -377,7 +381,7 @@ def train(
         for test in stratified_folds(y, folds, seed):
             keep = np.ones(y.size, dtype=bool)
             keep[test] = False
-            fold_head = _fit(x[keep], y[keep], classes, kind, seed)
+            fold_head = _fit(x[keep], y[keep], classes, kind, seed, cancelled)
             correct += int(np.sum(fold_head.scores(x[test].astype(np.float32)).argmax(axis=1) == y[test]))
         cv_accuracy = correct / y.size
     metrics = HeadMetrics(cv_accuracy, train_accuracy, folds if folds >= 2 else 0)
@@ -403,8 +407,16 @@ def stratified_folds(y: np.ndarray, folds: int, seed: int = DEFAULT_SEED) -> lis
     return [np.flatnonzero(assigned == k) for k in range(folds)]
 
 
-def _fit(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], kind: HeadKind, seed: int) -> Head:
-    """Standardises (N, 128) float64 features and fits the layers with class-weighted Adam."""
+def _fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    classes: tuple[str, ...],
+    kind: HeadKind,
+    seed: int,
+    cancelled: Callable[[], bool] | None = None,
+) -> Head:
+    """Standardises (N, 128) float64 features and fits the layers with class-weighted Adam,
+    asking ``cancelled`` before each step."""
     mean = x.mean(axis=0)
     std = x.std(axis=0)
     std = np.where(std < STD_FLOOR, 1.0, std)
@@ -416,6 +428,8 @@ def _fit(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], kind: HeadKind,
     weights = _init(kind, len(classes), seed)
     adam = _Adam(weights)
     for _ in range(TRAIN_STEPS):
+        if cancelled is not None and cancelled():
+            raise CancelledError("training was stopped before it finished")
         adam.step(_gradients(weights, z, target, sample_weight))
     if not all(np.isfinite(v).all() for v in weights.values()):
         raise InvalidInputError("training diverged (non-finite weights); check the embeddings' scale")

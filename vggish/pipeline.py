@@ -121,6 +121,31 @@ def embed_iter(
     Yields:
         ``(index, result)`` for each input as it completes (in input order, but for inputs with
         no example, which complete as soon as they are read).
+
+    Raises:
+        Exception: the first input that cannot be read stops the run with its error.
+    """
+    for index, outcome in embed_each(model, inputs, options, limits=limits):
+        if isinstance(outcome, Exception):
+            raise outcome
+        yield index, outcome
+
+
+def embed_each(
+    model: Embedder,
+    inputs: Iterable[Input | ExampleSource],
+    options: EmbedOptions,
+    *,
+    limits: Limits | None = None,
+) -> Iterator[tuple[int, EmbeddingResult | Exception]]:
+    """:func:`embed_iter` that goes on past inputs that fail: such an input yields its error
+    (from opening or decoding it: unreadable, undecodable, over a limit) in place of a result,
+    its examples already queued are dropped, and the other inputs are embedded as usual.
+
+    Errors of the model itself still stop the run (they are no input's fault).
+
+    Yields:
+        ``(index, result or error)`` for each input as it completes (see :func:`embed_iter`).
     """
     postprocess = wants_postprocess(model, options)
     device = options.frontend_device(model.device)
@@ -133,18 +158,32 @@ def embed_iter(
             yield index, finish(model, job.embeddings(), summary(source), postprocess)
 
     for index, item in enumerate(inputs):
-        source = (
-            item
-            if isinstance(item, ExampleSource)
-            else ExampleSource(item, options, device=device, limits=limits)
-        )
         job = Job()
-        sources[job] = (index, source)
-        for chunk in source:
+        try:
+            source = (
+                item
+                if isinstance(item, ExampleSource)
+                else ExampleSource(item, options, device=device, limits=limits)
+            )
+            sources[job] = (index, source)
+            chunks = iter(source)
+        except Exception as e:  # the input's failure, not the run's
+            yield index, e
+            continue
+        while True:
+            try:
+                chunk = next(chunks, None)
+            except Exception as e:  # decoding failed part way: drop what it queued
+                packer.cancel(job)
+                del sources[job]
+                yield index, e
+                break
+            if chunk is None:
+                if packer.close(job):
+                    yield from results([job])
+                break
             packer.put(job, chunk.examples)
             yield from results(packer.run(model.infer))
-        if packer.close(job):
-            yield from results([job])
     yield from results(packer.run(model.infer, flush=True))
 
 

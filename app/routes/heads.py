@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
-from pydantic import TypeAdapter
 
 from ..deps import HeadsDep, StoreDep, TimingsDep, require_api_key
 from ..errors import MissingAudioError, UnsupportedMediaTypeError
@@ -16,19 +15,33 @@ from ..ingest import check_content_length, media_type, read_body, read_form, rea
 from ..openapi_docs import CLASSIFY_BODY, IMPORT_BODY, PROBLEM_RESPONSES, TRAIN_BODY
 from ..schemas import (
     HEAD_NAME_PATTERN,
-    AudioOptions,
     ClassifyQuery,
     ClassifyResponse,
+    HeadAudioOptions,
     HeadInfo,
     HeadList,
-    TrainForm,
-    TrainRequest,
+    ImportQuery,
 )
 from .embeddings import wait_for_disconnect
 
 router = APIRouter(prefix="/v1/heads", tags=["heads"], dependencies=[Depends(require_api_key)])
-_TRAIN_ADAPTER = TypeAdapter(TrainRequest)
 NameDep = Annotated[str, PathParam(pattern=HEAD_NAME_PATTERN, description="the head's name")]
+_CONFLICT = {
+    **PROBLEM_RESPONSES[422],  # the problem+json body
+    "description": "A head of that name exists (`head-exists`), or it was trained on other weights "
+    "or settings (`weights-mismatch`; `force=true` overrides)",
+}
+_RESPONSES: dict[int | str, dict[str, Any]] = {**PROBLEM_RESPONSES, 409: _CONFLICT}
+_REPLACED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Replaced a head of that name (its `version` is one more)"}
+}
+
+
+def _created_or_replaced(response: Response, info: HeadInfo) -> HeadInfo:
+    """201 with a Location for a new head, 200 when it replaced one (POST and PUT alike)."""
+    response.status_code = 201 if info.version == 1 else 200
+    response.headers["Location"] = f"/v1/heads/{info.name}"
+    return info
 
 
 @router.post(
@@ -37,43 +50,48 @@ NameDep = Annotated[str, PathParam(pattern=HEAD_NAME_PATTERN, description="the h
     response_model=HeadInfo,
     summary="Train a head",
     openapi_extra=TRAIN_BODY,
-    responses=PROBLEM_RESPONSES,
+    responses={**_REPLACED, **_RESPONSES},
 )
 async def train_head(
-    request: Request, query: Annotated[AudioOptions, Query()], heads: HeadsDep, timings: TimingsDep
+    request: Request,
+    response: Response,
+    query: Annotated[HeadAudioOptions, Query()],
+    heads: HeadsDep,
+    timings: TimingsDep,
 ) -> Any:
-    """Trains a classifier head on labelled clips and stores it.
+    """Trains a classifier head on labelled clips and stores it: 201 when new, 200 when it
+    replaced one (`replace=true`).
 
     Multipart: `name`, repeated `file` parts and one `label` field per file (same order), optional
     `kind` and `replace`; each clip's embedding is the mean of its examples' embeddings (the query
-    options say how audio becomes examples). JSON: `name`, clip-level `embeddings` and `labels`.
+    options say how audio becomes examples; short clips are padded by default) and the head records
+    the server's weights and those options. JSON: `name`, clip-level `embeddings` and `labels`, and
+    optionally the `features` that made them (else the head's identity is unknown).
     """
     limit = heads.embedding.settings.max_upload_bytes
     kind = media_type(request)
+    disconnected = lambda: wait_for_disconnect(request)  # noqa: E731
     if kind == "multipart/form-data":
         check_content_length(request, limit)
         inputs, fields = await read_form(request, limit)
-        form = TrainForm.model_validate(
-            {k: v if k == "label" or len(v) != 1 else v[0] for k, v in fields.items()}
-        )
+        form = heads.read_form(fields)
         options = heads.embedding.options(query.hop, query.pad, query.resampler)
-        record = await heads.train_on_audio(
-            form, inputs, options, timings, lambda: wait_for_disconnect(request)
-        )
+        info = await heads.train_on_audio(form, inputs, options, timings, disconnected)
     elif kind == "application/json":
-        body = _TRAIN_ADAPTER.validate_json(await read_body(request, limit))
-        record = await heads.train_on_embeddings(body)
+        check_content_length(request, limit)
+        body = await heads.read_request(await read_body(request, limit))
+        info = await heads.train_on_embeddings(body, disconnected)
     else:
         raise UnsupportedMediaTypeError(
             f"media type {kind or '(none)'!r} is not accepted: send multipart/form-data "
             "(audio files and labels) or application/json (embeddings and labels)"
         )
-    return head_info(record)
+    return _created_or_replaced(response, info)
 
 
 @router.get("", response_model=HeadList, summary="List heads", responses=PROBLEM_RESPONSES)
 async def list_heads(store: StoreDep) -> Any:
-    """Every stored head, by name."""
+    """Every stored head, by name, with the weights and settings it was trained on."""
     return HeadList(data=[head_info(r) for r in await asyncio.to_thread(store.list)])
 
 
@@ -110,27 +128,33 @@ async def export_head(name: NameDep, store: StoreDep) -> Response:
     status_code=201,
     summary="Import a head",
     openapi_extra=IMPORT_BODY,
-    responses={200: {"description": "Replaced a head of that name"}, **PROBLEM_RESPONSES},
+    responses={**_REPLACED, **_RESPONSES},
 )
-async def import_head(name: NameDep, request: Request, response: Response, heads: HeadsDep) -> Any:
+async def import_head(
+    name: NameDep,
+    request: Request,
+    response: Response,
+    query: Annotated[ImportQuery, Query()],
+    heads: HeadsDep,
+) -> Any:
     """Stores a safetensors file made by `GET /v1/heads/{name}/export` (validated; never
-    unpickled) under `name`: 201 when new, 200 when it replaces a head."""
+    unpickled) under `name`: 201 when new, 200 when it replaces a head. A head that records other
+    weights than the server's is refused (409) unless `force=true`."""
     limit = heads.embedding.settings.max_upload_bytes
     check_content_length(request, limit)
     data = await read_body(request, limit)
     if not data:
         raise MissingAudioError("the request body is empty: send a head's .safetensors bytes")
-    record = await heads.import_head(name, data)
-    response.status_code = 201 if record.version == 1 else 200
-    return head_info(record)
+    return _created_or_replaced(response, await heads.import_head(name, data, query.force))
 
 
 @router.post(
     "/{name}/classify",
     response_model=ClassifyResponse,
+    response_model_exclude_none=True,
     summary="Classify audio with a head",
     openapi_extra=CLASSIFY_BODY,
-    responses=PROBLEM_RESPONSES,
+    responses=_RESPONSES,
 )
 async def classify(
     name: NameDep,
@@ -140,10 +164,12 @@ async def classify(
     timings: TimingsDep,
 ) -> Any:
     """Labels for each input (the head applied to the clip's mean embedding) and for each of its
-    examples (`frames`). The audio forms and options are those of `POST /v1/embeddings`."""
+    examples (`frames`). The audio forms and options are those of `POST /v1/embeddings`, but short
+    clips are padded by default. A head trained on other weights, hop, pad or resampler is refused
+    (409) unless `force=true`."""
     s = heads.embedding.settings
     inputs = await read_inputs(request, s.max_upload_bytes, s.max_inputs)
     options = heads.embedding.options(query.hop, query.pad, query.resampler)
     return await heads.classify(
-        name, inputs, options, query.top_k, timings, lambda: wait_for_disconnect(request)
+        name, inputs, options, query.top_k, query.force, timings, lambda: wait_for_disconnect(request)
     )

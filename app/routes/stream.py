@@ -31,8 +31,9 @@ from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import ValidationError
 
 from vggish.errors import LimitExceededError
-from vggish.heads import Head
-from vggish.heads_store import HeadStore
+from vggish.heads import FeatureSpec, Head, check_compatible
+from vggish.heads_store import BaseHeadStore
+from vggish.options import EmbedOptions
 
 from ..config import Settings
 from ..deps import check_api_key
@@ -66,7 +67,7 @@ async def stream(websocket: WebSocket) -> None:
         start = await handshake(websocket, settings)
         service = _service(websocket)
         options = service.options(start.hop, start.pad, start.resampler, start.postprocess)
-        head = await _head(websocket, start.head)
+        head = await _head(websocket, service, start, options)
         with opened(service, start, options, head) as session:
             await websocket.send_json(session.ready_message())
             await _serve(websocket, session, settings)
@@ -193,11 +194,17 @@ def _service(websocket: WebSocket) -> EmbeddingService:
     return service
 
 
-async def _head(websocket: WebSocket, name: str | None) -> Head | None:
-    if name is None:
+async def _head(
+    websocket: WebSocket, service: EmbeddingService, start: StreamStart, options: EmbedOptions
+) -> Head | None:
+    """The named head, checked against the weights and options of this stream as classify does
+    (WeightsMismatchError: 409, close 4409, unless ``force``)."""
+    if start.head is None:
         return None
-    store: HeadStore = websocket.app.state.heads
-    _, head = await asyncio.to_thread(store.load, name)
+    store: BaseHeadStore = websocket.app.state.heads
+    record, head = await asyncio.to_thread(store.load, start.head)
+    used = FeatureSpec.for_model(service.model, options)
+    check_compatible(record.features, used, start.force, start.head)
     return head
 
 

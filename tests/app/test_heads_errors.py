@@ -1,4 +1,5 @@
-"""Every bad request to /v1/heads gets its problem+json 4xx, and the service stays healthy."""
+"""Every bad request to /v1/heads gets its problem+json 4xx, and the service stays healthy (with
+the heads in SQLite and in PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ WAV = clip(1.2, seed=5)
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    with running_app(data_dir=tmp_path_factory.mktemp("heads-errors")) as c:
+def client(heads_store: dict[str, Any]) -> Iterator[TestClient]:
+    with running_app(**heads_store, max_train_examples=50, max_train_classes=4) as c:
         assert c.post("/v1/heads", json=GOOD).status_code == 201
         yield c
 
@@ -72,7 +73,7 @@ def test_bad_json_training_is_422(client: TestClient, case: str) -> None:
 def test_a_taken_name_is_a_409_conflict(client: TestClient) -> None:
     body = assert_problem(client.post("/v1/heads", json=GOOD), 409)
     assert body["type"].endswith(":head-exists") and "replace=true" in body["detail"]
-    assert client.post("/v1/heads", json={**GOOD, "replace": True}).status_code == 201
+    assert client.post("/v1/heads", json={**GOOD, "replace": True}).status_code == 200
 
 
 def test_nan_embedding_is_422(client: TestClient) -> None:
@@ -127,12 +128,49 @@ def test_bad_multipart_training(client: TestClient, case: str) -> None:
     assert_problem(client.post("/v1/heads", **request), status)
 
 
-def test_clip_without_an_example_is_422_unless_padded(client: TestClient) -> None:
+def test_clip_without_an_example_is_422_when_not_padded(client: TestClient) -> None:
     short = [("file", (f"s{i}.wav", clip(0.5, seed=i), "audio/wav")) for i in range(2)]
     data = {"name": "short", "label": ["a", "b"]}
-    body = assert_problem(client.post("/v1/heads", files=short, data=data), 422)
-    assert "pad=true" in body["detail"]
-    assert client.post("/v1/heads", files=short, data=data, params={"pad": "true"}).status_code == 201
+    body = assert_problem(client.post("/v1/heads", files=short, data=data, params={"pad": "false"}), 422)
+    assert "pad=true" in body["detail"] and "s0.wav (0.500 s), s1.wav (0.500 s)" in body["detail"]
+    assert client.post("/v1/heads", files=short, data=data).status_code == 201  # heads pad by default
+
+
+def rows(n: int) -> list[list[float]]:
+    return np.round(RNG.standard_normal((n, 128)), 3).tolist()
+
+
+LIMIT_CASES = {  # the app allows 50 clips and 4 classes per training
+    "json rows": ({**GOOD, "name": "big", "embeddings": rows(51)}, "max_train_examples"),  # 4 labels
+    "json labels": ({**GOOD, "name": "big", "labels": ["a", "b"] * 26}, "max_train_examples"),
+    "json classes": (
+        {**GOOD, "name": "big", "embeddings": rows(5), "labels": ["a", "b", "c", "d", "e"]},
+        "max_train_classes",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(LIMIT_CASES))
+def test_training_over_the_limits_is_413_naming_the_setting(client: TestClient, case: str) -> None:
+    body, limit = LIMIT_CASES[case]
+    problem = assert_problem(client.post("/v1/heads", json=body), 413)
+    assert problem["limit"] == limit and problem["detail"].startswith(limit)
+    at_limit = {**GOOD, "name": "at-limit", "embeddings": rows(50), "labels": list("abcd") * 12 + ["a", "b"]}
+    assert client.post("/v1/heads", json={**at_limit, "replace": True}).status_code in (200, 201)
+
+
+def test_training_form_over_the_limits_is_413_before_any_audio_is_embedded(client: TestClient) -> None:
+    wav = clip(1.0, seed=1)
+    files = [("file", (f"c{i}.wav", wav, "audio/wav")) for i in range(5)]
+    classes = assert_problem(
+        client.post("/v1/heads", files=files, data={"name": "x", "label": list("abcde")}), 413
+    )
+    assert classes["limit"] == "max_train_classes"
+    many = [("file", (f"c{i}.wav", wav, "audio/wav")) for i in range(51)]
+    examples = assert_problem(
+        client.post("/v1/heads", files=many, data={"name": "x", "label": ["a", "b"] * 25 + ["a"]}), 413
+    )
+    assert examples["limit"] == "max_train_examples"
 
 
 @pytest.mark.parametrize(
@@ -200,7 +238,7 @@ def test_the_service_is_healthy_afterwards(client: TestClient, tmp_path: Path) -
     assert client.get("/readyz").status_code == 200
     assert client.get("/healthz").status_code == 200
     names = [h["name"] for h in client.get("/v1/heads").json()["data"]]
-    assert names == ["good", "short"]
+    assert names == ["at-limit", "good", "short"]
     head = heads.from_safetensors(exported(client))
     assert head.classes == ("a", "b")
     r = client.post("/v1/heads/good/classify", content=WAV, headers={"content-type": "audio/wav"})

@@ -1,5 +1,7 @@
 """/v1/heads through the real app (TestClient): train on real recordings from audio and from
-embeddings, classify held-out clips, export -> import, list / get / delete, auth, metrics.
+embeddings, classify held-out clips, export -> import, list / get / delete, auth, metrics; what
+each head records of its features (weights, hop, pad, resampler) and the 409 on other ones; short
+clips. Every test runs with the heads in SQLite and in PostgreSQL.
 
 Scores are checked against an independent NumPy softmax of the exported tensors applied to the
 library's own embeddings of the same clips."""
@@ -22,6 +24,7 @@ import soundfile as sf
 import torch
 from fastapi.testclient import TestClient
 from safetensors.numpy import load as load_safetensors
+from safetensors.numpy import save as save_safetensors
 from service_helpers import assert_problem, metric, running_app
 
 import vggish
@@ -30,16 +33,15 @@ from vggish.runtime import Runtime
 
 pytestmark = pytest.mark.skipif(not heads_corpus.available(), reason="alsa / freedesktop sounds missing")
 ATOL = 1e-4  # batching changes the summation order of the embeddings only
+# What a head trained from audio with the default options on the random weights records.
+AUDIO_FEATURES = {"weights_sha256": "random", "hop_seconds": 0.96, "pad": True, "resampler": "reference"}
+OTHER_SHA = "ab" * 32
+WAV_TYPE = {"content-type": "audio/wav"}
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("heads-data")
-
-
-@pytest.fixture(scope="module")
-def client(data_dir: Path) -> Iterator[TestClient]:
-    with running_app(data_dir=data_dir) as c:
+def client(heads_store: dict[str, Any]) -> Iterator[TestClient]:
+    with running_app(**heads_store) as c:
         yield c
 
 
@@ -104,6 +106,8 @@ def test_train_from_audio_answers_the_head(trained: dict[str, Any], corpus: Any)
     assert trained["metrics"]["folds"] == min(5, smallest)
     assert trained["metrics"]["cv_accuracy"] > 0.6 and trained["metrics"]["train_accuracy"] > 0.9
     assert trained["created_at"].endswith("+00:00")
+    assert trained["features"] == AUDIO_FEATURES  # the server's weights and the (default) options
+    assert "warnings" not in trained
 
 
 def test_held_out_clips_are_classified_far_above_chance(
@@ -196,7 +200,10 @@ def test_replace_bumps_the_version(client: TestClient) -> None:
     assert client.post("/v1/heads", json=body).status_code == 201
     assert_problem(client.post("/v1/heads", json=body), 409)
     r = client.post("/v1/heads", json={**body, "replace": True})
-    assert r.status_code == 201 and r.json()["version"] == 2
+    assert r.status_code == 200 and r.json()["version"] == 2  # replaced: 200, as PUT
+    assert r.headers["location"] == "/v1/heads/twice"
+    new = client.post("/v1/heads", json={**body, "name": "twice-new", "replace": True})
+    assert new.status_code == 201 and new.json()["version"] == 1  # replace=true on a new name
     assert r.json()["metrics"] == {
         "cv_accuracy": pytest.approx(r.json()["metrics"]["cv_accuracy"]),
         "train_accuracy": 1.0,
@@ -224,12 +231,27 @@ def test_metrics_count_trainings_and_classifications(client: TestClient, trained
     assert metric(text, "vggish_classifications_total") >= 1
 
 
-def test_the_database_holds_the_heads(client: TestClient, trained: dict[str, Any], data_dir: Path) -> None:
-    with sqlite3.connect(data_dir / "heads.sqlite3") as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
-        row = conn.execute("SELECT tensors FROM heads WHERE name = 'kinds'").fetchone()
+def test_the_database_holds_the_heads(
+    client: TestClient, trained: dict[str, Any], heads_store: dict[str, Any]
+) -> None:
+    if "database_url" in heads_store:
+        import psycopg
+
+        with psycopg.connect(heads_store["database_url"]) as conn:
+            assert conn.execute("SELECT version FROM heads_schema").fetchone() == (SCHEMA_VERSION,)
+            row = conn.execute(
+                "SELECT tensors, weights_sha256, hop_seconds, pad, resampler FROM heads WHERE name = 'kinds'"
+            ).fetchone()
+        assert not (heads_store["data_dir"] / "heads.sqlite3").exists()  # nothing in SQLite
+    else:
+        with sqlite3.connect(heads_store["data_dir"] / "heads.sqlite3") as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+            row = conn.execute(
+                "SELECT tensors, weights_sha256, hop_seconds, pad, resampler FROM heads WHERE name = 'kinds'"
+            ).fetchone()
     assert set(load_safetensors(bytes(row[0]))) == {"norm.mean", "norm.std", "out.weight", "out.bias"}
+    assert tuple(row[1:]) == ("random", 0.96, True, "reference")
 
 
 def test_openapi_documents_the_heads_endpoints(client: TestClient) -> None:
@@ -251,3 +273,183 @@ def test_api_keys_guard_the_heads(tmp_path: Path) -> None:
         ok = c.get("/v1/heads", headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200 and ok.json() == {"object": "list", "data": []}
     assert not (tmp_path / "heads.sqlite3").exists()  # reading creates nothing
+
+
+# --- what a head records of its features, and the 409 on other ones ----------------------------
+
+
+def test_listing_shows_each_heads_features(client: TestClient, trained: dict[str, Any]) -> None:
+    listed = {h["name"]: h for h in client.get("/v1/heads").json()["data"]}
+    assert listed["kinds"]["features"] == AUDIO_FEATURES and "warnings" not in listed["kinds"]
+    assert client.get("/v1/heads/kinds").json() == listed["kinds"]
+
+
+@pytest.mark.parametrize(
+    ("params", "differences"),
+    [
+        ({"hop": 0.48}, ["hop"]),
+        ({"pad": "false"}, ["pad"]),
+        ({"resampler": "fast"}, ["resampler"]),
+        ({"hop": 0.5, "resampler": "fast"}, ["hop", "resampler"]),
+    ],
+)
+def test_other_settings_than_the_heads_are_a_409_unless_forced(
+    client: TestClient, trained: dict[str, Any], corpus: Any, params: dict[str, Any], differences: list[str]
+) -> None:
+    _, test = corpus
+    files = [("file", (c.name, c.wav(), "audio/wav")) for c in test[:2]]
+    body = assert_problem(client.post("/v1/heads/kinds/classify", files=files, params=params), 409)
+    assert body["type"].endswith(":weights-mismatch") and body["differences"] == differences
+    assert body["head_features"] == AUDIO_FEATURES
+    assert "head 'kinds' was trained on features of weights random, hop 0.96 s, pad on" in body["detail"]
+    assert "force=true" in body["detail"]
+    forced = classify(client, "kinds", test[:2], **params, force="true")
+    assert len(forced["warnings"]) == 1 and "(forced)" in forced["warnings"][0]
+    assert all(item["labels"] for item in forced["data"])
+
+
+def json_head(name: str, rng_seed: int, **extra: Any) -> dict[str, Any]:
+    rng = np.random.default_rng(rng_seed)
+    x = rng.standard_normal((6, 128)) + np.repeat(np.eye(2, 128) * 3, 3, axis=0)
+    return {"name": name, "embeddings": x.tolist(), "labels": ["a"] * 3 + ["b"] * 3, **extra}
+
+
+def test_a_json_trained_head_records_the_features_it_declares(client: TestClient, corpus: Any) -> None:
+    _, test = corpus
+    declared = {"weights_sha256": OTHER_SHA, "hop_seconds": 0.96, "pad": True, "resampler": "reference"}
+    r = client.post("/v1/heads", json=json_head("declared", 1, features=declared))
+    assert r.status_code == 201 and r.json()["features"] == declared and "warnings" not in r.json()
+    wav = test[0].wav()
+    body = assert_problem(client.post("/v1/heads/declared/classify", content=wav, headers=WAV_TYPE), 409)
+    assert body["differences"] == ["weights"] and "weights abababababab" in body["detail"]
+    partial = client.post("/v1/heads", json=json_head("partial", 2, features={"weights_sha256": "random"}))
+    assert partial.json()["features"] == {
+        "weights_sha256": "random",
+        "hop_seconds": None,
+        "pad": None,
+        "resampler": None,
+    }
+    assert partial.json()["warnings"] == [
+        "head 'partial' does not record its hop, pad, resampler: those are never checked"
+    ]
+    r = client.post("/v1/heads/partial/classify", content=wav, params={"hop": 0.5}, headers=WAV_TYPE)
+    assert r.status_code == 200
+
+
+def test_a_json_trained_head_without_features_is_unknown_and_never_refused(
+    client: TestClient, corpus: Any
+) -> None:
+    _, test = corpus
+    r = client.post("/v1/heads", json=json_head("unknown", 3))
+    assert r.status_code == 201
+    assert r.json()["features"] == dict.fromkeys(AUDIO_FEATURES)
+    assert "does not record the weights and settings it was trained on" in r.json()["warnings"][0]
+    body = classify(client, "unknown", test[:1], hop=0.5, resampler="fast")
+    assert "does not record its weights, hop, pad, resampler" in body["warnings"][0]
+
+
+@pytest.mark.parametrize(
+    "fields", [{"weights_sha256": "xyz"}, {"hop_seconds": 0.005}, {"pad": "maybe"}, {"colour": "red"}]
+)
+def test_malformed_declared_features_are_422(client: TestClient, fields: dict[str, Any]) -> None:
+    assert_problem(client.post("/v1/heads", json=json_head("badfeatures", 4, features=fields)), 422)
+    assert_problem(client.get("/v1/heads/badfeatures"), 404)
+
+
+def test_import_checks_the_weights_only(client: TestClient, trained: dict[str, Any]) -> None:
+    other = {"weights_sha256": OTHER_SHA, "hop_seconds": 0.48, "pad": False, "resampler": "fast"}
+    assert client.post("/v1/heads", json=json_head("elsewhere", 5, features=other)).status_code == 201
+    data = client.get("/v1/heads/elsewhere/export").content
+    assert json.loads(read_metadata(data)["features"]) == other  # the file carries it
+    body = assert_problem(client.put("/v1/heads/moved", content=data), 409)
+    assert body["differences"] == ["weights"] and "weights abababababab" in body["detail"]
+    assert_problem(client.get("/v1/heads/moved"), 404)
+    forced = client.put("/v1/heads/moved", content=data, params={"force": "true"})
+    assert forced.status_code == 201 and forced.json()["features"] == other
+    assert "(forced)" in forced.json()["warnings"][0]
+    # hop, pad and resampler are per-request choices: an import of another hop is accepted
+    same_weights = {**other, "weights_sha256": "random"}
+    assert client.post("/v1/heads", json=json_head("hop48", 6, features=same_weights)).status_code == 201
+    copy = client.put("/v1/heads/hop48-copy", content=client.get("/v1/heads/hop48/export").content)
+    assert copy.status_code == 201 and copy.json()["features"] == same_weights
+
+
+def strip_features(data: bytes) -> bytes:
+    """A head file as written before heads recorded their features (no `features` metadata)."""
+    arrays = load_safetensors(data)
+    meta = {k: v for k, v in read_metadata(data).items() if k != "features"}
+    return bytes(save_safetensors(arrays, metadata=meta))
+
+
+def test_heads_from_before_identities_keep_working_and_say_so(
+    client: TestClient, trained: dict[str, Any], corpus: Any
+) -> None:
+    _, test = corpus
+    old = strip_features(client.get("/v1/heads/kinds/export").content)
+    r = client.put("/v1/heads/old-kinds", content=old)
+    assert r.status_code == 201 and r.json()["features"] == dict.fromkeys(AUDIO_FEATURES)
+    assert "does not record the weights" in r.json()["warnings"][0]
+    listed = {h["name"]: h for h in client.get("/v1/heads").json()["data"]}
+    assert "does not record the weights" in listed["old-kinds"]["warnings"][0]
+    a = classify(client, "kinds", test[:3])
+    b = classify(client, "old-kinds", test[:3], hop=0.96)
+    assert "does not record" in b["warnings"][0] and "warnings" not in a
+    for x, y in zip(a["data"], b["data"], strict=True):
+        assert [s["label"] for s in x["labels"]] == [s["label"] for s in y["labels"]]
+
+
+# --- short clips: heads pad by default ---------------------------------------------------------
+
+
+def short_clip(seconds: float, label: str, seed: int) -> heads_corpus.Clip:
+    """A chime-like clip: a decaying tone, shorter than one example."""
+    t = np.arange(round(seconds * 16000)) / 16000
+    x = 0.4 * np.exp(-4 * t) * np.sin(2 * np.pi * (600 + 100 * seed) * t)
+    return heads_corpus.Clip(f"short-{seed}.wav", label, x.astype(np.float32), 16000)
+
+
+def test_short_clips_train_and_classify_padded_by_default(
+    client: TestClient, trained: dict[str, Any], corpus: Any, random_model: Runtime
+) -> None:
+    train, _ = corpus
+    clips = [*train[:12], short_clip(0.5, "alert", 1), short_clip(0.3, "alert", 2)]
+    files = [("file", (c.name, c.wav(), "audio/wav")) for c in clips]
+    r = client.post("/v1/heads", files=files, data={"name": "with-short", "label": [c.label for c in clips]})
+    assert r.status_code == 201, r.text
+    assert r.json()["num_examples"] == 14 and r.json()["features"]["pad"] is True
+    chime = short_clip(0.5, "alert", 3)
+    body = classify(client, "kinds", [chime])
+    item = body["data"][0]
+    assert item["duration"] == pytest.approx(0.5) and item["labels"] and "warnings" not in item
+    assert [(f["start"], f["end"]) for f in item["frames"]] == [(0.0, pytest.approx(0.975))]
+    samples, rate = sf.read(io.BytesIO(chime.wav()))  # what the server decodes
+    padded = random_model.embed(samples, rate, pad=True).embeddings  # (1, 128)
+    classes, expected = numpy_scores(client.get("/v1/heads/kinds/export").content, padded)
+    got = {s["label"]: s["score"] for s in item["labels"]}
+    np.testing.assert_allclose([got[c] for c in classes], expected[0], atol=ATOL)
+
+
+def test_short_clips_without_padding(client: TestClient, trained: dict[str, Any], corpus: Any) -> None:
+    train, _ = corpus
+    clips = [*train[:4], short_clip(0.5, "alert", 1), short_clip(0.3, "alert", 2)]
+    files = [("file", (c.name, c.wav(), "audio/wav")) for c in clips]
+    data = {"name": "no-pad", "label": [c.label for c in clips]}
+    body = assert_problem(client.post("/v1/heads", files=files, data=data, params={"pad": "false"}), 422)
+    assert "2 clip(s)" in body["detail"] and "short-1.wav (0.500 s)" in body["detail"]
+    assert "pad=true" in body["detail"]
+    chime = short_clip(0.5, "alert", 3)
+    out = classify(client, "kinds", [chime, train[0]], pad="false", force="true")
+    short, long = out["data"]
+    assert short["labels"] == [] and short["frames"] == []
+    assert (
+        "0.500 s is shorter than one example" in short["warnings"][0] and "pad=true" in short["warnings"][0]
+    )
+    assert long["labels"] and "warnings" not in long
+
+
+def test_classify_omits_a_missing_name(client: TestClient, trained: dict[str, Any], corpus: Any) -> None:
+    _, test = corpus
+    r = client.post("/v1/heads/kinds/classify", content=test[0].wav(), headers={"content-type": "audio/wav"})
+    assert r.status_code == 200 and "name" not in r.json()["data"][0]
+    named = classify(client, "kinds", test[:1])
+    assert named["data"][0]["name"] == test[0].name

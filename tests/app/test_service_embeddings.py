@@ -37,7 +37,7 @@ def test_multipart_stereo_44k_matches_embed_file(client: TestClient, random_mode
     assert body["object"] == "list" and body["model"] == "vggish" and body["weights"] == "random"
     item = body["data"][0]
     assert item["index"] == 0 and item["name"] == "dog.wav"
-    assert "postprocessed" not in item and "embedding" not in item
+    assert "embedding" not in item and "warnings" not in item
     check_parity(item, random_model.embed_file(data, postprocess=False))
     assert body["usage"] == {"audio_seconds": pytest.approx(2.5), "examples": 2}
 
@@ -129,11 +129,36 @@ def test_options_match_library(client: TestClient, random_model: Runtime, query:
     check_parity(r.json()["data"][0], expected)
 
 
-def test_short_clip_without_pad_has_no_examples(client: TestClient) -> None:
-    r = client.post("/v1/embeddings?pooling=mean", files={"file": ("s.wav", clip(0.5))})
+def test_short_clip_without_pad_has_no_examples_and_a_warning(client: TestClient) -> None:
+    files = [("file", ("s.wav", clip(0.5))), ("file", ("long.wav", clip(1.5)))]
+    r = client.post("/v1/embeddings?pooling=mean", files=files)
     assert r.status_code == 200, r.text
-    item = r.json()["data"][0]
+    item, long = r.json()["data"]
     assert item["embeddings"] == [] and item["timestamps"] == [] and "embedding" not in item
+    assert item["warnings"] == [
+        "0.500 s is shorter than one example (0.975 s), so it has no embeddings; "
+        "send pad=true to zero-pad it to one example"
+    ]
+    assert "warnings" not in long
+    padded = client.post("/v1/embeddings?pad=true", files=files[:1]).json()["data"][0]
+    assert len(padded["embeddings"]) == 1 and "warnings" not in padded
+
+
+def test_postprocess_defaults_to_when_the_weights_carry_pca(
+    client: TestClient, random_model: Runtime
+) -> None:
+    data = clip(2.0, seed=12)
+    assert random_model.has_pca  # so the default is on, as in the library and the CLI
+    default = client.post("/v1/embeddings", files={"file": ("p.wav", data)}).json()["data"][0]
+    expected = random_model.embed_file(data)  # the library's default: postprocess=None
+    assert expected.postprocessed is not None
+    post = np.asarray(default["postprocessed"])
+    assert post.shape == (2, 128) and np.abs(post.astype(int) - expected.postprocessed).max() <= 1
+    off = client.post("/v1/embeddings?postprocess=false", files={"file": ("p.wav", data)}).json()
+    assert "postprocessed" not in off["data"][0]
+    schema = client.get("/openapi.json").json()["paths"]["/v1/embeddings"]["post"]["parameters"]
+    postprocess = next(p for p in schema if p["name"] == "postprocess")
+    assert not postprocess["required"] and "when the weights carry PCA" in postprocess["description"]
 
 
 def test_base64_encoding_is_little_endian_float32(client: TestClient) -> None:

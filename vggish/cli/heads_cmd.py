@@ -1,31 +1,64 @@
-"""``vggish heads train|classify|list|delete``: classifier heads, without a server.
+"""``vggish heads train|classify|list|delete|export|import``: classifier heads, without a server.
 
-The CLI reads and writes the same database as the service (``DATA_DIR/heads.sqlite3``), and
-computes each clip's embedding as the service does: the mean of its examples' embeddings.
+The CLI reads and writes the same store as the service (``DATA_DIR/heads.sqlite3``, or the
+PostgreSQL database of ``--database-url`` / ``VGGISH_DATABASE_URL``), and computes each clip's
+embedding as the service does: the mean of its examples' embeddings, every file embedded through
+the one packer. As over HTTP, short clips are zero-padded to one example by default (``--no-pad``
+turns that off), and a head is refused on other weights or front-end settings than it was
+trained on unless ``--force``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
 
-from vggish.heads import HeadKind, train, validate_name
-from vggish.heads_store import HeadStore
+from vggish import params
+from vggish.cli.runtime_args import (
+    add_audio_args,
+    add_runtime_args,
+    add_store_args,
+    load_kwargs,
+    store_location,
+)
+from vggish.features import example_timestamps
+from vggish.fileio import write_bytes_atomic
+from vggish.heads import (
+    MAX_HEADER_BYTES,
+    FeatureSpec,
+    Head,
+    HeadKind,
+    check_compatible,
+    from_safetensors,
+    train,
+    validate_name,
+)
+from vggish.heads_store import BaseHeadStore, HeadExistsError, HeadNotFoundError, HeadRecord, open_store
 from vggish.loader import load_model
+from vggish.options import EmbedOptions
+from vggish.pipeline import EmbeddingResult, embed_each
 from vggish.runtime import Runtime
+from vggish.weights import RANDOM, default_weights_path, sha256_file
 
-DEFAULT_DATA_DIR = "data"  # the service's default VGGISH_DATA_DIR, relative to the working directory
+MAX_HEAD_FILE_BYTES = MAX_HEADER_BYTES + (8 << 20)  # a header and far more tensors than a head holds
 
 EPILOG = """\
 examples:
   vggish heads train --name kinds clips/          clips/speech/*.wav, clips/alert/*.ogg, ...
   vggish heads classify --name kinds new.wav other.flac --top-k 2
+  vggish heads classify --name kinds *.wav --json --frames > labels.jsonl
+  vggish heads export --name kinds -o kinds.safetensors
+  vggish heads import --name kinds kinds.safetensors --database-url postgresql://u:pw@db/vggish
   vggish heads list
-  vggish heads delete --name kinds"""
+  vggish heads delete --name kinds
+
+Files that fail to classify are reported and the others classified; the exit status is then 2."""
 
 
 def register(subparsers: Any) -> None:
@@ -46,29 +79,90 @@ def register(subparsers: Any) -> None:
     c = actions.add_parser("classify", help="label audio files with a head")
     c.add_argument("files", nargs="+", metavar="FILE", help="audio files")
     c.add_argument("--top-k", type=int, default=None, metavar="K", help="print the best K labels")
+    c.add_argument("--json", action="store_true", help="one JSON object per file and line")
+    c.add_argument("--frames", action="store_true", help="also label each 0.96 s example")
+    c.add_argument(
+        "--force", action="store_true", help="classify even with other weights or settings than the head's"
+    )
     c.set_defaults(func=run_classify)
     lst = actions.add_parser("list", help="list the stored heads")
     lst.set_defaults(func=run_list)
     d = actions.add_parser("delete", help="delete a head")
     d.set_defaults(func=run_delete)
-    for sub in (t, c, lst, d):
-        sub.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="default: ./data")
-    for sub in (t, c, d):
+    e = actions.add_parser("export", help="write a head to a .safetensors file")
+    e.add_argument("-o", "--output", required=True, metavar="FILE", help="the file to write ('-': stdout)")
+    e.set_defaults(func=run_export)
+    i = actions.add_parser("import", help="store a head from a .safetensors file")
+    i.add_argument(
+        "file", metavar="FILE", help="a file written by `heads export` or GET /v1/heads/NAME/export"
+    )
+    i.add_argument("--replace", action="store_true", help="replace a head of the same name")
+    i.add_argument(
+        "--force", action="store_true", help="import a head trained on other weights than --weights"
+    )
+    i.add_argument(
+        "--weights",
+        metavar="W",
+        help="the weights it will be used with, checked against the head's (default: the official weights)",
+    )
+    i.set_defaults(func=run_import)
+    for sub in (t, c, lst, d, e, i):
+        add_store_args(sub)
+    for sub in (t, c, d, e, i):
         sub.add_argument("--name", required=True, help="the head's name (1-64 of A-Z a-z 0-9 _ . -)")
     for sub in (t, c):
         sub.add_argument("--weights", metavar="W", help="VGGish weights file, or 'random'")
-        sub.add_argument("--pad", action="store_true", help="zero-pad clips shorter than 0.975 s")
+        add_audio_args(sub, pad=True)
+        add_runtime_args(sub)
 
 
-def clip_embedding(model: Runtime, path: Path, pad: bool) -> np.ndarray:
-    """(128,) float32: the mean of the file's example embeddings.
+def _store(args: argparse.Namespace) -> BaseHeadStore:
+    return open_store(store_location(args))
 
-    Raises:
-        ValueError: the file is too short for an example (without ``pad``).
-    """
-    result = model.embed_file(str(path), pad=pad, postprocess=False)
-    if result.embeddings.shape[0] == 0:
-        raise ValueError(f"{path} is shorter than 0.975 s, so it has no example; use --pad")
+
+def _options(args: argparse.Namespace) -> EmbedOptions:
+    """Heads use raw embeddings (never PCA'd ones), with the audio options given."""
+    return EmbedOptions(
+        hop_seconds=args.hop,
+        pad=args.pad,
+        postprocess=False,
+        resampler=args.resampler,
+        batch_size=args.batch_size,
+    )
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _short(result: EmbeddingResult) -> str:
+    return (
+        f"{result.duration:.3f} s is shorter than one example ({params.EXAMPLE_SPAN_SECONDS} s); "
+        "drop --no-pad to zero-pad it to one"
+    )
+
+
+def embed_files(
+    model: Runtime, files: Sequence[str], options: EmbedOptions
+) -> Iterator[tuple[int, EmbeddingResult | str]]:
+    """Every file's embeddings (all packed together into full batches), or why it failed (one
+    line; a clip without an example fails too), in file order."""
+    done: dict[int, EmbeddingResult | str] = {}
+    following = 0
+    for index, outcome in embed_each(model, files, options):
+        if isinstance(outcome, Exception):
+            done[index] = _one_line(outcome)
+        elif outcome.embeddings.shape[0] == 0:
+            done[index] = _short(outcome)
+        else:
+            done[index] = outcome
+        while following in done:  # files without an example complete early: keep the order
+            yield following, done.pop(following)
+            following += 1
+
+
+def clip_mean(result: EmbeddingResult) -> np.ndarray:
+    """(128,) float32: the mean of a clip's example embeddings (summed in float64)."""
     mean: np.ndarray = result.embeddings.mean(axis=0, dtype=np.float64).astype(np.float32)
     return mean
 
@@ -87,52 +181,182 @@ def _labelled_files(directory: Path) -> list[tuple[Path, str]]:
     return pairs
 
 
+def _warn(message: str | None) -> None:
+    if message:
+        print(f"vggish: warning: {message}", file=sys.stderr)
+
+
 def run_train(args: argparse.Namespace) -> int:
-    """Trains ``args.name`` on the labelled folders of ``args.directory`` and stores it."""
+    """Trains ``args.name`` on the labelled folders of ``args.directory`` and stores it; any file
+    that cannot be embedded stops the training (exit 1), naming every such file."""
     validate_name(args.name)
-    store = HeadStore(args.data_dir)
+    store = _store(args)
+    if not args.replace:
+        _refuse_taken(store, args.name)
     pairs = _labelled_files(Path(args.directory))
-    model = load_model(args.weights)
-    x = np.stack([clip_embedding(model, path, args.pad) for path, _ in pairs])
-    head, metrics = train(x, [label for _, label in pairs], kind=args.kind)
+    options = _options(args)
+    model = load_model(args.weights, **load_kwargs(args))
+    outcomes = list(embed_files(model, [str(path) for path, _ in pairs], options))
+    failed = [f"{pairs[i][0]}: {why}" for i, why in outcomes if isinstance(why, str)]
+    if failed:
+        more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
+        raise ValueError(f"{len(failed)} of {len(pairs)} clips failed: {'; '.join(failed[:3])}{more}")
+    x = np.stack([clip_mean(r) for _, r in outcomes if isinstance(r, EmbeddingResult)])
+    features = FeatureSpec.for_model(model, options)
+    head, metrics = train(x, [label for _, label in pairs], kind=args.kind, features=features)
     record = store.save(args.name, head, replace=args.replace)
     cv = "n/a (a class has one clip)" if metrics.cv_accuracy is None else f"{metrics.cv_accuracy:.3f}"
     print(
         f"trained {record.name} v{record.version} ({record.kind}) on {record.num_examples} clips, "
         f"classes {', '.join(record.classes)}: cv accuracy {cv} over {metrics.folds} folds, "
-        f"train accuracy {metrics.train_accuracy:.3f}"
+        f"train accuracy {metrics.train_accuracy:.3f}; features: {features.describe()}"
     )
     return 0
 
 
+def _refuse_taken(store: BaseHeadStore, name: str) -> None:
+    try:
+        store.get(name)
+    except HeadNotFoundError:
+        return
+    raise HeadExistsError(f"a head named {name!r} exists; replace it with --replace")
+
+
 def run_classify(args: argparse.Namespace) -> int:
-    """Prints ``FILE: label score, ...`` (best first) for each file."""
+    """Prints each file's labels (best first), or one JSON line per file; files that fail are
+    reported and the others classified (exit 2 when any failed)."""
     if args.top_k is not None and args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1; got {args.top_k}")
-    _, head = HeadStore(args.data_dir).load(args.name)
-    for name in args.files:
-        if not Path(name).is_file():
-            raise FileNotFoundError(f"no such input file: {name}")
-    model = load_model(args.weights)
-    for name in args.files:
-        scores = head.scores(clip_embedding(model, Path(name), args.pad)[None])[0]
-        order = sorted(range(len(head.classes)), key=lambda c: (-scores[c], c))[: args.top_k]
-        print(f"{name}: " + ", ".join(f"{head.classes[c]} {scores[c]:.4f}" for c in order))
-    return 0
+    record, head = _store(args).load(args.name)
+    options = _options(args)
+    model = load_model(args.weights, **load_kwargs(args))
+    _warn(check_compatible(record.features, FeatureSpec.for_model(model, options), args.force, args.name))
+    failed = 0
+    for index, outcome in embed_files(model, args.files, options):
+        path = args.files[index]
+        if isinstance(outcome, str):
+            failed += 1
+            print(f"vggish: error: {path}: {outcome}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"file": path, "error": outcome}), flush=True)
+            continue
+        labels = _labels(head, outcome, options, args.top_k, args.frames)
+        print(json.dumps({"file": path, **labels}) if args.json else _text(path, labels), flush=True)
+    if failed:
+        print(f"vggish: {failed} of {len(args.files)} files failed", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def _ranked(head: Head, scores: np.ndarray, top_k: int | None) -> list[dict[str, Any]]:
+    order = sorted(range(len(head.classes)), key=lambda c: (-scores[c], c))[:top_k]
+    return [{"label": head.classes[c], "score": round(float(scores[c]), 6)} for c in order]
+
+
+def _labels(
+    head: Head, result: EmbeddingResult, options: EmbedOptions, top_k: int | None, frames: bool
+) -> dict[str, Any]:
+    """A file's labels (the head on the clip's mean embedding), and each example's when asked."""
+    out: dict[str, Any] = {
+        "duration": round(result.duration, 6),
+        "labels": _ranked(head, head.scores(clip_mean(result)[None])[0], top_k),
+    }
+    if frames:
+        spans = example_timestamps(result.embeddings.shape[0], options.hop_seconds)
+        out["frames"] = [
+            {"start": round(float(a), 6), "end": round(float(b), 6), "labels": _ranked(head, row, top_k)}
+            for (a, b), row in zip(spans, head.scores(result.embeddings), strict=True)
+        ]
+    return out
+
+
+def _text(path: str, labels: dict[str, Any]) -> str:
+    def pairs(items: list[dict[str, Any]]) -> str:
+        return ", ".join(f"{s['label']} {s['score']:.4f}" for s in items)
+
+    lines = [f"{path}: {pairs(labels['labels'])}"]
+    for frame in labels.get("frames", []):
+        lines.append(f"  {frame['start']:.2f}-{frame['end']:.2f} s: {pairs(frame['labels'])}")
+    return "\n".join(lines)
 
 
 def run_list(args: argparse.Namespace) -> int:
-    """Prints one line per stored head."""
-    records = HeadStore(args.data_dir).list()
+    """Prints one line per stored head: name, version, kind, clips, classes, features."""
+    store = _store(args)
+    records = store.list()
     for r in records:
-        print(f"{r.name}\tv{r.version}\t{r.kind}\t{r.num_examples} clips\t{','.join(r.classes)}")
+        print(
+            f"{r.name}\tv{r.version}\t{r.kind}\t{r.num_examples} clips\t{','.join(r.classes)}\t"
+            f"{r.features.describe()}"
+        )
     if not records:
-        print(f"no heads in {args.data_dir}", file=sys.stderr)
+        print(f"no heads in {store.location}", file=sys.stderr)
     return 0
 
 
 def run_delete(args: argparse.Namespace) -> int:
     """Deletes ``args.name``."""
-    HeadStore(args.data_dir).delete(args.name)
+    _store(args).delete(args.name)
     print(f"deleted {args.name}")
     return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Writes ``args.name`` as a safetensors file (atomically), or to stdout with ``-o -``."""
+    store = _store(args)
+    record = store.get(args.name)
+    data = store.export(args.name)
+    if args.output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return 0
+    output = Path(args.output)
+    if not output.parent.is_dir():
+        raise FileNotFoundError(f"the output folder {output.parent} does not exist; create it first")
+    write_bytes_atomic(output, data)
+    print(f"wrote {output}: {_describe(record)}")
+    return 0
+
+
+def _describe(record: HeadRecord) -> str:
+    return (
+        f"head {record.name} v{record.version} ({record.kind}, {len(record.classes)} classes; "
+        f"features: {record.features.describe()})"
+    )
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """Validates a head file and stores it as ``args.name``, refusing one trained on other weights
+    than ``--weights`` (hop, pad and resampler are checked when it classifies)."""
+    validate_name(args.name)
+    head = from_safetensors(_read_head_file(Path(args.file)))
+    sha = _weights_sha256(args.weights)
+    if sha is None:
+        _warn(f"no weights at {default_weights_path()} to check the head against; give --weights")
+    else:
+        _warn(check_compatible(head.features, FeatureSpec(weights_sha256=sha), args.force, args.name))
+    store = _store(args)
+    if not args.replace:
+        _refuse_taken(store, args.name)
+    record = store.save(args.name, head, replace=args.replace)
+    print(f"imported {_describe(record)}")
+    return 0
+
+
+def _read_head_file(path: Path) -> bytes:
+    size = path.stat().st_size  # FileNotFoundError names the path
+    if size > MAX_HEAD_FILE_BYTES:
+        raise ValueError(f"{path} has {size} bytes; a head file has at most {MAX_HEAD_FILE_BYTES}")
+    return path.read_bytes()
+
+
+def _weights_sha256(weights: str | None) -> str | None:
+    """The SHA-256 of the weights a head will be used with (``random`` for the demo weights);
+    None when no file is given and the default one is not installed."""
+    if weights == RANDOM:
+        return RANDOM
+    path = Path(weights) if weights else default_weights_path()
+    if not path.is_file():
+        if weights:
+            raise FileNotFoundError(f"no such weights file: {weights}")
+        return None
+    return sha256_file(path)

@@ -4,13 +4,15 @@ size).
 
 This is the CLI's argument layer, and with ``app/config.py`` the only code that reads the
 environment: ``VGGISH_BACKEND``, ``VGGISH_NUM_THREADS`` and ``VGGISH_CACHE_DIR`` give the
-defaults of ``--backend``, ``--threads`` and the ONNX graph cache.
+defaults of ``--backend``, ``--threads`` and the ONNX graph cache, ``VGGISH_DATABASE_URL`` that of
+``vggish heads --database-url``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import Any, get_args
 
 from vggish import params
@@ -22,6 +24,8 @@ from vggish.runtime import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, BackendName, Precisi
 BACKEND_ENV = "VGGISH_BACKEND"
 THREADS_ENV = "VGGISH_NUM_THREADS"
 CACHE_ENV = "VGGISH_CACHE_DIR"
+DATABASE_ENV = "VGGISH_DATABASE_URL"
+DEFAULT_DATA_DIR = "data"  # the service's default VGGISH_DATA_DIR, relative to the working directory
 
 
 def positive_int(text: str) -> int:
@@ -32,8 +36,9 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def add_embed_args(p: argparse.ArgumentParser) -> None:
-    """Adds --hop, --pad, --resampler and --no-postprocess to ``p``."""
+def add_audio_args(p: argparse.ArgumentParser, *, pad: bool = False) -> None:
+    """Adds --hop, --resampler and the padding switch (--pad; or --pad/--no-pad when ``pad`` is
+    the default) to ``p``."""
     p.add_argument(
         "--hop",
         type=float,
@@ -41,14 +46,54 @@ def add_embed_args(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="seconds between example starts, a multiple of 0.01 (default: 0.96, the reference)",
     )
-    p.add_argument("--pad", action="store_true", help="zero-pad a clip shorter than 0.975 s to one example")
+    if pad:
+        p.add_argument(
+            "--pad",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="zero-pad a clip shorter than 0.975 s to one example (default: on)",
+        )
+    else:
+        p.add_argument(
+            "--pad", action="store_true", help="zero-pad a clip shorter than 0.975 s to one example"
+        )
     p.add_argument(
         "--resampler",
         choices=get_args(ResamplerName),
         default="reference",
         help="reference: resampy kaiser_best, exact (default); fast: soxr, see README",
     )
+
+
+def add_embed_args(p: argparse.ArgumentParser) -> None:
+    """Adds --hop, --pad, --resampler and --no-postprocess to ``p``."""
+    add_audio_args(p)
     p.add_argument("--no-postprocess", action="store_true", help="skip AudioSet's PCA + 8-bit features")
+
+
+def add_store_args(p: argparse.ArgumentParser) -> None:
+    """Adds --data-dir and --database-url (where classifier heads live) to ``p``."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help=f"the heads' SQLite database is DIR/heads.sqlite3 (default: ./{DEFAULT_DATA_DIR})",
+    )
+    where.add_argument(
+        "--database-url",
+        metavar="URL",
+        help=f"postgresql://user:password@host:port/db: the heads' PostgreSQL database, shared with "
+        f"the service's replicas (default: {DATABASE_ENV} when set)",
+    )
+
+
+def store_location(args: argparse.Namespace) -> str | Path:
+    """Where heads live: --database-url, --data-dir, ``VGGISH_DATABASE_URL``, then ./data."""
+    if args.database_url:
+        return str(args.database_url)
+    if args.data_dir:
+        return Path(args.data_dir)
+    return env_default(DATABASE_ENV) or Path(DEFAULT_DATA_DIR)
 
 
 def embed_options(args: argparse.Namespace) -> EmbedOptions:

@@ -149,6 +149,7 @@ class AsyncClient(BaseClient):
         hop: float = ...,
         pad: bool = ...,
         resampler: ResamplerName = ...,
+        force: bool = ...,
     ) -> Classification: ...
     @overload
     async def classify(
@@ -160,6 +161,7 @@ class AsyncClient(BaseClient):
         hop: float = ...,
         pad: bool = ...,
         resampler: ResamplerName = ...,
+        force: bool = ...,
     ) -> list[Classification]: ...
     async def classify(
         self,
@@ -168,11 +170,14 @@ class AsyncClient(BaseClient):
         *,
         top_k: int | None = None,
         hop: float = params.EXAMPLE_HOP_SECONDS,
-        pad: bool = False,
+        pad: bool = True,
         resampler: ResamplerName = "reference",
+        force: bool = False,
     ) -> Classification | list[Classification]:
         """See :meth:`Client.classify`."""
-        return await self._run(self._classify_op(name, inputs, AudioOptions(hop, pad, resampler), top_k))
+        return await self._run(
+            self._classify_op(name, inputs, AudioOptions(hop, pad, resampler), top_k, force)
+        )
 
     async def train_head(
         self,
@@ -182,7 +187,7 @@ class AsyncClient(BaseClient):
         kind: HeadKind = "linear",
         replace: bool = False,
         hop: float = params.EXAMPLE_HOP_SECONDS,
-        pad: bool = False,
+        pad: bool = True,
         resampler: ResamplerName = "reference",
     ) -> HeadRecord:
         """See :meth:`Client.train_head`."""
@@ -216,6 +221,6 @@ class AsyncClient(BaseClient):
         """See :meth:`Client.export_head`."""
         return await self._run(self._export_head_op(name))
 
-    async def import_head(self, name: str, data: FileSource) -> HeadRecord:
+    async def import_head(self, name: str, data: FileSource, *, force: bool = False) -> HeadRecord:
         """See :meth:`Client.import_head`."""
-        return await self._run(self._import_head_op(name, data))
+        return await self._run(self._import_head_op(name, data, force))

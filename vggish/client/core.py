@@ -269,9 +269,12 @@ class BaseClient:
         inputs: AudioInput | Sequence[AudioInput],
         audio: AudioOptions,
         top_k: int | None,
+        force: bool = False,
     ) -> Op[Classification | list[Classification]]:
         parts = prepare(inputs)
         query = audio.query() | ({} if top_k is None else {"top_k": str(top_k)})
+        if force:
+            query["force"] = "true"
         request = Request("POST", _head_path(name, "/classify"), query, audio_body(parts))
         response = yield from self._call(request)
         results = parse(response, lambda body: classifications(body, _names(parts)))
@@ -326,9 +329,10 @@ class BaseClient:
         response = yield from self._call(Request("GET", _head_path(name, "/export")))
         return response.content
 
-    def _import_head_op(self, name: str, data: FileSource) -> Op[HeadRecord]:
+    def _import_head_op(self, name: str, data: FileSource, force: bool = False) -> Op[HeadRecord]:
         body = Body(read_file(data)[1], "application/octet-stream")
-        response = yield from self._call(Request("PUT", _head_path(name), body=body))
+        query = {"force": "true"} if force else {}
+        response = yield from self._call(Request("PUT", _head_path(name), query, body=body))
         return parse(response, head_record)
 
     def _ready_op(self) -> Op[bool]:

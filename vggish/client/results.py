@@ -16,7 +16,7 @@ import numpy as np
 
 from vggish import params
 from vggish.client.errors import ClientError
-from vggish.heads import HeadMetrics
+from vggish.heads import FeatureSpec, HeadMetrics
 from vggish.heads_store import HeadRecord
 from vggish.pipeline import EmbeddingResult
 
@@ -157,6 +157,7 @@ def head_record(body: Any) -> HeadRecord:
         metrics=metrics,
         created_at=str(body["created_at"]),
         version=int(body["version"]),
+        features=FeatureSpec.from_dict(body.get("features") or {}),  # absent from older servers
     )
 
 

@@ -161,6 +161,7 @@ class Client(BaseClient):
         hop: float = ...,
         pad: bool = ...,
         resampler: ResamplerName = ...,
+        force: bool = ...,
     ) -> Classification: ...
     @overload
     def classify(
@@ -172,6 +173,7 @@ class Client(BaseClient):
         hop: float = ...,
         pad: bool = ...,
         resampler: ResamplerName = ...,
+        force: bool = ...,
     ) -> list[Classification]: ...
     def classify(
         self,
@@ -180,8 +182,9 @@ class Client(BaseClient):
         *,
         top_k: int | None = None,
         hop: float = params.EXAMPLE_HOP_SECONDS,
-        pad: bool = False,
+        pad: bool = True,
         resampler: ResamplerName = "reference",
+        force: bool = False,
     ) -> Classification | list[Classification]:
         """Labels audio with the head ``name``: each clip's, and each example's (``frames``).
 
@@ -190,10 +193,13 @@ class Client(BaseClient):
             inputs: as for :meth:`embed`.
             top_k: keep only the best ``top_k`` labels.
             hop: as for :meth:`embed`.
-            pad: as for :meth:`embed`.
+            pad: zero-pad a clip shorter than 0.975 s to one example (default: on, as the
+                server's heads do).
             resampler: as for :meth:`embed`.
+            force: classify even when the head was trained on other weights or settings
+                (else ``ConflictError``, the server's 409).
         """
-        return self._run(self._classify_op(name, inputs, AudioOptions(hop, pad, resampler), top_k))
+        return self._run(self._classify_op(name, inputs, AudioOptions(hop, pad, resampler), top_k, force))
 
     def train_head(
         self,
@@ -203,7 +209,7 @@ class Client(BaseClient):
         kind: HeadKind = "linear",
         replace: bool = False,
         hop: float = params.EXAMPLE_HOP_SECONDS,
-        pad: bool = False,
+        pad: bool = True,
         resampler: ResamplerName = "reference",
     ) -> HeadRecord:
         """Trains and stores a head on labelled clips, each clip's embedding being its examples' mean.
@@ -218,7 +224,8 @@ class Client(BaseClient):
             kind: ``linear`` (logistic regression) or ``mlp``.
             replace: replace a head of the same name (else ``ConflictError``).
             hop: as for :meth:`embed`.
-            pad: as for :meth:`embed`.
+            pad: zero-pad a clip shorter than 0.975 s to one example (default: on, as the
+                server's heads do).
             resampler: as for :meth:`embed`.
         """
         return self._run(self._train_op(name, clips, kind, replace, AudioOptions(hop, pad, resampler)))
@@ -251,11 +258,13 @@ class Client(BaseClient):
         """The head as a safetensors file's bytes (``vggish.heads.from_safetensors`` reads them)."""
         return self._run(self._export_head_op(name))
 
-    def import_head(self, name: str, data: FileSource) -> HeadRecord:
+    def import_head(self, name: str, data: FileSource, *, force: bool = False) -> HeadRecord:
         """Stores an exported head under ``name`` (replacing one of that name: ``version`` says).
 
         Args:
             name: the name to store it under.
             data: the safetensors file: its bytes, a path or a binary file object.
+            force: store it even when it records other weights than the server's (else
+                ``ConflictError``, the server's 409).
         """
-        return self._run(self._import_head_op(name, data))
+        return self._run(self._import_head_op(name, data, force))

@@ -12,9 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from vggish.errors import ConflictError, InvalidInputError, NotFoundError
 from vggish.heads import (
@@ -265,8 +263,3 @@ class BaseHeadStore(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
-
-
-def is_postgres_url(location: str | Path) -> bool:
-    """Whether ``location`` is a ``postgresql://`` or ``postgres://`` URL."""
-    return isinstance(location, str) and urlsplit(location).scheme.lower() in POSTGRES_SCHEMES

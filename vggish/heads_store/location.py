@@ -1,0 +1,46 @@
+"""Choosing a store from where it lives: a PostgreSQL URL or a data directory (SQLite).
+
+Apart from :mod:`.base` so that the backends, which import the base, are imported by nothing
+they import themselves (no cycle); the PostgreSQL one only when a URL asks for it (psycopg is
+an optional dependency).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from vggish.errors import InvalidInputError
+from vggish.heads_store.base import POSTGRES_SCHEMES, BaseHeadStore
+from vggish.heads_store.sqlite import HeadStore
+
+
+def is_postgres_url(location: str | Path) -> bool:
+    """Whether ``location`` is a ``postgresql://`` or ``postgres://`` URL."""
+    return isinstance(location, str) and urlsplit(location).scheme.lower() in POSTGRES_SCHEMES
+
+
+def open_store(location: str | Path) -> BaseHeadStore:
+    """The heads store at ``location``: a ``postgresql://user:password@host:port/db`` URL, or a
+    data directory (SQLite, ``heads.sqlite3`` inside, created on the first write).
+
+    Nothing is connected until the first operation (or :meth:`HeadStore.open`).
+
+    Raises:
+        InvalidInputError: a URL of another scheme.
+        RuntimeError: a PostgreSQL URL without psycopg installed (``pip install 'vggish[postgres]'``).
+    """
+    if is_postgres_url(location):
+        try:
+            from vggish.heads_store.postgres import PostgresHeadStore
+        except ImportError as e:
+            raise RuntimeError(
+                f"a PostgreSQL heads database needs psycopg: pip install 'vggish[postgres]' ({e})"
+            ) from e
+        return PostgresHeadStore(str(location))
+    if isinstance(location, str) and "://" in location:
+        scheme = location.split("://", 1)[0]
+        raise InvalidInputError(
+            f"heads database URL scheme {scheme!r} is not supported: give postgresql://... or a directory"
+        )
+    return HeadStore(location)
