@@ -71,6 +71,8 @@ class Transforms:
         at: (m, alpha) output transform ``A^T``, exact.
         input_stages: ``B^T`` as sparse stages applied one after the other (``B^T = Q P``).
         output_stages: ``A^T`` likewise.
+        ones: the column of ``A^T`` that is all ones (the point 1), or None: a constant added to
+            the products at (ones, ones) reaches every output of the tile unchanged.
     """
 
     m: int
@@ -80,6 +82,7 @@ class Transforms:
     at: Matrix
     input_stages: tuple[Stage, ...]
     output_stages: tuple[Stage, ...]
+    ones: int | None
 
 
 def _matmul(a: Matrix, b: Matrix) -> Matrix:
@@ -245,7 +248,8 @@ def build_transforms(points: tuple[Fraction, ...]) -> Transforms:
     q_out, p_out = _pair_rows(_transpose(at), pairs)  # A = Q P
     input_stages = (_sparse(p_in), _sparse(q_in))
     output_stages = (_sparse(_transpose(q_out)), _sparse(_transpose(p_out)))  # A^T = P^T Q^T: Q^T first
-    return Transforms(m, alpha, g, bt, at, input_stages, output_stages)
+    ones = next((j for j, col in enumerate(_transpose(at)) if all(v == 1 for v in col)), None)
+    return Transforms(m, alpha, g, bt, at, input_stages, output_stages, ones)
 
 
 def _tile(tile: int) -> Transforms:
@@ -365,11 +369,11 @@ def conv3x3_relu(
             f"{tuple(kernels.shape)} (transform_kernel(weight, tile={t.m}))"
         )
     if _traced():
-        return _conv(x, kernels, bias, pool, t)
+        return _conv(x, kernels, bias, pool, t, eager=False)
     chunk = examples_per_chunk(t.m, h, w, c, kernels.shape[2])
     if x.shape[0] <= chunk:
-        return _conv(x, kernels, bias, pool, t)
-    return torch.cat([_conv(part, kernels, bias, pool, t) for part in torch.split(x, chunk)])
+        return _conv(x, kernels, bias, pool, t, eager=True)
+    return torch.cat([_conv(part, kernels, bias, pool, t, eager=True) for part in torch.split(x, chunk)])
 
 
 def _traced() -> bool:
@@ -391,22 +395,32 @@ def examples_per_chunk(tile: int, height: int, width: int, c_in: int, c_out: int
 
 
 def _conv(
-    x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor, pool: bool, t: Transforms
+    x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor, pool: bool, t: Transforms, *, eager: bool
 ) -> torch.Tensor:
-    """:func:`conv3x3_relu` on one chunk, arguments checked."""
+    """:func:`conv3x3_relu` on one chunk, arguments checked.
+
+    ``eager`` adds the bias to the products at (ones, ones), 1 / m^2 of the work of adding it to
+    the outputs, and applies ReLU in place; traced graphs keep plain ``relu(y + bias)``.
+    """
     b, h, w, _ = x.shape
     k = kernels.shape[2]
     th, tw = h // t.m, w // t.m
     v = _input_transform(x, t)
     # One input channel (conv1): the products are outer products, 3x faster as a broadcast multiply.
-    prod = v * kernels if kernels.shape[1] == 1 else torch.bmm(v, kernels)
-    y = _output_transform(prod.reshape(t.alpha, t.alpha, b, th, tw, k), t)  # y[i]: (m_j, B, th, tw, K)
+    prod = (v * kernels if kernels.shape[1] == 1 else torch.bmm(v, kernels)).reshape(
+        t.alpha, t.alpha, b, th, tw, k
+    )
+    fold = eager and t.ones is not None
+    if fold:
+        prod[t.ones, t.ones].add_(bias)
+    y = _output_transform(prod, t)  # y[i]: (m_j, B, th, tw, K), output row i of every tile
     if pool:  # rows 2p, 2p + 1, then columns 2q, 2q + 1 of each tile
         y = [torch.maximum(y[i], y[i + 1]) for i in range(0, t.m, 2)]
         y = [torch.maximum(z[0::2], z[1::2]) for z in y]
     n = len(y)  # outputs per tile and axis: m, or m / 2 after pooling
-    out = torch.stack(y).permute(2, 3, 0, 4, 1, 5).reshape(b, th * n, tw * n, k)
-    return torch.relu(out + bias)
+    # One copy into (B, th, n_i, tw, n_j, K): NHWC with n x n outputs per tile.
+    out = torch.stack([z.permute(1, 2, 3, 0, 4) for z in y], dim=2).reshape(b, th * n, tw * n, k)
+    return torch.relu_(out) if fold else torch.relu(out + bias)
 
 
 def conv3x3_relu_direct(
