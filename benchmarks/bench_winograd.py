@@ -22,12 +22,13 @@ neighbour slows all of them alike) and the medians are reported, with ``--thread
 threads for PyTorch and ONNX Runtime (default 2).
 
 Usage: ``python benchmarks/bench_winograd.py [--sections layers network accuracy]
-[--batches 8 32 64] [--repeats 7] [--threads 2]`` (``pip install -e '.[onnx]'`` for the ORT columns).
+[--batches 8 32 64] [--repeats 9] [--threads 2]`` (``pip install -e '.[onnx]'`` for the ORT columns).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import glob
 import subprocess
 import tempfile
@@ -42,6 +43,7 @@ import torch
 from _common import GEMM_SIZE, MODEL_GFLOP_PER_EXAMPLE, alternate, log, machine_line, onnx_available
 from torch import nn
 from torch.nn import functional as F
+from torch.utils import mkldnn as torch_mkldnn
 
 import vggish
 from vggish import winograd
@@ -84,12 +86,16 @@ class Network(nn.Module):
 
     ``plan`` maps each conv scope to one of :data:`TORCH_ALGOS`. Activations stay NHWC from the
     first Winograd layer on (a direct layer then sees a channels_last view), as in
-    ``VGGish.network``; the flatten follows TensorFlow's NHWC order.
+    ``VGGish.network``; the flatten follows TensorFlow's NHWC order. ``onednn_fc`` runs the fully
+    connected layers through oneDNN (``torch.utils.mkldnn``, eager PyTorch only) instead of the
+    BLAS that ``F.linear`` calls (MKL in the PyPI wheels), which is slow on skinny products.
     """
 
-    def __init__(self, model: VGGish, plan: Mapping[str, str]) -> None:
+    def __init__(self, model: VGGish, plan: Mapping[str, str], onednn_fc: bool = False) -> None:
         super().__init__()
         self.model, self.plan = model, dict(plan)
+        linear = [model.fc1_1, model.fc1_2, model.fc2]
+        self.fcs = [torch_mkldnn.to_mkldnn(copy.deepcopy(fc)) if onednn_fc else fc for fc in linear]  # type: ignore[no-untyped-call]
         for name, algo in self.plan.items():
             weight = getattr(model, name).weight.detach()
             self.register_buffer(f"b_{name}", getattr(model, name).bias.detach())
@@ -114,9 +120,9 @@ class Network(nn.Module):
             x = x.contiguous() if algo == "direct NCHW" else x.contiguous(memory_format=torch.channels_last)
             x = conv_relu_pool(x, self.get_buffer(f"w_{name}"), self.get_buffer(f"b_{name}"), pool)
         x = (x if nhwc else x.permute(0, 2, 3, 1)).reshape(x.shape[0], -1)
-        x = F.relu(self.model.fc1_1(x))
-        x = F.relu(self.model.fc1_2(x))
-        out: torch.Tensor = self.model.fc2(x)
+        x = F.relu(self.fcs[0](x))
+        x = F.relu(self.fcs[1](x))
+        out: torch.Tensor = self.fcs[2](x)
         return out
 
 
@@ -260,6 +266,9 @@ def network_section(
                 net = Network(model, plan).eval()
                 if runtime == "torch":
                     fns[f"torch | {plan_name}"] = partial(net, x)
+                    if plan_name == "best per layer":
+                        fast_fc = Network(model, plan, onednn_fc=True).eval()
+                        fns["torch | best per layer, fc through oneDNN"] = partial(fast_fc, x)
                 elif onnx_available():
                     log(f"network: exporting {plan_name}")
                     session = Ort.export(net, x[:2], Path(folder), plan_name, threads)
@@ -339,7 +348,7 @@ def main() -> None:
     parser.add_argument("--sections", nargs="+", default=["layers", "network", "accuracy"])
     parser.add_argument("--batches", type=int, nargs="+", default=[32])
     parser.add_argument("--network-batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--plan", nargs=6, metavar="ALGO", help=f"best-mix plan, one of {TORCH_ALGOS} per conv layer"
