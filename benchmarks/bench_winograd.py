@@ -30,8 +30,11 @@ from __future__ import annotations
 import argparse
 import copy
 import glob
+import os
+import statistics
 import subprocess
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import GEMM_SIZE, MODEL_GFLOP_PER_EXAMPLE, alternate, log, machine_line, onnx_available
+from _common import GEMM_SIZE, MODEL_GFLOP_PER_EXAMPLE, log, machine_line, onnx_available
 from torch import nn
 from torch.nn import functional as F
 from torch.utils import mkldnn as torch_mkldnn
@@ -194,10 +197,31 @@ class Ort:
         return out
 
 
-def layer_cases(model: VGGish, batch: int, ort_folder: Path | None, threads: int) -> dict[str, dict[str, Fn]]:
+def timings(fns: Mapping[str, Fn], repeats: int) -> dict[str, tuple[float, float]]:
+    """(median, best) wall seconds per case: one warm-up each, then the cases take turns.
+
+    Taking turns makes a busy moment slow every case alike; the best of the rounds shows what
+    an idle machine does, the median what this one did (see the load average printed).
+    """
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(t), min(t)) for name, t in times.items()}
+
+
+def layer_cases(
+    model: VGGish, batch: int, ort_folder: Path | None, threads: int, layers: Sequence[str]
+) -> dict[str, dict[str, Fn]]:
     """Layer scope -> case name (``torch <algo>`` / ``ort <algo>``) -> a call computing one batch."""
     cases: dict[str, dict[str, Fn]] = {}
     for name, c, _, h, w in LAYER_SHAPES:
+        if name not in layers:
+            continue
         conv, pool = getattr(model, name), name in POOL_AFTER
         fns: dict[str, Fn] = {}
         for algo in TORCH_ALGOS:
@@ -214,34 +238,38 @@ def layer_cases(model: VGGish, batch: int, ort_folder: Path | None, threads: int
 
 
 def layers_section(
-    model: VGGish, batches: Sequence[int], repeats: int, threads: int
+    model: VGGish, batches: Sequence[int], repeats: int, threads: int, layers: Sequence[str]
 ) -> dict[str, dict[str, str]]:
-    """Prints the per-layer table; returns the fastest algorithm per layer and runtime (``torch``,
-    ``ort``) at batch 32, or at the largest batch measured, as network plans."""
-    lines = ["| layer | batch | case | ms / batch | vs direct |", "|---|---:|---|---:|---:|"]
+    """Prints the per-layer table; returns the fastest algorithm (median) per layer and runtime
+    (``torch``, ``ort``) at batch 32, or at the largest batch measured, as network plans."""
+    lines = [
+        "| layer | batch | case | ms (median) | vs direct | ms (best) | vs direct (best) |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
     best: dict[str, dict[str, str]] = {"torch": {}, "ort": {}}
     key_batch = 32 if 32 in batches else max(batches)
     with tempfile.TemporaryDirectory(prefix="bench-winograd-") as folder:
         ort_folder = Path(folder) if onnx_available() else None
         for batch in batches:
             log(f"layers: batch {batch}")
-            for name, fns in layer_cases(model, batch, ort_folder, threads).items():
+            for name, fns in layer_cases(model, batch, ort_folder, threads, layers).items():
                 with torch.inference_mode():
-                    med = alternate(fns, repeats)
-                for case, seconds in med.items():
-                    base = med["ort direct"] if case.startswith("ort") else med[f"torch {DIRECT}"]
+                    t = timings(fns, repeats)
+                for case, (med, low) in t.items():
+                    base = t["ort direct" if case.startswith("ort") else f"torch {DIRECT}"]
                     lines.append(
-                        f"| {name} | {batch} | {case} | {1e3 * seconds:.1f} | {base / seconds:.2f}x |"
+                        f"| {name} | {batch} | {case} | {1e3 * med:.1f} | {base[0] / med:.2f}x | "
+                        f"{1e3 * low:.1f} | {base[1] / low:.2f}x |"
                     )
                 if batch != key_batch:
                     continue
                 for runtime, plan in best.items():
-                    cases = {c.split(" ", 1)[1]: s for c, s in med.items() if c.startswith(runtime)}
+                    cases = {c.split(" ", 1)[1]: s[0] for c, s in t.items() if c.startswith(runtime)}
                     if cases:
                         fastest = min(cases, key=cases.__getitem__)
                         plan[name] = DIRECT if fastest == "direct" else fastest
     print("\n".join(lines) + "\n")
-    return {runtime: plan for runtime, plan in best.items() if plan}
+    return {runtime: plan for runtime, plan in best.items() if len(plan) == len(CONV_NAMES)}
 
 
 def network_section(
@@ -275,15 +303,24 @@ def network_section(
                     fns[f"ort | {plan_name}"] = partial(session, x.numpy())
         log(f"network: batch {batch}, {len(fns)} cases, {repeats} rounds")
         with torch.inference_mode():
-            med = alternate(fns, repeats)
-    gflops = 2 * GEMM_SIZE**3 / med.pop("GEMM") / 1e9
-    ceiling = gflops / MODEL_GFLOP_PER_EXAMPLE
-    print(f"float32 GEMM {gflops:.0f} GFLOP/s -> direct-convolution ceiling {ceiling:.1f} examples/s\n")
-    lines = ["| runtime | plan | examples/s | vs ceiling |", "|---|---|---:|---:|"]
-    for case, seconds in med.items():
+            t = timings(fns, repeats)
+    gemm = t.pop("GEMM")
+    ceilings = [2 * GEMM_SIZE**3 / s / 1e9 / MODEL_GFLOP_PER_EXAMPLE for s in gemm]
+    print(
+        f"float32 GEMM {ceilings[0] * MODEL_GFLOP_PER_EXAMPLE:.0f} GFLOP/s (best "
+        f"{ceilings[1] * MODEL_GFLOP_PER_EXAMPLE:.0f}) -> direct-convolution ceiling "
+        f"{ceilings[0]:.1f} examples/s (best {ceilings[1]:.1f})\n"
+    )
+    lines = [
+        "| runtime | plan | examples/s (median) | vs ceiling | examples/s (best) | vs best ceiling |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for case, (med, low) in t.items():
         runtime, plan_name = case.split(" | ")
-        speed = batch / seconds
-        lines.append(f"| {runtime} | {plan_name} | {speed:.1f} | {speed / ceiling:.2f}x |")
+        lines.append(
+            f"| {runtime} | {plan_name} | {batch / med:.1f} | {batch / med / ceilings[0]:.2f}x | "
+            f"{batch / low:.1f} | {batch / low / ceilings[1]:.2f}x |"
+        )
     print("\n".join(lines) + "\n")
     for runtime, runtime_plans in plans.items():
         for plan_name, plan in runtime_plans.items():
@@ -347,6 +384,7 @@ def main() -> None:
     )
     parser.add_argument("--sections", nargs="+", default=["layers", "network", "accuracy"])
     parser.add_argument("--batches", type=int, nargs="+", default=[32])
+    parser.add_argument("--layers", nargs="+", default=list(CONV_NAMES), choices=CONV_NAMES)
     parser.add_argument("--network-batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
@@ -361,7 +399,7 @@ def main() -> None:
     print(f"# {machine_line()}\n# {cpu_flags()}\n")
     best: dict[str, dict[str, str]] = {}
     if "layers" in args.sections:
-        best = layers_section(model, args.batches, args.repeats, args.threads)
+        best = layers_section(model, args.batches, args.repeats, args.threads, args.layers)
     if args.plan:
         best = {"torch": dict(zip(CONV_NAMES, args.plan, strict=True))}
     if "network" in args.sections:
@@ -372,6 +410,7 @@ def main() -> None:
         network_section(model, plans, args.network_batch, args.repeats, args.threads)
     if "accuracy" in args.sections:
         accuracy_section(model, 64)
+    print(f"# load average at the end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
