@@ -241,3 +241,19 @@ def test_onnx_round_trip_with_dynamic_batch(tmp_path: Path, tile: int, pool: boo
         assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
         reference = direct(x, weight, bias, pool).permute(0, 2, 3, 1).numpy()
         assert np.abs(got - reference).max() <= FLOAT32_BOUND[tile] * np.abs(reference).max()
+
+
+def test_empty_batch_and_recommended_plans() -> None:
+    weight, bias = torch.randn(8, 4, 3, 3), torch.zeros(8)
+    assert winograd.conv3x3_relu(
+        torch.zeros(0, 8, 8, 4), winograd.transform_kernel(weight, 4), bias, True, 4
+    ).shape == (
+        0,
+        4,
+        4,
+        8,
+    )
+    assert winograd.conv3x3_relu_direct(torch.zeros(0, 8, 8, 4), weight, bias, False).shape == (0, 8, 8, 8)
+    for plan in (winograd.TORCH_TILES, winograd.ONNX_TILES):
+        assert [name for name, *_ in LAYER_SHAPES] == list(plan)
+        assert all(tile == 0 or tile in winograd.TILES for tile in plan.values())

@@ -19,14 +19,18 @@ transforms take about half the additions of a plain matrix product.
 Activations are NHWC (channels last and contiguous), the layout in which the transforms are
 strided slices and the products are one batched matrix multiply. Everything is a plain torch op
 on static shapes, so ``torch.export`` / ``torch.onnx.export(dynamo=True)`` trace it with a dynamic
-batch axis.
+batch axis. In eager mode a batch is computed in chunks whose intermediates stay in cache
+(:func:`examples_per_chunk`); :func:`conv3x3_relu_direct` does the same for the layers where a
+direct convolution wins (conv1). :data:`TORCH_TILES` / :data:`ONNX_TILES` say which is which.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from types import MappingProxyType
 
 import torch
 from torch.nn import functional as F
@@ -37,6 +41,18 @@ LAYERS = frozenset({"conv3_1", "conv3_2", "conv4_1", "conv4_2"})
 
 TILES = (2, 4, 6)
 """Output tile sizes m of the F(m x m, 3 x 3) algorithms built here."""
+
+# The fastest algorithm per layer at batch 32 on a 2-core AVX-512 CPU (AMD EPYC Zen 4, NOTES-a.md;
+# benchmarks/bench_winograd.py measures another machine): a tile size for conv3x3_relu, or 0 for
+# a direct convolution (conv3x3_relu_direct in PyTorch, ONNX's Conv in a graph). Eager PyTorch
+# computes in cache-sized chunks, where F(4x4) pays from conv2 on; ONNX Runtime runs the graph
+# whole, where its own Conv is faster for conv1 and conv2.
+TORCH_TILES: Mapping[str, int] = MappingProxyType(
+    {"conv1": 0, "conv2": 4, "conv3_1": 4, "conv3_2": 4, "conv4_1": 4, "conv4_2": 4}
+)
+ONNX_TILES: Mapping[str, int] = MappingProxyType(
+    {"conv1": 0, "conv2": 0, "conv3_1": 4, "conv3_2": 4, "conv4_1": 4, "conv4_2": 4}
+)
 
 KERNEL_SIZE = 3
 # Eager mode computes a batch in chunks (see examples_per_chunk) whose intermediate tensors stay in
