@@ -279,7 +279,8 @@ def _tile(tile: int) -> Transforms:
 def transform_kernel(weight: torch.Tensor, tile: int = 2) -> torch.Tensor:
     """(K, C, 3, 3) convolution weights -> ((m + 2)^2, C, K) Winograd kernels ``G g G^T``.
 
-    Computed in float64 so that the only rounding is the final cast to ``weight``'s dtype. Row
+    Computed in float64 (``G``'s exact fractions rounded there, ~1e-16), so that float32 kernels
+    carry essentially one rounding, the final cast to ``weight``'s dtype. Row
     ``b * (m + 2) + a`` holds entry (a, b) of the transformed kernels, the order in which
     :func:`conv3x3_relu` transforms its input tiles.
 
