@@ -1,0 +1,257 @@
+"""Lower precision on the CPU, measured: bf16 in PyTorch and int8 in ONNX Runtime against fp32.
+
+Sections (``--sections``, both by default):
+
+- ``bf16``: the network at ``--batch`` in PyTorch: fp32 as ``load_model(backend="torch")`` runs
+  it (Winograd F2 on conv3_1 ... conv4_2), fp32 with this branch's best plan (conv1 direct in
+  chunks, F4 on the rest), bf16 weights and activations (``set_precision("bf16")``,
+  channels_last), and ``torch.autocast("cpu", torch.bfloat16)`` on the fp32 model with and
+  without Winograd. Examples/s, and each one's deviation from the fp32 embeddings: max and RMS
+  over the fp32 embeddings' max |value|, and the uint8 postprocessed features (share of
+  features that differ, share off by exactly one, largest step). Then which oneDNN
+  implementations (ISA) a bf16 forward pass runs, from ``ONEDNN_VERBOSE=1``.
+- ``int8``: fp32 graphs (``export_onnx``: Winograd F2 on conv3_1 ... conv4_2; and an
+  all-direct-convolution graph) quantized with :func:`vggish.quantize.quantize_onnx` in QDQ and
+  QOperator format, calibrated on the examples of half of the recordings; speed at ``--batch``
+  vs the fp32 graph in ONNX Runtime, deviation (as above) on the examples of the other half.
+
+Data: log-mel examples of the system's recordings (``/usr/share/sounds/alsa/*.wav``,
+``/usr/share/sounds/freedesktop/stereo/*.oga``), files split alternately into calibration and
+evaluation sets; random weights (speed and deviation do not need trained ones). Cases take turns
+for ``--repeats`` rounds after a warm-up; medians.
+
+Usage: ``python benchmarks/bench_precision.py [--sections bf16 int8] [--batch 32] [--repeats 7]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
+from collections import Counter
+from collections.abc import Callable, Mapping
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import alternate, log, machine_line
+from bench_winograd import CONV_NAMES, DIRECT, Network, Ort, cpu_flags
+
+import vggish
+from vggish.model import VGGish
+from vggish.quantize import CalibrationName, QuantFormatName
+
+Runner = Callable[[np.ndarray], np.ndarray]
+INT8_VARIANTS: tuple[tuple[QuantFormatName, CalibrationName], ...] = (
+    ("qdq", "minmax"),
+    ("qoperator", "minmax"),
+    ("qdq", "percentile"),
+)
+BEST_PLAN = {name: "F4" for name in CONV_NAMES} | {"conv1": "direct chunked"}
+
+
+def recordings() -> list[str]:
+    paths = sorted(
+        glob.glob("/usr/share/sounds/alsa/*.wav") + glob.glob("/usr/share/sounds/freedesktop/stereo/*.oga")
+    )
+    if not paths:
+        raise RuntimeError(
+            "no recordings under /usr/share/sounds (apt-get install alsa-utils sound-theme-freedesktop)"
+        )
+    return paths
+
+
+def examples_of(paths: list[str], hop_seconds: float) -> np.ndarray:
+    """Log-mel examples of ``paths`` (padded, so that short sounds give one example too)."""
+    return np.concatenate([vggish.wavfile_to_examples(p, hop_seconds=hop_seconds, pad=True) for p in paths])
+
+
+SCALE_NOTE = (
+    "fp32 embeddings' max |value| {scale:.3g}; {saturated:.0f} % of their uint8 features are 0 or 255 "
+    "(random weights: AudioSet's PCA range is +-2; uint8 differences concern the others)"
+)
+_scale: dict[str, float] = {}
+
+
+def deviation(model: VGGish, reference: np.ndarray, got: np.ndarray) -> str:
+    """Max and RMS deviation over the reference's max |value|, and the uint8 features' differences."""
+    scale = float(np.abs(reference).max())
+    q = model.postprocess(reference).numpy()
+    _scale.update(scale=scale, saturated=100 * float(np.mean((q == 0) | (q == 255))))
+    d = np.abs(got.astype(np.float64) - reference)
+    q_ref = model.postprocess(reference).numpy().astype(int)
+    steps = np.abs(model.postprocess(got.astype(np.float32)).numpy().astype(int) - q_ref)
+    return (
+        f"{d.max() / scale:.2e} | {np.sqrt((d**2).mean()) / scale:.2e} | {100 * (steps > 0).mean():.2f} % | "
+        f"{100 * (steps == 1).mean():.2f} % | {steps.max()}"
+    )
+
+
+def table(title: str, batch: int, speeds: Mapping[str, float], devs: Mapping[str, str], base: str) -> None:
+    print(f"### {title}\n")
+    print(SCALE_NOTE.format(**_scale) + "\n")
+    print(
+        "| case | examples/s | vs "
+        + base
+        + " | max dev | RMS dev | uint8 differ | uint8 off by 1 | max step |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, seconds in speeds.items():
+        speed = batch / seconds
+        print(f"| {name} | {speed:.1f} | {seconds and speeds[base] / seconds:.2f}x | {devs[name]} |")
+    print()
+
+
+def bf16_runners() -> dict[str, Runner]:
+    """The fp32 and bf16 variants, each (N, 96, 64) float32 -> (N, 128) float32."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fp32 = vggish.load_model("random", backend="torch")
+        bf16 = vggish.load_model("random", backend="torch", precision="bf16")
+    best = Network(fp32, BEST_PLAN).eval()
+
+    def autocast(winograd: bool, x: np.ndarray) -> np.ndarray:
+        fp32.winograd = winograd
+        try:
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                out: np.ndarray = fp32(torch.from_numpy(x)).float().numpy()
+                return out
+        finally:
+            fp32.winograd = True
+
+    def run_best(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out: np.ndarray = best(torch.from_numpy(x)).numpy()
+            return out
+
+    return {
+        "fp32, load_model (F2 on conv3..4)": fp32.infer,
+        "fp32, conv1 chunked + F4 elsewhere": run_best,
+        "bf16 weights + activations (set_precision)": bf16.infer,
+        "fp32 model under autocast(bf16)": partial(autocast, False),
+        "fp32 model + Winograd F2 under autocast(bf16)": partial(autocast, True),
+    }
+
+
+def bf16_section(batch: int, repeats: int) -> None:
+    x = examples_of(recordings(), 0.24)
+    log(f"bf16: {len(x)} examples of real recordings, batch {batch}")
+    runners = bf16_runners()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = vggish.load_model("random", backend="torch")
+    base = next(iter(runners))
+    reference = runners[base](x)
+    devs = {name: deviation(model, reference, run(x)) for name, run in runners.items()}
+    speeds = alternate(
+        {name: partial(run, np.resize(x, (batch, 96, 64))) for name, run in runners.items()}, repeats
+    )
+    table(f"bf16 in PyTorch, batch {batch}, {len(x)} examples for deviations", batch, speeds, devs, base)
+    print("oneDNN implementations in a bf16 forward pass (ONEDNN_VERBOSE=1):\n")
+    for line, count in onednn_implementations().most_common():
+        print(f"- {count} x {line}")
+    print()
+
+
+def onednn_implementations() -> Counter[str]:
+    """``primitive kind, implementation`` of each oneDNN call in one bf16 forward pass at batch 2."""
+    code = (
+        "import warnings, torch, vggish\n"
+        "warnings.simplefilter('ignore')\n"
+        "m = vggish.load_model('random', backend='torch', precision='bf16')\n"
+        "m.infer(torch.zeros(2, 96, 64).numpy())\n"
+    )
+    env = {**os.environ, "ONEDNN_VERBOSE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    found: Counter[str] = Counter()
+    for line in out.splitlines():
+        fields = line.split(",")
+        if line.startswith("onednn_verbose") and "exec" in fields and len(fields) > 6:
+            i = fields.index("exec")
+            found[f"{fields[i + 2]} {fields[i + 3]} ({fields[i + 4]})"] += 1
+        elif "isa" in line.lower() and "onednn_verbose" in line:
+            found[line.split(",", 2)[-1].strip()] += 1
+    return found
+
+
+def int8_section(batch: int, repeats: int, threads: int) -> None:
+    from vggish import onnx_export
+    from vggish.quantize import quantize_onnx
+
+    paths = recordings()
+    calibration, held_out = examples_of(paths[0::2], 0.24), examples_of(paths[1::2], 0.48)
+    log(f"int8: {len(calibration)} calibration examples, {len(held_out)} held-out examples")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = vggish.load_model("random", backend="torch")
+    runners: dict[str, Runner] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:
+        folder = Path(tmp)
+        graphs = {"F2 graph (export_onnx)": onnx_export.export_onnx(model, folder / "f2.onnx")}
+        direct = Network(model, dict.fromkeys(CONV_NAMES, DIRECT)).eval()
+        Ort.export(direct, torch.zeros(2, 96, 64), folder, "direct", threads)
+        graphs["all-direct graph"] = folder / "direct.onnx"
+        for graph_name, path in graphs.items():
+            runners[f"fp32, {graph_name}"] = session_runner(path, threads)
+            for fmt, method in INT8_VARIANTS:
+                log(f"int8: quantizing {graph_name} ({fmt}, {method})")
+                out = quantize_onnx(
+                    path,
+                    folder / f"{path.stem}-{fmt}-{method}.onnx",
+                    calibration,
+                    quant_format=fmt,
+                    method=method,
+                )
+                runners[f"int8 {fmt} {method}, {graph_name}"] = session_runner(out, threads)
+        base = next(iter(runners))
+        reference = runners[base](held_out)
+        devs = {name: deviation(model, reference, run(held_out)) for name, run in runners.items()}
+        x = np.resize(held_out, (batch, 96, 64))
+        speeds = alternate({name: partial(run, x) for name, run in runners.items()}, repeats)
+    table(
+        f"int8 in ONNX Runtime, batch {batch}, {len(held_out)} held-out examples", batch, speeds, devs, base
+    )
+
+
+def session_runner(path: Path, threads: int) -> Runner:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def run(x: np.ndarray) -> np.ndarray:
+        out: np.ndarray = session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return out
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sections", nargs="+", default=["bf16", "int8"])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"# {machine_line()}\n# {cpu_flags()}\n")
+    if "bf16" in args.sections:
+        bf16_section(args.batch, args.repeats)
+    if "int8" in args.sections:
+        int8_section(args.batch, args.repeats, args.threads)
+
+
+if __name__ == "__main__":
+    main()
