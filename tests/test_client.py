@@ -79,10 +79,12 @@ def model() -> vggish.VGGish:
 
 
 def assert_same(result: vggish.EmbeddingResult, expected: vggish.EmbeddingResult) -> None:
-    """The client's result equals the library's: embeddings to 1e-5, uint8 to one step, the rest exactly."""
+    """The client's result equals the library's: embeddings to 1e-5 of their scale (batching changes
+    the summation order), uint8 to one step, the rest exactly."""
     assert isinstance(result, vggish.EmbeddingResult)
     assert result.embeddings.dtype == np.float32
-    np.testing.assert_allclose(result.embeddings, expected.embeddings, atol=ATOL, rtol=0)
+    scale = max(1.0, float(np.abs(expected.embeddings).max(initial=0)))
+    np.testing.assert_allclose(result.embeddings, expected.embeddings, atol=ATOL * scale, rtol=0)
     np.testing.assert_array_equal(result.timestamps, expected.timestamps)
     assert expected.postprocessed is not None and result.postprocessed is not None
     assert result.postprocessed.dtype == np.uint8
