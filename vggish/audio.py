@@ -56,6 +56,7 @@ _INSTALL_FFMPEG = "install ffmpeg (e.g. apt-get install ffmpeg) to read {what} f
 _FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
 _INEXACT_LENGTH_FORMATS = frozenset({"MP3"})  # libsndfile's frame count is an estimate
 _SPOOL_CHUNK_BYTES = 1 << 20
+_FINITE_CHECK_SAMPLES = 1 << 20  # samples checked for NaN/Inf at a time
 _SPOOL_NAME = "input"  # the spooled copy's name inside its private folder (plus the suffix)
 FFMPEG_DEMUXERS = (
     # audio containers and raw audio streams
@@ -262,14 +263,34 @@ def validate_waveform(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
     Raises:
         ValueError: Wrong dtype, shape or layout, NaN/Inf samples, or a bad sample rate.
     """
+    return waveform_to_mono(check_waveform(waveform, sample_rate))
+
+
+def check_waveform(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Check a user's array as :func:`validate_waveform` does, without converting or copying it.
+
+    Returns:
+        The array itself (``np.asarray`` of it): pass parts of it to :func:`waveform_to_mono`.
+
+    Raises:
+        ValueError: Wrong dtype, shape or layout, NaN/Inf samples, or a bad sample rate.
+    """
     check_sample_rate(sample_rate)
     x = np.asarray(waveform)
-    x = _scaled_to_float(x)
+    _scaled_to_float(np.empty(0, x.dtype))  # refuses every dtype but float and int16
     if x.ndim not in (1, 2):
         raise InvalidAudioError(f"waveform must be (samples,) or (samples, channels); got shape {x.shape}")
     if x.ndim == 2:
         check_array_channels(x.shape)
-    check_finite(x)
+    if x.dtype.kind == "f":
+        for start in range(0, len(x), _FINITE_CHECK_SAMPLES):  # a bounded temporary mask
+            check_finite(x[start : start + _FINITE_CHECK_SAMPLES], start)
+    return x
+
+
+def waveform_to_mono(x: np.ndarray) -> np.ndarray:
+    """A checked array (or any run of its samples) -> (samples,) float64 mono, int16 / 32768."""
+    x = _scaled_to_float(x)
     return to_mono(x) if x.ndim == 2 else np.array(x, dtype=np.float64)
 
 
