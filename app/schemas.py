@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vggish import params
+from vggish.audio import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from vggish.features import hop_to_frames
 
 Pooling = Literal["none", "mean"]
@@ -59,31 +60,65 @@ class EmbedQuery(AudioOptions):
     encoding: Encoding = Field("float", description="`base64`: vectors as base64 of little-endian float32")
 
 
+MAX_FLOAT_SAMPLE = 2.0
+"""The largest magnitude accepted for float samples (full scale is 1). Float audio may pass full
+scale a little (mixes, resampled peaks: up to +6 dB here), while int16 values sent as floats
+(any sound louder than 2/32768, i.e. -84 dBFS) exceed it and would silently give other embeddings."""
+INT16_MIN, INT16_MAX = -32768, 32767
+FloatSample = Annotated[float, Field(ge=-MAX_FLOAT_SAMPLE, le=MAX_FLOAT_SAMPLE)]
+Int16Sample = Annotated[int, Field(ge=INT16_MIN, le=INT16_MAX)]
+SampleRate = Annotated[
+    int, Field(ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE, description="Hz (resampled to 16 kHz)")
+]
+SampleType = Literal["float32", "int16"]
+InputName = Annotated[str | None, Field(max_length=256, description="echoed back in the result")]
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})$"
+_FRAMES = f"a list (mono) or a list of frames of 1 to {MAX_CHANNELS} channels (samples, channels)"
+
+
 class Base64Audio(BaseModel):
     """An audio file (any format the server decodes), base64-encoded."""
 
     model_config = ConfigDict(extra="forbid")
 
-    audio_base64: str = Field(description="the file's bytes in base64")
-    name: str | None = Field(None, max_length=256, description="echoed back in the result")
+    audio_base64: str = Field(
+        pattern=BASE64_PATTERN, description="the file's bytes in base64 (standard alphabet, padded)"
+    )
+    name: InputName = None
 
 
 class Samples(BaseModel):
-    """Samples as numbers: a list (mono) or a list of frames (samples, channels)."""
+    """Float samples as numbers (``dtype`` ``float32``, the default)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    samples: list[float] | list[list[float]] = Field(description="float samples in [-1, 1]")
-    sample_rate: int = Field(description="Hz")
-    name: str | None = Field(None, max_length=256, description="echoed back in the result")
+    samples: (
+        list[FloatSample] | list[Annotated[list[FloatSample], Field(min_length=1, max_length=MAX_CHANNELS)]]
+    ) = Field(description=f"{_FRAMES}; full scale is 1, magnitudes up to {MAX_FLOAT_SAMPLE:g}")
+    sample_rate: SampleRate
+    dtype: Literal["float32"] = Field("float32", description="float samples, read as float32")
+    name: InputName = None
+
+
+class Int16Samples(BaseModel):
+    """16-bit integer samples as numbers, scaled by 1/32768 as audio files are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    samples: (
+        list[Int16Sample] | list[Annotated[list[Int16Sample], Field(min_length=1, max_length=MAX_CHANNELS)]]
+    ) = Field(description=f"{_FRAMES}; integers in [{INT16_MIN}, {INT16_MAX}]")
+    sample_rate: SampleRate
+    dtype: Literal["int16"] = Field(description="integer samples, divided by 32768")
+    name: InputName = None
 
 
 class EmbeddingsRequest(BaseModel):
-    """The JSON form of ``POST /v1/embeddings``."""
+    """The JSON form of ``POST /v1/embeddings`` (also ``POST /v1/heads/{name}/classify``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    inputs: Annotated[list[Base64Audio | Samples], Field(min_length=1)]
+    inputs: Annotated[list[Base64Audio | Samples | Int16Samples], Field(min_length=1)]
 
 
 class EmbeddingData(BaseModel):

@@ -41,9 +41,9 @@ CATALOGUE: dict[str, tuple[dict[str, Any], str, int, str]] = {
         422,
         "invalid-audio",
     ),
-    "zero sample rate": (_samples([0.0] * 100, 0), "", 422, "invalid-audio"),
+    "zero sample rate": (_samples([0.0] * 100, 0), "", 422, "invalid-parameter"),
     "fractional sample rate": (_samples([0.0] * 100, 16000.5), "", 422, "invalid-parameter"),
-    "huge sample rate": (_samples([0.0] * 100, 10**9), "", 422, "invalid-audio"),
+    "huge sample rate": (_samples([0.0] * 100, 10**9), "", 422, "invalid-parameter"),
     "bad base64": (
         {"json": {"inputs": [{"audio_base64": "%%% not base64 %%%"}]}},
         "",
