@@ -68,12 +68,26 @@ def require_api_key(
     Raises:
         UnauthorizedError: no key, or a wrong one (401 with ``WWW-Authenticate: Bearer``).
     """
-    keys = settings.api_key_list
+    check_key(settings.api_key_list, None if credentials is None else credentials.credentials)
+
+
+def check_key(keys: tuple[str, ...], given: str | None) -> None:
+    """The one check of an API key: ``given`` (a bearer token, or None) must be one of ``keys``,
+    compared in constant time; no keys: nothing to check.
+
+    Raises:
+        UnauthorizedError: no key, or a wrong one.
+    """
     if not keys:
         return
-    if credentials is None:
+    if given is None:
         raise UnauthorizedError("send `Authorization: Bearer <key>`")
-    given = credentials.credentials.encode()
-    matches = [hmac.compare_digest(given, key.encode()) for key in keys]  # no early exit
+    matches = [hmac.compare_digest(given.encode(), key.encode()) for key in keys]  # no early exit
     if not any(matches):
         raise UnauthorizedError("the API key is not valid")
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value (None for anything else)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None

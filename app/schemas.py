@@ -14,6 +14,7 @@ Pooling = Literal["none", "mean"]
 Encoding = Literal["float", "base64"]
 Resampler = Literal["reference", "fast"]
 MAX_HOP_SECONDS = 3600.0  # bounds hop so that frame counts and sample positions cannot overflow
+HOP_RESOLUTION_SECONDS = params.STFT_HOP_SECONDS  # hops are whole 10 ms frames
 Vector = list[int] | list[float] | str
 """A vector as numbers, or (``encoding=base64``) its little-endian float32 / uint8 bytes in base64."""
 
@@ -28,6 +29,7 @@ class AudioOptions(BaseModel):
         gt=0,
         le=MAX_HOP_SECONDS,
         description="seconds between example starts, a multiple of 0.01",
+        json_schema_extra={"multipleOf": HOP_RESOLUTION_SECONDS},  # checked by _hop_in_frames
     )
     pad: bool = Field(False, description="zero-pad a clip shorter than 0.975 s to one example")
     resampler: Resampler = Field(
@@ -125,7 +127,9 @@ class EmbeddingData(BaseModel):
     """One input's embeddings."""
 
     index: int = Field(description="position of the input in the request")
-    name: str | None = Field(description="the file name, or the input's `name`")
+    name: str | None = Field(
+        None, description="the file name, or the input's `name` (absent when it has none)"
+    )
     sample_rate: int = Field(description="the input's rate in Hz")
     channels: int
     duration: float = Field(description="seconds")
@@ -194,10 +198,12 @@ class Health(BaseModel):
 
 # --- classifier heads (``/v1/heads``) --------------------------------------------------------
 
-HEAD_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+HEAD_NAME_PATTERN = (  # 1-64 of [A-Za-z0-9_.-], but not "." or "..": no lookahead, which Rust's regex lacks
+    r"^(?:[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}|\.[A-Za-z0-9_-][A-Za-z0-9_.-]{0,62}|\.\.[A-Za-z0-9_.-]{1,62})$"
+)
 HeadKind = Literal["linear", "mlp"]
 HeadName = Annotated[
-    str, Field(pattern=HEAD_NAME_PATTERN, description="1-64 characters of A-Z a-z 0-9 _ . -")
+    str, Field(pattern=HEAD_NAME_PATTERN, description="1-64 characters of A-Z a-z 0-9 _ . -, not . or ..")
 ]
 
 
