@@ -200,7 +200,8 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     _count_failure(request, INTERNAL.slug)
     detail = f"the server failed (request id {rid}); its log has the details"
-    return problem_response(INTERNAL, detail, request_id=rid)
+    # answered outside the other middlewares (Starlette's outermost one), so the id is added here
+    return problem_response(INTERNAL, detail, {"x-request-id": rid}, request_id=rid)
 
 
 def install_error_handlers(app: FastAPI) -> None:
