@@ -125,14 +125,16 @@ class _Body:
             raise self.malformed(f"expected {char.decode()!r} {what}")
         self.pos += 1
 
-    def closing_quote(self, start: int) -> int:
-        """Where the string whose content starts at ``start`` ends (its quote), or -1 if not yet."""
-        quote = self.buf.find(b'"', start)
-        while quote >= 0:
+    def closing_quote(self, start: int, limit: int) -> int:
+        """Where the short string whose content starts at ``start`` ends (its quote), looking no
+        further than ``limit`` bytes; -1 if not there (yet)."""
+        stop = min(len(self.buf), start + limit + 1)
+        quote = self.buf.find(b'"', start, stop)
+        while quote >= 0:  # at most `limit` bytes, so counting each quote's backslashes is bounded
             slashes = quote - start - len(self.buf[start:quote].rstrip(b"\\"))
             if slashes % 2 == 0:
                 return quote
-            quote = self.buf.find(b'"', quote + 1)
+            quote = self.buf.find(b'"', quote + 1, stop)
         return -1
 
     def scalar(self, path: str, limit: int = MAX_TOKEN_BYTES) -> Step[Any]:
@@ -142,7 +144,7 @@ class _Body:
             raise _invalid(path, "must be a number, a string or null")
         while True:
             if first == ord('"'):
-                quote = self.closing_quote(self.pos + 1)
+                quote = self.closing_quote(self.pos + 1, limit)
                 end = quote + 1 if quote >= 0 else -1
             else:
                 found = _TOKEN_END.search(self.buf, self.pos)
@@ -432,7 +434,11 @@ class JsonInputs:
         body.pos += 1
         decoder = _Base64(path)
         while True:
-            quote = body.closing_quote(body.pos)
+            # base64 holds neither quotes nor backslashes: the first quote ends it, unless escaped,
+            # which makes the value invalid anyway (and an escaped backslash before it, too)
+            quote = body.buf.find(b'"', body.pos)
+            if quote > body.pos and body.buf[quote - 1] == ord("\\"):
+                raise decoder.error("a quote or a backslash in it")
             stop = quote if quote >= 0 else _escape_free_end(body.buf, body.pos)
             decoder.add(bytes(body.buf[body.pos : stop]))
             body.pos = stop
@@ -528,14 +534,11 @@ def _joined(item: _Item, dtype: str) -> np.ndarray:
 
 
 def _escape_free_end(buf: bytearray, start: int) -> int:
-    """Where a string's content read so far may be cut without splitting an escape."""
-    cut = len(buf)
-    slash = buf.rfind(b"\\", max(start, cut - 6))
-    if slash >= 0:
-        cut = slash
-        while cut > start and buf[cut - 1] == ord("\\"):
-            cut -= 1
-    return cut
+    """Where base64 text read so far may be cut without splitting an escape (``\\/``, ``\\u002F``):
+    before a backslash among the last 6 bytes. (A cut inside ``\\\\`` fails to decode, as the
+    backslash it stands for would.)"""
+    slash = buf.rfind(b"\\", max(start, len(buf) - 6))
+    return slash if slash >= 0 else len(buf)
 
 
 class _Base64:
@@ -557,20 +560,20 @@ class _Base64:
         whole = len(data) - len(data) % 4
         if whole:
             if self.padded:
-                raise self._error("data after the padding")
+                raise self.error("data after the padding")
             try:
                 self.out += base64.b64decode(data[:whole], validate=True)
             except (binascii.Error, ValueError) as e:
-                raise self._error(str(e)) from e
+                raise self.error(str(e)) from e
             self.padded = data[whole - 1] == ord("=")
         self.carry = data[whole:]
 
     def finish(self) -> bytes:
         if self.carry:
-            raise self._error("Incorrect padding")
+            raise self.error("Incorrect padding")
         if not self.out:
             raise MissingAudioError(f"{self.path} is empty")
         return bytes(self.out)
 
-    def _error(self, reason: str) -> InvalidParameterError:
+    def error(self, reason: str) -> InvalidParameterError:
         return InvalidParameterError(f"{self.path} is not valid base64 ({reason})")

@@ -85,7 +85,8 @@ def test_base64_files_decode_across_pieces(step: int) -> None:
     text = base64.b64encode(data).decode()
     escaped = json.dumps({"inputs": [{"name": "x.wav", "audio_base64": text}]}).replace("/", "\\/")
     assert "\\/" in escaped  # as PHP's json_encode writes it
-    for body in (json.dumps({"inputs": [{"audio_base64": text, "name": "x.wav"}]}), escaped):
+    unicode = escaped.replace("\\/", "\\u002F")
+    for body in (json.dumps({"inputs": [{"audio_base64": text, "name": "x.wav"}]}), escaped, unicode):
         assert parse(body.encode(), step) == [("x.wav", data)]
 
 
@@ -176,6 +177,21 @@ BAD: dict[str, tuple[bytes, type[Exception], str]] = {
     "long key": (b'{"' + b"k" * 5000 + b'": 1}', InvalidParameterError, "longer than 64 bytes"),
     "long name": (_input(samples=[0.1], name="n" * 5000), InvalidParameterError, "longer than 4096"),
     "empty body": (b"", MissingAudioError, "empty"),
+    "escaped quotes in a name": (
+        b'{"inputs": [{"name": "' + b'\\"' * 3000 + b'"}]}',
+        InvalidParameterError,
+        "4096",
+    ),
+    "backslashes as base64": (
+        b'{"inputs": [{"audio_base64": "' + b"\\\\" * 200_000 + b'"}]}',
+        InvalidParameterError,
+        "base64",
+    ),
+    "escaped quote in base64": (
+        b'{"inputs": [{"audio_base64": "AAAA\\"AAAA"}]}',
+        InvalidParameterError,
+        "base64",
+    ),
 }
 
 
