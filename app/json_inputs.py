@@ -63,7 +63,6 @@ _FIELD_TYPES: dict[str, TypeAdapter[Any]] = {
     "dtype": TypeAdapter(SampleType),
     "name": TypeAdapter(InputName),
 }
-SAMPLE_FIELDS = frozenset({"samples", "sample_rate", "dtype", "name"})
 FILE_FIELDS = frozenset({"audio_base64", "name"})
 
 
