@@ -73,7 +73,9 @@ def test_schemathesis_all_checks_pass_against_a_real_server(keys: bool, tmp_path
         command += ["--checks", "all", "--workers", "1", "--max-examples", "50", "--seed", SEED, "--no-color"]
         if keys:
             command += ["--header", f"Authorization: Bearer {KEY}"]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=800, check=False)
+        done = subprocess.run(  # in tmp_path: schemathesis keeps a .schemathesis cache where it runs
+            command, cwd=tmp_path, capture_output=True, text=True, timeout=800, check=False
+        )
         assert server.proc.poll() is None, "the server died under the fuzzer"
     assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and "failure" not in done.stdout.split("SUMMARY")[-1]
