@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vggish.cpus import available_cpus
@@ -50,6 +50,8 @@ class Settings(BaseSettings):
             together (they are held for the response: 24 KiB each as float32).
         stream_max_message_bytes: bytes per ``/v1/stream`` message.
         api_keys: comma-separated bearer keys; when set, ``/v1/*`` needs one.
+        protect_docs: with ``api_keys`` set, ``/metrics``, ``/docs``, ``/redoc``, ``/openapi.json``
+            (and the docs' assets) need a key too; ``/healthz`` and ``/readyz`` never do.
         cors_origins: comma-separated origins allowed by CORS (``*`` for any); empty: no CORS.
         download: fetch the official weights on start when they are missing.
         warmup: run the model once before ``/readyz`` says ready.
@@ -87,6 +89,7 @@ class Settings(BaseSettings):
     max_feature_examples: int = Field(default=640, ge=1)
     stream_max_message_bytes: int = Field(default=4 * MIB, ge=1024)
     api_keys: str = ""
+    protect_docs: bool = False
     cors_origins: str = ""
     download: bool = True
     warmup: bool = True
@@ -105,6 +108,12 @@ class Settings(BaseSettings):
         if value.lower() not in {"debug", "info", "warning", "error"}:
             raise ValueError(f"log_level must be debug, info, warning or error; got {value!r}")
         return value.lower()
+
+    @model_validator(mode="after")
+    def _keys_to_protect_with(self) -> Settings:
+        if self.protect_docs and not self.api_key_list:
+            raise ValueError("protect_docs needs api_keys (VGGISH_API_KEYS): the keys that open them")
+        return self
 
     @property
     def heads_location(self) -> str | Path:

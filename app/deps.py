@@ -62,7 +62,7 @@ StoreDep = Annotated[BaseHeadStore, Depends(get_store)]
 
 
 def check_api_key(settings: Settings, given: str | None, how: str = "`Authorization: Bearer <key>`") -> None:
-    """Checks a key when ``VGGISH_API_KEYS`` is set (every key compared: no early exit).
+    """Checks a key when ``VGGISH_API_KEYS`` is set (:func:`check_key` with the settings' keys).
 
     Args:
         settings: the keys.
@@ -72,14 +72,7 @@ def check_api_key(settings: Settings, given: str | None, how: str = "`Authorizat
     Raises:
         UnauthorizedError: no key, or a wrong one (401).
     """
-    keys = settings.api_key_list
-    if not keys:
-        return
-    if given is None:
-        raise UnauthorizedError(f"send {how}")
-    matches = [hmac.compare_digest(given.encode(), key.encode()) for key in keys]
-    if not any(matches):
-        raise UnauthorizedError("the API key is not valid")
+    check_key(settings.api_key_list, given, how)
 
 
 def require_api_key(
@@ -91,3 +84,25 @@ def require_api_key(
         UnauthorizedError: no key, or a wrong one (401 with ``WWW-Authenticate: Bearer``).
     """
     check_api_key(settings, None if credentials is None else credentials.credentials)
+
+
+def check_key(keys: tuple[str, ...], given: str | None, how: str = "`Authorization: Bearer <key>`") -> None:
+    """The one check of an API key: ``given`` (a bearer token, or None) must be one of ``keys``,
+    compared in constant time; no keys: nothing to check.
+
+    Raises:
+        UnauthorizedError: no key, or a wrong one.
+    """
+    if not keys:
+        return
+    if given is None:
+        raise UnauthorizedError(f"send {how}")
+    matches = [hmac.compare_digest(given.encode(), key.encode()) for key in keys]  # no early exit
+    if not any(matches):
+        raise UnauthorizedError("the API key is not valid")
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value (None for anything else)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from vggish import errors as domain
 from vggish.heads import WeightsMismatchError
@@ -232,7 +233,20 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     problem = _HTTP_PROBLEMS.get(exc.status_code, Problem(exc.status_code, "Bad request", "bad-request"))
     _count_failure(request, problem.slug)
-    return problem_response(problem, str(exc.detail), dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # Starlette names the methods of the first route on the path only
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return problem_response(problem, str(exc.detail), headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on the request's path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -240,7 +254,8 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     _count_failure(request, INTERNAL.slug)
     detail = f"the server failed (request id {rid}); its log has the details"
-    return problem_response(INTERNAL, detail, request_id=rid)
+    # answered outside the other middlewares (Starlette's outermost one), so the id is added here
+    return problem_response(INTERNAL, detail, {"x-request-id": rid}, request_id=rid)
 
 
 def install_error_handlers(app: FastAPI) -> None:

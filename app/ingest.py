@@ -1,28 +1,27 @@
 """Reading ``POST /v1/embeddings`` bodies: multipart files, a raw audio body, or JSON.
 
 The body is read from the request stream with the upload limit enforced as bytes arrive (and
-from ``Content-Length`` before any arrive), so nothing past the limit is ever buffered.
+from ``Content-Length`` before any arrive), so nothing past the limit is ever buffered. JSON
+bodies are never held whole: :mod:`.json_inputs` parses them as they arrive, straight into
+float32 arrays and file bytes, with the inputs and seconds limits checked while parsing.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
-from pydantic import TypeAdapter
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import Message, Receive
 
-from vggish.errors import InvalidAudioError, LimitExceededError
+from vggish.errors import LimitExceededError
 from vggish.examples import Waveform
 
+from .config import Settings
 from .errors import InvalidParameterError, MissingAudioError, UnsupportedMediaTypeError
-from .schemas import Base64Audio, EmbeddingsRequest
+from .json_inputs import FEED_BYTES, BodyLimits, JsonInputs
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class Upload:
     name: str | None
     source: bytes | Waveform
 
-_REQUEST_ADAPTER = TypeAdapter(EmbeddingsRequest)
+
 RAW_TYPES = ("audio/", "application/octet-stream")
 
 
@@ -67,12 +66,14 @@ def limited_receive(receive: Receive, limit: int) -> Receive:
     return wrapped
 
 
+def body_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The body's pieces as they arrive, refused with 413 as soon as they pass ``limit`` bytes."""
+    return Request(request.scope, limited_receive(request.receive, limit)).stream()
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refused with 413 as soon as it passes ``limit`` bytes."""
-    parts: list[bytes] = []
-    stream: AsyncIterator[bytes] = Request(request.scope, limited_receive(request.receive, limit)).stream()
-    async for chunk in stream:
-        parts.append(chunk)
+    parts = [chunk async for chunk in body_stream(request, limit)]
     return b"".join(parts)
 
 
@@ -95,7 +96,7 @@ async def read_inputs(request: Request, limit: int, max_inputs: int) -> list[Upl
     if kind == "multipart/form-data":
         inputs = await _multipart(request, limit)
     elif kind == "application/json":
-        inputs = _json_inputs(await read_body(request, limit))
+        inputs = await _json(request, limit, max_inputs)
     elif kind.startswith(RAW_TYPES):
         inputs = _raw(await read_body(request, limit), request.headers.get("x-filename"))
     elif not kind and not await read_body(request, limit):
@@ -146,26 +147,16 @@ async def read_form(request: Request, limit: int) -> tuple[list[Upload], dict[st
     return inputs, fields
 
 
-def _json_inputs(body: bytes) -> list[Upload]:
-    if not body:
-        raise MissingAudioError('the JSON body is empty: send {"inputs": [...]}')
-    request = _REQUEST_ADAPTER.validate_json(body)
-    return [_json_input(index, item) for index, item in enumerate(request.inputs)]
-
-
-def _json_input(index: int, item: Any) -> Upload:
-    if isinstance(item, Base64Audio):
-        try:
-            data = base64.b64decode(item.audio_base64, validate=True)
-        except (binascii.Error, ValueError) as e:
-            raise InvalidParameterError(f"inputs.{index}.audio_base64 is not valid base64 ({e})") from e
-        if not data:
-            raise MissingAudioError(f"inputs.{index}.audio_base64 is empty")
-        return Upload(item.name, data)
-    try:
-        samples = np.asarray(item.samples, dtype=np.float64)
-    except ValueError as e:  # ragged rows
-        raise InvalidAudioError(
-            f"inputs.{index}.samples: rows must all have the same number of channels"
-        ) from e
-    return Upload(item.name, Waveform(samples, item.sample_rate))
+async def _json(request: Request, limit: int, max_inputs: int) -> list[Upload]:
+    """A JSON body parsed as it arrives (in a worker thread, a few hundred kB at a time), its
+    seconds limits those of the app's settings."""
+    settings: Settings = request.app.state.settings
+    parser = JsonInputs(BodyLimits(max_inputs, settings.max_input_seconds, settings.max_request_seconds))
+    pending = bytearray()
+    async for chunk in body_stream(request, limit):
+        pending += chunk
+        if len(pending) >= FEED_BYTES:
+            await asyncio.to_thread(parser.feed, bytes(pending))
+            pending.clear()
+    parsed = await asyncio.to_thread(parser.finish, bytes(pending))
+    return [Upload(name, source) for name, source in parsed]

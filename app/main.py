@@ -33,7 +33,7 @@ from .errors import install_error_handlers
 from .heads_service import Trainings
 from .logs import configure_logging, log_config, warnings_to_log
 from .metrics import Metrics
-from .middleware import TIMING_HEADERS, RequestContextMiddleware
+from .middleware import PROTECTED_PATHS, TIMING_HEADERS, ProtectedPathsMiddleware, RequestContextMiddleware
 from .model_loader import load_configured_model
 from .openapi_docs import install_openapi
 from .routes import embeddings, features, heads, health, metrics, models, stream
@@ -153,7 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (embeddings, features, stream, heads, models, health, metrics):
         app.include_router(module.router)
-    install_openapi(app)
+    install_openapi(app, PROTECTED_PATHS if settings.protect_docs else ())
     install_docs(app)
     install_ui(app)
     if settings.cors_origin_list:
@@ -164,6 +164,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-Request-Id", "X-Filename"],
             expose_headers=["X-Request-Id", *TIMING_HEADERS],
         )
+    if settings.protect_docs:
+        app.add_middleware(ProtectedPathsMiddleware, keys=settings.api_key_list)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     return app
 

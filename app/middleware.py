@@ -1,6 +1,7 @@
-"""Per-request context: request id, timing headers, JSON access log and duration metric.
+"""Per-request context (request id, timing headers, JSON access log, duration metric), and the
+key check of the paths outside ``/v1`` that ``VGGISH_PROTECT_DOCS`` protects.
 
-A plain ASGI middleware (no ``BaseHTTPMiddleware``), so the request stream and client
+Plain ASGI middlewares (no ``BaseHTTPMiddleware``), so the request stream and client
 disconnects reach the handlers untouched.
 """
 
@@ -13,6 +14,9 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .deps import bearer_token, check_key
+from .docs import ASSETS_URL, DOCS_URL, REDOC_URL
+from .errors import UnauthorizedError, problem_response
 from .logs import request_id
 from .metrics import Metrics
 from .service import Timings
@@ -21,6 +25,8 @@ logger = logging.getLogger("app.access")
 
 _GOOD_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 TIMING_HEADERS = ("x-decode-time", "x-queue-time", "x-inference-time")
+PROTECTED_PATHS = ("/metrics", "/openapi.json", DOCS_URL, REDOC_URL, ASSETS_URL)
+"""Paths that ``VGGISH_PROTECT_DOCS`` puts behind the API keys (with everything below them)."""
 
 
 def _request_id(scope: Scope) -> str:
@@ -87,3 +93,34 @@ class RequestContextMiddleware:
                 "inference_ms": round(timings.inference * 1000, 2),
             },
         )
+
+
+class ProtectedPathsMiddleware:
+    """Answers 401 on ``paths`` (and below them) unless the request carries one of ``keys``
+    (CORS preflights, which never carry one, pass on to the CORS middleware)."""
+
+    def __init__(self, app: ASGIApp, keys: tuple[str, ...], paths: tuple[str, ...] = PROTECTED_PATHS) -> None:
+        self.app = app
+        self.keys = keys
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] != "OPTIONS" and self._protects(scope["path"]):
+            try:
+                check_key(self.keys, bearer_token(_header(scope, b"authorization")))
+            except UnauthorizedError as e:
+                response = problem_response(e.problem, e.detail, e.headers)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _protects(self, path: str) -> bool:
+        return any(path == p or path.startswith(p + "/") for p in self.paths)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None

@@ -1,4 +1,10 @@
-"""OpenAPI additions: the three body forms of ``POST /v1/embeddings`` with examples, and problems."""
+"""OpenAPI additions: the body forms of the routes that read their bodies themselves (audio in
+three forms, head files), with examples, their problems, and security as it is configured.
+
+The schema is the truth, so that generated requests (schemathesis, ``--checks all``) and the
+server agree: bodies that must not be empty say so, the bearer scheme (and 401) appears only
+where a key is needed, which is nowhere when ``VGGISH_API_KEYS`` is empty.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from .schemas import EmbeddingsRequest, TrainRequest
+from .config import Settings
+from .schemas import HEAD_NAME_PATTERN, EmbeddingsRequest, TrainRequest
 
-_BINARY = {"type": "string", "format": "binary"}
+_BINARY = {"type": "string", "format": "binary", "minLength": 1}
+_FILES = {"type": "array", "items": _BINARY, "minItems": 1}
 _SINE = [round(0.5 * ((i % 16) / 8 - 1), 3) for i in range(16)]
 
 EMBEDDINGS_BODY: dict[str, Any] = {
@@ -19,7 +27,7 @@ EMBEDDINGS_BODY: dict[str, Any] = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "properties": {"file": {"type": "array", "items": _BINARY}},
+                    "properties": {"file": _FILES},
                     "required": ["file"],
                 },
                 "encoding": {"file": {"contentType": "audio/*, application/octet-stream"}},
@@ -57,11 +65,12 @@ TRAIN_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
-                        "file": {"type": "array", "items": _BINARY},
+                        "name": {"type": "string", "pattern": HEAD_NAME_PATTERN},
+                        "file": _FILES,
                         "label": {
                             "type": "array",
-                            "items": {"type": "string"},
+                            "items": {"type": "string", "minLength": 1, "maxLength": 256},
+                            "minItems": 1,
                             "description": "one per `file`, in the same order",
                         },
                         "kind": {"type": "string", "enum": ["linear", "mlp"], "default": "linear"},
@@ -112,9 +121,10 @@ _PROBLEM = {
         }
     }
 }
+UNAUTHORIZED = {"description": "Missing or wrong API key", **_PROBLEM}
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "No audio in the request", **_PROBLEM},
-    401: {"description": "Missing or wrong API key", **_PROBLEM},
+    409: {"description": "A head of that name exists, or was made for other weights", **_PROBLEM},
     413: {"description": "Over a limit (the `limit` field names it)", **_PROBLEM},
     415: {"description": "Unsupported media type or undecodable audio", **_PROBLEM},
     404: {"description": "No head of that name", **_PROBLEM},
@@ -125,8 +135,14 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Makes ``app.openapi()`` include the JSON request schema the body documentation refers to."""
+def install_openapi(app: FastAPI, protected: tuple[str, ...] = ()) -> None:
+    """Makes ``app.openapi()`` include the JSON request schemas the body documentation refers to,
+    and declare the bearer scheme exactly where the app's settings ask for a key.
+
+    Args:
+        app: the app; its ``state.settings`` say whether keys are configured.
+        protected: paths outside ``/v1`` that need a key too (when keys are configured).
+    """
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -139,7 +155,25 @@ def install_openapi(app: FastAPI) -> None:
             request_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(request_schema.pop("$defs", {}))
             components[model.__name__] = request_schema
+        settings: Settings = app.state.settings
+        _declare_security(schema, bool(settings.api_key_list), protected)
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _declare_security(schema: dict[str, Any], keys: bool, protected: tuple[str, ...]) -> None:
+    """With keys: every operation that needs one lists the bearer scheme and answers 401. Without:
+    no operation does, and the scheme is not declared."""
+    schemes = schema["components"].get("securitySchemes", {})
+    bearer: list[dict[str, list[str]]] = [{name: []} for name in schemes]
+    for path, operations in schema["paths"].items():
+        for operation in operations.values():
+            if keys and (operation.get("security") or path in protected):
+                operation["security"] = bearer
+                operation["responses"].setdefault("401", UNAUTHORIZED)
+            else:
+                operation.pop("security", None)
+    if not keys:
+        schema["components"].pop("securitySchemes", None)

@@ -14,6 +14,7 @@ Pooling = Literal["none", "mean"]
 Encoding = Literal["float", "base64"]
 Resampler = Literal["reference", "fast"]
 MAX_HOP_SECONDS = 3600.0  # bounds hop so that frame counts and sample positions cannot overflow
+HOP_RESOLUTION_SECONDS = params.STFT_HOP_SECONDS  # hops are whole 10 ms frames
 Vector = list[int] | list[float] | str
 """A vector as numbers, or (``encoding=base64``) its little-endian float32 / uint8 bytes in base64."""
 
@@ -28,6 +29,7 @@ class AudioOptions(BaseModel):
         gt=0,
         le=MAX_HOP_SECONDS,
         description="seconds between example starts, a multiple of 0.01",
+        json_schema_extra={"multipleOf": HOP_RESOLUTION_SECONDS},  # checked by _hop_in_frames
     )
     pad: bool = Field(False, description="zero-pad a clip shorter than 0.975 s to one example")
     resampler: Resampler = Field(
@@ -64,38 +66,74 @@ class EmbedQuery(AudioOptions):
     encoding: Encoding = Field("float", description="`base64`: vectors as base64 of little-endian float32")
 
 
+MAX_FLOAT_SAMPLE = 2.0
+"""The largest magnitude accepted for float samples (full scale is 1). Float audio may pass full
+scale a little (mixes, resampled peaks: up to +6 dB here), while int16 values sent as floats
+(any sound louder than 2/32768, i.e. -84 dBFS) exceed it and would silently give other embeddings."""
+INT16_MIN, INT16_MAX = -32768, 32767
+FloatSample = Annotated[float, Field(ge=-MAX_FLOAT_SAMPLE, le=MAX_FLOAT_SAMPLE)]
+Int16Sample = Annotated[int, Field(ge=INT16_MIN, le=INT16_MAX)]
+SampleRate = Annotated[
+    int, Field(ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE, description="Hz (resampled to 16 kHz)")
+]
+SampleType = Literal["float32", "int16"]
+InputName = Annotated[str | None, Field(max_length=256, description="echoed back in the result")]
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})$"
+_FRAMES = f"a list (mono) or a list of frames of 1 to {MAX_CHANNELS} channels (samples, channels)"
+
+
 class Base64Audio(BaseModel):
     """An audio file (any format the server decodes), base64-encoded."""
 
     model_config = ConfigDict(extra="forbid")
 
-    audio_base64: str = Field(description="the file's bytes in base64")
-    name: str | None = Field(None, max_length=256, description="echoed back in the result")
+    audio_base64: str = Field(
+        pattern=BASE64_PATTERN, description="the file's bytes in base64 (standard alphabet, padded)"
+    )
+    name: InputName = None
 
 
 class Samples(BaseModel):
-    """Samples as numbers: a list (mono) or a list of frames (samples, channels)."""
+    """Float samples as numbers (``dtype`` ``float32``, the default)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    samples: list[float] | list[list[float]] = Field(description="float samples in [-1, 1]")
-    sample_rate: int = Field(description="Hz")
-    name: str | None = Field(None, max_length=256, description="echoed back in the result")
+    samples: (
+        list[FloatSample] | list[Annotated[list[FloatSample], Field(min_length=1, max_length=MAX_CHANNELS)]]
+    ) = Field(description=f"{_FRAMES}; full scale is 1, magnitudes up to {MAX_FLOAT_SAMPLE:g}")
+    sample_rate: SampleRate
+    dtype: Literal["float32"] = Field("float32", description="float samples, read as float32")
+    name: InputName = None
+
+
+class Int16Samples(BaseModel):
+    """16-bit integer samples as numbers, scaled by 1/32768 as audio files are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    samples: (
+        list[Int16Sample] | list[Annotated[list[Int16Sample], Field(min_length=1, max_length=MAX_CHANNELS)]]
+    ) = Field(description=f"{_FRAMES}; integers in [{INT16_MIN}, {INT16_MAX}]")
+    sample_rate: SampleRate
+    dtype: Literal["int16"] = Field(description="integer samples, divided by 32768")
+    name: InputName = None
 
 
 class EmbeddingsRequest(BaseModel):
-    """The JSON form of ``POST /v1/embeddings``."""
+    """The JSON form of ``POST /v1/embeddings`` (also ``POST /v1/heads/{name}/classify``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    inputs: Annotated[list[Base64Audio | Samples], Field(min_length=1)]
+    inputs: Annotated[list[Base64Audio | Samples | Int16Samples], Field(min_length=1)]
 
 
 class EmbeddingData(BaseModel):
     """One input's embeddings."""
 
     index: int = Field(description="position of the input in the request")
-    name: str | None = Field(description="the file name, or the input's `name`")
+    name: str | None = Field(
+        None, description="the file name, or the input's `name` (absent when it has none)"
+    )
     sample_rate: int = Field(description="the input's rate in Hz")
     channels: int
     duration: float = Field(description="seconds")
@@ -206,10 +244,12 @@ class Health(BaseModel):
 
 # --- classifier heads (``/v1/heads``) --------------------------------------------------------
 
-HEAD_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+HEAD_NAME_PATTERN = (  # 1-64 of [A-Za-z0-9_.-], but not "." or "..": no lookahead, which Rust's regex lacks
+    r"^(?:[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}|\.[A-Za-z0-9_-][A-Za-z0-9_.-]{0,62}|\.\.[A-Za-z0-9_.-]{1,62})$"
+)
 HeadKind = Literal["linear", "mlp"]
 HeadName = Annotated[
-    str, Field(pattern=HEAD_NAME_PATTERN, description="1-64 characters of A-Z a-z 0-9 _ . -")
+    str, Field(pattern=HEAD_NAME_PATTERN, description="1-64 characters of A-Z a-z 0-9 _ . -, not . or ..")
 ]
 
 

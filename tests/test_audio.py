@@ -463,6 +463,89 @@ def test_missing_ffmpeg_says_how_to_install_it(tmp_path: Path, monkeypatch: pyte
         load(clip.read_bytes())
 
 
+# --- ffmpeg reads the one file it is given ----------------------------------------------------
+
+SECRET_SECONDS = 1.5
+
+
+def _playlists(target: str) -> dict[str, bytes]:
+    """Text files that make an unconfined ffmpeg open ``target``: a concat list, an HLS playlist,
+    and the same behind an extension that looks like audio."""
+    concat = f"ffconcat version 1.0\nfile {target}\n".encode()
+    hls = f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{target}\n#EXT-X-ENDLIST\n".encode()
+    return {"list.ffconcat": concat, "list.m3u8": hls, "disguised.m4a": concat}
+
+
+@pytest.fixture
+def secret_beside(tmp_path: Path) -> Path:
+    """A folder holding a real audio file (MPEG-TS, which HLS would play), as a server's files."""
+    wav = tmp_path / "secret.wav"
+    sf.write(wav, np.zeros(int(16000 * SECRET_SECONDS), np.int16), 16000, subtype="PCM_16")
+    if tools_available("ffmpeg"):
+        run_tool(["ffmpeg", "-v", "error", "-i", str(wav), "-c:a", "mp2", str(tmp_path / "secret.ts")])
+    return tmp_path
+
+
+@pytest.mark.ffmpeg
+@needs_ffmpeg
+@pytest.mark.parametrize("target", ["secret.wav", "secret.ts", "ABSOLUTE"])
+def test_playlists_never_pull_in_other_files(secret_beside: Path, target: str) -> None:
+    """Uploads (bytes, spooled into a private folder) and a user's own files (paths: the CLI,
+    extraction) alike: a concat list or playlist naming another file is refused, with a message
+    that names no server path and does not tell whether the named file exists."""
+    name = str(secret_beside / "secret.wav") if target == "ABSOLUTE" else target
+    for filename, text in _playlists(name).items():
+        path = secret_beside / filename
+        path.write_bytes(text)
+        for source in (text, path, io.BytesIO(text)):
+            with pytest.raises(audio.UndecodableAudioError, match="not an audio container") as caught:
+                list(stream(source)[1])
+            message = str(caught.value)
+            assert "secret" not in message and "/tmp" not in message.replace(str(path), "")
+
+
+@pytest.mark.ffmpeg
+@needs_ffmpeg
+def test_ffmpeg_messages_show_no_server_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upload that ffmpeg cannot read is reported by its name, never by its spooled path."""
+    _force_ffmpeg(monkeypatch)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(audio.UndecodableAudioError) as caught:
+        probe(b"RIFF" + b"\0" * 60)
+    assert "<64 bytes>" in str(caught.value) and str(tmp_path) not in str(caught.value)
+
+
+def test_spooled_uploads_sit_alone_in_a_private_folder(
+    monkeypatch: pytest.MonkeyPatch, audio_files: dict[str, Path]
+) -> None:
+    seen: list[tuple[list[str], int]] = []
+    original = audio._probe_soundfile
+
+    def spy(src: audio._Input) -> AudioInfo:
+        if src.path is not None:
+            folder = os.path.dirname(src.path)
+            seen.append((os.listdir(folder), os.stat(folder).st_mode & 0o777))
+        return original(src)
+
+    monkeypatch.setattr(audio, "_probe_soundfile", spy)
+    data = audio_files["wav16_stereo"].read_bytes()
+
+    class Unseekable(io.RawIOBase):
+        def __init__(self) -> None:
+            self.inner = io.BytesIO(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+            chunk = self.inner.read(len(b))
+            b[: len(chunk)] = chunk
+            return len(chunk)
+
+    probe(Unseekable())  # type: ignore[arg-type]
+    assert seen == [(["input"], 0o700)]
+
+
 # --- validate_waveform and to_mono ----------------------------------------------------------------
 
 

@@ -5,6 +5,13 @@ lossy formats give its numbers too: libsndfile does the float-to-int16 step, not
 libsndfile cannot open (M4A/AAC, ALAC, video containers, ...) fall back to an ``ffmpeg``
 subprocess that writes 16-bit PCM to a pipe at the file's own rate and channel count.
 
+ffmpeg reads untrusted files, so it may open nothing but the one file it is given: only the
+``file`` protocol, only the demuxers of :data:`FFMPEG_DEMUXERS` (audio and audio-in-video
+containers: never ``concat``, playlists such as HLS or DASH, image sequences or devices, which
+name other files), and bytes or streams are copied into a private folder of their own first, so
+that a relative name inside them points at nothing. Its messages never show a path other than
+the input's own name.
+
 Decoding streams: :func:`stream` yields blocks of a bounded number of frames, so memory does not
 grow with the file's length; :func:`load` is the concatenation of those blocks.
 
@@ -49,6 +56,19 @@ _INSTALL_FFMPEG = "install ffmpeg (e.g. apt-get install ffmpeg) to read {what} f
 _FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
 _INEXACT_LENGTH_FORMATS = frozenset({"MP3"})  # libsndfile's frame count is an estimate
 _SPOOL_CHUNK_BYTES = 1 << 20
+_FINITE_CHECK_SAMPLES = 1 << 20  # samples checked for NaN/Inf at a time
+_SPOOL_NAME = "input"  # the spooled copy's name inside its private folder (plus the suffix)
+FFMPEG_DEMUXERS = (
+    # audio containers and raw audio streams
+    "aac,ac3,aiff,amr,amrnb,amrwb,ape,au,caf,dsf,dts,dtshd,eac3,flac,g722,g723_1,g729,gsm,"
+    "loas,mlp,mp3,mpc,mpc8,oma,sbc,shn,tak,truehd,tta,voc,w64,wav,wv,xwma,"
+    # containers that carry audio beside video ("mov" is mov/mp4/m4a/3gp, "matroska" also webm)
+    "asf,avi,flv,matroska,mov,mpeg,mpegts,nut,ogg,rm"
+)
+"""The only demuxers ffmpeg may use (its ``-format_whitelist``). Left out on purpose: ``concat``,
+``hls``, ``dash`` and other playlists, ``image2`` and the image pipes, devices, ``lavfi``, and
+subtitle or data formats: each of them opens other files or is not audio."""
+_PATHS = re.compile(r"(?:file:)?/[^\s'\"]*")  # absolute paths in ffmpeg's messages
 # libsndfile's log line for a chunk shorter than its header says: "data : 64000 (should be 31979)"
 _SHORT_CHUNK = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 _UNKNOWN_CHUNK_SIZES = frozenset({0, 0xFFFFFFFF})  # written by encoders that stream to a pipe
@@ -243,14 +263,34 @@ def validate_waveform(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
     Raises:
         ValueError: Wrong dtype, shape or layout, NaN/Inf samples, or a bad sample rate.
     """
+    return waveform_to_mono(check_waveform(waveform, sample_rate))
+
+
+def check_waveform(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Check a user's array as :func:`validate_waveform` does, without converting or copying it.
+
+    Returns:
+        The array itself (``np.asarray`` of it): pass parts of it to :func:`waveform_to_mono`.
+
+    Raises:
+        ValueError: Wrong dtype, shape or layout, NaN/Inf samples, or a bad sample rate.
+    """
     check_sample_rate(sample_rate)
     x = np.asarray(waveform)
-    x = _scaled_to_float(x)
+    _scaled_to_float(np.empty(0, x.dtype))  # refuses every dtype but float and int16
     if x.ndim not in (1, 2):
         raise InvalidAudioError(f"waveform must be (samples,) or (samples, channels); got shape {x.shape}")
     if x.ndim == 2:
         check_array_channels(x.shape)
-    check_finite(x)
+    if x.dtype.kind == "f":
+        for start in range(0, len(x), _FINITE_CHECK_SAMPLES):  # a bounded temporary mask
+            check_finite(x[start : start + _FINITE_CHECK_SAMPLES], start)
+    return x
+
+
+def waveform_to_mono(x: np.ndarray) -> np.ndarray:
+    """A checked array (or any run of its samples) -> (samples,) float64 mono, int16 / 32768."""
+    x = _scaled_to_float(x)
     return to_mono(x) if x.ndim == 2 else np.array(x, dtype=np.float64)
 
 
@@ -390,9 +430,12 @@ def _is_seekable(fileobj: BinaryIO) -> bool:
 
 
 def _spool(fileobj: IO[bytes], src: _Input, cleanup: contextlib.ExitStack) -> str:
-    """Copy the rest of ``fileobj`` to a temporary file that ``cleanup`` removes."""
-    fd, path = tempfile.mkstemp(prefix="vggish-audio-", suffix=src.suffix)
-    cleanup.callback(_remove, path)
+    """Copy the rest of ``fileobj`` to a file alone in a private temporary folder (mode 0700),
+    which ``cleanup`` removes: names that the input itself holds resolve into that empty folder."""
+    folder = tempfile.mkdtemp(prefix="vggish-audio-")
+    cleanup.callback(shutil.rmtree, folder, True)
+    path = os.path.join(folder, _SPOOL_NAME + src.suffix)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         shutil.copyfileobj(fileobj, out, _SPOOL_CHUNK_BYTES)
         size = out.tell()
@@ -404,11 +447,6 @@ def _spool(fileobj: IO[bytes], src: _Input, cleanup: contextlib.ExitStack) -> st
 def _seek_quietly(fileobj: BinaryIO, position: int) -> None:
     with contextlib.suppress(OSError, ValueError):  # already closed by its owner
         fileobj.seek(position)
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
 
 
 def _owned_blocks(blocks: Iterator[np.ndarray], owned: contextlib.ExitStack) -> Iterator[np.ndarray]:
@@ -531,30 +569,45 @@ def _ffmpeg_tools(src: _Input) -> tuple[str, str]:
     return ffmpeg, ffprobe
 
 
-def _ffmpeg_reason(stderr: bytes) -> str:
-    """The last two distinct lines of ffmpeg's stderr, without '[demuxer @ 0x..]' prefixes."""
+def _ffmpeg_reason(stderr: bytes, path: str, src: _Input) -> str:
+    """The last two distinct lines of ffmpeg's stderr, without '[demuxer @ 0x..]' prefixes; the
+    input's path shown as its name, any other path as ``<path>``."""
+    text = stderr.decode(errors="replace")
+    if "not on whitelist" in text:
+        return (
+            "not an audio container that the decoder accepts (playlists, concat lists, image "
+            "sequences and devices are refused)"
+        )
+    text = text.replace(f"file:{path}", src.name).replace(path, src.name)
     lines: list[str] = []
-    for raw in stderr.decode(errors="replace").splitlines():
+    for raw in text.splitlines():
         line = re.sub(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*", "", raw.strip())
-        line = re.sub(r"^(?:file:)?.*?: (?=Invalid|No such|Permission|End of file)", "", line)
+        line = _PATHS.sub("<path>", line)
         if line and not line.startswith("Last message repeated") and line not in lines[-1:]:
             lines.append(line)
     return "; ".join(lines[-2:])[-300:] or "unknown error"
+
+
+def _confined_input(path: str) -> list[str]:
+    """ffmpeg's and ffprobe's options to read ``path`` and nothing else: the ``file`` protocol
+    alone, the allowed demuxers alone."""
+    return ["-protocol_whitelist", "file", "-format_whitelist", FFMPEG_DEMUXERS, "-i", f"file:{path}"]
 
 
 def _probe_ffmpeg(path: str, src: _Input) -> AudioInfo:
     """AudioInfo of the first audio stream, from ffprobe."""
     _, ffprobe = _ffmpeg_tools(src)
     entries = "stream=codec_name,sample_rate,channels:format=format_name"
-    command = [ffprobe, "-v", "error", "-protocol_whitelist", "file", "-select_streams", "a:0"]
-    command += ["-show_entries", entries, "-of", "json", f"file:{path}"]
+    command = [ffprobe, "-v", "error", *_confined_input(path), "-select_streams", "a:0"]
+    command += ["-show_entries", entries, "-of", "json"]
     done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, check=False)
     if done.returncode != 0:
-        raise _UnreadableError(_ffmpeg_reason(done.stderr))
+        raise _UnreadableError(_ffmpeg_reason(done.stderr, path, src))
     try:
         report = json.loads(done.stdout)
     except ValueError as e:
-        raise _UnreadableError(f"unreadable ffprobe output ({_ffmpeg_reason(done.stderr)})") from e
+        reason = _ffmpeg_reason(done.stderr, path, src)
+        raise _UnreadableError(f"unreadable ffprobe output ({reason})") from e
     streams = report.get("streams") or []
     if not streams:
         kind = report.get("format", {}).get("format_name", "unknown")
@@ -570,14 +623,15 @@ def _probe_ffmpeg(path: str, src: _Input) -> AudioInfo:
 def _ffmpeg_blocks(path: str, src: _Input, info: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
     """Run ffmpeg to a 16-bit WAV pipe and yield its samples; always stop and reap it."""
     ffmpeg, _ = _ffmpeg_tools(src)
-    command = [ffmpeg, "-nostdin", "-v", "error", "-xerror", "-protocol_whitelist", "file"]
-    command += ["-i", f"file:{path}", "-map", "0:a:0", "-c:a", "pcm_s16le", "-f", "wav"]
+    command = [ffmpeg, "-nostdin", "-v", "error", "-xerror", *_confined_input(path)]
+    command += ["-map", "0:a:0", "-c:a", "pcm_s16le", "-f", "wav"]
     command += ["-bitexact", "-map_metadata", "-1", "pipe:1"]
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
         try:
             assert proc.stdout is not None
-            yield from _pcm_blocks(proc.stdout, src.name, info, block_frames, proc, stderr)
+            failure = partial(_ffmpeg_failure, proc, stderr, path, src)
+            yield from _pcm_blocks(proc.stdout, src.name, info, block_frames, failure)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -591,15 +645,15 @@ def _pcm_blocks(
     name: str,
     info: AudioInfo,
     block_frames: int,
-    proc: subprocess.Popen[bytes],
-    stderr: IO[bytes],
+    failure: Callable[[], str | None],
 ) -> Iterator[np.ndarray]:
-    """Check the piped WAV header against ``info``, then yield its data in blocks."""
+    """Check the piped WAV header against ``info``, then yield its data in blocks; ``failure``
+    waits for ffmpeg and says why it failed (None: it did not)."""
     header = _read_wav_header(pipe)
     if header is None:  # ffmpeg failed before writing any audio: report why
         pipe.close()  # so that ffmpeg cannot block on a full pipe while we wait
-        failure = _ffmpeg_failure(proc, stderr) or "no 16-bit WAV header in its output"
-        raise UndecodableAudioError(f"cannot decode {name} with ffmpeg: {failure}")
+        why = failure() or "no 16-bit WAV header in its output"
+        raise UndecodableAudioError(f"cannot decode {name} with ffmpeg: {why}")
     if header != (info.sample_rate, info.channels):
         raise InvalidAudioError(
             f"cannot decode {name}: ffmpeg decodes {header[1]} channels at {header[0]} Hz but "
@@ -612,17 +666,17 @@ def _pcm_blocks(
             raise InvalidAudioError(f"cannot decode {name}: ffmpeg's output ended inside a frame")
         yield _to_float32(np.frombuffer(chunk, dtype="<i2").reshape(-1, info.channels))
         done += len(chunk) // frame_bytes
-    reason = _ffmpeg_failure(proc, stderr)
+    reason = failure()
     if reason:
         raise InvalidAudioError(f"cannot decode {name}: ffmpeg failed after {done} frames: {reason}")
 
 
-def _ffmpeg_failure(proc: subprocess.Popen[bytes], stderr: IO[bytes]) -> str | None:
+def _ffmpeg_failure(proc: subprocess.Popen[bytes], stderr: IO[bytes], path: str, src: _Input) -> str | None:
     """Wait for ffmpeg; its short error if it failed, else None."""
     if proc.wait() == 0:
         return None
     stderr.seek(0)
-    return _ffmpeg_reason(stderr.read(1 << 16)) + f" (exit status {proc.returncode})"
+    return _ffmpeg_reason(stderr.read(1 << 16), path, src) + f" (exit status {proc.returncode})"
 
 
 def _read_wav_header(pipe: IO[bytes]) -> tuple[int, int] | None:

@@ -284,10 +284,10 @@ class ExampleSource:
         self._blocks: Iterator[np.ndarray] | None = None
         with self._named_errors():
             if isinstance(source, Waveform):
-                self._mono, self.info = _open_waveform(source, device)
+                self._array, self.info = _open_waveform(source, device)
             else:
                 stream_info, self._blocks = audio.stream(source, CHUNK_SAMPLES)
-                self._mono = None
+                self._array = None
                 self.info = InputInfo(stream_info.sample_rate, stream_info.channels, stream_info.frames)
         if self.info.frames is not None:
             self.limits.check_length(self.info.frames, self.info.sample_rate, options, self.label)
@@ -346,9 +346,11 @@ class ExampleSource:
                 close()
 
     def _mono_chunks(self) -> Iterator[np.ndarray | torch.Tensor]:
-        if self._mono is not None:
-            for start in range(0, int(self._mono.shape[0]), CHUNK_SAMPLES):
-                yield self._mono[start : start + CHUNK_SAMPLES]
+        if self._array is not None:  # a checked array: each run made mono float64 in turn
+            array = self._array
+            for start in range(0, int(array.shape[0]), CHUNK_SAMPLES):
+                run = array[start : start + CHUNK_SAMPLES]
+                yield audio.waveform_to_mono(run) if isinstance(run, np.ndarray) else run
             return
         assert self._blocks is not None
         while True:
@@ -370,8 +372,9 @@ class ExampleSource:
 
 
 def _open_waveform(wave: Waveform, device: torch.device | None) -> tuple[Any, InputInfo]:
-    """A Waveform checked and mixed to mono: NumPy float64, or a float64 tensor left on its device
-    when the torch front end can take it as it is (16 kHz, front end on that device)."""
+    """A Waveform checked: a NumPy array as it is (converted to mono float64 one chunk at a time,
+    so that memory stays that of the caller's array), or a tensor mixed to mono float64 and left
+    on its device when the torch front end can take it as it is (16 kHz, front end there)."""
     audio.check_sample_rate(wave.sample_rate)
     rate = int(wave.sample_rate)
     samples = wave.samples
@@ -382,9 +385,9 @@ def _open_waveform(wave: Waveform, device: torch.device | None) -> tuple[Any, In
         if device is not None and rate == params.SAMPLE_RATE:
             return mono_t.to(device), info
         return mono_t.cpu().numpy(), info
-    mono = audio.validate_waveform(samples, rate)
-    channels = 1 if np.ndim(samples) == 1 else int(np.shape(samples)[1])
-    return mono, InputInfo(rate, channels, int(mono.shape[0]))
+    checked = audio.check_waveform(samples, rate)
+    channels = 1 if checked.ndim == 1 else int(checked.shape[1])
+    return checked, InputInfo(rate, channels, int(checked.shape[0]))
 
 
 def _tensor_mono(samples: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import ValidationError
 
 from vggish.errors import LimitExceededError
@@ -36,7 +35,7 @@ from vggish.heads_store import BaseHeadStore
 from vggish.options import EmbedOptions
 
 from ..config import Settings
-from ..deps import check_api_key
+from ..deps import bearer_token, check_api_key
 from ..errors import (
     ForbiddenOriginError,
     InvalidParameterError,
@@ -94,7 +93,9 @@ async def handshake(websocket: WebSocket, settings: Settings) -> StreamStart:
     text = message.get("text")
     first = _json_object(text) if text is not None else None
     given = first.get("api_key") if first is not None else None
-    check_api_key(settings, given if isinstance(given, str) else _bearer(websocket), KEY_HOW)
+    if not isinstance(given, str):
+        given = bearer_token(websocket.headers.get("authorization"))
+    check_api_key(settings, given, KEY_HOW)
     if first is None:
         raise InvalidParameterError(
             'the first message must be a JSON object (text), e.g. {"sample_rate": 48000, "format": "f32le"}'
@@ -219,11 +220,6 @@ def _check_origin(websocket: WebSocket, settings: Settings) -> None:
     raise ForbiddenOriginError(
         f"pages from {origin} may not stream to this server; list it in VGGISH_CORS_ORIGINS"
     )
-
-
-def _bearer(websocket: WebSocket) -> str | None:
-    scheme, token = get_authorization_scheme_param(websocket.headers.get("authorization"))
-    return token if scheme.lower() == "bearer" and token else None
 
 
 def _json_object(text: str | None) -> dict[str, Any] | None:

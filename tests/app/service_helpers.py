@@ -139,6 +139,20 @@ def uvicorn_server(**env: str) -> Iterator[Server]:
                 proc.wait()
 
 
+def proc_status(pid: int, field: str) -> int:
+    """A memory figure of a process from ``/proc/PID/status`` (``VmRSS``, ``VmHWM``...), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == field:
+            return int(value.split()[0]) * 1024
+    raise KeyError(field)
+
+
+def reset_peak(pid: int) -> None:
+    """Resets the process's peak resident memory (``VmHWM``) to its current one (Linux >= 4.0)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 def _wait_server(proc: subprocess.Popen[bytes], base: str, log: IO[bytes]) -> None:
     for _ in range(READY_POLLS):
         if proc.poll() is not None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from service_helpers import clip, signal_of
+from service_helpers import clip, encode, signal_of
 
 from vggish.runtime import Runtime
 
@@ -86,6 +86,19 @@ def test_json_samples_match_embed(
     assert "name" not in item
     waveform = x[:, 0] if channels == 1 else x
     check_parity(item, random_model.embed(waveform.astype(np.float64), rate, postprocess=False))
+
+
+def test_json_int16_samples_are_scaled_as_files_are(client: TestClient, random_model: Runtime) -> None:
+    """``"dtype": "int16"`` takes the integers a 16-bit WAV holds: the same embeddings as that file."""
+    x = (signal_of(2.2, 8000, 2, seed=14) * 32767).round().astype(np.int16)
+    wav = encode(x, 8000)
+    body = {"inputs": [{"samples": x.tolist(), "sample_rate": 8000, "dtype": "int16"}]}
+    r = client.post("/v1/embeddings", json=body)
+    assert r.status_code == 200, r.text
+    check_parity(r.json()["data"][0], random_model.embed_file(wav, postprocess=False))
+    floats = {"inputs": [{"samples": x.tolist(), "sample_rate": 8000}]}  # the same numbers as floats
+    refused = client.post("/v1/embeddings", json=floats)
+    assert refused.status_code == 422 and 'send "dtype": "int16"' in refused.json()["detail"]
 
 
 def test_mixed_json_inputs(client: TestClient) -> None:

@@ -41,9 +41,9 @@ CATALOGUE: dict[str, tuple[dict[str, Any], str, int, str]] = {
         422,
         "invalid-audio",
     ),
-    "zero sample rate": (_samples([0.0] * 100, 0), "", 422, "invalid-audio"),
+    "zero sample rate": (_samples([0.0] * 100, 0), "", 422, "invalid-parameter"),
     "fractional sample rate": (_samples([0.0] * 100, 16000.5), "", 422, "invalid-parameter"),
-    "huge sample rate": (_samples([0.0] * 100, 10**9), "", 422, "invalid-audio"),
+    "huge sample rate": (_samples([0.0] * 100, 10**9), "", 422, "invalid-parameter"),
     "bad base64": (
         {"json": {"inputs": [{"audio_base64": "%%% not base64 %%%"}]}},
         "",
@@ -124,3 +124,22 @@ def test_failures_are_counted_and_a_good_request_still_works(client: TestClient)
     assert 'vggish_failures_total{reason="invalid-parameter"}' in metrics
     r = client.post("/v1/embeddings", files={"file": ("a.wav", WAV)})
     assert r.status_code == 200 and len(r.json()["data"][0]["embeddings"]) == 2
+
+
+def test_an_unexpected_error_is_a_500_problem_with_the_request_id_and_a_logged_traceback(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = client.app.state.service  # type: ignore[attr-defined]
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug the tests planted")
+
+    monkeypatch.setattr(service, "embed", broken)
+    with caplog.at_level("ERROR", logger="app.errors"):
+        r = client.post("/v1/embeddings", files={"file": ("a.wav", WAV)}, headers={"x-request-id": "req-500"})
+    body = assert_problem(r, 500)
+    assert body["request_id"] == "req-500" == r.headers["x-request-id"]
+    assert "req-500" in body["detail"] and "a bug the tests planted" not in r.text  # no internals shown
+    logged = [rec for rec in caplog.records if rec.name == "app.errors"]
+    assert logged and logged[0].exc_info is not None
+    assert "a bug the tests planted" in str(logged[0].exc_info[1])
