@@ -35,7 +35,7 @@ WORKDIR /app
 # torch first. The default Linux wheel carries CUDA (several GB); for a slim CPU image pass
 # PyTorch's CPU wheel index: --build-arg TORCH_INDEX_URL=<PyTorch's CPU index URL>.
 RUN pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION}"
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE NOTICE ./
 COPY vggish ./vggish
 COPY app ./app
 # postgres: psycopg, for replicas sharing their heads (VGGISH_DATABASE_URL=postgresql://...)

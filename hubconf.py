@@ -1,4 +1,4 @@
-"""torch.hub entry points: ``torch.hub.load("<owner>/<repo>", "vggish")`` returns the model.
+"""torch.hub entry points: ``torch.hub.load("OWNER/REPO", "vggish")`` returns the model.
 
 Only the entry points are public names here: ``torch.hub.list`` lists every public callable of
 this module, so imports are kept private or inside the entry point (which also lets torch.hub
@@ -22,7 +22,7 @@ dependencies = ["numpy", "torch", "soundfile", "soxr", "safetensors", "tqdm", "t
 def vggish(weights: str | os.PathLike[str] | None = None, **kwargs: Any) -> Runtime:
     """VGGish, Google's AudioSet embedding model, with the TensorFlow reference's numbers.
 
-    >>> model = torch.hub.load("<owner>/<repo>", "vggish")                 # official weights
+    >>> model = torch.hub.load("OWNER/REPO", "vggish")                 # official weights
     >>> result = model.embed_file("dog.wav")          # (N, 128) embeddings, timestamps, uint8 PCA
     >>> result = model.embed(waveform, 44100)         # (samples,) or (samples, channels) floats
     >>> embeddings = model(examples)                  # (B, 96, 64) log-mel -> (B, 128), a torch.Tensor

@@ -81,7 +81,7 @@ def examples_out(examples: np.ndarray, encoding: str) -> list[Example]:
     little-endian float32 values, row-major (frame, band)."""
     if encoding == "float":
         return list(examples.tolist())
-    flat = examples.astype("<f4", copy=False).reshape(len(examples), -1)
+    flat = examples.astype("<f4", copy=False).reshape(len(examples), params.NUM_FRAMES * params.NUM_BANDS)
     return [base64.b64encode(row.tobytes()).decode("ascii") for row in flat]
 
 

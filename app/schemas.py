@@ -181,7 +181,9 @@ class FeatureData(BaseModel):
     """One input's log-mel examples: what the model takes."""
 
     index: int = Field(description="position of the input in the request")
-    name: str | None = Field(description="the file name, or the input's `name`")
+    name: str | None = Field(
+        None, description="the file name, or the input's `name` (absent when it has none)"
+    )
     sample_rate: int = Field(description="the input's rate in Hz")
     channels: int
     duration: float = Field(description="seconds")

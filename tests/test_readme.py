@@ -76,17 +76,7 @@ STOP_TIMEOUT_S = 60.0
 
 # Snippets that fail today, keyed by their first line (Python) or their command (shell, without
 # its comment). Remove an entry when the README is fixed: a strict xfail reports the fix.
-KNOWN_FAILURES: dict[str, str] = {
-    "import torch, vggish": (
-        "uses `waveform` and `sample_rate` without defining them (NameError); define them first, "
-        "e.g. `waveform, sample_rate = soundfile.read('clip.wav')`"
-    ),
-    # Skipped without a GPU, so this entry only matters where torch sees one.
-    "vggish extract corpus/ --output feats/ --engine ray --device cuda": (
-        "writes into feats/, which the line before made with --format tfrecord: extract refuses a "
-        "folder made with other settings ('feats was made with other settings'); use a new --output"
-    ),
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 ALSA_DIR = Path("/usr/share/sounds/alsa")
 FREEDESKTOP_DIR = Path("/usr/share/sounds/freedesktop/stereo")

@@ -61,7 +61,8 @@ def test_samples_hop_and_pad(client: TestClient) -> None:
     assert r.status_code == 200, r.text
     item = r.json()["data"][0]
     assert "name" not in item  # omitted when the input has none
-    expected = vggish.waveform_to_examples(x, 22050, hop_seconds=0.5, resampler="fast")
+    # JSON samples are read as float32, as the README says
+    expected = vggish.waveform_to_examples(x.astype(np.float32), 22050, hop_seconds=0.5, resampler="fast")
     np.testing.assert_array_equal(examples_of(item), expected)
     assert item["shape"] == [3, 96, 64] and item["timestamps"][1] == [0.5, 1.475]
 
@@ -69,6 +70,8 @@ def test_samples_hop_and_pad(client: TestClient) -> None:
     headers = {"content-type": "audio/wav", "x-filename": "short.wav"}
     unpadded = client.post("/v1/features", content=short, headers=headers).json()["data"][0]
     assert unpadded["shape"] == [0, 96, 64] and unpadded["examples"] == []
+    as_base64 = client.post("/v1/features", params={"encoding": "base64"}, content=short, headers=headers)
+    assert as_base64.status_code == 200 and as_base64.json()["data"][0]["examples"] == []
     padded = client.post("/v1/features", params={"pad": True}, content=short, headers=headers).json()
     assert padded["data"][0]["shape"] == [1, 96, 64] and padded["data"][0]["name"] == "short.wav"
 
