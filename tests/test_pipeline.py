@@ -165,7 +165,18 @@ LONG_FILE_SCRIPT = textwrap.dedent("""
     import numpy as np
     import vggish
     warnings.simplefilter("ignore")
-    model = vggish.load_model("random", backend="torch")
+
+
+    class Summary:
+        \"\"\"A backend that costs nothing: each example's mean over 48-value runs (128 numbers).\"\"\"
+        name = "summary"
+
+        def __call__(self, examples):
+            return np.asarray(examples, dtype=np.float32).reshape(len(examples), 128, 48).mean(axis=2)
+
+
+    network = vggish.load_model("random", backend="torch").network
+    model = vggish.Runtime(network, Summary())
     result = model.embed_file(sys.argv[1], batch_size=32)
     # VmHWM is this process's own peak. ru_maxrss is not: Linux carries the parent's peak across
     # fork + exec, so under a big pytest process it reports pytest's memory.
@@ -177,7 +188,11 @@ LONG_FILE_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_one_hour_stereo_file_in_bounded_memory(tmp_path: Path) -> None:
-    """A 1-hour 44.1 kHz stereo WAV (635 MB) embeds with peak RSS under 1.5 GB."""
+    """A 1-hour 44.1 kHz stereo WAV (635 MB) goes through the whole data path (decode, mono,
+    resample, log-mel, packer, results) with peak RSS under 1 GB: held whole, its samples alone
+    would take 635 MB as int16 and 2.5 GB as float64. The network is a backend that costs nothing
+    (the real one adds one batch of activations, whatever the length: tests/app/test_reliability.py
+    measures that), so the test takes seconds, not minutes."""
     path = tmp_path / "hour.wav"
     rng = np.random.default_rng(0)
     block = (rng.standard_normal((44100 * 60, 2)) * 2000).astype(np.int16)
@@ -190,7 +205,7 @@ def test_one_hour_stereo_file_in_bounded_memory(tmp_path: Path) -> None:
     count, duration, peak_mb = out.stdout.split()
     assert int(count) == features.num_examples(16000 * 3600) == 3749
     assert float(duration) == pytest.approx(3600.0)
-    assert float(peak_mb) < 1536, f"peak RSS {peak_mb} MB"
+    assert float(peak_mb) < 1024, f"peak RSS {peak_mb} MB"
 
 
 def test_options_are_validated_once() -> None:
