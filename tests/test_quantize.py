@@ -39,7 +39,8 @@ def fp32_graph(tmp_path_factory: pytest.TempPathFactory, random_model) -> Path: 
     pytest.importorskip("onnxscript")
     from vggish.onnx_export import export_onnx
 
-    return export_onnx(random_model, tmp_path_factory.mktemp("fp32") / "vggish.onnx")
+    sha = {"sha256": random_model.weights_info["sha256"]}
+    return export_onnx(random_model.network, tmp_path_factory.mktemp("fp32") / "vggish.onnx", metadata=sha)
 
 
 @pytest.mark.slow
