@@ -242,7 +242,7 @@ def tuned(
     if mode is False:
         return default_tuning(backend, precision)
     key = TuningKey.here(backend, precision, threads)
-    path = Path(cache_dir) / SUBDIR / key.file_name()
+    path = stored_path(cache_dir, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path):  # processes starting together (service workers) tune once, not at once
         if mode == "auto":
@@ -254,6 +254,11 @@ def tuned(
         write_bytes_atomic(path, tuning.to_json().encode())
     logger.info("tuned: %s", tuning.summary())
     return tuning
+
+
+def stored_path(cache_dir: str | os.PathLike[str], key: TuningKey) -> Path:
+    """Where the tuning for ``key`` is kept: ``cache_dir/tuning/`` + :meth:`TuningKey.file_name`."""
+    return Path(cache_dir) / SUBDIR / key.file_name()
 
 
 def read_tuning(path: Path, key: TuningKey) -> Tuning | None:
