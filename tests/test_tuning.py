@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -206,3 +207,24 @@ def test_vggish_tune_help_teaches_and_gpus_are_refused(capsys: pytest.CaptureFix
         assert words in text
     assert main(["tune", "--weights", "random", "--device", "cuda"]) == 1
     assert "tuning is for the CPU" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("tiny_budget")
+def test_the_onnx_backend_runs_the_graph_of_its_tuned_plan(tmp_path: Path, measurements: list[str]) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = vggish.load_model("random", backend="onnx", cache_dir=tmp_path, tune="auto", threads=1)
+    assert measurements == ["onnx"] and model.tuning is not None and model.tuning.backend == "onnx"
+    [path] = stored(tmp_path)
+    assert path.name.startswith("onnx-fp32-1t-")
+    assert {t.layer for t in model.tuning.timings} == set(plans.CONV_NAMES[1:])  # conv1 is always a Conv
+    assert all(t.error is not None and t.error <= tuning.ACCURACY_BOUND for t in model.tuning.timings)
+    info = model._backend.session.weights_info  # type: ignore[attr-defined]
+    assert info["plan"] == model.tuning.plan.tag  # the graph loaded is the tuned plan's
+    assert model.default_batch_size == model.tuning.batch_size
+    x = np.random.default_rng(0).standard_normal((3, 96, 64)).astype(np.float32)
+    expected = model(torch.from_numpy(x)).detach().numpy()
+    assert np.abs(model.infer(x) - expected).max() <= 1e-4 * np.abs(expected).max()  # fp32 numbers

@@ -173,10 +173,13 @@ class Tuning:
     def table(self) -> str:
         """The per-layer timings and the choice, as a markdown table (``vggish tune`` prints it)."""
         algos = list(dict.fromkeys(t.algorithm for t in self.timings))
-        lines = [
-            "| layer | " + " | ".join(algos) + " | chosen |",
-            "|---|" + "---:|" * len(algos) + "---|",
-        ]
+        if not algos:  # int8 graphs, defaults: nothing timed per layer
+            lines = [f"no per-layer timings ({self.source}): {self.plan}"]
+        else:
+            lines = [
+                "| layer | " + " | ".join(algos) + " | chosen |",
+                "|---|" + "---:|" * len(algos) + "---|",
+            ]
         chosen = self.plan.as_dict() | {FC_ROW: self.plan.fc}
         for layer in dict.fromkeys(t.layer for t in self.timings):
             row = {t.algorithm: t for t in self.timings if t.layer == layer}
@@ -326,15 +329,17 @@ def candidates_for(backend: TunedBackend, precision: str) -> dict[str, tuple[str
 
     PyTorch float32: every convolution algorithm, ``F.linear`` and oneDNN; bf16: direct
     convolutions whole or chunked (Winograd loses in bf16), ``F.linear`` (already oneDNN in
-    bf16). ONNX Runtime: ``Conv``, F(2x2) and F(4x4) from conv2 on; conv1 (one input channel)
-    stays a ``Conv``: in a graph the Winograd transforms are whole-tensor copies, 10x slower there.
-    int8 graphs: none (every layer a quantized ``Conv``/``Gemm``; only the batch size is timed).
+    bf16). ONNX Runtime: ``Conv`` or F(4x4) from conv2 on, each layer one exported graph (~2 s of
+    export each, the bulk of the tuning's time); not F(2x2), which never beat F(4x4) in ONNX
+    Runtime (NOTES-a.md, and 1.3-1.5x slower per layer in the first measurement of this module),
+    nor conv1 (one input channel), whose Winograd transforms are whole-tensor copies in a graph,
+    10x slower than its ``Conv``: conv1 is not timed. int8 graphs: none (every layer a quantized
+    ``Conv``/``Gemm``; only the batch size is timed).
     """
     if backend == "onnx" and precision == "int8":
         return {}
     if backend == "onnx":
-        deep = ("direct", "winograd2", "winograd4")
-        return {name: ("direct",) if name == "conv1" else deep for name in plans.CONV_NAMES}
+        return dict.fromkeys(plans.CONV_NAMES[1:], ("direct", "winograd4"))
     if precision == "fp32":
         fc: tuple[str, ...] = ("dense", "onednn") if plans.onednn_available() else ("dense",)
         return {**dict.fromkeys(plans.CONV_NAMES, plans.CONV_ALGORITHMS), FC_ROW: fc}
@@ -463,6 +468,8 @@ def _onnx_layers(
     fns: dict[tuple[str, str], Fn] = {}
     errors: dict[tuple[str, str], float] = {}
     for name in plans.CONV_NAMES:
+        if not candidates.get(name):
+            continue
         conv, pool = getattr(network, name), name in POOL_AFTER
         nhwc = layer_input(name, TUNING_BATCH, torch.float32)
         reference = _float64_layer(conv, nhwc[:ACCURACY_EXAMPLES], pool)
