@@ -63,7 +63,8 @@ def load_model(
         cache_dir: where exported graphs and tunings are kept (default ``~/.cache/vggish``).
         tune: on the CPU, the per-layer algorithms and batch size of the backend
             (:mod:`vggish.tuning`): ``"auto"`` reuses this machine's stored choice or measures it
-            once (a few seconds), True measures again, False takes the built-in defaults without
+            once (15-75 s on 2 busy cores, ONNX Runtime the longest: one exported graph per
+            candidate), True measures again, False takes the built-in defaults without
             measuring (reproducible timings); None: :data:`DEFAULT_TUNE` (``"auto"``).
 
     Returns:

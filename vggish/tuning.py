@@ -252,7 +252,9 @@ def tuned(
             stored = read_tuning(path, key)
             if stored is not None:
                 return stored
-        logger.warning("tuning VGGish's %s backend for this machine (once; a few seconds): %s", backend, path)
+        logger.warning(
+            "tuning VGGish's %s backend for this machine (once; up to a minute): %s", backend, path
+        )
         tuning = measure(backend, network, runner_for, precision=precision, threads=threads, key=key)
         write_bytes_atomic(path, tuning.to_json().encode())
     logger.info("tuned: %s", tuning.summary())

@@ -153,8 +153,8 @@ def add_tune_arg(p: argparse.ArgumentParser) -> None:
         "--tune",
         choices=list(TUNE_CHOICES),
         help=f"per-machine choice of each layer's algorithm and the batch size (default: {TUNE_ENV} "
-        "or auto): auto measures once per machine, backend, precision and thread count (a few "
-        "seconds) and reuses it from the cache; on measures again; off takes the built-in plans "
+        "or auto): auto measures once per machine, backend, precision and thread count (15-75 s) "
+        "and reuses it from the cache; on measures again; off takes the built-in plans "
         "(reproducible timings); 'vggish tune' shows the table",
     )
 
