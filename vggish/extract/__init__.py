@@ -146,9 +146,6 @@ def extract(
     """
     started = time.perf_counter()
     _check_packages(options)
-    if options.embed.batch_size is None:
-        batch_size = default_batch_size(options.device)
-        options = replace(options, embed=replace(options.embed, batch_size=batch_size))
     torch_threads = torch.get_num_threads()  # restored at the end: the model's count is for this run
     if options.engine == "ray":  # the actors load their own; this one only reads the metadata
         model = load_model(weights, backend="torch", tune=False)
@@ -167,6 +164,10 @@ def extract(
             cache_dir=options.cache_dir,
             tune=options.tune,
         )
+    if options.embed.batch_size is None:  # the model's (tuned on the CPU); the Ray actors' device's
+        ray = options.engine == "ray"
+        batch_size = default_batch_size(options.device) if ray else model.default_batch_size
+        options = replace(options, embed=replace(options.embed, batch_size=batch_size))
     postprocess = wants_postprocess(model, options.embed)
     if options.format == "tfrecord" and not postprocess:
         raise ValueError(
