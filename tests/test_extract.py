@@ -389,7 +389,10 @@ def test_resume_after_a_crash_between_the_renames(tmp_path: Path) -> None:
     arrays = ["embedding", "postprocessed"]
     pd.testing.assert_frame_equal(rerun.drop(columns=arrays), clean.drop(columns=arrays))
     np.testing.assert_allclose(
-        np.stack(rerun["embedding"]), np.stack(clean["embedding"]), rtol=1e-5, atol=1e-5
+        np.stack(rerun["embedding"]),
+        np.stack(clean["embedding"]),
+        rtol=EMBEDDING_TOLERANCE,
+        atol=EMBEDDING_TOLERANCE,
     )
 
 
