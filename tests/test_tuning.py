@@ -122,6 +122,19 @@ def test_a_damaged_file_is_ignored_with_a_warning_and_rewritten(
     assert len(measurements) == 4
 
 
+@pytest.mark.usefixtures("tiny_budget")
+def test_a_cache_that_cannot_be_written_measures_with_a_warning(
+    tmp_path: Path, measurements: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    with caplog.at_level(logging.WARNING, logger="vggish.tuning"):
+        model = load(blocked, "auto")
+    assert measurements == ["torch"] and model.tuning is not None and model.tuning.source == "measured"
+    assert "cannot keep a tuning" in caplog.text and "VGGISH_TUNE=off" in caplog.text
+    assert model._torch.plan == model.tuning.plan  # used for this process all the same
+
+
 def test_tune_false_takes_the_defaults_without_measuring(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

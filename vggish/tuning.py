@@ -35,7 +35,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -246,8 +246,18 @@ def tuned(
         return default_tuning(backend, precision)
     key = TuningKey.here(backend, precision, threads)
     path = stored_path(cache_dir, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path):  # processes starting together (service workers) tune once, not at once
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = _Lock(path)
+    except OSError as e:  # a read-only cache: measure for this process, say how to avoid it
+        logger.warning(
+            "cannot keep a tuning in %s (%s): measuring for this process only; give a writable "
+            "cache_dir (VGGISH_CACHE_DIR) or tune=False (VGGISH_TUNE=off)",
+            path.parent,
+            e,
+        )
+        return measure(backend, network, runner_for, precision=precision, threads=threads, key=key)
+    with lock:  # processes starting together (service workers) tune once, not at once
         if mode == "auto":
             stored = read_tuning(path, key)
             if stored is not None:
@@ -256,7 +266,10 @@ def tuned(
             "tuning VGGish's %s backend for this machine (once; up to a minute): %s", backend, path
         )
         tuning = measure(backend, network, runner_for, precision=precision, threads=threads, key=key)
-        write_bytes_atomic(path, tuning.to_json().encode())
+        try:
+            write_bytes_atomic(path, tuning.to_json().encode())
+        except OSError as e:
+            logger.warning("cannot store the tuning in %s (%s): it holds for this process only", path, e)
     logger.info("tuned: %s", tuning.summary())
     return tuning
 
@@ -283,20 +296,29 @@ def read_tuning(path: Path, key: TuningKey) -> Tuning | None:
     return tuning if tuning.key == key else None
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path``'s ``.lock`` file where the OS has ``fcntl`` (else no lock)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: processes may tune at the same time; the write stays atomic
-        yield
-        return
-    with open(path.with_suffix(".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+class _Lock(contextlib.AbstractContextManager[None]):
+    """An exclusive lock on ``path``'s ``.lock`` file where the OS has ``fcntl`` (else no lock).
+
+    The file is opened here, so that a cache that cannot be written fails before anything runs.
+    """
+
+    def __init__(self, path: Path) -> None:
         try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            import fcntl
+        except ImportError:  # Windows: processes may tune at the same time; the write stays atomic
+            self._file = None
+            return
+        self._fcntl = fcntl
+        self._file = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 (closed in __exit__)
+
+    def __enter__(self) -> None:
+        if self._file is not None:
+            self._fcntl.flock(self._file, self._fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._fcntl.flock(self._file, self._fcntl.LOCK_UN)
+            self._file.close()
 
 
 def measure(
