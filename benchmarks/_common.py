@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,8 @@ class Row:
         value: the number (formatted to 3 significant figures) or a fact / reason as text.
         unit: the value's unit (``s``, ``examples/s``, ``GFLOP/s``...); empty for text.
         note: comparisons and conditions (``2.4x vs torchvggish``, ``median of 3``).
+        vs_ceiling: examples/s as a multiple of the model ceiling (float32 GEMM GFLOP/s / 1.73
+            GFLOP per example; :func:`with_ceiling`), for the model-only sections.
     """
 
     section: str
@@ -53,6 +55,7 @@ class Row:
     value: float | str
     unit: str = ""
     note: str = ""
+    vs_ceiling: float | None = None
 
 
 def log(message: str) -> None:
@@ -175,8 +178,15 @@ def machine_line() -> str:
         f"{cpu_model()}, {usable_cores()} cores usable, {torch.get_num_threads()} torch threads, "
         f"Python {platform.python_version()}, torch {torch.__version__}, "
         f"onnxruntime {package_version('onnxruntime')}, numpy {np.__version__}, "
-        f"load average {os.getloadavg()[0]:.2f}"
+        f"load average {os.getloadavg()[0]:.2f}; SIMD {simd_summary()}"
     )
+
+
+def simd_summary() -> str:
+    """The CPU's SIMD and matrix extensions that matter here (:func:`vggish.cpus.simd_summary`)."""
+    from vggish import cpus
+
+    return cpus.simd_summary()
 
 
 def gemm_gflops(repeats: int, size: int = GEMM_SIZE) -> float:
@@ -200,13 +210,33 @@ def machine_rows(repeats: int) -> list[Row]:
             f"torch {torch.__version__}, onnxruntime "
             f"{package_version('onnxruntime')}, numpy {np.__version__}",
         ),
+        Row(section, "SIMD flags", simd_summary(), "", "what decides the algorithms and precisions that pay"),
     ]
     gflops = gemm_gflops(repeats)
     note = f"torch.mm {GEMM_SIZE}x{GEMM_SIZE}, {torch.get_num_threads()} threads, median of {repeats}"
     rows.append(Row(section, "float32 GEMM", gflops, "GFLOP/s", note))
     note = f"GEMM / {MODEL_GFLOP_PER_EXAMPLE} GFLOP per example"
-    rows.append(Row(section, "model ceiling", gflops / MODEL_GFLOP_PER_EXAMPLE, "examples/s", note))
+    rows.append(Row(section, "model ceiling", model_ceiling(gflops), "examples/s", note))
     return rows
+
+
+CEILING_SECTIONS = ("model", "speed")  # model-only throughput: comparable with the ceiling
+
+
+def model_ceiling(gflops: float) -> float:
+    """Examples/s of a network running at float32 GEMM speed: ``gflops`` / 1.73 GFLOP."""
+    return gflops / MODEL_GFLOP_PER_EXAMPLE
+
+
+def with_ceiling(rows: Iterable[Row], gflops: float) -> list[Row]:
+    """``rows`` with :attr:`Row.vs_ceiling` set on the model-only examples/s rows."""
+    ceiling = model_ceiling(gflops)
+    return [
+        replace(row, vs_ceiling=row.value / ceiling)
+        if row.section in CEILING_SECTIONS and row.unit == "examples/s" and isinstance(row.value, float | int)
+        else row
+        for row in rows
+    ]
 
 
 def format_value(value: float | str) -> str:
@@ -220,10 +250,11 @@ def format_value(value: float | str) -> str:
 
 
 def markdown_table(rows: Iterable[Row]) -> str:
-    """One markdown table: section | what | result | unit | notes."""
-    lines = ["| section | what | result | unit | notes |", "|---|---|---:|---|---|"]
+    """One markdown table: section | what | result | unit | vs ceiling | notes."""
+    lines = ["| section | what | result | unit | vs ceiling | notes |", "|---|---|---:|---|---:|---|"]
     for row in rows:
-        cells = (row.section, row.name, format_value(row.value), row.unit, row.note)
+        ratio = "" if row.vs_ceiling is None else f"{row.vs_ceiling:.2f}x"
+        cells = (row.section, row.name, format_value(row.value), row.unit, ratio, row.note)
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 

@@ -1,13 +1,14 @@
 """Model-only throughput per backend, side by side in one run: examples/s at batch 1, 8, 32, 64.
 
 Backends: PyTorch eager with direct convolutions in the default NCHW layout and in
-``channels_last``; PyTorch ``channels_last`` with Winograd convolutions (what
-``load_model(backend="torch")`` gives on the CPU); ONNX Runtime (``backend="onnx"``, what
-``auto`` picks on the CPU; its graph has the Winograd convolutions too; skipped when
-``vggish[onnx]`` is not installed) and, as the baseline, torchvggish 0.2's eager model (input
-(N, 1, 96, 64), under ``torch.no_grad()``; skipped when not installed). Random weights: speed
-does not depend on their values. Each backend is called once per batch size to warm up; then
-the backends take turns per repeat, so a noisy neighbour hurts them alike; the median is reported.
+``channels_last``; PyTorch ``channels_last`` with the per-layer plan tuned on this machine (what
+``load_model(backend="torch")`` gives on the CPU: Winograd and chunked convolutions, see
+:mod:`vggish.tuning`); ONNX Runtime (``backend="onnx"``, what ``auto`` picks on the CPU, its
+graph tuned likewise; skipped when ``vggish[onnx]`` is not installed) and, as the baseline,
+torchvggish 0.2's eager model (input (N, 1, 96, 64), under ``torch.no_grad()``; skipped when
+not installed). Random weights: speed does not depend on their values. Each backend is called
+once per batch size to warm up; then the backends take turns per repeat, so a noisy neighbour
+hurts them alike; the median is reported.
 
 Usage: ``python benchmarks/bench_model.py [--batches 1 8 32 64] [--examples 128] [--repeats 3]``
 """
@@ -57,6 +58,7 @@ def torchvggish_runner() -> Runner:
 def runners() -> tuple[dict[str, Runner], list[Row]]:
     """Name -> (N, 96, 64) float32 -> (N, 128) callable for every backend available here, and a
     "not installed" row for each one that is not."""
+    private_onnx_cache()  # graphs and tunings in the run's temporary cache, not the user's
     last = load_bench_model(backend="torch")
     direct_last: Runtime = load_bench_model(backend="torch")
     direct_last.winograd = False
@@ -66,16 +68,11 @@ def runners() -> tuple[dict[str, Runner], list[Row]]:
     out: dict[str, Runner] = {
         "torch eager, NCHW, direct convolutions": nchw.infer,
         "torch channels_last, direct convolutions": direct_last.infer,
-        "torch channels_last + Winograd (backend='torch')": last.infer,
+        "torch channels_last, tuned plan (backend='torch')": last.infer,
     }
     missing: list[Row] = []
     if onnx_available():
-        from vggish import onnx_export
-
-        session = onnx_export.onnx_session(
-            last.network, last.weights_info["sha256"], private_onnx_cache(), metadata=last.weights_info
-        )
-        out["onnxruntime (backend='onnx')"] = session
+        out["onnxruntime (backend='onnx')"] = load_bench_model(backend="onnx").infer
     else:
         missing.append(missing_row(SECTION, "onnxruntime (backend='onnx')", "onnxruntime"))
     if installed("torchvggish"):

@@ -15,6 +15,15 @@ Sections, in order (``--only`` picks some):
   torchvggish one file at a time (``bench_extract.py``).
 - ``hear``: the HEAR API's timestamp embeddings at hops of 0.96, 0.25 and 0.05 s and its scene
   embeddings, one call on a batch of sounds, with the CPU's SIMD flags (``bench_hear.py``).
+- ``speed``: the per-layer plan tuned on this machine (:mod:`vggish.tuning`; its summary per
+  backend and precision, the per-layer tables on stderr), and examples/s of torch all direct,
+  built-in and tuned plans, bf16, ONNX Runtime built-in and tuned, and int8, each with its
+  deviation from fp32 (``bench_speed.py``).
+
+The model-only rows (``model``, ``speed``) carry their ratio to the model ceiling (float32 GEMM
+GFLOP/s / 1.73 GFLOP per example) in the "vs ceiling" column; the machine section names the
+CPU's SIMD flags. Models loaded by the library in this run are tuned once into the run's cache
+(``tune="auto"``); ``VGGISH_TUNE=off`` keeps the CLI's and servers' built-in plans.
 
 Each section measures the way its script's docstring says (warm-ups, cases taking turns, medians;
 the best of the repeats for extraction), with the library's random weights saved to one temporary
@@ -40,7 +49,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import Row, log, machine_line, machine_rows, markdown_table, private_onnx_cache, write_json
+from _common import (
+    Row,
+    gemm_gflops,
+    log,
+    machine_line,
+    machine_rows,
+    markdown_table,
+    private_onnx_cache,
+    with_ceiling,
+    write_json,
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,10 @@ class Sizes:
     extract_repeats: int = 1
     hear_sounds: int = 8  # sounds per HEAR call
     hear_seconds: float = 10.0
+    speed_batch: int = 32
+    speed_examples: int = 128
+    speed_repeats: int = 5
+    quick_tuning: bool = False  # tiny tuning budget (checks only)
 
 
 FULL = Sizes()
@@ -80,6 +103,10 @@ QUICK = Sizes(
     workers=(0,),
     hear_sounds=2,
     hear_seconds=2.0,
+    speed_batch=8,
+    speed_examples=8,
+    speed_repeats=1,
+    quick_tuning=True,
 )
 
 
@@ -119,6 +146,12 @@ def hear(s: Sizes) -> list[Row]:
     return run(s.hear_sounds, s.hear_seconds, s.repeats)
 
 
+def speed(s: Sizes) -> list[Row]:
+    from bench_speed import run
+
+    return run(s.speed_batch, s.speed_examples, s.speed_repeats, quick=s.quick_tuning)
+
+
 SECTIONS: dict[str, Callable[[Sizes], list[Row]]] = {
     "machine": lambda s: machine_rows(s.gemm_repeats),
     "end-to-end": end_to_end,
@@ -127,6 +160,7 @@ SECTIONS: dict[str, Callable[[Sizes], list[Row]]] = {
     "service": service,
     "extract": extract,
     "hear": hear,
+    "speed": speed,
 }
 
 
@@ -148,6 +182,17 @@ def run_sections(names: list[str], sizes: Sizes) -> tuple[list[Row], bool]:
     return rows, ok
 
 
+def ceiling_ratios(rows: list[Row], sizes: Sizes) -> list[Row]:
+    """The rows with their ratio to the model ceiling: the machine section's GEMM figure, or one
+    measured now when that section did not run and model-only rows did."""
+    gemm = [r.value for r in rows if (r.section, r.name) == ("machine", "float32 GEMM")]
+    needed = any(r.unit == "examples/s" and r.section in ("model", "speed") for r in rows)
+    if not needed:
+        return rows
+    gflops = float(gemm[0]) if gemm and not isinstance(gemm[0], str) else gemm_gflops(sizes.gemm_repeats)
+    return with_ceiling(rows, gflops)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -166,10 +211,12 @@ def main() -> int:
     private_onnx_cache()  # one export of the random weights' graph for the whole run
     header = machine_line()  # before the run: its load average is the machine's, not ours
     started = time.perf_counter()
-    rows, ok = run_sections(names, QUICK if args.quick else FULL)
+    sizes = QUICK if args.quick else FULL
+    rows, ok = run_sections(names, sizes)
+    rows = ceiling_ratios(rows, sizes)
     seconds = time.perf_counter() - started
-    sizes = "--quick sizes: checks only, not figures" if args.quick else "full sizes"
-    print(f"# vggish benchmarks, {time.strftime('%Y-%m-%d')}, {sizes}, {seconds:.0f} s")
+    scale = "--quick sizes: checks only, not figures" if args.quick else "full sizes"
+    print(f"# vggish benchmarks, {time.strftime('%Y-%m-%d')}, {scale}, {seconds:.0f} s")
     print(f"# {header}\n")
     print(markdown_table(rows))
     if args.json:

@@ -52,7 +52,7 @@ def table_rows(stdout: str) -> dict[tuple[str, str], tuple[str, str]]:
         if not line.startswith("| ") or line.startswith("| section "):
             continue
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
-        assert len(cells) == 5, line
+        assert len(cells) == 6, line
         rows[cells[0], cells[1]] = (cells[2], cells[3])
     return rows
 

@@ -46,7 +46,9 @@ from vggish.client.inputs import FilePart, SamplesPart, prepare
 
 pytestmark = pytest.mark.slow  # starts a uvicorn process
 
-ATOL = 1e-5  # batching changes the summation order only
+# float32 sums change with how examples share a batch: measured up to 2-3e-5 absolute (1.3-2.0e-6
+# of the embeddings' scale) for every plan, direct convolutions included (NOTES-17.md)
+ATOL = 3e-5
 KEY = "client-test-key"
 MAX_INPUTS = 4
 MAX_UPLOAD_BYTES = 3_000_000

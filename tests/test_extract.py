@@ -38,7 +38,12 @@ CORPUS = [
 ]
 BAD = [("bad/corrupt.wav", b"RIFF\x10\x00\x00\x00WAVEjunk"), ("bad/empty.flac", b"")]
 SHORT = ("bad/short.wav", 16_000, 0.5)
-EMBEDDING_TOLERANCE = 1e-5  # batches differ between runs; oneDNN's sums may differ in the last bits
+# Batches differ between runs (extract packs examples of several files together), and float32 sums
+# differ in the last bits with a batch's composition: measured up to 1.1e-5 absolute (1.6e-6 of the
+# embeddings' scale, ~7 with random weights) with the per-layer plans of issue 17 (F(4x4), oneDNN
+# fully connected layers), which is float32's own error against float64 (NOTES-a.md: 1.4e-6 of
+# scale for direct convolutions). 3e-5 leaves a margin of ~3 and stays ~4e-6 of the scale.
+EMBEDDING_TOLERANCE = 3e-5
 
 
 def write_clip(path: Path, rate: int, seconds: float, seed: int) -> Path:
@@ -384,7 +389,10 @@ def test_resume_after_a_crash_between_the_renames(tmp_path: Path) -> None:
     arrays = ["embedding", "postprocessed"]
     pd.testing.assert_frame_equal(rerun.drop(columns=arrays), clean.drop(columns=arrays))
     np.testing.assert_allclose(
-        np.stack(rerun["embedding"]), np.stack(clean["embedding"]), rtol=1e-5, atol=1e-5
+        np.stack(rerun["embedding"]),
+        np.stack(clean["embedding"]),
+        rtol=EMBEDDING_TOLERANCE,
+        atol=EMBEDDING_TOLERANCE,
     )
 
 

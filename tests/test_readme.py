@@ -353,6 +353,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         PYTHONPATH=str(site),
         PATH=os.pathsep.join([bin_dir, env.get("PATH", "")]),
         VGGISH_DOWNLOAD="false",
+        VGGISH_TUNE="off",  # the CLI and service snippets; Python snippets tune once into HOME's cache
         PYTHONDONTWRITEBYTECODE="1",
     )
     probe = "import vggish; print(vggish.__file__); print(vggish.default_weights_path())"

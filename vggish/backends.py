@@ -1,28 +1,27 @@
 """What computes the network: PyTorch (any device) or ONNX Runtime (CPU).
 
 A backend is a callable ``(N, 96, 64) examples -> (N, 128) float32 NumPy embeddings``, with a
-``name``. :class:`TorchBackend` also owns the per-layer choice of convolution algorithm (direct,
-or Winograd on the CPU; :mod:`vggish.winograd`) and the transformed kernels that choice needs.
+``name``. :class:`TorchBackend` also owns the per-layer algorithms (a :class:`~vggish.plans.Plan`:
+direct, chunked, Winograd, oneDNN fully connected layers) and the transformed kernels and
+packed weights that plan needs.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
-from typing import Literal, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from vggish import winograd
+from vggish import plans
 from vggish.frontend_torch import to_device
-from vggish.model import LayerFn, VGGish
+from vggish.model import LayerFn, LinearFn, VGGish
+from vggish.plans import ConvAlgorithm, Plan
 
-Algorithm = Literal["direct", "winograd2"]
-"""How one convolution layer is computed: ``nn.Conv2d`` (oneDNN / cuDNN), or Winograd F(2x2, 3x3)."""
-
-DEFAULT_PLAN: Mapping[str, Algorithm] = dict.fromkeys(sorted(winograd.LAYERS), "winograd2")
-"""Layers that do not run directly by default: conv3_1 ... conv4_2 as Winograd F(2x2, 3x3)."""
+Algorithm = ConvAlgorithm  # the name earlier releases used (vggish.plans.ConvAlgorithm)
+DEFAULT_PLAN = plans.TORCH_DEFAULT
+"""What :class:`TorchBackend` runs when given no plan (``load_model`` tunes one per machine)."""
 
 
 class Backend(Protocol):
@@ -34,20 +33,22 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """The network in PyTorch, with Winograd convolutions where they pay (CPU, float32, no grad).
+    """The network in PyTorch, each layer computed as a :class:`~vggish.plans.Plan` says (CPU, no grad).
 
     Args:
         network: the module, on its device and in its dtype.
-        plan: algorithm per convolution layer (missing layers run directly).
+        plan: algorithm per layer (:data:`DEFAULT_PLAN`: the one measured fastest on a 2-core
+            AVX-512 CPU; :mod:`vggish.tuning` measures this machine's).
     """
 
     name = "torch"
 
-    def __init__(self, network: VGGish, plan: Mapping[str, Algorithm] = DEFAULT_PLAN) -> None:
+    def __init__(self, network: VGGish, plan: Plan = DEFAULT_PLAN) -> None:
         self.network = network
-        self.plan = dict(plan)
-        self.winograd = True  # False: every layer direct (``model.winograd = False``)
+        self.plan = plan
+        self.winograd = True  # False: every layer as the module computes it (``model.winograd = False``)
         self._kernels: dict[str, tuple[tuple[object, ...], torch.Tensor]] = {}
+        self._linears: dict[str, tuple[tuple[object, ...], LinearFn]] = {}
 
     @property
     def device(self) -> torch.device:
@@ -59,7 +60,7 @@ class TorchBackend:
 
     def forward(self, examples: torch.Tensor) -> torch.Tensor:
         """The network on a tensor, with gradients when recorded (then every layer is direct)."""
-        out: torch.Tensor = self.network(examples, self.layers(examples))
+        out: torch.Tensor = self.network(examples, self.layers(examples), self.linears(examples))
         return out
 
     def __call__(self, examples: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -72,61 +73,63 @@ class TorchBackend:
             out: np.ndarray = self.forward(batch).float().cpu().numpy()
         return out
 
-    def layers(self, examples: torch.Tensor) -> dict[str, LayerFn] | None:
-        """The replaced layers for this input, or None when every layer runs directly.
+    def effective_plan(self, examples: torch.Tensor) -> Plan:
+        """What :meth:`forward` computes ``examples`` with: the plan, less what does not apply.
 
-        Winograd runs on the CPU in float32 when no weight gradient is recorded
-        (``inference_mode``, ``no_grad`` or frozen weights), so fine-tuning keeps exact gradients.
+        The plan applies on the CPU when no weight gradient is recorded (``inference_mode``,
+        ``no_grad`` or frozen weights), so fine-tuning keeps exact gradients; Winograd and oneDNN
+        fully connected layers in float32 only (bf16 measured more accurate and faster without
+        Winograd); ``direct_chunked`` in any float dtype.
         """
-        weight = self.network.conv3_1.weight
-        usable = (
-            self.winograd
-            and examples.device.type == "cpu"
-            and examples.dtype == weight.dtype == torch.float32
-            and not (torch.is_grad_enabled() and weight.requires_grad)
-        )
-        if not usable:
-            return None
-        kernels = {
-            name: self._transformed(name, algo) for name, algo in self.plan.items() if algo != "direct"
-        }
-        return plan_layers(self.network, self.plan, kernels) or None
+        weight = self.network.conv1.weight
+        if (
+            not self.winograd
+            or examples.device.type != "cpu"
+            or weight.device.type != "cpu"
+            or (torch.is_grad_enabled() and weight.requires_grad)
+        ):
+            return plans.DIRECT
+        if examples.dtype == weight.dtype == torch.float32:
+            return (
+                self.plan
+                if self.plan.fc == "dense" or plans.onednn_available()
+                else self.plan.replace("fc", "dense")
+            )
+        conv = tuple("direct" if algo in plans.TILES else algo for algo in self.plan.conv)
+        return Plan(conv, "dense")
 
-    def _transformed(self, name: str, algo: Algorithm) -> torch.Tensor:
+    def layers(self, examples: torch.Tensor) -> dict[str, LayerFn] | None:
+        """The replaced convolution layers for this input, or None when every one runs directly."""
+        plan = self.effective_plan(examples)
+        kernels = {name: self._transformed(name, plan.algorithm(name)) for name in plans.CONV_NAMES
+                   if plan.algorithm(name) in plans.TILES}  # fmt: skip
+        return plans.conv_layers(self.network, plan, kernels) or None
+
+    def linears(self, examples: torch.Tensor) -> dict[str, LinearFn] | None:
+        """The replaced fully connected layers for this input, or None."""
+        if self.effective_plan(examples).fc != "onednn":
+            return None
+        return {name: self._onednn(name) for name in plans.FC_NAMES}
+
+    def _transformed(self, name: str, algo: ConvAlgorithm) -> torch.Tensor:
         """The layer's transformed kernels, recomputed when its weights change (even in place)."""
         weight = getattr(self.network, name).weight
         key = (algo, weight.data_ptr(), weight._version, weight.dtype, weight.device)
         cached = self._kernels.get(name)
         if cached is None or cached[0] != key:
-            cached = (key, transform_kernel(weight, algo))
+            cached = (key, plans.transform_kernel(weight, algo))
             self._kernels[name] = cached
         return cached[1]
 
-
-def transform_kernel(weight: torch.Tensor, algo: Algorithm) -> torch.Tensor:
-    """A layer's (K, C, 3, 3) weights in the form ``algo`` multiplies with."""
-    if algo == "winograd2":
-        return winograd.transform_kernel(weight)
-    raise ValueError(f"no kernel transform for algorithm {algo!r}")
-
-
-def plan_layers(
-    network: VGGish, plan: Mapping[str, Algorithm], kernels: Mapping[str, torch.Tensor]
-) -> dict[str, LayerFn]:
-    """The layer functions of ``plan``'s non-direct layers, given their transformed ``kernels``."""
-    layers: dict[str, LayerFn] = {}
-    for name, algo in plan.items():
-        if algo == "direct":
-            continue
-        bias = getattr(network, name).bias
-        layers[name] = functools.partial(_winograd_layer, kernels=kernels[name], bias=bias)
-    return layers
-
-
-def _winograd_layer(
-    x: torch.Tensor, pool: bool, *, kernels: torch.Tensor, bias: torch.Tensor
-) -> torch.Tensor:
-    return winograd.conv3x3_relu(x, kernels, bias, pool)
+    def _onednn(self, name: str) -> LinearFn:
+        """The layer's oneDNN copy, remade when its weights or bias change (even in place)."""
+        linear = getattr(self.network, name)
+        key = tuple((p.data_ptr(), p._version) for p in (linear.weight, linear.bias))
+        cached = self._linears.get(name)
+        if cached is None or cached[0] != key:
+            cached = (key, plans.onednn_linear(linear))
+            self._linears[name] = cached
+        return cached[1]
 
 
 class OnnxBackend:

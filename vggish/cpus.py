@@ -121,3 +121,72 @@ def limit_blas_threads(threads: int = 1) -> None:
     """Sets NumPy's BLAS threads for the rest of the process (the service: its decode threads
     are the parallelism, so BLAS threads would only oversubscribe the cores)."""
     _blas_controller().limit(limits=threads, user_api="blas")
+
+
+_CPUINFO = Path("/proc/cpuinfo")
+# SIMD and matrix extensions that decide which algorithm and precision pay (x86 and ARM names).
+SIMD_FLAGS = (
+    "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8",
+    "amx_tile", "asimd", "asimddp", "bf16", "i8mm", "sve",
+)  # fmt: skip
+
+
+@functools.cache
+def _cpuinfo_fields() -> dict[str, str]:
+    """The first processor's ``key: value`` lines of /proc/cpuinfo (empty where there is none)."""
+    fields: dict[str, str] = {}
+    try:
+        text = _CPUINFO.read_text()
+    except OSError:
+        return fields
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break  # the first processor is enough
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo's ``model name``), else what ``platform`` knows."""
+    import platform
+
+    fields = _cpuinfo_fields()
+    return fields.get("model name") or fields.get("Model") or platform.processor() or platform.machine()
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (x86 ``flags``, ARM ``Features``); empty where unknown."""
+    fields = _cpuinfo_fields()
+    return frozenset((fields.get("flags") or fields.get("Features") or "").split())
+
+
+def simd_summary() -> str:
+    """The flags of :data:`SIMD_FLAGS` this CPU has, space-separated (``unknown`` without any)."""
+    flags = cpu_flags()
+    return " ".join(f for f in SIMD_FLAGS if f in flags) or "unknown"
+
+
+def cpu_identity() -> str:
+    """What tells two CPUs apart for tuning: model name, family/model/stepping and a hash of the
+    feature flags (virtual machines often report only "AMD EPYC", for an AVX2 and an AVX-512 part
+    alike)."""
+    import hashlib
+    import platform
+
+    fields = _cpuinfo_fields()
+    ids = "/".join(fields.get(k, "?") for k in ("cpu family", "model", "stepping"))
+    flags = hashlib.sha256(" ".join(sorted(cpu_flags())).encode()).hexdigest()[:12]
+    return f"{cpu_model()} ({platform.machine()}, {ids}, flags {flags})"
+
+
+def has_bf16() -> bool:
+    """Whether the CPU has bfloat16 arithmetic (AVX512_BF16, AMX-BF16, or ARM's BF16)."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def has_int8_dot() -> bool:
+    """Whether the CPU has 8-bit dot products (AVX512_VNNI, AVX_VNNI, AMX-INT8, ARM's dot product)."""
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})

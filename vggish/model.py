@@ -21,6 +21,8 @@ from vggish.postprocess import postprocess as _postprocess
 LayerFn = Callable[[torch.Tensor, bool], torch.Tensor]
 """A replacement for one convolution layer: ``(x, pool) -> relu(conv3x3(x) + bias)``, followed by
 the 2x2 max-pool when ``pool``; activations NHWC (channels last and contiguous)."""
+LinearFn = Callable[[torch.Tensor], torch.Tensor]
+"""A replacement for one fully connected layer: (N, in) -> (N, out), the same affine map."""
 
 # (scope, input channels, output channels) of the 3x3 convolutions; a 2x2 max-pool follows the
 # last convolution of each block: conv1 | conv2 | conv3_1 conv3_2 | conv4_1 conv4_2.
@@ -82,13 +84,20 @@ class VGGish(nn.Module):
         """Whether PCA parameters are loaded, so :meth:`postprocess` can run."""
         return self.pca_eigen_vectors.numel() > 0
 
-    def forward(self, examples: torch.Tensor, layers: Mapping[str, LayerFn] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        examples: torch.Tensor,
+        layers: Mapping[str, LayerFn] | None = None,
+        linears: Mapping[str, LinearFn] | None = None,
+    ) -> torch.Tensor:
         """Embeds log-mel examples.
 
         Args:
             examples: (N, 96, 64) or (N, 1, 96, 64) float log-mel patches (time, mel).
             layers: replacements for some convolution layers (see :data:`LayerFn`), e.g. the
                 Winograd convolutions the runtime chooses; the others run as ``nn.Conv2d``.
+            linears: replacements for some fully connected layers (see :data:`LinearFn`); the
+                others run as ``nn.Linear``.
 
         Returns:
             (N, 128) float embeddings, pre-activation (no ReLU after fc2).
@@ -110,9 +119,11 @@ class VGGish(nn.Module):
         # The one place where TensorFlow's NHWC flatten order is reproduced: fc1_1 was trained on
         # features indexed (h * 4 + w) * 512 + c.
         x = (x if nhwc else x.permute(0, 2, 3, 1)).flatten(1)
-        x = F.relu(self.fc1_1(x))
-        x = F.relu(self.fc1_2(x))
-        out: torch.Tensor = self.fc2(x)
+        fc: dict[str, LinearFn] = {name: getattr(self, name) for name, _, _ in FC_LAYERS}
+        fc.update(linears or {})
+        x = F.relu(fc["fc1_1"](x))
+        x = F.relu(fc["fc1_2"](x))
+        out: torch.Tensor = fc["fc2"](x)
         return out
 
     def postprocess(self, embeddings: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from vggish import params
-from vggish.backends import DEFAULT_PLAN, Algorithm, plan_layers, transform_kernel
+from vggish import params, plans
 from vggish.fileio import atomic_output
 from vggish.model import VGGish
+from vggish.plans import Plan
 from vggish.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ INPUT_NAME = "examples"
 OUTPUT_NAME = "embeddings"
 OPSET = 18
 MAX_EXPORT_BATCH = 65536  # the batch axis's upper bound in the exported graph
-GRAPH_REVISION = "g2"  # bumped when the exported graph changes (g2: Winograd convolutions)
+GRAPH_REVISION = "g3"  # bumped when the exported graph changes (g2: Winograd; g3: per-layer plans)
 CACHE_SUBDIR = "onnx"  # exported graphs live in CACHE_DIR/onnx
 _INSTALL = "pip install 'vggish[onnx]'"
 
@@ -54,7 +54,7 @@ def export_onnx(
     output: str | os.PathLike[str],
     *,
     metadata: Mapping[str, str] | None = None,
-    plan: Mapping[str, Algorithm] = DEFAULT_PLAN,
+    plan: Plan = plans.ONNX_DEFAULT,
 ) -> Path:
     """Writes the network as an ONNX file (one file, weights inside), atomically.
 
@@ -62,7 +62,9 @@ def export_onnx(
         network: the module (its weights are exported as they are; it is not changed).
         output: the ``.onnx`` file to write; its folder must exist.
         metadata: provenance stored as ``vggish.KEY`` entries (e.g. the weights' SHA-256).
-        plan: algorithm per convolution layer (Winograd kernels become constants of the graph).
+        plan: algorithm per convolution layer (``direct`` and ``direct_chunked`` become ``Conv``;
+            Winograd kernels become constants of the graph; ``fc`` is ignored: ``Gemm``). Its
+            :attr:`~vggish.plans.Plan.tag` is stored as ``vggish.plan``.
 
     Returns:
         The path written.
@@ -99,7 +101,12 @@ def export_onnx(
                     verbose=False,
                 )
             graph = onnx.load(str(tmp))
-            provenance = {**(metadata or {}), "producer": "vggish.onnx_export", "graph": GRAPH_REVISION}
+            provenance = {
+                **(metadata or {}),
+                "producer": "vggish.onnx_export",
+                "graph": GRAPH_REVISION,
+                "plan": plan.tag,
+            }
             for key, value in provenance.items():
                 entry = graph.metadata_props.add()
                 entry.key, entry.value = f"vggish.{key}", str(value)
@@ -109,22 +116,52 @@ def export_onnx(
     return out
 
 
-class _Graph(torch.nn.Module):
-    """What is exported: the network with the plan's layers replaced (their transformed kernels
-    are constants of the graph)."""
+def export_module(module: torch.nn.Module, example: torch.Tensor, output: str | os.PathLike[str]) -> Path:
+    """Writes a one-input, one-output module as an ONNX file with static shapes (``example``'s),
+    input ``x`` and output ``y``: the per-layer graphs :mod:`vggish.tuning` times.
 
-    def __init__(self, network: VGGish, plan: Mapping[str, Algorithm]) -> None:
+    Raises:
+        RuntimeError: ``onnx``/``onnxscript`` are not installed, or the export failed.
+    """
+    _require("onnxscript", "exporting to ONNX")
+    out = Path(output)
+    try:
+        with warnings.catch_warnings(), _quiet_exporter(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                (example,),
+                str(out),
+                input_names=["x"],
+                output_names=["y"],
+                opset_version=OPSET,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+    except Exception as e:
+        raise RuntimeError(f"ONNX export failed: {' '.join(str(e).split())[:500]}") from e
+    return out
+
+
+class _Graph(torch.nn.Module):
+    """What is exported: the network with the plan's Winograd layers replaced (their transformed
+    kernels are constants of the graph); every direct layer is a ``Conv``."""
+
+    def __init__(self, network: VGGish, plan: Plan) -> None:
         super().__init__()
         self.network = network
-        self.plan = dict(plan)
-        for name, algo in self.plan.items():
-            if algo != "direct":
-                self.register_buffer(f"kernels_{name}", transform_kernel(getattr(network, name).weight, algo))
+        # A chunked direct convolution is one Conv in a graph (ONNX Runtime runs it whole).
+        self.plan = Plan(tuple("direct" if a == "direct_chunked" else a for a in plan.conv))
+        self.winograd = [name for name in plans.CONV_NAMES if self.plan.algorithm(name) in plans.TILES]
+        for name in self.winograd:
+            kernels = plans.transform_kernel(getattr(network, name).weight, self.plan.algorithm(name))
+            self.register_buffer(f"kernels_{name}", kernels)
 
     def forward(self, examples: torch.Tensor) -> torch.Tensor:
-        kernels = {name: getattr(self, f"kernels_{name}") for name, a in self.plan.items() if a != "direct"}
+        kernels = {name: getattr(self, f"kernels_{name}") for name in self.winograd}
         x = examples.unsqueeze(1).contiguous(memory_format=torch.channels_last)
-        out: torch.Tensor = self.network(x, plan_layers(self.network, self.plan, kernels))
+        out: torch.Tensor = self.network(x, plans.conv_layers(self.network, self.plan, kernels))
         return out
 
 
@@ -154,11 +191,13 @@ def onnx_session(
     *,
     metadata: Mapping[str, str] | None = None,
     threads: int | None = None,
+    plan: Plan = plans.ONNX_DEFAULT,
 ) -> OnnxVGGish:
     """An ONNX Runtime session computing ``network``, exported on first use and cached.
 
-    The cache file's name carries this package's version, the graph revision and the weights'
-    SHA-256, so a graph is never reused for other weights; a cached file whose recorded SHA-256
+    The cache file's name carries this package's version, the graph revision, the plan's
+    convolution algorithms and the weights' SHA-256 (:func:`graph_path`), so a graph is never
+    reused for other weights or another plan; a cached file whose recorded SHA-256 or plan
     differs is exported again.
 
     Args:
@@ -167,20 +206,55 @@ def onnx_session(
         cache_dir: the cache root; graphs go to ``cache_dir/onnx``.
         metadata: provenance stored in the graph (the weights file's metadata).
         threads: ONNX Runtime's intra-op threads.
+        plan: the convolution algorithms of the graph.
+    """
+    path = graph_path(cache_dir, weights_sha256, plan.tag)
+    if path.is_file():
+        runner = OnnxVGGish(path, threads)
+        info = runner.weights_info
+        if info.get("sha256") == weights_sha256 and info.get("plan") == plan.tag:
+            return runner
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logger.warning("exporting VGGish to ONNX (once per weights file and plan): %s", path)
+    export_onnx(network, path, metadata={**(metadata or {}), "sha256": weights_sha256}, plan=plan)
+    return OnnxVGGish(path, threads)
+
+
+def graph_path(cache_dir: str | os.PathLike[str], weights_sha256: str, variant: str) -> Path:
+    """``cache_dir/onnx/vggish-VERSION-REVISION-VARIANT-SHA.onnx``: where a graph is cached.
+
+    ``variant`` is a plan's tag (``d-d-w4-w4-w4-w4``) or another name for what the graph computes
+    (``int8-...``); SHA is the first 16 hex digits of the weights file's SHA-256.
+
+    Raises:
+        RuntimeError: no SHA-256 to key the graph by.
     """
     if not weights_sha256:
         raise RuntimeError("the weights have no SHA-256 to key their ONNX graph; load them with load_model")
-    path = (
-        Path(cache_dir) / CACHE_SUBDIR / f"vggish-{__version__}-{GRAPH_REVISION}-{weights_sha256[:16]}.onnx"
-    )
-    if path.is_file():
-        runner = OnnxVGGish(path, threads)
-        if runner.weights_info.get("sha256") == weights_sha256:
-            return runner
-    path.parent.mkdir(parents=True, exist_ok=True)
-    logger.warning("exporting VGGish to ONNX (once per weights file): %s", path)
-    export_onnx(network, path, metadata={**(metadata or {}), "sha256": weights_sha256})
-    return OnnxVGGish(path, threads)
+    name = f"vggish-{__version__}-{GRAPH_REVISION}-{variant}-{weights_sha256[:16]}.onnx"
+    return Path(cache_dir) / CACHE_SUBDIR / name
+
+
+def ort_session(path: str | os.PathLike[str], threads: int | None = None, *, spinning: bool = True) -> Any:
+    """An ONNX Runtime CPU session of the graph at ``path`` (every graph optimisation on).
+
+    ``spinning=False`` lets its idle threads sleep at once (sessions taking turns, as in tuning,
+    would otherwise take the cores from each other); ONNX Runtime's default spins a while.
+
+    Raises:
+        RuntimeError: onnxruntime is not installed, or cannot load the file.
+    """
+    ort = _require("onnxruntime", "the ONNX backend")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise RuntimeError(f"cannot load {path} with ONNX Runtime: {' '.join(str(e).split())}") from e
 
 
 class OnnxVGGish:
@@ -195,15 +269,7 @@ class OnnxVGGish:
     """
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
-        ort = _require("onnxruntime", "the ONNX backend")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise RuntimeError(f"cannot load {path} with ONNX Runtime: {' '.join(str(e).split())}") from e
+        self.session = ort_session(path, threads)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         shape_ok = len(inputs) == 1 and list(inputs[0].shape[1:]) == [params.NUM_FRAMES, params.NUM_BANDS]
         if not shape_ok or len(outputs) != 1 or inputs[0].name != INPUT_NAME:

@@ -20,7 +20,9 @@ from vggish.runtime import Runtime
 pytestmark = pytest.mark.slow  # starts uvicorn processes
 
 CLIENTS = 16
-ATOL = 1e-5
+# float32 sums change with how examples share a batch: measured up to 2-3e-5 absolute (1.3-2.0e-6
+# of the embeddings' scale) for every plan, direct convolutions included (NOTES-17.md)
+ATOL = 3e-5
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,10 @@ from websockets.sync.client import ClientConnection, connect  # noqa: E402
 
 KEY = "stream-test-key"
 HEAD = "tones"
-TOLERANCE = 1e-5  # the batch path's own tolerance: batching changes float32 summation order
+# The batch path's own tolerance: float32 sums change with how examples share a batch, measured up
+# to 2-3e-5 absolute (1.3-2.0e-6 of the embeddings' scale) for every plan, direct convolutions
+# included (NOTES-17.md)
+TOLERANCE = 3e-5
 POLLS = 600  # x 0.05 s: bounded waits for a state, not timings
 
 

@@ -56,10 +56,9 @@ def run(args: argparse.Namespace) -> int:
             "(from a checkout: pip install -e '.[serve]')"
         ) from e
     names = {"threads": "num_threads"}
+    options = ("host", "port", "weights", "workers", "device", "backend", "precision", "threads", "tune")
     given = {
-        names.get(name, name): getattr(args, name)
-        for name in ("host", "port", "weights", "workers", "device", "backend", "precision", "threads")
-        if getattr(args, name) is not None
+        names.get(name, name): getattr(args, name) for name in options if getattr(args, name) is not None
     }
     settings = Settings(**given)
     resolve_weights(settings)  # missing weights: one line, exit 1

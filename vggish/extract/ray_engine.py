@@ -62,11 +62,18 @@ class Embedder:
     """Ray actor: embeds each row's examples, packed across the call's rows into full batches."""
 
     def __init__(
-        self, weights: str | None, device: str, postprocess: bool, backend: str, precision: str, batch: int
+        self,
+        weights: str | None,
+        device: str,
+        postprocess: bool,
+        backend: str,
+        precision: str,
+        batch: int,
+        tune: bool | str = "auto",
     ) -> None:
         from vggish.loader import load_model
 
-        self._model = load_model(weights, device=device, backend=backend, precision=precision)  # type: ignore[arg-type]
+        self._model = load_model(weights, device=device, backend=backend, precision=precision, tune=tune)  # type: ignore[arg-type]
         self._postprocess = postprocess
         self._batch = batch
 
@@ -98,6 +105,7 @@ def run_ray(
     device: str = "cpu",
     backend: str = "auto",
     precision: str = "fp32",
+    tune: bool | str = "auto",
     batch_size: int,
     workers: int = 1,
     address: str | None = None,
@@ -113,6 +121,7 @@ def run_ray(
         device: ``cpu``, or ``cuda`` for one GPU per model actor.
         backend: the actors' backend (see :func:`vggish.load_model`).
         precision: the actors' precision.
+        tune: the actors' per-machine tuning (see :func:`vggish.load_model`).
         batch_size: examples per model call.
         workers: CPUs of a local Ray started here (plus one for the model actor); decode tasks.
         address: an existing cluster's address; None starts a local Ray.
@@ -132,6 +141,7 @@ def run_ray(
                 "backend": backend,
                 "precision": precision,
                 "batch": batch_size,
+                "tune": tune,
             },
             batch_size=INPUTS_PER_CALL,
             concurrency=1,

@@ -1,0 +1,194 @@
+"""Speed, round 2: the per-layer plan tuned on this machine, the lower precisions, side by side.
+
+Cases, at one batch size (32 by default), random weights, each loaded as a user would:
+
+- ``torch fp32, all direct``: ``model.winograd = False`` (oneDNN channels_last convolutions,
+  ``F.linear``): what the ceiling's definition assumes.
+- ``torch fp32, built-in plan``: ``load_model(backend="torch", tune=False)``
+  (:data:`vggish.plans.TORCH_DEFAULT`).
+- ``torch fp32, tuned``: ``tune=True``: measured now (:mod:`vggish.tuning`; the per-layer table
+  goes to stderr and its one-line summary into the table).
+- ``torch bf16, tuned``: ``precision="bf16"`` (slow, and warned about, on CPUs without bf16).
+- ``onnx fp32, built-in plan`` / ``onnx fp32, tuned``: the same for ONNX Runtime.
+- ``onnx int8``: ``precision="int8"`` (the all-direct graph quantized on the package's
+  calibration recording, :mod:`vggish.quantize`), batch size tuned.
+
+The cases take turns per repeat after a warm-up (medians). Each row's note gives the deviation
+of its embeddings from ``torch fp32, all direct`` on examples of real recordings
+(``/usr/share/sounds``: alsa-utils, sound-theme-freedesktop; the package's held-out synthetic
+recording where those are not installed): max and RMS of |difference| relative to the
+reference's max |value|, and the share of AudioSet uint8 features that differ and the largest
+step. ``run_all.py`` adds each row's ratio to the model ceiling (float32 GEMM GFLOP/s / 1.73
+GFLOP per example).
+
+Usage: ``python benchmarks/bench_speed.py [--batch 32] [--examples 128] [--repeats 5] [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Iterator
+
+import numpy as np
+from _common import (
+    Row,
+    gemm_gflops,
+    load_bench_model,
+    log,
+    machine_line,
+    markdown_table,
+    missing_row,
+    onnx_available,
+    with_ceiling,
+)
+
+from vggish import cpus, tuning
+from vggish.runtime import Runtime
+
+SECTION = "speed"
+REFERENCE = "torch fp32, all direct"
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+@contextlib.contextmanager
+def tiny_tuning() -> Iterator[None]:
+    """Tuning at check sizes (``--quick``): one round on a batch of 4, batch sizes 8 and 16."""
+    saved = {
+        name: getattr(tuning, name) for name in ("ROUNDS", "TUNING_BATCH", "BATCH_SIZES", "BATCH_EXAMPLES")
+    }
+    tuning.ROUNDS, tuning.TUNING_BATCH, tuning.BATCH_SIZES, tuning.BATCH_EXAMPLES = 1, 4, (8, 16), 16
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(tuning, name, value)
+
+
+def _load(**kwargs: object) -> Runtime:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random weights; bf16 without bf16 instructions is logged below
+        model: Runtime = load_bench_model(**kwargs)
+    return model
+
+
+def models(quick: bool) -> tuple[dict[str, Runtime], list[Row]]:
+    """The cases' models, loaded (and tuned) now; a row per tuning and per missing backend."""
+    rows: list[Row] = []
+    direct = _load(backend="torch", tune=False)
+    direct.winograd = False
+    cases: dict[str, Runtime] = {REFERENCE: direct}
+    wanted: list[tuple[str, dict[str, object]]] = [
+        ("torch fp32, built-in plan", {"backend": "torch", "tune": False}),
+        ("torch fp32, tuned", {"backend": "torch", "tune": True}),
+        ("torch bf16, tuned", {"backend": "torch", "precision": "bf16", "tune": True}),
+    ]
+    if onnx_available():
+        wanted += [
+            ("onnx fp32, built-in plan", {"backend": "onnx", "tune": False}),
+            ("onnx fp32, tuned", {"backend": "onnx", "tune": True}),
+            ("onnx int8", {"backend": "onnx", "precision": "int8", "tune": True}),
+        ]
+    else:
+        rows.append(missing_row(SECTION, "onnx fp32 and int8", "onnxruntime"))
+    if not cpus.has_bf16():
+        log("this CPU has no bf16 instructions: the bf16 case is emulated (slow)")
+    with tiny_tuning() if quick else contextlib.nullcontext():
+        for name, kwargs in wanted:
+            log(f"speed: loading {name}")
+            started = time.perf_counter()
+            cases[name] = model = _load(**kwargs)
+            seconds = time.perf_counter() - started
+            if model.tuning is not None and model.tuning.source == "measured":
+                unit = f"ms per batch of {tuning.TUNING_BATCH}"
+                log(f"per-layer timings, {name} ({unit}):\n{model.tuning.table()}")
+                note = f"measured in {model.tuning.seconds:.1f} s (load {seconds:.1f} s)"
+                rows.append(Row(SECTION, f"plan chosen, {name}", model.tuning.summary(), "", note))
+    return cases, rows
+
+
+def real_examples(limit: int = 128) -> tuple[np.ndarray, str]:
+    """Examples of the system's recordings (at most ``limit``), else the held-out synthetic one."""
+    import vggish
+    from vggish import quantize
+
+    paths = sorted(
+        glob.glob("/usr/share/sounds/alsa/*.wav") + glob.glob("/usr/share/sounds/freedesktop/stereo/*.oga")
+    )
+    if paths:
+        x = np.concatenate([vggish.wavfile_to_examples(p, hop_seconds=0.48, pad=True) for p in paths])
+        return x[:limit], f"{min(len(x), limit)} examples of {len(paths)} recordings in /usr/share/sounds"
+    x = vggish.waveform_to_examples(quantize.calibration_waveform(seed=1), 16_000, hop_seconds=0.48)
+    return x[:limit], f"{min(len(x), limit)} examples of the held-out synthetic recording (no system sounds)"
+
+
+def deviation(reference: Runtime, model: Runtime, x: np.ndarray) -> str:
+    """Max / RMS deviation relative to scale, and uint8 features that differ, vs ``reference``."""
+    expected, got = reference.infer(x), model.infer(x)
+    scale = float(np.abs(expected).max())
+    dev = np.abs(got - expected) / scale
+    text = f"max {dev.max():.1e}, RMS {np.sqrt((dev**2).mean()):.1e} of scale"
+    if reference.has_pca:
+        a = reference.postprocess(expected).numpy().astype(int)
+        b = reference.postprocess(got).numpy().astype(int)
+        text += f"; uint8 differ {(a != b).mean():.1%}, max step {np.abs(a - b).max()}"
+    return text
+
+
+def throughput(cases: dict[str, Runner], x: np.ndarray, examples: int, repeats: int) -> dict[str, float]:
+    """Median examples/s per case on batches ``x``; the cases take turns per repeat."""
+    calls = max(1, examples // len(x))
+    for fn in cases.values():
+        fn(x)
+    speeds: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn(x)
+            speeds[name].append(calls * len(x) / (time.perf_counter() - start))
+    return {name: statistics.median(s) for name, s in speeds.items()}
+
+
+def run(batch: int = 32, examples: int = 128, repeats: int = 5, quick: bool = False) -> list[Row]:
+    """The speed section's rows: the plans chosen, then examples/s and deviation per case."""
+    cases, rows = models(quick)
+    held_out, source = real_examples()
+    notes = {
+        name: deviation(cases[REFERENCE], model, held_out)
+        for name, model in cases.items()
+        if name != REFERENCE
+    }
+    notes[REFERENCE] = "the reference of the deviations"
+    x = np.resize(held_out, (batch, *held_out.shape[1:])).astype(np.float32)
+    log(f"speed: {len(cases)} cases at batch {batch}, {repeats} repeat(s); deviations on {source}")
+    speeds = throughput({name: m.infer for name, m in cases.items()}, x, examples, repeats)
+    for name, speed in speeds.items():
+        rows.append(
+            Row(SECTION, f"{name}, batch {batch}", speed, "examples/s", f"median of {repeats}; {notes[name]}")
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--examples", type=int, default=128, help="examples per timed run (default 128)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="tiny tuning budget: checks the benchmark runs")
+    args = parser.parse_args()
+    rows = run(args.batch, args.examples, args.repeats, args.quick)
+    rows = with_ceiling(rows, gemm_gflops(5))
+    print(f"# speed: examples/s (median of repeats), random weights; SIMD: {cpus.simd_summary()}")
+    print(f"# {machine_line()}\n")
+    print(markdown_table(rows))
+
+
+if __name__ == "__main__":
+    main()
