@@ -58,9 +58,11 @@ pytest: install
 
 test: lint typecheck pytest
 
-# The quick loop while editing: no slow tests, no TensorFlow; `make test` (and CI) runs them all.
+# The quick loop while editing: no slow tests, no TensorFlow, two test processes (pytest-xdist;
+# a file's tests stay in one process, as some build on the ones before);
+# `make test` (and CI) runs them all, in one process.
 test-fast: install
-	$(PY) -m pytest -m "not slow and not tensorflow"
+	$(PY) -m pytest -m "not slow and not tensorflow" -n 2 --dist loadfile
 
 # The REST service on http://$(HOST):$(PORT) (docs at /docs); WEIGHTS=random for a demo.
 serve: install-serve

@@ -80,7 +80,10 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Browser tests run last: Playwright's sync API keeps an event loop running in the main thread
-    for as long as its session-scoped fixture lives, and later tests that call ``asyncio.run`` would
-    find it there."""
+    """Browser tests are slow, and run last: Playwright's sync API keeps an event loop running in
+    the main thread for as long as its session-scoped fixture lives, and later tests that call
+    ``asyncio.run`` would find it there."""
     items.sort(key=lambda item: "browser" in item.keywords)
+    for item in items:  # a real browser and a real server: seconds each, so not in `make test-fast`
+        if "browser" in item.keywords:
+            item.add_marker(pytest.mark.slow)

@@ -270,6 +270,7 @@ class _Unseekable(io.RawIOBase):
         return self._data.readinto(buffer)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", _params(["flac_stereo", "mp3", "m4a_aac"]))
 def test_bytes_and_file_objects_decode_like_paths(name: str, audio_files: dict[str, Path]) -> None:
     path = audio_files[name] if name in audio_files else pytest.skip("needs ffmpeg")
@@ -355,6 +356,7 @@ def test_block_frames_must_be_a_positive_integer(block_frames: int) -> None:
         stream(wav_bytes(1, 16000), block_frames=block_frames)
 
 
+@pytest.mark.slow
 @pytest.mark.ffmpeg
 @needs_ffmpeg
 def test_stopping_early_stops_ffmpeg_and_removes_the_spool(
@@ -486,6 +488,7 @@ def secret_beside(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 @pytest.mark.ffmpeg
 @needs_ffmpeg
 @pytest.mark.parametrize("target", ["secret.wav", "secret.ts", "ABSOLUTE"])

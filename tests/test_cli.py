@@ -36,6 +36,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "vggish", *args], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_embed_writes_npz_equal_to_library(tmp_path: Path, clip: Path, weights_file: Path) -> None:
     out = tmp_path / "clip.npz"
     assert main(["embed", str(clip), "--output", str(out), "--weights", str(weights_file)]) == 0
@@ -82,6 +83,7 @@ def test_pad_gives_one_example_for_a_short_clip(tmp_path: Path, weights_file: Pa
             assert data["embedding"].shape == (count, 128)
 
 
+@pytest.mark.slow
 def test_random_weights_demo_warns(tmp_path: Path, clip: Path) -> None:
     with pytest.warns(UserWarning, match="RANDOM"):
         assert main(["embed", str(clip), "-o", str(tmp_path / "r.npz"), "--weights", "random"]) == 0
@@ -97,6 +99,7 @@ def test_random_weights_demo_warns(tmp_path: Path, clip: Path) -> None:
         (lambda d: d / "clip.wav", ["--weights", "/nonexistent/w.safetensors"], "vggish download"),
     ],
 )
+@pytest.mark.slow
 def test_errors_are_one_line_and_leave_no_output(
     tmp_path: Path, clip: Path, weights_file: Path, make_input, extra: list[str], message: str
 ) -> None:  # type: ignore[no-untyped-def]
@@ -123,6 +126,7 @@ def test_output_must_be_npz_in_an_existing_folder(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_help_teaches() -> None:
     proc = run_cli("embed", "--help")
     assert proc.returncode == 0

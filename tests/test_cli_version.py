@@ -31,6 +31,7 @@ def test_version_names_vggish_torch_numpy_and_python(capsys: pytest.CaptureFixtu
     assert out == expected + "\n" and err == ""
 
 
+@pytest.mark.slow
 def test_version_from_the_command_line() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "vggish", "--version"], capture_output=True, text=True, cwd=REPO, check=False

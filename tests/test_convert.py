@@ -65,6 +65,7 @@ def test_table_uses_every_variable_and_key_exactly_once() -> None:
     assert set(keys) == set(W.EXPECTED_SHAPES)
 
 
+@pytest.mark.slow
 def test_layouts_element_by_element(tf_variables: dict[str, np.ndarray]) -> None:
     state = tf_variables_to_state_dict(tf_variables)
     assert {k: v.shape for k, v in state.items()} == W.EXPECTED_SHAPES
@@ -102,6 +103,7 @@ def test_missing_misshaped_or_integer_variables_are_refused(
         tf_variables_to_state_dict(broken)
 
 
+@pytest.mark.slow
 def test_training_extras_are_ignored_with_a_note(
     tf_variables: dict[str, np.ndarray], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -129,6 +131,7 @@ def renamed(state: dict[str, torch.Tensor], names: list[str]) -> dict[str, torch
         ("torchaudio-pth", TORCHAUDIO_NAMES),
     ],
 )
+@pytest.mark.slow
 def test_pth_state_dicts_of_other_ports(
     tmp_path: Path, our_state: dict[str, torch.Tensor], layout: str, names: list[str]
 ) -> None:
@@ -232,6 +235,7 @@ def sources(
     return folder / "vggish-10086976.pth", folder / "vggish_pca_params.npz"
 
 
+@pytest.mark.slow
 def test_metadata_records_provenance(tmp_path: Path, sources: tuple[Path, Path]) -> None:
     model, pca = sources
     loaded = W.load_weights(convert_checkpoint(model, tmp_path / "w.safetensors", pca=pca))
@@ -263,6 +267,7 @@ def test_bad_outputs_are_refused_and_failures_leave_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.safetensors", "corrupt.pth"]
 
 
+@pytest.mark.slow
 def test_cli_prints_one_line(
     tmp_path: Path, sources: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -560,6 +560,7 @@ def test_failed_conversion_leaves_no_weights(
     assert not any("smoke" in call for call in official.calls)
 
 
+@pytest.mark.slow
 def test_real_load_and_smoke_test_reject_random_weights(
     official: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tracemalloc
 
 import numpy as np
+import pytest
 
 from vggish import params
 from vggish.examples import ExampleSource, Waveform
@@ -13,6 +14,7 @@ from vggish.options import EmbedOptions
 SECONDS = 600
 
 
+@pytest.mark.slow
 def test_a_long_float32_waveform_is_converted_chunk_by_chunk() -> None:
     x = np.random.default_rng(0).uniform(-0.5, 0.5, SECONDS * params.SAMPLE_RATE).astype(np.float32)
     stereo = np.repeat(x[:, None], 2, axis=1)

@@ -41,7 +41,7 @@ SHORT = ("bad/short.wav", 16_000, 0.5)
 # Batches differ between runs (extract packs examples of several files together), and float32 sums
 # differ in the last bits with a batch's composition: measured up to 1.1e-5 absolute (1.6e-6 of the
 # embeddings' scale, ~7 with random weights) with the per-layer plans of issue 17 (F(4x4), oneDNN
-# fully connected layers), which is float32's own error against float64 (NOTES-a.md: 1.4e-6 of
+# fully connected layers), which is float32's own error against float64 (docs/winograd.md: 1.4e-6 of
 # scale for direct convolutions). 3e-5 leaves a margin of ~3 and stays ~4e-6 of the scale.
 EMBEDDING_TOLERANCE = 3e-5
 
@@ -189,6 +189,7 @@ def test_bookkeeping_does_not_break_read_parquet(parquet_run: tuple[Path, int], 
         (out / ".part-00099.parquet.tmp").unlink()
 
 
+@pytest.mark.slow
 def test_rerun_skips_complete_inputs(parquet_run: tuple[Path, int], corpus: Path) -> None:
     out, _ = parquet_run
     before = read_rows(out)
@@ -201,6 +202,7 @@ def test_rerun_skips_complete_inputs(parquet_run: tuple[Path, int], corpus: Path
     pd.testing.assert_frame_equal(read_rows(out), before)
 
 
+@pytest.mark.slow
 def test_other_settings_are_refused(
     parquet_run: tuple[Path, int], corpus: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -216,6 +218,7 @@ def test_other_settings_are_refused(
     assert "precision" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_hop_and_pad(tmp_path: Path, random_model: Runtime) -> None:
     clip = write_clip(tmp_path / "in" / "clip.wav", 22_050, 2.0, 3)
     short = write_clip(tmp_path / "in" / "short.flac", 16_000, 0.4, 4)
@@ -241,6 +244,7 @@ def test_no_postprocess_drops_the_column(tmp_path: Path) -> None:
 # --- npz ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_npz_mirrors_the_tree(tmp_path: Path, random_model: Runtime) -> None:
     corpus = make_corpus(tmp_path / "corpus")
     out = tmp_path / "npz"
@@ -370,6 +374,7 @@ def test_progress_lines_when_not_a_terminal() -> None:
 # --- crash safety ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_after_a_crash_between_the_renames(tmp_path: Path) -> None:
     """A sidecar without its part, and temporary files, are what a crash can leave: both are redone."""
     corpus = make_corpus(tmp_path / "c")

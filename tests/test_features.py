@@ -137,6 +137,7 @@ def test_bad_hops_are_rejected(hop: object) -> None:
     pad=st.booleans(),
     chunk=st.integers(min_value=1, max_value=50_000),
 )
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 def test_example_counts_timestamps_and_chunking(n: int, hop_frames: int, pad: bool, chunk: int) -> None:
     hop = hop_frames / 100

@@ -454,6 +454,7 @@ META_TEXT = st.one_of(
     ),
     st.sampled_from([None, "linear", "mlp"]),
 )
+@pytest.mark.slow
 def test_hypothesis_metadata_is_a_head_or_invalid_input(changes: dict[str, str], kind: str | None) -> None:
     meta = {**GOOD_META, **changes}
     if kind is not None:

@@ -21,7 +21,10 @@ from vggish.cli import main
 from vggish.heads_store import BaseHeadStore, HeadStore, open_store
 from vggish.runtime import Runtime
 
-pytestmark = pytest.mark.skipif(not heads_corpus.available(), reason="alsa sounds missing")
+pytestmark = [  # each test runs the CLI in subprocesses: seconds each
+    pytest.mark.skipif(not heads_corpus.available(), reason="alsa sounds missing"),
+    pytest.mark.slow,
+]
 RANDOM = ["--weights", "random"]
 
 

@@ -322,6 +322,7 @@ REPLICA = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_replicas_share_one_postgres_store(postgres_url: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     here = open_store(postgres_url)
@@ -340,6 +341,7 @@ def test_replicas_share_one_postgres_store(postgres_url: str) -> None:
     assert here.save("shared", small_head(), replace=True).version == 3
 
 
+@pytest.mark.slow
 def test_concurrent_writers_and_deleters(location: str) -> None:
     store = open_store(location)
     errors: list[BaseException] = []

@@ -79,6 +79,7 @@ def test_model_is_what_hear_expects(random_model: vggish.Runtime) -> None:
     assert set(model.state_dict()) == {f"network.{k}" for k in random_model.network.state_dict()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seconds", [1.07, 2.5])
 def test_timestamp_embeddings_equal_the_library(random_model: vggish.Runtime, seconds: float) -> None:
     model = hear.HearModel(random_model)
@@ -107,6 +108,7 @@ def test_scene_embedding_is_the_mean_at_the_reference_hop(random_model: vggish.R
         close(scene[i].numpy(), library(random_model, sound, 0.96).embeddings.mean(axis=0))
 
 
+@pytest.mark.slow
 def test_sounds_share_full_batches(random_model: vggish.Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     infer = random_model.infer
@@ -165,6 +167,7 @@ def test_load_model_passes_options_on(monkeypatch: pytest.MonkeyPatch, random_mo
     assert seen == [(None, {}), ("w.safetensors", {"device": "cpu", "backend": "torch"})]
 
 
+@pytest.mark.slow
 def test_random_weights_load() -> None:
     with pytest.warns(UserWarning, match="RANDOM"):
         model = hear.load_model("random", backend="torch", hop_seconds=0.96)

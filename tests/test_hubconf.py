@@ -32,6 +32,7 @@ def cached_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return "local/vggish:main"
 
 
+@pytest.mark.slow
 def test_hub_model_embeds_as_the_library() -> None:
     model = hub_load(source="local", weights="random", backend="torch")
     assert isinstance(model, vggish.Runtime) and not model.network.training

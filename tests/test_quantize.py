@@ -162,6 +162,7 @@ def test_int8_errors_name_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         _load(precision="int8", cache_dir=tmp_path)  # asked for: no silent fp32 fallback
 
 
+@pytest.mark.slow
 def test_bf16_warns_on_a_cpu_without_bf16_instructions(monkeypatch: pytest.MonkeyPatch) -> None:
     from vggish import cpus
 

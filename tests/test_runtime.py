@@ -121,6 +121,7 @@ def test_cli_reads_runtime_defaults_from_the_environment(monkeypatch: pytest.Mon
         _cli_runtime()
 
 
+@pytest.mark.slow
 def test_load_model_sets_torch_threads(monkeypatch: pytest.MonkeyPatch, torch_threads: int) -> None:
     _model(backend="torch", threads=1)
     assert torch.get_num_threads() == 1
@@ -157,6 +158,7 @@ def speech_examples(alsa_recordings: list[Path]) -> np.ndarray:
     return np.concatenate([vggish.wavfile_to_examples(p) for p in alsa_recordings[:3]])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("precision", "bound"), [("fp16", 5e-3), ("bf16", 5e-2)])
 def test_half_precisions_stay_near_fp32(
     random_model: vggish.Runtime, speech_examples: np.ndarray, precision: str, bound: float
@@ -200,6 +202,7 @@ def test_default_batch_size_follows_the_device(random_model: vggish.Runtime) -> 
 # --- backend "auto" --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_auto_is_the_default_and_picks_onnx_on_the_cpu(
     onnx_cache: Path, monkeypatch: pytest.MonkeyPatch, random_model: vggish.Runtime, torch_threads: int
 ) -> None:
@@ -211,6 +214,7 @@ def test_auto_is_the_default_and_picks_onnx_on_the_cpu(
     assert _model(precision="bf16", cache_dir=onnx_cache).backend == "torch"  # ONNX is fp32: auto falls back
 
 
+@pytest.mark.slow
 def test_auto_falls_back_to_torch_when_onnx_is_missing_or_fails(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -235,6 +239,7 @@ def test_library_ignores_the_backend_variable(monkeypatch: pytest.MonkeyPatch) -
     assert _model().backend == "torch"  # auto, with ONNX Runtime "missing"
 
 
+@pytest.mark.slow
 def test_onnx_session_gets_the_thread_count(onnx_cache: Path, torch_threads: int) -> None:
     model = _model(backend="onnx", threads=1, cache_dir=onnx_cache)
     runner = model._backend.session  # type: ignore[attr-defined]

@@ -54,6 +54,7 @@ def stored(cache: Path) -> list[Path]:
     return sorted((cache / tuning.SUBDIR).glob("*.json"))
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("tiny_budget")
 def test_auto_measures_once_stores_by_key_and_reuses(tmp_path: Path, measurements: list[str]) -> None:
     first = load(tmp_path, "auto")
@@ -84,6 +85,7 @@ def test_auto_measures_once_stores_by_key_and_reuses(tmp_path: Path, measurement
     assert again._torch.plan == first.tuning.plan
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("tiny_budget")
 def test_another_key_or_tune_true_measures_again(
     tmp_path: Path, measurements: list[str], monkeypatch: pytest.MonkeyPatch
@@ -101,6 +103,7 @@ def test_another_key_or_tune_true_measures_again(
     assert len(measurements) == 5 and len(stored(tmp_path)) == 4  # another version of vggish too
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("tiny_budget")
 def test_a_damaged_file_is_ignored_with_a_warning_and_rewritten(
     tmp_path: Path, measurements: list[str], caplog: pytest.LogCaptureFixture
@@ -122,6 +125,7 @@ def test_a_damaged_file_is_ignored_with_a_warning_and_rewritten(
     assert len(measurements) == 4
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("tiny_budget")
 def test_a_cache_that_cannot_be_written_measures_with_a_warning(
     tmp_path: Path, measurements: list[str], caplog: pytest.LogCaptureFixture
@@ -135,6 +139,7 @@ def test_a_cache_that_cannot_be_written_measures_with_a_warning(
     assert model._torch.plan == model.tuning.plan  # used for this process all the same
 
 
+@pytest.mark.slow
 def test_tune_false_takes_the_defaults_without_measuring(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -152,6 +157,7 @@ def test_tune_false_takes_the_defaults_without_measuring(
         load(tmp_path, "sometimes")
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("tiny_budget")
 def test_a_candidate_failing_the_accuracy_bound_is_never_chosen(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -193,6 +199,7 @@ def test_choose_needs_the_margin_and_skips_failed_candidates() -> None:
     assert tuning.choose_batch(((16, 100.0), (32, 103.0), (64, 106.0))) == 32
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("tiny_budget")
 def test_vggish_tune_prints_the_table_and_where_it_is_stored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

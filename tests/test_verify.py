@@ -178,6 +178,7 @@ def test_weights_without_pca_skip_postprocessed_checks(google_like: dict[str, Pa
 # --- vggish verify -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_random_weights_print_table_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -196,6 +197,7 @@ def test_cli_google_like_weights_exit_0(
     assert "result: PASS" in out and str(google_like["pca"]) in out
 
 
+@pytest.mark.slow
 def test_cli_missing_weights_is_one_line_error(tmp_path: Path) -> None:
     missing = tmp_path / "missing.safetensors"
     proc = subprocess.run(

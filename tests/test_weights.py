@@ -40,6 +40,7 @@ def test_round_trip(saved: Path, loaded_random: W.LoadedWeights) -> None:
     assert back.pca.eigen_vectors.dtype == np.float64
 
 
+@pytest.mark.slow
 def test_load_model_from_file_equals_random_model(saved: Path, random_model: vggish.Runtime) -> None:
     model = vggish.load_model(saved, backend="torch")
     x = torch.randn(2, 96, 64)
@@ -49,6 +50,7 @@ def test_load_model_from_file_equals_random_model(saved: Path, random_model: vgg
     assert not model.network.training
 
 
+@pytest.mark.slow
 def test_random_weights_are_deterministic_and_loud() -> None:
     with pytest.warns(UserWarning, match="RANDOM weights"):
         a = vggish.load_model("random", backend="torch")

@@ -126,7 +126,7 @@ def _plan_of_tiles(tiles: Mapping[str, int], direct: ConvAlgorithm, fc: FcAlgori
 DIRECT = Plan()
 """Every layer as the module computes it (``nn.Conv2d``, ``F.linear``)."""
 TORCH_DEFAULT = _plan_of_tiles(winograd.TORCH_TILES, "direct_chunked", "onednn")
-"""Eager PyTorch, measured fastest at batch 32 on 2 AVX-512 cores (NOTES-a.md): conv1 direct in
+"""Eager PyTorch, measured fastest at batch 32 on 2 AVX-512 cores (docs/winograd.md): conv1 direct in
 chunks, F(4x4) from conv2 on, fully connected layers through oneDNN."""
 ONNX_DEFAULT = _plan_of_tiles(winograd.ONNX_TILES, "direct", "dense")
 """The ONNX graph, measured fastest in ONNX Runtime at batch 32 on 2 AVX-512 cores: ``Conv`` for

@@ -355,7 +355,7 @@ def candidates_for(backend: TunedBackend, precision: str) -> dict[str, tuple[str
     convolutions whole or chunked (Winograd loses in bf16), ``F.linear`` (already oneDNN in
     bf16). ONNX Runtime: ``Conv`` or F(4x4) from conv2 on, each layer one exported graph (~2 s of
     export each, the bulk of the tuning's time); not F(2x2), which never beat F(4x4) in ONNX
-    Runtime (NOTES-a.md, and 1.3-1.5x slower per layer in the first measurement of this module),
+    Runtime (docs/winograd.md, and 1.3-1.5x slower per layer in the first measurement of this module),
     nor conv1 (one input channel), whose Winograd transforms are whole-tensor copies in a graph,
     10x slower than its ``Conv``: conv1 is not timed. int8 graphs: none (every layer a quantized
     ``Conv``/``Gemm``; only the batch size is timed).

@@ -42,7 +42,7 @@ LAYERS = frozenset({"conv3_1", "conv3_2", "conv4_1", "conv4_2"})
 TILES = (2, 4, 6)
 """Output tile sizes m of the F(m x m, 3 x 3) algorithms built here."""
 
-# The fastest algorithm per layer at batch 32 on a 2-core AVX-512 CPU (AMD EPYC Zen 4, NOTES-a.md;
+# The fastest algorithm per layer at batch 32 on a 2-core AVX-512 CPU (AMD EPYC Zen 4, docs/winograd.md;
 # benchmarks/bench_winograd.py measures another machine): a tile size for conv3x3_relu, or 0 for
 # a direct convolution (conv3x3_relu_direct in PyTorch, ONNX's Conv in a graph). Eager PyTorch
 # computes in cache-sized chunks, where F(4x4) pays from conv2 on; ONNX Runtime runs the graph
@@ -64,7 +64,7 @@ DIRECT_CHUNK_BYTES = 8 << 20  # direct convolution outputs per chunk, at least
 # F(4): 0, +-1, +-1/2 and Lavin's 0, +-1, +-2 measure the same float32 error on VGGish's layers
 # (within 20 %, either way by layer); Barabasz et al.'s 0, +-1, 1/2, -2 is 2-3x more accurate
 # but pairs only +-1, so its transforms cost 5-9 % more time per layer; end to end all three are
-# more accurate than float32 direct convolution (NOTES-a.md). F(6) needs seven points: +-2 too.
+# more accurate than float32 direct convolution (docs/winograd.md). F(6) needs seven points: +-2 too.
 _POINTS: dict[int, tuple[Fraction, ...]] = {
     2: (Fraction(0), Fraction(1), Fraction(-1)),
     4: (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-1, 2)),

@@ -179,6 +179,7 @@ def test_export_import_gives_identical_scores(
         )
 
 
+@pytest.mark.slow
 def test_train_from_embeddings_json_mlp(client: TestClient, random_model: Runtime, corpus: Any) -> None:
     train, test = corpus
     x = library_clip_embeddings(random_model, train)

@@ -40,6 +40,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         yield c
 
 
+@pytest.mark.slow
 def test_reads_answer_while_every_training_thread_is_busy(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -91,6 +92,7 @@ def test_reads_answer_while_every_training_thread_is_busy(
     assert metric(client.get("/metrics").text, "vggish_head_trainings_running") == 0
 
 
+@pytest.mark.slow
 def test_a_training_past_the_request_timeout_stops(tmp_path: Path) -> None:
     rows, classes = 2000, 100  # 3000 Adam steps of (2000 x 100) take far longer than the timeout
     with running_app(data_dir=tmp_path, request_timeout_s=1.0, max_train_classes=classes) as c:

@@ -195,6 +195,7 @@ BAD: dict[str, tuple[bytes, type[Exception], str]] = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(BAD))
 @pytest.mark.parametrize("step", [3, 1 << 18])
 def test_bad_bodies(name: str, step: int) -> None:

@@ -59,6 +59,7 @@ def test_health_docs_and_metrics_stay_open_by_default(secured: TestClient) -> No
         assert secured.get(path).status_code == 200, path
 
 
+@pytest.mark.slow
 def test_protect_docs_puts_docs_and_metrics_behind_the_keys() -> None:
     with running_app(api_keys="key-one", protect_docs=True) as c:
         for path in DOCS_AND_METRICS:

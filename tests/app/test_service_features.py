@@ -108,6 +108,7 @@ def test_files_of_unknown_length_are_bounded_while_decoding(small: TestClient) -
     assert "'b.mp3' makes 5 examples" in body["detail"] and "at most 4" in body["detail"]
 
 
+@pytest.mark.slow
 def test_keys_and_openapi() -> None:
     with running_app(api_keys="k") as keyed:
         r = keyed.post("/v1/features", content=clip(1.0), headers={"content-type": "audio/wav"})

@@ -120,6 +120,7 @@ def post_in_thread(pool: ThreadPoolExecutor, client: TestClient, seconds: float)
     return pool.submit(client.post, "/v1/embeddings", files={"file": ("q.wav", clip(seconds, 8000))})
 
 
+@pytest.mark.slow
 def test_full_queue_answers_429_with_retry_after() -> None:
     with (
         running_app(max_queue_examples=6, max_batch_examples=2, retry_after_s=3) as c,
@@ -138,6 +139,7 @@ def test_full_queue_answers_429_with_retry_after() -> None:
         assert c.post("/v1/embeddings", files={"file": ("ok.wav", clip(3.0, 8000))}).status_code == 200
 
 
+@pytest.mark.slow
 def test_timeout_answers_504_and_frees_the_queue() -> None:
     with running_app(request_timeout_s=0.5, max_batch_examples=1) as c:
         with blocked_model(c):
@@ -185,6 +187,7 @@ async def _post_then_leave(app: Any, body: bytes, gone: anyio.Event) -> list[dic
     return messages
 
 
+@pytest.mark.slow
 def test_disconnected_client_frees_its_queued_examples() -> None:
     with running_app(max_batch_examples=1) as c, ThreadPoolExecutor(1) as pool:
         assert c.portal is not None

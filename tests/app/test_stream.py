@@ -25,11 +25,13 @@ websockets = pytest.importorskip("websockets", reason="needs websockets (the ser
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 from websockets.sync.client import ClientConnection, connect  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a real server and WebSocket clients: 40 s in all
+
 KEY = "stream-test-key"
 HEAD = "tones"
 # The batch path's own tolerance: float32 sums change with how examples share a batch, measured up
 # to 2-3e-5 absolute (1.3-2.0e-6 of the embeddings' scale) for every plan, direct convolutions
-# included (NOTES-17.md)
+# included
 TOLERANCE = 3e-5
 POLLS = 600  # x 0.05 s: bounded waits for a state, not timings
 
