@@ -3,8 +3,9 @@
 Every file the package writes for a user (embeddings, weights, ONNX graphs, extraction parts)
 goes through :func:`atomic_output`: the data is written to a temporary name beside the target,
 flushed to disk, then renamed over it, so a crash or an error never leaves a partial file under
-the target's name. The temporary file is created with mode 0o666 minus the umask, like any file
-``open()`` creates (``tempfile.mkstemp`` would make it 0o600 whatever the umask).
+the target's name. The file gets mode 0o666 minus the umask, like any file ``open()`` creates,
+whatever its writer did (``tempfile.mkstemp`` and safetensors' writer make 0o600 whatever the
+umask).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~current_umask())
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -45,3 +47,18 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Writes ``data`` to ``path`` through :func:`atomic_output`."""
     with atomic_output(path) as tmp, open(tmp, "xb") as f:
         f.write(data)
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it where Linux tells it (``/proc/self/status``);
+    elsewhere set and restored at once."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
