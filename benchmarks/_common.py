@@ -132,8 +132,8 @@ def median_time(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def alternate(fns: Mapping[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall seconds per name; one warm-up each, then the names take turns every repeat.
+def alternate_times(fns: Mapping[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Wall seconds of every repeat per name; one warm-up each, then the names take turns.
 
     Taking turns means a busy moment on a shared machine slows every case alike.
     """
@@ -145,7 +145,12 @@ def alternate(fns: Mapping[str, Callable[[], object]], repeats: int) -> dict[str
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def alternate(fns: Mapping[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall seconds per name of :func:`alternate_times`."""
+    return {name: statistics.median(t) for name, t in alternate_times(fns, repeats).items()}
 
 
 def cpu_model() -> str:

@@ -144,7 +144,7 @@ def bf16_section(batch: int, repeats: int) -> None:
     runners = bf16_runners()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = vggish.load_model("random", backend="torch")
+        model = vggish.load_model("random", backend="torch", tune=False).network
     base = next(iter(runners))
     reference = runners[base](x)
     devs = {name: deviation(model, reference, run(x)) for name, run in runners.items()}
@@ -190,11 +190,11 @@ def int8_section(batch: int, repeats: int, threads: int) -> None:
     log(f"int8: {len(calibration)} calibration examples, {len(held_out)} held-out examples")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = vggish.load_model("random", backend="torch")
+        model = vggish.load_model("random", backend="torch", tune=False).network
     runners: dict[str, Runner] = {}
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:
         folder = Path(tmp)
-        graphs = {"F2 graph (export_onnx)": onnx_export.export_onnx(model, folder / "f2.onnx")}
+        graphs = {"default-plan graph (export_onnx)": onnx_export.export_onnx(model, folder / "default.onnx")}
         direct = Network(model, dict.fromkeys(CONV_NAMES, DIRECT)).eval()
         Ort.export(direct, torch.zeros(2, 96, 64), folder, "direct", threads)
         graphs["all-direct graph"] = folder / "direct.onnx"

@@ -34,7 +34,6 @@ import os
 import statistics
 import subprocess
 import tempfile
-import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import GEMM_SIZE, MODEL_GFLOP_PER_EXAMPLE, log, machine_line, onnx_available
+from _common import GEMM_SIZE, MODEL_GFLOP_PER_EXAMPLE, alternate_times, log, machine_line, onnx_available
 from torch import nn
 from torch.nn import functional as F
 from torch.utils import mkldnn as torch_mkldnn
@@ -198,19 +197,10 @@ class Ort:
 
 
 def timings(fns: Mapping[str, Fn], repeats: int) -> dict[str, tuple[float, float]]:
-    """(median, best) wall seconds per case: one warm-up each, then the cases take turns.
-
-    Taking turns makes a busy moment slow every case alike; the best of the rounds shows what
-    an idle machine does, the median what this one did (see the load average printed).
-    """
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+    """(median, best) wall seconds per case of :func:`alternate_times` (one warm-up each, then
+    the cases take turns): the best of the rounds shows what an idle machine does, the median
+    what this one did (see the load average printed)."""
+    times = alternate_times(fns, repeats)
     return {name: (statistics.median(t), min(t)) for name, t in times.items()}
 
 
@@ -395,7 +385,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = vggish.load_model("random", backend="torch")
+        model = vggish.load_model("random", backend="torch", tune=False).network  # the plain module
     print(f"# {machine_line()}\n# {cpu_flags()}\n")
     best: dict[str, dict[str, str]] = {}
     if "layers" in args.sections:

@@ -316,7 +316,7 @@ REPLICA = textwrap.dedent(
 
     x = np.random.default_rng(7).standard_normal((6, 128)).astype(np.float32)
     head, _ = heads.train(x, ["p", "q"] * 3, features=heads.FeatureSpec(weights_sha256="random"))
-    record = open_store(sys.argv[1]).save("shared", head, replace=True)
+    record = open_store(sys.argv[1]).save("common", head, replace=True)
     print(record.version)
     """
 )
@@ -332,13 +332,13 @@ def test_replicas_share_one_postgres_store(postgres_url: str) -> None:
             [sys.executable, "-c", REPLICA, postgres_url], env=env, capture_output=True, check=True
         )
         assert out.stdout.decode().strip() == str(version)
-        record, head = here.load("shared")
+        record, head = here.load("common")
         assert (record.version, head.classes, record.features.weights_sha256) == (
             version,
             ("p", "q"),
             "random",
         )
-    assert here.save("shared", small_head(), replace=True).version == 3
+    assert here.save("common", small_head(), replace=True).version == 3
 
 
 @pytest.mark.slow

@@ -185,22 +185,22 @@ def test_two_replicas_share_their_heads_through_postgresql(postgres_url: str, tm
         httpx.Client(base_url=a.base, timeout=WAIT_S) as on_a,
         httpx.Client(base_url=b.base, timeout=WAIT_S) as on_b,
     ):
-        trained = on_a.post("/v1/heads", files=wavs, data={"name": "shared", "label": ["x", "y", "z"] * 2})
+        trained = on_a.post("/v1/heads", files=wavs, data={"name": "common", "label": ["x", "y", "z"] * 2})
         assert trained.status_code == 201, trained.text
-        assert on_b.get("/v1/heads/shared").json() == trained.json()  # the same head, at once
+        assert on_b.get("/v1/heads/common").json() == trained.json()  # the same head, at once
         assert on_b.get("/v1/heads").json() == on_a.get("/v1/heads").json()
-        assert on_b.get("/v1/heads/shared/export").content == on_a.get("/v1/heads/shared/export").content
-        from_a = on_a.post("/v1/heads/shared/classify", files=probe).json()
-        from_b = on_b.post("/v1/heads/shared/classify", files=probe).json()
+        assert on_b.get("/v1/heads/common/export").content == on_a.get("/v1/heads/common/export").content
+        from_a = on_a.post("/v1/heads/common/classify", files=probe).json()
+        from_b = on_b.post("/v1/heads/common/classify", files=probe).json()
         assert from_a == from_b  # the same numbers, label for label and frame for frame
         assert len(from_b["data"][0]["frames"]) == 2 and from_b["data"][0]["labels"][0]["score"] > 0
         replaced = on_b.post(
-            "/v1/heads", files=wavs, data={"name": "shared", "label": ["x", "y"] * 3, "replace": "true"}
+            "/v1/heads", files=wavs, data={"name": "common", "label": ["x", "y"] * 3, "replace": "true"}
         )
         assert replaced.status_code == 200 and replaced.json()["version"] == 2
-        assert on_a.get("/v1/heads/shared").json()["classes"] == ["x", "y"]
-        assert on_a.delete("/v1/heads/shared").status_code == 204
-        assert on_b.get("/v1/heads/shared").status_code == 404
+        assert on_a.get("/v1/heads/common").json()["classes"] == ["x", "y"]
+        assert on_a.delete("/v1/heads/common").status_code == 204
+        assert on_b.get("/v1/heads/common").status_code == 404
     assert not (tmp_path / "a" / "heads.sqlite3").exists() and not (tmp_path / "b").exists()
 
 
