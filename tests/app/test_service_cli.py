@@ -10,15 +10,13 @@ from typing import Any
 import pytest
 import torch
 
-from vggish.cli import serve_cmd
+from vggish.cli import build_parser, serve_cmd
 from vggish_app import main, model_loader
 from vggish_app.config import Settings
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    serve_cmd.register(parser.add_subparsers())
-    return parser.parse_args(["serve", *argv])
+    return build_parser().parse_args(["serve", *argv])
 
 
 @pytest.fixture(autouse=True)

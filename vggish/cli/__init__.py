@@ -1,7 +1,8 @@
 """Command-line interface: ``vggish SUBCOMMAND ...`` (also ``python -m vggish``).
 
-Each subcommand lives in its own module with ``register(subparsers)``, which adds a parser whose
-``func`` default is ``run(args) -> int``. Library errors (``ValueError`` and the kinds of
+Each subcommand lives in its own module: ``NAME``, ``HELP``, ``DESCRIPTION``, ``EPILOG``,
+``add_arguments(parser)`` and ``run(args) -> int`` (``heads``, with actions of its own, sets each
+action's ``func`` in ``add_arguments``). Library errors (``ValueError`` and the kinds of
 :mod:`vggish.errors`, ``RuntimeError``, ``OSError``) become one line on stderr and exit status 1;
 nothing else is printed on failure.
 """
@@ -63,7 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
             if e.name != f"vggish.cli.{name}":
                 raise
             continue
-        module.register(subparsers)
+        p = subparsers.add_parser(
+            module.NAME,
+            help=module.HELP,
+            description=module.DESCRIPTION,
+            epilog=module.EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(p)
+        if hasattr(module, "run"):
+            p.set_defaults(func=module.run)
     return parser
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
 
 from vggish.weights import default_weights_path, sha256_file
 from vggish.weights.convert import convert_checkpoint
@@ -29,15 +28,12 @@ examples:
 default output: {default_weights_path()}"""
 
 
-def register(subparsers: Any) -> None:
-    """Adds the ``convert`` subcommand."""
-    p = subparsers.add_parser(
-        "convert",
-        help="convert a TensorFlow checkpoint or .pth into a weights file",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "convert"
+HELP = "convert a TensorFlow checkpoint or .pth into a weights file"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``convert`` subcommand's arguments."""
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file, V2 prefix, or .pth")
     p.add_argument(
         "--pca",
@@ -51,7 +47,6 @@ def register(subparsers: Any) -> None:
         metavar="OUT.safetensors",
         help="weights file to write (default: %(default)s)",
     )
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

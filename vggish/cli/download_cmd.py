@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from vggish.weights import default_weights_dir
 from vggish.weights.download import OFFICIAL_FILES
@@ -28,15 +27,12 @@ examples:
 default folder: {default_weights_dir()}"""
 
 
-def register(subparsers: Any) -> None:
-    """Adds the ``download`` subcommand."""
-    p = subparsers.add_parser(
-        "download",
-        help="download, verify and convert Google's official weights",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "download"
+HELP = "download, verify and convert Google's official weights"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``download`` subcommand's arguments."""
     p.add_argument(
         "--dir",
         type=Path,
@@ -45,7 +41,6 @@ def register(subparsers: Any) -> None:
         help="folder for the downloads and vggish.safetensors (default: see below)",
     )
     p.add_argument("--no-progress", action="store_true", help="do not draw progress bars")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

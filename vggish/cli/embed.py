@@ -6,9 +6,14 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from vggish.cli.runtime_args import add_embed_args, add_runtime_args, embed_options, load_kwargs
+from vggish.cli.runtime_args import (
+    add_embed_args,
+    add_runtime_args,
+    add_weights_arg,
+    embed_options,
+    load_kwargs,
+)
 from vggish.loader import load_model
 from vggish.pipeline import EmbeddingResult, embed_source, write_npz
 from vggish.weights import default_weights_path
@@ -32,25 +37,17 @@ examples:
 default weights: {default_weights_path()}"""
 
 
-def register(subparsers: Any) -> None:
-    """Adds the ``embed`` subcommand."""
-    p = subparsers.add_parser(
-        "embed",
-        help="embed one audio file into an .npz",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "embed"
+HELP = "embed one audio file into an .npz"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``embed`` subcommand's arguments."""
     p.add_argument("input", metavar="INPUT", help="audio file to embed")
     p.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to write the results")
-    p.add_argument(
-        "--weights",
-        metavar="W",
-        help="weights .safetensors file, or 'random' (default: the official weights)",
-    )
+    add_weights_arg(p)
     add_embed_args(p)
     add_runtime_args(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

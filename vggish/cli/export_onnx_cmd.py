@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from typing import Any
+
+from vggish.cli.runtime_args import add_weights_arg
 
 DESCRIPTION = """\
 Export the VGGish network as one ONNX file (weights inside, opset 18): input "examples"
@@ -23,20 +24,14 @@ examples:
 PARITY_TOLERANCE = 1e-4  # relative to max(1, max |embedding|)
 
 
-def register(subparsers: Any) -> None:
-    """Adds the ``export-onnx`` subcommand."""
-    p = subparsers.add_parser(
-        "export-onnx",
-        help="export the network as an ONNX graph",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "export-onnx"
+HELP = "export the network as an ONNX graph"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``export-onnx`` subcommand's arguments."""
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="ONNX file to write")
-    p.add_argument(
-        "--weights", metavar="W", help="weights .safetensors file, or 'random' (default: official)"
-    )
-    p.set_defaults(func=run)
+    add_weights_arg(p)
 
 
 def run(args: argparse.Namespace) -> int:

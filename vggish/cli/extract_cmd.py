@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, get_args
+from typing import get_args
 
-from vggish.cli.runtime_args import add_embed_args, add_runtime_args, embed_options, load_kwargs
+from vggish.cli.runtime_args import (
+    add_embed_args,
+    add_runtime_args,
+    add_weights_arg,
+    embed_options,
+    load_kwargs,
+)
 from vggish.extract import ExtractOptions, ExtractSummary, default_workers, extract, find_inputs
 from vggish.extract.outputs import FAILURES_NAME, OutputFormat
 from vggish.weights import default_weights_path
@@ -33,18 +39,15 @@ examples:
 default weights: {default_weights_path()}"""
 
 
-def register(subparsers: Any) -> None:
-    """Adds the ``extract`` subcommand."""
-    p = subparsers.add_parser(
-        "extract",
-        help="embed many audio files into Parquet, .npz or TFRecord (parallel, resumable)",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "extract"
+HELP = "embed many audio files into Parquet, .npz or TFRecord (parallel, resumable)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``extract`` subcommand's arguments."""
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders or @list.txt")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output folder")
-    p.add_argument("--weights", metavar="W", help="weights .safetensors file, or 'random'")
+    add_weights_arg(p)
     p.add_argument("--format", choices=get_args(OutputFormat), default="parquet", help="(default: parquet)")
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="(default: local)")
     p.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default: start a local one)")
@@ -59,7 +62,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--glob", metavar="PATTERN", help="file names to take from folders, e.g. '*.wav'")
     add_runtime_args(p)
     p.add_argument("--rows-per-part", type=int, default=20_000, metavar="N", help=argparse.SUPPRESS)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from vggish.cli.runtime_args import (
     add_audio_args,
     add_runtime_args,
     add_store_args,
+    add_weights_arg,
     load_kwargs,
     store_location,
 )
@@ -61,15 +62,13 @@ examples:
 Files that fail to classify are reported and the others classified; the exit status is then 2."""
 
 
-def register(subparsers: Any) -> None:
-    """Adds the ``heads`` subcommand and its own subcommands."""
-    p = subparsers.add_parser(
-        "heads",
-        help="train and apply classifier heads over embeddings",
-        description="Small classifiers over clip embeddings (the mean of a clip's examples).",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "heads"
+HELP = "train and apply classifier heads over embeddings"
+DESCRIPTION = "Small classifiers over clip embeddings (the mean of a clip's examples)."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``heads`` subcommand's arguments."""
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = actions.add_parser("train", help="train a head on DIR/<label>/<audio files>")
     t.add_argument("directory", metavar="DIR", help="one sub-folder per label, audio files inside")
@@ -111,7 +110,7 @@ def register(subparsers: Any) -> None:
     for sub in (t, c, d, e, i):
         sub.add_argument("--name", required=True, help="the head's name (1-64 of A-Z a-z 0-9 _ . -)")
     for sub in (t, c):
-        sub.add_argument("--weights", metavar="W", help="VGGish weights file, or 'random'")
+        add_weights_arg(sub)
         add_audio_args(sub, pad=True)
         add_runtime_args(sub)
 

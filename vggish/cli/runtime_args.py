@@ -42,6 +42,13 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def add_weights_arg(p: argparse.ArgumentParser, default: str = "the official weights") -> None:
+    """Adds --weights (a .safetensors file, or 'random') to ``p``."""
+    p.add_argument(
+        "--weights", metavar="W", help=f"weights .safetensors file, or 'random' (default: {default})"
+    )
+
+
 def add_audio_args(p: argparse.ArgumentParser, *, pad: bool = False) -> None:
     """Adds --hop, --resampler and the padding switch (--pad; or --pad/--no-pad when ``pad`` is
     the default) to ``p``."""

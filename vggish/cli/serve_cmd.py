@@ -9,9 +9,8 @@ library and the service, so it is the one place in ``vggish/`` that imports the 
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from vggish.cli.runtime_args import add_runtime_args
+from vggish.cli.runtime_args import add_runtime_args, add_weights_arg
 from vggish.loader import check_device
 
 DESCRIPTION = """\
@@ -27,21 +26,17 @@ examples:
   VGGISH_API_KEYS=k1,k2 vggish serve --host 0.0.0.0 --workers 2"""
 
 
-def register(subparsers: Any) -> None:
-    """Adds the ``serve`` subcommand."""
-    p = subparsers.add_parser(
-        "serve",
-        help="run the REST service",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+NAME = "serve"
+HELP = "run the REST service"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``serve`` subcommand's arguments."""
     p.add_argument("--host", help="address to bind (default: VGGISH_HOST or 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: VGGISH_PORT or 8000)")
-    p.add_argument("--weights", metavar="W", help="weights .safetensors file, or 'random' (VGGISH_WEIGHTS)")
+    add_weights_arg(p, "VGGISH_WEIGHTS, else the official weights")
     p.add_argument("--workers", type=int, help="worker processes, each with its own model (VGGISH_WORKERS)")
     add_runtime_args(p, batch=False)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

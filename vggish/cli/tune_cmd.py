@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import textwrap
 from pathlib import Path
-from typing import Any, get_args
+from typing import get_args
 
 from vggish import cpus, loader, tuning
-from vggish.cli.runtime_args import CACHE_ENV, env_default, positive_int
+from vggish.cli.runtime_args import CACHE_ENV, add_weights_arg, env_default, positive_int
 from vggish.loader import load_model
 from vggish.runtime import BackendName, PrecisionName
 
@@ -40,20 +40,13 @@ built-in plans without measuring, for reproducible timings.
 this CPU: {cpus.simd_summary()}"""
 
 
-def register(subparsers: Any) -> None:
-    """Adds the ``tune`` subcommand."""
-    p = subparsers.add_parser(
-        "tune",
-        help="measure this machine's fastest algorithm per layer and batch size, and keep it",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--weights",
-        metavar="W",
-        help="weights .safetensors file, or 'random' (times the same; default: the official weights)",
-    )
+NAME = "tune"
+HELP = "measure this machine's fastest algorithm per layer and batch size, and keep it"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``tune`` subcommand's arguments."""
+    add_weights_arg(p)
     p.add_argument(
         "--backend",
         choices=get_args(BackendName),
@@ -69,7 +62,6 @@ def register(subparsers: Any) -> None:
         help=f"intra-op threads (default: the CPUs this process may use, here {cpus.available_cpus()})",
     )
     p.add_argument("--device", default="cpu", help="only cpu is tuned (default: cpu)")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import textwrap
-from typing import Any
 
 from vggish import verify as V
+from vggish.cli.runtime_args import add_weights_arg
 from vggish.loader import load_model
 from vggish.verify import smoke_test
 from vggish.weights import default_weights_path
@@ -32,22 +32,14 @@ examples:
 default weights: {default_weights_path()}"""
 
 
-def register(subparsers: Any) -> None:
-    """Adds the ``verify`` subcommand."""
-    p = subparsers.add_parser(
-        "verify",
-        help="run Google's smoke test on the weights",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--weights",
-        metavar="W",
-        help="weights .safetensors file, or 'random' (default: the official weights)",
-    )
+NAME = "verify"
+HELP = "run Google's smoke test on the weights"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``verify`` subcommand's arguments."""
+    add_weights_arg(p)
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
