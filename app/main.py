@@ -126,6 +126,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await asyncio.gather(warm, return_exceptions=True)
             await asyncio.to_thread(trainings.close)
             await asyncio.to_thread(service.close)
+            # A stopped app holds no model: an app object outlives its lifespan where something
+            # keeps it (a test's client; FastAPI's module-level routers link back to each app).
+            app.state.service = app.state.trainings = None
             logger.info("stopped")
 
 
