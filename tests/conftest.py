@@ -79,11 +79,36 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield cache
 
 
+# The files that take a minute or more (`pytest --durations`), longest first. `make test` runs the
+# suite in two processes, a file to a process (``--dist loadfile --no-loadscope-reorder``): a long
+# file started last would leave one process working alone at the end.
+LONGEST_FILES = (
+    "app/test_service_schema.py",
+    "test_readme.py",
+    "test_benchmarks.py",
+    "test_tuning.py",
+    "test_onnx.py",
+    "test_hear.py",
+    "test_extract.py",
+    "test_extract_ray.py",
+    "test_quantize.py",
+    "test_heads_store.py",
+    "app/test_heads_server.py",
+)
+
+
+def _start_order(item: pytest.Item) -> tuple[bool, int]:
+    """Browser tests last, then the longest files first; the rest keep their order."""
+    path = item.path.relative_to(Path(__file__).parent).as_posix()
+    rank = LONGEST_FILES.index(path) if path in LONGEST_FILES else len(LONGEST_FILES)
+    return "browser" in item.keywords, rank
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Browser tests are slow, and run last: Playwright's sync API keeps an event loop running in
     the main thread for as long as its session-scoped fixture lives, and later tests that call
-    ``asyncio.run`` would find it there."""
-    items.sort(key=lambda item: "browser" in item.keywords)
+    ``asyncio.run`` would find it there (`make test` runs them in a process of their own)."""
+    items.sort(key=_start_order)
     for item in items:  # a real browser and a real server: seconds each, so not in `make test-fast`
         if "browser" in item.keywords:
             item.add_marker(pytest.mark.slow)
