@@ -113,11 +113,18 @@ def weights_file() -> Path:
     return save_weights(path, weights.state_dict, weights.pca, {"source": "random (benchmarks)"})
 
 
+# run_all.py --quick (checks, not figures) loads models with the built-in plans: tuning takes
+# 15-25 s a backend, and the ``speed`` section checks it on its own.
+QUICK_CHECKS = False
+
+
 def load_bench_model(**kwargs: Any) -> Any:
     """``vggish.load_model`` on :func:`weights_file`; keyword arguments go to ``load_model``."""
     import vggish
 
     kwargs.setdefault("cache_dir", os.environ.get("VGGISH_CACHE_DIR"))  # see private_onnx_cache
+    if QUICK_CHECKS:
+        kwargs.setdefault("tune", False)
     return vggish.load_model(weights_file(), **kwargs)
 
 

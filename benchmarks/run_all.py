@@ -49,6 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import _common
 from _common import (
     Row,
     gemm_gflops,
@@ -212,6 +213,7 @@ def main() -> int:
     header = machine_line()  # before the run: its load average is the machine's, not ours
     started = time.perf_counter()
     sizes = QUICK if args.quick else FULL
+    _common.QUICK_CHECKS = args.quick
     rows, ok = run_sections(names, sizes)
     rows = ceiling_ratios(rows, sizes)
     seconds = time.perf_counter() - started

@@ -353,7 +353,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         PYTHONPATH=str(site),
         PATH=os.pathsep.join([bin_dir, env.get("PATH", "")]),
         VGGISH_DOWNLOAD="false",
-        VGGISH_TUNE="off",  # the CLI and service snippets; Python snippets tune once into HOME's cache
+        VGGISH_TUNE="off",  # the CLI and service snippets; Python snippets: PYTHON_PRELUDE
         PYTHONDONTWRITEBYTECODE="1",
     )
     probe = "import vggish; print(vggish.__file__); print(vggish.default_weights_path())"
@@ -523,6 +523,11 @@ def _shell_params() -> list[pytest.ParameterSet]:
     return params
 
 
+# Python snippets load models with the built-in plans, as the CLI snippets do with VGGISH_TUNE=off:
+# tuning is timed work (tests/test_tuning.py tests it), and the snippets then share one ONNX graph.
+PYTHON_PRELUDE = "import vggish.loader\n\nvggish.loader.DEFAULT_TUNE = False  # tests/test_readme.py\n"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("block", _python_params())
 def test_python_block_runs(block: Block, sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -530,7 +535,7 @@ def test_python_block_runs(block: Block, sandbox: Sandbox, tmp_path_factory: pyt
         pytest.skip(f"README.md:{block.line}: opted out: {block.skip}")
     folder = workdir(sandbox, tmp_path_factory, block)
     script = folder / "readme_snippet.py"
-    script.write_text(block.code)
+    script.write_text(PYTHON_PRELUDE + block.code)
     done = subprocess.run(
         [sys.executable, script.name],
         cwd=folder,

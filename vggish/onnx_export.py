@@ -41,12 +41,12 @@ CACHE_SUBDIR = "onnx"  # exported graphs live in CACHE_DIR/onnx
 _INSTALL = "pip install 'vggish[onnx]'"
 
 
-def _require(module: str, what: str) -> Any:
-    """Imports ``module`` or raises ``RuntimeError`` saying how to install it."""
+def require(module: str, what: str) -> Any:
+    """Imports ``module`` or raises ``RuntimeError`` saying that ``what`` needs it and how to install it."""
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise RuntimeError(f"{what} needs the {module!r} package: {_INSTALL}") from e
+        raise RuntimeError(f"{what} needs the {module.split('.')[0]!r} package: {_INSTALL}") from e
 
 
 def export_onnx(
@@ -73,8 +73,8 @@ def export_onnx(
         RuntimeError: ``onnx``/``onnxscript`` are not installed, or the export failed.
         FileNotFoundError: the output's folder does not exist.
     """
-    _require("onnxscript", "exporting to ONNX")
-    onnx = _require("onnx", "exporting to ONNX")
+    require("onnxscript", "exporting to ONNX")
+    onnx = require("onnx", "exporting to ONNX")
     out = Path(output)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"cannot write {out}: folder {out.parent} does not exist")
@@ -123,7 +123,7 @@ def export_module(module: torch.nn.Module, example: torch.Tensor, output: str | 
     Raises:
         RuntimeError: ``onnx``/``onnxscript`` are not installed, or the export failed.
     """
-    _require("onnxscript", "exporting to ONNX")
+    require("onnxscript", "exporting to ONNX")
     out = Path(output)
     try:
         with warnings.catch_warnings(), _quiet_exporter(), torch.no_grad():
@@ -244,7 +244,7 @@ def ort_session(path: str | os.PathLike[str], threads: int | None = None, *, spi
     Raises:
         RuntimeError: onnxruntime is not installed, or cannot load the file.
     """
-    ort = _require("onnxruntime", "the ONNX backend")
+    ort = require("onnxruntime", "the ONNX backend")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads is not None:

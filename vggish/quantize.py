@@ -16,7 +16,6 @@ offline). Needs the ``onnx`` extra (``pip install 'vggish[onnx]'``).
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import logging
 import os
@@ -42,7 +41,6 @@ QUANTIZED_OPS = ["Conv", "Gemm", "MatMul", "MaxPool"]
 MIN_LOG_MEL = float(np.log(params.LOG_OFFSET))  # log(mel + 0.01) >= log(0.01): the front end's floor
 QuantFormatName = Literal["qdq", "qoperator"]
 CalibrationName = Literal["minmax", "entropy", "percentile"]
-_INSTALL = "pip install 'vggish[onnx]'"
 CALIBRATION_RATE = 16_000  # Hz: the calibration recording is made at the model's rate
 CALIBRATION_HOP_SECONDS = 0.48  # two examples per second of it
 CALIBRATION_REVISION = "c1"  # bumped when calibration_waveform changes: cached int8 graphs redo
@@ -89,8 +87,10 @@ def quantize_onnx(
         raise FileNotFoundError(f"no float32 graph at {source}")
     if not target.parent.is_dir():
         raise FileNotFoundError(f"cannot write {target}: folder {target.parent} does not exist")
-    onnx = _require("onnx")
-    quantization = _require("onnxruntime.quantization")
+    from vggish.onnx_export import require
+
+    onnx = require("onnx", "int8 quantization")
+    quantization = require("onnxruntime.quantization", "int8 quantization")
     fmt = _enum(quantization.QuantFormat, quant_format)
     calibrate_method = _enum(quantization.CalibrationMethod, method)
     model = _load_vggish_graph(onnx, source)
@@ -210,14 +210,6 @@ def _enum(enum: Any, name: str) -> Any:
     if name not in members:
         raise ValueError(f"expected one of {sorted(members)}; got {name!r}")
     return members[name]
-
-
-def _require(module: str) -> Any:
-    """Imports ``module`` or raises ``RuntimeError`` saying how to install it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise RuntimeError(f"int8 quantization needs the {module.split('.')[0]!r} package: {_INSTALL}") from e
 
 
 def int8_session(
