@@ -66,9 +66,11 @@ pytest: install
 
 test: lint typecheck pytest
 
-# The quick loop while editing: no slow tests, no TensorFlow, in two processes as `make test`.
+# The quick loop while editing: no slow tests, no TensorFlow, in two processes, a file to a
+# process, the files with the most tests first (xdist's order: here 2:00 against 2:27 in
+# `make test`'s, which is made for its minute-long files).
 test-fast: install
-	$(PY) -m pytest -m "not slow and not tensorflow" -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(PY) -m pytest -m "not slow and not tensorflow" -n $(PYTEST_WORKERS) --dist loadfile
 
 # The REST service on http://$(HOST):$(PORT) (docs at /docs); WEIGHTS=random for a demo.
 serve: install-serve

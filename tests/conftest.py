@@ -125,3 +125,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(pytest.mark.xdist_group(SHARED_UNITS.get(path, path)))
         if "browser" in item.keywords:  # a real browser and a real server: not in `make test-fast`
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In `make test`'s two test processes, PyTorch computes on one thread each: two processes of
+    two threads on two cores only wait on each other (and spin while waiting)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
