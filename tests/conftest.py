@@ -128,8 +128,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """In `make test`'s two test processes, PyTorch computes on one thread each: two processes of
-    two threads on two cores only wait on each other (and spin while waiting)."""
+    """In the test processes of `make test` and `make test-fast` (pytest-xdist's workers), PyTorch
+    computes on one thread each: two processes of two threads on two cores only wait on each other
+    (and spin while waiting)."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
 
