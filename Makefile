@@ -54,14 +54,14 @@ typecheck: install
 	$(PY) -m mypy
 
 # Every test, in two processes (pytest-xdist; a file's tests stay in one process, as some build on
-# the ones before; tests/conftest.py names the work units and starts the longest first), then
+# the ones before; tests/conftest.py starts the longest files first), then
 # the browser tests in a process of their own (Playwright's event loop must not meet the asyncio
 # tests). Both parts run even when the first fails; the status is the first failure's.
 # PYTEST_WORKERS=1: one process.
 PYTEST_WORKERS ?= 2
 pytest: install
 	@status=0; \
-	$(PY) -m pytest -m "not browser" -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder || status=$$?; \
+	$(PY) -m pytest -m "not browser" -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder || status=$$?; \
 	$(PY) -m pytest -m browser || { s=$$?; [ $$status -ne 0 ] || status=$$s; }; \
 	exit $$status
 

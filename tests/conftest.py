@@ -79,22 +79,22 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield cache
 
 
-# `make test` runs the suite in two processes (``-n 2 --dist loadgroup --no-loadscope-reorder``),
-# one work unit a file, so that a file's tests run in order in one process, except:
-# - the files that share the ``onnx_cache`` fixture's graphs form one unit (one export, not one a
-#   process);
-# - the files that take a minute or more (`pytest --durations`) start first, longest first: one
-#   started last would leave the other process idle at the end.
-SHARED_UNITS = dict.fromkeys(("test_onnx.py", "test_quantize.py", "test_runtime.py"), "onnx-cache")
+# `make test` runs the suite in two processes (``-n 2 --dist loadfile --no-loadscope-reorder``), one
+# work unit a file, so that a file's tests run in order in one process. The files that take a
+# minute or more (`pytest --durations`) start first, longest first: one started last would leave
+# the other process idle at the end. (pytest-xdist's ``loadgroup``, which could put the files that
+# share the ``onnx_cache`` graphs in one unit, does not group under pytest 9.2: it renames the
+# tests through an attribute pytest no longer reads, and so hands out tests one by one.)
 LONGEST_FILES = (
     "app/test_service_schema.py",
     "test_readme.py",
-    "test_onnx.py",  # with test_quantize.py and test_runtime.py
     "test_benchmarks.py",
     "test_tuning.py",
+    "test_onnx.py",
     "test_hear.py",
     "test_extract.py",
     "test_extract_ray.py",
+    "test_quantize.py",
     "test_heads_store.py",
     "app/test_heads_server.py",
 )
@@ -102,28 +102,19 @@ LONGEST_FILES = (
 
 def _start_order(item: pytest.Item) -> tuple[bool, int]:
     """Browser tests last, then the longest files first; the rest keep their order."""
-    path = _test_path(item)
+    path = item.path.relative_to(Path(__file__).parent).as_posix()
     rank = LONGEST_FILES.index(path) if path in LONGEST_FILES else len(LONGEST_FILES)
-    if SHARED_UNITS.get(path) == "onnx-cache":
-        rank = LONGEST_FILES.index("test_onnx.py")
     return "browser" in item.keywords, rank
 
 
-def _test_path(item: pytest.Item) -> str:
-    return item.path.relative_to(Path(__file__).parent).as_posix()
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Orders the tests and marks their work units (see above). Browser tests are slow, and run
-    last: Playwright's sync API keeps an event loop running in the main thread for as long as its
-    session-scoped fixture lives, and later tests that call ``asyncio.run`` would find it there
-    (`make test` runs them in a process of their own)."""
+    """Orders the tests (see above). Browser tests are slow, and run last: Playwright's sync API
+    keeps an event loop running in the main thread for as long as its session-scoped fixture
+    lives, and later tests that call ``asyncio.run`` would find it there (`make test` runs them
+    in a process of their own)."""
     items.sort(key=_start_order)
-    for item in items:
-        path = _test_path(item)
-        item.add_marker(pytest.mark.xdist_group(SHARED_UNITS.get(path, path)))
-        if "browser" in item.keywords:  # a real browser and a real server: not in `make test-fast`
+    for item in items:  # a real browser and a real server: not in `make test-fast`
+        if "browser" in item.keywords:
             item.add_marker(pytest.mark.slow)
 
 
