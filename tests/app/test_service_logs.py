@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
+from typing import IO
 
 import httpx
 import pytest
@@ -26,6 +28,7 @@ def test_serve_logs_json_lines_only(workers: int) -> None:
         proc = subprocess.Popen(command, cwd=REPO, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
         try:
             _wait_server(proc, base, log)
+            _wait_all_ready(log, workers)  # /readyz answered by one worker says nothing of the others
             for _ in range(2 * workers):  # reach every worker, most likely
                 r = httpx.post(
                     base + "/v1/embeddings", content=clip(1.5), headers={"content-type": "audio/wav"}
@@ -46,3 +49,24 @@ def test_serve_logs_json_lines_only(workers: int) -> None:
     assert sum(r["message"] == "POST /v1/embeddings 200" for r in records) == 2 * workers
     assert sum(r["message"] == "ready" for r in records) == workers
     assert sum(r["message"] == "Application shutdown complete." for r in records) == workers
+
+
+def _wait_all_ready(log: IO[bytes], workers: int) -> None:
+    """Wait until every worker has logged "ready" (pread: the server's processes share the file offset)."""
+    fd = log.fileno()
+    deadline = time.monotonic() + 180
+    while True:
+        text = os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+        ready = sum(_message(line) == "ready" for line in text.splitlines())
+        if ready >= workers:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{ready} of {workers} workers logged ready: {text[-2000:]}")
+        time.sleep(0.2)
+
+
+def _message(line: str) -> object:
+    try:
+        return json.loads(line).get("message")
+    except ValueError:  # a line still being written
+        return None
