@@ -45,7 +45,7 @@ import torch
 from torch.nn import functional as F
 
 from vggish import cpus, params, plans
-from vggish.fileio import write_bytes_atomic
+from vggish.fileio import BuildLock, write_bytes_atomic
 from vggish.model import CONV_LAYERS, POOL_AFTER, VGGish
 from vggish.plans import ConvAlgorithm, FcAlgorithm, Plan
 from vggish.version import __version__
@@ -248,7 +248,7 @@ def tuned(
     path = stored_path(cache_dir, key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock = _Lock(path)
+        lock = BuildLock(path)
     except OSError as e:  # a read-only cache: measure for this process, say how to avoid it
         logger.warning(
             "cannot keep a tuning in %s (%s): measuring for this process only; give a writable "
@@ -294,31 +294,6 @@ def read_tuning(path: Path, key: TuningKey) -> Tuning | None:
         logger.warning("ignoring a damaged tuning file %s (%s); tuning again", path, e)
         return None
     return tuning if tuning.key == key else None
-
-
-class _Lock(contextlib.AbstractContextManager[None]):
-    """An exclusive lock on ``path``'s ``.lock`` file where the OS has ``fcntl`` (else no lock).
-
-    The file is opened here, so that a cache that cannot be written fails before anything runs.
-    """
-
-    def __init__(self, path: Path) -> None:
-        try:
-            import fcntl
-        except ImportError:  # Windows: processes may tune at the same time; the write stays atomic
-            self._file = None
-            return
-        self._fcntl = fcntl
-        self._file = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 (closed in __exit__)
-
-    def __enter__(self) -> None:
-        if self._file is not None:
-            self._fcntl.flock(self._file, self._fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._file is not None:
-            self._fcntl.flock(self._file, self._fcntl.LOCK_UN)
-            self._file.close()
 
 
 def measure(
