@@ -54,16 +54,12 @@ typecheck: install
 	$(PY) -m mypy
 
 # Every test, in two processes (pytest-xdist; a file's tests stay in one process, as some build on
-# the ones before; tests/conftest.py starts the longest files first), then
-# the browser tests in a process of their own (Playwright's event loop must not meet the asyncio
-# tests). Both parts run even when the first fails; the status is the first failure's.
+# the ones before). tests/conftest.py starts the longest files first and puts the browser tests
+# last, so that Playwright's event loop never meets the asyncio tests in a process.
 # PYTEST_WORKERS=1: one process.
 PYTEST_WORKERS ?= 2
 pytest: install
-	@status=0; \
-	$(PY) -m pytest -m "not browser" -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder || status=$$?; \
-	$(PY) -m pytest -m browser || { s=$$?; [ $$status -ne 0 ] || status=$$s; }; \
-	exit $$status
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: lint typecheck pytest
 

@@ -69,11 +69,26 @@ def alsa_recordings() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def freedesktop_recordings() -> list[Path]:
+    """Real system sounds shipped by Debian's sound-theme-freedesktop (stereo Ogg Vorbis); may be empty."""
+    return sorted(FREEDESKTOP_DIR.glob("*.oga"))
+
+
+@pytest.fixture(scope="session")
 def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A private VGGISH_CACHE_DIR for the session: ONNX graphs are exported there once."""
+    """A private VGGISH_CACHE_DIR for the test run: each ONNX graph is exported there once.
+
+    Under pytest-xdist the run's processes share it (their temporary folders' common parent):
+    the library exports a graph under a lock, so a process that needs a graph another one is
+    exporting waits for it instead of exporting it again (tests/test_onnx.py tests the lock).
+    """
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    cache = tmp_path_factory.mktemp("vggish-cache")
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    cache = root / "vggish-onnx-cache"
+    cache.mkdir(exist_ok=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VGGISH_CACHE_DIR", str(cache))
         yield cache
@@ -86,17 +101,20 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 # share the ``onnx_cache`` graphs in one unit, does not group under pytest 9.2: it renames the
 # tests through an attribute pytest no longer reads, and so hands out tests one by one.)
 LONGEST_FILES = (
-    "app/test_service_schema.py",
     "test_readme.py",
-    "test_benchmarks.py",
-    "test_tuning.py",
+    "app/test_service_schema.py",
     "test_onnx.py",
+    "test_tuning.py",
     "test_hear.py",
-    "test_extract.py",
-    "test_extract_ray.py",
     "test_quantize.py",
+    "test_audio.py",
     "test_heads_store.py",
+    "test_extract.py",
     "app/test_heads_server.py",
+    "test_benchmarks.py",
+    "app/test_stream.py",
+    "app/test_reliability.py",
+    "test_extract_ray.py",
 )
 
 
@@ -108,10 +126,11 @@ def _start_order(item: pytest.Item) -> tuple[bool, int]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Orders the tests (see above). Browser tests are slow, and run last: Playwright's sync API
-    keeps an event loop running in the main thread for as long as its session-scoped fixture
-    lives, and later tests that call ``asyncio.run`` would find it there (`make test` runs them
-    in a process of their own)."""
+    """Orders the tests (see above). Browser tests run last, in every process that takes one:
+    Playwright's sync API keeps an event loop running in the main thread for as long as its
+    session-scoped fixture lives, and later tests that call ``asyncio.run`` would find it there.
+    (pytest-xdist hands out the files in this order, so a process that has started on browser
+    tests is given only browser tests after them.)"""
     items.sort(key=_start_order)
     for item in items:  # a real browser and a real server: not in `make test-fast`
         if "browser" in item.keywords:

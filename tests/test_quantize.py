@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FREEDESKTOP_DIR
 
 import vggish
 from vggish.quantize import MIN_LOG_MEL, check_calibration, quantize_onnx
@@ -29,9 +28,9 @@ def examples(paths: list[Path], hop_seconds: float) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def recordings(alsa_recordings: list[Path]) -> list[Path]:
+def recordings(alsa_recordings: list[Path], freedesktop_recordings: list[Path]) -> list[Path]:
     """Debian's speech recordings and freedesktop's system sounds (when installed), sorted."""
-    return sorted([*alsa_recordings, *FREEDESKTOP_DIR.glob("*.oga")])
+    return sorted([*alsa_recordings, *freedesktop_recordings])
 
 
 @pytest.fixture(scope="module")
