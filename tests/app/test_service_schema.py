@@ -1,13 +1,14 @@
 """Schemathesis against the app's OpenAPI schema: generated requests never get a 5xx (in
-process), and ``schemathesis run --checks all`` passes clean against a real server, with and
-without API keys (``tests/app/schemathesis.toml`` says what no schema can: which content-laden
-routes may refuse schema-valid bodies for their content).
+process), and ``schemathesis run`` with every check of ``--checks all`` but its response-time
+limit passes clean against a real server, with and without API keys
+(``tests/app/schemathesis.toml`` says what no schema can: which content-laden routes may refuse
+schema-valid bodies for their content).
 
 To fuzz harder than CI does, run the same command by hand with more examples and another seed::
 
     VGGISH_WEIGHTS=random uvicorn vggish_app.main:app --port 8000 &
     schemathesis --config-file tests/app/schemathesis.toml run http://127.0.0.1:8000/openapi.json \
-        --checks all --workers 1 --max-examples 500
+        --checks all --workers 1 --max-examples 500  # all: with a 10 s response-time limit
 """
 
 from __future__ import annotations
@@ -61,6 +62,15 @@ SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 CONFIG = Path(__file__).parent / "schemathesis.toml"
 KEY = "schemathesis-key"
 SEED = "20240611"  # reproducible in CI; pass another by hand to explore further
+# Every check of `--checks all` but the response-time limit that it adds (10 s): no timed
+# assertions here (one run on a busy 2-core VM failed it with a 415 "measured" at 83 s, during
+# which the VM's wall clock stepped 80 s). The server's own request timeout bounds every answer.
+CHECKS = (
+    "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
+    "response_schema_conformance,negative_data_rejection,positive_data_acceptance,missing_required_header,"
+    "unsupported_method,allow_header_conformance,use_after_free,ensure_resource_availability,ignored_auth,"
+    "object_level_authorization"
+)
 SMALL_LIMITS = {"VGGISH_MAX_UPLOAD_BYTES": "200000", "VGGISH_MAX_INPUT_SECONDS": "5"}
 
 
@@ -77,7 +87,7 @@ def test_schemathesis_all_checks_pass_against_a_real_server(
         env.update(VGGISH_API_KEYS=KEY, VGGISH_PROTECT_DOCS="true")
     with uvicorn_server(**env) as server:
         command = [str(SCHEMATHESIS), "--config-file", str(CONFIG), "run", server.base + "/openapi.json"]
-        command += ["--checks", "all", "--workers", "1", "--max-examples", str(examples)]
+        command += ["--checks", CHECKS, "--workers", "1", "--max-examples", str(examples)]
         command += ["--seed", SEED, "--no-color"]
         if keys:
             command += ["--header", f"Authorization: Bearer {KEY}"]
