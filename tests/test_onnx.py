@@ -18,15 +18,20 @@ pytest.importorskip("onnxscript")
 
 import vggish
 from vggish import cli, onnx_export, plans
-from vggish.onnx_export import OnnxVGGish, export_onnx
+from vggish.onnx_export import OnnxVGGish
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory, random_model) -> Path:  # type: ignore[no-untyped-def]
-    path = tmp_path_factory.mktemp("onnx") / "vggish.onnx"
-    return export_onnx(random_model.network, path, metadata=random_model.weights_info)
+def exported(onnx_cache: Path, random_model) -> Path:  # type: ignore[no-untyped-def]
+    """The graph of the random weights, as ``load_model(backend="onnx")`` exports it into the run's
+    cache (``export_onnx`` via ``onnx_session``; other tests may have exported it already)."""
+    network, info = random_model.network, random_model.weights_info
+    session = onnx_export.onnx_session(network, "random", onnx_cache, metadata=info)
+    path = onnx_export.graph_path(onnx_cache, "random", plans.ONNX_DEFAULT.tag)
+    assert session.weights_info["plan"] == plans.ONNX_DEFAULT.tag and path.is_file()
+    return path
 
 
 @pytest.mark.parametrize("batch", [1, 5, 33])

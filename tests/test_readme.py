@@ -333,7 +333,8 @@ def write_fixtures(folder: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+def sandbox(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    from vggish import onnx_export
     from vggish import weights as W
 
     root = tmp_path_factory.mktemp("readme")
@@ -344,6 +345,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     weights = home / ".cache" / "vggish" / W.DEFAULT_WEIGHTS_NAME
     loaded = W.random_weights()
     W.save_weights(weights, loaded.state_dict, loaded.pca, {"source": "random weights for the README tests"})
+    if onnx_export.available():  # `--weights random` finds its graph as a second run would
+        link_random_graph(request.getfixturevalue("onnx_cache"), weights.parent, request)
     fixtures = root / "fixtures"
     write_fixtures(fixtures)
     env = {k: v for k, v in os.environ.items() if not k.startswith("VGGISH_") and k != "PYTHONPATH"}
@@ -366,6 +369,19 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     assert Path(default) == weights, "outside a checkout the default weights must be in ~/.cache/vggish"
     yield Sandbox(env, weights, fixtures)
     shutil.rmtree(home / ".cache", ignore_errors=True)  # 275 MB of weights (+ ONNX graph): not kept
+
+
+def link_random_graph(shared_cache: Path, cache: Path, request: pytest.FixtureRequest) -> None:
+    """Links the ONNX graph of ``--weights random`` from the run's shared cache (exported there
+    once for the run; tests/test_onnx.py tests exporting) into the sandbox's ``~/.cache/vggish``."""
+    from vggish import onnx_export, plans
+
+    model = request.getfixturevalue("random_model")
+    onnx_export.onnx_session(model.network, "random", shared_cache, metadata=model.weights_info)
+    graph = onnx_export.graph_path(shared_cache, "random", plans.ONNX_DEFAULT.tag)
+    target = onnx_export.graph_path(cache, "random", plans.ONNX_DEFAULT.tag)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.link(graph, target)
 
 
 # --- running --------------------------------------------------------------------------------------
