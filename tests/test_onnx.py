@@ -177,3 +177,19 @@ def test_processes_starting_together_export_once(tmp_path: Path) -> None:
     assert exports == 1, results
     assert results[0][0] == results[1][0]  # the same graph's numbers
     assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 1
+
+
+def test_a_damaged_cached_graph_is_exported_again(
+    tmp_path: Path, random_model, caplog: pytest.LogCaptureFixture  # type: ignore[no-untyped-def]
+) -> None:
+    graph = onnx_export.graph_path(tmp_path, "random", plans.DIRECT.tag)
+    graph.parent.mkdir()
+    graph.write_bytes(b"half a graph")  # not from this library's writer, which renames whole files
+    with caplog.at_level("WARNING", logger="vggish.onnx_export"):
+        runner = onnx_export.onnx_session(random_model.network, "random", tmp_path, plan=plans.DIRECT)
+    assert "ignoring a damaged cached graph" in caplog.text and "exporting VGGish" in caplog.text
+    assert runner.weights_info["plan"] == plans.DIRECT.tag and graph.stat().st_size > 250 * 2**20
+    x = np.random.default_rng(3).standard_normal((2, 96, 64)).astype(np.float32)
+    with torch.inference_mode():
+        expected = random_model(torch.from_numpy(x)).numpy()
+    assert np.abs(runner(x) - expected).max() <= 1e-4 * max(1.0, float(np.abs(expected).max()))
