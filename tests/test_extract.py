@@ -287,6 +287,7 @@ def test_npz_name_clash_is_refused(tmp_path: Path) -> None:
             "random",
             ExtractOptions(backend="torch", format="npz"),
         )
+    assert not (tmp_path / "o").exists()  # refused before anything is written
 
 
 # --- inputs and exit codes ---------------------------------------------------------------------

@@ -31,6 +31,7 @@ from vggish.extract.outputs import (
     OutputFormat,
     PartWriter,
     completed_inputs,
+    npz_paths,
     prepare,
     write_summary,
 )
@@ -74,7 +75,8 @@ class ExtractOptions:
         precision: ``fp32``, or ``fp16``/``bf16`` on a GPU (see :func:`vggish.load_model`).
         threads: the model's intra-op threads (local engine); None: the CPUs not decoding.
         cache_dir: where the ONNX backend keeps its exported graphs (None: the library's default).
-        tune: per-machine tuning of the model (``"auto"``, True, False; see :func:`vggish.load_model`).
+        tune: per-machine tuning of the model (``"auto"``, True, False; None: ``load_model``'s
+            default, ``"auto"``; see :func:`vggish.load_model`).
         ray_address: an existing Ray cluster; None starts a local one.
         rows_per_part: rows per Parquet/TFRecord part (an input's rows never straddle two parts).
     """
@@ -88,7 +90,7 @@ class ExtractOptions:
     precision: PrecisionName = "fp32"
     threads: int | None = None
     cache_dir: str | None = None
-    tune: TuneMode = "auto"
+    tune: TuneMode | None = None
     ray_address: str | None = None
     rows_per_part: int = DEFAULT_ROWS_PER_PART
 
@@ -146,6 +148,8 @@ def extract(
     """
     started = time.perf_counter()
     _check_packages(options)
+    if options.format == "npz":  # a name clash is refused before the model loads or anything is written
+        npz_paths(output, inputs)
     torch_threads = torch.get_num_threads()  # restored at the end: the model's count is for this run
     if options.engine == "ray":  # the actors load their own; this one only reads the metadata
         model = load_model(weights, backend="torch", tune=False)

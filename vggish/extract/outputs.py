@@ -204,13 +204,7 @@ class NpzWriter:
     """
 
     def __init__(self, root: Path, inputs: Iterable[InputFile]) -> None:
-        self._paths = {item.path: npz_path(root, item) for item in inputs}
-        clashes = _clashes(self._paths)
-        if clashes:
-            raise ValueError(
-                f"inputs would share an .npz name ({', '.join(clashes[:3])}); use --format parquet "
-                "or give them distinct names"
-            )
+        self._paths = npz_paths(root, inputs)
 
     def add(self, item: EmbeddingResult) -> None:
         """Writes the input's .npz atomically (``item.name`` is its path)."""
@@ -223,14 +217,26 @@ class NpzWriter:
         """Nothing is buffered."""
 
 
-def _clashes(paths: Mapping[str, Path]) -> list[str]:
+def npz_paths(root: Path, inputs: Iterable[InputFile]) -> dict[str, Path]:
+    """Each input's .npz (:func:`npz_path`), by input path.
+
+    Raises:
+        ValueError: two inputs would write the same file (e.g. ``a.wav`` and ``a.flac``).
+    """
+    paths: dict[str, Path] = {}
     seen: dict[Path, str] = {}
     clashes = []
-    for source, target in paths.items():
+    for item in inputs:
+        target = paths[item.path] = npz_path(root, item)
         if target in seen:
-            clashes.append(f"{seen[target]} and {source}")
-        seen[target] = source
-    return clashes
+            clashes.append(f"{seen[target]} and {item.path}")
+        seen[target] = item.path
+    if clashes:
+        raise ValueError(
+            f"inputs would share an .npz name ({', '.join(clashes[:3])}); use --format parquet "
+            "or give them distinct names"
+        )
+    return paths
 
 
 def _sync_folder(folder: Path) -> None:

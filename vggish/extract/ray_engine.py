@@ -69,7 +69,7 @@ class Embedder:
         backend: str,
         precision: str,
         batch: int,
-        tune: bool | str = "auto",
+        tune: bool | str | None = None,
     ) -> None:
         from vggish.loader import load_model
 
@@ -105,7 +105,7 @@ def run_ray(
     device: str = "cpu",
     backend: str = "auto",
     precision: str = "fp32",
-    tune: bool | str = "auto",
+    tune: bool | str | None = None,
     batch_size: int,
     workers: int = 1,
     address: str | None = None,
