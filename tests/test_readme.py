@@ -381,7 +381,10 @@ def link_random_graph(shared_cache: Path, cache: Path, request: pytest.FixtureRe
     graph = onnx_export.graph_path(shared_cache, "random", plans.ONNX_DEFAULT.tag)
     target = onnx_export.graph_path(cache, "random", plans.ONNX_DEFAULT.tag)
     target.parent.mkdir(parents=True, exist_ok=True)
-    os.link(graph, target)
+    try:
+        os.link(graph, target)
+    except OSError:  # another file system
+        shutil.copyfile(graph, target)
 
 
 # --- running --------------------------------------------------------------------------------------
