@@ -17,7 +17,7 @@ import importlib.util
 import logging
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -214,15 +214,27 @@ def onnx_session(
         plan: the convolution algorithms of the graph.
     """
     path = graph_path(cache_dir, weights_sha256, plan.tag)
-    expected = {"sha256": weights_sha256, "plan": plan.tag}
+
+    def export() -> None:
+        logger.warning("exporting VGGish to ONNX (once per weights file and plan): %s", path)
+        export_onnx(network, path, metadata={**(metadata or {}), "sha256": weights_sha256}, plan=plan)
+
+    return cached_or_built(path, threads, export, sha256=weights_sha256, plan=plan.tag)
+
+
+def cached_or_built(
+    path: Path, threads: int | None, build: Callable[[], object], **expected: str
+) -> OnnxVGGish:
+    """A session of the graph at ``path``: the cached one (:func:`cached_graph`), else ``build()``
+    writes it, under a :class:`~vggish.fileio.BuildLock` so that processes starting together
+    (service workers) build it once: the others wait, then load it."""
     runner = cached_graph(path, threads, **expected)
     if runner is None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with BuildLock(path):  # processes starting together (service workers) export once
-            runner = cached_graph(path, threads, **expected)  # exported while this one waited
+        with BuildLock(path):
+            runner = cached_graph(path, threads, **expected)  # built while this one waited
             if runner is None:
-                logger.warning("exporting VGGish to ONNX (once per weights file and plan): %s", path)
-                export_onnx(network, path, metadata={**(metadata or {}), "sha256": weights_sha256}, plan=plan)
+                build()
                 runner = OnnxVGGish(path, threads)
     return runner
 

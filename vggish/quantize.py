@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from vggish import params, plans
-from vggish.fileio import BuildLock
 
 if TYPE_CHECKING:
     from vggish.model import VGGish
@@ -234,20 +233,16 @@ def int8_session(
 
     variant = f"int8{CALIBRATION_REVISION}-{plans.DIRECT.tag}"
     path = onnx_export.graph_path(cache_dir, weights_sha256, variant)
-    runner = onnx_export.cached_graph(path, threads, sha256=weights_sha256, precision="int8")
-    if runner is None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with BuildLock(path):  # processes starting together quantize once
-            runner = onnx_export.cached_graph(path, threads, sha256=weights_sha256, precision="int8")
-            if runner is None:
-                onnx_export.onnx_session(
-                    network, weights_sha256, cache_dir, metadata=metadata, threads=threads, plan=plans.DIRECT
-                )
-                logger.warning("quantizing VGGish to int8 (once per weights file): %s", path)
-                source = onnx_export.graph_path(cache_dir, weights_sha256, plans.DIRECT.tag)
-                quantize_onnx(source, path, calibration_examples())
-                runner = onnx_export.OnnxVGGish(path, threads)
-    return runner
+
+    def quantize() -> None:
+        onnx_export.onnx_session(
+            network, weights_sha256, cache_dir, metadata=metadata, threads=threads, plan=plans.DIRECT
+        )
+        logger.warning("quantizing VGGish to int8 (once per weights file): %s", path)
+        source = onnx_export.graph_path(cache_dir, weights_sha256, plans.DIRECT.tag)
+        quantize_onnx(source, path, calibration_examples())
+
+    return onnx_export.cached_or_built(path, threads, quantize, sha256=weights_sha256, precision="int8")
 
 
 def calibration_examples() -> np.ndarray:
