@@ -148,8 +148,8 @@ def extract(
     """
     started = time.perf_counter()
     _check_packages(options)
-    if options.format == "npz":  # a name clash is refused before the model loads or anything is written
-        npz_paths(output, inputs)
+    # .npz names: a clash is refused before the model loads or anything is written.
+    npz_files = npz_paths(output, inputs) if options.format == "npz" else {}
     torch_threads = torch.get_num_threads()  # restored at the end: the model's count is for this run
     if options.engine == "ray":  # the actors load their own; this one only reads the metadata
         model = load_model(weights, backend="torch", tune=False)
@@ -183,7 +183,7 @@ def extract(
     done = completed_inputs(output, options.format, inputs)
     todo = [item.path for item in inputs if item.path not in done]
     writer = (
-        NpzWriter(output, inputs)
+        NpzWriter(npz_files)
         if options.format == "npz"
         else PartWriter(output, options.format, options.rows_per_part)
     )

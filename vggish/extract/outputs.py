@@ -197,14 +197,11 @@ class PartWriter:
 
 
 class NpzWriter:
-    """One ``.npz`` per input (the keys of ``vggish embed``), mirroring the input tree.
+    """One ``.npz`` per input (the keys of ``vggish embed``), mirroring the input tree, at the
+    paths :func:`npz_paths` gives (which refuses inputs that would share a file)."""
 
-    Raises:
-        ValueError: two inputs would write the same file (e.g. ``a.wav`` and ``a.flac``).
-    """
-
-    def __init__(self, root: Path, inputs: Iterable[InputFile]) -> None:
-        self._paths = npz_paths(root, inputs)
+    def __init__(self, paths: Mapping[str, Path]) -> None:
+        self._paths = paths
 
     def add(self, item: EmbeddingResult) -> None:
         """Writes the input's .npz atomically (``item.name`` is its path)."""
