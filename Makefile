@@ -56,7 +56,8 @@ typecheck: install
 # Every test, in two processes (pytest-xdist; a file's tests stay in one process, as some build on
 # the ones before). tests/conftest.py starts the longest files first and puts the browser tests
 # last, so that Playwright's event loop never meets the asyncio tests in a process.
-# PYTEST_WORKERS=1: one process.
+# Each process computes on its own share of the CPUs (tests/conftest.py pins it). PYTEST_WORKERS=1:
+# one process.
 PYTEST_WORKERS ?= 2
 pytest: install
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
