@@ -6,7 +6,6 @@ Every choice the service makes at run time lives here; nothing else reads the en
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,12 +31,9 @@ class Settings(BaseSettings):
         backend: ``auto`` (ONNX Runtime on the CPU when installed, else PyTorch), ``torch`` or
             ``onnx``.
         precision: ``fp32``; ``fp16``/``bf16`` weights and activations (GPUs; ``bf16`` also CPUs
-            with bfloat16 instructions); ``int8``: an 8-bit ONNX Runtime graph (CPU).
+            with bfloat16 instructions); only ``fp32`` gives Google's numbers.
         num_threads: the model's intra-op threads; 0: the CPUs this process may use (affinity and
             cgroup quota).
-        tune: per-machine choice of each layer's algorithm and the batch size
-            (:mod:`vggish.tuning`): ``auto`` (measured once per machine and kept in ``cache_dir``),
-            ``on`` (measured at every start) or ``off`` (built-in plans, reproducible timings).
         host: address ``vggish serve`` binds to.
         port: port ``vggish serve`` listens on.
         workers: uvicorn worker processes for ``vggish serve`` (each loads its own model).
@@ -61,7 +57,7 @@ class Settings(BaseSettings):
         download: fetch the official weights on start when they are missing.
         warmup: run the model once before ``/readyz`` says ready.
         log_level: ``debug``, ``info``, ``warning`` or ``error``.
-        cache_dir: where the ONNX backend keeps exported graphs, and tunings are kept (default
+        cache_dir: where the ONNX backend keeps exported graphs (default
             ``~/.cache/vggish``).
         data_dir: where the classifier heads' database (``heads.sqlite3``) lives.
         database_url: ``postgresql://user:password@host:port/db``: keep the heads in PostgreSQL
@@ -79,7 +75,6 @@ class Settings(BaseSettings):
     backend: BackendName = "auto"
     precision: PrecisionName = "fp32"
     num_threads: int = Field(default=0, ge=0)
-    tune: Literal["auto", "on", "off"] = "auto"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
@@ -108,16 +103,6 @@ class Settings(BaseSettings):
     max_train_examples: int = Field(default=10_000, ge=2)
     max_train_classes: int = Field(default=100, ge=2, le=MAX_CLASSES)
     train_threads: int = Field(default=2, ge=1)
-
-    @field_validator("tune", mode="before")
-    @classmethod
-    def _tune_lower(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
-
-    @property
-    def tune_mode(self) -> bool | Literal["auto"]:
-        """``load_model``'s ``tune``: ``"auto"``, True (``on``) or False (``off``)."""
-        return {"auto": "auto", "on": True, "off": False}[self.tune]  # type: ignore[return-value]
 
     @field_validator("log_level")
     @classmethod

@@ -56,5 +56,4 @@ def load_configured_model(settings: Settings) -> Runtime:
         precision=settings.precision,
         threads=settings.num_threads or None,
         cache_dir=settings.cache_dir,
-        tune=settings.tune_mode,
     )

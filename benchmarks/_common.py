@@ -113,9 +113,7 @@ def weights_file() -> Path:
     return save_weights(path, weights.state_dict, weights.pca, {"source": "random (benchmarks)"})
 
 
-# run_all.py --quick (checks, not figures) loads models with the built-in plans: tuning takes
-# 15-25 s a backend, and the ``speed`` section checks it on its own.
-QUICK_CHECKS = False
+QUICK_CHECKS = False  # run_all.py --quick: checks that the benchmarks run, not figures
 
 
 def load_bench_model(**kwargs: Any) -> Any:
@@ -123,8 +121,6 @@ def load_bench_model(**kwargs: Any) -> Any:
     import vggish
 
     kwargs.setdefault("cache_dir", os.environ.get("VGGISH_CACHE_DIR"))  # see private_onnx_cache
-    if QUICK_CHECKS:
-        kwargs.setdefault("tune", False)
     return vggish.load_model(weights_file(), **kwargs)
 
 

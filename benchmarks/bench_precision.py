@@ -144,7 +144,7 @@ def bf16_section(batch: int, repeats: int) -> None:
     runners = bf16_runners()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = vggish.load_model("random", backend="torch", tune=False).network
+        model = vggish.load_model("random", backend="torch").network
     base = next(iter(runners))
     reference = runners[base](x)
     devs = {name: deviation(model, reference, run(x)) for name, run in runners.items()}
@@ -190,7 +190,7 @@ def int8_section(batch: int, repeats: int, threads: int) -> None:
     log(f"int8: {len(calibration)} calibration examples, {len(held_out)} held-out examples")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = vggish.load_model("random", backend="torch", tune=False).network
+        model = vggish.load_model("random", backend="torch").network
     runners: dict[str, Runner] = {}
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:
         folder = Path(tmp)

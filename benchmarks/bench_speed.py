@@ -27,12 +27,11 @@ Usage: ``python benchmarks/bench_speed.py [--batch 32] [--examples 128] [--repea
 from __future__ import annotations
 
 import argparse
-import contextlib
 import glob
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 from _common import (
@@ -47,26 +46,12 @@ from _common import (
     with_ceiling,
 )
 
-from vggish import cpus, tuning
+from vggish import cpus
 from vggish.runtime import Runtime
 
 SECTION = "speed"
 REFERENCE = "torch fp32, all direct"
 Runner = Callable[[np.ndarray], np.ndarray]
-
-
-@contextlib.contextmanager
-def tiny_tuning() -> Iterator[None]:
-    """Tuning at check sizes (``--quick``): one round on a batch of 4, batch sizes 8 and 16."""
-    saved = {
-        name: getattr(tuning, name) for name in ("ROUNDS", "TUNING_BATCH", "BATCH_SIZES", "BATCH_EXAMPLES")
-    }
-    tuning.ROUNDS, tuning.TUNING_BATCH, tuning.BATCH_SIZES, tuning.BATCH_EXAMPLES = 1, 4, (8, 16), 16
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(tuning, name, value)
 
 
 def _load(**kwargs: object) -> Runtime:
@@ -76,45 +61,31 @@ def _load(**kwargs: object) -> Runtime:
     return model
 
 
-def models(quick: bool) -> tuple[dict[str, Runtime], list[Row]]:
-    """The cases' models, loaded (and tuned) now; a row per tuning and per missing backend."""
+def models() -> tuple[dict[str, Runtime], list[Row]]:
+    """The cases' models, loaded now; a row per missing backend."""
     rows: list[Row] = []
-    direct = _load(backend="torch", tune=False)
+    direct = _load(backend="torch")
     direct.winograd = False
     cases: dict[str, Runtime] = {REFERENCE: direct}
     wanted: list[tuple[str, dict[str, object]]] = [
-        ("torch fp32, built-in plan", {"backend": "torch", "tune": False}),
-        ("torch fp32, tuned", {"backend": "torch", "tune": True}),
-        ("torch bf16, tuned", {"backend": "torch", "precision": "bf16", "tune": True}),
+        ("torch fp32, built-in plan", {"backend": "torch"}),
+        ("torch bf16", {"backend": "torch", "precision": "bf16"}),
     ]
     if onnx_available():
-        wanted += [
-            ("onnx fp32, built-in plan", {"backend": "onnx", "tune": False}),
-            ("onnx fp32, tuned", {"backend": "onnx", "tune": True}),
-            ("onnx int8", {"backend": "onnx", "precision": "int8", "tune": True}),
-        ]
+        wanted.append(("onnx fp32, built-in plan", {"backend": "onnx"}))
     else:
-        rows.append(missing_row(SECTION, "onnx fp32 and int8", "onnxruntime"))
+        rows.append(missing_row(SECTION, "onnx fp32", "onnxruntime"))
     if not cpus.has_bf16():
         log("this CPU has no bf16 instructions: the bf16 case is emulated (slow)")
-    with tiny_tuning() if quick else contextlib.nullcontext():
-        for name, kwargs in wanted:
-            log(f"speed: loading {name}")
-            started = time.perf_counter()
-            cases[name] = model = _load(**kwargs)
-            seconds = time.perf_counter() - started
-            if model.tuning is not None and model.tuning.source == "measured":
-                unit = f"ms per batch of {tuning.TUNING_BATCH}"
-                log(f"per-layer timings, {name} ({unit}):\n{model.tuning.table()}")
-                note = f"measured in {model.tuning.seconds:.1f} s (load {seconds:.1f} s)"
-                rows.append(Row(SECTION, f"plan chosen, {name}", model.tuning.summary(), "", note))
+    for name, kwargs in wanted:
+        log(f"speed: loading {name}")
+        cases[name] = _load(**kwargs)
     return cases, rows
 
 
 def real_examples(limit: int = 128) -> tuple[np.ndarray, str]:
     """Examples of the system's recordings (at most ``limit``), else the held-out synthetic one."""
     import vggish
-    from vggish import quantize
 
     paths = sorted(
         glob.glob("/usr/share/sounds/alsa/*.wav") + glob.glob("/usr/share/sounds/freedesktop/stereo/*.oga")
@@ -122,8 +93,9 @@ def real_examples(limit: int = 128) -> tuple[np.ndarray, str]:
     if paths:
         x = np.concatenate([vggish.wavfile_to_examples(p, hop_seconds=0.48, pad=True) for p in paths])
         return x[:limit], f"{min(len(x), limit)} examples of {len(paths)} recordings in /usr/share/sounds"
-    x = vggish.waveform_to_examples(quantize.calibration_waveform(seed=1), 16_000, hop_seconds=0.48)
-    return x[:limit], f"{min(len(x), limit)} examples of the held-out synthetic recording (no system sounds)"
+    noise = np.random.default_rng(1).uniform(-0.5, 0.5, 60 * 16_000)
+    x = vggish.waveform_to_examples(noise, 16_000, hop_seconds=0.48)
+    return x[:limit], f"{min(len(x), limit)} examples of white noise (no system sounds installed)"
 
 
 def deviation(reference: Runtime, model: Runtime, x: np.ndarray) -> str:
@@ -154,9 +126,9 @@ def throughput(cases: dict[str, Runner], x: np.ndarray, examples: int, repeats: 
     return {name: statistics.median(s) for name, s in speeds.items()}
 
 
-def run(batch: int = 32, examples: int = 128, repeats: int = 5, quick: bool = False) -> list[Row]:
+def run(batch: int = 32, examples: int = 128, repeats: int = 5) -> list[Row]:
     """The speed section's rows: the plans chosen, then examples/s and deviation per case."""
-    cases, rows = models(quick)
+    cases, rows = models()
     held_out, source = real_examples()
     notes = {
         name: deviation(cases[REFERENCE], model, held_out)
@@ -181,9 +153,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--examples", type=int, default=128, help="examples per timed run (default 128)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="tiny tuning budget: checks the benchmark runs")
     args = parser.parse_args()
-    rows = run(args.batch, args.examples, args.repeats, args.quick)
+    rows = run(args.batch, args.examples, args.repeats)
     rows = with_ceiling(rows, gemm_gflops(5))
     print(f"# speed: examples/s (median of repeats), random weights; SIMD: {cpus.simd_summary()}")
     print(f"# {machine_line()}\n")

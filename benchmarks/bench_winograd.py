@@ -385,7 +385,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = vggish.load_model("random", backend="torch", tune=False).network  # the plain module
+        model = vggish.load_model("random", backend="torch").network  # the plain module
     print(f"# {machine_line()}\n# {cpu_flags()}\n")
     best: dict[str, dict[str, str]] = {}
     if "layers" in args.sections:

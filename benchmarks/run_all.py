@@ -86,7 +86,6 @@ class Sizes:
     speed_batch: int = 32
     speed_examples: int = 128
     speed_repeats: int = 5
-    quick_tuning: bool = False  # tiny tuning budget (checks only)
 
 
 FULL = Sizes()
@@ -107,7 +106,6 @@ QUICK = Sizes(
     speed_batch=8,
     speed_examples=8,
     speed_repeats=1,
-    quick_tuning=True,
 )
 
 
@@ -150,7 +148,7 @@ def hear(s: Sizes) -> list[Row]:
 def speed(s: Sizes) -> list[Row]:
     from bench_speed import run
 
-    return run(s.speed_batch, s.speed_examples, s.speed_repeats, quick=s.quick_tuning)
+    return run(s.speed_batch, s.speed_examples, s.speed_repeats)
 
 
 SECTIONS: dict[str, Callable[[Sizes], list[Row]]] = {

@@ -18,11 +18,6 @@ pytest_plugins = ["postgres_server"]  # the postgres_server and postgres_url fix
 # backend and ``auto`` have their own tests, which set the backend explicitly. The library takes
 # the backend as an argument; the CLI and the service read this variable.
 os.environ.setdefault("VGGISH_BACKEND", "torch")
-# Per-machine tuning (vggish.tuning) measures for a few seconds on a machine's first load; the suite
-# loads models in many processes and times nothing, so it takes the built-in plans. The library's
-# default is switched off by the autouse fixture below; the CLI and the service read this variable.
-# tests/test_tuning.py turns tuning on where it tests it.
-os.environ.setdefault("VGGISH_TUNE", "off")
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 REFERENCE_NPZ = DATA_DIR / "frontend_reference.npz"  # provenance: tests/data/README.md
@@ -33,13 +28,11 @@ FREEDESKTOP_DIR = Path("/usr/share/sounds/freedesktop/stereo")
 @pytest.fixture(scope="session", autouse=True)
 def private_default_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The library's default cache folder points into the test run's temporary folder, so that no
-    test writes ONNX graphs or tunings into the developer's ``~/.cache/vggish``; and
-    ``load_model``'s default ``tune`` is off."""
+    test writes ONNX graphs into the developer's ``~/.cache/vggish``."""
     from vggish import loader
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(loader, "DEFAULT_CACHE_DIR", tmp_path_factory.mktemp("default-cache"))
-        mp.setattr(loader, "DEFAULT_TUNE", False)  # see VGGISH_TUNE above
         yield
 
 
@@ -105,9 +98,7 @@ LONGEST_FILES = (
     "test_readme.py",
     "app/test_service_schema.py",
     "test_onnx.py",
-    "test_tuning.py",
     "test_hear.py",
-    "test_quantize.py",
     "test_audio.py",
     "test_heads_store.py",
     "test_extract.py",

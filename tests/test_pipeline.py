@@ -33,7 +33,7 @@ def test_embed_equals_model_on_examples(
     result = random_model.embed(x, 44100, batch_size=2)
     emb, post = step_by_step(random_model, vggish.waveform_to_examples(x, 44100))
     assert result.embeddings.shape == (5, 128) and result.embeddings.dtype == np.float32
-    assert np.abs(result.embeddings - emb).max() <= 1e-5
+    assert np.abs(result.embeddings - emb).max() <= 1e-5 * np.abs(emb).max()  # batching: summation order
     assert result.postprocessed is not None and result.postprocessed.dtype == np.uint8
     assert np.abs(result.postprocessed.astype(int) - post.astype(int)).max() <= 1
     assert np.allclose(result.timestamps, [[0.96 * k, 0.96 * k + 0.975] for k in range(5)])
@@ -50,7 +50,8 @@ def test_embed_file_equals_embed_on_decoded_samples(tmp_path: Path, random_model
     from_array = random_model.embed(ints, 48000, hop_seconds=0.5, pad=True)
     assert from_file.embeddings.shape == (features.num_examples(48000, 0.5), 128)
     assert np.array_equal(from_file.timestamps, from_array.timestamps)
-    assert np.abs(from_file.embeddings - from_array.embeddings).max() <= 1e-5
+    scale = np.abs(from_array.embeddings).max()
+    assert np.abs(from_file.embeddings - from_array.embeddings).max() <= 1e-5 * scale
     assert from_file.channels == 2 and from_file.sample_rate == 48000 and from_file.num_samples == 144000
 
 
@@ -175,8 +176,7 @@ LONG_FILE_SCRIPT = textwrap.dedent("""
             return np.asarray(examples, dtype=np.float32).reshape(len(examples), 128, 48).mean(axis=2)
 
 
-    # no tuning: its timings hold batches of activations, not what this test measures
-    network = vggish.load_model("random", backend="torch", tune=False).network
+    network = vggish.load_model("random", backend="torch").network
     model = vggish.Runtime(network, Summary())
     result = model.embed_file(sys.argv[1], batch_size=32)
     # VmHWM is this process's own peak. ru_maxrss is not: Linux carries the parent's peak across

@@ -96,22 +96,16 @@ def _cli_runtime(*argv: str) -> dict[str, object]:
 
 
 def test_cli_reads_runtime_defaults_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("VGGISH_NUM_THREADS", "VGGISH_BACKEND", "VGGISH_CACHE_DIR", "VGGISH_TUNE"):
+    for name in ("VGGISH_NUM_THREADS", "VGGISH_BACKEND", "VGGISH_CACHE_DIR"):
         monkeypatch.delenv(name, raising=False)
-    expected = {"device": "cpu", "backend": "auto", "threads": None, "cache_dir": None, "tune": "auto"}
+    expected = {"device": "cpu", "backend": "auto", "threads": None, "cache_dir": None}
     assert _cli_runtime() == expected
     monkeypatch.setenv("VGGISH_NUM_THREADS", "3")
     monkeypatch.setenv("VGGISH_BACKEND", "torch")
     monkeypatch.setenv("VGGISH_CACHE_DIR", "/tmp/graphs")
-    monkeypatch.setenv("VGGISH_TUNE", "off")
-    expected = {"device": "cpu", "backend": "torch", "threads": 3, "cache_dir": "/tmp/graphs", "tune": False}
+    expected = {"device": "cpu", "backend": "torch", "threads": 3, "cache_dir": "/tmp/graphs"}
     assert _cli_runtime() == expected
     assert _cli_runtime("--threads", "5", "--backend", "onnx")["threads"] == 5  # flags win
-    assert _cli_runtime("--tune", "on")["tune"] is True
-    monkeypatch.setenv("VGGISH_TUNE", "sometimes")
-    with pytest.raises(ValueError, match="VGGISH_TUNE must be one of"):
-        _cli_runtime()
-    monkeypatch.setenv("VGGISH_TUNE", "off")
     monkeypatch.setenv("VGGISH_NUM_THREADS", "many")
     with pytest.raises(ValueError, match="VGGISH_NUM_THREADS must be a positive integer"):
         _cli_runtime()

@@ -21,7 +21,7 @@ from vggish.plans import ConvAlgorithm, Plan
 
 Algorithm = ConvAlgorithm  # the name earlier releases used (vggish.plans.ConvAlgorithm)
 DEFAULT_PLAN = plans.TORCH_DEFAULT
-"""What :class:`TorchBackend` runs when given no plan (``load_model`` tunes one per machine)."""
+"""What :class:`TorchBackend` runs when given no plan ."""
 
 
 class Backend(Protocol):
@@ -38,7 +38,7 @@ class TorchBackend:
     Args:
         network: the module, on its device and in its dtype.
         plan: algorithm per layer (:data:`DEFAULT_PLAN`: the one measured fastest on a 2-core
-            AVX-512 CPU; :mod:`vggish.tuning` measures this machine's).
+            AVX-512 CPU).
     """
 
     name = "torch"

@@ -169,24 +169,7 @@ def simd_summary() -> str:
     return " ".join(f for f in SIMD_FLAGS if f in flags) or "unknown"
 
 
-def cpu_identity() -> str:
-    """What tells two CPUs apart for tuning: model name, family/model/stepping and a hash of the
-    feature flags (virtual machines often report only "AMD EPYC", for an AVX2 and an AVX-512 part
-    alike)."""
-    import hashlib
-    import platform
-
-    fields = _cpuinfo_fields()
-    ids = "/".join(fields.get(k, "?") for k in ("cpu family", "model", "stepping"))
-    flags = hashlib.sha256(" ".join(sorted(cpu_flags())).encode()).hexdigest()[:12]
-    return f"{cpu_model()} ({platform.machine()}, {ids}, flags {flags})"
-
-
 def has_bf16() -> bool:
     """Whether the CPU has bfloat16 arithmetic (AVX512_BF16, AMX-BF16, or ARM's BF16)."""
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16", "bf16"})
 
-
-def has_int8_dot() -> bool:
-    """Whether the CPU has 8-bit dot products (AVX512_VNNI, AVX_VNNI, AMX-INT8, ARM's dot product)."""
-    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})

@@ -14,19 +14,16 @@ from typing import get_args
 
 import torch
 
-from vggish import cpus, onnx_export, tuning
+from vggish import cpus, onnx_export
 from vggish.backends import Backend, OnnxBackend, TorchBackend
 from vggish.model import VGGish
-from vggish.plans import Plan
 from vggish.runtime import PRECISION_DTYPES, BackendName, PrecisionName, Runtime
-from vggish.tuning import TuneMode, Tuning
 from vggish.weights.convert import resolve_weights_path
 from vggish.weights.format import RANDOM, LoadedWeights, load_weights, random_weights
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "vggish"  # the CLI and the service take VGGISH_CACHE_DIR
-DEFAULT_TUNE: TuneMode = "auto"  # what tune=None means; the CLI and the service take VGGISH_TUNE
 
 
 def load_model(
@@ -37,7 +34,6 @@ def load_model(
     precision: PrecisionName = "fp32",
     threads: int | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
-    tune: TuneMode | None = None,
 ) -> Runtime:
     """Builds VGGish with weights, in eval mode, ready for the fastest inference this machine has.
 
@@ -48,24 +44,15 @@ def load_model(
             beside it is converted on first use).
         device: where to put the model (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
         backend: what ``model.infer`` (and so ``embed``/``embed_file``, the CLI and the service)
-            runs: ``"torch"``; ``"onnx"`` (ONNX Runtime on the CPU; the graph is exported once
-            per weights file into ``cache_dir``, ~10-25 s, and loaded from there afterwards); or
-            ``"auto"`` (default): ONNX Runtime on the CPU in fp32 when ``vggish[onnx]`` is
-            installed (~15-40 % faster there), PyTorch otherwise and on GPUs. ``model(tensor)``
-            is always PyTorch.
-        precision: ``"fp32"``; ``"fp16"``/``"bf16"`` weights and activations (PyTorch backend;
+            runs: ``"torch"``; ``"onnx"`` (ONNX Runtime on the CPU); or ``"auto"`` (default): ONNX
+            Runtime on the CPU in fp32 when ``vggish[onnx]`` is installed, PyTorch otherwise and
+            on GPUs. ``model(tensor)`` is always PyTorch.
+        precision: ``"fp32"``; or ``"fp16"``/``"bf16"`` weights and activations (PyTorch backend;
             ``bf16`` pays on CPUs with bfloat16 instructions, and warns elsewhere that it will be
-            slow); or ``"int8"``: an 8-bit ONNX Runtime graph, quantized once per weights file
-            into ``cache_dir`` (:mod:`vggish.quantize`; backend ``"onnx"`` or ``"auto"``, CPU).
-            See the README for each one's deviation from fp32.
+            slow). Only fp32 gives Google's numbers.
         threads: intra-op threads for PyTorch (process-wide) and ONNX Runtime; None chooses from
             the CPUs this process may use (affinity and cgroup quota; :mod:`vggish.cpus`).
-        cache_dir: where exported graphs and tunings are kept (default ``~/.cache/vggish``).
-        tune: on the CPU, the per-layer algorithms and batch size of the backend
-            (:mod:`vggish.tuning`): ``"auto"`` reuses this machine's stored choice or measures it
-            once (15-75 s on 2 busy cores, ONNX Runtime the longest: one exported graph per
-            candidate), True measures again, False takes the built-in defaults without
-            measuring (reproducible timings); None: :data:`DEFAULT_TUNE` (``"auto"``).
+        cache_dir: where exported graphs are kept (default ``~/.cache/vggish``).
 
     Returns:
         The model (a :class:`vggish.runtime.Runtime`): ``model.weights_info`` holds the file's
@@ -73,14 +60,11 @@ def load_model(
 
     Raises:
         FileNotFoundError: no weights where asked, with the ways to get them.
-        ValueError: an unknown backend, precision, device or tune mode; ``"onnx"`` on a device
-            other than the CPU or in fp16/bf16; ``"int8"`` with the torch backend or on a GPU; a
-            CUDA device PyTorch does not see.
-        RuntimeError: ``"onnx"`` or ``"int8"`` without ``vggish[onnx]`` installed, or the export,
-            quantization or tuning failing.
+        ValueError: an unknown backend, precision or device; ``"onnx"`` on a device other than
+            the CPU or in fp16/bf16; a CUDA device PyTorch does not see.
+        RuntimeError: ``"onnx"`` without ``vggish[onnx]`` installed, or the graph failing to load.
     """
     on_cpu = check_options(device, backend, precision)
-    mode = check_tune(DEFAULT_TUNE if tune is None else tune)
     loaded = read_weights(weights)
     network = build_network(loaded)
     place(network, device, precision)
@@ -90,34 +74,14 @@ def load_model(
     cache = Path(DEFAULT_CACHE_DIR if cache_dir is None else cache_dir)
     torch_backend = TorchBackend(network)
     chosen: Backend = torch_backend
-    tuned: Tuning | None = None
-    if backend == "onnx" or precision == "int8" or (backend == "auto" and on_cpu and precision == "fp32"):
-        required = backend == "onnx" or precision == "int8"
-        found = onnx_backend(
-            network, loaded, cache, threads, precision=precision, tune=mode, required=required
-        )
+    if backend == "onnx" or (backend == "auto" and on_cpu and precision == "fp32"):
+        found = onnx_backend(network, loaded, cache, threads, required=backend == "onnx")
         if found is not None:
-            chosen, tuned = found
-    if chosen is torch_backend and on_cpu:
-        tuned = torch_tuning(network, precision, torch.get_num_threads(), cache, mode)
-        torch_backend.plan = tuned.plan
+            chosen = found
     info = {**loaded.metadata, "sha256": loaded.sha256}
     return Runtime(
-        network,
-        chosen,
-        torch_backend=torch_backend,
-        precision=precision,
-        threads=threads,
-        weights_info=info,
-        tuning=tuned,
+        network, chosen, torch_backend=torch_backend, precision=precision, threads=threads, weights_info=info
     )
-
-
-def check_tune(tune: object) -> TuneMode:
-    """``tune`` if it is ``"auto"``, True or False; else ValueError naming the choices."""
-    if tune is True or tune is False or tune == "auto":
-        return tune  # type: ignore[return-value]
-    raise ValueError(f"tune must be 'auto', True or False; got {tune!r}")
 
 
 def warn_if_slow(precision: str) -> None:
@@ -128,30 +92,6 @@ def warn_if_slow(precision: str) -> None:
             "it works, but is emulated and slower than fp32; use precision='fp32' here",
             stacklevel=3,
         )
-    if precision == "int8" and not cpus.has_int8_dot():
-        warnings.warn(
-            "precision='int8' on a CPU without 8-bit dot products (VNNI or ARM dot product): "
-            "expect less speed-up than the README's figures",
-            stacklevel=3,
-        )
-
-
-def torch_tuning(network: VGGish, precision: str, threads: int, cache_dir: Path, mode: TuneMode) -> Tuning:
-    """The eager PyTorch plan and batch size for this machine (:func:`vggish.tuning.tuned`);
-    fp16 (meant for GPUs; the CPU has no fp16 convolutions worth timing) takes the defaults."""
-
-    def runner_for(plan: Plan) -> TorchBackend:
-        return TorchBackend(network, plan)
-
-    return tuning.tuned(
-        "torch",
-        network,
-        runner_for,
-        precision=precision,
-        threads=threads,
-        cache_dir=cache_dir,
-        mode=False if precision == "fp16" else mode,
-    )
 
 
 def check_options(device: str | torch.device, backend: str, precision: str) -> bool:
@@ -167,17 +107,8 @@ def check_options(device: str | torch.device, backend: str, precision: str) -> b
     on_cpu = parse_device(device).type == "cpu"
     if backend == "onnx" and not on_cpu:
         raise ValueError(f"the onnx backend runs on the CPU; got device={device!r} (use backend='torch')")
-    if backend == "onnx" and precision in ("fp16", "bf16"):
-        raise ValueError(
-            f"the onnx backend runs in fp32 or int8; got precision={precision!r} (use backend='torch')"
-        )
-    if precision == "int8" and backend == "torch":
-        raise ValueError(
-            "precision='int8' runs in ONNX Runtime: use backend='onnx' or 'auto' "
-            "(pip install 'vggish[onnx]'), or precision='bf16' with backend='torch'"
-        )
-    if precision == "int8" and not on_cpu:
-        raise ValueError(f"precision='int8' runs on the CPU; got device={device!r} (use device='cpu')")
+    if backend == "onnx" and precision != "fp32":
+        raise ValueError(f"the onnx backend runs in fp32; got precision={precision!r} (use backend='torch')")
     check_device(device)
     return on_cpu
 
@@ -218,62 +149,23 @@ def place(network: VGGish, device: str | torch.device, precision: str) -> None:
 
 
 def onnx_backend(
-    network: VGGish,
-    loaded: LoadedWeights,
-    cache_dir: Path,
-    threads: int | None,
-    *,
-    precision: str = "fp32",
-    tune: TuneMode = False,
-    required: bool,
-) -> tuple[OnnxBackend, Tuning] | None:
-    """ONNX Runtime computing ``network`` with this machine's plan, and that tuning; for ``auto``
-    (not required), None on any failure.
-
-    fp32: the tuned plan's graph (exported once per weights file and plan); int8: the quantized
-    all-direct graph (:func:`vggish.quantize.int8_session`), tuned for its batch size only.
-    """
+    network: VGGish, loaded: LoadedWeights, cache_dir: Path, threads: int | None, *, required: bool
+) -> OnnxBackend | None:
+    """ONNX Runtime computing ``network`` with the built-in plan; for ``auto`` (not required), None
+    on any failure."""
     if not required and not onnx_export.available():
         return None
-    ort_threads = cpus.intra_op_threads(threads)
-    sessions: dict[Plan, onnx_export.OnnxVGGish] = {}
-
-    def runner_for(plan: Plan) -> onnx_export.OnnxVGGish:
-        if plan not in sessions:
-            sessions[plan] = _onnx_session(network, loaded, cache_dir, ort_threads, precision, plan)
-        return sessions[plan]
-
     try:
-        tuned = tuning.tuned(
-            "onnx",
-            network,
-            runner_for,
-            precision=precision,
-            threads=ort_threads,
-            cache_dir=cache_dir,
-            mode=tune,
+        ort_threads = cpus.intra_op_threads(threads)
+        session = onnx_export.onnx_session(
+            network, loaded.sha256, cache_dir, metadata=loaded.metadata, threads=ort_threads
         )
-        session = runner_for(tuned.plan)
     except (RuntimeError, OSError) as e:
         if required:
             raise
         logger.warning("backend 'auto': ONNX Runtime unavailable (%s); using PyTorch", e)
         return None
-    return OnnxBackend(session), tuned
-
-
-def _onnx_session(
-    network: VGGish, loaded: LoadedWeights, cache_dir: Path, threads: int, precision: str, plan: Plan
-) -> onnx_export.OnnxVGGish:
-    if precision == "int8":
-        from vggish import quantize
-
-        return quantize.int8_session(
-            network, loaded.sha256, cache_dir, metadata=loaded.metadata, threads=threads
-        )
-    return onnx_export.onnx_session(
-        network, loaded.sha256, cache_dir, metadata=loaded.metadata, threads=threads, plan=plan
-    )
+    return OnnxBackend(session)
 
 
 def parse_device(device: str | torch.device) -> torch.device:

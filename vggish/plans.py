@@ -7,15 +7,14 @@ A plan names one algorithm per convolution layer and one for the fully connected
 - ``direct_chunked``: the same convolution a few examples at a time, so that its ReLU and pool
   read the output from cache (:func:`vggish.winograd.conv3x3_relu_direct`; conv1 runs ~4x faster
   so on a 2-core AVX-512 CPU); in an ONNX graph, ``Conv``.
-- ``winograd2`` / ``winograd4``: Winograd F(2x2, 3x3) / F(4x4, 3x3) (:func:`vggish.winograd.conv3x3_relu`),
-  2.25x / 4x fewer multiplications, chunked in eager PyTorch, one graph in ONNX.
+- ``winograd4``: Winograd F(4x4, 3x3) (:func:`vggish.winograd.conv3x3_relu`), 4x fewer
+  multiplications, chunked in eager PyTorch, one graph in ONNX.
 - fully connected layers: ``dense`` (``F.linear``: the BLAS torch was built with, MKL in the
   PyPI wheels) or ``onednn`` (``torch.utils.mkldnn``, eager PyTorch only: 1.5x faster on skinny
   products on an AVX-512 CPU, at the cost of a packed copy of the fc weights, ~270 MB).
 
-Which plan wins depends on the CPU: :mod:`vggish.tuning` times the candidates per layer on the
-machine; :data:`TORCH_DEFAULT` and :data:`ONNX_DEFAULT` are the plans measured fastest on a 2-core
-AVX-512 CPU (``load_model(tune=False)``).
+Which plan wins depends on the CPU; :data:`TORCH_DEFAULT` and :data:`ONNX_DEFAULT` are the plans
+measured fastest on a 2-core AVX-512 CPU (``benchmarks/bench_winograd.py`` measures another).
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from torch.nn import functional as F
 from vggish import winograd
 from vggish.model import CONV_LAYERS, FC_LAYERS, LayerFn, LinearFn, VGGish
 
-ConvAlgorithm = Literal["direct", "direct_chunked", "winograd2", "winograd4"]
+ConvAlgorithm = Literal["direct", "direct_chunked", "winograd4"]
 """How one 3x3 convolution layer (+ ReLU, + its 2x2 pool) is computed; see the module docstring."""
 Algorithm = ConvAlgorithm  # the name earlier releases used
 FcAlgorithm = Literal["dense", "onednn"]
@@ -39,7 +38,7 @@ FcAlgorithm = Literal["dense", "onednn"]
 
 CONV_ALGORITHMS: tuple[ConvAlgorithm, ...] = get_args(ConvAlgorithm)
 FC_ALGORITHMS: tuple[FcAlgorithm, ...] = get_args(FcAlgorithm)
-TILES: Mapping[str, int] = {"winograd2": 2, "winograd4": 4}
+TILES: Mapping[str, int] = {"winograd4": 4}
 """The Winograd algorithms and their output tile size m."""
 CONV_NAMES: tuple[str, ...] = tuple(name for name, _, _ in CONV_LAYERS)
 FC_NAMES: tuple[str, ...] = tuple(name for name, _, _ in FC_LAYERS)
@@ -47,7 +46,6 @@ FC_KEY = "fc"  # the fully connected layers' entry in Plan.as_dict()
 _SHORT = {
     "direct": "d",
     "direct_chunked": "c",
-    "winograd2": "w2",
     "winograd4": "w4",
     "dense": "fd",
     "onednn": "fo",

@@ -26,22 +26,19 @@ from vggish.model import VGGish
 from vggish.options import EmbedOptions
 from vggish.pipeline import EmbeddingResult
 from vggish.resample import ResamplerName
-from vggish.tuning import Tuning
 
 BackendName = Literal["auto", "torch", "onnx"]
 """Which runtime :meth:`Runtime.infer` uses: PyTorch, ONNX Runtime (CPU), or ``auto`` (ONNX
 Runtime on the CPU in fp32 when installed, PyTorch otherwise and on other devices)."""
 
-PrecisionName = Literal["fp32", "fp16", "bf16", "int8"]
+PrecisionName = Literal["fp32", "fp16", "bf16"]
 """Arithmetic of the network. ``fp16``/``bf16``: weights and activations (PyTorch backend;
-``bf16`` also on CPUs with bfloat16 instructions); ``int8``: an ONNX Runtime graph quantized to
-8 bits (:mod:`vggish.quantize`); see the README for their measured deviation from ``fp32``."""
+``bf16`` also on CPUs with bfloat16 instructions); only ``fp32`` gives Google's numbers."""
 
 PRECISION_DTYPES: dict[str, torch.dtype] = {
     "fp32": torch.float32,
     "fp16": torch.float16,
     "bf16": torch.bfloat16,
-    "int8": torch.float32,  # the PyTorch module stays float32; ONNX Runtime runs the int8 graph
 }
 CPU_BATCH_SIZE = 32  # past ~32 examples a CPU gains nothing (benchmarks/bench_model.py)
 CUDA_BATCH_SIZE = 256  # a GPU needs large batches to fill; ~300 MB of activations in fp32
@@ -62,12 +59,9 @@ class Runtime:
             :class:`~vggish.backends.TorchBackend` with the default convolution plan).
         torch_backend: the PyTorch backend used by ``model(tensor)``; default: ``backend`` when
             that is PyTorch, else a new one.
-        precision: ``fp32``, ``fp16``, ``bf16`` (what the network was cast to) or ``int8``
-            (the ONNX backend's graph; the network stays float32).
+        precision: ``fp32``, ``fp16`` or ``bf16`` (what the network was cast to).
         threads: the intra-op threads the backend was given (None: the library's default).
         weights_info: the weights file's metadata and its ``sha256``.
-        tuning: the per-layer plan and batch size of the backend on this machine
-            (:mod:`vggish.tuning`); None: not tuned (a GPU, or a network built by hand).
     """
 
     def __init__(
@@ -79,7 +73,6 @@ class Runtime:
         precision: str = "fp32",
         threads: int | None = None,
         weights_info: dict[str, str] | None = None,
-        tuning: Tuning | None = None,
     ) -> None:
         if torch_backend is None:
             torch_backend = backend if isinstance(backend, TorchBackend) else TorchBackend(network)
@@ -89,7 +82,6 @@ class Runtime:
         self.precision = precision
         self.threads = threads
         self.weights_info = dict(weights_info or {})
-        self.tuning = tuning
 
     def __repr__(self) -> str:
         sha = self.weights_info.get("sha256", "?")[:12]
@@ -110,10 +102,7 @@ class Runtime:
 
     @property
     def default_batch_size(self) -> int:
-        """Examples per model call when none is asked for: the tuned batch size on the CPU
-        (:attr:`tuning`; 32 untuned), 256 on a GPU."""
-        if self.tuning is not None and self.device.type == "cpu":
-            return self.tuning.batch_size
+        """Examples per model call when none is asked for: 32 on the CPU, 256 on a GPU."""
         return default_batch_size(self.device)
 
     @property

@@ -1,15 +1,15 @@
-"""Winograd F(m x m, 3 x 3) convolutions (m = 2, 4 or 6) for VGGish on the CPU.
+"""Winograd F(4 x 4, 3 x 3) convolutions for VGGish on the CPU.
 
 A 3x3 convolution computes each m x m block of outputs from an (m + 2) x (m + 2) tile of inputs.
 Winograd's minimal filtering algorithm (Lavin & Gray, "Fast Algorithms for Convolutional Neural
 Networks", 2016) does that with (m + 2)^2 multiplications per input/output channel pair instead of
 9 m^2: the tile and the kernel are transformed (``V = B^T d B``, ``U = G g G^T``), multiplied
 element by element (over channels, (m + 2)^2 independent matrix products), and transformed back
-(``Y = A^T M A``). F(2x2) saves 2.25x of the multiplications, F(4x4) 4x, F(6x6) 5.06x; larger
-tiles cost more transform work per product and lose float32 accuracy.
+(``Y = A^T M A``). F(4x4) (m = 4, the one size the built-in plans use) does 4x fewer
+multiplications; larger tiles cost more transform work per product and lose float32 accuracy.
 
-The transforms are built here (Toom-Cook: evaluation at points 0, +-1, +-1/2 (+-2 for F(6x6)) and
-infinity; Barabasz et al., "Error analysis and improving the accuracy of Winograd convolution for
+The transforms are built here (Toom-Cook: evaluation at points 0, +-1, +-1/2 and infinity;
+Barabasz et al., "Error analysis and improving the accuracy of Winograd convolution for
 deep neural networks", 2020), exactly in rational arithmetic. ``B^T`` keeps small integer rows,
 ``A^T`` holds powers of two, so the float work of the data transforms is adds, subtracts and a few
 multiplications by 2, 4, 5/4 ...; all other constants go into the kernel transform ``G``, computed
@@ -39,8 +39,9 @@ from torch.nn import functional as F
 # F(2x2): their matrix products are too thin for the saved multiplications to pay for the transforms.
 LAYERS = frozenset({"conv3_1", "conv3_2", "conv4_1", "conv4_2"})
 
-TILES = (2, 4, 6)
-"""Output tile sizes m of the F(m x m, 3 x 3) algorithms built here."""
+TILES = (4,)
+"""Output tile sizes m of the F(m x m, 3 x 3) algorithms built here: the one the built-in plans use
+(``benchmarks/bench_winograd.py`` builds other sizes from their points to compare)."""
 
 # The fastest algorithm per layer at batch 32 on a 2-core AVX-512 CPU (AMD EPYC Zen 4, docs/winograd.md;
 # benchmarks/bench_winograd.py measures another machine): a tile size for conv3x3_relu, or 0 for
@@ -64,11 +65,9 @@ DIRECT_CHUNK_BYTES = 8 << 20  # direct convolution outputs per chunk, at least
 # F(4): 0, +-1, +-1/2 and Lavin's 0, +-1, +-2 measure the same float32 error on VGGish's layers
 # (within 20 %, either way by layer); Barabasz et al.'s 0, +-1, 1/2, -2 is 2-3x more accurate
 # but pairs only +-1, so its transforms cost 5-9 % more time per layer; end to end all three are
-# more accurate than float32 direct convolution (docs/winograd.md). F(6) needs seven points: +-2 too.
+# more accurate than float32 direct convolution.
 _POINTS: dict[int, tuple[Fraction, ...]] = {
-    2: (Fraction(0), Fraction(1), Fraction(-1)),
     4: (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-1, 2)),
-    6: (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-1, 2), Fraction(2), Fraction(-2)),
 }
 
 Matrix = tuple[tuple[Fraction, ...], ...]
@@ -276,7 +275,7 @@ def _tile(tile: int) -> Transforms:
     return transforms(tile)
 
 
-def transform_kernel(weight: torch.Tensor, tile: int = 2) -> torch.Tensor:
+def transform_kernel(weight: torch.Tensor, tile: int = 4) -> torch.Tensor:
     """(K, C, 3, 3) convolution weights -> ((m + 2)^2, C, K) Winograd kernels ``G g G^T``.
 
     Computed in float64 (``G``'s exact fractions rounded there, ~1e-16), so that float32 kernels
@@ -353,7 +352,7 @@ def _output_transform(prod: torch.Tensor, t: Transforms) -> list[torch.Tensor]:
 
 
 def conv3x3_relu(
-    x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor, pool: bool, tile: int = 2
+    x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor, pool: bool, tile: int = 4
 ) -> torch.Tensor:
     """``relu(conv3x3(x) + bias)`` with "same" zero padding, then a 2x2 max-pool when ``pool``.
 
@@ -380,8 +379,9 @@ def conv3x3_relu(
     t = _tile(tile)
     _, h, w, c = x.shape
     if h % t.m or w % t.m:
-        what = "even height and width" if t.m == 2 else f"height and width multiples of {t.m}"
-        raise ValueError(f"Winograd F({t.m}x{t.m}, 3x3) needs {what}; got {h}x{w}")
+        raise ValueError(
+            f"Winograd F({t.m}x{t.m}, 3x3) needs height and width multiples of {t.m}; got {h}x{w}"
+        )
     if kernels.dim() != 3 or kernels.shape[0] != t.alpha**2 or kernels.shape[1] != c:
         raise ValueError(
             f"kernels for F({t.m}x{t.m}, 3x3) on {c} channels are ({t.alpha**2}, {c}, K); got "

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vggish.cli import build_parser, serve_cmd
-from vggish_app import main, model_loader
+from vggish_app import main
 from vggish_app.config import Settings
 
 
@@ -69,20 +69,6 @@ def test_runtime_options_reach_the_service_settings(monkeypatch: pytest.MonkeyPa
         monkeypatch, "--weights", "random", "--backend", "torch", "--precision", "bf16", "--threads", "1"
     )
     assert (settings.backend, settings.precision, settings.num_threads) == ("torch", "bf16", 1)
-    assert settings.tune_mode == "auto"  # the library's default when neither flag nor variable says
-
-
-def test_tuning_switch_reaches_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VGGISH_TUNE", "OFF")
-    assert _served(monkeypatch, "--weights", "random").tune_mode is False
-    assert _served(monkeypatch, "--weights", "random", "--tune", "on").tune_mode is True  # the flag wins
-    monkeypatch.setenv("VGGISH_TUNE", "sometimes")
-    with pytest.raises(ValueError, match="tune"):
-        Settings()
-    loaded: dict[str, Any] = {}
-    monkeypatch.setattr(model_loader, "load_model", lambda weights, **kwargs: loaded.update(kwargs))
-    model_loader.load_configured_model(Settings(weights="random", tune="off"))
-    assert loaded["tune"] is False
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")

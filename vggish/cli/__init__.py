@@ -28,7 +28,6 @@ _SUBCOMMANDS = (
     "download_cmd",
     "verify_cmd",
     "export_onnx_cmd",
-    "tune_cmd",
 )
 
 EXAMPLES = """\
@@ -41,7 +40,6 @@ examples:
   vggish convert vggish_model.ckpt --pca vggish_pca_params.npz --output weights/vggish.safetensors
   vggish download                                    fetch, verify and convert Google's files
   vggish verify                                      Google's smoke test on the installed weights
-  vggish tune                                        time each layer's algorithms on this machine
   vggish --version                                   versions of vggish, torch, numpy and Python
 """
 

@@ -84,7 +84,6 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision or "fp32",
         threads=runtime["threads"],
         cache_dir=runtime["cache_dir"],
-        tune=runtime["tune"],
         ray_address=args.ray_address,
         rows_per_part=args.rows_per_part,
     )

@@ -3,9 +3,9 @@ padding, resampler, postprocessing) and the runtime (device, backend, precision,
 size).
 
 This is the CLI's argument layer, and with ``app/config.py`` the only code that reads the
-environment: ``VGGISH_BACKEND``, ``VGGISH_NUM_THREADS``, ``VGGISH_TUNE`` and ``VGGISH_CACHE_DIR``
-give the defaults of ``--backend``, ``--threads``, ``--tune`` and the cache of ONNX graphs and
-tunings, ``VGGISH_DATABASE_URL`` that of ``vggish heads --database-url``.
+environment: ``VGGISH_BACKEND``, ``VGGISH_NUM_THREADS`` and ``VGGISH_CACHE_DIR`` give the
+defaults of ``--backend``, ``--threads`` and the cache of ONNX graphs, ``VGGISH_DATABASE_URL``
+that of ``vggish heads --database-url``.
 """
 
 from __future__ import annotations
@@ -23,12 +23,6 @@ from vggish.runtime import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, BackendName, Precisi
 
 BACKEND_ENV = "VGGISH_BACKEND"
 THREADS_ENV = "VGGISH_NUM_THREADS"
-TUNE_ENV = "VGGISH_TUNE"
-TUNE_CHOICES: dict[str, bool | str] = {
-    "auto": "auto",
-    "on": True,
-    "off": False,
-}  # --tune / VGGISH_TUNE -> load_model(tune=)
 CACHE_ENV = "VGGISH_CACHE_DIR"
 DATABASE_ENV = "VGGISH_DATABASE_URL"
 DEFAULT_DATA_DIR = "data"  # the service's default VGGISH_DATA_DIR, relative to the working directory
@@ -121,7 +115,7 @@ def embed_options(args: argparse.Namespace) -> EmbedOptions:
 
 
 def add_runtime_args(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
-    """Adds --device, --backend, --precision, --threads, --tune (and --batch-size) to ``p``."""
+    """Adds --device, --backend, --precision, --threads (and --batch-size) to ``p``."""
     p.add_argument("--device", help="torch device: cpu, cuda, cuda:1... (default: cpu)")
     p.add_argument(
         "--backend",
@@ -133,8 +127,8 @@ def add_runtime_args(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
     p.add_argument(
         "--precision",
         choices=get_args(PrecisionName),
-        help="fp32 (default); bf16 (CPUs with bfloat16 instructions, GPUs) or fp16 (GPUs) weights and "
-        "activations; int8: an 8-bit ONNX Runtime graph on the CPU (README: each one's deviation)",
+        help="fp32 (default: Google's numbers); bf16 (CPUs with bfloat16 instructions, GPUs) or fp16 "
+        "(GPUs) weights and activations (README: each one's deviation)",
     )
     p.add_argument(
         "--threads",
@@ -143,7 +137,6 @@ def add_runtime_args(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
         help=f"intra-op threads of the model (default: {THREADS_ENV} or the CPUs this process may "
         f"use, here {available_cpus()})",
     )
-    add_tune_arg(p)
     if batch:
         p.add_argument(
             "--batch-size",
@@ -152,30 +145,6 @@ def add_runtime_args(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
             help=f"examples per model call (default: {CPU_BATCH_SIZE} on the CPU, "
             f"{CUDA_BATCH_SIZE} on a GPU)",
         )
-
-
-def add_tune_arg(p: argparse.ArgumentParser) -> None:
-    """Adds --tune {auto,on,off} to ``p``."""
-    p.add_argument(
-        "--tune",
-        choices=list(TUNE_CHOICES),
-        help=f"per-machine choice of each layer's algorithm and the batch size (default: {TUNE_ENV} "
-        "or auto): auto measures once per machine, backend, precision and thread count (15-75 s) "
-        "and reuses it from the cache; on measures again; off takes the built-in plans "
-        "(reproducible timings); 'vggish tune' shows the table",
-    )
-
-
-def tune_mode(args: argparse.Namespace) -> bool | str:
-    """``load_model``'s ``tune`` from --tune, else ``VGGISH_TUNE``, else ``"auto"``.
-
-    Raises:
-        ValueError: a malformed ``VGGISH_TUNE``.
-    """
-    name = getattr(args, "tune", None) or env_default(TUNE_ENV) or "auto"
-    if name.lower() not in TUNE_CHOICES:
-        raise ValueError(f"{TUNE_ENV} must be one of {list(TUNE_CHOICES)}; got {name!r}")
-    return TUNE_CHOICES[name.lower()]
 
 
 def env_default(name: str) -> str | None:
@@ -189,7 +158,7 @@ def load_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     filling what the user did not give.
 
     Raises:
-        ValueError: a malformed ``VGGISH_BACKEND``, ``VGGISH_NUM_THREADS`` or ``VGGISH_TUNE``.
+        ValueError: a malformed ``VGGISH_BACKEND`` or ``VGGISH_NUM_THREADS``.
     """
     backend = args.backend or env_default(BACKEND_ENV) or "auto"
     if backend not in get_args(BackendName):
@@ -202,7 +171,6 @@ def load_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "backend": backend,
         "threads": threads,
         "cache_dir": env_default(CACHE_ENV),
-        "tune": tune_mode(args),
     }
     if args.precision:
         kwargs["precision"] = args.precision

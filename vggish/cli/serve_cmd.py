@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             "(from a checkout: pip install -e '.[serve]')"
         ) from e
     names = {"threads": "num_threads"}
-    options = ("host", "port", "weights", "workers", "device", "backend", "precision", "threads", "tune")
+    options = ("host", "port", "weights", "workers", "device", "backend", "precision", "threads")
     given = {
         names.get(name, name): getattr(args, name) for name in options if getattr(args, name) is not None
     }

@@ -40,7 +40,6 @@ from vggish.loader import load_model
 from vggish.options import EmbedOptions
 from vggish.pipeline import EmbeddingResult, wants_postprocess
 from vggish.runtime import BackendName, PrecisionName, default_batch_size
-from vggish.tuning import TuneMode
 
 Engine = Literal["local", "ray"]
 INSTALL_EXTRACT = "--format parquet needs pyarrow: pip install 'vggish[extract]'"
@@ -75,8 +74,6 @@ class ExtractOptions:
         precision: ``fp32``, or ``fp16``/``bf16`` on a GPU (see :func:`vggish.load_model`).
         threads: the model's intra-op threads (local engine); None: the CPUs not decoding.
         cache_dir: where the ONNX backend keeps its exported graphs (None: the library's default).
-        tune: per-machine tuning of the model (``"auto"``, True, False; None: ``load_model``'s
-            default, ``"auto"``; see :func:`vggish.load_model`).
         ray_address: an existing Ray cluster; None starts a local one.
         rows_per_part: rows per Parquet/TFRecord part (an input's rows never straddle two parts).
     """
@@ -90,7 +87,6 @@ class ExtractOptions:
     precision: PrecisionName = "fp32"
     threads: int | None = None
     cache_dir: str | None = None
-    tune: TuneMode | None = None
     ray_address: str | None = None
     rows_per_part: int = DEFAULT_ROWS_PER_PART
 
@@ -152,7 +148,7 @@ def extract(
     npz_files = npz_paths(output, inputs) if options.format == "npz" else {}
     torch_threads = torch.get_num_threads()  # restored at the end: the model's count is for this run
     if options.engine == "ray":  # the actors load their own; this one only reads the metadata
-        model = load_model(weights, backend="torch", tune=False)
+        model = load_model(weights, backend="torch")
     else:
         # Decoding processes keep their CPUs: the model (torch or ONNX Runtime) gets the rest.
         cpu_workers = options.workers if options.device == "cpu" else 0
@@ -166,9 +162,8 @@ def extract(
             precision=options.precision,
             threads=threads,
             cache_dir=options.cache_dir,
-            tune=options.tune,
         )
-    if options.embed.batch_size is None:  # the model's (tuned on the CPU); the Ray actors' device's
+    if options.embed.batch_size is None:  # the model's; the Ray actors' device's
         ray = options.engine == "ray"
         batch_size = default_batch_size(options.device) if ray else model.default_batch_size
         options = replace(options, embed=replace(options.embed, batch_size=batch_size))
@@ -233,7 +228,6 @@ def _run_engine(
             device=options.device,
             backend=options.backend,
             precision=options.precision,
-            tune=options.tune,
             batch_size=options.embed.batch_size or default_batch_size(options.device),
             workers=max(1, options.workers),
             address=options.ray_address,

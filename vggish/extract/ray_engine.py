@@ -69,11 +69,10 @@ class Embedder:
         backend: str,
         precision: str,
         batch: int,
-        tune: bool | str | None = None,
     ) -> None:
         from vggish.loader import load_model
 
-        self._model = load_model(weights, device=device, backend=backend, precision=precision, tune=tune)  # type: ignore[arg-type]
+        self._model = load_model(weights, device=device, backend=backend, precision=precision)  # type: ignore[arg-type]
         self._postprocess = postprocess
         self._batch = batch
 
@@ -105,7 +104,6 @@ def run_ray(
     device: str = "cpu",
     backend: str = "auto",
     precision: str = "fp32",
-    tune: bool | str | None = None,
     batch_size: int,
     workers: int = 1,
     address: str | None = None,
@@ -121,7 +119,6 @@ def run_ray(
         device: ``cpu``, or ``cuda`` for one GPU per model actor.
         backend: the actors' backend (see :func:`vggish.load_model`).
         precision: the actors' precision.
-        tune: the actors' per-machine tuning (see :func:`vggish.load_model`).
         batch_size: examples per model call.
         workers: CPUs of a local Ray started here (plus one for the model actor); decode tasks.
         address: an existing cluster's address; None starts a local Ray.
@@ -141,7 +138,6 @@ def run_ray(
                 "backend": backend,
                 "precision": precision,
                 "batch": batch_size,
-                "tune": tune,
             },
             batch_size=INPUTS_PER_CALL,
             concurrency=1,
