@@ -13,10 +13,13 @@ if TYPE_CHECKING:
     import os
     from typing import Any
 
-    from vggish.runtime import Runtime
+    from vggish.network.runtime import Runtime
 
 # Import names that torch.hub checks before loading; the same as pyproject's dependencies.
-dependencies = ["numpy", "torch", "soundfile", "soxr", "safetensors", "tqdm", "threadpoolctl"]
+dependencies = [
+    "numpy", "torch", "soundfile", "soxr", "safetensors", "tqdm", "threadpoolctl", "platformdirs", "pydantic",
+    "pydantic_settings",
+]
 
 
 def vggish(weights: str | os.PathLike[str] | None = None, **kwargs: Any) -> Runtime:

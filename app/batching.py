@@ -1,6 +1,6 @@
 """Dynamic batching across requests: the library's packer served by one inference thread.
 
-Decode threads stream each input's examples into a :class:`vggish.packer.Packer` as they are
+Decode threads stream each input's examples into a :class:`vggish.pipeline.packer.Packer` as they are
 made (a few batches per input at most wait in memory: the feeder blocks beyond that). One
 inference thread takes up to ``max_batch`` examples at a time, from as many inputs and requests
 as are waiting, lets a batch fill for up to ``max_wait`` while inputs are still being decoded,
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from vggish.errors import CancelledError, LimitExceededError
-from vggish.packer import Batch, Job, Packer
+from vggish.pipeline.packer import Batch, Job, Packer
 
 from .errors import NotReadyError, QueueFullError
 from .metrics import Metrics

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from vggish.heads_store import BaseHeadStore
+from vggish.heads.store import BaseHeadStore
 
 from .config import Settings
 from .errors import NotReadyError, UnauthorizedError

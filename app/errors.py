@@ -24,7 +24,7 @@ from starlette.routing import Match
 
 from vggish import errors as domain
 from vggish.heads import WeightsMismatchError
-from vggish.heads_store import HeadExistsError, HeadNotFoundError
+from vggish.heads.store import HeadExistsError, HeadNotFoundError
 
 logger = logging.getLogger("app.errors")
 

@@ -23,11 +23,11 @@ from pydantic import TypeAdapter
 
 from vggish import heads, params
 from vggish.errors import CancelledError, InvalidInputError, LimitExceededError
-from vggish.features import example_timestamps
+from vggish.features.logmel import example_timestamps
 from vggish.heads import FeatureSpec
-from vggish.heads_store import BaseHeadStore, HeadExistsError, HeadNotFoundError, HeadRecord
-from vggish.options import EmbedOptions
-from vggish.pipeline import EmbeddingResult
+from vggish.heads.store import BaseHeadStore, HeadExistsError, HeadNotFoundError, HeadRecord
+from vggish.pipeline.driver import EmbeddingResult
+from vggish.pipeline.options import EmbedOptions
 
 from .errors import NotReadyError
 from .ingest import Upload

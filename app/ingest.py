@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.types import Message, Receive
 
 from vggish.errors import LimitExceededError
-from vggish.examples import Waveform
+from vggish.pipeline.source import Waveform
 
 from .config import Settings
 from .errors import InvalidParameterError, MissingAudioError, UnsupportedMediaTypeError

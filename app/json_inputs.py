@@ -31,10 +31,10 @@ import numpy as np
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import from_json
 
-from vggish import audio
+from vggish.audio import decode as audio
 from vggish.errors import InvalidAudioError, LimitExceededError
-from vggish.examples import Limits, Waveform
-from vggish.options import EmbedOptions
+from vggish.pipeline.options import EmbedOptions
+from vggish.pipeline.source import Limits, Waveform
 
 from .errors import InvalidParameterError, MissingAudioError
 from .schemas import INT16_MAX, INT16_MIN, MAX_FLOAT_SAMPLE, InputName, SampleRate, SampleType

@@ -23,8 +23,8 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from uvicorn.supervisors import Multiprocess
 
-from vggish.cpus import limit_blas_threads
-from vggish.heads_store import BaseHeadStore, SqliteHeadStore, open_store
+from vggish.heads.store import BaseHeadStore, SqliteHeadStore, open_store
+from vggish.network.cpus import limit_blas_threads
 from vggish.version import __version__
 
 from .config import Settings
@@ -112,7 +112,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     with warnings_to_log():
         await _open_store(app.state.heads)
         model = await asyncio.to_thread(load_configured_model, settings)
-        limit_blas_threads(1)  # the decode threads are the parallelism (see vggish.cpus)
+        limit_blas_threads(1)  # the decode threads are the parallelism (see vggish.network.cpus)
         service = EmbeddingService(model, settings, app.state.metrics)
         service.start()
         trainings = Trainings(settings.train_threads, app.state.metrics)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from vggish.loader import load_model
-from vggish.runtime import Runtime
+from vggish.network.loader import load_model
+from vggish.network.runtime import Runtime
 from vggish.weights import OFFICIAL_CHECKPOINT_NAME, OFFICIAL_PCA_NAME, RANDOM, default_weights_path
 from vggish.weights.convert import resolve_weights_path
 from vggish.weights.install import download_official

@@ -7,8 +7,8 @@ import base64
 import numpy as np
 
 from vggish import params
-from vggish.examples import InputExamples
-from vggish.pipeline import EmbeddingResult
+from vggish.pipeline.driver import EmbeddingResult
+from vggish.pipeline.source import InputExamples
 
 from .schemas import (
     EmbeddingData,

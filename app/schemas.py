@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from vggish import params
-from vggish.audio import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-from vggish.features import hop_to_frames
+from vggish.audio.decode import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from vggish.features.logmel import hop_to_frames
 
 Pooling = Literal["none", "mean"]
 Encoding = Literal["float", "base64"]

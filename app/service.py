@@ -1,6 +1,6 @@
 """The embedding service: inputs -> (decode pool) examples -> (batcher) embeddings -> results.
 
-Every input goes through the library's one source of examples (:class:`vggish.examples.ExampleSource`):
+Every input goes through the library's one source of examples (:class:`vggish.pipeline.source.ExampleSource`):
 opened on the decode pool (headers only) so that the limits a header decides are refused before
 any decoding, then decoded block by block on the pool, its examples streamed into the
 cross-request batcher as they are made. Log-mel runs where the model runs (the GPU for a CUDA
@@ -21,11 +21,11 @@ import numpy as np
 
 from vggish import params
 from vggish.errors import LimitExceededError
-from vggish.examples import ExampleSource, InputExamples, Limits, Waveform, concat_examples
-from vggish.features import num_examples
-from vggish.options import EmbedOptions
-from vggish.pipeline import EmbeddingResult, finish, summary
-from vggish.runtime import Runtime
+from vggish.features.logmel import num_examples
+from vggish.network.runtime import Runtime
+from vggish.pipeline.driver import EmbeddingResult, finish, summary
+from vggish.pipeline.options import EmbedOptions
+from vggish.pipeline.source import ExampleSource, InputExamples, Limits, Waveform, concat_examples
 
 from .batching import Batcher
 from .config import Settings

@@ -3,7 +3,7 @@ each embedding (and a head's labels) as soon as its 0.975 s window is complete.
 
 A :class:`StreamSession` is the service side of one ``/v1/stream`` connection, with no WebSocket
 in sight (``app/routes/stream.py`` speaks the protocol). PCM is decoded and mixed to mono as the
-library reads arrays, pushed into :class:`vggish.examples.ExampleStream` (resampling, framing,
+library reads arrays, pushed into :class:`vggish.pipeline.source.ExampleStream` (resampling, framing,
 ``max_input_seconds``) on the decode pool, and its examples join the cross-request batcher as a
 job whose rows come back after every model call. Memory stays bounded whatever the client does:
 a message is at most ``stream_max_message_bytes``; it is pushed one second at a time; and at most
@@ -20,12 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from vggish import audio, params
+from vggish import params
+from vggish.audio import decode as audio
 from vggish.errors import CancelledError, InvalidAudioError
-from vggish.examples import ExampleStream, Limits
-from vggish.features import example_timestamps
+from vggish.features.logmel import example_timestamps
 from vggish.heads import Head
-from vggish.options import EmbedOptions
+from vggish.pipeline.options import EmbedOptions
+from vggish.pipeline.source import ExampleStream, Limits
 
 from .batching import BACKLOG_BATCHES, InputJob
 from .errors import RequestTimeoutError

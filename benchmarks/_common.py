@@ -75,7 +75,7 @@ def missing_row(section: str, name: str, module: str) -> Row:
 
 def onnx_available() -> bool:
     """Whether the ONNX backend can run here (``vggish[onnx]``: onnx, onnxscript, onnxruntime)."""
-    from vggish import onnx_export
+    from vggish.network import onnx as onnx_export
 
     return onnx_export.available()
 
@@ -191,8 +191,8 @@ def machine_line() -> str:
 
 
 def simd_summary() -> str:
-    """The CPU's SIMD and matrix extensions that matter here (:func:`vggish.cpus.simd_summary`)."""
-    from vggish import cpus
+    """The CPU's SIMD and matrix extensions that matter here (:func:`vggish.network.cpus.simd_summary`)."""
+    from vggish.network import cpus
 
     return cpus.simd_summary()
 

@@ -66,9 +66,9 @@ def ours(path: Path, backends: Sequence[str]) -> dict[str, Callable[[], object]]
 def stage_rows(path: Path, backend: str, repeats: int) -> list[Row]:
     """Where ``embed_file``'s time goes: each stage of the pipeline timed on its own (reference
     resampler): decode + mix to mono, resample to 16 kHz, log-mel examples, the network."""
-    from vggish import audio
-    from vggish.features import FrameStream
-    from vggish.resample import StreamingResampler
+    from vggish.audio import decode as audio
+    from vggish.audio.resample import StreamingResampler
+    from vggish.features.logmel import FrameStream
 
     model = load_bench_model(backend=backend)
     info, blocks = audio.stream(path)

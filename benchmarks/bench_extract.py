@@ -86,7 +86,7 @@ def bench_long(path: Path, batch_size: int, resampler: str) -> float:
 def bench_extract(folder: Path, output: Path, workers: int, batch_size: int, resampler: str) -> float:
     """Wall seconds of a fresh ``vggish extract`` (Parquet) over ``folder``."""
     from vggish.extract import ExtractOptions, extract, find_inputs
-    from vggish.options import EmbedOptions
+    from vggish.pipeline.options import EmbedOptions
 
     embed = EmbedOptions(batch_size=batch_size, resampler=resampler)  # type: ignore[arg-type]
     options = ExtractOptions(embed=embed, workers=workers, cache_dir=str(private_onnx_cache()))

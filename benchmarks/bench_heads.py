@@ -160,7 +160,7 @@ def _metric(text: str, name: str) -> float:
 
 def one_training_seconds(rows: int, classes: int) -> float:
     from vggish import heads
-    from vggish.cpus import limit_blas_threads
+    from vggish.network.cpus import limit_blas_threads
 
     limit_blas_threads(1)  # as in the service
     body = training("x", rows, classes, 0)

@@ -22,9 +22,9 @@ import torch
 from _common import Row, alternate, load_bench_model, log, machine_line, markdown_table, private_onnx_cache
 
 from vggish import hear, params
-from vggish.examples import ExampleSource, Waveform
-from vggish.features import num_examples
-from vggish.options import EmbedOptions
+from vggish.features.logmel import num_examples
+from vggish.pipeline.options import EmbedOptions
+from vggish.pipeline.source import ExampleSource, Waveform
 
 SECTION = "hear"
 HOPS = (0.96, 0.25, 0.05)  # the reference; a common compromise; HEAR's largest accepted

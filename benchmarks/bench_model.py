@@ -34,7 +34,7 @@ from _common import (
     private_onnx_cache,
 )
 
-from vggish.runtime import Runtime
+from vggish.network.runtime import Runtime
 
 SECTION = "model"
 TORCHVGGISH = "torchvggish 0.2 (eager)"

@@ -43,7 +43,7 @@ from _common import alternate, log, machine_line
 from bench_winograd import CONV_NAMES, DIRECT, Network, Ort, cpu_flags
 
 import vggish
-from vggish.model import VGGish
+from vggish.network.model import VGGish
 from vggish.quantize import CalibrationName, QuantFormatName
 
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -182,7 +182,7 @@ def onednn_implementations() -> Counter[str]:
 
 
 def int8_section(batch: int, repeats: int, threads: int) -> None:
-    from vggish import onnx_export
+    from vggish.network import onnx as onnx_export
     from vggish.quantize import quantize_onnx
 
     paths = recordings()

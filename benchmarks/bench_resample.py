@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from _common import Row, installed, log, markdown_table, missing_row
 
-from vggish.resample import StreamingResampler, resample
+from vggish.audio.resample import StreamingResampler, resample
 
 SECTION = "resample"
 TARGET_RATE = 16_000

@@ -5,7 +5,7 @@ Cases, at one batch size (32 by default), random weights, each loaded as a user 
 - ``torch fp32, all direct``: ``model.winograd = False`` (oneDNN channels_last convolutions,
   ``F.linear``): what the ceiling's definition assumes.
 - ``torch fp32, built-in plan``: ``load_model(backend="torch", tune=False)``
-  (:data:`vggish.plans.TORCH_DEFAULT`).
+  (:data:`vggish.network.plans.TORCH_DEFAULT`).
 - ``torch fp32, tuned``: ``tune=True``: measured now (:mod:`vggish.tuning`; the per-layer table
   goes to stderr and its one-line summary into the table).
 - ``torch bf16, tuned``: ``precision="bf16"`` (slow, and warned about, on CPUs without bf16).
@@ -46,8 +46,8 @@ from _common import (
     with_ceiling,
 )
 
-from vggish import cpus
-from vggish.runtime import Runtime
+from vggish.network import cpus
+from vggish.network.runtime import Runtime
 
 SECTION = "speed"
 REFERENCE = "torch fp32, all direct"

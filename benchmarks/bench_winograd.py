@@ -48,8 +48,8 @@ from torch.nn import functional as F
 from torch.utils import mkldnn as torch_mkldnn
 
 import vggish
-from vggish import winograd
-from vggish.model import CONV_LAYERS, POOL_AFTER, VGGish
+from vggish.network import winograd
+from vggish.network.model import CONV_LAYERS, POOL_AFTER, VGGish
 
 TORCH_ALGOS = ("direct NCHW", "direct channels_last", "direct chunked", "F2", "F4")
 ORT_ALGOS = ("direct", "F2", "F4")

@@ -29,7 +29,7 @@ FREEDESKTOP_DIR = Path("/usr/share/sounds/freedesktop/stereo")
 def private_default_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The library's default cache folder points into the test run's temporary folder, so that no
     test writes ONNX graphs into the developer's ``~/.cache/vggish``."""
-    from vggish import loader
+    from vggish.network import loader
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(loader, "DEFAULT_CACHE_DIR", tmp_path_factory.mktemp("default-cache"))
@@ -143,7 +143,7 @@ def _own_share_of_the_cpus() -> None:
     Two test processes on two cores, each with thread pools sized to both cores (PyTorch, ONNX
     Runtime, OpenBLAS, and the same again in every server, CLI or validator process they start),
     only wait on each other, and ONNX Runtime's and OpenMP's idle threads spin while they wait.
-    Pinned, the library sizes its pools from the affinity mask (vggish.cpus.available_cpus), as it
+    Pinned, the library sizes its pools from the affinity mask (vggish.network.cpus.available_cpus), as it
     does in a container limited to one CPU (on 2 cores: 3-7 % less CPU over the suite).
     """
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")

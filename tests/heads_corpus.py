@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from vggish.audio import load, to_mono
-from vggish.resample import resample
+from vggish.audio.decode import load, to_mono
+from vggish.audio.resample import resample
 
 ALSA_DIR = Path("/usr/share/sounds/alsa")
 FREEDESKTOP_DIR = Path("/usr/share/sounds/freedesktop/stereo")

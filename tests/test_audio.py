@@ -1,4 +1,4 @@
-"""vggish.audio: every common format decodes to the reference's int16 / 32768 samples.
+"""vggish.audio.decode: every common format decodes to the reference's int16 / 32768 samples.
 
 Files are made from a known int16 signal (tests/audio_fixtures.py); lossless ones must give those
 integers back exactly, lossy ones what soundfile's int16 read (the reference) or ffmpeg's s16le
@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from vggish import audio
-from vggish.audio import AudioInfo, load, probe, stream, to_mono, validate_waveform
+from vggish.audio import decode as audio
+from vggish.audio.decode import AudioInfo, load, probe, stream, to_mono, validate_waveform
 
 pytest.register_assert_rewrite("audio_fixtures")  # before importing it; it is also a plugin
 

@@ -55,3 +55,35 @@ def test_licence_files_are_in_the_repository_and_the_package_metadata() -> None:
     assert "research/audioset/vggish" in notice and "weights/README.md" in notice
     pyproject = (REPO / "pyproject.toml").read_text()
     assert 'license = "Apache-2.0"' in pyproject and 'license-files = ["LICENSE", "NOTICE"]' in pyproject
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["serve", "--help"], ["heads", "list", "-h"]])
+def test_version_and_help_start_without_pytorch(argv: list[str]) -> None:
+    """Printing a version or a command's options imports neither PyTorch nor ONNX Runtime: only
+    the module of the command asked for is imported, and it imports those where it runs."""
+    code = (
+        "import sys\nfrom vggish.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "print(sorted({'torch', 'onnxruntime'} & set(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_cli_choices_are_the_librarys() -> None:
+    """The flags' choices, kept in the CLI so that --help needs no PyTorch, are the library's."""
+    from typing import get_args
+
+    from vggish.audio.resample import ResamplerName
+    from vggish.cli import runtime_args
+    from vggish.network import runtime
+
+    assert get_args(runtime.BackendName) == runtime_args.BACKENDS
+    assert get_args(runtime.PrecisionName) == runtime_args.PRECISIONS
+    assert get_args(ResamplerName) == runtime_args.RESAMPLERS
+    assert (runtime_args.CPU_BATCH_SIZE, runtime_args.CUDA_BATCH_SIZE) == (
+        runtime.CPU_BATCH_SIZE,
+        runtime.CUDA_BATCH_SIZE,
+    )

@@ -2,7 +2,7 @@
 
 The parity tests write full-size VGGish checkpoints with TensorFlow's Saver (V1, like Google's
 vggish_model.ckpt, and V2), convert them with the TensorFlow-free reader, run
-:class:`vggish.model.VGGish`, and compare with an NHWC VGGish written in TensorFlow
+:class:`vggish.network.model.VGGish`, and compare with an NHWC VGGish written in TensorFlow
 (tests/tf_reference.py) that reads the same checkpoint with TensorFlow's own reader.
 """
 
@@ -20,8 +20,8 @@ import torch
 
 from vggish import weights as W
 from vggish.cli import main
-from vggish.examples import wavfile_to_examples
-from vggish.model import VGGish
+from vggish.network.model import VGGish
+from vggish.pipeline.source import wavfile_to_examples
 from vggish.weights.convert import (
     CONVERTER_VERSION,
     TF_TO_TORCH,

@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vggish import loader
-from vggish import verify as V
 from vggish import weights as W
 from vggish.cli import main
+from vggish.network import loader
 from vggish.weights import download as D
 from vggish.weights import install as I
+from vggish.weights import verify as V
 
 REPO = Path(__file__).resolve().parents[1]
 # The official files' table, copied verbatim from the project's reference document (see its note).

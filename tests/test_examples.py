@@ -1,4 +1,4 @@
-"""vggish.examples: a Waveform is read in place (memory of the caller's array, not a float64 copy)."""
+"""vggish.pipeline.source: a Waveform is read in place (memory of the caller's array, not a float64 copy)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from vggish import params
-from vggish.examples import ExampleSource, Waveform
-from vggish.options import EmbedOptions
+from vggish.pipeline.options import EmbedOptions
+from vggish.pipeline.source import ExampleSource, Waveform
 
 SECONDS = 600
 

@@ -23,9 +23,9 @@ from vggish.cli import main
 from vggish.extract import ExtractOptions, extract, find_inputs
 from vggish.extract.outputs import PARTS_DIR
 from vggish.extract.progress import Progress
-from vggish.features import example_timestamps
-from vggish.pipeline import EmbedOptions
-from vggish.runtime import Runtime
+from vggish.features.logmel import example_timestamps
+from vggish.network.runtime import Runtime
+from vggish.pipeline.driver import EmbedOptions
 
 # (relative path, sample rate, seconds): mixed rates, formats and lengths, in a small tree.
 CORPUS = [

@@ -10,8 +10,8 @@ from test_extract import CORPUS, make_corpus
 
 from vggish.cli import main
 from vggish.extract.tfrecord import sequence_example, tfrecord
-from vggish.features import example_timestamps
-from vggish.runtime import Runtime
+from vggish.features.logmel import example_timestamps
+from vggish.network.runtime import Runtime
 
 pytestmark = pytest.mark.tensorflow
 

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vggish
-from vggish import features, params
+from vggish import params
+from vggish.features import logmel as features
 
 # ---------------------------------------------------------------------------------------------
 # An independent, deliberately naive front end (loops, the formulas of VGGISH.md §2-§3 as written).

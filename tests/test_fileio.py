@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vggish.fileio import atomic_output, write_bytes_atomic
-from vggish.pipeline import EmbeddingResult, write_npz
+from vggish.pipeline.driver import EmbeddingResult, write_npz
 from vggish.weights.format import random_weights, save_weights
 
 

@@ -13,14 +13,15 @@ import torch
 
 import vggish
 from tests.test_features import naive_log_mel
-from vggish import features, params
-from vggish.frontend_torch import (
+from vggish import params
+from vggish.features import logmel as features
+from vggish.features.logmel_torch import (
     TorchFrameStream,
     log_mel_torch,
     to_device,
     waveform_to_examples_torch,
 )
-from vggish.pipeline import EmbedOptions, embed_source
+from vggish.pipeline.driver import EmbedOptions, embed_source
 
 
 @pytest.mark.parametrize("name", ["smoke", "noise"])

@@ -19,7 +19,7 @@ from safetensors.numpy import load as load_safetensors
 import vggish
 from vggish import heads
 from vggish.errors import CancelledError, ConflictError, InvalidInputError
-from vggish.runtime import Runtime
+from vggish.network.runtime import Runtime
 
 
 def blobs(n_per_class: tuple[int, ...], seed: int = 0, spread: float = 1.0) -> tuple[np.ndarray, list[str]]:

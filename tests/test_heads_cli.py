@@ -18,8 +18,8 @@ from safetensors.numpy import load as load_safetensors
 from vggish import heads
 from vggish import weights as W
 from vggish.cli import main
-from vggish.heads_store import BaseHeadStore, HeadStore, open_store
-from vggish.runtime import Runtime
+from vggish.heads.store import BaseHeadStore, HeadStore, open_store
+from vggish.network.runtime import Runtime
 
 pytestmark = [  # each test runs the CLI in subprocesses: seconds each
     pytest.mark.skipif(not heads_corpus.available(), reason="alsa sounds missing"),

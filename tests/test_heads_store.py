@@ -1,4 +1,4 @@
-"""vggish.heads_store: both stores of heads (SQLite in a data directory, PostgreSQL on a real
+"""vggish.heads.store: both stores of heads (SQLite in a data directory, PostgreSQL on a real
 server) through one suite: the API, schema versions and upgrades, concurrency, and real
 ``kill -9`` of writers (and of the PostgreSQL server) in the middle of writes."""
 
@@ -28,7 +28,7 @@ from safetensors.numpy import save as save_safetensors
 
 from vggish import heads
 from vggish.errors import ConflictError, InvalidInputError, NotFoundError
-from vggish.heads_store import (
+from vggish.heads.store import (
     SCHEMA_VERSION,
     BaseHeadStore,
     HeadExistsError,
@@ -36,7 +36,7 @@ from vggish.heads_store import (
     HeadStore,
     open_store,
 )
-from vggish.heads_store import sqlite as sqlite_backend
+from vggish.heads.store import sqlite as sqlite_backend
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = heads.FeatureSpec("random", 0.48, True, "fast")
@@ -194,7 +194,7 @@ def make_v1_database(location: str, head: heads.Head) -> None:
     values = ("old", head.kind, json.dumps(list(head.classes)), 6, "null", "2024-01-01T00:00:00+00:00", 4)
     with raw(location) as conn:
         if is_postgres(location):
-            from vggish.heads_store import postgres as postgres_backend
+            from vggish.heads.store import postgres as postgres_backend
 
             conn.execute(postgres_backend.MIGRATIONS[0][0])
             conn.execute(
@@ -262,7 +262,7 @@ def test_open_store_chooses_the_backend(tmp_path: Path) -> None:
     assert isinstance(store, HeadStore) and store.path == tmp_path / "data" / "heads.sqlite3"
     assert isinstance(open_store(str(tmp_path)), HeadStore)
     pytest.importorskip("psycopg")
-    from vggish.heads_store.postgres import PostgresHeadStore
+    from vggish.heads.store.postgres import PostgresHeadStore
 
     for url in (
         "postgresql://me:s3cret@db.internal:6543/heads",
@@ -312,7 +312,7 @@ REPLICA = textwrap.dedent(
     import sys
     import numpy as np
     from vggish import heads
-    from vggish.heads_store import open_store
+    from vggish.heads.store import open_store
 
     x = np.random.default_rng(7).standard_normal((6, 128)).astype(np.float32)
     head, _ = heads.train(x, ["p", "q"] * 3, features=heads.FeatureSpec(weights_sha256="random"))
@@ -399,7 +399,7 @@ HAMMER = textwrap.dedent(
     import os, sys
     import numpy as np
     from vggish import heads
-    from vggish.heads_store import HeadNotFoundError, open_store
+    from vggish.heads.store import HeadNotFoundError, open_store
 
     store = open_store(sys.argv[1])
     prefix, rng = sys.argv[2], np.random.default_rng(int(sys.argv[3]))

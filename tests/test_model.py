@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vggish.model import VGGish
-from vggish.runtime import Runtime
+from vggish.network.model import VGGish
+from vggish.network.runtime import Runtime
 
 TF_CONVS = [
     ("conv1", 1, 64),
@@ -137,7 +137,7 @@ def test_layers_and_parameter_count() -> None:
     ("c_in", "c_out", "h", "w", "pool"), [(3, 5, 4, 8, False), (8, 16, 12, 8, True), (16, 4, 4, 4, True)]
 )
 def test_winograd_conv_equals_direct_convolution(c_in: int, c_out: int, h: int, w: int, pool: bool) -> None:
-    from vggish import winograd
+    from vggish.network import winograd
 
     gen = torch.Generator().manual_seed(c_in * 100 + h)
     x = torch.randn(3, c_in, h, w, generator=gen, dtype=torch.float64)

@@ -17,8 +17,10 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 import vggish
-from vggish import cli, onnx_export, plans
-from vggish.onnx_export import OnnxVGGish
+from vggish import cli
+from vggish.network import onnx as onnx_export
+from vggish.network import plans
+from vggish.network.onnx import OnnxVGGish
 
 pytestmark = pytest.mark.slow
 
@@ -138,10 +140,10 @@ def test_cli_embed_with_onnx_backend(onnx_cache: Path, tmp_path: Path) -> None:
 CONCURRENT_LOAD = """
 import logging, sys
 import numpy as np
-from vggish import plans
-from vggish.onnx_export import onnx_session
+from vggish.network import plans
+from vggish.network.onnx import onnx_session
 from vggish.weights import random_weights
-from vggish.model import VGGish
+from vggish.network.model import VGGish
 
 logging.basicConfig(level=logging.WARNING, format="%(message)s")
 network = VGGish()
@@ -185,7 +187,7 @@ def test_a_damaged_cached_graph_is_exported_again(
     graph = onnx_export.graph_path(tmp_path, "random", plans.DIRECT.tag)
     graph.parent.mkdir()
     graph.write_bytes(b"half a graph")  # not from this library's writer, which renames whole files
-    with caplog.at_level("WARNING", logger="vggish.onnx_export"):
+    with caplog.at_level("WARNING", logger="vggish.network.onnx"):
         runner = onnx_export.onnx_session(random_model.network, "random", tmp_path, plan=plans.DIRECT)
     assert "ignoring a damaged cached graph" in caplog.text and "exporting VGGish" in caplog.text
     assert runner.weights_info["plan"] == plans.DIRECT.tag and graph.stat().st_size > 250 * 2**20

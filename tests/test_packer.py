@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vggish import params
-from vggish.packer import Job, Packer
+from vggish.pipeline.packer import Job, Packer
 
 
 def per_example(batch: np.ndarray) -> np.ndarray:

@@ -14,10 +14,11 @@ import soundfile as sf
 import torch
 
 import vggish
-from vggish import features, pipeline
+from vggish.audio.resample import resample
 from vggish.errors import InvalidAudioError, UndecodableAudioError
-from vggish.pipeline import EmbedOptions
-from vggish.resample import resample
+from vggish.features import logmel as features
+from vggish.pipeline import driver as pipeline
+from vggish.pipeline.driver import EmbedOptions
 
 
 def step_by_step(model: vggish.Runtime, examples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

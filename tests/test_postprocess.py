@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vggish.postprocess import postprocess
+from vggish.network.postprocess import postprocess
 
 
 def google_postprocess(emb: np.ndarray, eigen: np.ndarray, means: np.ndarray) -> np.ndarray:
@@ -62,7 +62,7 @@ def test_model_postprocess_returns_uint8_tensor_and_keeps_batch_of_one(random_mo
 
 
 def test_model_without_pca_says_how_to_get_it() -> None:
-    from vggish.model import VGGish
+    from vggish.network.model import VGGish
 
     with pytest.raises(RuntimeError, match="--pca"):
         VGGish().postprocess(torch.zeros(2, 128))

@@ -334,8 +334,8 @@ def write_fixtures(folder: Path) -> None:
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
-    from vggish import onnx_export
     from vggish import weights as W
+    from vggish.network import onnx as onnx_export
 
     root = tmp_path_factory.mktemp("readme")
     site = root / "site"
@@ -356,7 +356,6 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
         PYTHONPATH=str(site),
         PATH=os.pathsep.join([bin_dir, env.get("PATH", "")]),
         VGGISH_DOWNLOAD="false",
-        VGGISH_TUNE="off",  # the CLI and service snippets; Python snippets: PYTHON_PRELUDE
         PYTHONDONTWRITEBYTECODE="1",
     )
     probe = "import vggish; print(vggish.__file__); print(vggish.default_weights_path())"
@@ -374,7 +373,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
 def link_random_graph(shared_cache: Path, cache: Path, request: pytest.FixtureRequest) -> None:
     """Links the ONNX graph of ``--weights random`` from the run's shared cache (exported there
     once for the run; tests/test_onnx.py tests exporting) into the sandbox's ``~/.cache/vggish``."""
-    from vggish import onnx_export, plans
+    from vggish.network import onnx as onnx_export
+    from vggish.network import plans
 
     model = request.getfixturevalue("random_model")
     onnx_export.onnx_session(model.network, "random", shared_cache, metadata=model.weights_info)
@@ -542,9 +542,6 @@ def _shell_params() -> list[pytest.ParameterSet]:
     return params
 
 
-# Python snippets load models with the built-in plans, as the CLI snippets do with VGGISH_TUNE=off:
-# tuning is timed work (tests/test_tuning.py tests it), and the snippets then share one ONNX graph.
-PYTHON_PRELUDE = "import vggish.loader\n\nvggish.loader.DEFAULT_TUNE = False  # tests/test_readme.py\n"
 
 
 @pytest.mark.slow
@@ -554,7 +551,7 @@ def test_python_block_runs(block: Block, sandbox: Sandbox, tmp_path_factory: pyt
         pytest.skip(f"README.md:{block.line}: opted out: {block.skip}")
     folder = workdir(sandbox, tmp_path_factory, block)
     script = folder / "readme_snippet.py"
-    script.write_text(PYTHON_PRELUDE + block.code)
+    script.write_text(block.code)
     done = subprocess.run(
         [sys.executable, script.name],
         cwd=folder,

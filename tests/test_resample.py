@@ -1,4 +1,4 @@
-"""vggish.resample against resampy 0.4.3's kaiser_best, the resampler Google's reference uses."""
+"""vggish.audio.resample against resampy 0.4.3's kaiser_best, the resampler Google's reference uses."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vggish import params
-from vggish.resample import (
+from vggish.audio.resample import (
     StreamingResampler,
     _engine,
     _kaiser_best_table,

@@ -13,9 +13,11 @@ import pytest
 import torch
 
 import vggish
-from vggish import cpus, onnx_export, pipeline
 from vggish.cli import main as cli_main
 from vggish.cli import runtime_args
+from vggish.network import cpus
+from vggish.network import onnx as onnx_export
+from vggish.pipeline import driver as pipeline
 
 
 @pytest.fixture
@@ -96,22 +98,25 @@ def _cli_runtime(*argv: str) -> dict[str, object]:
 
 
 def test_cli_reads_runtime_defaults_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("VGGISH_NUM_THREADS", "VGGISH_BACKEND", "VGGISH_CACHE_DIR"):
+    """The CLI's flags default to the one settings model's VGGISH_* variables; flags win."""
+    for name in ("VGGISH_NUM_THREADS", "VGGISH_BACKEND", "VGGISH_CACHE_DIR", "XDG_CACHE_HOME"):
         monkeypatch.delenv(name, raising=False)
-    expected = {"device": "cpu", "backend": "auto", "threads": None, "cache_dir": None}
+    monkeypatch.setenv("HOME", "/home/someone")
+    cache = Path("/home/someone/.cache/vggish")  # platformdirs' user cache folder on Linux
+    expected = {"device": "cpu", "backend": "auto", "precision": "fp32", "threads": None, "cache_dir": cache}
     assert _cli_runtime() == expected
     monkeypatch.setenv("VGGISH_NUM_THREADS", "3")
-    monkeypatch.setenv("VGGISH_BACKEND", "torch")
+    monkeypatch.setenv("VGGISH_BACKEND", "TORCH")
     monkeypatch.setenv("VGGISH_CACHE_DIR", "/tmp/graphs")
-    expected = {"device": "cpu", "backend": "torch", "threads": 3, "cache_dir": "/tmp/graphs"}
+    expected = {**expected, "backend": "torch", "threads": 3, "cache_dir": Path("/tmp/graphs")}
     assert _cli_runtime() == expected
     assert _cli_runtime("--threads", "5", "--backend", "onnx")["threads"] == 5  # flags win
     monkeypatch.setenv("VGGISH_NUM_THREADS", "many")
-    with pytest.raises(ValueError, match="VGGISH_NUM_THREADS must be a positive integer"):
+    with pytest.raises(ValueError, match=r"^VGGISH_NUM_THREADS: .*integer.*; got 'many'$"):
         _cli_runtime()
     monkeypatch.setenv("VGGISH_NUM_THREADS", "1")
     monkeypatch.setenv("VGGISH_BACKEND", "tensorflow")
-    with pytest.raises(ValueError, match="VGGISH_BACKEND must be one of"):
+    with pytest.raises(ValueError, match=r"^VGGISH_BACKEND: .*'auto', 'torch' or 'onnx'; got 'tensorflow'$"):
         _cli_runtime()
 
 
@@ -185,7 +190,7 @@ def test_unusable_devices_are_refused_with_the_fix() -> None:
 
 
 def test_default_batch_size_follows_the_device(random_model: vggish.Runtime) -> None:
-    from vggish.runtime import default_batch_size
+    from vggish.network.runtime import default_batch_size
 
     assert random_model.default_batch_size == 32
     assert default_batch_size("cuda:0") == 256
@@ -220,7 +225,7 @@ def test_auto_falls_back_to_torch_when_onnx_is_missing_or_fails(
 
     monkeypatch.setattr(onnx_export, "available", lambda: True)
     monkeypatch.setattr(onnx_export, "onnx_session", broken)
-    with caplog.at_level(logging.WARNING, logger="vggish.loader"):
+    with caplog.at_level(logging.WARNING, logger="vggish.network.loader"):
         assert _model(backend="auto").backend == "torch"
     assert "using PyTorch" in caplog.text and "boom" in caplog.text
     with pytest.raises(RuntimeError, match="boom"):

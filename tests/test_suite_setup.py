@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from vggish import cpus
+from vggish.network import cpus
 
 
 def test_each_test_process_computes_on_its_own_share_of_the_cpus() -> None:

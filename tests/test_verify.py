@@ -16,10 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import vggish
-from vggish import verify as V
 from vggish import weights as W
 from vggish.cli import main
-from vggish.postprocess import postprocess
+from vggish.network.postprocess import postprocess
+from vggish.weights import verify as V
 
 ALL_CHECKS = (V.EXAMPLES, V.EMBEDDING_MEAN, V.EMBEDDING_STD, V.POSTPROCESSED_MEAN, V.POSTPROCESSED_STD)
 

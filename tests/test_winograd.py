@@ -1,7 +1,7 @@
 """Winograd F(m x m, 3 x 3) convolutions against independent references.
 
 References: exact rational arithmetic for the 1-D algorithms, ``torch.nn.functional.conv2d`` in
-float64 for the 2-D layers (never numbers produced by :mod:`vggish.winograd` itself), and
+float64 for the 2-D layers (never numbers produced by :mod:`vggish.network.winograd` itself), and
 PyTorch eager for the ONNX Runtime round trip.
 """
 
@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from vggish import winograd
+from vggish.network import winograd
 
 # VGGish's convolutions: (scope, C_in, C_out, H, W of the input, 2x2 max-pool after).
 LAYER_SHAPES = (

@@ -5,10 +5,10 @@
 >>> result = model.embed_file("dog.wav")            # embeddings, timestamps, 8-bit PCA features
 >>> examples = vggish.waveform_to_examples(x, sr)   # (N, 96, 64) log-mel patches
 
-The data path, one module per stage: :mod:`~vggish.audio` (decode) -> :mod:`~vggish.resample`
--> :mod:`~vggish.features` (log-mel) -> :mod:`~vggish.examples` (the one source of examples)
--> :mod:`~vggish.packer` (the one batcher) -> :mod:`~vggish.model` (the network) ->
-:mod:`~vggish.postprocess`; :mod:`~vggish.runtime` holds how the network runs.
+The data path, one module per stage: :mod:`~vggish.audio.decode` (decode) -> :mod:`~vggish.audio.resample`
+-> :mod:`~vggish.features.logmel` (log-mel) -> :mod:`~vggish.pipeline.source` (the one source of examples)
+-> :mod:`~vggish.pipeline.packer` (the one batcher) -> :mod:`~vggish.network.model` (the network) ->
+:mod:`~vggish.network.postprocess`; :mod:`~vggish.network.runtime` holds how the network runs.
 
 The names below are imported on first use, so ``import vggish.client`` or ``vggish --version``
 do not pay for importing PyTorch.
@@ -22,27 +22,27 @@ from typing import TYPE_CHECKING, Any
 from vggish.version import __version__
 
 if TYPE_CHECKING:
-    from vggish.examples import Waveform, waveform_to_examples, wavfile_to_examples
-    from vggish.features import example_timestamps, num_examples
-    from vggish.loader import load_model
-    from vggish.model import VGGish
-    from vggish.options import EmbedOptions
-    from vggish.pipeline import EmbeddingResult
-    from vggish.runtime import Runtime
-    from vggish.weights.format import default_weights_path
+    from vggish.features.logmel import example_timestamps, num_examples
+    from vggish.network.loader import load_model
+    from vggish.network.model import VGGish
+    from vggish.network.runtime import Runtime
+    from vggish.pipeline.driver import EmbeddingResult
+    from vggish.pipeline.options import EmbedOptions
+    from vggish.pipeline.source import Waveform, waveform_to_examples, wavfile_to_examples
+    from vggish.weights.location import default_weights_path
 
 _HOMES = {
-    "EmbedOptions": "vggish.options",
-    "EmbeddingResult": "vggish.pipeline",
-    "Runtime": "vggish.runtime",
-    "VGGish": "vggish.model",
-    "Waveform": "vggish.examples",
-    "default_weights_path": "vggish.weights.format",
-    "example_timestamps": "vggish.features",
-    "load_model": "vggish.loader",
-    "num_examples": "vggish.features",
-    "waveform_to_examples": "vggish.examples",
-    "wavfile_to_examples": "vggish.examples",
+    "EmbedOptions": "vggish.pipeline.options",
+    "EmbeddingResult": "vggish.pipeline.driver",
+    "Runtime": "vggish.network.runtime",
+    "VGGish": "vggish.network.model",
+    "Waveform": "vggish.pipeline.source",
+    "default_weights_path": "vggish.weights.location",
+    "example_timestamps": "vggish.features.logmel",
+    "load_model": "vggish.network.loader",
+    "num_examples": "vggish.features.logmel",
+    "waveform_to_examples": "vggish.pipeline.source",
+    "wavfile_to_examples": "vggish.pipeline.source",
 }
 
 __all__ = [

@@ -15,6 +15,7 @@ once: the others wait, then find it built.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -94,3 +95,12 @@ class BuildLock(contextlib.AbstractContextManager[None]):
         if self._file is not None:
             self._fcntl.flock(self._file, self._fcntl.LOCK_UN)
             self._file.close()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The file's SHA-256, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -6,7 +6,7 @@
 
 ``audio`` is a float tensor ``(n_sounds, n_samples)`` at 16 kHz, every sound of a call the same
 length, on any device; results come back on the model's device. A call embeds all of its sounds
-through the library's one path: one :class:`~vggish.examples.ExampleSource` per sound, packed by
+through the library's one path: one :class:`~vggish.pipeline.source.ExampleSource` per sound, packed by
 the one packer into full batches (one model call per batch of ``batch_size`` examples, not one
 per sound), so the numbers are those of ``runtime.embed(sound, 16000, hop_seconds=..., pad=True)``.
 Log-mel is computed where the model runs (``frontend="auto"``): in PyTorch on the model's GPU,
@@ -39,12 +39,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from vggish import params, pipeline
-from vggish.examples import Waveform
-from vggish.features import hop_to_frames, num_examples
-from vggish.loader import load_model as load_runtime
-from vggish.options import EmbedOptions
-from vggish.runtime import Runtime
+from vggish import params
+from vggish.features.logmel import hop_to_frames, num_examples
+from vggish.network.loader import load_model as load_runtime
+from vggish.network.runtime import Runtime
+from vggish.pipeline import driver as pipeline
+from vggish.pipeline.options import EmbedOptions
+from vggish.pipeline.source import Waveform
 
 TIMESTAMP_HOP_SECONDS = 0.05  # HEAR's largest hop for timestamp embeddings: 5 frames of 10 ms
 SCENE_HOP_SECONDS = params.EXAMPLE_HOP_SECONDS  # 0.96 s: the reference's framing, pooled by the mean
@@ -53,7 +54,7 @@ SCENE_HOP_SECONDS = params.EXAMPLE_HOP_SECONDS  # 0.96 s: the reference's framin
 class HearModel(torch.nn.Module):
     """VGGish as HEAR expects a model: an ``nn.Module`` with the three size attributes.
 
-    It holds a :class:`~vggish.runtime.Runtime`; its network is a submodule, so ``.to(device)``
+    It holds a :class:`~vggish.network.runtime.Runtime`; its network is a submodule, so ``.to(device)``
     moves it (a runtime on ONNX Runtime, which computes on the CPU only, is switched to PyTorch
     when the network leaves the CPU). Build it with :func:`load_model`.
 

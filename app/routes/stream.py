@@ -31,8 +31,8 @@ from pydantic import ValidationError
 
 from vggish.errors import LimitExceededError
 from vggish.heads import FeatureSpec, Head, check_compatible
-from vggish.heads_store import BaseHeadStore
-from vggish.options import EmbedOptions
+from vggish.heads.store import BaseHeadStore
+from vggish.pipeline.options import EmbedOptions
 
 from ..config import Settings
 from ..deps import bearer_token, check_api_key

@@ -28,8 +28,8 @@ from safetensors.numpy import save as save_safetensors
 from service_helpers import assert_problem, metric, running_app
 
 import vggish
-from vggish.heads_store import SCHEMA_VERSION
-from vggish.runtime import Runtime
+from vggish.heads.store import SCHEMA_VERSION
+from vggish.network.runtime import Runtime
 
 pytestmark = pytest.mark.skipif(not heads_corpus.available(), reason="alsa / freedesktop sounds missing")
 ATOL = 1e-4  # batching changes the summation order of the embeddings only

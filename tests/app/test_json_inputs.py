@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vggish.errors import InvalidAudioError, LimitExceededError
-from vggish.examples import Waveform
+from vggish.pipeline.source import Waveform
 from vggish_app.errors import InvalidParameterError, MissingAudioError
 from vggish_app.json_inputs import BodyLimits, JsonInputs, ParsedInput
 

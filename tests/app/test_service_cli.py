@@ -16,7 +16,7 @@ from vggish_app.config import Settings
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    return build_parser().parse_args(["serve", *argv])
+    return build_parser(["serve"]).parse_args(["serve", *argv])
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from service_helpers import clip, encode, signal_of
 
-from vggish.runtime import Runtime
+from vggish.network.runtime import Runtime
 
 # float32 sums change with how examples share a batch: measured up to 2-3e-5 absolute (1.3-2.0e-6
 # of the embeddings' scale) for every plan, direct convolutions included (docs/tuning.md)

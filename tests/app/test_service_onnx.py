@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from service_helpers import clip, running_app
 
-from vggish.runtime import Runtime
+from vggish.network.runtime import Runtime
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from service_helpers import assert_problem, clip, metric, signal_of, uvicorn_server
 
-from vggish.runtime import Runtime
+from vggish.network.runtime import Runtime
 
 pytestmark = pytest.mark.slow  # starts uvicorn processes
 

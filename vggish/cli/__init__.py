@@ -1,34 +1,37 @@
-"""Command-line interface: ``vggish SUBCOMMAND ...`` (also ``python -m vggish``).
+"""Command-line interface: ``vggish COMMAND ...`` (also ``python -m vggish``).
 
-Each subcommand lives in its own module: ``NAME``, ``HELP``, ``DESCRIPTION``, ``EPILOG``,
+Each command lives in a module of its own with ``DESCRIPTION``, ``EPILOG``,
 ``add_arguments(parser)`` and ``run(args) -> int`` (``heads``, with actions of its own, sets each
-action's ``func`` in ``add_arguments``). Library errors (``ValueError`` and the kinds of
-:mod:`vggish.errors`, ``RuntimeError``, ``OSError``) become one line on stderr and exit status 1;
-nothing else is printed on failure.
+action's ``func`` in ``add_arguments``). Only the module of the command being run is imported, so
+``vggish --version`` and ``vggish --help`` start without PyTorch. Library errors (``ValueError``
+and the kinds of :mod:`vggish.errors`, ``RuntimeError``, ``OSError``) become one line on stderr
+and exit status 1; nothing else is printed on failure.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import platform
 import sys
 from collections.abc import Sequence
 
 from vggish.errors import NotFoundError
+from vggish.version import __version__
 
-# Subcommand modules, in the order ``--help`` lists them.
-_SUBCOMMANDS = (
-    "embed",
-    "extract_cmd",
-    "serve_cmd",
-    "heads_cmd",
-    "convert_cmd",
-    "download_cmd",
-    "verify_cmd",
-    "export_onnx_cmd",
-)
+# name -> (module in vggish.cli, one-line help), in the order ``--help`` lists them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "embed": ("embed", "embed one audio file into an .npz"),
+    "extract": ("extract_cmd", "embed many audio files into Parquet, .npz or TFRecord (parallel, resumable)"),
+    "serve": ("serve_cmd", "run the REST service"),
+    "heads": ("heads_cmd", "train and apply classifier heads over embeddings"),
+    "convert": ("convert_cmd", "convert a TensorFlow checkpoint or .pth into a weights file"),
+    "download": ("download_cmd", "download, verify and convert Google's official weights"),
+    "verify": ("verify_cmd", "run Google's smoke test on the weights"),
+    "export-onnx": ("export_onnx_cmd", "export the network as an ONNX graph"),
+}
 
 EXAMPLES = """\
 examples:
@@ -36,16 +39,17 @@ examples:
   vggish embed talk.mp3 --output talk.npz --hop 0.48 --pad
   vggish extract corpus/ --output features/          a whole folder to Parquet, resumable
   vggish serve                                       the REST service on 127.0.0.1:8000
+  vggish serve --weights random                      the same with demo weights (no download)
   vggish heads train --name kinds clips/             a classifier head from clips/<label>/*
   vggish convert vggish_model.ckpt --pca vggish_pca_params.npz --output weights/vggish.safetensors
   vggish download                                    fetch, verify and convert Google's files
   vggish verify                                      Google's smoke test on the installed weights
-  vggish --version                                   versions of vggish, torch, numpy and Python
+  vggish COMMAND --help                              every option of a command, with examples
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Builds the top-level parser with every available subcommand."""
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The top-level parser; the options of the command named in ``argv`` (only) are added."""
     parser = argparse.ArgumentParser(
         prog="vggish",
         description="VGGish audio embeddings (Google's AudioSet model) in PyTorch.",
@@ -55,16 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     parser.add_argument("--version", action=_Version, help="print versions and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"vggish.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"vggish.cli.{name}":
-                raise
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        if name != chosen:
+            subparsers.add_parser(name, help=help_text)
             continue
+        module = importlib.import_module(f"vggish.cli.{module_name}")
         p = subparsers.add_parser(
-            module.NAME,
-            help=module.HELP,
+            name,
+            help=help_text,
             description=module.DESCRIPTION,
             epilog=module.EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -76,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Version(argparse.Action):
-    """``--version``: computed only when asked (it imports torch), then exit 0."""
+    """``--version``: print the versions a bug report needs, then exit 0."""
 
     def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
         super().__init__(option_strings, dest, nargs=0, help=help)
@@ -87,19 +90,21 @@ class _Version(argparse.Action):
 
 
 def version_line() -> str:
-    """``vggish X.Y.Z (torch ..., numpy ..., Python ...)``: the versions a bug report needs."""
-    import numpy
-    import torch
-
-    from vggish import __version__
-
-    runtime = f"torch {torch.__version__}, numpy {numpy.__version__}, Python {platform.python_version()}"
-    return f"vggish {__version__} ({runtime})"
+    """``vggish X.Y.Z (torch ..., numpy ..., Python ...)``, read from the installed packages'
+    metadata (nothing is imported)."""
+    versions = []
+    for name in ("torch", "numpy"):
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{name} not installed")
+    return f"vggish {__version__} ({', '.join(versions)}, Python {platform.python_version()})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI and returns the process exit status."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

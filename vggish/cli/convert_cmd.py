@@ -28,8 +28,6 @@ examples:
 default output: {default_weights_path()}"""
 
 
-NAME = "convert"
-HELP = "convert a TensorFlow checkpoint or .pth into a weights file"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -27,8 +27,6 @@ examples:
 default folder: {default_weights_dir()}"""
 
 
-NAME = "download"
-HELP = "download, verify and convert Google's official weights"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -6,17 +6,19 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vggish.cli.runtime_args import (
     add_embed_args,
     add_runtime_args,
     add_weights_arg,
     embed_options,
-    load_kwargs,
+    load_runtime,
 )
-from vggish.loader import load_model
-from vggish.pipeline import EmbeddingResult, embed_source, write_npz
-from vggish.weights import default_weights_path
+from vggish.weights.location import default_weights_path
+
+if TYPE_CHECKING:
+    from vggish.pipeline.driver import EmbeddingResult
 
 DESCRIPTION = """\
 Embed one audio file with VGGish and write an .npz with:
@@ -37,8 +39,6 @@ examples:
 default weights: {default_weights_path()}"""
 
 
-NAME = "embed"
-HELP = "embed one audio file into an .npz"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,8 +55,10 @@ def run(args: argparse.Namespace) -> int:
     output = _check_output(Path(args.output))
     if not Path(args.input).exists():
         raise FileNotFoundError(f"no such input file: {args.input}")
+    from vggish.pipeline.driver import embed_source, write_npz
+
     options = embed_options(args)
-    model = load_model(args.weights, **load_kwargs(args))
+    model = load_runtime(args)
     started = time.perf_counter()
     result = embed_source(model, args.input, options)
     write_npz(output, result)

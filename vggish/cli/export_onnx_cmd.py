@@ -24,8 +24,6 @@ examples:
 PARITY_TOLERANCE = 1e-4  # relative to max(1, max |embedding|)
 
 
-NAME = "export-onnx"
-HELP = "export the network as an ONNX graph"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from vggish.loader import load_model
-    from vggish.onnx_export import OnnxVGGish, export_onnx
+    from vggish.network.loader import load_model
+    from vggish.network.onnx import OnnxVGGish, export_onnx
 
     started = time.perf_counter()
     with warnings.catch_warnings():

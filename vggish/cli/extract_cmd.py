@@ -12,7 +12,7 @@ from vggish.cli.runtime_args import (
     add_runtime_args,
     add_weights_arg,
     embed_options,
-    load_kwargs,
+    settings_of,
 )
 from vggish.extract import ExtractOptions, ExtractSummary, default_workers, extract, find_inputs
 from vggish.extract.outputs import FAILURES_NAME, OutputFormat
@@ -39,8 +39,6 @@ examples:
 default weights: {default_weights_path()}"""
 
 
-NAME = "extract"
-HELP = "embed many audio files into Parquet, .npz or TFRecord (parallel, resumable)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -73,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         args.workers = default_workers(args.device)
     if args.workers < 0:
         raise ValueError(f"--workers must be 0 or more; got {args.workers}")
-    runtime = load_kwargs(args)
+    settings = settings_of(args)
+    runtime = settings.load_kwargs()
     options = ExtractOptions(
         embed=embed_options(args),
         format=args.format,
@@ -89,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     )
     inputs = find_inputs(args.inputs, args.glob)
     output = Path(args.output)
-    summary = extract(inputs, output, args.weights, options, progress=True)
+    summary = extract(inputs, output, settings.weights or None, options, progress=True)
     _report(output, summary)
     return 2 if summary.files_failed else 0
 

@@ -15,7 +15,7 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import numpy as np
 
@@ -25,11 +25,12 @@ from vggish.cli.runtime_args import (
     add_runtime_args,
     add_store_args,
     add_weights_arg,
-    load_kwargs,
+    load_runtime,
     store_location,
+    weights_arg,
 )
-from vggish.features import example_timestamps
-from vggish.fileio import write_bytes_atomic
+from vggish.features.logmel import example_timestamps
+from vggish.fileio import sha256_file, write_bytes_atomic
 from vggish.heads import (
     MAX_HEADER_BYTES,
     FeatureSpec,
@@ -40,12 +41,13 @@ from vggish.heads import (
     train,
     validate_name,
 )
-from vggish.heads_store import BaseHeadStore, HeadExistsError, HeadNotFoundError, HeadRecord, open_store
-from vggish.loader import load_model
-from vggish.options import EmbedOptions
-from vggish.pipeline import EmbeddingResult, embed_each
-from vggish.runtime import Runtime
-from vggish.weights import RANDOM, default_weights_path, sha256_file
+from vggish.heads.store import BaseHeadStore, HeadExistsError, HeadNotFoundError, HeadRecord, open_store
+from vggish.pipeline.options import EmbedOptions
+
+if TYPE_CHECKING:
+    from vggish.network.runtime import Runtime
+    from vggish.pipeline.driver import EmbeddingResult
+from vggish.weights.location import RANDOM, default_weights_path
 
 MAX_HEAD_FILE_BYTES = MAX_HEADER_BYTES + (8 << 20)  # a header and far more tensors than a head holds
 
@@ -62,8 +64,6 @@ examples:
 Files that fail to classify are reported and the others classified; the exit status is then 2."""
 
 
-NAME = "heads"
-HELP = "train and apply classifier heads over embeddings"
 DESCRIPTION = "Small classifiers over clip embeddings (the mean of a clip's examples)."
 
 
@@ -146,6 +146,8 @@ def embed_files(
 ) -> Iterator[tuple[int, EmbeddingResult | str]]:
     """Every file's embeddings (all packed together into full batches), or why it failed (one
     line; a clip without an example fails too), in file order."""
+    from vggish.pipeline.driver import embed_each
+
     done: dict[int, EmbeddingResult | str] = {}
     following = 0
     for index, outcome in embed_each(model, files, options):
@@ -194,13 +196,13 @@ def run_train(args: argparse.Namespace) -> int:
         _refuse_taken(store, args.name)
     pairs = _labelled_files(Path(args.directory))
     options = _options(args)
-    model = load_model(args.weights, **load_kwargs(args))
+    model = load_runtime(args)
     outcomes = list(embed_files(model, [str(path) for path, _ in pairs], options))
     failed = [f"{pairs[i][0]}: {why}" for i, why in outcomes if isinstance(why, str)]
     if failed:
         more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
         raise ValueError(f"{len(failed)} of {len(pairs)} clips failed: {'; '.join(failed[:3])}{more}")
-    x = np.stack([clip_mean(r) for _, r in outcomes if isinstance(r, EmbeddingResult)])
+    x = np.stack([clip_mean(r) for _, r in outcomes if not isinstance(r, str)])
     features = FeatureSpec.for_model(model, options)
     head, metrics = train(x, [label for _, label in pairs], kind=args.kind, features=features)
     record = store.save(args.name, head, replace=args.replace)
@@ -228,7 +230,7 @@ def run_classify(args: argparse.Namespace) -> int:
         raise ValueError(f"--top-k must be at least 1; got {args.top_k}")
     record, head = _store(args).load(args.name)
     options = _options(args)
-    model = load_model(args.weights, **load_kwargs(args))
+    model = load_runtime(args)
     _warn(check_compatible(record.features, FeatureSpec.for_model(model, options), args.force, args.name))
     failed = 0
     for index, outcome in embed_files(model, args.files, options):
@@ -328,7 +330,7 @@ def run_import(args: argparse.Namespace) -> int:
     than ``--weights`` (hop, pad and resampler are checked when it classifies)."""
     validate_name(args.name)
     head = from_safetensors(_read_head_file(Path(args.file)))
-    sha = _weights_sha256(args.weights)
+    sha = _weights_sha256(weights_arg(args))
     if sha is None:
         _warn(f"no weights at {default_weights_path()} to check the head against; give --weights")
     else:

@@ -2,30 +2,33 @@
 padding, resampler, postprocessing) and the runtime (device, backend, precision, threads, batch
 size).
 
-This is the CLI's argument layer, and with ``app/config.py`` the only code that reads the
-environment: ``VGGISH_BACKEND``, ``VGGISH_NUM_THREADS`` and ``VGGISH_CACHE_DIR`` give the
-defaults of ``--backend``, ``--threads`` and the cache of ONNX graphs, ``VGGISH_DATABASE_URL``
-that of ``vggish heads --database-url``.
+The defaults of the flags come from the one settings model of the CLI and the service
+(:mod:`vggish.settings`): ``VGGISH_BACKEND`` is the default of ``--backend``, ``VGGISH_NUM_THREADS``
+of ``--threads``, ``VGGISH_WEIGHTS`` of ``--weights``, ``VGGISH_DATA_DIR`` and ``VGGISH_DATABASE_URL``
+of ``vggish heads --data-dir`` and ``--database-url``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any
 
 from vggish import params
-from vggish.cpus import available_cpus, validate_threads
-from vggish.options import EmbedOptions
-from vggish.resample import ResamplerName
-from vggish.runtime import CPU_BATCH_SIZE, CUDA_BATCH_SIZE, BackendName, PrecisionName
+from vggish.network.cpus import available_cpus, validate_threads
+from vggish.settings import Settings, load_settings
 
-BACKEND_ENV = "VGGISH_BACKEND"
-THREADS_ENV = "VGGISH_NUM_THREADS"
-CACHE_ENV = "VGGISH_CACHE_DIR"
-DATABASE_ENV = "VGGISH_DATABASE_URL"
-DEFAULT_DATA_DIR = "data"  # the service's default VGGISH_DATA_DIR, relative to the working directory
+if TYPE_CHECKING:
+    from vggish.network.runtime import Runtime
+    from vggish.pipeline.options import EmbedOptions
+
+# The choices of the flags, as the library names them (tests/test_cli.py keeps them equal to the
+# library's Literal types, which live in modules that import PyTorch: --help does not).
+BACKENDS = ("auto", "torch", "onnx")  # vggish.network.runtime.BackendName
+PRECISIONS = ("fp32", "fp16", "bf16")  # vggish.network.runtime.PrecisionName
+RESAMPLERS = ("reference", "fast")  # vggish.audio.resample.ResamplerName
+CPU_BATCH_SIZE = 32  # vggish.network.runtime.CPU_BATCH_SIZE
+CUDA_BATCH_SIZE = 256  # vggish.network.runtime.CUDA_BATCH_SIZE
 
 
 def positive_int(text: str) -> int:
@@ -66,7 +69,7 @@ def add_audio_args(p: argparse.ArgumentParser, *, pad: bool = False) -> None:
         )
     p.add_argument(
         "--resampler",
-        choices=get_args(ResamplerName),
+        choices=RESAMPLERS,
         default="reference",
         help="reference: resampy kaiser_best, exact (default); fast: soxr, see README",
     )
@@ -84,27 +87,30 @@ def add_store_args(p: argparse.ArgumentParser) -> None:
     where.add_argument(
         "--data-dir",
         metavar="DIR",
-        help=f"the heads' SQLite database is DIR/heads.sqlite3 (default: ./{DEFAULT_DATA_DIR})",
+        help="the heads' SQLite database is DIR/heads.sqlite3 (default: VGGISH_DATA_DIR, else ./data)",
     )
     where.add_argument(
         "--database-url",
         metavar="URL",
-        help=f"postgresql://user:password@host:port/db: the heads' PostgreSQL database, shared with "
-        f"the service's replicas (default: {DATABASE_ENV} when set)",
+        help="postgresql://user:password@host:port/db: the heads' PostgreSQL database, shared with "
+        "the service's replicas (default: VGGISH_DATABASE_URL when set)",
     )
 
 
 def store_location(args: argparse.Namespace) -> str | Path:
-    """Where heads live: --database-url, --data-dir, ``VGGISH_DATABASE_URL``, then ./data."""
+    """Where heads live: --database-url, --data-dir, else the settings' (``VGGISH_DATABASE_URL``,
+    ``VGGISH_DATA_DIR``, ./data)."""
     if args.database_url:
         return str(args.database_url)
     if args.data_dir:
         return Path(args.data_dir)
-    return env_default(DATABASE_ENV) or Path(DEFAULT_DATA_DIR)
+    return load_settings().heads_location
 
 
 def embed_options(args: argparse.Namespace) -> EmbedOptions:
     """The :class:`EmbedOptions` of :func:`add_embed_args`' options and --batch-size."""
+    from vggish.pipeline.options import EmbedOptions
+
     return EmbedOptions(
         hop_seconds=args.hop,
         pad=args.pad,
@@ -119,14 +125,13 @@ def add_runtime_args(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
     p.add_argument("--device", help="torch device: cpu, cuda, cuda:1... (default: cpu)")
     p.add_argument(
         "--backend",
-        choices=get_args(BackendName),
-        help=f"auto (default, or {BACKEND_ENV}): ONNX Runtime on the CPU when installed "
-        "(pip install 'vggish[onnx]'; graph exported once per weights file), PyTorch otherwise "
-        "and on GPUs; torch; onnx",
+        choices=BACKENDS,
+        help="auto (default, or VGGISH_BACKEND): ONNX Runtime on the CPU when installed "
+        "(pip install 'vggish[onnx]'), PyTorch otherwise and on GPUs; torch; onnx",
     )
     p.add_argument(
         "--precision",
-        choices=get_args(PrecisionName),
+        choices=PRECISIONS,
         help="fp32 (default: Google's numbers); bf16 (CPUs with bfloat16 instructions, GPUs) or fp16 "
         "(GPUs) weights and activations (README: each one's deviation)",
     )
@@ -134,8 +139,8 @@ def add_runtime_args(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
         "--threads",
         type=positive_int,
         metavar="N",
-        help=f"intra-op threads of the model (default: {THREADS_ENV} or the CPUs this process may "
-        f"use, here {available_cpus()})",
+        help=f"intra-op threads of the model (default: VGGISH_NUM_THREADS or the CPUs this process "
+        f"may use, here {available_cpus()})",
     )
     if batch:
         p.add_argument(
@@ -147,31 +152,36 @@ def add_runtime_args(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
         )
 
 
-def env_default(name: str) -> str | None:
-    """The environment variable ``name``, or None when unset or blank."""
-    value = os.environ.get(name, "").strip()
-    return value or None
+def settings_of(args: argparse.Namespace) -> Settings:
+    """The settings with the runtime flags given in ``args`` (those that are set) winning.
+
+    Raises:
+        ValueError: a malformed ``VGGISH_*`` variable, in one line naming it.
+    """
+    flags = {"weights": "weights", "device": "device", "backend": "backend", "precision": "precision",
+             "threads": "num_threads"}  # fmt: skip
+    return load_settings(**{field: getattr(args, flag, None) for flag, field in flags.items()})
 
 
 def load_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``load_model`` keyword arguments of the runtime options, the environment's defaults
+    """The ``load_model`` keyword arguments of the runtime flags, the settings (``VGGISH_*``)
     filling what the user did not give.
 
     Raises:
-        ValueError: a malformed ``VGGISH_BACKEND`` or ``VGGISH_NUM_THREADS``.
+        ValueError: a malformed ``VGGISH_*`` variable, in one line naming it.
     """
-    backend = args.backend or env_default(BACKEND_ENV) or "auto"
-    if backend not in get_args(BackendName):
-        raise ValueError(f"{BACKEND_ENV} must be one of {get_args(BackendName)}; got {backend!r}")
-    threads = args.threads
-    if threads is None and env_default(THREADS_ENV) is not None:
-        threads = validate_threads(env_default(THREADS_ENV), THREADS_ENV)
-    kwargs: dict[str, Any] = {
-        "device": args.device or "cpu",
-        "backend": backend,
-        "threads": threads,
-        "cache_dir": env_default(CACHE_ENV),
-    }
-    if args.precision:
-        kwargs["precision"] = args.precision
-    return kwargs
+    return settings_of(args).load_kwargs()
+
+
+def weights_arg(args: argparse.Namespace) -> str | None:
+    """--weights, else ``VGGISH_WEIGHTS``, else None (the official weights)."""
+    return getattr(args, "weights", None) or load_settings().weights or None
+
+
+def load_runtime(args: argparse.Namespace) -> Runtime:
+    """The model the flags and the settings name (--weights or ``VGGISH_WEIGHTS``, --backend or
+    ``VGGISH_BACKEND``...), loaded."""
+    from vggish.network.loader import load_model
+
+    settings = settings_of(args)
+    return load_model(settings.weights or None, **settings.load_kwargs())

@@ -1,9 +1,10 @@
 """``vggish serve``: the REST service (the ``vggish_app`` package, from ``app/``) under uvicorn.
 
-Settings come from ``VGGISH_*`` environment variables (read by the service's settings class), and
-the options given here override them; the app is built by its factory from those settings, in
-each worker process, without touching the environment. The CLI is the one layer above both the
-library and the service, so it is the one place in ``vggish/`` that imports the service.
+Settings come from ``VGGISH_*`` environment variables (:mod:`vggish.settings`, the one settings
+model of the CLI and the service), and the options given here override them; the app is built by
+its factory from those settings, in each worker process, without touching the environment. The
+CLI is the one layer above both the library and the service, so it is the one place in
+``vggish/`` that imports the service.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from vggish.cli.runtime_args import add_runtime_args, add_weights_arg
-from vggish.loader import check_device
+from vggish.settings import load_settings
 
 DESCRIPTION = """\
 Serve VGGish over HTTP: POST /v1/embeddings, GET /v1/models, /healthz, /readyz, /metrics, /docs.
@@ -26,8 +27,6 @@ examples:
   VGGISH_API_KEYS=k1,k2 vggish serve --host 0.0.0.0 --workers 2"""
 
 
-NAME = "serve"
-HELP = "run the REST service"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Checks the weights and device (one line on failure), then serves until interrupted."""
     try:
-        from vggish_app.config import Settings
+        from vggish.network.loader import check_device
         from vggish_app.main import serve
         from vggish_app.model_loader import resolve_weights
     except ModuleNotFoundError as e:
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     given = {
         names.get(name, name): getattr(args, name) for name in options if getattr(args, name) is not None
     }
-    settings = Settings(**given)
+    settings = load_settings(**given)  # a malformed VGGISH_* variable: one line, exit 1
     resolve_weights(settings)  # missing weights: one line, exit 1
     check_device(settings.device)  # no GPU for VGGISH_DEVICE=cuda: one line, exit 1
     return 0 if serve(settings) else 1

@@ -35,7 +35,7 @@ from vggish.client.inputs import AudioInput, FileSource
 from vggish.client.results import Classification, FrameLabels, LabelScore, ModelInfo, RemoteEmbeddingResult
 from vggish.client.sync import Client
 from vggish.heads import HeadMetrics
-from vggish.heads_store import HeadRecord
+from vggish.heads.store import HeadRecord
 
 __all__ = [
     "AsyncClient",

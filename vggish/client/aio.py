@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 
 from vggish import params
+from vggish.audio.resample import ResamplerName
 from vggish.client.core import (
     DEFAULT_MAX_RETRY_WAIT_S,
     DEFAULT_RETRIES,
@@ -28,8 +29,7 @@ from vggish.client.core import (
 )
 from vggish.client.inputs import AudioInput, FileSource, HeadKind
 from vggish.client.results import Classification, ModelInfo, RemoteEmbeddingResult
-from vggish.heads_store import HeadRecord
-from vggish.resample import ResamplerName
+from vggish.heads.store import HeadRecord
 
 T = TypeVar("T")
 

@@ -25,6 +25,7 @@ import httpx
 import numpy as np
 
 from vggish import __version__, params
+from vggish.audio.resample import ResamplerName
 from vggish.client.errors import (
     ClientTimeoutError,
     TransportError,
@@ -56,8 +57,7 @@ from vggish.client.results import (
     model_infos,
     parse,
 )
-from vggish.heads_store import HeadRecord
-from vggish.resample import ResamplerName
+from vggish.heads.store import HeadRecord
 
 T = TypeVar("T")
 

@@ -2,7 +2,7 @@
 
 An input is a path, a file's bytes, a binary file object, or ``(array, sample_rate)``. Files are
 read into memory (bodies are kept as bytes so that a retry can send them again) and sent as they
-are. Arrays are checked with the library's own :func:`vggish.audio.validate_waveform` (same
+are. Arrays are checked with the library's own :func:`vggish.audio.decode.validate_waveform` (same
 ``ValueError``) and sent so that the server computes exactly what ``model.embed(array, rate)``
 does:
 
@@ -32,7 +32,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-from vggish.audio import validate_waveform
+from vggish.audio.decode import validate_waveform
 from vggish.params import INT16_SCALE
 
 FileSource = str | os.PathLike[str] | bytes | BinaryIO

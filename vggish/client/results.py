@@ -1,7 +1,7 @@
 """Answers -> results: the library's own types where they fit, small frozen dataclasses elsewhere.
 
 Embeddings come back as :class:`vggish.EmbeddingResult` (``encoding=base64`` on the wire: the
-float32 and uint8 bytes, decoded with NumPy), heads as :class:`vggish.heads_store.HeadRecord`.
+float32 and uint8 bytes, decoded with NumPy), heads as :class:`vggish.heads.store.HeadRecord`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import numpy as np
 from vggish import params
 from vggish.client.errors import ClientError
 from vggish.heads import FeatureSpec, HeadMetrics
-from vggish.heads_store import HeadRecord
-from vggish.pipeline import EmbeddingResult
+from vggish.heads.store import HeadRecord
+from vggish.pipeline.driver import EmbeddingResult
 
 T = TypeVar("T")
 _RESULT_FIELDS = frozenset(f.name for f in fields(EmbeddingResult))

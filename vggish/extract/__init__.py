@@ -22,7 +22,6 @@ from typing import Any, Literal, get_args
 
 import torch
 
-from vggish.cpus import available_cpus
 from vggish.extract.decode import Failure
 from vggish.extract.inputs import InputFile, find_inputs
 from vggish.extract.outputs import (
@@ -36,10 +35,11 @@ from vggish.extract.outputs import (
     write_summary,
 )
 from vggish.extract.progress import Progress
-from vggish.loader import load_model
-from vggish.options import EmbedOptions
-from vggish.pipeline import EmbeddingResult, wants_postprocess
-from vggish.runtime import BackendName, PrecisionName, default_batch_size
+from vggish.network.cpus import available_cpus
+from vggish.network.loader import load_model
+from vggish.network.runtime import BackendName, PrecisionName, default_batch_size
+from vggish.pipeline.driver import EmbeddingResult, wants_postprocess
+from vggish.pipeline.options import EmbedOptions
 
 Engine = Literal["local", "ray"]
 INSTALL_EXTRACT = "--format parquet needs pyarrow: pip install 'vggish[extract]'"

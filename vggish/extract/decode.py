@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vggish import params
-from vggish.examples import ExampleSource, InputExamples
-from vggish.options import EmbedOptions
+from vggish.pipeline.options import EmbedOptions
+from vggish.pipeline.source import ExampleSource, InputExamples
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ from typing import Any
 
 import torch
 
-from vggish.cpus import available_cpus
-from vggish.examples import InputExamples
 from vggish.extract.decode import Failure, decode_file
-from vggish.options import EmbedOptions
-from vggish.packer import Job, Packer
-from vggish.pipeline import EmbeddingResult, batch_size, finish
-from vggish.runtime import Runtime
+from vggish.network.cpus import available_cpus
+from vggish.network.runtime import Runtime
+from vggish.pipeline.driver import EmbeddingResult, batch_size, finish
+from vggish.pipeline.options import EmbedOptions
+from vggish.pipeline.packer import Job, Packer
+from vggish.pipeline.source import InputExamples
 
 IN_FLIGHT_PER_WORKER = 4
 

@@ -31,7 +31,7 @@ from vggish import params
 from vggish.extract.decode import Failure
 from vggish.extract.inputs import InputFile
 from vggish.fileio import write_bytes_atomic
-from vggish.pipeline import EmbeddingResult, write_npz
+from vggish.pipeline.driver import EmbeddingResult, write_npz
 
 OutputFormat = Literal["parquet", "npz", "tfrecord"]
 

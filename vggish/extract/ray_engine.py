@@ -3,8 +3,8 @@
 paths -> decode + log-mel in CPU tasks (``map_batches``, one input per task and per row, its
 examples as a variable-shaped tensor) -> the model in an actor pool (a callable class;
 ``num_gpus=1`` per actor with ``device="cuda"``), which packs the examples of the inputs it
-receives into full model batches with the one packer (:class:`vggish.packer.Packer`) and returns
-one row per input -> this process turns each row into an :class:`~vggish.pipeline.EmbeddingResult`
+receives into full model batches with the one packer (:class:`vggish.pipeline.packer.Packer`) and returns
+one row per input -> this process turns each row into an :class:`~vggish.pipeline.driver.EmbeddingResult`
 (or a failure) and writes it with the same writers (so resuming and failures work as with the
 local engine).
 """
@@ -19,9 +19,9 @@ import numpy as np
 
 from vggish import params
 from vggish.extract.decode import Failure, decode_file
-from vggish.features import example_timestamps
-from vggish.options import EmbedOptions
-from vggish.pipeline import EmbeddingResult
+from vggish.features.logmel import example_timestamps
+from vggish.pipeline.driver import EmbeddingResult
+from vggish.pipeline.options import EmbedOptions
 
 INSTALL_RAY = "the ray engine needs Ray: pip install 'vggish[ray]'"
 INPUTS_PER_CALL = 16  # inputs an actor call packs together into model batches
@@ -70,14 +70,14 @@ class Embedder:
         precision: str,
         batch: int,
     ) -> None:
-        from vggish.loader import load_model
+        from vggish.network.loader import load_model
 
         self._model = load_model(weights, device=device, backend=backend, precision=precision)  # type: ignore[arg-type]
         self._postprocess = postprocess
         self._batch = batch
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from vggish.packer import Job, Packer
+        from vggish.pipeline.packer import Job, Packer
 
         packer = Packer(self._batch)
         jobs = []

@@ -1,7 +1,7 @@
 """Google's TensorFlow checkpoint (or another port's ``.pth``) -> the project's weights file.
 
 The conversion is one explicit table, :data:`TF_TO_TORCH`: each of the 18 TensorFlow variables
-of ``vggish_model.ckpt`` names the :class:`vggish.model.VGGish` state-dict key it becomes and
+of ``vggish_model.ckpt`` names the :class:`vggish.network.model.VGGish` state-dict key it becomes and
 its layout change. Conv kernels are HWIO in TensorFlow and OIHW in PyTorch (axes (3, 2, 0, 1));
 dense kernels are (in, out) and become (out, in); biases are unchanged. ``fc1_1``'s kernel needs
 nothing more: the model flattens its pool4 activations in TensorFlow's NHWC order (the one
@@ -42,16 +42,14 @@ import numpy as np
 import torch
 
 from vggish import params
+from vggish.fileio import sha256_file
 from vggish.weights.format import (
     EXPECTED_SHAPES,
-    OFFICIAL_CHECKPOINT_NAME,
-    OFFICIAL_PCA_NAME,
     PCAParams,
-    default_weights_path,
     missing_weights_message,
     save_weights,
-    sha256_file,
 )
+from vggish.weights.location import OFFICIAL_CHECKPOINT_NAME, OFFICIAL_PCA_NAME, default_weights_path
 from vggish.weights.tf_checkpoint import checkpoint_files, detect_format, open_checkpoint
 
 logger = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from tqdm import tqdm
 
 from vggish.version import __version__
-from vggish.weights.format import OFFICIAL_CHECKPOINT_NAME, OFFICIAL_PCA_NAME
+from vggish.weights.location import OFFICIAL_CHECKPOINT_NAME, OFFICIAL_PCA_NAME
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Format (safetensors, version 1):
 
-* tensors: the :class:`vggish.model.VGGish` state dict in PyTorch layouts (conv OIHW, linear
+* tensors: the :class:`vggish.network.model.VGGish` state dict in PyTorch layouts (conv OIHW, linear
   (out, in)), float32, keys exactly :data:`EXPECTED_SHAPES`. ``fc1_1.weight`` takes its input in
   TensorFlow's NHWC flatten order (the model permutes activations before flattening).
 * optional PCA tensors ``pca.eigen_vectors`` (128, 128) and ``pca.means`` (128,), float64, both or
@@ -16,7 +16,6 @@ Files are read by memory map and refused, with the reason, when a key, shape or 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,15 +27,16 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from vggish import params
-from vggish.fileio import atomic_output
-from vggish.model import CONV_LAYERS, FC_LAYERS
+from vggish.fileio import atomic_output, sha256_file
+from vggish.network.model import CONV_LAYERS, FC_LAYERS
+from vggish.weights.location import (
+    OFFICIAL_CHECKPOINT_NAME,
+    OFFICIAL_PCA_NAME,
+    RANDOM,
+)
 
 FORMAT_NAME = "vggish-weights"
 FORMAT_VERSION = "1"
-DEFAULT_WEIGHTS_NAME = "vggish.safetensors"
-OFFICIAL_CHECKPOINT_NAME = "vggish_model.ckpt"
-OFFICIAL_PCA_NAME = "vggish_pca_params.npz"
-RANDOM = "random"
 RANDOM_SEED = 20200817  # fixed: "random" weights are the same on every machine and run
 
 PCA_EIGEN_VECTORS_KEY = "pca.eigen_vectors"
@@ -88,23 +88,6 @@ class LoadedWeights:
     sha256: str = ""
 
 
-def default_weights_dir() -> Path:
-    """Where the official converted weights live by default.
-
-    The repository's ``weights/`` folder when the package runs from a checkout, else
-    ``~/.cache/vggish``. The CLI's ``--weights`` and the service's settings override it.
-    """
-    root = Path(__file__).resolve().parents[2]
-    if (root / "pyproject.toml").is_file() and (root / "weights").is_dir():
-        return root / "weights"
-    return Path.home() / ".cache" / "vggish"
-
-
-def default_weights_path() -> Path:
-    """``default_weights_dir() / "vggish.safetensors"``."""
-    return default_weights_dir() / DEFAULT_WEIGHTS_NAME
-
-
 def missing_weights_message(path: Path) -> str:
     """One line that says how to get the official weights into ``path``."""
     return (
@@ -113,15 +96,6 @@ def missing_weights_message(path: Path) -> str:
         "or try random demo weights: vggish.load_model(\"random\") in Python, --weights random "
         "on the command line"
     )
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """The file's SHA-256, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _validate_tensors(tensors: Mapping[str, torch.Tensor], where: str) -> None:

@@ -9,12 +9,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from vggish.loader import load_model
-from vggish.verify import SmokeResult, smoke_test
+from vggish.network.loader import load_model
 from vggish.weights import download as transfer
 from vggish.weights.convert import convert_checkpoint
 from vggish.weights.download import Downloaded
-from vggish.weights.format import DEFAULT_WEIGHTS_NAME
+from vggish.weights.location import DEFAULT_WEIGHTS_NAME
+from vggish.weights.verify import SmokeResult, smoke_test
 
 
 @dataclass(frozen=True)

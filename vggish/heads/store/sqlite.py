@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from vggish.heads_store.base import COLUMNS, SCHEMA_VERSION, BaseHeadStore, Row
+from vggish.heads.store.base import COLUMNS, SCHEMA_VERSION, BaseHeadStore, Row
 
 DB_NAME = "heads.sqlite3"
 BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another writer's transaction

@@ -11,7 +11,7 @@ heads, the HEAR API, live streaming) turns audio into examples here and nowhere 
   and cancellably.
 
 Examples are computed by the NumPy front end (float64, the reference) or, when a device is given,
-by the PyTorch one on that device (the same numbers; :mod:`vggish.frontend_torch`); either way the
+by the PyTorch one on that device (the same numbers; :mod:`vggish.features.logmel_torch`); either way the
 result equals processing the whole signal at once.
 """
 
@@ -26,13 +26,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from vggish import audio, params
-from vggish.cpus import single_threaded_blas
+from vggish import params
+from vggish.audio import decode as audio
+from vggish.audio.resample import StreamingResampler
 from vggish.errors import CancelledError, InvalidAudioError, LimitExceededError, UndecodableAudioError
-from vggish.features import FrameStream, example_timestamps, num_examples
-from vggish.frontend_torch import TorchFrameStream
-from vggish.options import EmbedOptions
-from vggish.resample import StreamingResampler
+from vggish.features.logmel import FrameStream, example_timestamps, num_examples
+from vggish.features.logmel_torch import TorchFrameStream
+from vggish.network.cpus import single_threaded_blas
+from vggish.pipeline.options import EmbedOptions
 
 CHUNK_SAMPLES = 1 << 18  # samples decoded and framed per step (~6 s at 44.1 kHz): bounds memory
 _EMPTY = np.empty((0, params.NUM_FRAMES, params.NUM_BANDS), dtype=np.float32)
@@ -438,7 +439,7 @@ def wavfile_to_examples(
     pad: bool = False,
     resampler: str = "reference",
 ) -> np.ndarray:
-    """Log-mel examples of an audio file (any format :mod:`vggish.audio` decodes).
+    """Log-mel examples of an audio file (any format :mod:`vggish.audio.decode` decodes).
 
     Returns:
         (N, 96, 64) float32, decoded as the reference does (16-bit samples / 32768).

@@ -35,14 +35,14 @@ from safetensors.numpy import load as load_safetensors
 from safetensors.numpy import save as save_safetensors
 
 from vggish import params
+from vggish.audio.resample import ResamplerName
 from vggish.errors import CancelledError, ConflictError, InvalidInputError
-from vggish.features import hop_to_frames
-from vggish.resample import ResamplerName
+from vggish.features.logmel import hop_to_frames
 from vggish.weights import RANDOM
 
 if TYPE_CHECKING:
-    from vggish.options import EmbedOptions
-    from vggish.runtime import Runtime
+    from vggish.network.runtime import Runtime
+    from vggish.pipeline.options import EmbedOptions
 
 HeadKind = Literal["linear", "mlp"]
 FORMAT = "vggish-head"

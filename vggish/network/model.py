@@ -1,7 +1,7 @@
 """The VGGish network (VGGISH.md §4), with layers named after Google's TensorFlow scopes.
 
 The module only builds layers and computes them; nothing here knows about backends, devices,
-threads or caches (those live in :mod:`vggish.runtime`). Weights are loaded by
+threads or caches (those live in :mod:`vggish.network.runtime`). Weights are loaded by
 :func:`vggish.load_model`; the PCA parameters for AudioSet's 8-bit features live in buffers so
 they move with the model.
 """
@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vggish import params
-from vggish.postprocess import postprocess as _postprocess
+from vggish.network.postprocess import postprocess as _postprocess
 
 LayerFn = Callable[[torch.Tensor, bool], torch.Tensor]
 """A replacement for one convolution layer: ``(x, pool) -> relu(conv3x3(x) + bias)``, followed by
@@ -74,7 +74,7 @@ class VGGish(nn.Module):
             self.add_module(name, nn.Conv2d(c_in, c_out, kernel_size=3, padding=1))
         for name, n_in, n_out in FC_LAYERS:
             self.add_module(name, nn.Linear(n_in, n_out))
-        # Empty until PCA parameters are loaded (see vggish.loader); float64 like Google's file.
+        # Empty until PCA parameters are loaded (see vggish.network.loader); float64 like Google's file.
         # Not in state_dict(): the weights file stores them under their own keys.
         self.register_buffer("pca_eigen_vectors", torch.empty(0, dtype=torch.float64), persistent=False)
         self.register_buffer("pca_means", torch.empty(0, dtype=torch.float64), persistent=False)

@@ -7,13 +7,14 @@ all describe a request with one :class:`EmbedOptions`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
-
-import torch
+from typing import TYPE_CHECKING, Literal, get_args
 
 from vggish import params
-from vggish.features import hop_to_frames
-from vggish.resample import ResamplerName
+from vggish.audio.resample import ResamplerName
+from vggish.features.logmel import hop_to_frames
+
+if TYPE_CHECKING:
+    import torch
 
 FrontendName = Literal["auto", "numpy", "torch"]
 """Where log-mel examples are computed: ``numpy`` (float64 on the CPU, the reference path),

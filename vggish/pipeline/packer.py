@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from vggish import params
-from vggish.examples import concat_examples
+from vggish.pipeline.source import concat_examples
 
 InferFn = Callable[[Any], np.ndarray]
 """(B, 96, 64) float32 examples (NumPy or a tensor) -> (B, 128) float32 embeddings."""

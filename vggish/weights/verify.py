@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from vggish import params
-from vggish.examples import waveform_to_examples
-from vggish.runtime import Runtime
+from vggish.network.runtime import Runtime
+from vggish.pipeline.source import waveform_to_examples
 
 SMOKE_FREQUENCY_HZ = 1000.0  # the test tone
 SMOKE_SECONDS = 3.0  # 48000 samples at 16 kHz -> 3 examples

@@ -21,7 +21,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from vggish.errors import InvalidInputError
-from vggish.heads_store.base import COLUMNS, SCHEMA_VERSION, BaseHeadStore, Row
+from vggish.heads.store.base import COLUMNS, SCHEMA_VERSION, BaseHeadStore, Row
 
 CONNECT_TIMEOUT_S = 10  # an unreachable server fails an operation after this long
 # Serialises schema upgrades across every process using the database (any fixed 64-bit key).

@@ -5,9 +5,9 @@ A plan names one algorithm per convolution layer and one for the fully connected
 - ``direct``: the module's own ``nn.Conv2d`` (oneDNN on the CPU, channels_last), the whole batch
   at once; in an ONNX graph, ``Conv``.
 - ``direct_chunked``: the same convolution a few examples at a time, so that its ReLU and pool
-  read the output from cache (:func:`vggish.winograd.conv3x3_relu_direct`; conv1 runs ~4x faster
+  read the output from cache (:func:`vggish.network.winograd.conv3x3_relu_direct`; conv1 runs ~4x faster
   so on a 2-core AVX-512 CPU); in an ONNX graph, ``Conv``.
-- ``winograd4``: Winograd F(4x4, 3x3) (:func:`vggish.winograd.conv3x3_relu`), 4x fewer
+- ``winograd4``: Winograd F(4x4, 3x3) (:func:`vggish.network.winograd.conv3x3_relu`), 4x fewer
   multiplications, chunked in eager PyTorch, one graph in ONNX.
 - fully connected layers: ``dense`` (``F.linear``: the BLAS torch was built with, MKL in the
   PyPI wheels) or ``onednn`` (``torch.utils.mkldnn``, eager PyTorch only: 1.5x faster on skinny
@@ -27,8 +27,8 @@ from typing import Literal, get_args
 import torch
 from torch.nn import functional as F
 
-from vggish import winograd
-from vggish.model import CONV_LAYERS, FC_LAYERS, LayerFn, LinearFn, VGGish
+from vggish.network import winograd
+from vggish.network.model import CONV_LAYERS, FC_LAYERS, LayerFn, LinearFn, VGGish
 
 ConvAlgorithm = Literal["direct", "direct_chunked", "winograd4"]
 """How one 3x3 convolution layer (+ ReLU, + its 2x2 pool) is computed; see the module docstring."""
@@ -176,7 +176,7 @@ def layer_function(
 
 
 def _module_layer(x: torch.Tensor, pool: bool, *, conv: torch.nn.Conv2d) -> torch.Tensor:
-    """What :class:`~vggish.model.VGGish` computes for a direct layer, on NHWC (a channels_last view)."""
+    """What :class:`~.model.VGGish` computes for a direct layer, on NHWC (a channels_last view)."""
     y = F.relu(conv(x.permute(0, 3, 1, 2)))
     return (F.max_pool2d(y, 2) if pool else y).permute(0, 2, 3, 1)
 

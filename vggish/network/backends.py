@@ -1,7 +1,7 @@
 """What computes the network: PyTorch (any device) or ONNX Runtime (CPU).
 
 A backend is a callable ``(N, 96, 64) examples -> (N, 128) float32 NumPy embeddings``, with a
-``name``. :class:`TorchBackend` also owns the per-layer algorithms (a :class:`~vggish.plans.Plan`:
+``name``. :class:`TorchBackend` also owns the per-layer algorithms (a :class:`~vggish.network.plans.Plan`:
 direct, chunked, Winograd, oneDNN fully connected layers) and the transformed kernels and
 packed weights that plan needs.
 """
@@ -14,12 +14,12 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from vggish import plans
-from vggish.frontend_torch import to_device
-from vggish.model import LayerFn, LinearFn, VGGish
-from vggish.plans import ConvAlgorithm, Plan
+from vggish.features.logmel_torch import to_device
+from vggish.network import plans
+from vggish.network.model import LayerFn, LinearFn, VGGish
+from vggish.network.plans import ConvAlgorithm, Plan
 
-Algorithm = ConvAlgorithm  # the name earlier releases used (vggish.plans.ConvAlgorithm)
+Algorithm = ConvAlgorithm  # the name earlier releases used (vggish.network.plans.ConvAlgorithm)
 DEFAULT_PLAN = plans.TORCH_DEFAULT
 """What :class:`TorchBackend` runs when given no plan ."""
 
@@ -33,7 +33,7 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """The network in PyTorch, each layer computed as a :class:`~vggish.plans.Plan` says (CPU, no grad).
+    """The network in PyTorch, each layer computed as a :class:`~.plans.Plan` says (CPU, no grad).
 
     Args:
         network: the module, on its device and in its dtype.
@@ -137,7 +137,7 @@ class OnnxBackend:
 
     Args:
         session: the loaded graph, (N, 96, 64) float32 -> (N, 128) float32 (see
-            :class:`vggish.onnx_export.OnnxVGGish`).
+            :class:`vggish.network.onnx.OnnxVGGish`).
     """
 
     name = "onnx"

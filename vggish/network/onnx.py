@@ -1,7 +1,7 @@
 """VGGish as an ONNX graph: export it, and run it with ONNX Runtime.
 
 The graph is the network only, ``examples`` (batch, 96, 64) float32 -> ``embeddings`` (batch, 128)
-float32, with a dynamic batch axis; PCA postprocessing stays in NumPy (``vggish.postprocess``).
+float32, with a dynamic batch axis; PCA postprocessing stays in NumPy (``vggish.network.postprocess``).
 The weights' provenance (``weights_info``: SHA-256, source) goes into the model's metadata, so an
 ``.onnx`` file can be traced back to the weights it came from.
 
@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from vggish import params, plans
+from vggish import params
 from vggish.fileio import BuildLock, atomic_output
-from vggish.model import VGGish
-from vggish.plans import Plan
+from vggish.network import plans
+from vggish.network.model import VGGish
+from vggish.network.plans import Plan
 from vggish.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def export_onnx(
         metadata: provenance stored as ``vggish.KEY`` entries (e.g. the weights' SHA-256).
         plan: algorithm per convolution layer (``direct`` and ``direct_chunked`` become ``Conv``;
             Winograd kernels become constants of the graph; ``fc`` is ignored: ``Gemm``). Its
-            :attr:`~vggish.plans.Plan.tag` is stored as ``vggish.plan``.
+            :attr:`~vggish.network.plans.Plan.tag` is stored as ``vggish.plan``.
 
     Returns:
         The path written.
@@ -107,7 +108,7 @@ def export_onnx(
             graph = onnx.load(str(tmp))
             provenance = {
                 **(metadata or {}),
-                "producer": "vggish.onnx_export",
+                "producer": "vggish.network.onnx",
                 "graph": GRAPH_REVISION,
                 "plan": plan.tag,
             }

@@ -1,6 +1,6 @@
 """The log-mel front end in PyTorch, batched, on any device (VGGISH.md §2-§3).
 
-The same arithmetic as :mod:`vggish.features` (periodic Hann, 512-point rFFT magnitude, the
+The same arithmetic as :mod:`vggish.features.logmel` (periodic Hann, 512-point rFFT magnitude, the
 reference mel matrix, ``log(mel + 0.01)``), run in float64 by default so that a GPU computes the
 numbers the NumPy reference path does (the front end costs ~6 MFLOP per second of audio, so
 float64 is cheap even where it is slow). The pipeline uses it when the model is on a GPU; it is
@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from vggish import features, params
+from vggish import params
+from vggish.features import logmel as features
 
 
 @functools.lru_cache(maxsize=16)
 def _constant(name: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """The Hann window or the mel matrix of :mod:`vggish.features`, on ``device`` (cached)."""
+    """The Hann window or the mel matrix of :mod:`vggish.features.logmel`, on ``device`` (cached)."""
     array = features.periodic_hann() if name == "hann" else features.mel_matrix()
     return torch.tensor(array, dtype=dtype, device=device)
 
@@ -70,7 +71,7 @@ def waveform_to_examples_torch(
 
     Args:
         waveforms: (n,) or (B, n) float 16 kHz samples (resample other rates first, e.g. with
-            :class:`vggish.resample.StreamingResampler`); clips in a batch share a length.
+            :class:`vggish.audio.resample.StreamingResampler`); clips in a batch share a length.
         hop_seconds: distance between examples (multiple of 0.01 s).
         pad: zero-pad a clip shorter than 0.975 s to one example.
         dtype: arithmetic precision; float64 gives the reference's numbers.
@@ -90,7 +91,7 @@ def waveform_to_examples_torch(
 
 
 class TorchFrameStream(features.FrameStream):
-    """:class:`vggish.features.FrameStream` computed with PyTorch on ``device``.
+    """:class:`vggish.features.logmel.FrameStream` computed with PyTorch on ``device``.
 
     Chunks arrive as NumPy (from the decoder and resampler) and travel to the device through
     pinned memory on CUDA; examples come back as float32 tensors on the device, ready for the

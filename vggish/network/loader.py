@@ -14,12 +14,14 @@ from typing import get_args
 
 import torch
 
-from vggish import cpus, onnx_export
-from vggish.backends import Backend, OnnxBackend, TorchBackend
-from vggish.model import VGGish
-from vggish.runtime import PRECISION_DTYPES, BackendName, PrecisionName, Runtime
+from vggish.network import cpus
+from vggish.network import onnx as onnx_export
+from vggish.network.backends import Backend, OnnxBackend, TorchBackend
+from vggish.network.model import VGGish
+from vggish.network.runtime import PRECISION_DTYPES, BackendName, PrecisionName, Runtime
 from vggish.weights.convert import resolve_weights_path
-from vggish.weights.format import RANDOM, LoadedWeights, load_weights, random_weights
+from vggish.weights.format import LoadedWeights, load_weights, random_weights
+from vggish.weights.location import RANDOM
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +53,11 @@ def load_model(
             ``bf16`` pays on CPUs with bfloat16 instructions, and warns elsewhere that it will be
             slow). Only fp32 gives Google's numbers.
         threads: intra-op threads for PyTorch (process-wide) and ONNX Runtime; None chooses from
-            the CPUs this process may use (affinity and cgroup quota; :mod:`vggish.cpus`).
+            the CPUs this process may use (affinity and cgroup quota; :mod:`vggish.network.cpus`).
         cache_dir: where exported graphs are kept (default ``~/.cache/vggish``).
 
     Returns:
-        The model (a :class:`vggish.runtime.Runtime`): ``model.weights_info`` holds the file's
+        The model (a :class:`vggish.network.runtime.Runtime`): ``model.weights_info`` holds the file's
         provenance and SHA-256, ``model.backend`` the runtime chosen, ``model.network`` the module.
 
     Raises:

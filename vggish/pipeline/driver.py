@@ -1,5 +1,5 @@
-"""The embedding pipeline: inputs -> examples (:mod:`vggish.examples`) -> full batches through the
-model (:mod:`vggish.packer`) -> one :class:`EmbeddingResult` per input.
+"""The embedding pipeline: inputs -> examples (:mod:`vggish.pipeline.source`) -> full batches through the
+model (:mod:`vggish.pipeline.packer`) -> one :class:`EmbeddingResult` per input.
 
 Files are decoded, resampled and framed in chunks and examples go through the model in batches,
 so memory stays bounded whatever the length of the input; the results are identical to
@@ -16,15 +16,15 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from vggish.examples import ExampleSource, Input, InputExamples, Limits, Waveform
-from vggish.features import example_timestamps
+from vggish.features.logmel import example_timestamps
 from vggish.fileio import atomic_output
-from vggish.options import EmbedOptions
-from vggish.packer import Job, Packer
+from vggish.pipeline.options import EmbedOptions
+from vggish.pipeline.packer import Job, Packer
+from vggish.pipeline.source import ExampleSource, Input, InputExamples, Limits, Waveform
 
 
 class Embedder(Protocol):
-    """What the pipeline needs of a model (a :class:`vggish.runtime.Runtime` is one)."""
+    """What the pipeline needs of a model (a :class:`vggish.network.runtime.Runtime` is one)."""
 
     @property
     def device(self) -> torch.device: ...

@@ -11,15 +11,15 @@ the CLI (``vggish heads``) share this package. ``HeadStore`` is the SQLite store
 before PostgreSQL); annotate with :class:`BaseHeadStore` where either may come.
 """
 
-from vggish.heads_store.base import (
+from vggish.heads.store.base import (
     SCHEMA_VERSION,
     BaseHeadStore,
     HeadExistsError,
     HeadNotFoundError,
     HeadRecord,
 )
-from vggish.heads_store.location import is_postgres_url, open_store
-from vggish.heads_store.sqlite import DB_NAME, HeadStore, SqliteHeadStore
+from vggish.heads.store.location import is_postgres_url, open_store
+from vggish.heads.store.sqlite import DB_NAME, HeadStore, SqliteHeadStore
 
 __all__ = [
     "DB_NAME",

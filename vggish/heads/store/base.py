@@ -159,8 +159,8 @@ def record_of(row: tuple[Any, ...]) -> HeadRecord:
 class BaseHeadStore(ABC):
     """Named heads in one database: the API both backends share.
 
-    :class:`~vggish.heads_store.sqlite.HeadStore` keeps them in SQLite in a data directory (the
-    embedded default); :class:`~vggish.heads_store.postgres.PostgresHeadStore` in a PostgreSQL
+    :class:`~vggish.heads.store.sqlite.HeadStore` keeps them in SQLite in a data directory (the
+    embedded default); :class:`~vggish.heads.store.postgres.PostgresHeadStore` in a PostgreSQL
     database that any number of processes and machines share. :func:`open_store` picks one from
     a location. Both create or upgrade their schema on first use, open a connection per operation
     (safe across threads and processes), and raise RuntimeError when the database cannot be used.

@@ -11,8 +11,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from vggish.errors import InvalidInputError
-from vggish.heads_store.base import POSTGRES_SCHEMES, BaseHeadStore
-from vggish.heads_store.sqlite import HeadStore
+from vggish.heads.store.base import POSTGRES_SCHEMES, BaseHeadStore
+from vggish.heads.store.sqlite import HeadStore
 
 
 def is_postgres_url(location: str | Path) -> bool:
@@ -32,7 +32,7 @@ def open_store(location: str | Path) -> BaseHeadStore:
     """
     if is_postgres_url(location):
         try:
-            from vggish.heads_store.postgres import PostgresHeadStore
+            from vggish.heads.store.postgres import PostgresHeadStore
         except ImportError as e:
             raise RuntimeError(
                 f"a PostgreSQL heads database needs psycopg: pip install 'vggish[postgres]' ({e})"

@@ -133,7 +133,7 @@ class FrameStream:
 
     Concatenating what :meth:`push` and :meth:`finish` return equals framing the whole signal
     at once: each STFT frame and each example is computed from the same samples either way.
-    The arithmetic is float64 NumPy; :class:`vggish.frontend_torch.TorchFrameStream` does the
+    The arithmetic is float64 NumPy; :class:`vggish.features.logmel_torch.TorchFrameStream` does the
     same bookkeeping with PyTorch on a device, through the ``_`` hooks below.
     """
 

@@ -6,7 +6,7 @@ batch size, caches). :func:`vggish.load_model` builds one.
 >>> model.infer(examples)                            # the chosen backend: -> (N, 128) NumPy
 >>> model.embed_file("dog.wav")                      # the whole pipeline: an EmbeddingResult
 
-``model.network`` is the plain :class:`~vggish.model.VGGish` ``nn.Module`` (layers, ``forward``,
+``model.network`` is the plain :class:`~vggish.network.model.VGGish` ``nn.Module`` (layers, ``forward``,
 PCA buffers), for training, fine-tuning or anything else PyTorch does with modules.
 """
 
@@ -18,14 +18,15 @@ from typing import Literal
 import numpy as np
 import torch
 
-from vggish import params, pipeline
-from vggish.backends import Backend, TorchBackend
-from vggish.examples import Input
-from vggish.memory import release_free_memory
-from vggish.model import VGGish
-from vggish.options import EmbedOptions
-from vggish.pipeline import EmbeddingResult
-from vggish.resample import ResamplerName
+from vggish import params
+from vggish.audio.resample import ResamplerName
+from vggish.network.backends import Backend, TorchBackend
+from vggish.network.memory import release_free_memory
+from vggish.network.model import VGGish
+from vggish.pipeline import driver as pipeline
+from vggish.pipeline.driver import EmbeddingResult
+from vggish.pipeline.options import EmbedOptions
+from vggish.pipeline.source import Input
 
 BackendName = Literal["auto", "torch", "onnx"]
 """Which runtime :meth:`Runtime.infer` uses: PyTorch, ONNX Runtime (CPU), or ``auto`` (ONNX
@@ -56,7 +57,7 @@ class Runtime:
         network: the module, on its device, in its precision, in eval mode (e.g.
             ``Runtime(my_fine_tuned_network)`` runs one's own network through the pipeline).
         backend: what :meth:`infer` calls; default: PyTorch (a
-            :class:`~vggish.backends.TorchBackend` with the default convolution plan).
+            :class:`~vggish.network.backends.TorchBackend` with the default convolution plan).
         torch_backend: the PyTorch backend used by ``model(tensor)``; default: ``backend`` when
             that is PyTorch, else a new one.
         precision: ``fp32``, ``fp16`` or ``bf16`` (what the network was cast to).
@@ -112,7 +113,7 @@ class Runtime:
 
     @property
     def winograd(self) -> bool:
-        """Whether PyTorch on the CPU may use Winograd convolutions (see :mod:`vggish.winograd`)."""
+        """Whether PyTorch on the CPU may use Winograd convolutions (see :mod:`vggish.network.winograd`)."""
         return self._torch.winograd
 
     @winograd.setter
@@ -138,7 +139,7 @@ class Runtime:
             (N, 128) float32 embeddings as NumPy (on the CPU), pre-activation.
         """
         out = self._backend(examples)
-        release_free_memory()  # else glibc's arenas keep the activations' pages (see vggish.memory)
+        release_free_memory()  # else glibc's arenas keep the activations' pages (see vggish.network.memory)
         return out
 
     def postprocess(self, embeddings: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -162,7 +163,7 @@ class Runtime:
     ) -> EmbeddingResult:
         """Embeds a waveform ((samples,) or (samples, channels); float, or int16 / 32768).
 
-        See :func:`vggish.pipeline.embed_source` for the options.
+        See :func:`vggish.pipeline.driver.embed_source` for the options.
         """
         options = EmbedOptions(hop_seconds, pad, postprocess, resampler, batch_size)
         return pipeline.embed_waveform(self, waveform, sample_rate, options)

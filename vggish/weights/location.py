@@ -1,0 +1,30 @@
+"""Where the weights live and what the official files are called (no PyTorch needed to ask)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+
+DEFAULT_WEIGHTS_NAME = "vggish.safetensors"
+OFFICIAL_CHECKPOINT_NAME = "vggish_model.ckpt"
+OFFICIAL_PCA_NAME = "vggish_pca_params.npz"
+RANDOM = "random"  # the name of the deterministic demo weights
+
+
+def default_weights_dir() -> Path:
+    """Where the official converted weights live by default.
+
+    The repository's ``weights/`` folder when the package runs from a checkout, else the user's
+    cache folder (``~/.cache/vggish`` on Linux, per platformdirs). The CLI's ``--weights`` and the
+    settings' ``VGGISH_WEIGHTS`` override it.
+    """
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "weights").is_dir():
+        return root / "weights"
+    return platformdirs.user_cache_path("vggish")
+
+
+def default_weights_path() -> Path:
+    """``default_weights_dir() / "vggish.safetensors"``."""
+    return default_weights_dir() / DEFAULT_WEIGHTS_NAME
