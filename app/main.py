@@ -36,8 +36,10 @@ from .metrics import Metrics
 from .middleware import PROTECTED_PATHS, TIMING_HEADERS, ProtectedPathsMiddleware, RequestContextMiddleware
 from .model_loader import load_configured_model
 from .openapi_docs import install_openapi
-from .routes import embeddings, features, heads, health, metrics, models, stream
+from .routes import collections, embeddings, features, heads, health, metrics, models, stream
 from .routes.ui import install_ui
+from .search_service import open_store as open_collections
+from .search_service import store_of
 from .service import EmbeddingService
 
 logger = logging.getLogger("app.main")
@@ -111,6 +113,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     configure_logging(settings.log_level)
     with warnings_to_log():
         await _open_store(app.state.heads)
+        await open_collections(app.state.collections)
         model = await asyncio.to_thread(load_configured_model, settings)
         limit_blas_threads(1)  # the decode threads are the parallelism (see vggish.network.cpus)
         service = EmbeddingService(model, settings, app.state.metrics)
@@ -153,8 +156,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ready = False
     app.state.trainings = None
     app.state.heads = open_store(settings.heads_location)
+    app.state.collections = store_of(settings)
     install_error_handlers(app)
-    for module in (embeddings, features, stream, heads, models, health, metrics):
+    for module in (embeddings, features, stream, heads, collections, models, health, metrics):
         app.include_router(module.router)
     install_openapi(app, PROTECTED_PATHS if settings.protect_docs else ())
     install_docs(app)

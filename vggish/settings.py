@@ -75,6 +75,13 @@ class Settings(BaseSettings):
         max_train_examples: clips per head training (audio files or embedding rows).
         max_train_classes: distinct labels per head training (at most 1000).
         train_threads: head trainings run at once (each on one core); more wait their turn.
+        search_max_collections: collections (``/v1/collections``) in the store.
+        search_max_items: items per collection.
+        search_max_items_per_request: items of one ``POST /v1/collections/{name}/items`` of embeddings.
+        search_max_segments: segments (examples) per item.
+        search_max_k: results per search.
+        search_max_query_segments: segments of a segment-level query.
+        search_ef_search: PostgreSQL's HNSW candidates per query (more: better recall, slower).
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
@@ -112,6 +119,13 @@ class Settings(BaseSettings):
     max_train_examples: int = Field(default=10_000, ge=2)
     max_train_classes: int = Field(default=100, ge=2, le=MAX_HEAD_CLASSES)
     train_threads: int = Field(default=2, ge=1)
+    search_max_collections: int = Field(default=1000, ge=1)
+    search_max_items: int = Field(default=1_000_000, ge=1)
+    search_max_items_per_request: int = Field(default=1000, ge=1)
+    search_max_segments: int = Field(default=10_000, ge=1)
+    search_max_k: int = Field(default=100, ge=1)
+    search_max_query_segments: int = Field(default=64, ge=1)
+    search_ef_search: int = Field(default=200, ge=1, le=1000)
 
     @field_validator("backend", "precision", "log_level", mode="before")
     @classmethod

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("extract_cmd", "embed many audio files into Parquet, .npz or TFRecord (parallel, resumable)"),
     "serve": ("serve_cmd", "run the REST service"),
     "heads": ("heads_cmd", "train and apply classifier heads over embeddings"),
+    "index": ("index_cmd", "collections of clips: add audio, find the most similar sounds"),
     "convert": ("convert_cmd", "convert a TensorFlow checkpoint or .pth into a weights file"),
     "download": ("download_cmd", "download, verify and convert Google's official weights"),
     "verify": ("verify_cmd", "run Google's smoke test on the weights"),
