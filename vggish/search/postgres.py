@@ -18,8 +18,8 @@ any time, and building an index there would be DDL in the request path, one more
 collection to plan around, and a long lock on the table when a large collection is added.
 
 Every operation opens its own connection (safe across threads and forked processes). The schema
-is versioned in ``search_schema`` and made under an advisory lock, so replicas that start
-together make it once; the role needs to create the ``vector`` extension on first use (or an
+is versioned in ``search_schema`` and made under an advisory lock (its statements idempotent too),
+so replicas that start together make it once; the role needs to create the ``vector`` extension on first use (or an
 administrator runs ``CREATE EXTENSION vector`` once). Needs ``pip install 'vggish[postgres]'``.
 """
 
@@ -66,7 +66,7 @@ CANDIDATES_PER_K = 4  # segment level: candidate segments per result and query s
 SCHEMA = (
     "CREATE EXTENSION IF NOT EXISTS vector",
     """
-    CREATE TABLE search_collections (
+    CREATE TABLE IF NOT EXISTS search_collections (
         key bigserial PRIMARY KEY,
         name text NOT NULL UNIQUE,
         weights_sha256 text, hop_seconds double precision, pad boolean, resampler text,  -- NULL: unknown
@@ -76,7 +76,7 @@ SCHEMA = (
     )
     """,
     """
-    CREATE TABLE search_items (
+    CREATE TABLE IF NOT EXISTS search_items (
         key bigserial PRIMARY KEY,
         collection bigint NOT NULL REFERENCES search_collections (key) ON DELETE CASCADE,
         id text NOT NULL,
@@ -87,7 +87,7 @@ SCHEMA = (
     )
     """,
     """
-    CREATE TABLE search_segments (
+    CREATE TABLE IF NOT EXISTS search_segments (
         item bigint NOT NULL REFERENCES search_items (key) ON DELETE CASCADE,
         collection bigint NOT NULL,
         idx integer NOT NULL,
@@ -97,11 +97,11 @@ SCHEMA = (
         PRIMARY KEY (item, idx)
     )
     """,
-    "CREATE INDEX search_segments_by_collection ON search_segments (collection)",
-    "CREATE INDEX search_items_clip ON search_items USING hnsw (clip vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
-    "CREATE INDEX search_segments_v ON search_segments USING hnsw (v vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
+    "CREATE INDEX IF NOT EXISTS search_segments_by_collection ON search_segments (collection)",
+    "CREATE INDEX IF NOT EXISTS search_items_clip ON search_items USING hnsw (clip vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
+    "CREATE INDEX IF NOT EXISTS search_segments_v ON search_segments USING hnsw (v vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
     """
-    CREATE TABLE search_schema (
+    CREATE TABLE IF NOT EXISTS search_schema (
         only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
         version integer NOT NULL
     )
@@ -173,7 +173,7 @@ class PostgresCollectionStore(BaseCollectionStore):
                     if version == 0:
                         for statement in SCHEMA:
                             conn.execute(statement)
-                        conn.execute("INSERT INTO search_schema VALUES (true, %s)", (SCHEMA_VERSION,))
+                        conn.execute("INSERT INTO search_schema VALUES (true, %s) ON CONFLICT DO NOTHING", (SCHEMA_VERSION,))
             self._ready = True
 
     def open(self) -> None:
