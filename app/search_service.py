@@ -67,9 +67,10 @@ def store_of(settings: Settings) -> BaseCollectionStore:
 
 
 async def open_store(store: BaseCollectionStore) -> None:
-    """Makes the schema now; a PostgreSQL store is reached now too, so that a wrong URL stops the
-    start (a new SQLite database is made on the first write instead)."""
-    if not isinstance(store, SqliteCollectionStore) or store.path.exists():
+    """Upgrades an existing SQLite schema now. A new SQLite database is made on the first write,
+    and PostgreSQL's schema on the first use (the heads store has checked the URL already; a
+    server without pgvector fails the collection routes alone, saying so, not the whole service)."""
+    if isinstance(store, SqliteCollectionStore) and store.path.exists():
         await asyncio.to_thread(store.open)
 
 

@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from pgvector.psycopg import register_vector
 
 from vggish.errors import LimitExceededError
 from vggish.heads import FeatureSpec
@@ -151,6 +150,11 @@ class PostgresCollectionStore(BaseCollectionStore):
                 f"cannot reach the search database {self._shown}: {_scrub(str(e).strip(), self._url)}"
             ) from e
         try:
+            from pgvector.psycopg import register_vector
+        except ImportError as e:
+            conn.close()
+            raise RuntimeError(f"collections in PostgreSQL need pgvector: pip install 'vggish[postgres]' ({e})") from e
+        try:
             with conn:
                 self._prepare(conn)
                 register_vector(conn)
@@ -171,7 +175,8 @@ class PostgresCollectionStore(BaseCollectionStore):
                             f"the search database has schema {version}; this code knows {SCHEMA_VERSION}"
                         )
                     if version == 0:
-                        for statement in SCHEMA:
+                        _create_extension(conn, self._shown)
+                        for statement in SCHEMA[1:]:
                             conn.execute(statement)
                         conn.execute("INSERT INTO search_schema VALUES (true, %s) ON CONFLICT DO NOTHING", (SCHEMA_VERSION,))
             self._ready = True
@@ -387,6 +392,18 @@ class PostgresCollectionStore(BaseCollectionStore):
                 )
             )
         return matches
+
+
+def _create_extension(conn: psycopg.Connection[Any], shown: str) -> None:
+    """``CREATE EXTENSION vector``, or a RuntimeError that says what the server lacks."""
+    try:
+        with conn.transaction():  # a savepoint: the error is reported, not the aborted transaction
+            conn.execute(SCHEMA[0])
+    except psycopg.Error as e:
+        raise RuntimeError(
+            f"the search database {shown} has no pgvector extension ({' '.join(str(e).split())}): install "
+            "pgvector on the server, or have an administrator run CREATE EXTENSION vector there"
+        ) from None
 
 
 def _items(conn: psycopg.Connection[Any], keys: list[int]) -> dict[int, tuple[str, dict[str, Any] | None]]:
