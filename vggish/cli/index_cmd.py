@@ -54,22 +54,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``index`` subcommand's arguments."""
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = actions.add_parser("add", help="add audio files and folders (or --from an extract folder)")
+    s = actions.add_parser("search", help="the items most similar to an audio file (or --id an item)")
+    lst = actions.add_parser("list", help="list the collections")
+    d = actions.add_parser("delete", help="delete a collection (or --item one of its items)")
+    for sub in (a, s, d):
+        sub.add_argument("name", metavar="NAME", help="the collection (1-64 of A-Z a-z 0-9 _ . -)")
     a.add_argument("paths", nargs="*", metavar="PATH", help="audio files and folders (searched recursively)")
     a.add_argument("--from", dest="source", metavar="DIR", help="a `vggish extract` output folder instead")
-    s = actions.add_parser("search", help="the items most similar to an audio file (or --id an item)")
     s.add_argument("query", metavar="QUERY", help="an audio file (with --id: a stored item's id)")
     s.add_argument("--id", action="store_true", help="QUERY is the id of an item of the collection")
     s.add_argument("--k", type=int, default=10, metavar="K", help="results (default: 10)")
     s.add_argument("--level", choices=("clip", "segment"), default="clip", help="default: clip")
     s.add_argument("--json", action="store_true", help="one JSON object: the results, best first")
-    lst = actions.add_parser("list", help="list the collections")
-    d = actions.add_parser("delete", help="delete a collection (or --item one of its items)")
     d.add_argument("--item", metavar="ID", help="delete only this item")
     for sub, func in ((a, run_add), (s, run_search), (lst, run_list), (d, run_delete)):
         sub.set_defaults(func=func)
         add_store_args(sub)
-    for sub in (a, s, d):
-        sub.add_argument("name", metavar="NAME", help="the collection (1-64 of A-Z a-z 0-9 _ . -)")
     for sub in (a, s):
         sub.add_argument(
             "--force", action="store_true", help="even with other weights or settings than its own"
