@@ -71,17 +71,23 @@ class ExactIndex:
     def __len__(self) -> int:
         return len(self.row_of)
 
-    def add(self, item: Item) -> None:
-        """Adds (or replaces) an item."""
-        self.remove(item.id)
-        self.row_of[item.id] = len(self.ids)
-        self.ids.append(item.id)
-        self.metadata.append(item.metadata)
-        self.alive.extend(np.ones(1, np.bool_))
-        self.clips.extend(unit_rows(item.clip[None]))
-        self.starts.extend(np.array([self.segments.size], np.int64))
-        self.segments.extend(unit_rows(item.embeddings))
-        self.times.extend(item.timestamps)
+    def add(self, items: list[Item]) -> None:
+        """Adds (or replaces) items, in one extension of each matrix."""
+        if not items:
+            return
+        for item in items:
+            self.remove(item.id)
+        first_row, first_segment = len(self.ids), self.segments.size
+        counts = np.array([len(item.embeddings) for item in items], np.int64)
+        for offset, item in enumerate(items):
+            self.row_of[item.id] = first_row + offset
+            self.ids.append(item.id)
+            self.metadata.append(item.metadata)
+        self.alive.extend(np.ones(len(items), np.bool_))
+        self.clips.extend(unit_rows(np.stack([item.clip for item in items])))
+        self.starts.extend(first_segment + np.concatenate([[0], np.cumsum(counts)[:-1]]))
+        self.segments.extend(unit_rows(np.concatenate([item.embeddings for item in items])))
+        self.times.extend(np.concatenate([item.timestamps for item in items]))
 
     def remove(self, item_id: str) -> None:
         """Removes an item (nothing when absent)."""
@@ -138,12 +144,16 @@ class ExactIndex:
         if not self.ids:
             return []
         q = unit_rows(query.vectors)
-        best = np.empty(self.segments.size, np.float32)
-        which = np.empty(self.segments.size, np.int64)
-        for start in range(0, self.segments.size, BLOCK_ROWS):
-            block = self.segments.view[start : start + BLOCK_ROWS] @ q.T
-            which[start : start + len(block)] = block.argmax(axis=1)
-            best[start : start + len(block)] = block.max(axis=1)
+        if len(q) == 1:  # one vector: a matrix-vector product, every segment against it
+            best = self.segments.view @ q[0]
+            which = np.zeros(self.segments.size, np.int64)
+        else:
+            best = np.empty(self.segments.size, np.float32)
+            which = np.empty(self.segments.size, np.int64)
+            for start in range(0, self.segments.size, BLOCK_ROWS):
+                block = self.segments.view[start : start + BLOCK_ROWS] @ q.T
+                which[start : start + len(block)] = block.argmax(axis=1)
+                best[start : start + len(block)] = block.max(axis=1)
         per_item = self._mask(np.maximum.reduceat(best, self.starts.view), query.exclude)
         ends = np.append(self.starts.view[1:], self.segments.size)
         matches = []

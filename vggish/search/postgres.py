@@ -227,7 +227,7 @@ class PostgresCollectionStore(BaseCollectionStore):
         metadata = [item_values(item)[0] for item in items]
         with self._connect() as conn, conn.transaction():
             key, created, warning = self._lock_collection(conn, name, features, force)
-            replaced, removed_segments = [], 0
+            replaced, removed_segments, keys = [], 0, []
             for item, meta in zip(items, metadata, strict=True):
                 old = conn.execute(
                     "DELETE FROM search_items WHERE collection = %s AND id = %s RETURNING segments",
@@ -242,7 +242,8 @@ class PostgresCollectionStore(BaseCollectionStore):
                     (key, item.id, meta, len(item.embeddings), item.clip),
                 ).fetchone()
                 assert item_key is not None
-                self._copy_segments(conn, key, int(item_key[0]), item)
+                keys.append(int(item_key[0]))
+            _copy_segments(conn, key, keys, items)
             added = sum(len(item.embeddings) for item in items) - removed_segments
             total = conn.execute(
                 "UPDATE search_collections SET items = items + %s, segments = segments + %s WHERE key = %s "
@@ -286,14 +287,6 @@ class PostgresCollectionStore(BaseCollectionStore):
         ).fetchone()
         assert made is not None
         return int(made[0]), True, unknown_warning(name) if features.unknown else None
-
-    @staticmethod
-    def _copy_segments(conn: psycopg.Connection[Any], collection: int, item: int, it: Item) -> None:
-        columns = "(item, collection, idx, start_s, end_s, v)"
-        with conn.cursor().copy(f"COPY search_segments {columns} FROM STDIN WITH (FORMAT BINARY)") as copy:
-            copy.set_types(["int8", "int8", "int4", "float8", "float8", "vector"])
-            for idx, (v, (start, end)) in enumerate(zip(it.embeddings, it.timestamps, strict=True)):
-                copy.write_row((item, collection, idx, float(start), float(end), v))
 
     def delete(self, name: str) -> None:
         validate_collection_name(name)
@@ -392,6 +385,16 @@ class PostgresCollectionStore(BaseCollectionStore):
                 )
             )
         return matches
+
+
+def _copy_segments(conn: psycopg.Connection[Any], collection: int, keys: list[int], items: list[Item]) -> None:
+    """Every item's segments, in one binary COPY."""
+    columns = "(item, collection, idx, start_s, end_s, v)"
+    with conn.cursor().copy(f"COPY search_segments {columns} FROM STDIN WITH (FORMAT BINARY)") as copy:
+        copy.set_types(["int8", "int8", "int4", "float8", "float8", "vector"])
+        for item_key, item in zip(keys, items, strict=True):
+            for idx, (v, (start, end)) in enumerate(zip(item.embeddings, item.timestamps, strict=True)):
+                copy.write_row((item_key, collection, idx, float(start), float(end), v))
 
 
 def _create_extension(conn: psycopg.Connection[Any], shown: str) -> None:

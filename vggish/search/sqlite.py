@@ -395,8 +395,8 @@ class SqliteCollectionStore(BaseCollectionStore):
                     f"SELECT {_ITEM_COLUMNS} FROM items WHERE collection = ? AND seq > ? ORDER BY seq",
                     (name, cached.seq),
                 )
-                for row in rows:
-                    cached.index.add(item_of(row))
+                while batch := rows.fetchmany(4096):
+                    cached.index.add([item_of(row) for row in batch])
                 cached.seq = seq
 
 
