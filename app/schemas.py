@@ -493,7 +493,10 @@ class AddItemsQuery(CollectionAudioOptions):
     """Query parameters of ``POST /v1/collections/{name}/items``."""
 
     id: str | None = Field(
-        None, min_length=1, max_length=256, description="the item's id for a raw audio body (else its file name)"
+        None,
+        min_length=1,
+        max_length=256,
+        description="the item's id for a raw audio body (else its file name)",
     )
 
 
@@ -538,7 +541,9 @@ class CollectionInfoOut(BaseModel):
     name: str
     items: int
     segments: int = Field(description="segment embeddings of all its items")
-    features: Features = Field(description="the weights and front-end settings of its embeddings (null: unknown)")
+    features: Features = Field(
+        description="the weights and front-end settings of its embeddings (null: unknown)"
+    )
     created_at: str = Field(description="ISO 8601, UTC")
     warnings: list[str] | None = Field(None, description="e.g. that it does not record its weights")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from array import array
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import ijson
 
@@ -109,11 +109,11 @@ class EmbeddingsBody:
         rows_limit: the name of ``max_rows``' setting.
     """
 
-    TOP_KEYS = {
-        "items": {"items", "features"},
-        "query": {"embedding", "embeddings", "timestamps", "id", "features"},
+    TOP_KEYS: ClassVar[dict[str, frozenset[str]]] = {
+        "items": frozenset({"items", "features"}),
+        "query": frozenset({"embedding", "embeddings", "timestamps", "id", "features"}),
     }
-    ITEM_KEYS = {"id", "embeddings", "timestamps", "metadata"}
+    ITEM_KEYS: ClassVar[frozenset[str]] = frozenset({"id", "embeddings", "timestamps", "metadata"})
 
     def __init__(self, form: str, max_items: int, max_rows: int, rows_limit: str) -> None:
         self.form, self.max_items, self.max_rows, self.rows_limit = form, max_items, max_rows, rows_limit

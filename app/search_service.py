@@ -222,8 +222,9 @@ class SearchService:
             raise InvalidParameterError(
                 f"{len(inputs)} `file` parts but {len(ids)} `id` fields: one id per file, or none"
             )
-        named = ids or [u.name for u in inputs]
-        if any(not n for n in named):
+        given: list[str | None] = list(ids) if ids is not None else [u.name for u in inputs]
+        named = [str(n or "") for n in given]
+        if not all(named):
             raise InvalidParameterError(
                 "an input has no name to be its id: send `id` fields (multipart) or ?id="
             )

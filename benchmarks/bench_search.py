@@ -80,7 +80,9 @@ def fill(location: str, segments: np.ndarray, batch: int = 1000) -> float:
     return time.perf_counter() - started
 
 
-def timed_searches(base: str, queries: np.ndarray, level: str, truth: np.ndarray) -> tuple[float, float, float]:
+def timed_searches(
+    base: str, queries: np.ndarray, level: str, truth: np.ndarray
+) -> tuple[float, float, float]:
     """p50 and p95 ms of searches over HTTP (after 20 warm-up requests), and recall@10."""
     times, hits = [], 0
     with httpx.Client(base_url=base, timeout=120) as http:
@@ -129,7 +131,10 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}, load average at start: {os.getloadavg()}")
     segments, queries = make_data(args)
     clip_truth, segment_truth = exact(segments, queries)
-    print(f"{args.items} items x {args.segments} segments, {args.queries} queries, {args.clusters} clusters, sigma {args.sigma}")
+    print(
+        f"{args.items} items x {args.segments} segments, {args.queries} queries, "
+        f"{args.clusters} clusters, sigma {args.sigma}"
+    )
     rows = []
     stores = ["embedded"] if args.quick else ["embedded", "postgres"]
     for kind in stores:
@@ -147,7 +152,9 @@ def main() -> None:
                 with uvicorn_server(**env) as running:
                     for level, truth in (("clip", clip_truth), ("segment", segment_truth)):
                         p50, p95, recall = timed_searches(running.base, queries, level, truth)
-                        rows.append((kind, level, f"{filled:.0f} s", f"{p50:.1f}", f"{p95:.1f}", f"{recall:.3f}"))
+                        rows.append(
+                            (kind, level, f"{filled:.0f} s", f"{p50:.1f}", f"{p95:.1f}", f"{recall:.3f}")
+                        )
                     if kind == "embedded":
                         embed_s, add_s = audio_ratio(running.base, args.audio_rounds)
             finally:

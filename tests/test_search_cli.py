@@ -37,7 +37,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return status, out.out, out.err
 
 
-def test_add_search_list_delete(clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], random_model) -> None:  # type: ignore[no-untyped-def]
+def test_add_search_list_delete(
+    clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], random_model
+) -> None:  # type: ignore[no-untyped-def]
     store = ["--data-dir", str(tmp_path / "data")]
     status, out, _ = run(capsys, "index", "add", "sounds", str(clips), *store, *MODEL)
     assert status == 0 and "added 3 items to sounds: 3 items" in out
@@ -46,7 +48,9 @@ def test_add_search_list_delete(clips: Path, tmp_path: Path, capsys: pytest.Capt
         for rel in ("dogs/bark.wav", "dogs/howl.wav", "bell.wav")
     }
     query = clips / "dogs/howl.wav"
-    status, out, _ = run(capsys, "index", "search", "sounds", str(query), "--json", "--k", "3", *store, *MODEL)
+    status, out, _ = run(
+        capsys, "index", "search", "sounds", str(query), "--json", "--k", "3", *store, *MODEL
+    )
     results = json.loads(out)["results"]
     q = embedded["dogs/howl.wav"].embeddings
     want = sorted(embedded, key=lambda r: -float(unit(embedded[r].embeddings.mean(0)) @ unit(q.mean(0))))
@@ -56,7 +60,9 @@ def test_add_search_list_delete(clips: Path, tmp_path: Path, capsys: pytest.Capt
         [float(unit(embedded[r].embeddings.mean(0)) @ unit(q.mean(0))) for r in want],
         atol=1e-5,
     )
-    status, out, _ = run(capsys, "index", "search", "sounds", "dogs/bark.wav", "--id", "--level", "segment", *store)
+    status, out, _ = run(
+        capsys, "index", "search", "sounds", "dogs/bark.wav", "--id", "--level", "segment", *store
+    )
     lines = out.strip().split("\n")
     assert status == 0 and len(lines) == 2 and "dogs/bark.wav" not in out and " ~ query " in lines[0]
     status, out, _ = run(capsys, "index", "list", *store)
@@ -69,16 +75,22 @@ def test_add_search_list_delete(clips: Path, tmp_path: Path, capsys: pytest.Capt
     assert status == 1 and "no collection named 'sounds'" in err
 
 
-def test_other_settings_are_refused_unless_forced(clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_other_settings_are_refused_unless_forced(
+    clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = ["--data-dir", str(tmp_path / "data")]
     assert run(capsys, "index", "add", "s", str(clips / "bell.wav"), *store, *MODEL)[0] == 0
     status, _, err = run(capsys, "index", "add", "s", str(clips / "dogs"), "--hop", "0.48", *store, *MODEL)
     assert status == 1 and "hop differs" in err and "--force" in err
-    status, out, err = run(capsys, "index", "add", "s", str(clips / "dogs"), "--hop", "0.48", "--force", *store, *MODEL)
+    status, out, err = run(
+        capsys, "index", "add", "s", str(clips / "dogs"), "--hop", "0.48", "--force", *store, *MODEL
+    )
     assert status == 0 and "(forced)" in err and "3 items" in out
 
 
-def test_failed_files_are_reported_and_the_others_added(clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_failed_files_are_reported_and_the_others_added(
+    clips: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "mixed"
     folder.mkdir()
     (folder / "good.wav").write_bytes(clip(2.0))
@@ -98,7 +110,11 @@ def test_add_from_an_extract_folder(tmp_path: Path, capsys: pytest.CaptureFixtur
     status, out, _ = run(capsys, "index", "search", "ext", first, "--id", "--json", "--k", "2", *store)
     results = json.loads(out)["results"]
     x = made[first][0]
-    want = sorted((i for i in made if i != first), key=lambda i: -float(unit(made[i][0].mean(0)) @ unit(x.mean(0))))
+    want = sorted(
+        (i for i in made if i != first), key=lambda i: -float(unit(made[i][0].mean(0)) @ unit(x.mean(0)))
+    )
     assert [r["id"] for r in results] == want
-    status, _, err = run(capsys, "index", "add", "ext", str(tmp_path), "--from", str(tmp_path / "features"), *store)
+    status, _, err = run(
+        capsys, "index", "add", "ext", str(tmp_path), "--from", str(tmp_path / "features"), *store
+    )
     assert status == 1 and "not both" in err

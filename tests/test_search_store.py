@@ -57,7 +57,9 @@ def unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def exact_clip(items: list[Item], q: np.ndarray, k: int, exclude: str | None = None) -> list[tuple[str, float]]:
+def exact_clip(
+    items: list[Item], q: np.ndarray, k: int, exclude: str | None = None
+) -> list[tuple[str, float]]:
     """Items by the cosine of their mean segment embedding with the mean query vector (float64)."""
     scored = [
         (it.id, float(unit(it.embeddings.astype(np.float64).mean(0)) @ unit(q.astype(np.float64).mean(0))))
@@ -128,10 +130,16 @@ def test_add_search_get_delete_match_numpy(location: str) -> None:
     with pytest.raises(ItemNotFoundError):
         store.get_item("sounds", "i9")
     rest = [i for i in items if i.id != "i9"]
-    assert [m.id for m in store.search("sounds", Query.embedding(q), k=60)] == [w[0] for w in exact_clip(rest, q[None], 60)]
+    assert [m.id for m in store.search("sounds", Query.embedding(q), k=60)] == [
+        w[0] for w in exact_clip(rest, q[None], 60)
+    ]
     assert store.get("sounds").items == 59
     store.delete("sounds")
-    for operation in (lambda: store.get("sounds"), lambda: store.search("sounds", Query.embedding(q)), lambda: store.delete("sounds")):
+    for operation in (
+        lambda: store.get("sounds"),
+        lambda: store.search("sounds", Query.embedding(q)),
+        lambda: store.delete("sounds"),
+    ):
         with pytest.raises(CollectionNotFoundError):
             operation()
     assert store.list() == []
@@ -225,7 +233,9 @@ def test_limits(location: str) -> None:
         store.search("a", Query.embedding(rng.standard_normal(128)), k=0)
     with pytest.raises(LimitExceededError, match="search_max_query_segments"):
         store.search("a", Query.segments(rng.standard_normal((3, 128))), k=2, level="segment")
-    assert len(store.search("a", Query.segments(rng.standard_normal((3, 128))), k=2)) == 2  # clip level: the mean
+    assert (
+        len(store.search("a", Query.segments(rng.standard_normal((3, 128))), k=2)) == 2
+    )  # clip level: the mean
     with pytest.raises(InvalidInputError, match="level"):
         store.search("a", Query.embedding(rng.standard_normal(128)), level="frame")  # type: ignore[arg-type]
 
@@ -261,7 +271,9 @@ def test_threads_adding_and_searching_at_once(location: str) -> None:
     items = [i for b in batches for i in b]
     assert store.get("c").items == 80
     q = rng.standard_normal(128)
-    assert [m.id for m in store.search("c", Query.embedding(q), k=10)] == [w[0] for w in exact_clip(items, q[None], 10)]
+    assert [m.id for m in store.search("c", Query.embedding(q), k=10)] == [
+        w[0] for w in exact_clip(items, q[None], 10)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,7 +291,8 @@ WRITER = textwrap.dedent(
     if action == "add":
         rng = np.random.default_rng(int(sys.argv[3]))
         ids = sys.argv[4].split(",")
-        store.add("c", [Item.of(i, rng.standard_normal((3, 128))) for i in ids], FeatureSpec("random", 0.96, True, "reference"))
+        spec = FeatureSpec("random", 0.96, True, "reference")
+        store.add("c", [Item.of(i, rng.standard_normal((3, 128))) for i in ids], spec)
     elif action == "delete-item":
         store.delete_item("c", sys.argv[3])
     elif action == "drop":
@@ -505,7 +518,8 @@ def extract_folder(root: Path, fmt: str) -> dict[str, tuple[np.ndarray, np.ndarr
     writer = PartWriter(root, "parquet", 4) if fmt == "parquet" else None
     for rel, n in (("a/x.wav", 3), ("a/y.wav", 2), ("b/z.flac", 5)):
         result = EmbeddingResult(
-            rng.standard_normal((n, 128)).astype(np.float32), example_timestamps(n), None, 16000, 1, n * 16000,
+            rng.standard_normal((n, 128)).astype(np.float32), example_timestamps(n), None, 16000, 1,
+            n * 16000,
             str(root.parent / "audio" / rel),
         )  # fmt: skip
         if writer is not None:
@@ -532,7 +546,7 @@ def test_extract_folders_become_items(tmp_path: Path, fmt: str) -> None:
     for item_id, (x, t) in made.items():
         np.testing.assert_array_equal(items[item_id].embeddings, x)
         np.testing.assert_array_equal(items[item_id].timestamps, t)
-    with pytest.raises(ValueError, match="_manifest.json"):
+    with pytest.raises(ValueError, match=r"_manifest\.json"):
         read_features(tmp_path)
 
 

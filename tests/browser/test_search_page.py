@@ -20,7 +20,9 @@ def test_similar_clips_are_listed_with_scores_and_times(
 ) -> None:
     for path in (recordings["speech"], recordings["alarm"]):
         files = [("file", (path.name, path.read_bytes()))]
-        httpx.post(f"{server.base}/v1/collections/page-index/items", files=files, timeout=120).raise_for_status()
+        httpx.post(
+            f"{server.base}/v1/collections/page-index/items", files=files, timeout=120
+        ).raise_for_status()
     browsing = open_page(browser, server)
     page = browsing.page
     try:
@@ -37,12 +39,19 @@ def test_similar_clips_are_listed_with_scores_and_times(
         ).json()["data"][0]
         body = {"embeddings": embedded["embeddings"], "timestamps": embedded["timestamps"]}
         answer = httpx.post(
-            f"{server.base}/v1/collections/page-index/search", params={"level": "segment"}, json=body, timeout=120
+            f"{server.base}/v1/collections/page-index/search",
+            params={"level": "segment"},
+            json=body,
+            timeout=120,
         ).json()["results"]
-        assert [s["id"] for s in shown] == [a["id"] for a in answer] == ["speech.wav", "alarm-clock-elapsed.oga"]
+        assert (
+            [s["id"] for s in shown] == [a["id"] for a in answer] == ["speech.wav", "alarm-clock-elapsed.oga"]
+        )
         for s, a in zip(shown, answer, strict=True):
             assert float(s["score"]) == pytest.approx(a["score"], abs=1e-4)
-            assert (float(s["start"]), float(s["end"])) == pytest.approx((a["segment"]["start"], a["segment"]["end"]))
+            assert (float(s["start"]), float(s["end"])) == pytest.approx(
+                (a["segment"]["start"], a["segment"]["end"])
+            )
             assert (float(s["queryStart"]), float(s["queryEnd"])) == pytest.approx(
                 (a["query_segment"]["start"], a["query_segment"]["end"])
             )

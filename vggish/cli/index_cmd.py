@@ -39,7 +39,7 @@ ADD_BATCH = 256  # items written per transaction
 DESCRIPTION = "Collections of clips, searched for the most similar ones (cosine of VGGish embeddings)."
 EPILOG = """\
 examples:
-  vggish index add sounds clips/                     every audio file below clips/ (ids: clips/a/b.wav -> a/b.wav)
+  vggish index add sounds clips/                     every audio file below clips/ (ids: a/b.wav)
   vggish index add sounds --from features/           the output folder of `vggish extract` (Parquet or npz)
   vggish index search sounds query.wav --k 5
   vggish index search sounds query.wav --level segment --json
@@ -150,7 +150,8 @@ def run_add(args: argparse.Namespace) -> int:
         failed = len(failures)
     info = store.get(args.name)
     print(
-        f"added {added} items to {info.name}: {info.items} items, {info.segments} segments; {info.features.describe()}"
+        f"added {added} items to {info.name}: {info.items} items, {info.segments} segments; "
+        f"{info.features.describe()}"
     )
     if failed:
         print(f"vggish: {failed} files failed", file=sys.stderr)

@@ -29,8 +29,8 @@ from vggish.client.core import (
 )
 from vggish.client.inputs import AudioInput, FileSource, HeadKind
 from vggish.client.results import Classification, ModelInfo, RemoteEmbeddingResult
-from vggish.heads.store import HeadRecord
 from vggish.heads import FeatureSpec
+from vggish.heads.store import HeadRecord
 from vggish.search import AddResult, CollectionInfo, Item, Level, Match, Query
 
 T = TypeVar("T")
@@ -249,7 +249,9 @@ class AsyncClient(BaseClient):
             force: add even when the collection holds embeddings of other weights or settings
                 (else ``ConflictError``, the server's 409).
         """
-        return await self._run(self._add_items_op(name, inputs, ids, AudioOptions(hop, pad, resampler), force))
+        return await self._run(
+            self._add_items_op(name, inputs, ids, AudioOptions(hop, pad, resampler), force)
+        )
 
     async def add_embeddings(
         self, name: str, items: Sequence[Item], *, features: FeatureSpec | None = None, force: bool = False
@@ -281,7 +283,9 @@ class AsyncClient(BaseClient):
         audio = AudioOptions(hop, pad, resampler)
         return await self._run(self._search_op(name, query, k, level, audio, force))
 
-    async def search_item(self, name: str, item_id: str, *, k: int = 10, level: Level = "clip") -> list[Match]:
+    async def search_item(
+        self, name: str, item_id: str, *, k: int = 10, level: Level = "clip"
+    ) -> list[Match]:
         """The ``k`` items most similar to a stored item (itself left out), best first."""
         return await self._run(self._search_op(name, item_id, k, level, AudioOptions(), False, by_id=True))
 

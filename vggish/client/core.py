@@ -38,8 +38,8 @@ from vggish.client.inputs import (
     Body,
     FilePart,
     FileSource,
-    SamplesPart,
     HeadKind,
+    SamplesPart,
     audio_body,
     is_single,
     json_body,
@@ -53,14 +53,17 @@ from vggish.client.results import (
     Classification,
     ModelInfo,
     RemoteEmbeddingResult,
+    add_result,
     classifications,
+    collection_info,
+    collection_infos,
     embedding_results,
     head_record,
     head_records,
+    matches,
     model_infos,
     parse,
 )
-from vggish.client.results import add_result, collection_info, collection_infos, matches
 from vggish.heads import FeatureSpec
 from vggish.heads.store import HeadRecord
 from vggish.search import AddResult, CollectionInfo, Item, Level, Match, Query
@@ -411,7 +414,8 @@ class BaseClient:
         elif isinstance(query, Query) and query.timestamps is None:
             body = json_body({"embedding": query.clip.tolist()})
         elif isinstance(query, Query):
-            body = json_body({"embeddings": query.vectors.tolist(), "timestamps": query.timestamps.tolist()})
+            times = np.asarray(query.timestamps).tolist()
+            body = json_body({"embeddings": query.vectors.tolist(), "timestamps": times})
         else:
             body = audio_body(prepare(query))  # type: ignore[arg-type]
         response = yield from self._call(Request("POST", _collection_path(name, "/search"), params, body))
@@ -429,7 +433,9 @@ class BaseClient:
         yield from self._call(Request("DELETE", _collection_path(name)))
 
     def _delete_item_op(self, name: str, item_id: str) -> Op[None]:
-        yield from self._call(Request("DELETE", _collection_path(name, "/items/" + urllib.parse.quote(item_id, safe=""))))
+        yield from self._call(
+            Request("DELETE", _collection_path(name, "/items/" + urllib.parse.quote(item_id, safe="")))
+        )
 
     def _ready_op(self) -> Op[bool]:
         request = Request("GET", "/readyz", retry_overloaded=False, accept=frozenset({503}))

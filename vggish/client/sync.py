@@ -26,8 +26,8 @@ from vggish.client.core import (
 )
 from vggish.client.inputs import AudioInput, FileSource, HeadKind
 from vggish.client.results import Classification, ModelInfo, RemoteEmbeddingResult
-from vggish.heads.store import HeadRecord
 from vggish.heads import FeatureSpec
+from vggish.heads.store import HeadRecord
 from vggish.search import AddResult, CollectionInfo, Item, Level, Match, Query
 
 T = TypeVar("T")

@@ -39,6 +39,7 @@ DEFAULT_MAX_ITEMS = 1_000_000  # items per collection
 DEFAULT_MAX_SEGMENTS = 10_000  # segments per item (2.7 hours at the reference hop)
 DEFAULT_MAX_K = 1000
 DEFAULT_MAX_QUERY_SEGMENTS = 64
+UNKNOWN = FeatureSpec()  # the features of embeddings whose provenance nobody gave
 _FEATURE_LABELS = {"weights_sha256": "weights", "hop_seconds": "hop", "pad": "pad", "resampler": "resampler"}
 
 
@@ -326,7 +327,7 @@ def check_features(
     if differ:
         message = (
             f"{what} holds embeddings of {collection.describe()}, but these are of {used.describe()}: "
-            f"{', '.join(differ)} differ{'s' if len(differ) == 1 else ''}, so their cosines would mean nothing"
+            f"{', '.join(differ)} differ{'s' if len(differ) == 1 else ''}, so cosines would mean nothing"
         )
         if not force:
             raise FeaturesMismatchError(
@@ -373,6 +374,11 @@ def check_k(k: int, max_k: int) -> int:
     if k > max_k:
         raise LimitExceededError("search_max_k", f"k={k}; at most {max_k} results per search")
     return k
+
+
+Items = list[Item]  # aliases: ``list`` is also a store method's name
+Matches = list[Match]
+Infos = list[CollectionInfo]
 
 
 @dataclass(frozen=True)
@@ -453,7 +459,7 @@ class BaseCollectionStore(ABC):
         """Creates or upgrades the schema now (otherwise done on first use)."""
 
     @abstractmethod
-    def list(self) -> list[CollectionInfo]:
+    def list(self) -> Infos:
         """Every collection, by name (byte order)."""
 
     @abstractmethod
@@ -473,7 +479,7 @@ class BaseCollectionStore(ABC):
         """One stored item (CollectionNotFoundError, ItemNotFoundError when absent)."""
 
     def add(
-        self, name: str, items: Sequence[Item], features: FeatureSpec = FeatureSpec(), force: bool = False
+        self, name: str, items: Sequence[Item], features: FeatureSpec = UNKNOWN, force: bool = False
     ) -> AddResult:
         """Adds items in one transaction, making the collection on the first add (recording
         ``features``); an item whose id exists replaces it.
@@ -487,7 +493,7 @@ class BaseCollectionStore(ABC):
         self.limits.check_items(items)
         return self._add(name, list(items), features, force)
 
-    def search(self, name: str, query: Query | str, k: int = 10, level: Level = "clip") -> list[Match]:
+    def search(self, name: str, query: Query | str, k: int = 10, level: Level = "clip") -> Matches:
         """The ``k`` items most similar to ``query`` (a :class:`Query`, or a stored item's id),
         best first.
 
@@ -502,10 +508,10 @@ class BaseCollectionStore(ABC):
         return self._search(name, query, k, level)
 
     @abstractmethod
-    def _add(self, name: str, items: list[Item], features: FeatureSpec, force: bool) -> AddResult: ...
+    def _add(self, name: str, items: Items, features: FeatureSpec, force: bool) -> AddResult: ...
 
     @abstractmethod
-    def _search(self, name: str, query: Query, k: int, level: Level) -> list[Match]: ...
+    def _search(self, name: str, query: Query, k: int, level: Level) -> Matches: ...
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"

@@ -18,9 +18,10 @@ any time, and building an index there would be DDL in the request path, one more
 collection to plan around, and a long lock on the table when a large collection is added.
 
 Every operation opens its own connection (safe across threads and forked processes). The schema
-is versioned in ``search_schema`` and made under an advisory lock (its statements idempotent too),
-so replicas that start together make it once; the role needs to create the ``vector`` extension on first use (or an
-administrator runs ``CREATE EXTENSION vector`` once). Needs ``pip install 'vggish[postgres]'``.
+is versioned in ``search_schema`` and made under an advisory lock (its statements idempotent
+too), so replicas that start together make it once; the role needs to create the ``vector``
+extension on first use (or an administrator runs ``CREATE EXTENSION vector`` once). Needs
+``pip install 'vggish[postgres]'``.
 """
 
 from __future__ import annotations
@@ -41,10 +42,13 @@ from vggish.search.base import (
     BaseCollectionStore,
     CollectionInfo,
     CollectionNotFoundError,
+    Infos,
     Item,
     ItemNotFoundError,
+    Items,
     Level,
     Match,
+    Matches,
     Query,
     Segment,
     StoreLimits,
@@ -97,8 +101,10 @@ SCHEMA = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS search_segments_by_collection ON search_segments (collection)",
-    "CREATE INDEX IF NOT EXISTS search_items_clip ON search_items USING hnsw (clip vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
-    "CREATE INDEX IF NOT EXISTS search_segments_v ON search_segments USING hnsw (v vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
+    "CREATE INDEX IF NOT EXISTS search_items_clip ON search_items "
+    "USING hnsw (clip vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
+    "CREATE INDEX IF NOT EXISTS search_segments_v ON search_segments "
+    "USING hnsw (v vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
     """
     CREATE TABLE IF NOT EXISTS search_schema (
         only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
@@ -153,7 +159,9 @@ class PostgresCollectionStore(BaseCollectionStore):
             from pgvector.psycopg import register_vector
         except ImportError as e:
             conn.close()
-            raise RuntimeError(f"collections in PostgreSQL need pgvector: pip install 'vggish[postgres]' ({e})") from e
+            raise RuntimeError(
+                f"collections in PostgreSQL need pgvector: pip install 'vggish[postgres]' ({e})"
+            ) from e
         try:
             with conn:
                 self._prepare(conn)
@@ -178,7 +186,10 @@ class PostgresCollectionStore(BaseCollectionStore):
                         _create_extension(conn, self._shown)
                         for statement in SCHEMA[1:]:
                             conn.execute(statement)
-                        conn.execute("INSERT INTO search_schema VALUES (true, %s) ON CONFLICT DO NOTHING", (SCHEMA_VERSION,))
+                        conn.execute(
+                            "INSERT INTO search_schema VALUES (true, %s) ON CONFLICT DO NOTHING",
+                            (SCHEMA_VERSION,),
+                        )
             self._ready = True
 
     def open(self) -> None:
@@ -187,7 +198,7 @@ class PostgresCollectionStore(BaseCollectionStore):
 
     # --- reading -------------------------------------------------------------------------
 
-    def list(self) -> list[CollectionInfo]:
+    def list(self) -> Infos:
         with self._connect() as conn:
             rows = conn.execute(
                 f'SELECT {_INFO} FROM search_collections ORDER BY name COLLATE "C"'
@@ -221,7 +232,7 @@ class PostgresCollectionStore(BaseCollectionStore):
 
     # --- writing -------------------------------------------------------------------------
 
-    def _add(self, name: str, items: list[Item], features: FeatureSpec, force: bool) -> AddResult:
+    def _add(self, name: str, items: Items, features: FeatureSpec, force: bool) -> AddResult:
         from vggish.search.sqlite import item_values
 
         metadata = [item_values(item)[0] for item in items]
@@ -312,7 +323,7 @@ class PostgresCollectionStore(BaseCollectionStore):
 
     # --- searching -----------------------------------------------------------------------
 
-    def _search(self, name: str, query: Query, k: int, level: Level) -> list[Match]:
+    def _search(self, name: str, query: Query, k: int, level: Level) -> Matches:
         with self._connect() as conn, conn.transaction():
             found = conn.execute(
                 "SELECT key, items, segments FROM search_collections WHERE name = %s", (name,)
@@ -335,25 +346,26 @@ class PostgresCollectionStore(BaseCollectionStore):
         conn.execute("SELECT set_config('hnsw.iterative_scan', 'strict_order', true)")
 
     @staticmethod
-    def _search_clip(conn: psycopg.Connection[Any], key: int, query: Query, k: int) -> list[Match]:
+    def _search_clip(conn: psycopg.Connection[Any], key: int, query: Query, k: int) -> Matches:
         q = query.clip
         rows = conn.execute(
-            "SELECT id, metadata, clip <=> %s AS d FROM search_items WHERE collection = %s AND id IS DISTINCT FROM %s "
-            "ORDER BY clip <=> %s LIMIT %s",
+            "SELECT id, metadata, clip <=> %s AS d FROM search_items "
+            "WHERE collection = %s AND id IS DISTINCT FROM %s ORDER BY clip <=> %s LIMIT %s",
             (q, key, query.exclude, q, k),
         ).fetchall()
         return [Match(str(r[0]), cosine(1.0 - float(r[2])), _json(r[1])) for r in rows]
 
     def _search_segments(
         self, conn: psycopg.Connection[Any], key: int, query: Query, k: int, segments: int
-    ) -> list[Match]:
+    ) -> Matches:
         """Each query segment's nearest segments, the best pair kept per item; more candidates
         are fetched while fewer than ``k`` items came out of lists that were full."""
         limit = max(k * CANDIDATES_PER_K, 10)
         while True:
             rows = conn.execute(
-                "SELECT q.i, s.item, s.idx, s.start_s, s.end_s, s.d FROM unnest(%s::int[], %s::vector[]) AS q (i, v) "
-                "CROSS JOIN LATERAL (SELECT item, idx, start_s, end_s, v <=> q.v AS d FROM search_segments "
+                "SELECT q.i, s.item, s.idx, s.start_s, s.end_s, s.d "
+                "FROM unnest(%s::int[], %s::vector[]) AS q (i, v) CROSS JOIN LATERAL "
+                "(SELECT item, idx, start_s, end_s, v <=> q.v AS d FROM search_segments "
                 "WHERE collection = %s ORDER BY v <=> q.v LIMIT %s) AS s",
                 (list(range(len(query.vectors))), list(query.vectors), key, limit),
             ).fetchall()
@@ -387,7 +399,7 @@ class PostgresCollectionStore(BaseCollectionStore):
         return matches
 
 
-def _copy_segments(conn: psycopg.Connection[Any], collection: int, keys: list[int], items: list[Item]) -> None:
+def _copy_segments(conn: psycopg.Connection[Any], collection: int, keys: list[int], items: Items) -> None:
     """Every item's segments, in one binary COPY."""
     columns = "(item, collection, idx, start_s, end_s, v)"
     with conn.cursor().copy(f"COPY search_segments {columns} FROM STDIN WITH (FORMAT BINARY)") as copy:

@@ -34,10 +34,12 @@ from vggish.search.base import (
     BaseCollectionStore,
     CollectionInfo,
     CollectionNotFoundError,
+    Infos,
     Item,
     ItemNotFoundError,
+    Items,
     Level,
-    Match,
+    Matches,
     Query,
     StoreLimits,
     check_features,
@@ -81,6 +83,8 @@ SCHEMA = (
     "CREATE TABLE removed (collection TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL)",
     "CREATE INDEX removed_by_seq ON removed (collection, seq)",
 )
+Rows = list[tuple[Any, ...]]
+Ids = list[str]
 _ITEM_COLUMNS = "id, metadata, embeddings, timestamps"
 _INFO_COLUMNS = "name, weights_sha256, hop_seconds, pad, resampler, items, segments, created_at"
 
@@ -199,7 +203,7 @@ class SqliteCollectionStore(BaseCollectionStore):
 
     # --- reading -------------------------------------------------------------------------
 
-    def list(self) -> list[CollectionInfo]:
+    def list(self) -> Infos:
         with self._connect(create=False) as conn:
             if conn is None:
                 return []
@@ -238,7 +242,7 @@ class SqliteCollectionStore(BaseCollectionStore):
 
     # --- writing -------------------------------------------------------------------------
 
-    def _add(self, name: str, items: list[Item], features: FeatureSpec, force: bool) -> AddResult:
+    def _add(self, name: str, items: Items, features: FeatureSpec, force: bool) -> AddResult:
         rows = [item_values(item) for item in items]
         with self._connect() as conn:
             assert conn is not None
@@ -268,10 +272,11 @@ class SqliteCollectionStore(BaseCollectionStore):
         return AddResult(self.get(name), created, tuple(replaced), warning)
 
     def _write_items(
-        self, conn: sqlite3.Connection, name: str, items: list[Item], rows: list[tuple[Any, ...]], seq: int
-    ) -> list[str]:
+        self, conn: sqlite3.Connection, name: str, items: Items, rows: Rows, seq: int
+    ) -> tuple[str, ...]:
         """Writes the items as the collection's write ``seq``; the ids that replaced an item."""
-        replaced, removed_segments = [], 0
+        replaced: Ids = []
+        removed_segments = 0
         for item, values in zip(items, rows, strict=True):
             old = conn.execute(
                 "SELECT segments FROM items WHERE collection = ? AND id = ?", (name, item.id)
@@ -295,7 +300,7 @@ class SqliteCollectionStore(BaseCollectionStore):
             )
         if replaced:
             _prune(conn, name)
-        return replaced
+        return tuple(replaced)
 
     def delete(self, name: str) -> None:
         validate_collection_name(name)
@@ -345,7 +350,7 @@ class SqliteCollectionStore(BaseCollectionStore):
 
     # --- searching -----------------------------------------------------------------------
 
-    def _search(self, name: str, query: Query, k: int, level: Level) -> list[Match]:
+    def _search(self, name: str, query: Query, k: int, level: Level) -> Matches:
         cached = self._synced(name)
         try:
             return (
