@@ -172,8 +172,10 @@ def test_features_are_recorded_and_other_ones_refused_unless_forced(location: st
     with pytest.raises(FeaturesMismatchError, match="hop differs") as caught:
         store.add("c", make_items(rng, 2, "j"), other)
     assert caught.value.differences == ["hop"] and store.get("c").items == 3  # nothing written
+    unpadded = store.add("c", make_items(rng, 1, "p"), FeatureSpec("random", 0.96, False, "reference"))
+    assert unpadded.warning is None  # padding only decides whether a short clip has an example
     forced = store.add("c", make_items(rng, 2, "j"), other, force=True)
-    assert forced.warning is not None and "(forced)" in forced.warning and store.get("c").items == 5
+    assert forced.warning is not None and "(forced)" in forced.warning and store.get("c").items == 6
     unknown = store.add("c", make_items(rng, 1, "u"), FeatureSpec())
     assert unknown.warning is not None and "not compared" in unknown.warning
     made = store.add("anon", make_items(rng, 1), FeatureSpec())

@@ -40,7 +40,9 @@ DEFAULT_MAX_SEGMENTS = 10_000  # segments per item (2.7 hours at the reference h
 DEFAULT_MAX_K = 1000
 DEFAULT_MAX_QUERY_SEGMENTS = 64
 UNKNOWN = FeatureSpec()  # the features of embeddings whose provenance nobody gave
-_FEATURE_LABELS = {"weights_sha256": "weights", "hop_seconds": "hop", "pad": "pad", "resampler": "resampler"}
+# Compared between a collection and what is added or searched. Not ``pad``: it decides only
+# whether a clip shorter than one example gets one, never the embedding of an example.
+_FEATURE_LABELS = {"weights_sha256": "weights", "hop_seconds": "hop", "resampler": "resampler"}
 
 
 class CollectionNotFoundError(NotFoundError):
@@ -57,7 +59,7 @@ class FeaturesMismatchError(ConflictError):
     Attributes:
         collection: the collection's :class:`FeatureSpec`.
         used: the one of the items or the query.
-        differences: the fields that differ (``weights``, ``hop``, ``pad``, ``resampler``).
+        differences: the fields that differ (``weights``, ``hop``, ``resampler``).
     """
 
     def __init__(self, message: str, collection: FeatureSpec, used: FeatureSpec, differences: list[str]):
@@ -306,9 +308,10 @@ class AddResult:
 def check_features(
     collection: FeatureSpec, used: FeatureSpec, force: bool = False, name: str | None = None
 ) -> str | None:
-    """Refuses embeddings of other weights or front-end settings than a collection's.
+    """Refuses embeddings of other weights, hop or resampler than a collection's.
 
-    Only fields known on both sides are compared.
+    Only fields known on both sides are compared; ``pad`` is recorded but not compared (it only
+    decides whether a clip shorter than one example gets one).
 
     Returns:
         None when both sides are fully known and equal; else a warning (a side does not say what
