@@ -14,6 +14,7 @@ mirrors them for readers and tools, and a test keeps the two in agreement.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import logging
@@ -100,10 +101,7 @@ class ChecksumError(RuntimeError):
 
 def manifest_entries() -> list[dict[str, Any]]:
     """The official files as ``weights/manifest.json`` lists them (name, url, size, md5, sha256)."""
-    return [
-        {"name": f.name, "url": f.url, "size": f.size, "md5": f.md5, "sha256": f.sha256}
-        for f in OFFICIAL_FILES
-    ]
+    return [dataclasses.asdict(f) for f in OFFICIAL_FILES]
 
 
 def _check_remote(remote: RemoteFile, retries: int, timeout: float) -> None:
