@@ -1,4 +1,4 @@
-"""Downloading files, checked while they stream: transfer only (VGGISH.md §6 for the official ones).
+"""Downloading files, checked while they stream: transfer only (docs/vggish.md §6 for the official ones).
 
 Only the standard library speaks HTTP here (``urllib.request``); tqdm draws the progress bar.
 A download goes to ``NAME.part`` beside its destination and is moved into place with
