@@ -1,4 +1,4 @@
-"""Downloading files with pooch: hash-checked, atomic, retried; one-line errors.
+"""Downloading files with pooch: hash-checked, atomic, retried (docs/vggish.md §6 for the official ones).
 
 pooch streams a file to a temporary name beside its destination and moves it into place only
 after its hash matches (SHA-256 where recorded, else MD5), so an interrupted or corrupt transfer
