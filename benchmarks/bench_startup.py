@@ -130,10 +130,12 @@ def wait_ready(port: int, server: subprocess.Popen[bytes], started: float) -> fl
     while time.perf_counter() - started < READY_TIMEOUT_S:
         if server.poll() is not None:
             raise RuntimeError(f"the server exited with status {server.returncode} before it was ready")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer:
-                if answer.status == 200:
-                    return time.perf_counter() - started
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer,
+        ):
+            if answer.status == 200:
+                return time.perf_counter() - started
         time.sleep(0.1)
     raise RuntimeError(f"not ready after {READY_TIMEOUT_S:.0f} s")
 
@@ -153,7 +155,9 @@ def first_embed(python: str, clip: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--python",
         action="append",
@@ -171,15 +175,16 @@ def main() -> None:
         results: dict[tuple[str, str], list[float]] = {}
         for _ in range(args.repeats):
             for label, python in pythons.items():
-                results.setdefault((label, "vggish --version, s"), []).append(timed_command(python, "--version"))
-                results.setdefault((label, "vggish --help, s"), []).append(timed_command(python, "--help"))
+                for flag in ("--version", "--help"):
+                    results.setdefault((label, f"vggish {flag}, s"), []).append(timed_command(python, flag))
         for _ in range(args.serve_repeats):
             for label, python in pythons.items():
                 ready, rss, hwm = first_serve(python, clip)
                 results.setdefault((label, "first serve: start to /readyz 200, s"), []).append(ready)
                 results.setdefault((label, "resident after a 10 s clip, MB"), []).append(rss)
                 results.setdefault((label, "peak resident, MB"), []).append(hwm)
-                results.setdefault((label, "first embed of a 10 s file, s"), []).append(first_embed(python, clip))
+                embed = first_embed(python, clip)
+                results.setdefault((label, "first embed of a 10 s file, s"), []).append(embed)
     print(f"# start-up, median of runs taking turns; {cpu_flags_line()}\n")
     labels = list(pythons)
     print("| case | " + " | ".join(labels) + (" | ratio |" if len(labels) == 2 else " |"))
