@@ -35,6 +35,7 @@ from vggish.search import (
     StoreLimits,
     open_collections,
     validate_collection_name,
+    validate_item_id,
 )
 from vggish.search.base import check_features, unknown_warning
 
@@ -230,8 +231,8 @@ class SearchService:
             )
         used = self.used_features(options)
         await self.check(name, used, force, must_exist=False)
-        for item_id in named:
-            Item.of(str(item_id), [[1.0] * params.EMBEDDING_SIZE])  # the ids' checks, before embedding
+        for item_id in named:  # the ids' checks, before embedding
+            validate_item_id(item_id)
         assert self.embedding is not None
         embedded = await self.embedding.embed(inputs, options, timings, disconnected)
         items = [Item.of(str(i), *_segments(e)) for i, e in zip(named, embedded, strict=True)]
@@ -280,7 +281,7 @@ class SearchService:
             raise InvalidParameterError(f"a search takes one audio clip; got {len(inputs)}")
         used = self.used_features(options)
         warning = await self.check(name, used, force, must_exist=True)
-        self.store.limits.check_query(Query.embedding([1.0] * params.EMBEDDING_SIZE), level, k)  # before work
+        self.store.limits.check_search(level, k)  # before any audio is embedded
         assert self.embedding is not None
         (embedded,) = await self.embedding.embed(inputs, options, timings, disconnected)
         query = Query.segments(*_segments(embedded))

@@ -208,7 +208,7 @@ def run_search(args: argparse.Namespace) -> int:
         options = _options(args)
         model = load_runtime(args)
         _check(store, args.name, FeatureSpec.for_model(model, options), args.force, must_exist=True)
-        store.limits.check_query(Query.embedding([1.0] * 128), args.level, args.k)
+        store.limits.check_search(args.level, args.k)
         from vggish.pipeline.driver import embed_each
 
         ((_, result),) = list(embed_each(model, [args.query], options))

@@ -423,15 +423,24 @@ class StoreLimits:
                 raise InvalidInputError(f"the id {item.id!r} is given twice: each item needs its own")
             seen.add(item.id)
 
-    def check_query(self, query: Query, level: Level, k: int) -> None:
-        """Refuses a bad level, k, or a segment-level query of too many segments (before any work).
+    def check_search(self, level: Level, k: int) -> None:
+        """Refuses a bad level or k (before a query is made, e.g. by embedding audio).
 
         Raises:
-            InvalidInputError, LimitExceededError: as above.
+            InvalidInputError: an unknown level, k < 1.
+            LimitExceededError: k over the limit.
         """
         if level not in LEVELS:
             raise InvalidInputError(f"level must be one of {LEVELS}; got {level!r}")
         check_k(k, self.k)
+
+    def check_query(self, query: Query, level: Level, k: int) -> None:
+        """:meth:`check_search`, and refuses a segment-level query of too many segments.
+
+        Raises:
+            InvalidInputError, LimitExceededError: as above.
+        """
+        self.check_search(level, k)
         if level == "segment" and len(query.vectors) > self.query_segments:
             raise LimitExceededError(
                 "search_max_query_segments",
