@@ -54,6 +54,8 @@ from .schemas import (
 from .search_json import PEEK_BYTES, EmbeddingsBody, first_key
 from .service import Disconnected, EmbeddingService, Timings
 
+INLINE_BYTES = 1 << 16  # body pieces up to this size are parsed on the event loop
+
 
 def store_of(settings: Settings) -> BaseCollectionStore:
     """The collections store the settings name (nothing is connected yet)."""
@@ -163,7 +165,10 @@ async def read_embeddings(
     s: Settings = request.app.state.settings
     parser = EmbeddingsBody(form, max_items, max_rows, rows_limit)
     async for chunk in body_stream(request, s.max_upload_bytes):
-        await asyncio.to_thread(parser.feed, chunk)
+        if len(chunk) <= INLINE_BYTES:  # a query's few kB: no hop to a thread and back
+            parser.feed(chunk)
+        else:
+            await asyncio.to_thread(parser.feed, chunk)
     parser.finish()
     return parser
 
