@@ -55,14 +55,13 @@ RUN apt-get update \
         $(command -v python3 >/dev/null || echo python3) \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
     && useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin vggish \
-    && mkdir -p /app/weights /data /cache \
-    && chown vggish:vggish /app/weights /data /cache
+    && mkdir -p /app/weights /data \
+    && chown vggish:vggish /app/weights /data
 COPY --from=build /opt/venv /opt/venv
 
-# VGGISH_DATA_DIR: the heads' database (heads.sqlite3); VGGISH_CACHE_DIR: exported ONNX graphs and
-# the CPU tunings. Both are volumes owned by the user. /app/weights: the weights, mounted or fetched.
-# OPENBLAS_NUM_THREADS=1: the decode threads run side by side, and NumPy's own BLAS threads on
-# top of them oversubscribe the cores (2.7x slower log-mel on 16 cores; see bench_service.py).
+# VGGISH_DATA_DIR: the heads' database (heads.sqlite3), a volume owned by the user. /app/weights:
+# the weights, mounted or fetched. OPENBLAS_NUM_THREADS=1: the decode threads run side by side,
+# and NumPy's own BLAS threads on top of them would oversubscribe the cores.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -70,25 +69,20 @@ ENV PATH=/opt/venv/bin:$PATH \
     VGGISH_PORT=8000 \
     VGGISH_WEIGHTS=/app/weights/vggish.safetensors \
     VGGISH_DATA_DIR=/data \
-    VGGISH_CACHE_DIR=/cache \
     OPENBLAS_NUM_THREADS=1
 WORKDIR /app
 USER 10001:10001
 
-# --build-arg FETCH_WEIGHTS=true: the official weights are downloaded (and the ONNX graph exported
-# into /cache) at build time, so a container starts without a network.
+# --build-arg FETCH_WEIGHTS=true: the official weights are downloaded at build time, so a container
+# starts without a network.
 ARG FETCH_WEIGHTS=false
-RUN if [ "$FETCH_WEIGHTS" = "true" ]; then \
-        vggish download --dir /app/weights --no-progress \
-        && python -c "import vggish; vggish.load_model('/app/weights/vggish.safetensors', backend='onnx', cache_dir='/cache')"; \
-    fi
-VOLUME ["/data", "/cache"]
+RUN if [ "$FETCH_WEIGHTS" = "true" ]; then vggish download --dir /app/weights --no-progress; fi
+VOLUME ["/data"]
 
 EXPOSE 8000
 # Ready, not just alive: /readyz answers 200 once the model is loaded and warmed up, 503 before
-# (and for good if the warm-up fails). A cold start (CPU tuning and ONNX export into /cache)
-# took 55-60 s on 2 idle cores and 170-200 s on 2 cores shared with other busy processes; a start
-# with /cache kept takes seconds. Failures in the start period do not count; after it, 3 do.
-HEALTHCHECK --interval=15s --timeout=5s --start-period=600s --retries=3 \
+# (and for good if the warm-up fails); a start takes seconds, longer on a busy machine. Failures in
+# the start period do not count; after it, 3 do.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import os, sys, urllib.request\ntry:\n    urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('VGGISH_PORT', '8000'), timeout=4)\nexcept Exception as e:\n    sys.exit('not ready: %s' % e)"]
 CMD ["vggish", "serve"]

@@ -171,8 +171,8 @@ def expect(what, got, want):
         problems.append(f"{what}: {got!r}, expected {want!r}")
 expect("USER", config.get("User"), "10001:10001")
 expect("CMD", config.get("Cmd"), ["vggish", "serve"])
-expect("VOLUME", sorted(config.get("Volumes") or {}), ["/cache", "/data"])
-for key, want in {"VGGISH_DATA_DIR": "/data", "VGGISH_CACHE_DIR": "/cache", "VGGISH_HOST": "0.0.0.0",
+expect("VOLUME", sorted(config.get("Volumes") or {}), ["/data"])
+for key, want in {"VGGISH_DATA_DIR": "/data", "VGGISH_HOST": "0.0.0.0",
                   "OPENBLAS_NUM_THREADS": "1"}.items():
     expect(key, env.get(key), want)
 test = health.get("Test") or []
@@ -184,7 +184,7 @@ if problems:
 print(f"{health['StartPeriod'] / 1e9:.0f} {health['Interval'] / 1e9:.0f} {health['Retries']}")
 EOF
 read -r start_period interval retries <"$work/config.txt"
-ok "USER 10001, CMD vggish serve, VOLUME /data /cache, VGGISH_DATA_DIR=/data, VGGISH_CACHE_DIR=/cache, OPENBLAS_NUM_THREADS=1"
+ok "USER 10001, CMD vggish serve, VOLUME /data, VGGISH_DATA_DIR=/data, OPENBLAS_NUM_THREADS=1"
 ok "HEALTHCHECK probes /readyz: start period ${start_period} s, interval ${interval} s, retries $retries"
 
 say "== run (uid 10001, -e VGGISH_WEIGHTS=random, a host folder as /data)"
