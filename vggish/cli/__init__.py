@@ -43,6 +43,7 @@ examples:
   vggish serve                                       the REST service on 127.0.0.1:8000
   vggish serve --weights random                      the same with demo weights (no download)
   vggish heads train --name kinds clips/             a classifier head from clips/<label>/*
+  vggish index add sounds clips/                     a collection to search: vggish index search sounds q.wav
   vggish convert vggish_model.ckpt --pca vggish_pca_params.npz --output weights/vggish.safetensors
   vggish download                                    fetch, verify and convert Google's files
   vggish verify                                      Google's smoke test on the installed weights
