@@ -129,6 +129,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await asyncio.gather(warm, return_exceptions=True)
             await asyncio.to_thread(trainings.close)
             await asyncio.to_thread(service.close)
+            await asyncio.to_thread(app.state.collections.close)
             # A stopped app holds no model: an app object outlives its lifespan where something
             # keeps it (a test's client; FastAPI's module-level routers link back to each app).
             app.state.service = app.state.trainings = None

@@ -470,6 +470,10 @@ class BaseCollectionStore(ABC):
     def open(self) -> None:
         """Creates or upgrades the schema now (otherwise done on first use)."""
 
+    def close(self) -> None:
+        """Releases what the store holds open (PostgreSQL's pooled connections); it stays usable."""
+        return None
+
     @abstractmethod
     def list(self) -> Infos:
         """Every collection, by name (byte order)."""

@@ -17,7 +17,10 @@ One index per table rather than a partial index per collection: collections are 
 any time, and building an index there would be DDL in the request path, one more index per
 collection to plan around, and a long lock on the table when a large collection is added.
 
-Every operation opens its own connection (safe across threads and forked processes). The schema
+Operations take connections from a small pool (psycopg_pool, psycopg's own: opening one costs a
+TCP handshake and SCRAM authentication, most of a search's time otherwise), one pool per process
+(a forked child makes its own); the first operation connects directly, so that a wrong URL or
+password fails at once with the server's reason. The schema
 is versioned in ``search_schema`` and made under an advisory lock (its statements idempotent
 too), so replicas that start together make it once; the role needs to create the ``vector``
 extension on first use (or an administrator runs ``CREATE EXTENSION vector`` once). Needs
@@ -26,6 +29,7 @@ extension on first use (or an administrator runs ``CREATE EXTENSION vector`` onc
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,6 +69,7 @@ SCHEMA_VERSION = 1
 SCHEMA_LOCK_KEY = int.from_bytes(b"vggishSr", "big") >> 1
 EF_SEARCH = 200  # HNSW candidates per query (pgvector's default is 40)
 EXACT_MAX = 10_000  # vectors of a collection searched without the index
+POOL_SIZE = 4  # connections a process keeps open at most
 CANDIDATES_PER_K = 4  # segment level: candidate segments per result and query segment, at first
 SCHEMA = (
     "CREATE EXTENSION IF NOT EXISTS vector",
@@ -141,6 +146,8 @@ class PostgresCollectionStore(BaseCollectionStore):
         self._connect_timeout = connect_timeout
         self._ready = False
         self._lock = threading.Lock()
+        self._pool: Any = None  # psycopg_pool.ConnectionPool, made on first use
+        self._pool_pid = 0
 
     @property
     def location(self) -> str:
@@ -148,7 +155,24 @@ class PostgresCollectionStore(BaseCollectionStore):
 
     @contextmanager
     def _connect(self) -> Iterator[psycopg.Connection[Any]]:
-        """A fresh autocommit connection, the schema made; psycopg errors -> RuntimeError."""
+        """A pooled autocommit connection, the schema made; psycopg errors -> RuntimeError."""
+        if not self._ready:
+            self._first_connection()
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self._connections().connection() as conn:
+                yield conn
+        except PoolTimeout as e:
+            raise RuntimeError(
+                f"cannot reach the search database {self._shown}: no connection within "
+                f"{self._connect_timeout} s ({_scrub(str(e).strip(), self._url)})"
+            ) from e
+        except psycopg.Error as e:
+            raise RuntimeError(f"search database {self._shown}: {_scrub(str(e).strip(), self._url)}") from e
+
+    def _first_connection(self) -> None:
+        """Connects directly once (a wrong URL fails now, with the server's reason) and makes the schema."""
         try:
             conn = psycopg.connect(self._url, autocommit=True, connect_timeout=self._connect_timeout)
         except psycopg.Error as e:
@@ -156,19 +180,42 @@ class PostgresCollectionStore(BaseCollectionStore):
                 f"cannot reach the search database {self._shown}: {_scrub(str(e).strip(), self._url)}"
             ) from e
         try:
-            from pgvector.psycopg import register_vector
-        except ImportError as e:
-            conn.close()
-            raise RuntimeError(
-                f"collections in PostgreSQL need pgvector: pip install 'vggish[postgres]' ({e})"
-            ) from e
-        try:
             with conn:
                 self._prepare(conn)
-                register_vector(conn)
-                yield conn
         except psycopg.Error as e:
             raise RuntimeError(f"search database {self._shown}: {_scrub(str(e).strip(), self._url)}") from e
+
+    def _connections(self) -> Any:
+        """This process's pool (made on first use; a forked child makes its own)."""
+        try:
+            from pgvector.psycopg import register_vector
+            from psycopg_pool import ConnectionPool
+        except ImportError as e:
+            raise RuntimeError(
+                "collections in PostgreSQL need pgvector and psycopg-pool: "
+                f"pip install 'vggish[postgres]' ({e})"
+            ) from e
+        with self._lock:
+            if self._pool is None or self._pool_pid != os.getpid():
+                self._pool = ConnectionPool(
+                    self._url,
+                    min_size=0,
+                    max_size=POOL_SIZE,
+                    kwargs={"autocommit": True, "connect_timeout": self._connect_timeout},
+                    configure=register_vector,
+                    check=ConnectionPool.check_connection,
+                    timeout=self._connect_timeout,
+                    open=True,
+                )
+                self._pool_pid = os.getpid()
+            return self._pool
+
+    def close(self) -> None:
+        """Closes this process's pooled connections (the store opens new ones if used again)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None and self._pool_pid == os.getpid():
+            pool.close()
 
     def _prepare(self, conn: psycopg.Connection[Any]) -> None:
         with self._lock:
