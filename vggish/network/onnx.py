@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 from vggish import params
-from vggish.fileio import BuildLock, atomic_output
+from vggish.fileio import atomic_output
 from vggish.network import plans
 from vggish.network.model import VGGish
 from vggish.network.plans import Plan
@@ -227,12 +228,12 @@ def cached_or_built(
     path: Path, threads: int | None, build: Callable[[], object], **expected: str
 ) -> OnnxVGGish:
     """A session of the graph at ``path``: the cached one (:func:`cached_graph`), else ``build()``
-    writes it, under a :class:`~vggish.fileio.BuildLock` so that processes starting together
-    (service workers) build it once: the others wait, then load it."""
+    writes it, under a file lock (``PATH.lock``) so that processes starting together (service
+    workers) build it once: the others wait, then load it."""
     runner = cached_graph(path, threads, **expected)
     if runner is None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with BuildLock(path):
+        with FileLock(path.with_suffix(".lock")):
             runner = cached_graph(path, threads, **expected)  # built while this one waited
             if runner is None:
                 build()
