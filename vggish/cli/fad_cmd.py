@@ -14,7 +14,7 @@ from vggish.cli.runtime_args import add_runtime_args, add_weights_arg, positive_
 from vggish.weights.location import default_weights_path
 
 if TYPE_CHECKING:
-    from vggish.fad import SetResult, SetStats
+    from vggish.fad import Mode, SetResult, SetStats
     from vggish.network.runtime import Runtime
 
 DESCRIPTION = """\
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     """Computes the FAD; 0 when every file was read, 2 when some failed."""
     from vggish.fad import load_stats
 
-    mode = "google" if args.compat == "google" else "default"
+    mode: Mode = "google" if args.compat == "google" else "default"
     sets = [
         _Set("background", args.background, args.save_stats_background),
         _Set("eval", args.eval, args.save_stats_eval),
@@ -141,7 +141,7 @@ def _check_flags(args: argparse.Namespace, sets: list[_Set]) -> None:
         raise ValueError("--contributions and --inf need EVAL as audio files, not saved statistics")
 
 
-def _check_saved(args: argparse.Namespace, sets: list[_Set], mode: str) -> list[str]:
+def _check_saved(args: argparse.Namespace, sets: list[_Set], mode: Mode) -> list[str]:
     """Saved statistics against each other and against the mode asked for (before any work)."""
     from vggish.errors import ConflictError
     from vggish.fad import check_same_origin
@@ -164,7 +164,7 @@ def _check_saved(args: argparse.Namespace, sets: list[_Set], mode: str) -> list[
     return warnings
 
 
-def _check_model(args: argparse.Namespace, sets: list[_Set], model: Runtime, mode: str) -> list[str]:
+def _check_model(args: argparse.Namespace, sets: list[_Set], model: Runtime, mode: Mode) -> list[str]:
     """Saved statistics against the weights about to embed the other set."""
     from vggish.errors import ConflictError
 
@@ -189,7 +189,7 @@ def _load(args: argparse.Namespace) -> Runtime:
     return load_model(settings.weights or None, **settings.load_kwargs())
 
 
-def _embed(args: argparse.Namespace, s: _Set, model: Runtime, mode: str) -> None:
+def _embed(args: argparse.Namespace, s: _Set, model: Runtime, mode: Mode) -> None:
     from vggish.extract.progress import Progress
     from vggish.fad import embed_set, embed_set_parallel, save_stats
 
@@ -206,12 +206,12 @@ def _embed(args: argparse.Namespace, s: _Set, model: Runtime, mode: str) -> None
                     progress.update(seconds if i == 0 else 0.0, failed=i < failed)
 
             s.result = embed_set_parallel(
-                s.paths, mode, settings.weights or None, settings.load_kwargs(), args.workers,  # type: ignore[arg-type]
+                s.paths, mode, settings.weights or None, settings.load_kwargs(), args.workers,
                 keep_per_file=per_file, keep_embeddings=embeddings, on_files=chunk_done,
             )  # fmt: skip
         else:
             s.result = embed_set(
-                model, s.paths, mode, keep_per_file=per_file, keep_embeddings=embeddings,  # type: ignore[arg-type]
+                model, s.paths, mode, keep_per_file=per_file, keep_embeddings=embeddings,
                 on_file=lambda seconds, failed: progress.update(seconds, failed),
             )  # fmt: skip
     finally:
@@ -219,7 +219,7 @@ def _embed(args: argparse.Namespace, s: _Set, model: Runtime, mode: str) -> None
     for path, error in s.result.failures:
         print(f"vggish: {s.label}: failed: {path}: {error}", file=sys.stderr)
     try:
-        s.stats = s.result.stats(model.weights_info.get("sha256", ""), mode)  # type: ignore[arg-type]
+        s.stats = s.result.stats(model.weights_info.get("sha256", ""), mode)
     except ValueError as e:
         raise ValueError(f"{s.label} ({s.source}): {e}") from None
     if s.save:
