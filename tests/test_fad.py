@@ -340,3 +340,18 @@ def test_cli_refuses_contradictory_flags_before_work(
     for argv, words in cases:
         assert main(argv) == 1
         assert words in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fad_help_starts_without_pytorch_or_scipy() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom vggish.cli import main\n"
+        "try:\n    main(['fad', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "print(sorted({'torch', 'onnxruntime', 'scipy'} & set(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "--compat" in done.stdout and done.stdout.strip().splitlines()[-1] == "[]"
