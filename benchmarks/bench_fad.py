@@ -15,8 +15,8 @@ and ``laion_clap``, ``encodec`` and ``torchlibrosa``, which it imports at load f
 are empty stand-ins (their import time is not counted, which favours it).
 
 Each command is a fresh process timed from start to exit (imports, model loading, decoding,
-embedding, statistics, distance). Each runs once to warm up (our ONNX graph is exported then and
-cached), then they take turns ``--repeats`` times; medians are reported.
+embedding, statistics, distance). Each runs once to warm up (the files into the page cache), then
+they take turns ``--repeats`` times; medians are reported.
 
 fadtk is not run (it needs torchaudio, whose builds need another torch than this machine's, and
 fetches its model from GitHub): its FAD is computed here from its documented semantics (per-file
@@ -165,7 +165,7 @@ def main() -> None:
         ours_w, theirs_w = export_weights(root)
         peer = root / "peer.py"
         peer.write_text(PEER)
-        env = {**os.environ, "VGGISH_CACHE_DIR": str(root / "cache")}
+        env = dict(os.environ)
         vggish = [sys.executable, "-m", "vggish", "fad", str(bg), str(ev), "--weights", str(ours_w), "--json"]
         runs = {
             f"vggish fad (default mode, --workers {args.workers})": (
