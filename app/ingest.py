@@ -302,14 +302,14 @@ class _PendingJson:
         self._lock = threading.Lock()
         self.bytes = 0
 
-    def take(self, size: int, most: int) -> bool:
+    def reserve(self, size: int, most: int) -> bool:
         with self._lock:
             if self.bytes + size > most:
                 return False
             self.bytes += size
             return True
 
-    def give(self, size: int) -> None:
+    def release(self, size: int) -> None:
         with self._lock:
             self.bytes -= size
 
@@ -326,7 +326,7 @@ async def _json(request: Request, max_inputs: int) -> list[Upload]:
     pending, taken = bytearray(), 0
     try:
         async for chunk in body_chunks(request, BodyLimit(s.max_json_bytes, "max_json_bytes", JSON_HINT)):
-            if not PENDING_JSON.take(len(chunk), most):
+            if not PENDING_JSON.reserve(len(chunk), most):
                 raise BusyError(
                     f"JSON bodies arriving at once hold {most} bytes, the most this server takes "
                     f"({PENDING_JSON_BODIES} x max_json_bytes): retry later, or {JSON_HINT}",
@@ -339,5 +339,5 @@ async def _json(request: Request, max_inputs: int) -> list[Upload]:
                 pending.clear()
         parsed = await asyncio.to_thread(parser.finish, bytes(pending))
     finally:
-        PENDING_JSON.give(taken)
+        PENDING_JSON.release(taken)
     return [Upload(name, source) for name, source in parsed]
