@@ -25,6 +25,7 @@ import asyncio
 import io
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from tempfile import SpooledTemporaryFile
 from typing import IO, Any, BinaryIO
@@ -315,14 +316,18 @@ class _PendingJson:
 
 
 PENDING_JSON = _PendingJson()
+JSON_THREAD = ThreadPoolExecutor(1, thread_name_prefix="vggish-json")
+"""Where JSON bodies are parsed, one piece of one body at a time: parsing holds the GIL anyway, and
+a piece's parse events take many times its bytes while they are read (in one thread's heap)."""
 
 
 async def _json(request: Request, max_inputs: int) -> list[Upload]:
-    """A JSON body parsed as it arrives (in a worker thread, a few hundred kB at a time), its
+    """A JSON body parsed as it arrives (on :data:`JSON_THREAD`, a few hundred kB at a time), its
     seconds limits those of the app's settings."""
     s: Settings = request.app.state.settings
     parser = JsonInputs(BodyLimits(max_inputs, s.max_input_seconds, s.max_request_seconds))
     most = PENDING_JSON_BODIES * s.max_json_bytes
+    loop = asyncio.get_running_loop()
     pending, taken = bytearray(), 0
     try:
         async for chunk in body_chunks(request, BodyLimit(s.max_json_bytes, "max_json_bytes", JSON_HINT)):
@@ -335,9 +340,9 @@ async def _json(request: Request, max_inputs: int) -> list[Upload]:
             taken += len(chunk)
             pending += chunk
             if len(pending) >= FEED_BYTES:
-                await asyncio.to_thread(parser.feed, bytes(pending))
+                await loop.run_in_executor(JSON_THREAD, parser.feed, bytes(pending))
                 pending.clear()
-        parsed = await asyncio.to_thread(parser.finish, bytes(pending))
+        parsed = await loop.run_in_executor(JSON_THREAD, parser.finish, bytes(pending))
     finally:
         PENDING_JSON.release(taken)
     return [Upload(name, source) for name, source in parsed]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,9 +37,6 @@ ParsedInput = tuple[str | None, bytes | Waveform]
 """An input's name and its audio: a file's bytes, or samples."""
 
 FEED_BYTES = 1 << 18  # body bytes handed to the parser at a time: its events for them are held at once
-_PARSING = threading.Lock()
-"""One piece of one body is parsed at a time in the process: parsing holds the GIL anyway, and a
-piece's parse events take many times its bytes while they are read."""
 _BACKEND = ijson.get_backend("yajl2_c")
 _NO_OPTIONS = EmbedOptions()  # seconds limits do not depend on the options
 _FIELD_TYPES: dict[str, TypeAdapter[Any]] = {
@@ -133,8 +129,7 @@ class JsonInputs:
     def feed(self, data: bytes) -> None:
         """Reads the next piece of the body."""
         self._received += len(data)
-        with _PARSING:
-            self._parse(lambda: self._parser.send(data))
+        self._parse(lambda: self._parser.send(data))
 
     def finish(self, data: bytes = b"") -> list[ParsedInput]:
         """Reads the last piece and returns the inputs, in order."""
@@ -142,8 +137,7 @@ class JsonInputs:
             self.feed(data)
         if not self._received:
             raise MissingAudioError('the JSON body is empty: send {"inputs": [...]}')
-        with _PARSING:
-            self._parse(self._parser.close)
+        self._parse(self._parser.close)
         assert self._state == _END
         return self._inputs
 
