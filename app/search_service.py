@@ -40,8 +40,8 @@ from vggish.search import (
 from vggish.search.base import check_features, unknown_warning
 
 from .config import Settings
-from .errors import InvalidParameterError
-from .ingest import Upload, body_stream, check_content_length
+from .errors import BusyError, InvalidParameterError
+from .ingest import JSON_HINT, JSON_THREAD, PENDING_JSON, PENDING_JSON_BODIES, BodyLimit, Upload, body_chunks
 from .schemas import (
     AddedItem,
     AddItemsResponse,
@@ -120,15 +120,20 @@ def _added(result: AddResult, items: list[Item]) -> AddItemsResponse:
     )
 
 
-async def peek_json(request: Request, limit: int) -> tuple[str, Request]:
+def json_limit(settings: Settings) -> BodyLimit:
+    """What a JSON body may hold (``max_json_bytes``, as every JSON body of the service)."""
+    return BodyLimit(settings.max_json_bytes, "max_json_bytes", JSON_HINT)
+
+
+async def peek_json(request: Request) -> tuple[str, Request]:
     """A JSON body's first key, and a request that reads the whole body again from the start
     (the bytes read to find the key first, then the rest as it arrives).
 
     Raises:
-        LimitExceededError: over ``limit`` bytes (413).
+        LimitExceededError: over ``max_json_bytes`` (413).
+        BodyTimeoutError, ClientDisconnectedError: as :func:`app.ingest.body_chunks`.
     """
-    check_content_length(request, limit)
-    stream = body_stream(request, limit)
+    stream = body_chunks(request, json_limit(request.app.state.settings))
     head = b""
     key: str | None = None
     async for chunk in stream:
@@ -161,15 +166,33 @@ def _replay(head: bytes, rest: AsyncIterator[bytes], receive: Receive) -> Receiv
 async def read_embeddings(
     request: Request, form: str, max_items: int, max_rows: int, rows_limit: str
 ) -> EmbeddingsBody:
-    """An embeddings JSON body, parsed as it arrives (in a worker thread, a piece at a time)."""
+    """An embeddings JSON body, parsed as it arrives (a query's few kB on the event loop, larger
+    pieces on the service's JSON thread), within the budget of JSON bodies arriving at once.
+
+    Raises:
+        BusyError: the JSON bodies arriving at once already hold what the server takes (503).
+    """
     s: Settings = request.app.state.settings
     parser = EmbeddingsBody(form, max_items, max_rows, rows_limit)
-    async for chunk in body_stream(request, s.max_upload_bytes):
-        if len(chunk) <= INLINE_BYTES:  # a query's few kB: no hop to a thread and back
-            parser.feed(chunk)
-        else:
-            await asyncio.to_thread(parser.feed, chunk)
-    parser.finish()
+    most = PENDING_JSON_BODIES * s.max_json_bytes
+    loop = asyncio.get_running_loop()
+    taken = 0
+    try:
+        async for chunk in body_chunks(request, json_limit(s)):
+            if not PENDING_JSON.reserve(len(chunk), most):
+                raise BusyError(
+                    f"JSON bodies arriving at once hold {most} bytes, the most this server takes: "
+                    "retry later",
+                    headers={"Retry-After": str(s.retry_after_s)},
+                )
+            taken += len(chunk)
+            if len(chunk) <= INLINE_BYTES:  # no hop to a thread and back
+                parser.feed(chunk)
+            else:
+                await loop.run_in_executor(JSON_THREAD, parser.feed, chunk)
+        parser.finish()
+    finally:
+        PENDING_JSON.release(taken)
     return parser
 
 

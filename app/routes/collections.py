@@ -164,7 +164,7 @@ async def add_items(
     `features` that made them."""
     kind = media_type(request)
     if kind == "application/json":
-        key, request = await peek_json(request, settings.max_upload_bytes)
+        key, request = await peek_json(request)
         if key != "inputs":
             body = await read_embeddings(
                 request,
@@ -214,7 +214,7 @@ async def search_collection(
     results). At `segment` level each result names its segment that matched and, for a query of
     segments, the query's segment."""
     if media_type(request) == "application/json":
-        key, request = await peek_json(request, settings.max_upload_bytes)
+        key, request = await peek_json(request)
         if key != "inputs":
             body = await read_embeddings(
                 request, "query", 1, settings.search_max_query_segments, "search_max_query_segments"

@@ -21,7 +21,8 @@ BUDGET = 24 * MIB  # a refused body: a few pieces of it and the rows read before
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("reliability-search")
-    with uvicorn_server(VGGISH_DATA_DIR=str(data), VGGISH_MAX_UPLOAD_BYTES=str(200 * MIB)) as running:
+    limits = {"VGGISH_MAX_UPLOAD_BYTES": str(200 * MIB), "VGGISH_MAX_JSON_BYTES": str(200 * MIB)}
+    with uvicorn_server(VGGISH_DATA_DIR=str(data), **limits) as running:
         yield running
 
 
