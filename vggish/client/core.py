@@ -16,7 +16,6 @@ afterwards. Timeouts are never retried: the caller chose how long to wait.
 
 from __future__ import annotations
 
-import base64
 import urllib.parse
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,10 +38,10 @@ from vggish.client.inputs import (
     FilePart,
     FileSource,
     HeadKind,
-    SamplesPart,
     audio_body,
     is_single,
     json_body,
+    json_input,
     labelled_clips,
     multipart,
     prepare,
@@ -197,14 +196,6 @@ def _collection_path(name: str, suffix: str = "") -> str:
 
 def _names(parts: Sequence[object]) -> list[str | None]:
     return [part.name if isinstance(part, FilePart) else None for part in parts]
-
-
-def _named(part: object, name: str) -> dict[str, object]:
-    """A JSON ``inputs`` entry of ``part`` named ``name`` (the item's id)."""
-    if isinstance(part, FilePart):
-        return {"audio_base64": base64.b64encode(part.data).decode("ascii"), "name": name}
-    assert isinstance(part, SamplesPart)
-    return {"samples": part.samples.tolist(), "sample_rate": part.sample_rate, "name": name}
 
 
 class Api:
@@ -496,7 +487,8 @@ class Api:
             files = [(str(n), p.data) for n, p in zip(names, parts, strict=True) if isinstance(p, FilePart)]
             body = multipart({"id": [str(n) for n in names]}, files)
         else:
-            body = json_body({"inputs": [_named(p, str(n)) for p, n in zip(parts, names, strict=True)]})
+            named = [json_input(p) | {"name": str(n)} for p, n in zip(parts, names, strict=True)]
+            body = json_body({"inputs": named})
         query = AudioOptions(hop, pad, resampler).query() | ({"force": "true"} if force else {})
         response = yield from self._call(Request("POST", _collection_path(name, "/items"), query, body))
         return parse(response, add_result)

@@ -13,7 +13,7 @@ import inspect
 import time
 from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import httpx
 
@@ -30,6 +30,7 @@ from vggish.client.core import (
 
 P = ParamSpec("P")
 T = TypeVar("T")
+H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 
 
 def blocking(op: Callable[Concatenate[Api, P], Op[T]]) -> Callable[Concatenate[Client, P], T]:
@@ -59,7 +60,25 @@ def _named_as(method: Callable[..., T], op: Callable[..., object]) -> Callable[.
     return method
 
 
-class Client:
+class _Transport(Generic[H]):
+    """What both clients hold: the operations' state (:class:`Api`) and an httpx client."""
+
+    _http_type: type[H]
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT_S,
+        retries: int = DEFAULT_RETRIES,
+        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT_S,
+    ) -> None:
+        self._api = Api(api_key=api_key, retries=retries, max_retry_wait=max_retry_wait)
+        self._http: H = self._http_type(base_url=base_url, headers=self._api.headers, timeout=timeout)
+
+
+class Client(_Transport[httpx.Client]):
     """A VGGish service's API: embeddings, classifier heads, collections and the model card, as
     blocking calls.
 
@@ -78,17 +97,7 @@ class Client:
         max_retry_wait: the longest wait before a retry; a ``Retry-After`` above it is raised at once.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        api_key: str | None = None,
-        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT_S,
-        retries: int = DEFAULT_RETRIES,
-        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT_S,
-    ) -> None:
-        self._api = Api(api_key=api_key, retries=retries, max_retry_wait=max_retry_wait)
-        self._http = httpx.Client(base_url=base_url, headers=self._api.headers, timeout=timeout)
+    _http_type = httpx.Client
 
     def _run(self, op: Op[T]) -> T:
         """Drives an operation: sends its requests, sleeps its waits, returns its result."""
@@ -145,7 +154,7 @@ class Client:
     delete_item = blocking(Api.delete_item)
 
 
-class AsyncClient:
+class AsyncClient(_Transport[httpx.AsyncClient]):
     """A VGGish service's API as coroutines; each method is :class:`Client`'s, awaited.
 
     >>> async with AsyncClient("http://127.0.0.1:8000") as client:
@@ -154,17 +163,7 @@ class AsyncClient:
     Args: as :class:`Client`'s.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        api_key: str | None = None,
-        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT_S,
-        retries: int = DEFAULT_RETRIES,
-        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT_S,
-    ) -> None:
-        self._api = Api(api_key=api_key, retries=retries, max_retry_wait=max_retry_wait)
-        self._http = httpx.AsyncClient(base_url=base_url, headers=self._api.headers, timeout=timeout)
+    _http_type = httpx.AsyncClient
 
     async def _run(self, op: Op[T]) -> T:
         """Drives an operation: sends its requests, sleeps its waits, returns its result."""
