@@ -39,8 +39,6 @@ examples:
 default weights: {default_weights_path()}"""
 
 
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``embed`` subcommand's arguments."""
     p.add_argument("input", metavar="INPUT", help="audio file to embed")

@@ -39,8 +39,6 @@ examples:
 default weights: {default_weights_path()}"""
 
 
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``extract`` subcommand's arguments."""
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders or @list.txt")

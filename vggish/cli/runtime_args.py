@@ -1,11 +1,6 @@
-"""The options that ``embed``, ``extract`` and ``serve`` share: how audio becomes examples (hop,
-padding, resampler, postprocessing) and the runtime (device, backend, precision, threads, batch
-size).
-
-The defaults of the flags come from the one settings model of the CLI and the service
-(:mod:`vggish.settings`): ``VGGISH_BACKEND`` is the default of ``--backend``, ``VGGISH_NUM_THREADS``
-of ``--threads``, ``VGGISH_WEIGHTS`` of ``--weights``, ``VGGISH_DATA_DIR`` and ``VGGISH_DATABASE_URL``
-of ``vggish heads --data-dir`` and ``--database-url``.
+"""The options that ``embed``, ``extract`` and ``serve`` share: how audio becomes examples and
+the runtime. A flag not given takes its ``VGGISH_*`` setting (:mod:`vggish.settings`), e.g.
+``VGGISH_BACKEND`` for ``--backend``.
 """
 
 from __future__ import annotations
