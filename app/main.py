@@ -1,8 +1,7 @@
-"""The FastAPI app factory: ``create_app(settings)``; ``app`` (made on first access from the
-``VGGISH_*`` environment) for ``uvicorn app.main:app``.
-
-The lifespan loads the model once, starts the inference thread and warms the model up in the
-background (``/readyz`` says 503 until then); on shutdown it finishes queued work first.
+"""The FastAPI app factory ``create_app(settings)``, and ``app`` (made on first access from the
+``VGGISH_*`` environment) for ``uvicorn app.main:app``. The lifespan loads the model once, starts
+the inference thread and warms the model up (``/readyz`` says 503 until then); on shutdown it
+finishes queued work first.
 """
 
 from __future__ import annotations
