@@ -25,6 +25,7 @@ from vggish.audio import decode as audio
 from vggish.errors import CancelledError, InvalidAudioError
 from vggish.features.logmel import example_timestamps
 from vggish.heads import Head
+from vggish.pipeline.driver import Output
 from vggish.pipeline.options import EmbedOptions
 from vggish.pipeline.source import ExampleStream, Limits
 
@@ -67,7 +68,9 @@ class StreamSession:
         self.frame_bytes = self.dtype.itemsize * self.channels
         limits = Limits(seconds=service.settings.max_input_seconds)
         self.stream = ExampleStream(self.sample_rate, options, limits=limits, label="the stream")
-        self.job: InputJob = service.batcher.open(asyncio.get_running_loop(), rows=True)
+        self.job: InputJob = service.batcher.open(
+            asyncio.get_running_loop(), postprocess=bool(options.postprocess), rows=True
+        )
         self.sent = 0  # embedding messages handed out
         self._partial = b""  # the bytes of an incomplete frame, carried to the next message
         self._on_the_way = 0  # examples put into the batcher and not yet handed out
@@ -114,16 +117,14 @@ class StreamSession:
         piece = max(1, int(PIECE_SECONDS * self.sample_rate))
         for start in range(0, len(mono), piece):
             part = mono[start : start + piece]
-            chunk = await loop.run_in_executor(self.service.pool, self.stream.push, part)
-            await self._queue(chunk.examples)
+            await self._queue(await loop.run_in_executor(self.service.pool, self.stream.push, part))
 
     async def finish(self) -> None:
         """Ends the input: flushes the resampler (with ``pad``, a stream shorter than 0.975 s
-        becomes one zero-padded example) and waits until every row is back from the model.
+        becomes one zero-padded example); its last rows come through :meth:`messages`.
 
         Raises:
             InvalidAudioError: the stream stopped inside a frame.
-            Exception: the model call's error, if it failed.
         """
         if self._partial:
             raise InvalidAudioError(
@@ -131,16 +132,12 @@ class StreamSession:
                 f"frames of {self.frame_bytes} bytes ({self.channels} × {self.dtype.itemsize})"
             )
         loop = asyncio.get_running_loop()
-        last = await loop.run_in_executor(self.service.pool, self.stream.finish)
-        await self._queue(last.examples)
-        batcher = self.service.batcher
-        batcher.end(self.job)
-        await batcher.result(self.job)
-        assert self.job.deliveries is not None
-        self.job.deliveries.put_nowait(None)  # after its last rows
+        await self._queue(await loop.run_in_executor(self.service.pool, self.stream.finish))
+        self.service.batcher.end(self.job)
 
     async def messages(self) -> AsyncIterator[dict[str, Any]]:
-        """Each embedding's message, in order, as its model call returns; ends after :meth:`finish`.
+        """Each embedding's message, in order, as its model call returns; ends after :meth:`finish`
+        once every row is back.
 
         Raises:
             Exception: the model call's error, if it failed.
@@ -148,16 +145,16 @@ class StreamSession:
         deliveries = self.job.deliveries
         assert deliveries is not None
         while True:
-            rows = await deliveries.get()
-            if isinstance(rows, BaseException):
-                raise rows
-            if rows is None:
-                return
-            for message in self._embedding_messages(rows):
+            out = await deliveries.get()
+            if isinstance(out, BaseException):
+                raise out
+            for message in self._embedding_messages(out):
                 yield message
                 async with self._room:  # handed out (sent): room for one more
                     self._on_the_way -= 1
                     self._room.notify_all()
+            if out.done:
+                return
 
     def close(self) -> None:
         """Drops what is still waiting for the model (the client is gone, or the stream failed)."""
@@ -205,11 +202,11 @@ class StreamSession:
                     ) from e
             self._on_the_way += count
 
-    def _embedding_messages(self, rows: np.ndarray) -> Iterator[dict[str, Any]]:
-        """The messages of consecutive embeddings (with their labels and 8-bit features)."""
-        first = self.sent
+    def _embedding_messages(self, out: Output) -> Iterator[dict[str, Any]]:
+        """The messages of one model call's consecutive embeddings (with their labels and 8-bit
+        features)."""
+        rows, first = out.embeddings, self.sent
         spans = example_timestamps(len(rows), self.options.hop_seconds, start=first)
-        post = self.service.model.postprocess(rows).cpu().numpy() if self.options.postprocess else None
         scores = self.head.scores(rows) if self.head is not None else None
         for k, row in enumerate(rows):
             message: dict[str, Any] = {
@@ -219,8 +216,8 @@ class StreamSession:
                 "end": float(spans[k, 1]),
                 "embedding": row.tolist(),
             }
-            if post is not None:
-                message["postprocessed"] = post[k].tolist()
+            if out.postprocessed is not None:
+                message["postprocessed"] = out.postprocessed[k].tolist()
             if scores is not None and self.head is not None:
                 labels = ranked_labels(scores[k], self.head.classes, None)
                 message["labels"] = [label.model_dump() for label in labels]

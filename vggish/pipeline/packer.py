@@ -1,21 +1,17 @@
-"""The one packer: examples of many inputs -> full model batches -> each input's rows back.
+"""The one packer: examples of many inputs -> model batches -> each input's rows back.
 
 Short inputs give a few examples each, and a long one arrives in chunks; running the model per
 input or per chunk would leave most of every call empty. A :class:`Packer` keeps each input's
 waiting examples in a :class:`Job`, cuts batches of up to ``batch_size`` examples across inputs
 in arrival order, and hands every job its rows of the model's output. A job is complete once it
 is closed (no more examples will come) and all of its examples are back. Each example's embedding
-does not depend on its batch-mates, so results equal those of one input at a time.
-
-Users: the library's ``embed``/``embed_file``/``embed_many`` (one thread: :meth:`Packer.run`), the
-service's cross-request batcher (an inference thread calling :meth:`take` and :meth:`deliver`
-under its lock), ``vggish extract`` (local and Ray) and the HEAR API.
+does not depend on its batch-mates, so results equal those of one input at a time. The driver
+(:mod:`vggish.pipeline.driver`) runs it.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,19 +20,21 @@ import numpy as np
 from vggish import params
 from vggish.pipeline.source import concat_examples
 
-InferFn = Callable[[Any], np.ndarray]
-"""(B, 96, 64) float32 examples (NumPy or a tensor) -> (B, 128) float32 embeddings."""
-
 
 class Job:
     """One input's examples on their way through a :class:`Packer`.
 
     Args:
         tag: anything the caller wants to find the job by (e.g. the input's source).
+        postprocess: the driver also hands back AudioSet's uint8 features.
+        rows: the driver hands back each model call's rows as they come (a live stream); they
+            are not kept for the end.
     """
 
-    def __init__(self, tag: Any = None) -> None:
+    def __init__(self, tag: Any = None, *, postprocess: bool = False, rows: bool = False) -> None:
         self.tag = tag
+        self.postprocess = postprocess
+        self.rows = rows
         self.queued = 0  # examples waiting for a batch
         self.taken = 0  # examples put into batches
         self.delivered = 0  # embeddings received
@@ -50,7 +48,7 @@ class Job:
         return self.closed and self.queued == 0 and self.delivered == self.taken
 
     def embeddings(self) -> np.ndarray:
-        """(N, 128) float32: the embeddings received so far, in the order the examples came."""
+        """(N, 128) float32: the embeddings kept so far (none for ``rows``), in example order."""
         if not self._outputs:
             return np.empty((0, params.EMBEDDING_SIZE), dtype=np.float32)
         return np.concatenate(self._outputs).astype(np.float32, copy=False)
@@ -106,37 +104,34 @@ class Packer:
         job.closed = True
         return job.complete
 
-    def take(self, limit: int | None = None) -> Batch | None:
-        """Cuts the next batch: up to ``batch_size`` (and ``limit``) waiting examples, oldest first.
+    def take(self) -> Batch | None:
+        """Cuts the next batch: up to ``batch_size`` waiting examples, oldest first.
 
         Returns:
             The batch, or None when nothing is waiting.
         """
-        room = self.batch_size if limit is None else min(self.batch_size, limit)
+        shares = self._shares(self.batch_size)
+        if not shares:
+            return None
         blocks: list[Any] = []
-        parts: list[tuple[Job, int]] = []
-        while self._queue and room > 0:
-            job = self._queue[0]
-            rows = 0
-            while job._blocks and room > 0:
-                block = job._blocks[0]
-                n = min(room, int(block.shape[0]))
-                blocks.append(block[:n])
-                if n == block.shape[0]:
-                    job._blocks.popleft()
-                else:
-                    job._blocks[0] = block[n:]
-                rows += n
-                room -= n
+        for job, rows in shares:
+            blocks += _cut(job, rows)
             job.queued -= rows
             job.taken += rows
             self.pending -= rows
-            parts.append((job, rows))
-            if job.queued == 0:
-                self._queue.popleft()
-        if not parts:
-            return None
-        return Batch(concat_examples(blocks), tuple(parts))
+            self._queue.remove(job)
+            if job.queued:  # still first
+                self._queue.appendleft(job)
+        return Batch(concat_examples(blocks), tuple(shares))
+
+    def _shares(self, room: int) -> list[tuple[Job, int]]:
+        shares = []
+        for job in self._queue:
+            if room == 0:
+                break
+            shares.append((job, min(room, job.queued)))
+            room -= shares[-1][1]
+        return shares
 
     def deliver(self, batch: Batch, embeddings: np.ndarray) -> list[Job]:
         """Hands each job of ``batch`` its rows of ``embeddings`` ((B, 128), batch order).
@@ -149,7 +144,8 @@ class Packer:
         done: list[Job] = []
         offset = 0
         for job, rows in batch.parts:
-            job._outputs.append(embeddings[offset : offset + rows])
+            if not job.rows:
+                job._outputs.append(embeddings[offset : offset + rows])
             job.delivered += rows
             offset += rows
             if job.complete:
@@ -164,15 +160,17 @@ class Packer:
             job.queued = 0
             job._blocks.clear()
 
-    def run(self, infer: InferFn, *, flush: bool = False) -> list[Job]:
-        """Runs every full batch now waiting (and, with ``flush``, the rest) through ``infer``.
 
-        Returns:
-            The jobs completed, in completion order.
-        """
-        done: list[Job] = []
-        while self.pending >= self.batch_size or (flush and self.pending):
-            batch = self.take()
-            assert batch is not None
-            done += self.deliver(batch, infer(batch.examples))
-        return done
+def _cut(job: Job, rows: int) -> list[Any]:
+    """The first ``rows`` waiting examples of ``job``, taken off its blocks."""
+    out = []
+    while rows:
+        block = job._blocks[0]
+        n = min(rows, int(block.shape[0]))
+        out.append(block[:n])
+        if n == block.shape[0]:
+            job._blocks.popleft()
+        else:
+            job._blocks[0] = block[n:]
+        rows -= n
+    return out
