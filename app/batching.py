@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from vggish.errors import CancelledError, LimitExceededError
+from vggish.errors import CancelledError, LimitExceededError, plural
 from vggish.pipeline.driver import Driver, InferFn, Output
 from vggish.pipeline.packer import Batch, Job
 
@@ -156,7 +156,7 @@ class Batcher:
         if examples > self.max_queue:
             raise LimitExceededError(
                 "max_queue_examples",
-                f"the request makes {examples} examples; the queue holds {self.max_queue}",
+                f"the request makes {plural(examples, 'example')}; the queue holds {self.max_queue}",
             )
         with self._cond:
             if self._closing:

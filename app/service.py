@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from vggish import params
-from vggish.errors import LimitExceededError
+from vggish.errors import LimitExceededError, plural
 from vggish.features.logmel import num_examples
 from vggish.network.runtime import Runtime
 from vggish.pipeline.driver import EmbeddingResult, summary
@@ -172,8 +172,8 @@ class EmbeddingService:
         if told > limit:
             raise LimitExceededError(
                 "max_feature_examples",
-                f"the inputs make {told} examples at hop {options.hop_seconds:g} s; at most {limit} "
-                "per request (use a larger hop, fewer or shorter inputs, or /v1/embeddings)",
+                f"the inputs make {plural(told, 'example')} at hop {options.hop_seconds:g} s; at most "
+                f"{limit} per request (use a larger hop, fewer or shorter inputs, or /v1/embeddings)",
             )
         loop = asyncio.get_running_loop()
         collected = await asyncio.gather(*(loop.run_in_executor(self.pool, s.collect) for s in known))

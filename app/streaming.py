@@ -22,7 +22,7 @@ import numpy as np
 
 from vggish import params
 from vggish.audio import decode as audio
-from vggish.errors import CancelledError, InvalidAudioError
+from vggish.errors import CancelledError, InvalidAudioError, plural
 from vggish.features.logmel import example_timestamps
 from vggish.heads import Head
 from vggish.pipeline.driver import Output
@@ -128,8 +128,8 @@ class StreamSession:
         """
         if self._partial:
             raise InvalidAudioError(
-                f"the stream ended inside a frame: {len(self._partial)} bytes left over; send whole "
-                f"frames of {self.frame_bytes} bytes ({self.channels} × {self.dtype.itemsize})"
+                f"the stream ended inside a frame: {plural(len(self._partial), 'byte')} left over; send "
+                f"whole frames of {self.frame_bytes} bytes ({self.channels} × {self.dtype.itemsize})"
             )
         loop = asyncio.get_running_loop()
         await self._queue(await loop.run_in_executor(self.service.pool, self.stream.finish))

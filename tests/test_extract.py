@@ -335,9 +335,18 @@ def test_usage_errors_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         assert needle in err and len(err.splitlines()) == 1, err
 
 
-def test_clean_run_exits_0(tmp_path: Path) -> None:
+def test_clean_run_exits_0_and_its_last_line_agrees_with_its_progress(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One file of one example says so in the singular; the final speed is the one the progress
+    line showed last (the same wall time: from the run's start, model loading included)."""
     write_clip(tmp_path / "in.wav", 16_000, 1.0, 1)
     assert main(["extract", str(tmp_path / "in.wav"), "-o", str(tmp_path / "o"), "--weights", "random"]) == 0
+    out, err = capsys.readouterr()
+    assert ": 1 file, 1 example, " in out
+    progress = [line for line in err.splitlines() if line.startswith("vggish: 1/1 files")][-1]
+    speed = progress.split(" h audio, ")[1].split("x realtime")[0]
+    assert out.rstrip().endswith(f"({speed}x realtime)"), (progress, out)
 
 
 def test_missing_pyarrow_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -441,3 +450,4 @@ def test_kill_9_at_several_moments_then_resume(tmp_path: Path) -> None:
 
 def _count_parts(out: Path) -> int:
     return len(list(out.glob("part-*.parquet")))
+

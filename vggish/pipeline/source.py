@@ -29,7 +29,13 @@ import torch
 from vggish import params
 from vggish.audio import decode as audio
 from vggish.audio.resample import StreamingResampler
-from vggish.errors import CancelledError, InvalidAudioError, LimitExceededError, UndecodableAudioError
+from vggish.errors import (
+    CancelledError,
+    InvalidAudioError,
+    LimitExceededError,
+    UndecodableAudioError,
+    plural,
+)
 from vggish.features.logmel import FrameStream, example_timestamps, num_examples
 from vggish.features.logmel_torch import TorchFrameStream
 from vggish.network.cpus import single_threaded_blas
@@ -92,7 +98,7 @@ class Limits:
             if count > self.examples:
                 raise LimitExceededError(
                     self.examples_name,
-                    f"{label} makes {count} examples at hop {options.hop_seconds:g} s; at most "
+                    f"{label} makes {plural(count, 'example')} at hop {options.hop_seconds:g} s; at most "
                     f"{self.examples} (use a larger hop or a shorter input)",
                 )
 
