@@ -3,13 +3,19 @@
 Workers (``spawn``/``forkserver`` processes, so no torch state is forked) decode and frame whole
 inputs; this process packs their examples into full batches, runs the model, and hands each input
 back whole as soon as its last example is through. At most ``IN_FLIGHT_PER_WORKER`` inputs per
-worker are decoding or waiting, which bounds memory.
+worker are decoding or waiting, which bounds memory. A worker ends when this process does, even
+killed (``kill -9``): nothing else would stop it, and it would keep the forkserver and the
+resource tracker alive with it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
+import select
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -79,7 +85,8 @@ def _decode_in_pool(
     paths: list[str], options: EmbedOptions, workers: int, context: Any
 ) -> Iterator[InputExamples | Failure]:
     todo = iter(paths)
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=end_with, initargs=(os.getpid(),))
+    with pool:
         running: set[Future[InputExamples | Failure]] = set()
 
         def submit(count: int) -> None:
@@ -99,3 +106,27 @@ def _decode_in_pool(
             for future in done:
                 yield future.result()
 
+
+def end_with(pid: int) -> None:
+    """Worker initializer: ends this process as soon as process ``pid`` (the one running the
+    extraction) ends (POSIX). A worker's parent is the forkserver, not that process, so the death
+    signal of its parent (``PR_SET_PDEATHSIG``) would not tell; a thread waits on the process."""
+    if os.name == "posix":
+        threading.Thread(target=_exit_when_gone, args=(pid,), name="vggish-end-with", daemon=True).start()
+
+
+def _exit_when_gone(pid: int) -> None:
+    try:
+        select.select([os.pidfd_open(pid)], [], [])  # Linux: readable once the process has ended
+    except (AttributeError, OSError):  # other systems, or an older kernel: poll
+        while _alive(pid):
+            time.sleep(1.0)
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:  # gone (or its pid now another user's)
+        return False
+    return True
