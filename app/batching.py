@@ -2,9 +2,10 @@
 
 Decode threads stream each input's examples into the :class:`vggish.pipeline.driver.Driver` as
 they are made (a few batches per input at most wait in memory: the feeder blocks beyond that).
-One inference thread cuts batches of up to ``max_batch`` examples, from as many inputs and requests
-as are waiting, lets a batch fill for up to ``max_wait`` while inputs are still being decoded, runs
-the model and hands every input its rows; an input's future resolves when its last example is back.
+One inference thread cuts batches of up to ``max_batch`` examples, shared fairly among the inputs
+waiting (an input with a long backlog, a live stream, gets its share of the model, not the whole
+queue), lets a batch fill for up to ``max_wait`` while inputs are still being decoded, runs the
+model and hands every input its rows; an input's future resolves when its last example is back.
 Requests are admitted against ``max_queue`` examples before any decoding (429 when the admitted
 work would exceed it); a cancelled input (client gone, timeout) drops its waiting examples and
 stops its feeder.
@@ -112,7 +113,7 @@ class Batcher:
         self._retry_after = str(retry_after_s)
         self._metrics = metrics
         self._cond = threading.Condition()
-        self.driver = Driver(infer, max_batch, postprocess=postprocess)
+        self.driver = Driver(infer, max_batch, postprocess=postprocess, fair=True)
         self._admitted = 0  # examples admitted and not yet released
         self._feeding = 0  # inputs being decoded, whose examples may join the next batch
         self._closing = False

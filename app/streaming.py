@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -32,7 +33,7 @@ from vggish.pipeline.source import ExampleStream, Limits
 from .batching import BACKLOG_BATCHES, InputJob
 from .errors import RequestTimeoutError
 from .heads_service import ranked_labels
-from .schemas import StreamStart
+from .schemas import MAX_FLOAT_SAMPLE, StreamStart
 from .service import EmbeddingService
 
 PCM_DTYPES: dict[str, np.dtype[Any]] = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
@@ -75,6 +76,8 @@ class StreamSession:
         self._partial = b""  # the bytes of an incomplete frame, carried to the next message
         self._on_the_way = 0  # examples put into the batcher and not yet handed out
         self._room = asyncio.Condition()
+        self._lead = 0.0  # seconds of audio received ahead of real time
+        self._paced_at = time.monotonic()
 
     @staticmethod
     def backlog_for(service: EmbeddingService) -> int:
@@ -99,16 +102,24 @@ class StreamSession:
             "max_message_bytes": self.service.settings.stream_max_message_bytes,
         }
 
-    def end_message(self) -> dict[str, Any]:
-        """The server's last message, after every embedding."""
-        return {"type": "end", "examples": self.sent, "seconds": self.seconds}
+    def end_message(self, drained: bool = False) -> dict[str, Any]:
+        """The server's last message, after every embedding (``drained``: the server is shutting
+        down, and says so)."""
+        message: dict[str, Any] = {"type": "end", "examples": self.sent, "seconds": self.seconds}
+        if drained:
+            message["detail"] = (
+                f"the server is shutting down: the stream ends after the {self.seconds:g} s of audio "
+                "received; send what follows on a new stream"
+            )
+        return message
 
     async def push(self, data: bytes) -> None:
         """Takes one binary message of interleaved PCM; returns once its examples are queued
-        (waiting while the stream's backlog is full).
+        (waiting while the stream's backlog is full, or while it runs ahead of real time by more
+        than ``stream_burst_seconds``).
 
         Raises:
-            InvalidAudioError: NaN or infinite float samples.
+            InvalidAudioError: NaN, infinite or out-of-range float samples.
             LimitExceededError: the stream now lasts more than ``max_input_seconds``.
             RequestTimeoutError: no room in the backlog within ``request_timeout_s``.
         """
@@ -117,16 +128,20 @@ class StreamSession:
         piece = max(1, int(PIECE_SECONDS * self.sample_rate))
         for start in range(0, len(mono), piece):
             part = mono[start : start + piece]
+            await self._pace(len(part) / self.sample_rate)
             await self._queue(await loop.run_in_executor(self.service.pool, self.stream.push, part))
 
-    async def finish(self) -> None:
+    async def finish(self, *, whole_frames: bool = True) -> None:
         """Ends the input: flushes the resampler (with ``pad``, a stream shorter than 0.975 s
         becomes one zero-padded example); its last rows come through :meth:`messages`.
+
+        Args:
+            whole_frames: refuse a stream that stopped inside a frame (else the part is dropped).
 
         Raises:
             InvalidAudioError: the stream stopped inside a frame.
         """
-        if self._partial:
+        if self._partial and whole_frames:
             raise InvalidAudioError(
                 f"the stream ended inside a frame: {plural(len(self._partial), 'byte')} left over; send "
                 f"whole frames of {self.frame_bytes} bytes ({self.channels} × {self.dtype.itemsize})"
@@ -173,7 +188,25 @@ class StreamSession:
         frames = frames.reshape(-1, self.channels)
         if self.dtype.kind == "f":
             audio.check_finite(frames, offset=self.stream.num_samples)
+            peak = float(np.abs(frames).max(initial=0.0))
+            if peak > MAX_FLOAT_SAMPLE:
+                raise InvalidAudioError(
+                    f"the stream: float samples reach {peak:g}, but full scale is 1 (at most "
+                    f"{MAX_FLOAT_SAMPLE:g} is accepted): scale them, e.g. int16 values / 32768, "
+                    'or send "format": "s16le"'
+                )
         return audio.validate_waveform(frames, self.sample_rate)
+
+    async def _pace(self, seconds: float) -> None:
+        """Counts ``seconds`` more audio; waits while the stream is more than
+        ``stream_burst_seconds`` ahead of real time (live audio never is: this only slows a
+        client that sends faster, and its socket is not read meanwhile)."""
+        now = time.monotonic()
+        self._lead = max(0.0, self._lead - (now - self._paced_at)) + seconds
+        self._paced_at = now
+        ahead = self._lead - self.service.settings.stream_burst_seconds
+        if ahead > 0:
+            await asyncio.sleep(ahead)
 
     async def _queue(self, examples: np.ndarray) -> None:
         """Puts examples into the batcher, no more than the backlog on their way at once."""

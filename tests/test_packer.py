@@ -59,6 +59,40 @@ def test_take_keeps_order() -> None:
     assert packer.take() is None and packer.pending == 0
 
 
+def test_fair_batches_share_the_model_among_the_jobs_waiting() -> None:
+    """A job with a long backlog (a stream) gets an equal share of each batch, not the queue; a
+    job that needs less than its share gets all it has, its unused share going to the others."""
+    rng = np.random.default_rng(5)
+    packer = Packer(8, fair=True)
+    backlog, small, late = Job("backlog"), Job("small"), Job("late")
+    xs = {"backlog": _examples(rng, 40), "small": _examples(rng, 2), "late": _examples(rng, 9)}
+    packer.put(backlog, xs["backlog"])
+    packer.put(small, xs["small"])
+    cut: list[list[tuple[str, int]]] = []
+    seen: dict[str, list[np.ndarray]] = {"backlog": [], "small": [], "late": []}
+
+    def take() -> None:
+        batch = packer.take()
+        assert batch is not None
+        cut.append([(job.tag, n) for job, n in batch.parts])
+        offset = 0
+        for job, n in batch.parts:
+            seen[job.tag].append(np.asarray(batch.examples[offset : offset + n]))
+            offset += n
+
+    take()
+    packer.put(late, xs["late"])
+    while packer.pending:
+        take()
+    assert cut[0] == [("backlog", 6), ("small", 2)]
+    assert cut[1] == [("backlog", 4), ("late", 4)]  # equal shares, the late job at once
+    assert cut[2] == [("backlog", 4), ("late", 4)]
+    assert cut[3] == [("backlog", 7), ("late", 1)]
+    assert all(sum(n for _, n in parts) == 8 for parts in cut[:-1])
+    for tag, examples in xs.items():  # each job's examples in order, each once
+        np.testing.assert_array_equal(np.concatenate(seen[tag]), examples)
+
+
 def test_cancel_drops_waiting_examples_only() -> None:
     rng = np.random.default_rng(1)
     gone, kept = Job("gone"), Job("kept")

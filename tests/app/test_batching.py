@@ -215,3 +215,37 @@ def test_a_failed_model_call_reaches_a_streaming_jobs_queue() -> None:
         batcher.close()
     assert isinstance(delivered, RuntimeError)
 
+
+def test_a_backlog_gets_its_share_of_each_batch_not_the_queue() -> None:
+    """A stream with 12 examples waiting and a request of 2 that comes after it: the request's
+    examples go into the very next model call, beside 2 of the stream's, not after the stream's."""
+    gate = threading.Event()
+    calls: list[list[float]] = []
+
+    def infer(batch: np.ndarray) -> np.ndarray:
+        gate.wait(30)
+        calls.append(batch[:, 0, 0].tolist())
+        return np.repeat(batch[:, :1, 0], 128, axis=1).astype(np.float32)
+
+    batcher = Batcher(infer, max_batch=4, max_wait_s=0, max_queue=100, retry_after_s=1, metrics=Metrics())
+    batcher.start()
+
+    async def run() -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        stream = batcher.open(loop, rows=True)
+        batcher.put(stream, _examples(1.0, 12))
+        while batcher.pending_examples != 8:  # the first 4 are in the (held) model
+            await asyncio.sleep(0.01)
+        request = batcher.open(loop)
+        await loop.run_in_executor(None, batcher.feed, request, iter([_examples(2.0, 2)]))
+        batcher.end(stream)
+        gate.set()
+        return (await asyncio.wait_for(batcher.result(request), timeout=30)).embeddings
+
+    try:
+        out = asyncio.run(run())
+    finally:
+        gate.set()
+        batcher.close()
+    assert calls == [[1.0] * 4, [1.0, 1.0, 2.0, 2.0], [1.0] * 4, [1.0] * 2]
+    assert np.all(out == 2.0) and out.shape == (2, 128)

@@ -140,6 +140,8 @@ class Driver:
         infer: the model call.
         batch_size: most examples per model call.
         postprocess: (N, 128) float32 -> (N, 128) uint8 tensor, for the jobs that ask.
+        fair: share each batch among the jobs waiting (jobs of many clients) instead of first in,
+            first out.
     """
 
     def __init__(
@@ -148,9 +150,10 @@ class Driver:
         batch_size: int,
         *,
         postprocess: Callable[[np.ndarray], torch.Tensor] | None = None,
+        fair: bool = False,
     ) -> None:
         self.infer = infer
-        self.packer = Packer(batch_size)
+        self.packer = Packer(batch_size, fair=fair)
         self._postprocess = postprocess
 
     @classmethod

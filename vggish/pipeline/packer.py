@@ -2,10 +2,14 @@
 
 Short inputs give a few examples each, and a long one arrives in chunks; running the model per
 input or per chunk would leave most of every call empty. A :class:`Packer` keeps each input's
-waiting examples in a :class:`Job`, cuts batches of up to ``batch_size`` examples across inputs
-in arrival order, and hands every job its rows of the model's output. A job is complete once it
-is closed (no more examples will come) and all of its examples are back. Each example's embedding
-does not depend on its batch-mates, so results equal those of one input at a time. The driver
+waiting examples in a :class:`Job`, cuts batches of up to ``batch_size`` examples across inputs,
+and hands every job its rows of the model's output. A job is complete once it is closed (no more
+examples will come) and all of its examples are back. Each example's embedding does not depend on
+its batch-mates, so results equal those of one input at a time.
+
+Batches are cut first in, first out (one caller's inputs: each completes as early as it can), or
+fairly (``fair=True``, jobs of many clients: each batch is shared max-min fairly among the jobs
+waiting, so a job with a long backlog gets its share of the model, not the queue). The driver
 (:mod:`vggish.pipeline.driver`) runs it.
 """
 
@@ -71,20 +75,22 @@ class Batch:
 
 
 class Packer:
-    """Queues examples of many jobs and cuts them into batches, first in, first out.
+    """Queues examples of many jobs and cuts them into batches.
 
     Not thread-safe by itself: callers from several threads hold one lock around every call.
 
     Args:
         batch_size: most examples per batch.
+        fair: share each batch among the waiting jobs (else first in, first out).
     """
 
-    def __init__(self, batch_size: int) -> None:
+    def __init__(self, batch_size: int, *, fair: bool = False) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
         self.batch_size = batch_size
+        self.fair = fair
         self.pending = 0  # examples waiting for a batch, all jobs together
-        self._queue: deque[Job] = deque()  # jobs with waiting examples, in arrival order
+        self._queue: deque[Job] = deque()  # jobs with waiting examples, in turn
 
     def put(self, job: Job, examples: Any) -> None:
         """Adds (m, 96, 64) examples to ``job`` (which must not be closed)."""
@@ -105,12 +111,12 @@ class Packer:
         return job.complete
 
     def take(self) -> Batch | None:
-        """Cuts the next batch: up to ``batch_size`` waiting examples, oldest first.
+        """Cuts the next batch: up to ``batch_size`` waiting examples.
 
         Returns:
             The batch, or None when nothing is waiting.
         """
-        shares = self._shares(self.batch_size)
+        shares = self._fair_shares(self.batch_size) if self.fair else self._fifo_shares(self.batch_size)
         if not shares:
             return None
         blocks: list[Any] = []
@@ -120,11 +126,13 @@ class Packer:
             job.taken += rows
             self.pending -= rows
             self._queue.remove(job)
-            if job.queued:  # still first
+            if job.queued and self.fair:  # its turn is over: behind the others
+                self._queue.append(job)
+            elif job.queued:  # first in, first out: still first
                 self._queue.appendleft(job)
         return Batch(concat_examples(blocks), tuple(shares))
 
-    def _shares(self, room: int) -> list[tuple[Job, int]]:
+    def _fifo_shares(self, room: int) -> list[tuple[Job, int]]:
         shares = []
         for job in self._queue:
             if room == 0:
@@ -132,6 +140,16 @@ class Packer:
             shares.append((job, min(room, job.queued)))
             room -= shares[-1][1]
         return shares
+
+    def _fair_shares(self, room: int) -> list[tuple[Job, int]]:
+        """Max-min fair (water-filling): each waiting job gets an equal share of ``room``, or all
+        it has waiting if that is less, its unused share going to the others."""
+        share: dict[Job, int] = {}
+        left, count = room, len(self._queue)
+        for job in sorted(self._queue, key=lambda j: j.queued):
+            share[job] = min(job.queued, left // count)
+            left, count = left - share[job], count - 1
+        return [(job, share[job]) for job in self._queue if share[job]]
 
     def deliver(self, batch: Batch, embeddings: np.ndarray) -> list[Job]:
         """Hands each job of ``batch`` its rows of ``embeddings`` ((B, 128), batch order).
