@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 # Import names that torch.hub checks before loading; the same as pyproject's dependencies.
 dependencies = [
     "numpy", "torch", "soundfile", "soxr", "safetensors", "tqdm", "threadpoolctl", "platformdirs", "pydantic",
-    "pydantic_settings",
+    "pydantic_settings", "google_crc32c", "filelock", "pooch",
 ]
 
 

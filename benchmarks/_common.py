@@ -120,7 +120,6 @@ def load_bench_model(**kwargs: Any) -> Any:
     """``vggish.load_model`` on :func:`weights_file`; keyword arguments go to ``load_model``."""
     import vggish
 
-    kwargs.setdefault("cache_dir", os.environ.get("VGGISH_CACHE_DIR"))  # see private_onnx_cache
     return vggish.load_model(weights_file(), **kwargs)
 
 

@@ -5,7 +5,8 @@ Writes random VGGish-shaped checkpoints (72,141,184 float32 parameters, about 27
 (like Google's ``vggish_model.ckpt``) and in V2. Each measurement then runs in a fresh Python
 process so that its peak resident memory is its own (Linux ``VmHWM``, which, unlike
 ``ru_maxrss``, does not inherit the parent's peak across ``exec``); "over baseline" subtracts the
-peak after importing ``vggish`` and torch, before touching the checkpoint.
+peak after importing ``vggish`` and torch, before touching the checkpoint. Last, the throughput
+of the CRC-32C checks alone (google-crc32c) over a checkpoint-sized buffer.
 
 Usage: ``python benchmarks/bench_convert.py [--checkpoint vggish_model.ckpt] [--repeats 3]``
 (TensorFlow is needed only to write the synthetic checkpoints; ``--checkpoint`` skips that).
@@ -23,7 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("convert", "read", "read-no-crc")
@@ -104,6 +107,22 @@ def report(checkpoints: dict[str, Path], folder: Path, repeats: int) -> None:
             )
 
 
+def crc_throughput(size: int = 277 * 10**6, repeats: int = 3) -> None:
+    """CRC-32C of a checkpoint-sized buffer, best of ``repeats``: what the checks cost."""
+    import google_crc32c
+    import numpy as np
+
+    data = np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8)
+    best = min(_timed(google_crc32c.value, data) for _ in range(repeats))
+    print(f"CRC-32C (google-crc32c, {google_crc32c.implementation}): {size / best / 1e6:.0f} MB/s")
+
+
+def _timed(function: Callable[[Any], object], data: Any) -> float:
+    started = time.perf_counter()
+    function(data)
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -119,6 +138,7 @@ def main() -> None:
         folder = Path(tmp)
         checkpoints = {"given": args.checkpoint} if args.checkpoint else write_checkpoints(folder)
         report(checkpoints, folder, args.repeats)
+    crc_throughput(repeats=args.repeats)
 
 
 if __name__ == "__main__":

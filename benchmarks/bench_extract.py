@@ -34,7 +34,6 @@ from _common import (
     machine_line,
     markdown_table,
     missing_row,
-    private_onnx_cache,
     weights_file,
 )
 
@@ -89,7 +88,7 @@ def bench_extract(folder: Path, output: Path, workers: int, batch_size: int, res
     from vggish.pipeline.options import EmbedOptions
 
     embed = EmbedOptions(batch_size=batch_size, resampler=resampler)  # type: ignore[arg-type]
-    options = ExtractOptions(embed=embed, workers=workers, cache_dir=str(private_onnx_cache()))
+    options = ExtractOptions(embed=embed, workers=workers)
     start = time.perf_counter()
     summary = extract(find_inputs([str(folder)]), output, str(weights_file()), options)
     seconds = time.perf_counter() - start

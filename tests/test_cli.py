@@ -89,6 +89,18 @@ def test_random_weights_demo_warns(tmp_path: Path, clip: Path) -> None:
         assert main(["embed", str(clip), "-o", str(tmp_path / "r.npz"), "--weights", "random"]) == 0
 
 
+@pytest.mark.slow
+def test_random_weights_warning_is_one_line_without_a_source_path(tmp_path: Path, clip: Path) -> None:
+    argv = ["embed", str(clip), "-o", str(tmp_path / "r.npz"), "--weights", "random"]
+    done = subprocess.run(
+        [sys.executable, "-m", "vggish", *argv], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "vggish: warning: VGGish is using RANDOM weights: embeddings are meaningless (demos and tests only)"
+    ]
+
+
 @pytest.mark.parametrize(
     ("make_input", "extra", "message"),
     [

@@ -14,7 +14,7 @@ from vggish import params
 from vggish.features import logmel as features
 
 # ---------------------------------------------------------------------------------------------
-# An independent, deliberately naive front end (loops, the formulas of VGGISH.md §2-§3 as written).
+# An independent, deliberately naive front end (loops, the formulas of docs/vggish.md §2-§3 as written).
 
 
 def naive_mel_matrix() -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The network against a plain NumPy NHWC forward pass with TensorFlow-layout weights (VGGISH.md §4)."""
+"""The network against a plain NumPy NHWC forward pass with TensorFlow-layout weights (docs/vggish.md §4)."""
 
 from __future__ import annotations
 

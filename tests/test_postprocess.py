@@ -1,4 +1,4 @@
-"""Postprocessing against a NumPy version of Google's formula written here (VGGISH.md §5)."""
+"""Postprocessing against a NumPy version of Google's formula written here (docs/vggish.md §5)."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def signals(sr: int, seconds: float = 1.3) -> dict[str, np.ndarray]:
 
 
 def read_mono(path: Path) -> tuple[np.ndarray, int]:
-    """A recording as int16 / 32768, mixed to mono by the mean over channels (VGGISH.md §1)."""
+    """A recording as int16 / 32768, mixed to mono by the mean over channels (docs/vggish.md §1)."""
     data, sr = sf.read(path, dtype="int16", always_2d=True)
     return data.mean(axis=1) / 32768.0, int(sr)
 

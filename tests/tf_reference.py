@@ -1,6 +1,6 @@
 """TensorFlow-side test helpers: an independent NHWC VGGish and checkpoint writers.
 
-Nothing here imports ``vggish``: the network follows VGGISH.md §4 directly in TensorFlow ops
+Nothing here imports ``vggish``: the network follows docs/vggish.md §4 directly in TensorFlow ops
 (NHWC, ``tf.nn.conv2d`` SAME, 2x2 max-pools, NHWC flatten, dense layers, ReLU everywhere except
 after fc2), and checkpoints are written by TensorFlow's own ``Saver`` in the V1 or V2 format,
 so the package's reader and conversion are checked against TensorFlow end to end.
@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-# VGGISH.md §4: TensorFlow scope -> kernel shape (HWIO for convs, (in, out) for dense layers).
+# docs/vggish.md §4: TensorFlow scope -> kernel shape (HWIO for convs, (in, out) for dense layers).
 CONV_KERNELS: dict[str, tuple[int, int, int, int]] = {
     "vggish/conv1": (3, 3, 1, 64),
     "vggish/conv2": (3, 3, 64, 128),

@@ -6,10 +6,6 @@ flushed to disk, then renamed over it, so a crash or an error never leaves a par
 the target's name. The file gets mode 0o666 minus the umask, like any file ``open()`` creates,
 whatever its writer did (``tempfile.mkstemp`` and safetensors' writer make 0o600 whatever the
 umask).
-
-Files built once into a cache (ONNX graphs, int8 graphs, tunings) are built under
-:class:`BuildLock`, so that processes starting together (service workers, Ray tasks) build each
-once: the others wait, then find it built.
 """
 
 from __future__ import annotations
@@ -67,34 +63,6 @@ def current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-class BuildLock(contextlib.AbstractContextManager[None]):
-    """An exclusive lock on ``path``'s lock file (``path`` with the suffix ``.lock``) while
-    ``path`` is built, where the OS has ``fcntl``; elsewhere (Windows) no lock: processes may build
-    the same file at once, and :func:`atomic_output` keeps it whole.
-
-    The lock file is opened here, so that a folder that cannot be written fails before any work
-    (``OSError``). It is left in place: removing it could let two processes lock different files.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        try:
-            import fcntl
-        except ImportError:
-            self._file = None
-            return
-        self._fcntl = fcntl
-        self._file = open(Path(path).with_suffix(".lock"), "a")  # noqa: SIM115 (closed in __exit__)
-
-    def __enter__(self) -> None:
-        if self._file is not None:
-            self._fcntl.flock(self._file, self._fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._file is not None:
-            self._fcntl.flock(self._file, self._fcntl.LOCK_UN)
-            self._file.close()
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

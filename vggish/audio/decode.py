@@ -1,4 +1,4 @@
-"""Decode: audio files and user arrays to the reference's samples (VGGISH.md §1).
+"""Decode: audio files and user arrays to the reference's samples (docs/vggish.md §1).
 
 The reference reads files with ``soundfile.read(path, dtype="int16")`` and divides by 32768, so
 lossy formats give its numbers too: libsndfile does the float-to-int16 step, not us. Files that

@@ -1,13 +1,13 @@
 """Resampling to 16 kHz: resampy's ``kaiser_best`` filter, reproduced and vectorised.
 
-Google's reference resamples every input with ``resampy.resample(x, sr, 16000)`` (resampy's
-default filter, ``kaiser_best``). The shared reference arrays were made with resampy 0.4.3,
-whose ``kaiser_best`` table is a Kaiser-windowed sinc with **50** zero crossings, 2**13 table
-entries per crossing, roll-off 0.9173473712608761 and beta 12.984585247040012. (VGGISH.md §1
-quotes the older resampy <= 0.2 filter: 64 crossings, 2**9, roll-off 0.9476, beta 14.770. That
-filter moves the log-mel of ``noise44k_x`` by up to 0.42; the 0.4.3 filter matches the reference
-arrays to 6e-15.) The table is computed here from that formula; it equals resampy's shipped
-``kaiser_best.npz`` bit for bit (NumPy 2.4), so no data file is needed.
+Google's reference resamples every input with ``resampy.resample(x, sr, 16000)`` (resampy's default
+filter, ``kaiser_best``). The shared reference arrays were made with resampy 0.4.3, whose
+``kaiser_best`` table is a Kaiser-windowed sinc with **50** zero crossings, 2**13 table entries per
+crossing, roll-off 0.9173473712608761 and beta 12.984585247040012. (resampy <= 0.2 used another
+filter: 64 crossings, 2**9, roll-off 0.9476, beta 14.770. That filter moves the log-mel of
+``noise44k_x`` by up to 0.42; the 0.4.3 filter matches the reference arrays to 6e-15.) The table is
+computed here from that formula; it equals resampy's shipped ``kaiser_best.npz`` bit for bit (NumPy
+2.4), so no data file is needed.
 
 How resampy evaluates the filter (facts this module reproduces, not resampy's code):
 

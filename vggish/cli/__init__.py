@@ -16,6 +16,7 @@ import importlib.metadata
 import logging
 import platform
 import sys
+import warnings
 from collections.abc import Sequence
 
 from vggish.errors import NotFoundError
@@ -110,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="vggish: %(levelname)s: %(message)s",
     )
+    warnings.formatwarning = _warning_line
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 1
@@ -122,6 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vggish: error: {_one_line(e)}", file=sys.stderr)
         return 1
     return status
+
+
+def _warning_line(message: Warning | str, *args: object, **kwargs: object) -> str:
+    """A library warning as one line, without the file name and source line Python adds."""
+    return f"vggish: warning: {' '.join(str(message).split())}\n"
 
 
 def _one_line(error: BaseException) -> str:

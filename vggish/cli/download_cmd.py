@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vggish.weights import default_weights_dir
-from vggish.weights.download import OFFICIAL_FILES
-from vggish.weights.install import OfficialInstall, install_official
+from vggish.weights.download import OFFICIAL_FILES, DownloadError
+from vggish.weights.location import OFFICIAL_CHECKPOINT_NAME, OFFICIAL_PCA_NAME, default_weights_dir
+
+if TYPE_CHECKING:
+    from vggish.weights.install import OfficialInstall
 
 DESCRIPTION = """\
-Download Google's official VGGish checkpoint and PCA parameters, check their MD5 while they
-stream, convert them to vggish.safetensors in the same folder, and run Google's smoke test on
-the result. An interrupted download resumes from its .part file on the next run; files already
-in place that verify are not downloaded again. Needs internet access.
+Download Google's official VGGish checkpoint and PCA parameters, check their MD5s, convert them
+to vggish.safetensors in the same folder, and run Google's smoke test on the result. A download
+goes to a temporary file and is moved into place only when it verifies; failed transfers are
+retried, and files already in place that verify are not downloaded again. Needs internet access.
 
 files:
 """ + "\n".join(f"  {f.url}  (md5 {f.md5})" for f in OFFICIAL_FILES)
@@ -25,8 +28,6 @@ examples:
   vggish download --no-progress           no progress bars (logs, CI)
 
 default folder: {default_weights_dir()}"""
-
-
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,8 +44,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Downloads and installs the official weights; prints digests and the smoke-test table."""
+    from vggish.weights.install import install_official
+
     directory = default_weights_dir() if args.dir is None else args.dir.expanduser()
-    installed = install_official(directory, progress=not args.no_progress)
+    try:
+        installed = install_official(directory, progress=not args.no_progress)
+    except DownloadError as e:
+        raise DownloadError(
+            f"{e}; instead, put Google's {OFFICIAL_CHECKPOINT_NAME} and {OFFICIAL_PCA_NAME} in "
+            f"{directory} (converted on first use), or use --weights random for demo weights"
+        ) from e
     _report(installed)
     return 0
 

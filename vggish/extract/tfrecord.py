@@ -17,7 +17,7 @@ import struct
 
 import numpy as np
 
-from vggish.crc32c import crc32c, mask
+from vggish.weights.tf_checkpoint.tensors import masked_crc32c
 
 _LENGTH_DELIMITED = 2
 
@@ -85,4 +85,4 @@ def sequence_example(
 def tfrecord(data: bytes) -> bytes:
     """Frames one record: length, its masked CRC, the data, its masked CRC."""
     length = struct.pack("<Q", len(data))
-    return length + struct.pack("<I", mask(crc32c(length))) + data + struct.pack("<I", mask(crc32c(data)))
+    return length + struct.pack("<I", masked_crc32c(length)) + data + struct.pack("<I", masked_crc32c(data))

@@ -1,4 +1,4 @@
-"""Log-mel front end at 16 kHz and the framing into 96x64 examples (VGGISH.md §2-§3).
+"""Log-mel front end at 16 kHz and the framing into 96x64 examples (docs/vggish.md §2-§3).
 
 Everything here is float64 NumPy, like Google's reference, and works on mono 16 kHz audio.
 :class:`FrameStream` turns audio that arrives in chunks into examples with results identical to

@@ -1,4 +1,4 @@
-"""The log-mel front end in PyTorch, batched, on any device (VGGISH.md §2-§3).
+"""The log-mel front end in PyTorch, batched, on any device (docs/vggish.md §2-§3).
 
 The same arithmetic as :mod:`vggish.features.logmel` (periodic Hann, 512-point rFFT magnitude, the
 reference mel matrix, ``log(mel + 0.01)``), run in float64 by default so that a GPU computes the

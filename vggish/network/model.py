@@ -1,4 +1,4 @@
-"""The VGGish network (VGGISH.md §4), with layers named after Google's TensorFlow scopes.
+"""The VGGish network (docs/vggish.md §4), with layers named after Google's TensorFlow scopes.
 
 The module only builds layers and computes them; nothing here knows about backends, devices,
 threads or caches (those live in :mod:`vggish.network.runtime`). Weights are loaded by
@@ -127,7 +127,7 @@ class VGGish(nn.Module):
         return out
 
     def postprocess(self, embeddings: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """AudioSet's PCA + 8-bit quantisation (VGGISH.md §5).
+        """AudioSet's PCA + 8-bit quantisation (docs/vggish.md §5).
 
         Args:
             embeddings: (N, 128) raw embeddings from :meth:`forward`.

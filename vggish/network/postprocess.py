@@ -1,4 +1,4 @@
-"""AudioSet's postprocessing: PCA, clip, 8-bit quantisation (VGGISH.md §5).
+"""AudioSet's postprocessing: PCA, clip, 8-bit quantisation (docs/vggish.md §5).
 
 The arithmetic is float64, as in Google's NumPy postprocessor (its PCA file is float64), and the
 final cast **truncates** (no rounding), so 255 appears only for values clipped at +2.

@@ -143,7 +143,7 @@ class Runtime:
         return out
 
     def postprocess(self, embeddings: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """AudioSet's PCA + 8-bit quantisation: (N, 128) -> (N, 128) torch.uint8 (VGGISH.md §5).
+        """AudioSet's PCA + 8-bit quantisation: (N, 128) -> (N, 128) torch.uint8 (docs/vggish.md §5).
 
         Raises:
             RuntimeError: the weights carry no PCA parameters.

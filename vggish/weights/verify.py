@@ -1,4 +1,4 @@
-"""Google's VGGish smoke test (VGGISH.md §6): do these weights give the official figures?
+"""Google's VGGish smoke test (docs/vggish.md §6): do these weights give the official figures?
 
 A 1 kHz sine of amplitude 1, 3 s at 16 kHz, makes 3 examples. With Google's weights the raw
 embeddings have mean 0.000657 and standard deviation 0.343 over their 3 x 128 values, and the
@@ -58,7 +58,7 @@ class SmokeFigures:
     postprocessed_std: float | None
 
 
-# Google's figures (VGGISH.md §6).
+# Google's figures (docs/vggish.md §6).
 EXPECTED_NUM_EXAMPLES = 3
 EXPECTED_EMBEDDING_MEAN = 0.000657
 EXPECTED_EMBEDDING_STD = 0.343

@@ -33,9 +33,9 @@ from types import TracebackType
 
 import numpy as np
 
-from vggish import crc32c
 from vggish.weights.tf_checkpoint.base import CheckpointError
 from vggish.weights.tf_checkpoint.protobuf import DecodeError, read_varint
+from vggish.weights.tf_checkpoint.tensors import masked_crc32c
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48  # two handles of at most 2 x 10 bytes each, padded, plus the 8-byte magic
@@ -149,7 +149,7 @@ class Table:
             raise self.error(f"block at offset {handle.offset} has unknown compression type {kind}")
         if self.verify_checksums:
             (stored,) = struct.unpack_from("<I", raw.data, handle.size + 1)
-            actual = crc32c.mask(crc32c.crc32c(raw[: handle.size + 1]))
+            actual = masked_crc32c(raw[: handle.size + 1])
             if actual != stored:
                 raise self.error(
                     f"checksum mismatch in the block at offset {handle.offset} ({handle.size} bytes): "

@@ -18,12 +18,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import google_crc32c
 import numpy as np
 
-from vggish import crc32c
 from vggish.weights.tf_checkpoint import protobuf as pb
 
 FULL_EXTENT = -1  # TensorFlow's "length" of a slice that spans its whole dimension
+MASK_DELTA = 0xA282EAD8  # TensorFlow's crc32c::Mask constant
+
+
+def mask(crc: int) -> int:
+    """TensorFlow's stored form of a CRC-32C: rotated right by 15 bits, plus a constant (mod 2**32),
+    so that the CRC of data that itself holds CRCs does not degenerate."""
+    return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
+
+
+def masked_crc32c(data: bytes | np.ndarray) -> int:
+    """The masked CRC-32C of ``data`` (bytes, or a contiguous NumPy array's bytes), as TensorFlow's
+    tables, tensor bundles and TFRecords store it."""
+    return mask(google_crc32c.value(data))
 
 
 @dataclass(frozen=True)
@@ -186,9 +199,9 @@ def decode_strings(data: np.ndarray, count: int) -> tuple[np.ndarray, int]:
     """A V2 string tensor: varint64 lengths, a 4-byte masked CRC of them, then the string bytes.
 
     Returns:
-        The (count,) object array of ``bytes``, and the CRC-32C that TensorFlow stores for the
-        entry (unmasked): it covers each length as a little-endian uint32 (not as the varint on
-        disk), then the 4 checksum bytes and the string bytes.
+        The (count,) object array of ``bytes``, and the masked CRC-32C that TensorFlow stores for
+        the entry: it covers each length as a little-endian uint32 (not as the varint on disk),
+        then the 4 checksum bytes and the string bytes.
     """
     view = data.data.cast("B")
     lengths, pos = [], 0
@@ -197,11 +210,10 @@ def decode_strings(data: np.ndarray, count: int) -> tuple[np.ndarray, int]:
         lengths.append(length)
     if pos + 4 + sum(lengths) != len(view):
         raise pb.DecodeError(f"string tensor of {count} elements does not fill its {len(view)} bytes")
-    crc = crc32c.crc32c(np.array(lengths, dtype="<u4"))
-    crc = crc32c.extend(crc, view[pos:])
+    crc = google_crc32c.extend(google_crc32c.value(np.array(lengths, dtype="<u4")), data[pos:])
     pos += 4
     out = np.empty(count, dtype=object)
     for i, length in enumerate(lengths):
         out[i] = bytes(view[pos : pos + length])
         pos += length
-    return out, crc
+    return out, mask(crc)

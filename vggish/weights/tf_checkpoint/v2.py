@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from vggish import crc32c
 from vggish.weights.tf_checkpoint import protobuf as pb
 from vggish.weights.tf_checkpoint.base import CheckpointError, CheckpointReader, VariableInfo
 from vggish.weights.tf_checkpoint.slices import Extents, assemble, slice_key, slice_shape
@@ -33,6 +32,7 @@ from vggish.weights.tf_checkpoint.tensors import (
     decode_strings,
     from_raw,
     lookup_dtype,
+    masked_crc32c,
     parse_shape,
     parse_slice,
     result_dtype,
@@ -147,11 +147,11 @@ class V2Reader(CheckpointReader):
             self._check_crc(name, entry, crc)
             return values.reshape(shape)
         if self.verify_checksums:
-            self._check_crc(name, entry, crc32c.crc32c(raw))
+            self._check_crc(name, entry, masked_crc32c(raw))
         return from_raw(raw, dtype, shape)
 
-    def _check_crc(self, name: str, entry: BundleEntry, crc: int) -> None:
-        if self.verify_checksums and crc32c.mask(crc) != entry.masked_crc:
+    def _check_crc(self, name: str, entry: BundleEntry, masked_crc: int) -> None:
+        if self.verify_checksums and masked_crc != entry.masked_crc:
             raise CheckpointError(
                 f"{self._shard_path(entry)}: checksum mismatch for variable {name!r} (bytes "
                 f"[{entry.offset}, {entry.offset + entry.size})); the data file is corrupt"
