@@ -6,6 +6,7 @@ tests can see (and reuse) exactly what loading does.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -69,16 +70,28 @@ def load_model(
     if on_cpu:
         threads = cpus.configure_torch_threads(threads)
         warn_if_slow(precision)
-    torch_backend = TorchBackend(network)
-    chosen: Backend = torch_backend
+    info = {**loaded.metadata, "sha256": loaded.sha256}
     if backend == "onnx" or (backend == "auto" and on_cpu and precision == "fp32"):
         found = onnx_backend(network, loaded, threads, required=backend == "onnx")
-        if found is not None:
-            chosen = found
-    info = {**loaded.metadata, "sha256": loaded.sha256}
-    return Runtime(
-        network, chosen, torch_backend=torch_backend, precision=precision, threads=threads, weights_info=info
-    )
+        if found is not None:  # the PyTorch module is made again only if someone asks for it
+            pca = None if loaded.pca is None else (loaded.pca.eigen_vectors.copy(), loaded.pca.means.copy())
+            rebuild = functools.partial(_rebuilt_network, weights, device, precision)
+            return Runtime(
+                None, found, precision=precision, threads=threads, weights_info=info,
+                build_network=rebuild, pca=pca, device=device,
+            )  # fmt: skip
+    return Runtime(network, TorchBackend(network), precision=precision, threads=threads, weights_info=info)
+
+
+def _rebuilt_network(
+    weights: str | os.PathLike[str] | None, device: str | torch.device, precision: str
+) -> VGGish:
+    """The module of ``load_model``'s weights again, placed as it placed it (its warnings were given)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        network = build_network(read_weights(weights))
+    place(network, device, precision)
+    return network
 
 
 def warn_if_slow(precision: str) -> None:
