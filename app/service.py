@@ -23,7 +23,7 @@ from vggish import params
 from vggish.errors import LimitExceededError, plural
 from vggish.features.logmel import num_examples
 from vggish.network.runtime import Runtime
-from vggish.pipeline.driver import EmbeddingResult, summary
+from vggish.pipeline.driver import EmbeddingResult
 from vggish.pipeline.options import EmbedOptions
 from vggish.pipeline.source import ExampleSource, InputExamples, Limits, Waveform, concat_examples
 
@@ -293,7 +293,7 @@ class EmbeddingService:
         out = await self.batcher.result(job)
         started = job.started or job.finished  # (an input with no example reaches no model call)
         timings.add(queue_s=started - job.opened, inference_s=job.finished - started)
-        return EmbeddingResult.of(out, summary(source))
+        return EmbeddingResult.of(out, source.summary())
 
     def _blocks(self, source: ExampleSource) -> Iterator[Any]:
         """The source's examples in blocks of about a batch (fewer, fuller model calls)."""

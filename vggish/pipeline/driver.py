@@ -23,7 +23,6 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from vggish.features.logmel import example_timestamps
 from vggish.fileio import atomic_output
 from vggish.pipeline.options import EmbedOptions
 from vggish.pipeline.packer import Batch, Job, Packer
@@ -285,20 +284,7 @@ def embed_each(
             yield job.tag, out
         else:
             assert source is not None
-            yield job.tag, EmbeddingResult.of(out, summary(source))
-
-
-def summary(source: ExampleSource) -> InputExamples:
-    """What an input told once read through: its info and timestamps (its examples went to the
-    model; ``examples`` is None)."""
-    return InputExamples(
-        examples=None,
-        timestamps=example_timestamps(source.num_examples, source.options.hop_seconds),
-        sample_rate=source.info.sample_rate,
-        channels=source.info.channels,
-        num_samples=source.num_samples,
-        name=source.name,
-    )
+            yield job.tag, EmbeddingResult.of(out, source.summary())
 
 
 def embed_many(

@@ -310,10 +310,14 @@ class ExampleSource:
 
     def collect(self) -> InputExamples:
         """Reads the whole input and returns all of its examples at once."""
-        examples = concat_examples(list(self))
+        return self.summary(concat_examples(list(self)))
+
+    def summary(self, examples: Any = None) -> InputExamples:
+        """What the input told once read through: its info, its examples' timestamps, and the
+        examples when given (else None: they went to the model)."""
         return InputExamples(
             examples=examples,
-            timestamps=example_timestamps(int(examples.shape[0]), self.options.hop_seconds),
+            timestamps=example_timestamps(self.num_examples, self.options.hop_seconds),
             sample_rate=self.info.sample_rate,
             channels=self.info.channels,
             num_samples=self.num_samples,
