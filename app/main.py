@@ -36,8 +36,10 @@ from .metrics import Metrics
 from .middleware import PROTECTED_PATHS, TIMING_HEADERS, ProtectedPathsMiddleware, RequestContextMiddleware
 from .model_loader import load_configured_model
 from .openapi_docs import install_openapi
-from .routes import embeddings, features, heads, health, metrics, models, stream
+from .routes import collections, embeddings, features, heads, health, metrics, models, stream
 from .routes.ui import install_ui
+from .search_service import open_store as open_collections
+from .search_service import store_of
 from .service import EmbeddingService
 
 logger = logging.getLogger("app.main")
@@ -112,6 +114,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     configure_logging(settings.log_level)
     with warnings_to_log():
         await _open_store(app.state.heads)
+        await open_collections(app.state.collections)
         model = await asyncio.to_thread(load_configured_model, settings)
         limit_blas_threads(1)  # the decode threads are the parallelism (see vggish.network.cpus)
         service = EmbeddingService(model, settings, app.state.metrics)
@@ -135,6 +138,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await asyncio.gather(warm, return_exceptions=True)
             await asyncio.to_thread(trainings.close)
             await asyncio.to_thread(service.close)
+            await asyncio.to_thread(app.state.collections.close)
             # A stopped app holds no model: an app object outlives its lifespan where something
             # keeps it (a test's client; FastAPI's module-level routers link back to each app).
             app.state.service = app.state.trainings = None
@@ -163,8 +167,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.trainings = None
     app.state.draining = None  # an asyncio.Event while serving, set on SIGINT / SIGTERM
     app.state.heads = open_store(settings.heads_location)
+    app.state.collections = store_of(settings)
     install_error_handlers(app)
-    for module in (embeddings, features, stream, heads, models, health, metrics):
+    for module in (embeddings, features, stream, heads, collections, models, health, metrics):
         app.include_router(module.router)
     install_openapi(app, PROTECTED_PATHS if settings.protect_docs else ())
     install_docs(app)

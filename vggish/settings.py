@@ -51,6 +51,14 @@ class Settings(BaseSettings):
         request_timeout_s: a request still unanswered after this gets 504.
         retry_after_s: the ``Retry-After`` sent with 429 and 503.
         max_upload_bytes: request body size limit (checked while streaming).
+        max_json_bytes: JSON body size limit (audio as numbers or base64, head training): numbers
+            take several bytes of text per sample, so long audio goes as multipart or a raw body.
+        body_timeout_s: a request body not all there after this gets 408 (``request_timeout_s``
+            counts from the end of the body); the default lets ``max_upload_bytes`` arrive over a
+            link of 0.7 Mbit/s.
+        min_body_bytes_per_s: a body arriving slower than this on average (after its first 10 s)
+            gets 408, so that clients trickling bytes hold nothing for long; a tenth of the
+            slowest link the ``body_timeout_s`` default is sized for.
         max_input_seconds: audio seconds per input.
         max_request_seconds: audio seconds per request, all inputs together.
         max_inputs: inputs per request.
@@ -71,6 +79,13 @@ class Settings(BaseSettings):
         max_train_examples: clips per head training (audio files or embedding rows).
         max_train_classes: distinct labels per head training (at most 1000).
         train_threads: head trainings run at once (each on one core); more wait their turn.
+        search_max_collections: collections (``/v1/collections``) in the store.
+        search_max_items: items per collection.
+        search_max_items_per_request: items of one ``POST /v1/collections/{name}/items`` of embeddings.
+        search_max_segments: segments (examples) per item.
+        search_max_k: results per search.
+        search_max_query_segments: segments of a segment-level query.
+        search_ef_search: PostgreSQL's HNSW candidates per query (more: better recall, slower).
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
@@ -92,6 +107,9 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=120.0, gt=0)
     retry_after_s: int = Field(default=1, ge=1)
     max_upload_bytes: int = Field(default=100 * MIB, ge=1)
+    max_json_bytes: int = Field(default=16 * MIB, ge=1)
+    body_timeout_s: float = Field(default=1200.0, gt=0)
+    min_body_bytes_per_s: int = Field(default=8192, ge=1)
     max_input_seconds: float = Field(default=600.0, gt=0)
     max_request_seconds: float = Field(default=1800.0, gt=0)
     max_inputs: int = Field(default=32, ge=1)
@@ -108,6 +126,13 @@ class Settings(BaseSettings):
     max_train_examples: int = Field(default=10_000, ge=2)
     max_train_classes: int = Field(default=100, ge=2, le=MAX_HEAD_CLASSES)
     train_threads: int = Field(default=2, ge=1)
+    search_max_collections: int = Field(default=1000, ge=1)
+    search_max_items: int = Field(default=1_000_000, ge=1)
+    search_max_items_per_request: int = Field(default=1000, ge=1)
+    search_max_segments: int = Field(default=10_000, ge=1)
+    search_max_k: int = Field(default=100, ge=1)
+    search_max_query_segments: int = Field(default=64, ge=1)
+    search_ef_search: int = Field(default=200, ge=1, le=1000)
 
     @field_validator("backend", "precision", "log_level", mode="before")
     @classmethod
