@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
@@ -176,7 +177,8 @@ def throughput_rows(
             "offline library (embed_file, in turn)",
             audio / offline,
             "audio s/s",
-            f"100% of offline, {offline:.2f} s wall; {what}",
+            f"{offline:.2f} s wall; {what}",
+            ratio=1.0,
         )
     ]
     with server({**env, "VGGISH_DEVICE": device, "VGGISH_BACKEND": backend}) as url:
@@ -185,8 +187,9 @@ def throughput_rows(
         for c in clients:
             log(f"service: {c} concurrent client(s)")
             wall = served_seconds(url, data, c)
-            note = f"{offline / wall:.0%} of offline, {wall:.2f} s wall; {what}"
-            rows.append(Row(SECTION, f"served, {c} client(s)", audio / wall, "audio s/s", note))
+            note = f"{wall:.2f} s wall; {what}"
+            row = Row(SECTION, f"served, {c} client(s)", audio / wall, "audio s/s", note)
+            rows.append(replace(row, ratio=offline / wall))
     note = f"one {seconds:g} s clip to an idle server, median of 3"
     rows.append(Row(SECTION, "idle latency", latency * 1000, "ms", note))
     return rows

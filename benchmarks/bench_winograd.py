@@ -1,16 +1,18 @@
-"""Winograd F(2x2) / F(4x4) against direct convolutions, per layer and for the whole network.
+"""Winograd F(4x4, 3x3) against direct convolutions, per layer and for the whole network: the
+measurement behind the built-in per-layer plans (``vggish.network.winograd.TORCH_TILES`` and
+``ONNX_TILES``), for revisiting them on another machine.
 
 Sections (``--sections``, all by default):
 
 - ``layers``: each VGGish convolution (+ReLU, + its 2x2 max-pool) at ``--batches`` on random
   data: PyTorch direct convolution in NCHW, in channels_last, and chunked in NHWC
-  (``winograd.conv3x3_relu_direct``), ``winograd.conv3x3_relu`` with tile 2 and 4 (NHWC); ONNX
-  Runtime running one small exported module per layer and algorithm (direct ``Conv``, F2, F4).
+  (``winograd.conv3x3_relu_direct``), ``winograd.conv3x3_relu`` (F4, NHWC); ONNX Runtime running
+  one small exported module per layer and algorithm (direct ``Conv``, F4).
   Milliseconds per batch (median) and speed-up vs PyTorch channels_last / ORT ``Conv``.
 - ``network``: the whole network (random weights) at batch ``--network-batch`` with each plan:
-  all direct; F2 on conv3_1 ... conv4_2 (today's default); F4 on those; and the best algorithm
-  per layer and runtime from the ``layers`` section of this run (``--plan`` names one for
-  PyTorch instead), in PyTorch and ONNX Runtime. Examples/s and the ratio to the
+  all direct; the built-in plan of each runtime; and the best algorithm per layer and runtime
+  from the ``layers`` section of this run (``--plan`` names one for PyTorch instead), in PyTorch
+  and ONNX Runtime. Examples/s and the ratio to the
   direct-convolution ceiling: float32 GEMM GFLOP/s (``torch.mm`` 2048 x 2048, timed in the same
   rotation) / 1.73 GFLOP per example.
 - ``accuracy``: the float32 deviation of each algorithm per layer from a float64 direct
@@ -51,9 +53,9 @@ import vggish
 from vggish.network import winograd
 from vggish.network.model import CONV_LAYERS, POOL_AFTER, VGGish
 
-TORCH_ALGOS = ("direct NCHW", "direct channels_last", "direct chunked", "F2", "F4")
-ORT_ALGOS = ("direct", "F2", "F4")
-TILE_OF = {"F2": 2, "F4": 4}
+TORCH_ALGOS = ("direct NCHW", "direct channels_last", "direct chunked", "F4")
+ORT_ALGOS = ("direct", "F4")
+TILE_OF = {"F4": 4}
 NHWC_ALGOS = ("direct chunked", *TILE_OF)  # algorithms with NHWC input and output
 DIRECT = "direct channels_last"
 # (scope, C_in, C_out, height, width of the input)
@@ -68,11 +70,18 @@ LAYER_SHAPES = tuple(
     )
 )
 CONV_NAMES = tuple(n for n, _, _ in CONV_LAYERS)
-DEEP = ("conv3_1", "conv3_2", "conv4_1", "conv4_2")
-PLANS: dict[str, dict[str, str]] = {
-    "all direct": dict.fromkeys(CONV_NAMES, DIRECT),
-    "F2 on conv3_1..conv4_2 (today)": {n: "F2" if n in DEEP else DIRECT for n in CONV_NAMES},
-    "F4 on conv3_1..conv4_2": {n: "F4" if n in DEEP else DIRECT for n in CONV_NAMES},
+ALL_DIRECT = dict.fromkeys(CONV_NAMES, DIRECT)
+
+
+def built_in(tiles: Mapping[str, int], direct: str) -> dict[str, str]:
+    """A runtime's built-in plan (a table of tile sizes, 0: direct) in this script's names."""
+    return {name: f"F{tiles[name]}" if tiles[name] else direct for name in CONV_NAMES}
+
+
+# runtime -> plan name -> layer -> algorithm
+PLANS: dict[str, dict[str, dict[str, str]]] = {
+    "torch": {"all direct": ALL_DIRECT, "built-in": built_in(winograd.TORCH_TILES, "direct chunked")},
+    "ort": {"all direct": ALL_DIRECT, "built-in": built_in(winograd.ONNX_TILES, DIRECT)},
 }
 Fn = Callable[[], object]
 
@@ -340,7 +349,7 @@ def accuracy_section(model: VGGish, count: int) -> None:
         conv, pool = getattr(model, name), name in POOL_AFTER
         ref = conv_relu_pool(x, conv.weight.double(), conv.bias.double(), pool)
         scale = float(ref.abs().max())
-        for algo in ("direct channels_last", "F2", "F4"):
+        for algo in ("direct channels_last", "F4"):
             got = Layer(conv, algo, pool)(layer_input_from(x.float(), algo)).double()
             got = got.permute(0, 3, 1, 2) if algo in NHWC_ALGOS else got
             dev = (got - ref).abs() / scale
@@ -394,7 +403,7 @@ def main() -> None:
         best = {"torch": dict(zip(CONV_NAMES, args.plan, strict=True))}
     if "network" in args.sections:
         plans = {
-            runtime: {**PLANS, **({"best per layer": best[runtime]} if runtime in best else {})}
+            runtime: {**PLANS[runtime], **({"best per layer": best[runtime]} if runtime in best else {})}
             for runtime in ("torch", "ort")
         }
         network_section(model, plans, args.network_batch, args.repeats, args.threads)
