@@ -50,6 +50,8 @@ $(VENV)/.installed-docs: pyproject.toml $(VENV)/.installed-torch
 # every warning an error.
 docs: $(VENV)/.installed-docs
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+	@if grep -rlE '<(script|link|img)[^>]* (src|href)="(https?:)?//' site --include='*.html'; then \
+	  echo "make docs: these pages load files from another host; the site must work offline" >&2; exit 1; fi
 
 install: $(VENV)/.installed-dev system-deps
 

@@ -95,7 +95,7 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 # share the ``onnx_cache`` graphs in one unit, does not group under pytest 9.2: it renames the
 # tests through an attribute pytest no longer reads, and so hands out tests one by one.)
 LONGEST_FILES = (
-    "test_readme.py",
+    "test_docs_snippets.py",
     "app/test_service_schema.py",
     "test_onnx.py",
     "test_hear.py",

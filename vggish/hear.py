@@ -13,13 +13,12 @@ Log-mel is computed where the model runs (``frontend="auto"``): in PyTorch on th
 and on the CPU with the NumPy front end (the reference path, which ``runtime.embed`` takes too;
 the same numbers as PyTorch's and a little faster there: ``benchmarks/bench_hear.py``).
 
-Choices (see the README's "HEAR API" section and ``benchmarks/bench_hear.py`` for the figures):
+Choices (docs/hear.md; the figures are on docs/benchmarks.md, from ``benchmarks/bench_hear.py``):
 
 * **Timestamp embeddings every 50 ms** (:data:`TIMESTAMP_HOP_SECONDS`): HEAR asks for hops of
   at most 50 ms so that event onsets can be placed within its 50 ms tolerance. It costs about
-  19× the model calls of the reference hop of 0.96 s (14× the wall time on 10 s sounds, on a
-  CPU); ``load_model(hop_seconds=0.96)`` gives the reference's framing instead (any multiple of
-  0.01 s works).
+  19× the model calls of the reference hop of 0.96 s; ``load_model(hop_seconds=0.96)`` gives
+  the reference's framing instead (any multiple of 0.01 s works).
 * **Timestamps are frame centres** in milliseconds: example k covers [k·hop, k·hop + 0.975) s,
   so its timestamp is k·hop + 487.5 ms.
 * **Scene embeddings are the mean over time** of the timestamp embeddings at

@@ -5,16 +5,16 @@ A plan names one algorithm per convolution layer and one for the fully connected
 - ``direct``: the module's own ``nn.Conv2d`` (oneDNN on the CPU, channels_last), the whole batch
   at once; in an ONNX graph, ``Conv``.
 - ``direct_chunked``: the same convolution a few examples at a time, so that its ReLU and pool
-  read the output from cache (:func:`vggish.network.winograd.conv3x3_relu_direct`; conv1 runs ~4x faster
-  so on a 2-core AVX-512 CPU); in an ONNX graph, ``Conv``.
+  read the output from cache (:func:`vggish.network.winograd.conv3x3_relu_direct`); in an ONNX
+  graph, ``Conv``.
 - ``winograd4``: Winograd F(4x4, 3x3) (:func:`vggish.network.winograd.conv3x3_relu`), 4x fewer
   multiplications, chunked in eager PyTorch, one graph in ONNX.
 - fully connected layers: ``dense`` (``F.linear``: the BLAS torch was built with, MKL in the
-  PyPI wheels) or ``onednn`` (``torch.utils.mkldnn``, eager PyTorch only: 1.5x faster on skinny
-  products on an AVX-512 CPU, at the cost of a packed copy of the fc weights, ~270 MB).
+  PyPI wheels) or ``onednn`` (``torch.utils.mkldnn``, eager PyTorch only: faster on the skinny
+  products of a batch, at the cost of a packed copy of the fc weights, ~270 MB).
 
-Which plan wins depends on the CPU; :data:`TORCH_DEFAULT` and :data:`ONNX_DEFAULT` are the plans
-measured fastest on a 2-core AVX-512 CPU (``benchmarks/bench_winograd.py`` measures another).
+Which plan wins depends on the CPU; :data:`TORCH_DEFAULT` and :data:`ONNX_DEFAULT` are the
+built-in ones (docs/design.md says why; ``benchmarks/bench_winograd.py`` measures another machine).
 """
 
 from __future__ import annotations
@@ -124,10 +124,10 @@ def _plan_of_tiles(tiles: Mapping[str, int], direct: ConvAlgorithm, fc: FcAlgori
 DIRECT = Plan()
 """Every layer as the module computes it (``nn.Conv2d``, ``F.linear``)."""
 TORCH_DEFAULT = _plan_of_tiles(winograd.TORCH_TILES, "direct_chunked", "onednn")
-"""Eager PyTorch, measured fastest at batch 32 on 2 AVX-512 cores (docs/winograd.md): conv1 direct in
+"""Eager PyTorch's built-in plan (docs/design.md, "Per-layer plans"): conv1 direct in
 chunks, F(4x4) from conv2 on, fully connected layers through oneDNN."""
 ONNX_DEFAULT = _plan_of_tiles(winograd.ONNX_TILES, "direct", "dense")
-"""The ONNX graph, measured fastest in ONNX Runtime at batch 32 on 2 AVX-512 cores: ``Conv`` for
+"""The ONNX graph's built-in plan: ``Conv`` for
 conv1 and conv2, F(4x4) from conv3_1 on."""
 
 
@@ -200,7 +200,7 @@ def onednn_linear(linear: torch.nn.Linear) -> LinearFn:
     """``linear`` computed by oneDNN (float32): a oneDNN copy of its weights, dense in and out.
 
     The same arithmetic as ``F.linear`` to float32 rounding (summation order); on skinny products
-    (a batch of 32 against 12288 x 4096) oneDNN runs ~1.5x faster than MKL on an AVX-512 CPU.
+    (a batch of 32 against 12288 x 4096) oneDNN runs faster than MKL on AVX-512 CPUs.
     """
     weight = linear.weight.detach().to_mkldnn()
     bias = linear.bias.detach().to_mkldnn()

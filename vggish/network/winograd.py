@@ -43,8 +43,8 @@ TILES = (4,)
 """Output tile sizes m of the F(m x m, 3 x 3) algorithms built here: the one the built-in plans use
 (``benchmarks/bench_winograd.py`` builds other sizes from their points to compare)."""
 
-# The fastest algorithm per layer at batch 32 on a 2-core AVX-512 CPU (AMD EPYC Zen 4, docs/winograd.md;
-# benchmarks/bench_winograd.py measures another machine): a tile size for conv3x3_relu, or 0 for
+# The built-in algorithm per layer (docs/design.md, "Per-layer plans"; benchmarks/bench_winograd.py
+# measures another machine): a tile size for conv3x3_relu, or 0 for
 # a direct convolution (conv3x3_relu_direct in PyTorch, ONNX's Conv in a graph). Eager PyTorch
 # computes in cache-sized chunks, where F(4x4) pays from conv2 on; ONNX Runtime runs the graph
 # whole, where its own Conv is faster for conv1 and conv2.
@@ -57,15 +57,14 @@ ONNX_TILES: Mapping[str, int] = MappingProxyType(
 
 KERNEL_SIZE = 3
 # Eager mode computes a batch in chunks (see examples_per_chunk) whose intermediate tensors stay in
-# the CPU's caches: up to 2x faster per layer on a 2-core AVX-512 CPU than the whole batch at once.
+# the CPU's caches, which is faster per layer than the whole batch at once.
 CHUNK_BYTES = 4 << 20  # Winograd products per chunk, at least
 DIRECT_CHUNK_BYTES = 8 << 20  # direct convolution outputs per chunk, at least
 
 # Interpolation points (besides infinity) of each tile size; m + 1 finite points for F(m, 3).
-# F(4): 0, +-1, +-1/2 and Lavin's 0, +-1, +-2 measure the same float32 error on VGGish's layers
-# (within 20 %, either way by layer); Barabasz et al.'s 0, +-1, 1/2, -2 is 2-3x more accurate
-# but pairs only +-1, so its transforms cost 5-9 % more time per layer; end to end all three are
-# more accurate than float32 direct convolution.
+# F(4): 0, +-1, +-1/2 and Lavin's 0, +-1, +-2 give about the same float32 error on VGGish's layers;
+# Barabasz et al.'s 0, +-1, 1/2, -2 is more accurate but pairs only +-1, so its transforms take
+# longer; end to end all three are as accurate as float32 direct convolution.
 _POINTS: dict[int, tuple[Fraction, ...]] = {
     4: (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-1, 2)),
 }
@@ -449,7 +448,7 @@ def conv3x3_relu_direct(
 
     For the layers where Winograd does not pay (conv1: one input channel). In eager mode a large
     batch is computed :data:`DIRECT_CHUNK_BYTES` of outputs at a time, so that ReLU and the pool
-    read the convolution's output from cache: conv1 runs ~4x faster that way than in one piece.
+    read the convolution's output from cache, which for conv1 is much faster than one piece.
 
     Args:
         x: (B, H, W, C) NHWC activations (contiguous).
