@@ -13,9 +13,10 @@ How the snippets run (the least magic that lets them run unchanged):
   Each runnable block must follow a marker naming the install it assumes, which holds for the
   rest of its page: ``<!-- docs-test: install serve,onnx -->`` (what ``make serve`` installs),
   ``<!-- docs-test: install dev -->`` (``make install``: everything). The test environment has
-  every extra; the packages of the extras the page does not name are hidden from the snippet
-  (and from every process it starts) as if they were not installed (``sys.modules[name] = None``
-  in a ``sitecustomize``), so a snippet that needs more than its page says fails here.
+  every extra; the distributions of the extras the page does not name are not installed for the
+  snippet and every process it starts: a ``sitecustomize`` puts, in place of site-packages on
+  ``sys.path``, a folder of links to its entries less theirs. A snippet that needs more than its
+  page says fails here.
 - **In a new shell.** The working folder of each block is a fresh copy of audio files named as
   the docs name them (``clip.wav``, ``dog.wav``, ``corpus/``, ``clips/<label>/`` ...; see
   :data:`FIXTURE_FILES`, made from Debian's real recordings where installed), with ``.venv``
@@ -64,6 +65,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 import urllib.error
 import urllib.request
@@ -87,7 +89,8 @@ DOCS_URL = re.compile(rf"(127\.0\.0\.1|localhost):{DOCS_PORT}\b")
 COMMAND_TIMEOUT_S = 600.0  # generous bound for one command (none takes more than ~30 s)
 READY_TIMEOUT_S = 300.0  # for a server to answer /readyz (loading + warm-up, ONNX export)
 STOP_TIMEOUT_S = 60.0
-NOT_INSTALLED_VAR = "DOCS_TEST_NOT_INSTALLED"  # read by the sandbox's sitecustomize
+SITE_VIEW_VAR = "DOCS_TEST_SITE_PACKAGES"  # read by the sandbox's sitecustomize
+SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
 
 # Snippets that fail today, keyed by their first line (Python) or their command (shell, without
 # its comment). Remove an entry when the docs are fixed: a strict xfail reports the fix.
@@ -313,28 +316,44 @@ def _closure(requirements: list[Requirement]) -> set[str]:
     return names
 
 
-def not_installed(install: Install) -> tuple[str, ...]:
-    """Top-level modules of the extras' packages that ``install`` does not have."""
+def not_installed(install: Install) -> frozenset[str]:
+    """The distributions of the extras that ``install`` does not pull in (normalised names)."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     core = [Requirement(text) for text in project["dependencies"]]
     has = _closure([*core, *_extra_requirements(install.extras)])
     every = {_normal(r.name) for r in _extra_requirements(frozenset(optional_dependencies()))}
-    missing = every - has
-    modules = []
-    for module, dists in importlib.metadata.packages_distributions().items():
-        if dists and all(_normal(d) in missing for d in dists) and module.isidentifier():
-            modules.append(module)
-    return tuple(sorted(modules))
+    return frozenset(every - has)
+
+
+def site_view(install: Install, folder: Path) -> Path:
+    """A folder of links to site-packages' entries, less those of the distributions ``install``
+    lacks (their packages and metadata; entries that installed distributions share are kept)."""
+    hidden = not_installed(install)
+    view = folder / ("site-" + "-".join(sorted(install.extras)))
+    if view.is_dir():
+        return view
+    gone: set[str] = set()
+    kept: set[str] = set()
+    for dist in importlib.metadata.distributions():
+        entries = {f.parts[0] for f in dist.files or () if f.parts and f.parts[0] != ".."}
+        (gone if _normal(dist.metadata["Name"]) in hidden else kept).update(entries)
+    view.mkdir(parents=True)
+    for entry in SITE_PACKAGES.iterdir():
+        if entry.name not in gone - kept:
+            (view / entry.name).symlink_to(entry)
+    return view
 
 
 SITECUSTOMIZE = f'''\
-"""Hides the packages of the extras a docs page does not install (tests/test_docs_snippets.py)."""
+"""Installs only what a docs page names (tests/test_docs_snippets.py): site-packages is replaced
+on sys.path by a folder of links to its entries less those of the other extras' distributions."""
 import os
 import sys
 
-for _name in os.environ.get("{NOT_INSTALLED_VAR}", "").split(","):
-    if _name:
-        sys.modules[_name] = None  # `import` fails as when not installed; find_spec says None
+_view = os.environ.get("{SITE_VIEW_VAR}")
+if _view:
+    _real = os.path.realpath({str(SITE_PACKAGES)!r})
+    sys.path[:] = [_view if os.path.realpath(p) == _real else p for p in sys.path]
 '''
 
 
@@ -406,14 +425,15 @@ def curl_to(command: str, port: int) -> str:
 class Sandbox:
     """An installed-looking vggish with random default weights, and the audio files to use."""
 
-    env: dict[str, str]  # without .venv/bin on PATH and without hidden packages
+    env: dict[str, str]  # without .venv/bin on PATH, with every extra
     weights: Path
     fixtures: Path
+    views: Path  # where the site-packages of each install are made
 
     def env_for(self, install: Install, workdir: Path) -> dict[str, str]:
         """The environment of a snippet of a page with ``install``, run in ``workdir``."""
         env = dict(self.env)
-        env[NOT_INSTALLED_VAR] = ",".join(not_installed(install))
+        env[SITE_VIEW_VAR] = str(site_view(install, self.views))
         if install.activated:
             env["PATH"] = os.pathsep.join([str(workdir / ".venv" / "bin"), env["PATH"]])
         return env
@@ -515,7 +535,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
     imported, default = done.stdout.split()
     assert Path(imported) == site / "vggish" / "__init__.py", "the snippets must import the copy"
     assert Path(default) == weights, "outside a checkout the default weights must be in ~/.cache/vggish"
-    yield Sandbox(env, weights, fixtures)
+    yield Sandbox(env, weights, fixtures, root / "installs")
     shutil.rmtree(home / ".cache", ignore_errors=True)  # 275 MB of weights (+ ONNX graph): not kept
 
 
@@ -904,9 +924,13 @@ def test_markers_need_a_reason_and_known_extras() -> None:
         read_blocks("<!-- docs-test: install serve,nope -->\n```sh\nls\n```\n")
 
 
-def test_an_install_hides_the_packages_of_the_other_extras() -> None:
-    serve = set(not_installed(Install(frozenset({"serve", "onnx"}))))
-    assert {"pyarrow", "httpx", "psycopg", "pandas", "ray"} <= serve  # extract, client, postgres, dev
-    assert not serve & {"fastapi", "uvicorn", "onnxruntime", "numpy", "torch", "soundfile"}
+def test_an_install_lacks_the_distributions_of_the_other_extras(tmp_path: Path) -> None:
+    serve = Install(frozenset({"serve", "onnx"}))
+    assert {"pyarrow", "httpx", "psycopg", "pandas", "ray"} <= not_installed(serve)  # extract, client, dev...
+    assert not not_installed(serve) & {"fastapi", "uvicorn", "onnxruntime", "numpy", "torch", "soundfile"}
     assert "pyarrow" not in not_installed(Install(frozenset({"serve", "onnx", "extract"})))
-    assert not_installed(Install(frozenset({"dev", "bench"}))) == ()
+    assert not_installed(Install(frozenset({"dev", "bench"}))) == frozenset()
+    view = site_view(serve, tmp_path)
+    names = {p.name for p in view.iterdir()}
+    assert {"fastapi", "onnxruntime", "numpy", "torch"} <= names
+    assert not names & {"pyarrow", "pandas", "httpx", "psycopg"}
