@@ -37,8 +37,7 @@ class TorchBackend:
 
     Args:
         network: the module, on its device and in its dtype.
-        plan: algorithm per layer (:data:`DEFAULT_PLAN`: the one measured fastest on a 2-core
-            AVX-512 CPU).
+        plan: algorithm per layer (:data:`DEFAULT_PLAN`: the built-in one, docs/design.md).
     """
 
     name = "torch"

@@ -10,8 +10,7 @@ CLI and the service's settings) overrides the CPUs found here; this module reads
 
 NumPy's BLAS is kept to one thread while the front end runs (:func:`single_threaded_blas`): its
 matrix products there are small, and OpenBLAS's idle threads spin for a while after each one,
-taking the cores from the model call that follows (10 % of end-to-end time on 2 cores, and 70 ms
-of a 10 s clip's latency in the service).
+taking the cores from the model call that follows.
 """
 
 from __future__ import annotations

@@ -99,9 +99,8 @@ def export_onnx(
                     dynamic_shapes={INPUT_NAME: {0: batch}},
                     opset_version=OPSET,
                     dynamo=True,
-                    # onnxscript's optimizer took 40 % of the export (29 -> 18 s for the default
-                    # plan, measured); ONNX Runtime optimizes the graph itself at load: the same
-                    # numbers (max |diff| 0.0), load and run times.
+                    # onnxscript's optimizer makes the export much slower, and ONNX Runtime
+                    # optimizes the graph itself at load: the same numbers, load and run times.
                     optimize=False,
                     external_data=False,
                     verbose=False,

@@ -424,7 +424,7 @@ def _conv(
     k = kernels.shape[2]
     th, tw = h // t.m, w // t.m
     v = _input_transform(x, t)
-    # One input channel (conv1): the products are outer products, 3x faster as a broadcast multiply.
+    # One input channel (conv1): the products are outer products, faster as a broadcast multiply.
     prod = (v * kernels if kernels.shape[1] == 1 else torch.bmm(v, kernels)).reshape(
         t.alpha, t.alpha, b, th, tw, k
     )
