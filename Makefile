@@ -15,7 +15,7 @@ WEIGHTS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-serve system-deps serve test test-fast lint typecheck docs pytest embed bench clean
+.PHONY: install install-serve system-deps serve test test-fast test-container lint typecheck docs pytest embed bench clean
 
 # One stamp per install: the venv with torch, then what serving needs, then everything.
 $(VENV)/.installed-torch:
@@ -81,6 +81,11 @@ test: lint typecheck docs pytest
 # `make test`'s, which is made for its minute-long files).
 test-fast: install
 	$(PY) -m pytest -m "not slow and not tensorflow" -n $(PYTEST_WORKERS) --dist loadfile
+
+# The Docker image, built with podman on a Debian 12 base made by mmdebstrap and run as its user
+# (root, Debian 12; several minutes): scripts/container-test.sh, docs/container.md.
+test-container:
+	bash scripts/container-test.sh
 
 # The REST service on http://$(HOST):$(PORT) (docs at /docs); WEIGHTS=random for a demo.
 serve: install-serve

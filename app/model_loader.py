@@ -55,5 +55,4 @@ def load_configured_model(settings: Settings) -> Runtime:
         backend=settings.backend,
         precision=settings.precision,
         threads=settings.num_threads or None,
-        cache_dir=settings.cache_dir,
     )

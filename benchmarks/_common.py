@@ -78,10 +78,10 @@ def missing_row(section: str, name: str, module: str) -> Row:
 
 
 def onnx_available() -> bool:
-    """Whether the ONNX backend can run here (``vggish[onnx]``: onnx, onnxscript, onnxruntime)."""
-    from vggish.network import onnx as onnx_export
+    """Whether the ONNX backend can run here (``vggish[onnx]``: onnx, onnxruntime)."""
+    from vggish.network.loader import onnx_installed
 
-    return onnx_export.available()
+    return onnx_installed()
 
 
 def _temporary_folder(prefix: str) -> Path:
@@ -91,24 +91,13 @@ def _temporary_folder(prefix: str) -> Path:
     return Path(folder)
 
 
-def private_onnx_cache() -> Path:
-    """Points ``VGGISH_CACHE_DIR`` at a temporary folder (removed at exit) unless it is set.
-
-    The ONNX graph of the benchmark weights is then exported once per run, without touching the
-    user's ``~/.cache/vggish``; child processes (servers, extract workers) inherit the setting.
-    """
-    if not os.environ.get("VGGISH_CACHE_DIR"):
-        os.environ["VGGISH_CACHE_DIR"] = str(_temporary_folder("vggish-bench-cache-"))
-    return Path(os.environ["VGGISH_CACHE_DIR"])
-
-
 @functools.cache
 def weights_file() -> Path:
     """The library's random weights, saved once per process to a temporary ``.safetensors``.
 
-    Speed needs no trained weights. A file, like a real deployment's, loads in ~0.3 s where
-    building the random weights takes ~1.5 s (that would distort cold starts), and every section,
-    server and worker of a run shares it, so the onnx backend's graph is exported once.
+    Speed needs no trained weights. A file loads as a real deployment's does (building the random
+    weights takes longer, which would distort cold starts), and every section, server and worker
+    of a run shares it.
     """
     from vggish.weights import random_weights, save_weights
 
@@ -124,7 +113,6 @@ def load_bench_model(**kwargs: Any) -> Any:
     """``vggish.load_model`` on :func:`weights_file`; keyword arguments go to ``load_model``."""
     import vggish
 
-    kwargs.setdefault("cache_dir", os.environ.get("VGGISH_CACHE_DIR"))  # see private_onnx_cache
     return vggish.load_model(weights_file(), **kwargs)
 
 

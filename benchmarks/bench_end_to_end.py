@@ -33,7 +33,6 @@ from _common import (
     markdown_table,
     missing_row,
     onnx_available,
-    private_onnx_cache,
 )
 
 SECTION = "end-to-end"
@@ -130,8 +129,6 @@ def run(seconds: float = 120.0, repeats: int = 3, backends: Sequence[str] = ("to
     if "onnx" in backends and not onnx_available():
         rows.append(missing_row(SECTION, "vggish embed_file, onnx", "onnxruntime"))
         backends = [b for b in backends if b != "onnx"]
-    if "onnx" in backends:
-        private_onnx_cache()
     with TemporaryDirectory(prefix="bench_end_to_end_") as tmp:
         path = Path(tmp) / "clip.wav"
         make_clip(path, seconds)

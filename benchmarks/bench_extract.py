@@ -34,7 +34,6 @@ from _common import (
     machine_line,
     markdown_table,
     missing_row,
-    private_onnx_cache,
     weights_file,
 )
 
@@ -89,7 +88,7 @@ def bench_extract(folder: Path, output: Path, workers: int, batch_size: int, res
     from vggish.pipeline.options import EmbedOptions
 
     embed = EmbedOptions(batch_size=batch_size, resampler=resampler)  # type: ignore[arg-type]
-    options = ExtractOptions(embed=embed, workers=workers, cache_dir=str(private_onnx_cache()))
+    options = ExtractOptions(embed=embed, workers=workers)
     start = time.perf_counter()
     summary = extract(find_inputs([str(folder)]), output, str(weights_file()), options)
     seconds = time.perf_counter() - start
@@ -124,8 +123,8 @@ def run(
     """Times the long file, ``vggish extract`` per worker count and torchvggish, alternated.
 
     Returns:
-        One row per case: the best wall seconds of the repeats, with x realtime and the share of
-        the long file's throughput in the note; a "not installed" row when torchvggish is missing.
+        One row per case: the best wall seconds of the repeats, x realtime in the note and its
+        throughput over the long file's as its ratio; a "not installed" row without torchvggish.
     """
     with tempfile.TemporaryDirectory(prefix="bench_extract_") as tmp:
         root = Path(tmp)
@@ -133,7 +132,6 @@ def run(
         log(f"extract: writing {files} files of {seconds:g} s and one long file")
         audio = make_short_files(root / "short", files, seconds)
         make_long_file(root / "long.wav", audio)
-        load_bench_model()  # untimed: the ONNX graph, exported into the run's cache
         cases: dict[str, Callable[[Path], float]] = {
             f"embed_file: 1 x {audio:.0f} s WAV 44.1 kHz": lambda _: bench_long(
                 root / "long.wav", batch_size, resampler

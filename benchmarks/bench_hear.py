@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from _common import Row, alternate, load_bench_model, log, machine_line, markdown_table, private_onnx_cache
+from _common import Row, alternate, load_bench_model, log, machine_line, markdown_table
 
 from vggish import hear, params
 from vggish.features.logmel import num_examples
@@ -94,7 +94,6 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per sound (default 10)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    private_onnx_cache()
     header = machine_line()
     rows = run(args.sounds, args.seconds, args.repeats)
     print("# HEAR API: one get_*_embeddings call per case (median wall time), random weights")

@@ -31,7 +31,6 @@ from _common import (
     markdown_table,
     missing_row,
     onnx_available,
-    private_onnx_cache,
 )
 
 from vggish.network.runtime import Runtime
@@ -58,7 +57,6 @@ def torchvggish_runner() -> Runner:
 def runners() -> tuple[dict[str, Runner], list[Row]]:
     """Name -> (N, 96, 64) float32 -> (N, 128) callable for every backend available here, and a
     "not installed" row for each one that is not."""
-    private_onnx_cache()  # graphs in the run's temporary cache, not the user's
     last = load_bench_model(backend="torch")
     direct_last: Runtime = load_bench_model(backend="torch")
     direct_last.winograd = False

@@ -13,7 +13,8 @@ Sections (``--sections``, both by default):
   embeddings' max |value|, and the uint8 postprocessed features (share of features that differ,
   share off by exactly one, largest step). Then which oneDNN implementations (ISA) a bf16
   forward pass runs, from ``ONEDNN_VERBOSE=1``.
-- ``int8``: the all-direct fp32 graph (every convolution an ONNX ``Conv``) quantized with
+- ``int8``: the library's all-direct fp32 graph (``export_onnx(..., plan=plans.DIRECT)``: every
+  convolution an ONNX ``Conv``) quantized with
   ``onnxruntime.quantization.quantize_static`` (QDQ, per-channel int8 weights, uint8
   activations, MinMax calibration on the examples of half of the recordings); speed at
   ``--batch`` against the fp32 graph in ONNX Runtime, deviation (as above) on the examples of the
@@ -44,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import alternate, log, machine_line
-from bench_winograd import CONV_NAMES, DIRECT, Network, Ort, cpu_flags
+from bench_winograd import cpu_flags
 
 import vggish
 from vggish.network.model import VGGish
@@ -172,6 +173,9 @@ def onednn_implementations() -> Counter[str]:
 
 
 def int8_section(batch: int, repeats: int, threads: int) -> None:
+    from vggish.network import plans
+    from vggish.network.onnx import export_onnx
+
     paths = recordings()
     calibration, held_out = examples_of(paths[0::2], 0.24), examples_of(paths[1::2], 0.48)
     log(f"int8: {len(calibration)} calibration examples, {len(held_out)} held-out examples")
@@ -180,9 +184,7 @@ def int8_section(batch: int, repeats: int, threads: int) -> None:
         model = vggish.load_model("random", backend="torch").network
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:
         folder = Path(tmp)
-        direct = Network(model, dict.fromkeys(CONV_NAMES, DIRECT)).eval()
-        Ort.export(direct, torch.zeros(2, 96, 64), folder, "direct", threads)
-        fp32 = folder / "direct.onnx"
+        fp32 = export_onnx(model, folder / "direct.onnx", plan=plans.DIRECT)
         log("int8: quantizing the all-direct graph (QDQ, per channel, MinMax)")
         int8 = quantize(fp32, folder / "direct-int8.onnx", calibration)
         runners = {

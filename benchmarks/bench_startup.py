@@ -63,7 +63,6 @@ def environment(home: Path) -> dict[str, str]:
     """The case's environment: nothing cached, no download, the defaults otherwise."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VGGISH_")}
     env.update(
-        VGGISH_CACHE_DIR=str(home / "cache"),
         XDG_CACHE_HOME=str(home / "xdg-cache"),
         VGGISH_DATA_DIR=str(home / "data"),
         VGGISH_DOWNLOAD="false",

@@ -26,15 +26,15 @@ a busy machine; each row's ratio compares it with the section's reference case, 
 page. The model-only rows (``model``, ``speed``) also carry their ratio to the model ceiling.
 
 Each section measures the way its script's docstring says (warm-ups, medians; the best of the
-repeats for extraction), with the library's random weights saved to one temporary file and one
-temporary ``VGGISH_CACHE_DIR`` for the whole run (unless set), so the onnx graph is exported once.
-A missing optional dependency gives a "not installed" row; a section that fails gives a "failed"
-row, its traceback on stderr and exit status 1, and the others still run. The full run takes many
-minutes on 2 cores, extraction the longest (``--quick``: tiny sizes, for checking the benchmarks
-themselves, not for figures). Progress goes to stderr, one table of every row to stdout, and with
-``--page PATH`` the page, a table per section, to PATH.
+repeats for extraction), with the library's random weights saved to one temporary file for the
+whole run. A missing optional dependency gives a "not installed" row; a section that fails gives
+a "failed" row, its traceback on stderr and exit status 1, and the others still run. The full run
+takes many minutes on 2 cores, extraction the longest (``--short``: smaller cases, real figures,
+for a busy machine; ``--quick``: tiny sizes, for checking the benchmarks themselves, not for
+figures). Progress goes to stderr, one table of every row to stdout, and with ``--page PATH`` the
+page, a table per section, to PATH.
 
-Usage: ``python benchmarks/run_all.py [--quick] [--only SECTION ...] [--json PATH] [--page PATH]``
+Usage: ``python benchmarks/run_all.py [--quick | --short] [--only SECTION ...] [--json PATH] [--page PATH]``
 (``pip install -e '.[bench,onnx]'`` first; ``make bench`` does both and writes ``docs/benchmarks.md``).
 """
 
@@ -58,7 +58,6 @@ from _common import (
     machine_rows,
     markdown_table,
     page,
-    private_onnx_cache,
     with_ceiling,
     write_json,
 )
@@ -92,6 +91,21 @@ class Sizes:
 
 
 FULL = Sizes()
+SHORT = Sizes(  # real figures from smaller cases, for a shared or busy machine (the page says so)
+    clip_seconds=30.0,
+    batches=(1, 32),
+    model_examples=64,
+    resample_seconds=30.0,
+    service_clips=8,
+    clients=(1, 4),
+    cold_starts=1,
+    files=100,
+    hear_sounds=4,
+    speed_examples=64,
+    speed_repeats=3,
+    startup_repeats=2,
+    startup_serve_repeats=1,
+)
 QUICK = Sizes(
     repeats=1,
     gemm_repeats=3,
@@ -209,6 +223,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the benchmarks run")
+    parser.add_argument("--short", action="store_true", help="smaller cases, real figures (a busy machine)")
     parser.add_argument(
         "--only",
         nargs="+",
@@ -222,15 +237,16 @@ def main() -> int:
     )
     args = parser.parse_args()
     names = [n for n in SECTIONS if args.only is None or n in args.only]
-    private_onnx_cache()  # one export of the random weights' graph for the whole run
     header = machine_line()  # before the run: its load average is the machine's, not ours
     started = time.perf_counter()
-    sizes = QUICK if args.quick else FULL
+    sizes = QUICK if args.quick else SHORT if args.short else FULL
     _common.QUICK_CHECKS = args.quick
     rows, ok = run_sections(names, sizes)
     rows = ceiling_ratios(rows, sizes)
     seconds = time.perf_counter() - started
-    scale = "--quick sizes: checks only, not figures" if args.quick else "full sizes"
+    scale = "full sizes"
+    if args.quick or args.short:
+        scale = "--quick sizes: checks only, not figures" if args.quick else "--short sizes"
     print(f"# vggish benchmarks, {time.strftime('%Y-%m-%d')}, {scale}, {seconds:.0f} s")
     print(f"# {header}\n")
     print(markdown_table(rows))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,27 +12,16 @@ import pytest
 
 pytest_plugins = ["postgres_server"]  # the postgres_server and postgres_url fixtures
 
-# The product's default backend is ``auto`` (ONNX Runtime when installed), which exports a graph
-# per weights file (~10-25 s). Most tests check PyTorch's numbers against references; the ONNX
-# backend and ``auto`` have their own tests, which set the backend explicitly. The library takes
-# the backend as an argument; the CLI and the service read this variable.
+# The product's default backend is ``auto`` (ONNX Runtime when installed). Most tests check
+# PyTorch's numbers against references; the ONNX backend and ``auto`` have their own tests, which
+# set the backend explicitly. The library takes the backend as an argument; the CLI and the service
+# read this variable.
 os.environ.setdefault("VGGISH_BACKEND", "torch")
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 REFERENCE_NPZ = DATA_DIR / "frontend_reference.npz"  # provenance: tests/data/README.md
 ALSA_DIR = Path("/usr/share/sounds/alsa")
 FREEDESKTOP_DIR = Path("/usr/share/sounds/freedesktop/stereo")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def private_default_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The library's default cache folder points into the test run's temporary folder, so that no
-    test writes ONNX graphs into the developer's ``~/.cache/vggish``."""
-    from vggish.network import loader
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(loader, "DEFAULT_CACHE_DIR", tmp_path_factory.mktemp("default-cache"))
-        yield
 
 
 @pytest.fixture(scope="session")
@@ -68,32 +56,10 @@ def freedesktop_recordings() -> list[Path]:
     return sorted(FREEDESKTOP_DIR.glob("*.oga"))
 
 
-@pytest.fixture(scope="session")
-def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A private VGGISH_CACHE_DIR for the test run: each ONNX graph is exported there once.
-
-    Under pytest-xdist the run's processes share it (their temporary folders' common parent):
-    the library exports a graph under a lock, so a process that needs a graph another one is
-    exporting waits for it instead of exporting it again (tests/test_onnx.py tests the lock).
-    """
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent
-    cache = root / "vggish-onnx-cache"
-    cache.mkdir(exist_ok=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VGGISH_CACHE_DIR", str(cache))
-        yield cache
-
-
 # `make test` runs the suite in two processes (``-n 2 --dist loadfile --no-loadscope-reorder``), one
 # work unit a file, so that a file's tests run in order in one process. The files that take a
 # minute or more (`pytest --durations`) start first, longest first: one started last would leave
-# the other process idle at the end. (pytest-xdist's ``loadgroup``, which could put the files that
-# share the ``onnx_cache`` graphs in one unit, does not group under pytest 9.2: it renames the
-# tests through an attribute pytest no longer reads, and so hands out tests one by one.)
+# the other process idle at the end.
 LONGEST_FILES = (
     "test_docs_snippets.py",
     "app/test_service_schema.py",

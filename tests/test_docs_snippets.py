@@ -123,6 +123,11 @@ FIXTURE_FILES: dict[str, str] = {
     "clips/speech/2.flac": SPEECH,
     "clips/alert/1.ogg": ALERT,
     "clips/alert/2.ogg": ALERT,
+    "bg/a.wav": SPEECH,
+    "bg/b.wav": ALERT,
+    "bg/c.wav": SPEECH,
+    "gen/1.wav": ALERT,
+    "gen/2.wav": SPEECH,
 }
 FIXTURE_LISTS = {"files.txt": "a.wav\ndog.wav\n"}  # for `vggish extract @files.txt`
 FIXTURE_COPIES = ("hubconf.py",)  # repository files a clone has (torch.hub.load(".", ...))
@@ -499,9 +504,8 @@ def write_fixtures(folder: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     from vggish import weights as W
-    from vggish.network import onnx as onnx_export
 
     root = tmp_path_factory.mktemp("docs")
     site = root / "site"
@@ -512,8 +516,6 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
     weights = home / ".cache" / "vggish" / W.DEFAULT_WEIGHTS_NAME
     loaded = W.random_weights()
     W.save_weights(weights, loaded.state_dict, loaded.pca, {"source": "random weights for the docs tests"})
-    if onnx_export.available():  # `--weights random` finds its graph as a second run would
-        link_random_graph(request.getfixturevalue("onnx_cache"), weights.parent, request)
     fixtures = root / "fixtures"
     write_fixtures(fixtures)
     env = {k: v for k, v in os.environ.items() if not k.startswith("VGGISH_") and k != "PYTHONPATH"}
@@ -536,24 +538,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
     assert Path(imported) == site / "vggish" / "__init__.py", "the snippets must import the copy"
     assert Path(default) == weights, "outside a checkout the default weights must be in ~/.cache/vggish"
     yield Sandbox(env, weights, fixtures, root / "installs")
-    shutil.rmtree(home / ".cache", ignore_errors=True)  # 275 MB of weights (+ ONNX graph): not kept
-
-
-def link_random_graph(shared_cache: Path, cache: Path, request: pytest.FixtureRequest) -> None:
-    """Links the ONNX graph of ``--weights random`` from the run's shared cache (exported there
-    once for the run; tests/test_onnx.py tests exporting) into the sandbox's ``~/.cache/vggish``."""
-    from vggish.network import onnx as onnx_export
-    from vggish.network import plans
-
-    model = request.getfixturevalue("random_model")
-    onnx_export.onnx_session(model.network, "random", shared_cache, metadata=model.weights_info)
-    graph = onnx_export.graph_path(shared_cache, "random", plans.ONNX_DEFAULT.tag)
-    target = onnx_export.graph_path(cache, "random", plans.ONNX_DEFAULT.tag)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(graph, target)
-    except OSError:  # another file system
-        shutil.copyfile(graph, target)
+    shutil.rmtree(home / ".cache", ignore_errors=True)  # 275 MB of weights: not kept
 
 
 def workdir(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:

@@ -15,8 +15,8 @@ import torch
 import vggish
 from vggish.cli import main as cli_main
 from vggish.cli import runtime_args
-from vggish.network import cpus
-from vggish.network import onnx as onnx_export
+from vggish.network import cpus, loader
+from vggish.network import onnx as onnx_graph
 from vggish.pipeline import driver as pipeline
 
 
@@ -99,16 +99,13 @@ def _cli_runtime(*argv: str) -> dict[str, object]:
 
 def test_cli_reads_runtime_defaults_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI's flags default to the one settings model's VGGISH_* variables; flags win."""
-    for name in ("VGGISH_NUM_THREADS", "VGGISH_BACKEND", "VGGISH_CACHE_DIR", "XDG_CACHE_HOME"):
+    for name in ("VGGISH_NUM_THREADS", "VGGISH_BACKEND", "VGGISH_PRECISION", "VGGISH_DEVICE"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", "/home/someone")
-    cache = Path("/home/someone/.cache/vggish")  # platformdirs' user cache folder on Linux
-    expected = {"device": "cpu", "backend": "auto", "precision": "fp32", "threads": None, "cache_dir": cache}
+    expected = {"device": "cpu", "backend": "auto", "precision": "fp32", "threads": None}
     assert _cli_runtime() == expected
     monkeypatch.setenv("VGGISH_NUM_THREADS", "3")
     monkeypatch.setenv("VGGISH_BACKEND", "TORCH")
-    monkeypatch.setenv("VGGISH_CACHE_DIR", "/tmp/graphs")
-    expected = {**expected, "backend": "torch", "threads": 3, "cache_dir": Path("/tmp/graphs")}
+    expected = {**expected, "backend": "torch", "threads": 3}
     assert _cli_runtime() == expected
     assert _cli_runtime("--threads", "5", "--backend", "onnx")["threads"] == 5  # flags win
     monkeypatch.setenv("VGGISH_NUM_THREADS", "many")
@@ -203,28 +200,28 @@ def test_default_batch_size_follows_the_device(random_model: vggish.Runtime) -> 
 
 @pytest.mark.slow
 def test_auto_is_the_default_and_picks_onnx_on_the_cpu(
-    onnx_cache: Path, monkeypatch: pytest.MonkeyPatch, random_model: vggish.Runtime, torch_threads: int
+    random_model: vggish.Runtime, torch_threads: int
 ) -> None:
-    model = _model(cache_dir=onnx_cache)
+    model = _model()
     assert model.backend == "onnx"
     x = np.random.default_rng(0).standard_normal((3, 96, 64)).astype(np.float32)
     expected = random_model(torch.from_numpy(x)).detach().numpy()
-    assert np.abs(model.infer(x) - expected).max() <= 1e-4
-    assert _model(precision="bf16", cache_dir=onnx_cache).backend == "torch"  # ONNX is fp32: auto falls back
+    assert np.abs(model.infer(x) - expected).max() <= 1e-5 * np.abs(expected).max()
+    assert _model(precision="bf16").backend == "torch"  # ONNX is fp32: auto falls back
 
 
 @pytest.mark.slow
 def test_auto_falls_back_to_torch_when_onnx_is_missing_or_fails(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(onnx_export, "available", lambda: False)
+    monkeypatch.setattr(loader, "onnx_installed", lambda: False)
     assert _model(backend="auto").backend == "torch"
 
     def broken(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("ONNX export failed: boom")
+        raise RuntimeError("ONNX Runtime cannot load the graph: boom")
 
-    monkeypatch.setattr(onnx_export, "available", lambda: True)
-    monkeypatch.setattr(onnx_export, "onnx_session", broken)
+    monkeypatch.setattr(loader, "onnx_installed", lambda: True)
+    monkeypatch.setattr(onnx_graph.OnnxVGGish, "from_network", broken)
     with caplog.at_level(logging.WARNING, logger="vggish.network.loader"):
         assert _model(backend="auto").backend == "torch"
     assert "using PyTorch" in caplog.text and "boom" in caplog.text
@@ -234,13 +231,13 @@ def test_auto_falls_back_to_torch_when_onnx_is_missing_or_fails(
 
 def test_library_ignores_the_backend_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VGGISH_BACKEND", "onnx")  # the CLI's and the service's, not the library's
-    monkeypatch.setattr(onnx_export, "available", lambda: False)
+    monkeypatch.setattr(loader, "onnx_installed", lambda: False)
     assert _model().backend == "torch"  # auto, with ONNX Runtime "missing"
 
 
 @pytest.mark.slow
-def test_onnx_session_gets_the_thread_count(onnx_cache: Path, torch_threads: int) -> None:
-    model = _model(backend="onnx", threads=1, cache_dir=onnx_cache)
-    runner = model._backend.session  # type: ignore[attr-defined]
-    assert isinstance(runner, onnx_export.OnnxVGGish)
+def test_onnx_session_gets_the_thread_count(torch_threads: int) -> None:
+    model = _model(backend="onnx", threads=1)
+    runner = model._backend  # type: ignore[attr-defined]
+    assert isinstance(runner, onnx_graph.OnnxVGGish)
     assert runner.session.get_session_options().intra_op_num_threads == 1

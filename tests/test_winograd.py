@@ -7,13 +7,9 @@ PyTorch eager for the ONNX Runtime round trip.
 
 from __future__ import annotations
 
-import logging
 import random
-import warnings
 from fractions import Fraction
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
@@ -168,57 +164,6 @@ def test_bad_sizes_and_mismatched_kernels_are_refused() -> None:
 
 
 # --- ONNX round trip -------------------------------------------------------------------------
-
-
-class _Conv(torch.nn.Module):
-    """One Winograd layer with its kernels as graph constants."""
-
-    kernels: torch.Tensor
-    bias: torch.Tensor
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, tile: int, pool: bool) -> None:
-        super().__init__()
-        self.tile, self.pool = tile, pool
-        self.register_buffer("kernels", winograd.transform_kernel(weight, tile))
-        self.register_buffer("bias", bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return winograd.conv3x3_relu(x, self.kernels, self.bias, self.pool, self.tile)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("tile", "pool"), [(4, False), (4, True)])
-def test_onnx_round_trip_with_dynamic_batch(tmp_path: Path, tile: int, pool: bool) -> None:
-    ort = pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
-    _, weight, bias = layer_data(16, 24, 12, 12, 1, torch.float32, seed=tile)
-    module = _Conv(weight, bias, tile, pool).eval()
-    path = tmp_path / "conv.onnx"
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
-    levels = [lg.level for lg in loggers]
-    try:
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module, (torch.zeros(2, 12, 12, 16),), str(path), input_names=["x"], output_names=["y"],
-                dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=1024)}}, dynamo=True,
-            )  # fmt: skip
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for batch in (1, 5):
-        x, _, _ = layer_data(16, 24, 12, 12, batch, torch.float32, seed=batch)
-        nhwc = x.permute(0, 2, 3, 1).contiguous()
-        got = session.run(["y"], {"x": nhwc.numpy()})[0]
-        with torch.inference_mode():
-            expected = module(nhwc).numpy()
-        assert got.shape == expected.shape == (batch, 6 if pool else 12, 6 if pool else 12, 24)
-        assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
-        reference = direct(x, weight, bias, pool).permute(0, 2, 3, 1).numpy()
-        assert np.abs(got - reference).max() <= FLOAT32_BOUND[tile] * np.abs(reference).max()
 
 
 def test_empty_batch_and_recommended_plans() -> None:

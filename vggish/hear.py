@@ -154,7 +154,7 @@ def load_model(
         scene_hop_seconds: distance between the examples that a scene embedding averages.
         batch_size: examples per model call (None: 32 on the CPU, 256 on a GPU).
         **runtime_options: passed to :func:`vggish.load_model` (``device``, ``backend``,
-            ``precision``, ``threads``, ``cache_dir``).
+            ``precision``, ``threads``).
 
     Returns:
         The model: an ``nn.Module`` with ``sample_rate`` 16000 and both embedding sizes 128.

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -20,11 +19,6 @@ from vggish.network.cpus import available_cpus
 MIB = 1 << 20
 ENV_PREFIX = "VGGISH_"
 MAX_HEAD_CLASSES = 1000  # vggish.heads.MAX_CLASSES (not imported here: it would pull NumPy in)
-
-
-def default_cache_dir() -> Path:
-    """The user's cache folder for vggish (``~/.cache/vggish`` on Linux, per platformdirs)."""
-    return platformdirs.user_cache_path("vggish")
 
 
 def _split_csv(value: str) -> tuple[str, ...]:
@@ -44,7 +38,6 @@ class Settings(BaseSettings):
             with bfloat16 instructions); only ``fp32`` gives Google's numbers.
         num_threads: the model's intra-op threads; 0: the CPUs this process may use (affinity and
             cgroup quota).
-        cache_dir: the user's cache folder (platformdirs' user cache folder by default).
         data_dir: where the classifier heads' database (``heads.sqlite3``) lives.
         database_url: ``postgresql://user:password@host:port/db``: keep the heads in PostgreSQL
             (replicas given the same URL share them); empty: SQLite in ``data_dir``.
@@ -84,7 +77,6 @@ class Settings(BaseSettings):
     backend: Literal["auto", "torch", "onnx"] = "auto"
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     num_threads: int = Field(default=0, ge=0)
-    cache_dir: Path = Field(default_factory=default_cache_dir)
     data_dir: Path = Path("data")
     database_url: SecretStr = SecretStr("")
     host: str = "127.0.0.1"
@@ -153,7 +145,6 @@ class Settings(BaseSettings):
             "backend": self.backend,
             "precision": self.precision,
             "threads": self.num_threads or None,
-            "cache_dir": self.cache_dir,
         }
 
 

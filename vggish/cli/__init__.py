@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("embed", "embed one audio file into an .npz"),
     "extract": ("extract_cmd", "embed many audio files into Parquet, .npz or TFRecord (parallel, resumable)"),
     "serve": ("serve_cmd", "run the REST service"),
+    "fad": ("fad_cmd", "Fréchet Audio Distance between two sets of audio (default or Google's semantics)"),
     "heads": ("heads_cmd", "train and apply classifier heads over embeddings"),
     "convert": ("convert_cmd", "convert a TensorFlow checkpoint or .pth into a weights file"),
     "download": ("download_cmd", "download, verify and convert Google's official weights"),

@@ -6,7 +6,7 @@ import argparse
 import time
 import warnings
 
-from vggish.cli.runtime_args import add_weights_arg
+from vggish.cli.runtime_args import add_weights_arg, weights_arg
 
 DESCRIPTION = """\
 Export the VGGish network as one ONNX file (weights inside, opset 18): input "examples"
@@ -41,15 +41,16 @@ def run(args: argparse.Namespace) -> int:
     from vggish.network.onnx import OnnxVGGish, export_onnx
 
     started = time.perf_counter()
+    weights = weights_arg(args)
     with warnings.catch_warnings():
-        if args.weights == "random":
+        if weights == "random":
             warnings.simplefilter("ignore")
-        model = load_model(args.weights, backend="torch")
+        model = load_model(weights, backend="torch")
     path = export_onnx(model.network, args.output, metadata=model.weights_info)
     examples = np.random.default_rng(0).standard_normal((3, 96, 64)).astype(np.float32)
     with torch.inference_mode():
         expected = model(torch.from_numpy(examples)).numpy()
-    got = OnnxVGGish(path)(examples)
+    got = OnnxVGGish.from_file(path)(examples)
     diff = float(np.abs(got - expected).max())
     scale = max(1.0, float(np.abs(expected).max()))
     if diff > PARITY_TOLERANCE * scale:

@@ -82,7 +82,6 @@ def run(args: argparse.Namespace) -> int:
         backend=runtime["backend"],
         precision=args.precision or "fp32",
         threads=runtime["threads"],
-        cache_dir=runtime["cache_dir"],
         ray_address=args.ray_address,
         rows_per_part=args.rows_per_part,
     )

@@ -73,7 +73,6 @@ class ExtractOptions:
         backend: ``auto`` (default; ONNX Runtime on the CPU when installed), ``torch`` or ``onnx``.
         precision: ``fp32``, or ``fp16``/``bf16`` on a GPU (see :func:`vggish.load_model`).
         threads: the model's intra-op threads (local engine); None: the CPUs not decoding.
-        cache_dir: where the ONNX backend keeps its exported graphs (None: the library's default).
         ray_address: an existing Ray cluster; None starts a local one.
         rows_per_part: rows per Parquet/TFRecord part (an input's rows never straddle two parts).
     """
@@ -86,7 +85,6 @@ class ExtractOptions:
     backend: BackendName = "auto"
     precision: PrecisionName = "fp32"
     threads: int | None = None
-    cache_dir: str | None = None
     ray_address: str | None = None
     rows_per_part: int = DEFAULT_ROWS_PER_PART
 
@@ -161,7 +159,6 @@ def extract(
             backend=options.backend,
             precision=options.precision,
             threads=threads,
-            cache_dir=options.cache_dir,
         )
     if options.embed.batch_size is None:  # the model's; the Ray actors' device's
         ray = options.engine == "ray"

@@ -8,7 +8,6 @@ packed weights that plan needs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -129,22 +128,3 @@ class TorchBackend:
             cached = (key, plans.onednn_linear(linear))
             self._linears[name] = cached
         return cached[1]
-
-
-class OnnxBackend:
-    """The network as an exported graph in ONNX Runtime (CPU, float32).
-
-    Args:
-        session: the loaded graph, (N, 96, 64) float32 -> (N, 128) float32 (see
-            :class:`vggish.network.onnx.OnnxVGGish`).
-    """
-
-    name = "onnx"
-
-    def __init__(self, session: Callable[[np.ndarray], np.ndarray]) -> None:
-        self.session = session
-
-    def __call__(self, examples: np.ndarray | torch.Tensor) -> np.ndarray:
-        if isinstance(examples, torch.Tensor):
-            examples = examples.detach().float().cpu().numpy()
-        return self.session(examples)

@@ -6,17 +6,17 @@ tests can see (and reuse) exactly what loading does.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import logging
 import os
 import warnings
-from pathlib import Path
 from typing import get_args
 
 import torch
 
 from vggish.network import cpus
-from vggish.network import onnx as onnx_export
-from vggish.network.backends import Backend, OnnxBackend, TorchBackend
+from vggish.network.backends import Backend, TorchBackend
 from vggish.network.model import VGGish
 from vggish.network.runtime import PRECISION_DTYPES, BackendName, PrecisionName, Runtime
 from vggish.weights.convert import resolve_weights_path
@@ -25,7 +25,6 @@ from vggish.weights.location import RANDOM
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CACHE_DIR = Path.home() / ".cache" / "vggish"  # the CLI and the service take VGGISH_CACHE_DIR
 
 
 def load_model(
@@ -35,7 +34,6 @@ def load_model(
     backend: BackendName = "auto",
     precision: PrecisionName = "fp32",
     threads: int | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
 ) -> Runtime:
     """Builds VGGish with weights, in eval mode, ready for the fastest inference this machine has.
 
@@ -54,7 +52,6 @@ def load_model(
             slow). Only fp32 gives Google's numbers.
         threads: intra-op threads for PyTorch (process-wide) and ONNX Runtime; None chooses from
             the CPUs this process may use (affinity and cgroup quota; :mod:`vggish.network.cpus`).
-        cache_dir: where exported graphs are kept (default ``~/.cache/vggish``).
 
     Returns:
         The model (a :class:`vggish.network.runtime.Runtime`): ``model.weights_info`` holds the file's
@@ -73,17 +70,28 @@ def load_model(
     if on_cpu:
         threads = cpus.configure_torch_threads(threads)
         warn_if_slow(precision)
-    cache = Path(DEFAULT_CACHE_DIR if cache_dir is None else cache_dir)
-    torch_backend = TorchBackend(network)
-    chosen: Backend = torch_backend
-    if backend == "onnx" or (backend == "auto" and on_cpu and precision == "fp32"):
-        found = onnx_backend(network, loaded, cache, threads, required=backend == "onnx")
-        if found is not None:
-            chosen = found
     info = {**loaded.metadata, "sha256": loaded.sha256}
-    return Runtime(
-        network, chosen, torch_backend=torch_backend, precision=precision, threads=threads, weights_info=info
-    )
+    if backend == "onnx" or (backend == "auto" and on_cpu and precision == "fp32"):
+        found = onnx_backend(network, loaded, threads, required=backend == "onnx")
+        if found is not None:  # the PyTorch module is made again only if someone asks for it
+            pca = None if loaded.pca is None else (loaded.pca.eigen_vectors.copy(), loaded.pca.means.copy())
+            rebuild = functools.partial(_rebuilt_network, weights, device, precision)
+            return Runtime(
+                None, found, precision=precision, threads=threads, weights_info=info,
+                build_network=rebuild, pca=pca, device=device,
+            )  # fmt: skip
+    return Runtime(network, TorchBackend(network), precision=precision, threads=threads, weights_info=info)
+
+
+def _rebuilt_network(
+    weights: str | os.PathLike[str] | None, device: str | torch.device, precision: str
+) -> VGGish:
+    """The module of ``load_model``'s weights again, placed as it placed it (its warnings were given)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        network = build_network(read_weights(weights))
+    place(network, device, precision)
+    return network
 
 
 def warn_if_slow(precision: str) -> None:
@@ -150,24 +158,29 @@ def place(network: VGGish, device: str | torch.device, precision: str) -> None:
         module.to(dtype=dtype)
 
 
+def onnx_installed() -> bool:
+    """Whether the ``onnx`` extra is installed (onnx and onnxruntime), without importing it."""
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+
+
 def onnx_backend(
-    network: VGGish, loaded: LoadedWeights, cache_dir: Path, threads: int | None, *, required: bool
-) -> OnnxBackend | None:
-    """ONNX Runtime computing ``network`` with the built-in plan; for ``auto`` (not required), None
-    on any failure."""
-    if not required and not onnx_export.available():
+    network: VGGish, loaded: LoadedWeights, threads: int | None, *, required: bool
+) -> Backend | None:
+    """ONNX Runtime computing ``network`` with the built-in plan (:mod:`.onnx`: the graph is built
+    in memory from the weights, nothing is exported or cached); for ``auto`` (not required), None
+    when ONNX Runtime is missing or fails."""
+    if not required and not onnx_installed():
         return None
     try:
-        ort_threads = cpus.intra_op_threads(threads)
-        session = onnx_export.onnx_session(
-            network, loaded.sha256, cache_dir, metadata=loaded.metadata, threads=ort_threads
-        )
-    except (RuntimeError, OSError) as e:
+        from vggish.network.onnx import OnnxVGGish
+
+        metadata = {**loaded.metadata, "sha256": loaded.sha256}
+        return OnnxVGGish.from_network(network, metadata=metadata, threads=cpus.intra_op_threads(threads))
+    except RuntimeError as e:
         if required:
             raise
         logger.warning("backend 'auto': ONNX Runtime unavailable (%s); using PyTorch", e)
         return None
-    return OnnxBackend(session)
 
 
 def parse_device(device: str | torch.device) -> torch.device:

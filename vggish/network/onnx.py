@@ -1,54 +1,393 @@
-"""VGGish as an ONNX graph: export it, and run it with ONNX Runtime.
+"""VGGish as an ONNX graph for ONNX Runtime, built directly from the network's weights.
 
-The graph is the network only, ``examples`` (batch, 96, 64) float32 -> ``embeddings`` (batch, 128)
-float32, with a dynamic batch axis; PCA postprocessing stays in NumPy (``vggish.network.postprocess``).
-The weights' provenance (``weights_info``: SHA-256, source) goes into the model's metadata, so an
-``.onnx`` file can be traced back to the weights it came from.
+:func:`build_graph` writes the network with ``onnx.helper``, no exporter, in well under a second:
+``examples`` (batch, 96, 64) float32 -> ``embeddings`` (batch, 128) float32, dynamic batch,
+opset 18, pre-activation; PCA postprocessing stays in NumPy (:mod:`.postprocess`). The weights'
+provenance (SHA-256, source) goes into the model's ``vggish.*`` metadata. Each convolution layer
+is computed as its :class:`~.plans.Plan` says:
 
-Needs the ``onnx`` extra (``pip install 'vggish[onnx]'``: onnx, onnxscript for the exporter,
-onnxruntime to run it); the rest of the package does not.
+- ``direct`` / ``direct_chunked``: ``Conv``, ``Relu``, ``MaxPool`` (NCHW; ONNX Runtime runs it in
+  its blocked layout).
+- ``winograd4``: Winograd F(4x4, 3x3) (:mod:`.winograd`'s transforms; kernels ``G g G^T``
+  computed in float64 and rounded once) as a few large operations, on activations stored
+  *positions first*, ``(positions, batch, channels)``, in whatever order of positions the previous
+  layer left (a table says where each pixel is):
+
+  1. ``Pad``: one zero position at the end (the convolution's zero padding).
+  2. ``Gather``: every 6 x 6 input tile at once, by a constant index table that also undoes the
+     previous layer's order of positions.
+  3. two ``MatMul`` with ``B^T``: columns, then rows: ``V`` ``(36, tiles * N, C)``.
+  4. one batched ``MatMul`` with the transformed kernels ``U`` ``(36, C, K)``.
+  5. two ``MatMul`` with ``A^T``: ``(4, 4, tiles, N, K)``; a 2x2 max pool is a ``ReduceMax`` over
+     two of those axes (a 4 x 4 tile holds whole pooling windows; max commutes with the bias and
+     ReLU).
+  6. ``Add`` the bias, ``Relu``; the next layer's gather (or the flatten) reads the output through
+     its table, so no transpose is ever made.
+
+The fully connected layers are ``Gemm`` (ONNX Runtime fuses their ReLU); the flatten follows
+TensorFlow's NHWC order, as :class:`~.model.VGGish` does. :class:`OnnxVGGish` runs a graph:
+built from a network in memory (its weights handed to ONNX Runtime as arrays, nothing
+serialised), or read from a file that :func:`export_onnx` wrote.
+
+Needs the ``onnx`` extra (``pip install 'vggish[onnx]'``: onnx, onnxruntime).
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import importlib.util
-import logging
 import os
-import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
-from filelock import FileLock
+
+try:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+except ImportError as e:  # the onnx extra is not installed
+    raise RuntimeError(f"the ONNX backend needs the {e.name!r} package: pip install 'vggish[onnx]'") from e
 
 from vggish import params
 from vggish.fileio import atomic_output
-from vggish.network import plans
-from vggish.network.model import VGGish
+from vggish.network import plans, winograd
+from vggish.network.model import CONV_LAYERS, FC_LAYERS, POOL_AFTER, VGGish
 from vggish.network.plans import Plan
-from vggish.version import __version__
-
-logger = logging.getLogger(__name__)
 
 INPUT_NAME = "examples"
 OUTPUT_NAME = "embeddings"
 OPSET = 18
-MAX_EXPORT_BATCH = 65536  # the batch axis's upper bound in the exported graph
-GRAPH_REVISION = "g3"  # bumped when the exported graph changes (g2: Winograd; g3: per-layer plans)
-CACHE_SUBDIR = "onnx"  # exported graphs live in CACHE_DIR/onnx
-_INSTALL = "pip install 'vggish[onnx]'"
+IR_VERSION = 10  # ONNX Runtime >= 1.16 reads it
+PRODUCER = "vggish.network.onnx"
+GRAPH_REVISION = "g4"  # g3: the exporter's graph; g4: built directly
+METADATA_PREFIX = "vggish."
+EXTERNAL_BYTES = 1024  # constants this large go to ONNX Runtime as arrays (OnnxVGGish.from_network)
+IN_MEMORY = "vggish-in-memory"  # the location of those constants' external-data stubs
+
+FloatArray = npt.NDArray[np.float32]
+IndexArray = npt.NDArray[np.int64]
 
 
-def require(module: str, what: str) -> Any:
-    """Imports ``module`` or raises ``RuntimeError`` saying that ``what`` needs it and how to install it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise RuntimeError(f"{what} needs the {module.split('.')[0]!r} package: {_INSTALL}") from e
+@dataclass(frozen=True)
+class _Activation:
+    """A feature map between two layers of the graph.
+
+    Attributes:
+        name: the tensor's name in the graph.
+        height: rows of the feature map.
+        width: columns of the feature map.
+        channels: channels.
+        positions: None for an NCHW tensor; for a positions-first tensor ``(P, N, C)``, the
+            (height, width) table of each pixel's index along the first axis.
+    """
+
+    name: str
+    height: int
+    width: int
+    channels: int
+    positions: IndexArray | None = None
+
+
+class _GraphBuilder:
+    """Collects the nodes and constants of one graph, naming tensors uniquely.
+
+    Constants stay NumPy arrays (views of the network's parameters where they can) until the
+    model is assembled (:func:`_assemble`), which copies them into the model or leaves them to
+    be handed to ONNX Runtime (:func:`build_session`).
+    """
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.constants: dict[str, np.ndarray] = {}
+        self._names: set[str] = {INPUT_NAME, OUTPUT_NAME}
+
+    def name(self, hint: str) -> str:
+        """A tensor name not used yet, from ``hint``."""
+        name, n = hint, 1
+        while name in self._names:
+            n += 1
+            name = f"{hint}_{n}"
+        self._names.add(name)
+        return name
+
+    def constant(self, hint: str, value: np.ndarray) -> str:
+        """Adds ``value`` (float32 or int64, C-contiguous) as an initializer; returns its name."""
+        name = self.name(hint)
+        self.constants[name] = np.ascontiguousarray(value)
+        return name
+
+    def ints(self, hint: str, values: Sequence[int]) -> str:
+        """An int64 vector constant (shapes, axes, pads)."""
+        return self.constant(hint, np.asarray(values, dtype=np.int64))
+
+    def op(
+        self, op_type: str, inputs: Sequence[str], hint: str, *, output: str | None = None, **attrs: Any
+    ) -> str:
+        """Appends one node with one output; returns the output's name."""
+        out = output if output is not None else self.name(hint)
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
+        return out
+
+    def reshape(self, x: str, shape: Sequence[int], hint: str) -> str:
+        """``Reshape`` to a constant shape (-1 for the one free axis)."""
+        return self.op("Reshape", [x, self.ints(f"{hint}_shape", shape)], hint)
+
+
+def _float32(tensor: torch.Tensor) -> FloatArray:
+    """A parameter as a float32 C-contiguous array on the CPU: a view of its memory when it is
+    one already (nothing copied), else a converted copy."""
+    array: FloatArray = tensor.detach().to("cpu", torch.float32).contiguous().numpy()
+    return array
+
+
+def _float32_matrix(matrix: winograd.Matrix) -> FloatArray:
+    """A Winograd data transform (exact fractions: small integers and powers of two, exact in
+    float32) as float32."""
+    return np.array([[float(v) for v in row] for row in matrix], dtype=np.float32)
+
+
+def _winograd_kernels(weight: torch.Tensor, t: winograd.Transforms) -> FloatArray:
+    """(K, C, 3, 3) weights -> (alpha^2, C, K) kernels ``G g G^T`` in
+    :func:`~vggish.network.winograd.transform_kernel`'s order (row ``b * alpha + a`` for row frequency a,
+    column frequency b), computed in float64 and rounded once to float32."""
+    k, c = weight.shape[:2]
+    g_matrix = np.array([[float(v) for v in row] for row in t.g], dtype=np.float64)
+    w = weight.detach().to("cpu", torch.float64).numpy()
+    taps = w.transpose(3, 2, 1, 0).reshape(winograd.KERNEL_SIZE**2, c * k)  # [j * 3 + i, c * K + k]
+    u = np.kron(g_matrix, g_matrix) @ taps  # kron(G, G)[b * alpha + a, j * 3 + i] = G[b, j] G[a, i]
+    kernels: FloatArray = u.reshape(t.alpha**2, c, k).astype(np.float32)
+    return kernels
+
+
+def _direct_layer(
+    g: _GraphBuilder, x: _Activation, conv: torch.nn.Conv2d, name: str, pool: bool
+) -> _Activation:
+    """``Conv`` + ``Relu`` (+ ``MaxPool``) on an NCHW feature map."""
+    assert conv.bias is not None
+    weight = g.constant(f"{name}.weight", _float32(conv.weight))
+    bias = g.constant(f"{name}.bias", _float32(conv.bias))
+    y = g.op("Conv", [x.name, weight, bias], f"{name}_conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    y = g.op("Relu", [y], f"{name}_relu")
+    if not pool:
+        return _Activation(y, x.height, x.width, conv.out_channels)
+    y = g.op("MaxPool", [y], f"{name}_pool", kernel_shape=[2, 2], strides=[2, 2])
+    return _Activation(y, x.height // 2, x.width // 2, conv.out_channels)
+
+
+def _tile_index(x: _Activation, t: winograd.Transforms, padding: int) -> IndexArray:
+    """The gather table of a Winograd layer: ``[b, a, tile row, tile column]`` -> the position of
+    input pixel ``(m * tile row + a - 1, m * tile column + b - 1)``, or ``padding`` (the zero
+    position) outside the feature map."""
+    assert x.positions is not None
+    offsets = np.arange(t.alpha) - 1
+    rows = t.m * np.arange(x.height // t.m)[None, :] + offsets[:, None]  # (a, tile row)
+    cols = t.m * np.arange(x.width // t.m)[None, :] + offsets[:, None]  # (b, tile column)
+    r = rows[None, :, :, None]
+    c = cols[:, None, None, :]
+    inside = (r >= 0) & (r < x.height) & (c >= 0) & (c < x.width)
+    index = np.where(inside, x.positions[r.clip(0, x.height - 1), c.clip(0, x.width - 1)], padding)
+    return index.astype(np.int64)
+
+
+def _output_positions(th: int, tw: int, n: int) -> IndexArray:
+    """Where a Winograd layer's outputs land: its ``(n, n, th, tw)`` output axes ``[j, i, t, u]``
+    hold pixel ``(n t + i, n u + j)``; returns the (n th, n tw) table of positions."""
+    j, i, t, u = np.meshgrid(np.arange(n), np.arange(n), np.arange(th), np.arange(tw), indexing="ij")
+    table = np.empty((n * th, n * tw), dtype=np.int64)
+    table[n * t + i, n * u + j] = np.arange(table.size).reshape(n, n, th, tw)
+    return table
+
+
+def _input_transform(g: _GraphBuilder, x: _Activation, t: winograd.Transforms, name: str) -> str:
+    """``V = B^T d B`` of every input tile: ``(alpha^2, tiles * N, C)``, row ``q * alpha + p``
+    for column frequency q and row frequency p."""
+    assert x.positions is not None
+    alpha = t.alpha
+    padded = g.op("Pad", [x.name, g.ints(f"{name}_pads", [0, 0, 0, 1, 0, 0])], f"{name}_padded")
+    index = g.constant(f"{name}_tile_index", _tile_index(x, t, padding=x.positions.size))
+    tiles = g.op("Gather", [padded, index], f"{name}_tiles", axis=0)  # (b, a, th, tw, N, C)
+    bt = g.constant(f"{name}_bt", _float32_matrix(t.bt))
+    cols = g.op("MatMul", [bt, g.reshape(tiles, [alpha, -1], f"{name}_d")], f"{name}_v_cols")
+    v = g.op("MatMul", [bt, g.reshape(cols, [alpha, alpha, -1], f"{name}_v_cols3")], f"{name}_v")
+    return g.reshape(v, [alpha * alpha, -1, x.channels], f"{name}_v3")
+
+
+def _output_transform(g: _GraphBuilder, products: str, t: winograd.Transforms, pool: bool, name: str) -> str:
+    """``Y = A^T M A`` of every tile, then the 2x2 max pool if ``pool``:
+    ``(n, n, tiles * N * K)`` with n = m (m / 2 pooled), output column offset first."""
+    alpha, m = t.alpha, t.m
+    at = g.constant(f"{name}_at", _float32_matrix(t.at))
+    y = g.op("MatMul", [at, g.reshape(products, [alpha, -1], f"{name}_m")], f"{name}_y_cols")
+    y = g.op("MatMul", [at, g.reshape(y, [m, alpha, -1], f"{name}_y_cols3")], f"{name}_y")
+    if not pool:
+        return y
+    windows = g.reshape(y, [m // 2, 2, m // 2, 2, -1], f"{name}_windows")  # (j2, j1, i2, i1, ...)
+    return g.op("ReduceMax", [windows, g.ints(f"{name}_pool_axes", [1, 3])], f"{name}_pool", keepdims=0)
+
+
+def _winograd_layer(
+    g: _GraphBuilder, x: _Activation, conv: torch.nn.Conv2d, name: str, pool: bool, m: int
+) -> _Activation:
+    """Winograd F(m x m, 3 x 3) + bias + ReLU (+ 2x2 max pool) on a positions-first feature map
+    (see the module docstring)."""
+    assert conv.bias is not None
+    t = winograd.transforms(m)
+    if x.height % m or x.width % m or (pool and m % 2):
+        raise ValueError(f"F({m}x{m}, 3x3) cannot compute {name} on a {x.height}x{x.width} map")
+    v = _input_transform(g, x, t, name)
+    kernels = g.constant(f"{name}_kernels", _winograd_kernels(conv.weight, t))
+    products = g.op("MatMul", [v, kernels], f"{name}_products")  # (alpha^2, tiles * N, K)
+    y = _output_transform(g, products, t, pool, name)
+    th, tw, n = x.height // m, x.width // m, m // 2 if pool else m
+    y = g.reshape(y, [n * n * th * tw, -1, conv.out_channels], f"{name}_y3")
+    y = g.op("Add", [y, g.constant(f"{name}.bias", _float32(conv.bias))], f"{name}_biased")
+    y = g.op("Relu", [y], f"{name}_relu")
+    return _Activation(y, n * th, n * tw, conv.out_channels, _output_positions(th, tw, n))
+
+
+def _to_positions(g: _GraphBuilder, x: _Activation) -> _Activation:
+    """An NCHW feature map as a positions-first one ``(H * W, N, C)``, row-major positions."""
+    if x.positions is not None:
+        return x
+    hwnc = g.op("Transpose", [x.name], f"{x.name}_hwnc", perm=[2, 3, 0, 1])
+    y = g.reshape(hwnc, [x.height * x.width, -1, x.channels], f"{x.name}_positions")
+    return _Activation(
+        y, x.height, x.width, x.channels, np.arange(x.height * x.width).reshape(x.height, x.width)
+    )
+
+
+def _row_major(g: _GraphBuilder, x: _Activation) -> str:
+    """A positions-first feature map ``(H * W, N, C)`` with its positions in row-major order."""
+    assert x.positions is not None
+    order = x.positions.reshape(-1)
+    if np.array_equal(order, np.arange(order.size)):
+        return x.name
+    return g.op("Gather", [x.name, g.constant(f"{x.name}_order", order)], f"{x.name}_row_major", axis=0)
+
+
+def _to_nchw(g: _GraphBuilder, x: _Activation) -> _Activation:
+    """A positions-first feature map as NCHW."""
+    if x.positions is None:
+        return x
+    hwnc = g.reshape(_row_major(g, x), [x.height, x.width, -1, x.channels], f"{x.name}_hwnc")
+    y = g.op("Transpose", [hwnc], f"{x.name}_nchw", perm=[2, 3, 0, 1])
+    return _Activation(y, x.height, x.width, x.channels)
+
+
+def _flatten(g: _GraphBuilder, x: _Activation) -> str:
+    """(N, H * W * C) features in TensorFlow's NHWC order: index ``(h * W + w) * C + c``."""
+    if x.positions is None:
+        nhwc = g.op("Transpose", [x.name], "features_nhwc", perm=[0, 2, 3, 1])
+    else:
+        nhwc = g.op("Transpose", [_row_major(g, x)], "features_nhwc", perm=[1, 0, 2])
+    return g.reshape(nhwc, [-1, x.height * x.width * x.channels], "features")
+
+
+def _fully_connected(g: _GraphBuilder, x: str, network: VGGish) -> str:
+    """fc1_1, fc1_2 (+ ReLU) and fc2 as ``Gemm`` with the (out, in) weights as they are."""
+    for index, (name, _, _) in enumerate(FC_LAYERS):
+        linear: torch.nn.Linear = getattr(network, name)
+        weight = g.constant(f"{name}.weight", _float32(linear.weight))
+        bias = g.constant(f"{name}.bias", _float32(linear.bias))
+        last = index == len(FC_LAYERS) - 1
+        x = g.op("Gemm", [x, weight, bias], name, output=OUTPUT_NAME if last else None, transB=1)
+        if not last:
+            x = g.op("Relu", [x], f"{name}_relu")
+    return x
+
+
+def _network(g: _GraphBuilder, network: VGGish, plan: Plan) -> None:
+    """All layers of ``network`` as ``plan`` computes them, ``INPUT_NAME`` -> ``OUTPUT_NAME``."""
+    frames, bands = params.NUM_FRAMES, params.NUM_BANDS
+    x = _Activation(g.reshape(INPUT_NAME, [-1, 1, frames, bands], "examples_nchw"), frames, bands, 1)
+    for name, _, _ in CONV_LAYERS:
+        conv: torch.nn.Conv2d = getattr(network, name)
+        algorithm = plan.algorithm(name)
+        pool = name in POOL_AFTER
+        if algorithm in plans.TILES:
+            x = _winograd_layer(g, _to_positions(g, x), conv, name, pool, plans.TILES[algorithm])
+        else:
+            x = _direct_layer(g, _to_nchw(g, x), conv, name, pool)
+    _fully_connected(g, _flatten(g, x), network)
+
+
+def _trace(network: VGGish, plan: Plan) -> _GraphBuilder:
+    """The nodes and constants of ``network`` computed as ``plan`` says."""
+    g = _GraphBuilder()
+    with torch.no_grad():
+        _network(g, network, plan)
+    return g
+
+
+def _add_initializer(graph: onnx.GraphProto, name: str, array: np.ndarray, *, external: bool) -> None:
+    """Adds ``array`` to ``graph``'s initializers: its bytes, or (``external``) a reference to data
+    that ONNX Runtime is handed separately (:func:`build_session`)."""
+    tensor = graph.initializer.add()
+    tensor.name = name
+    tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
+    tensor.dims.extend(array.shape)
+    if not external:
+        tensor.raw_data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        return
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", IN_MEMORY), ("offset", "0"), ("length", str(array.nbytes))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+
+
+def _assemble(
+    g: _GraphBuilder, plan: Plan, metadata: Mapping[str, str] | None, external: Sequence[str] = ()
+) -> onnx.ModelProto:
+    """The model of a traced graph, with provenance metadata; the ``external`` constants are
+    references (see :func:`_add_initializer`), the others are stored in it."""
+    batch = "batch"
+    inputs = [
+        helper.make_tensor_value_info(
+            INPUT_NAME, TensorProto.FLOAT, [batch, params.NUM_FRAMES, params.NUM_BANDS]
+        )
+    ]
+    outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [batch, params.EMBEDDING_SIZE])]
+    model = helper.make_model(
+        helper.make_graph(g.nodes, "vggish", inputs, outputs),
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name=PRODUCER,
+    )
+    outside = set(external)
+    for name, array in g.constants.items():
+        _add_initializer(model.graph, name, array, external=name in outside)
+    provenance = {**(metadata or {}), "producer": PRODUCER, "graph": GRAPH_REVISION, "plan": plan.tag}
+    helper.set_model_props(model, {f"{METADATA_PREFIX}{k}": str(v) for k, v in provenance.items()})
+    return model
+
+
+def build_graph(
+    network: VGGish, plan: Plan = plans.ONNX_DEFAULT, metadata: Mapping[str, str] | None = None
+) -> onnx.ModelProto:
+    """The network as a self-contained ONNX model, weights inside (float32).
+
+    Args:
+        network: the module whose weights the graph computes with (any device or dtype: they are
+            copied to float32 on the CPU; the module is not changed).
+        plan: how each convolution layer is computed (``direct``/``direct_chunked``: ``Conv``;
+            ``winograd4``: F(4x4, 3x3) as in the module docstring). ``plan.fc`` is ignored
+            (``Gemm``).
+        metadata: provenance stored as ``vggish.KEY`` metadata (e.g. the weights' ``sha256``),
+            besides ``vggish.producer``, ``vggish.graph`` (the revision) and ``vggish.plan``
+            (the plan's tag).
+
+    Returns:
+        The model: ``examples`` (batch, 96, 64) float32 -> ``embeddings`` (batch, 128) float32.
+
+    Raises:
+        ValueError: a Winograd tile that does not divide a layer's feature map.
+    """
+    return _assemble(_trace(network, plan), plan, metadata)
+
+
 
 
 def export_onnx(
@@ -58,260 +397,88 @@ def export_onnx(
     metadata: Mapping[str, str] | None = None,
     plan: Plan = plans.ONNX_DEFAULT,
 ) -> Path:
-    """Writes the network as an ONNX file (one file, weights inside), atomically.
-
-    Args:
-        network: the module (its weights are exported as they are; it is not changed).
-        output: the ``.onnx`` file to write; its folder must exist.
-        metadata: provenance stored as ``vggish.KEY`` entries (e.g. the weights' SHA-256).
-        plan: algorithm per convolution layer (``direct`` and ``direct_chunked`` become ``Conv``;
-            Winograd kernels become constants of the graph; ``fc`` is ignored: ``Gemm``). Its
-            :attr:`~vggish.network.plans.Plan.tag` is stored as ``vggish.plan``.
-
-    Returns:
-        The path written.
+    """Writes :func:`build_graph`'s model as one ``.onnx`` file (weights inside), atomically.
 
     Raises:
-        RuntimeError: ``onnx``/``onnxscript`` are not installed, or the export failed.
         FileNotFoundError: the output's folder does not exist.
     """
-    require("onnxscript", "exporting to ONNX")
-    onnx = require("onnx", "exporting to ONNX")
     out = Path(output)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"cannot write {out}: folder {out.parent} does not exist")
-    # The exporter traces a CPU copy in the default layout, float32.
-    cpu = VGGish()
-    cpu.load_state_dict({k: v.detach().cpu().float().contiguous() for k, v in network.state_dict().items()})
-    cpu.eval()
-    batch = torch.export.Dim("batch", min=1, max=MAX_EXPORT_BATCH)
-    dummy = torch.zeros(2, params.NUM_FRAMES, params.NUM_BANDS)
-    try:
-        with atomic_output(out) as tmp:
-            with warnings.catch_warnings(), _quiet_exporter():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    _Graph(cpu, plan),
-                    (dummy,),
-                    str(tmp),
-                    input_names=[INPUT_NAME],
-                    output_names=[OUTPUT_NAME],
-                    dynamic_shapes={INPUT_NAME: {0: batch}},
-                    opset_version=OPSET,
-                    dynamo=True,
-                    # onnxscript's optimizer makes the export much slower, and ONNX Runtime
-                    # optimizes the graph itself at load: the same numbers, load and run times.
-                    optimize=False,
-                    external_data=False,
-                    verbose=False,
-                )
-            graph = onnx.load(str(tmp))
-            provenance = {
-                **(metadata or {}),
-                "producer": "vggish.network.onnx",
-                "graph": GRAPH_REVISION,
-                "plan": plan.tag,
-            }
-            for key, value in provenance.items():
-                entry = graph.metadata_props.add()
-                entry.key, entry.value = f"vggish.{key}", str(value)
-            onnx.save(graph, str(tmp))
-    except Exception as e:
-        raise RuntimeError(f"ONNX export failed: {' '.join(str(e).split())[:500]}") from e
+    model = build_graph(network, plan, metadata)
+    with atomic_output(out) as tmp:
+        onnx.save(model, str(tmp))
     return out
 
 
-def export_module(module: torch.nn.Module, example: torch.Tensor, output: str | os.PathLike[str]) -> Path:
-    """Writes a one-input, one-output module as an ONNX file with static shapes (``example``'s),
-    input ``x`` and output ``y``: the per-layer graphs :mod:`vggish.tuning` times.
-
-    Raises:
-        RuntimeError: ``onnx``/``onnxscript`` are not installed, or the export failed.
-    """
-    require("onnxscript", "exporting to ONNX")
-    out = Path(output)
-    try:
-        with warnings.catch_warnings(), _quiet_exporter(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module,
-                (example,),
-                str(out),
-                input_names=["x"],
-                output_names=["y"],
-                opset_version=OPSET,
-                dynamo=True,
-                optimize=False,  # as in export_onnx
-                external_data=False,
-                verbose=False,
-            )
-    except Exception as e:
-        raise RuntimeError(f"ONNX export failed: {' '.join(str(e).split())[:500]}") from e
-    return out
-
-
-class _Graph(torch.nn.Module):
-    """What is exported: the network with the plan's Winograd layers replaced (their transformed
-    kernels are constants of the graph); every direct layer is a ``Conv``."""
-
-    def __init__(self, network: VGGish, plan: Plan) -> None:
-        super().__init__()
-        self.network = network
-        # A chunked direct convolution is one Conv in a graph (ONNX Runtime runs it whole).
-        self.plan = Plan(tuple("direct" if a == "direct_chunked" else a for a in plan.conv))
-        self.winograd = [name for name in plans.CONV_NAMES if self.plan.algorithm(name) in plans.TILES]
-        for name in self.winograd:
-            kernels = plans.transform_kernel(getattr(network, name).weight, self.plan.algorithm(name))
-            self.register_buffer(f"kernels_{name}", kernels)
-
-    def forward(self, examples: torch.Tensor) -> torch.Tensor:
-        kernels = {name: getattr(self, f"kernels_{name}") for name in self.winograd}
-        x = examples.unsqueeze(1).contiguous(memory_format=torch.channels_last)
-        out: torch.Tensor = self.network(x, plans.conv_layers(self.network, self.plan, kernels))
-        return out
-
-
-@contextlib.contextmanager
-def _quiet_exporter() -> Any:
-    """Silences the exporter's progress lines and warnings (they go to logging at INFO/WARNING)."""
-    names = ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")
-    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in names]
-    for lg, _ in saved:
-        lg.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for lg, level in saved:
-            lg.setLevel(level)
-
-
-def available() -> bool:
-    """Whether the ONNX backend can run here (``onnx``, ``onnxscript`` and ``onnxruntime``)."""
-    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime"))
-
-
-def onnx_session(
-    network: VGGish,
-    weights_sha256: str,
-    cache_dir: str | os.PathLike[str],
-    *,
-    metadata: Mapping[str, str] | None = None,
-    threads: int | None = None,
-    plan: Plan = plans.ONNX_DEFAULT,
-) -> OnnxVGGish:
-    """An ONNX Runtime session computing ``network``, exported on first use and cached.
-
-    The cache file's name carries this package's version, the graph revision, the plan's
-    convolution algorithms and the weights' SHA-256 (:func:`graph_path`), so a graph is never
-    reused for other weights or another plan; a cached file whose recorded SHA-256 or plan
-    differs is exported again.
-
-    Args:
-        network: the module with the weights to export.
-        weights_sha256: the weights file's SHA-256 (``"random"`` for the demo weights).
-        cache_dir: the cache root; graphs go to ``cache_dir/onnx``.
-        metadata: provenance stored in the graph (the weights file's metadata).
-        threads: ONNX Runtime's intra-op threads.
-        plan: the convolution algorithms of the graph.
-    """
-    path = graph_path(cache_dir, weights_sha256, plan.tag)
-
-    def export() -> None:
-        logger.warning("exporting VGGish to ONNX (once per weights file and plan): %s", path)
-        export_onnx(network, path, metadata={**(metadata or {}), "sha256": weights_sha256}, plan=plan)
-
-    return cached_or_built(path, threads, export, sha256=weights_sha256, plan=plan.tag)
-
-
-def cached_or_built(
-    path: Path, threads: int | None, build: Callable[[], object], **expected: str
-) -> OnnxVGGish:
-    """A session of the graph at ``path``: the cached one (:func:`cached_graph`), else ``build()``
-    writes it, under a file lock (``PATH.lock``) so that processes starting together (service
-    workers) build it once: the others wait, then load it."""
-    runner = cached_graph(path, threads, **expected)
-    if runner is None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(path.with_suffix(".lock")):
-            runner = cached_graph(path, threads, **expected)  # built while this one waited
-            if runner is None:
-                build()
-                runner = OnnxVGGish(path, threads)
-    return runner
-
-
-def cached_graph(path: Path, threads: int | None = None, **expected: str) -> OnnxVGGish | None:
-    """A session of the cached graph at ``path`` if it is there and its ``vggish.*`` metadata has
-    the ``expected`` values; None otherwise (a graph that cannot be loaded is built again)."""
-    if not path.is_file():
-        return None
-    try:
-        runner = OnnxVGGish(path, threads)
-    except RuntimeError as e:
-        logger.warning("ignoring a damaged cached graph (%s): building it again", e)
-        return None
-    return runner if all(runner.weights_info.get(k) == v for k, v in expected.items()) else None
-
-
-def graph_path(cache_dir: str | os.PathLike[str], weights_sha256: str, variant: str) -> Path:
-    """``cache_dir/onnx/vggish-VERSION-REVISION-VARIANT-SHA.onnx``: where a graph is cached.
-
-    ``variant`` is a plan's tag (``d-d-w4-w4-w4-w4``) or another name for what the graph computes
-    (``int8-...``); SHA is the first 16 hex digits of the weights file's SHA-256.
-
-    Raises:
-        RuntimeError: no SHA-256 to key the graph by.
-    """
-    if not weights_sha256:
-        raise RuntimeError("the weights have no SHA-256 to key their ONNX graph; load them with load_model")
-    name = f"vggish-{__version__}-{GRAPH_REVISION}-{variant}-{weights_sha256[:16]}.onnx"
-    return Path(cache_dir) / CACHE_SUBDIR / name
-
-
-def ort_session(path: str | os.PathLike[str], threads: int | None = None, *, spinning: bool = True) -> Any:
-    """An ONNX Runtime CPU session of the graph at ``path`` (every graph optimisation on).
-
-    ``spinning=False`` lets its idle threads sleep at once (sessions taking turns, as in tuning,
-    would otherwise take the cores from each other); ONNX Runtime's default spins a while.
-
-    Raises:
-        RuntimeError: onnxruntime is not installed, or cannot load the file.
-    """
-    ort = require("onnxruntime", "the ONNX backend")
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    """ONNX Runtime CPU session options: every graph optimisation, ``threads`` intra-op threads."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads is not None:
         options.intra_op_num_threads = threads
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types
-        raise RuntimeError(f"cannot load {path} with ONNX Runtime: {' '.join(str(e).split())}") from e
+    return options
 
 
 class OnnxVGGish:
-    """Runs an exported VGGish graph with ONNX Runtime on the CPU.
+    """A VGGish graph in an ONNX Runtime CPU session: (N, 96, 64) examples -> (N, 128) embeddings.
+
+    Build one with :meth:`from_network` (the graph of a network in memory) or :meth:`from_file`.
 
     Args:
-        path: an ``.onnx`` file written by :func:`export_onnx`.
-        threads: intra-op threads; None lets ONNX Runtime use the machine's cores.
-
-    Raises:
-        RuntimeError: onnxruntime is not installed, or the file is not a VGGish graph.
+        session: the ``onnxruntime.InferenceSession``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
-        self.session = ort_session(path, threads)
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        shape_ok = len(inputs) == 1 and list(inputs[0].shape[1:]) == [params.NUM_FRAMES, params.NUM_BANDS]
-        if not shape_ok or len(outputs) != 1 or inputs[0].name != INPUT_NAME:
-            raise RuntimeError(f"{path} is not a VGGish graph (input (batch, 96, 64) named {INPUT_NAME!r})")
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.weights_info = {k.removeprefix("vggish."): v for k, v in meta.items() if k.startswith("vggish.")}
+    name = "onnx"  # a Backend (vggish.network.backends): what Runtime.backend reports
 
-    def __call__(self, examples: np.ndarray) -> np.ndarray:
+    def __init__(self, session: ort.InferenceSession) -> None:
+        # InferenceSession keeps the serialised model (with the weights: hundreds of MB) only to
+        # re-create itself for another execution provider, which a CPU session never does.
+        if getattr(session, "_model_bytes", None) is not None:
+            session._model_bytes = None
+        self.session = session
+        meta = session.get_modelmeta().custom_metadata_map
+        self.weights_info = {
+            k.removeprefix(METADATA_PREFIX): v for k, v in meta.items() if k.startswith(METADATA_PREFIX)
+        }
+
+    @classmethod
+    def from_network(
+        cls,
+        network: VGGish,
+        *,
+        plan: Plan = plans.ONNX_DEFAULT,
+        metadata: Mapping[str, str] | None = None,
+        threads: int | None = None,
+    ) -> OnnxVGGish:
+        """The graph of ``network`` (as :func:`build_graph`), its large constants handed to ONNX
+        Runtime as arrays rather than serialised. ONNX Runtime copies them into the session, so
+        later changes to the network do not reach it."""
+        g = _trace(network, plan)
+        external = [name for name, array in g.constants.items() if array.nbytes >= EXTERNAL_BYTES]
+        model = _assemble(g, plan, metadata, external)
+        options = session_options(threads)
+        values = [ort.OrtValue.ortvalue_from_numpy(g.constants[name]) for name in external]
+        options.add_external_initializers(external, values)
+        return cls(_session(model.SerializeToString(), options, "the graph built from the network"))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], threads: int | None = None) -> OnnxVGGish:
+        """The graph in an ``.onnx`` file written by :func:`export_onnx`.
+
+        Raises:
+            RuntimeError: the file cannot be loaded, or is not a VGGish graph.
+        """
+        runner = cls(_session(str(path), session_options(threads), str(path)))
+        inputs = runner.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].name != INPUT_NAME or list(inputs[0].shape[1:]) != [96, 64]:
+            raise RuntimeError(f"{path} is not a VGGish graph (input (batch, 96, 64) named {INPUT_NAME!r})")
+        return runner
+
+    def __call__(self, examples: np.ndarray | torch.Tensor) -> np.ndarray:
         """(N, 96, 64) or (N, 1, 96, 64) float log-mel examples -> (N, 128) float32 embeddings."""
+        if isinstance(examples, torch.Tensor):
+            examples = examples.detach().float().cpu().numpy()
         x = np.asarray(examples, dtype=np.float32)
         if x.ndim == 4 and x.shape[1] == 1:
             x = x[:, 0]
@@ -321,3 +488,10 @@ class OnnxVGGish:
             return np.empty((0, params.EMBEDDING_SIZE), dtype=np.float32)
         out: np.ndarray = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(x)})[0]
         return out
+
+
+def _session(model: str | bytes, options: ort.SessionOptions, what: str) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise RuntimeError(f"ONNX Runtime cannot load {what}: {' '.join(str(e).split())}") from e

@@ -12,7 +12,7 @@ PCA buffers), for training, fine-tuning or anything else PyTorch does with modul
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Literal
 
 import numpy as np
@@ -23,6 +23,7 @@ from vggish.audio.resample import ResamplerName
 from vggish.network.backends import Backend, TorchBackend
 from vggish.network.memory import release_free_memory
 from vggish.network.model import VGGish
+from vggish.network.postprocess import postprocess as postprocess_pca
 from vggish.pipeline import driver as pipeline
 from vggish.pipeline.driver import EmbeddingResult
 from vggish.pipeline.options import EmbedOptions
@@ -53,36 +54,66 @@ def default_batch_size(device: str | torch.device) -> int:
 class Runtime:
     """VGGish ready to run: what :func:`vggish.load_model` returns.
 
+    The PyTorch module may be built only when first asked for (``build_network``): with ONNX
+    Runtime computing :meth:`infer`, a service never needs it, and it would hold a second copy of
+    the weights.
+
     Args:
         network: the module, on its device, in its precision, in eval mode (e.g.
-            ``Runtime(my_fine_tuned_network)`` runs one's own network through the pipeline).
+            ``Runtime(my_fine_tuned_network)`` runs one's own network through the pipeline); or
+            None with ``build_network``.
         backend: what :meth:`infer` calls; default: PyTorch (a
             :class:`~vggish.network.backends.TorchBackend` with the default convolution plan).
         torch_backend: the PyTorch backend used by ``model(tensor)``; default: ``backend`` when
-            that is PyTorch, else a new one.
+            that is PyTorch, else one made on first use.
         precision: ``fp32``, ``fp16`` or ``bf16`` (what the network was cast to).
         threads: the intra-op threads the backend was given (None: the library's default).
         weights_info: the weights file's metadata and its ``sha256``.
+        build_network: makes the module on first use, when ``network`` is None.
+        pca: with ``build_network``: the weights' PCA parameters (``pca_eigen_vectors``,
+            ``pca_means``), or None when they carry none.
+        device: with ``build_network``: where the module will be.
     """
 
     def __init__(
         self,
-        network: VGGish,
+        network: VGGish | None,
         backend: Backend | None = None,
         *,
         torch_backend: TorchBackend | None = None,
         precision: str = "fp32",
         threads: int | None = None,
         weights_info: dict[str, str] | None = None,
+        build_network: Callable[[], VGGish] | None = None,
+        pca: tuple[np.ndarray, np.ndarray] | None = None,
+        device: str | torch.device = "cpu",
     ) -> None:
-        if torch_backend is None:
-            torch_backend = backend if isinstance(backend, TorchBackend) else TorchBackend(network)
-        self.network = network
-        self._backend: Backend = torch_backend if backend is None else backend
+        if network is None and build_network is None:
+            raise ValueError("a Runtime needs a network, or build_network to make one")
+        if torch_backend is None and isinstance(backend, TorchBackend):
+            torch_backend = backend
+        self._network = network
+        self._build_network = build_network
+        self._backend = backend
         self._torch = torch_backend
+        self._pca = pca
+        self._device = torch.device(device)
         self.precision = precision
         self.threads = threads
         self.weights_info = dict(weights_info or {})
+
+    @property
+    def network(self) -> VGGish:
+        """The plain ``nn.Module`` (layers, ``forward``, PCA buffers), built on first use if need be."""
+        if self._network is None:
+            assert self._build_network is not None
+            self._network = self._build_network()
+        return self._network
+
+    def _torch_backend(self) -> TorchBackend:
+        if self._torch is None:
+            self._torch = TorchBackend(self.network)
+        return self._torch
 
     def __repr__(self) -> str:
         sha = self.weights_info.get("sha256", "?")[:12]
@@ -94,12 +125,12 @@ class Runtime:
     @property
     def device(self) -> torch.device:
         """Where the network's parameters are."""
-        return self.network.conv1.weight.device
+        return self._device if self._network is None else self._network.conv1.weight.device
 
     @property
     def backend(self) -> str:
         """``"onnx"`` when :meth:`infer` runs an ONNX Runtime session, else ``"torch"``."""
-        return self._backend.name
+        return "torch" if self._backend is None else self._backend.name
 
     @property
     def default_batch_size(self) -> int:
@@ -109,16 +140,16 @@ class Runtime:
     @property
     def has_pca(self) -> bool:
         """Whether the weights carry PCA parameters, so :meth:`postprocess` can run."""
-        return self.network.has_pca
+        return self._pca is not None if self._network is None else self._network.has_pca
 
     @property
     def winograd(self) -> bool:
         """Whether PyTorch on the CPU may use Winograd convolutions (see :mod:`vggish.network.winograd`)."""
-        return self._torch.winograd
+        return self._torch_backend().winograd
 
     @winograd.setter
     def winograd(self, enabled: bool) -> None:
-        self._torch.winograd = bool(enabled)
+        self._torch_backend().winograd = bool(enabled)
 
     def __call__(self, examples: torch.Tensor) -> torch.Tensor:
         """The network in PyTorch: (N, 96, 64) or (N, 1, 96, 64) -> (N, 128), pre-activation.
@@ -126,7 +157,7 @@ class Runtime:
         Gradients flow as through any module; without them, on the CPU in float32, the
         Winograd layers are used (the same numbers to ~1e-6 of their scale).
         """
-        return self._torch.forward(examples)
+        return self._torch_backend().forward(examples)
 
     def infer(self, examples: np.ndarray | torch.Tensor) -> np.ndarray:
         """Embeds log-mel examples with the backend and precision, without autograd.
@@ -138,7 +169,7 @@ class Runtime:
         Returns:
             (N, 128) float32 embeddings as NumPy (on the CPU), pre-activation.
         """
-        out = self._backend(examples)
+        out = (self._backend or self._torch_backend())(examples)
         release_free_memory()  # else glibc's arenas keep the activations' pages (see vggish.network.memory)
         return out
 
@@ -148,6 +179,10 @@ class Runtime:
         Raises:
             RuntimeError: the weights carry no PCA parameters.
         """
+        if self._network is None and self._pca is not None:
+            emb = torch.as_tensor(embeddings)
+            q = postprocess_pca(emb.detach().cpu().numpy(), *self._pca)
+            return torch.from_numpy(q).to(emb.device)
         return self.network.postprocess(embeddings)
 
     def embed(
