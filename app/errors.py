@@ -88,6 +88,10 @@ class StreamTimeoutError(ProblemError):
     problem = Problem(408, "Request timeout", "stream-timeout")
 
 
+class BodyTimeoutError(ProblemError):
+    problem = Problem(408, "Request timeout", "body-timeout")
+
+
 class UnsupportedMediaTypeError(ProblemError):
     problem = Problem(415, "Unsupported media type", "unsupported-media-type")
 
@@ -106,6 +110,10 @@ class ClientDisconnectedError(ProblemError):
 
 class NotReadyError(ProblemError):
     problem = Problem(503, "Service unavailable", "not-ready")
+
+
+class BusyError(ProblemError):
+    problem = Problem(503, "Service unavailable", "busy")
 
 
 class RequestTimeoutError(ProblemError):

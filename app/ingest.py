@@ -1,80 +1,216 @@
-"""Reading ``POST /v1/embeddings`` bodies: multipart files, a raw audio body, or JSON.
+"""Reading request bodies: audio as multipart files, a raw body or JSON, and the other routes'
+bodies (head files, training JSON).
 
-The body is read from the request stream with the upload limit enforced as bytes arrive (and
-from ``Content-Length`` before any arrive), so nothing past the limit is ever buffered. JSON
-bodies are never held whole: :mod:`.json_inputs` parses them as they arrive, straight into
-float32 arrays and file bytes, with the inputs and seconds limits checked while parsing.
+Every body is read by :func:`body_chunks`, within four bounds:
+
+* its size: from ``Content-Length`` before reading, then as bytes arrive (413 naming the setting);
+* a deadline for the whole body, ``body_timeout_s`` (408), which ``request_timeout_s`` (the
+  work's) does not cover;
+* a least average rate, ``min_body_bytes_per_s``, after a grace of :data:`BODY_GRACE_S` (408): a
+  client that trickles bytes is let go long before the deadline. Only the time spent waiting for
+  the client counts, not the server's own parsing;
+* the client leaving: 499, counted apart from server faults, with no traceback.
+
+What a body still arriving holds is bounded: raw and multipart bodies go to a spooled temporary
+file (in memory up to :data:`SPOOL_BYTES`, then an unnamed file in ``TMPDIR``), and the decoders
+read each upload from its file, never from a copy in memory. JSON audio is parsed as it arrives
+(:mod:`.json_inputs`, straight into float32 arrays) under its own limit, ``max_json_bytes``, and
+JSON bodies still arriving hold at most :data:`PENDING_JSON_BODIES` times that limit together
+(beyond, 503 with ``Retry-After``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import io
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from tempfile import SpooledTemporaryFile
+from typing import IO, Any, BinaryIO
 
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
-from starlette.types import Message, Receive
 
 from vggish.errors import LimitExceededError
 from vggish.pipeline.source import Waveform
 
 from .config import Settings
-from .errors import InvalidParameterError, MissingAudioError, UnsupportedMediaTypeError
+from .errors import (
+    BodyTimeoutError,
+    BusyError,
+    ClientDisconnectedError,
+    InvalidParameterError,
+    MissingAudioError,
+    UnsupportedMediaTypeError,
+)
 from .json_inputs import FEED_BYTES, BodyLimits, JsonInputs
+
+SPOOL_BYTES = 1 << 20  # a body or a multipart file part is kept in memory up to this, then on disk
+WRITE_BYTES = 1 << 20  # bytes gathered before each write to a spooled body, and read back at a time
+BODY_GRACE_S = 10.0  # seconds a body may take before the least rate applies (connection, first bytes)
+PENDING_JSON_BODIES = 4  # JSON bodies arriving at once hold at most this many times max_json_bytes
+RAW_TYPES = ("audio/", "application/octet-stream")
+JSON_HINT = (
+    "send long audio as multipart/form-data or as a raw body (audio/* or application/octet-stream), "
+    "or as a compressed file (FLAC, MP3...) in `audio_base64`"
+)
 
 
 @dataclass(frozen=True)
 class Upload:
-    """One input of a request: its name (echoed in results) and its audio, a file's bytes or samples."""
+    """One input of a request: its name (echoed in results) and its audio: a file's bytes, an
+    uploaded file (spooled), or samples."""
 
     name: str | None
-    source: bytes | Waveform
+    source: bytes | BinaryIO | Waveform
 
 
-RAW_TYPES = ("audio/", "application/octet-stream")
+@dataclass(frozen=True)
+class BodyLimit:
+    """How large a body may be: ``size`` bytes, the setting that says so, what to do instead."""
+
+    size: int
+    setting: str = "max_upload_bytes"
+    hint: str = ""
+
+    def exceeded(self) -> LimitExceededError:
+        detail = f"the request body is larger than {self.size} bytes"
+        return LimitExceededError(self.setting, f"{detail}: {self.hint}" if self.hint else detail)
 
 
-def _too_large(limit: int) -> LimitExceededError:
-    return LimitExceededError("max_upload_bytes", f"the request body is larger than {limit} bytes")
+def _as_limit(limit: int | BodyLimit) -> BodyLimit:
+    return limit if isinstance(limit, BodyLimit) else BodyLimit(limit)
 
 
-def check_content_length(request: Request, limit: int) -> None:
+def check_content_length(request: Request, limit: int | BodyLimit) -> None:
     """Refuses a declared ``Content-Length`` over the limit before reading anything."""
     declared = request.headers.get("content-length")
     if declared is None:
         return
     if not declared.isdigit():
         raise InvalidParameterError(f"Content-Length must be a number of bytes; got {declared!r}")
-    if int(declared) > limit:
-        raise _too_large(limit)
+    if int(declared) > _as_limit(limit).size:
+        raise _as_limit(limit).exceeded()
 
 
-def limited_receive(receive: Receive, limit: int) -> Receive:
-    """Wraps an ASGI ``receive`` so that more than ``limit`` body bytes raise 413."""
-    seen = 0
+async def body_chunks(request: Request, limit: int | BodyLimit) -> AsyncIterator[bytes]:
+    """The body's pieces as they arrive, within its size limit, deadline and least rate.
 
-    async def wrapped() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise _too_large(limit)
-        return message
+    Raises:
+        LimitExceededError: declared or sent past the limit (413).
+        BodyTimeoutError: not all there within ``body_timeout_s``, or slower than
+            ``min_body_bytes_per_s`` on average (408).
+        ClientDisconnectedError: the client left before the end of its body (499).
+    """
+    limit = _as_limit(limit)
+    check_content_length(request, limit)
+    settings: Settings = request.app.state.settings
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.body_timeout_s
+    received, waited = 0, 0.0
+    while True:
+        allowance = BODY_GRACE_S + received / settings.min_body_bytes_per_s - waited
+        began = loop.time()
+        try:
+            message = await asyncio.wait_for(request.receive(), max(min(deadline - began, allowance), 0.0))
+        except asyncio.TimeoutError:
+            raise _too_slow(settings, received, loop.time() >= deadline) from None
+        waited += loop.time() - began
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnectedError(f"the client left after sending {received} bytes of its body")
+        chunk: bytes = message.get("body", b"")
+        received += len(chunk)
+        if received > limit.size:
+            raise limit.exceeded()
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
 
-    return wrapped
+
+def _too_slow(settings: Settings, received: int, late: bool) -> BodyTimeoutError:
+    if late:
+        return BodyTimeoutError(
+            f"the body did not arrive within body_timeout_s={settings.body_timeout_s:g} s "
+            f"({received} bytes received)",
+            limit="body_timeout_s",
+        )
+    return BodyTimeoutError(
+        f"the body arrives slower than min_body_bytes_per_s={settings.min_body_bytes_per_s} on "
+        f"average ({received} bytes received)",
+        limit="min_body_bytes_per_s",
+    )
 
 
-def body_stream(request: Request, limit: int) -> AsyncIterator[bytes]:
-    """The body's pieces as they arrive, refused with 413 as soon as they pass ``limit`` bytes."""
-    return Request(request.scope, limited_receive(request.receive, limit)).stream()
+async def spool_body(request: Request, limit: int | BodyLimit) -> tuple[SpooledTemporaryFile[bytes], int]:
+    """The whole body in a spooled temporary file (in memory up to :data:`SPOOL_BYTES`),
+    positioned at its start, and its size; the caller closes it. Raises as :func:`body_chunks`."""
+    spooled: SpooledTemporaryFile[bytes] = SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (returned)
+    try:
+        size, pending = 0, bytearray()
+        async for chunk in body_chunks(request, limit):
+            size += len(chunk)
+            pending += chunk
+            if len(pending) >= WRITE_BYTES:
+                await asyncio.to_thread(spooled.write, pending)
+                pending = bytearray()
+        spooled.write(pending)
+        spooled.seek(0)
+    except BaseException:
+        spooled.close()
+        raise
+    return spooled, size
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it passes ``limit`` bytes."""
-    parts = [chunk async for chunk in body_stream(request, limit)]
-    return b"".join(parts)
+async def read_body(request: Request, limit: int | BodyLimit) -> bytes:
+    """The whole body (spooled while it arrives). Raises as :func:`body_chunks`."""
+    spooled, _ = await spool_body(request, limit)
+    with spooled:
+        return await asyncio.to_thread(spooled.read)
+
+
+class _SpooledFile(io.RawIOBase):
+    """A spooled body or file part as the decoders read it. Closing it, or dropping it (the last
+    holder may be a decode thread that outlives its request), closes the file."""
+
+    def __init__(self, file: IO[bytes], size: int) -> None:
+        super().__init__()
+        self._file = file
+        self.size = size
+        file.seek(0)
+
+    @property
+    def name(self) -> str:
+        return f"<{self.size} bytes>"
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._file.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _upload(name: str | None, file: IO[bytes], size: int) -> Upload:
+    return Upload(name, io.BufferedReader(_SpooledFile(file, size)))
 
 
 def media_type(request: Request) -> str:
@@ -83,22 +219,24 @@ def media_type(request: Request) -> str:
 
 
 async def read_inputs(request: Request, limit: int, max_inputs: int) -> list[Upload]:
-    """Parses the body by its media type into inputs.
+    """Parses the body by its media type into inputs (multipart and raw bodies up to ``limit``
+    bytes, JSON up to ``max_json_bytes``).
 
     Raises:
         MissingAudioError: no audio at all (400).
         UnsupportedMediaTypeError: a media type other than multipart, JSON, audio/* or octet-stream (415).
-        LimitExceededError: over ``limit`` bytes or ``max_inputs`` inputs (413).
+        LimitExceededError: over the body's limit or ``max_inputs`` inputs (413).
         InvalidParameterError: malformed JSON or base64 (422).
+        BodyTimeoutError, ClientDisconnectedError: as :func:`body_chunks` (408, 499).
+        BusyError: too many JSON bodies arriving at once (503).
     """
-    check_content_length(request, limit)
     kind = media_type(request)
     if kind == "multipart/form-data":
-        inputs = await _multipart(request, limit)
+        inputs, _ = await read_form(request, limit)
     elif kind == "application/json":
-        inputs = await _json(request, limit, max_inputs)
+        inputs = await _json(request, max_inputs)
     elif kind.startswith(RAW_TYPES):
-        inputs = _raw(await read_body(request, limit), request.headers.get("x-filename"))
+        inputs = [await _raw(request, limit)]
     elif not kind and not await read_body(request, limit):
         raise MissingAudioError("the request has no body: send audio as multipart `file` parts, raw or JSON")
     else:
@@ -111,52 +249,100 @@ async def read_inputs(request: Request, limit: int, max_inputs: int) -> list[Upl
     return inputs
 
 
-def _raw(body: bytes, name: str | None) -> list[Upload]:
-    if not body:
+async def _raw(request: Request, limit: int) -> Upload:
+    spooled, size = await spool_body(request, limit)
+    if not size:
+        spooled.close()
         raise MissingAudioError("the request body is empty: send the audio file's bytes")
-    return [Upload(name, body)]
-
-
-async def _multipart(request: Request, limit: int) -> list[Upload]:
-    inputs, _ = await read_form(request, limit)
-    return inputs
+    return _upload(request.headers.get("x-filename"), spooled, size)
 
 
 async def read_form(request: Request, limit: int) -> tuple[list[Upload], dict[str, list[str]]]:
     """A multipart body's ``file`` parts as inputs, and its text fields (name -> values, in order).
+    The body is spooled as it arrives, then parsed (its file parts spooled in turn).
 
     Raises:
         MissingAudioError: no ``file`` part, or an empty one (400).
-        LimitExceededError: over ``limit`` bytes (413).
+        HTTPException: a malformed form (400).
+        LimitExceededError, BodyTimeoutError, ClientDisconnectedError: as :func:`body_chunks`.
     """
-    limited = Request(request.scope, limited_receive(request.receive, limit))
-    async with limited.form(max_part_size=limit) as form:
-        files = [part for part in form.getlist("file") if isinstance(part, UploadFile)]
-        if not files:
-            raise MissingAudioError("the form has no `file` part holding an audio file")
-        inputs: list[Upload] = []
-        for part in files:
-            data = await part.read()
-            if not data:
-                raise MissingAudioError(f"the `file` part {part.filename!r} is empty")
-            inputs.append(Upload(part.filename, data))
-        fields: dict[str, list[str]] = {}
-        for key, value in form.multi_items():
-            if isinstance(value, str):
-                fields.setdefault(key, []).append(value)
+    spooled, _ = await spool_body(request, limit)
+    with spooled:
+        parser = MultiPartParser(request.headers, _read_back(spooled), max_part_size=limit)
+        try:
+            form = await parser.parse()
+        except MultiPartException as e:
+            raise HTTPException(400, e.message) from e
+    files: list[UploadFile] = []
+    fields: dict[str, list[str]] = {}
+    for key, value in form.multi_items():
+        if isinstance(value, str):
+            fields.setdefault(key, []).append(value)
+        elif key == "file":
+            files.append(value)
+        else:
+            value.file.close()
+    inputs = [_upload(part.filename, part.file, part.size or 0) for part in files]
+    if not inputs:
+        raise MissingAudioError("the form has no `file` part holding an audio file")
+    for part in files:
+        if not part.size:
+            raise MissingAudioError(f"the `file` part {part.filename!r} is empty")
     return inputs, fields
 
 
-async def _json(request: Request, limit: int, max_inputs: int) -> list[Upload]:
-    """A JSON body parsed as it arrives (in a worker thread, a few hundred kB at a time), its
+async def _read_back(spooled: SpooledTemporaryFile[bytes]) -> AsyncGenerator[bytes, None]:
+    while chunk := await asyncio.to_thread(spooled.read, WRITE_BYTES):
+        yield chunk
+
+
+class _PendingJson:
+    """Bytes of JSON bodies still arriving in this process (their parsed audio is held)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.bytes = 0
+
+    def reserve(self, size: int, most: int) -> bool:
+        with self._lock:
+            if self.bytes + size > most:
+                return False
+            self.bytes += size
+            return True
+
+    def release(self, size: int) -> None:
+        with self._lock:
+            self.bytes -= size
+
+
+PENDING_JSON = _PendingJson()
+JSON_THREAD = ThreadPoolExecutor(1, thread_name_prefix="vggish-json")
+"""Where JSON bodies are parsed, one piece of one body at a time: parsing holds the GIL anyway, and
+a piece's parse events take many times its bytes while they are read (in one thread's heap)."""
+
+
+async def _json(request: Request, max_inputs: int) -> list[Upload]:
+    """A JSON body parsed as it arrives (on :data:`JSON_THREAD`, a few hundred kB at a time), its
     seconds limits those of the app's settings."""
-    settings: Settings = request.app.state.settings
-    parser = JsonInputs(BodyLimits(max_inputs, settings.max_input_seconds, settings.max_request_seconds))
-    pending = bytearray()
-    async for chunk in body_stream(request, limit):
-        pending += chunk
-        if len(pending) >= FEED_BYTES:
-            await asyncio.to_thread(parser.feed, bytes(pending))
-            pending.clear()
-    parsed = await asyncio.to_thread(parser.finish, bytes(pending))
+    s: Settings = request.app.state.settings
+    parser = JsonInputs(BodyLimits(max_inputs, s.max_input_seconds, s.max_request_seconds))
+    most = PENDING_JSON_BODIES * s.max_json_bytes
+    loop = asyncio.get_running_loop()
+    pending, taken = bytearray(), 0
+    try:
+        async for chunk in body_chunks(request, BodyLimit(s.max_json_bytes, "max_json_bytes", JSON_HINT)):
+            if not PENDING_JSON.reserve(len(chunk), most):
+                raise BusyError(
+                    f"JSON bodies arriving at once hold {most} bytes, the most this server takes "
+                    f"({PENDING_JSON_BODIES} x max_json_bytes): retry later, or {JSON_HINT}",
+                    headers={"Retry-After": str(s.retry_after_s)},
+                )
+            taken += len(chunk)
+            pending += chunk
+            if len(pending) >= FEED_BYTES:
+                await loop.run_in_executor(JSON_THREAD, parser.feed, bytes(pending))
+                pending.clear()
+        parsed = await loop.run_in_executor(JSON_THREAD, parser.finish, bytes(pending))
+    finally:
+        PENDING_JSON.release(taken)
     return [Upload(name, source) for name, source in parsed]

@@ -1,20 +1,16 @@
 """The JSON form of an audio request, ``{"inputs": [...]}``, parsed piece by piece as it arrives.
 
 Each input is a file in base64 (``audio_base64``) or samples as numbers (``samples``,
-``sample_rate``, ``dtype``; see :mod:`.schemas`). A body of 100 MB can hold 50 million numbers:
-parsed whole into Python objects that is some 40 bytes a sample before the audio is even looked
-at. Here the body is fed in pieces (:meth:`JsonInputs.feed`) and read as it comes:
-
-* the skeleton (keys, names, rates) by a small tokenizer that holds at most one short value;
-* each ``samples`` array straight into float32 blocks, a run of numbers at a time (read by
-  pydantic-core's JSON parser, which also takes ``NaN`` and ``Infinity`` so that they get the
-  same answer as non-finite samples in a file);
-* each ``audio_base64`` string straight into the file's bytes.
+``sample_rate``, ``dtype``; see :mod:`.schemas`). Parsed whole into Python objects, numbers take
+some 40 bytes each before the audio is even looked at; here ijson's C backend (yajl2_c) turns each
+piece of the body into parse events, and each run of numbers becomes a float32 block at once, so a
+request holds about twice its audio in float32 at most (the blocks, then the array they make).
 
 Limits are checked while parsing, before the audio is held: ``max_inputs`` as each input starts,
 and an input's length against ``max_input_seconds`` and what ``max_request_seconds`` has left as
-soon as its rate is known (numbers are counted as they arrive). A request then holds about twice
-its audio in float32 at most (the blocks, then the array they make), plus one piece of the body.
+soon as its rate is known (numbers are counted as they arrive). ``NaN``, ``Infinity`` and numbers
+beyond float64 are not JSON, but some encoders write them (Python's ``json`` does): they get the
+answer that non-finite samples in a file get.
 """
 
 from __future__ import annotations
@@ -22,14 +18,12 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-import re
-from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
+import ijson
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
-from pydantic_core import from_json
 
 from vggish.audio import decode as audio
 from vggish.errors import InvalidAudioError, LimitExceededError
@@ -39,31 +33,28 @@ from vggish.pipeline.source import Limits, Waveform
 from .errors import InvalidParameterError, MissingAudioError
 from .schemas import INT16_MAX, INT16_MIN, MAX_FLOAT_SAMPLE, InputName, SampleRate, SampleType
 
-T = TypeVar("T")
-Step = Generator[None, None, T]
-"""A step of the parser: it yields when it needs more of the body, then returns its value."""
 ParsedInput = tuple[str | None, bytes | Waveform]
 """An input's name and its audio: a file's bytes, or samples."""
 
-FEED_BYTES = 1 << 18  # body bytes handed to the parser at a time
-MAX_TOKEN_BYTES = 4096  # a name, rate or dtype
-MAX_KEY_BYTES = 64  # a key (the longest known is 12)
-MAX_ROW_BYTES = 1 << 16  # one frame of samples as text (at most 64 channels)
-MAX_NUMBER_BYTES = 1 << 16  # one number as text
-_NON_SPACE = re.compile(rb"[^ \t\r\n]")
-_TOKEN_END = re.compile(rb"[ \t\r\n,\]}]")
-_FRAMES_END = re.compile(rb"\][ \t\r\n]*\]")  # the last frame's end, then the array's
-_SPACE = b" \t\r\n"
-_NUMBER = b"0123456789+-.eE" + b"NaInfity"  # JSON numbers, NaN, Infinity
-_SAMPLE_CHARS = _NUMBER + _SPACE + b","
-_FRAME_CHARS = _SAMPLE_CHARS + b"[]"
+FEED_BYTES = 1 << 18  # body bytes handed to the parser at a time: its events for them are held at once
+_BACKEND = ijson.get_backend("yajl2_c")
 _NO_OPTIONS = EmbedOptions()  # seconds limits do not depend on the options
 _FIELD_TYPES: dict[str, TypeAdapter[Any]] = {
     "sample_rate": TypeAdapter(SampleRate),
     "dtype": TypeAdapter(SampleType),
     "name": TypeAdapter(InputName),
 }
-FILE_FIELDS = frozenset({"audio_base64", "name"})
+_FILE_FIELDS = frozenset({"audio_base64", "name"})
+_KNOWN_FIELDS = frozenset({"samples", "audio_base64", *_FIELD_TYPES})
+_NON_FINITE = ("NaN", "Infinity", "-Infinity")
+_SHOWN_KEY = 64  # characters of an unknown key shown in messages
+_SCALARS = frozenset({"number", "string", "boolean", "null"})
+
+# where the parser is, so what the next event may be: the body's object, `inputs`' array, an
+# input's object or one of its values, a samples array (mono, frames, inside a frame), the end
+_START, _TOP, _LIST, _INPUTS, _ITEM, _VALUE, _SAMPLES, _FRAMES, _ROW, _END = range(10)
+_IN_SAMPLES = (_SAMPLES, _FRAMES, _ROW)
+_TOKEN_CHARS = frozenset("+-.0123456789aefinrtyINE")  # of numbers and of NaN, Infinity
 
 
 @dataclass(frozen=True)
@@ -85,146 +76,6 @@ def _invalid(path: str, message: str) -> InvalidParameterError:
     return InvalidParameterError(f"{path}: {message}", errors=[{"field": path, "message": message}])
 
 
-class _Body:
-    """The unread part of the body, with the reading steps the parser is made of."""
-
-    def __init__(self) -> None:
-        self.buf = bytearray()
-        self.pos = 0  # next unread byte of ``buf``
-        self.before = 0  # bytes dropped from the front of ``buf``
-        self.ended = False
-        self.received = 0
-
-    def add(self, data: bytes) -> None:
-        del self.buf[: self.pos]
-        self.before += self.pos
-        self.pos = 0
-        self.buf += data
-        self.received += len(data)
-
-    def malformed(self, what: str) -> InvalidParameterError:
-        return InvalidParameterError(f"the JSON body is malformed at byte {self.before + self.pos}: {what}")
-
-    def more(self, what: str) -> Step[None]:
-        """Waits for more of the body; the body ending first is malformed (``what`` is unfinished)."""
-        if self.ended:
-            raise self.malformed(f"it ends inside {what}")
-        yield
-
-    def peek(self, what: str) -> Step[int]:
-        """The next byte that is not white space (not consumed)."""
-        while (found := _NON_SPACE.search(self.buf, self.pos)) is None:
-            self.pos = len(self.buf)
-            yield from self.more(what)
-        self.pos = found.start()
-        return self.buf[self.pos]
-
-    def expect(self, char: bytes, what: str) -> Step[None]:
-        if (yield from self.peek(what)) != char[0]:
-            raise self.malformed(f"expected {char.decode()!r} {what}")
-        self.pos += 1
-
-    def closing_quote(self, start: int, limit: int) -> int:
-        """Where the short string whose content starts at ``start`` ends (its quote), looking no
-        further than ``limit`` bytes; -1 if not there (yet)."""
-        stop = min(len(self.buf), start + limit + 1)
-        quote = self.buf.find(b'"', start, stop)
-        while quote >= 0:  # at most `limit` bytes, so counting each quote's backslashes is bounded
-            slashes = quote - start - len(self.buf[start:quote].rstrip(b"\\"))
-            if slashes % 2 == 0:
-                return quote
-            quote = self.buf.find(b'"', quote + 1, stop)
-        return -1
-
-    def scalar(self, path: str, limit: int = MAX_TOKEN_BYTES) -> Step[Any]:
-        """A short string, number, ``true``, ``false`` or ``null`` (at most ``limit`` bytes)."""
-        first = yield from self.peek(path)
-        if first in b"{[":
-            raise _invalid(path, "must be a number, a string or null")
-        while True:
-            if first == ord('"'):
-                quote = self.closing_quote(self.pos + 1, limit)
-                end = quote + 1 if quote >= 0 else -1
-            else:
-                found = _TOKEN_END.search(self.buf, self.pos)
-                end = found.start() if found else -1
-            if (end if end >= 0 else len(self.buf)) - self.pos > limit:
-                raise _invalid(path, f"a key or value longer than {limit} bytes")
-            if end >= 0:
-                break
-            yield from self.more(path)
-        token = bytes(self.buf[self.pos : end])
-        try:
-            value = from_json(token)
-        except ValueError as e:
-            raise self.malformed(f"{path}: {e}") from e
-        self.pos = end
-        return value
-
-    def key(self, where: str) -> Step[str]:
-        if (yield from self.peek(where)) != ord('"'):
-            raise self.malformed(f"expected a key in {where}")
-        value = yield from self.scalar(where, MAX_KEY_BYTES)
-        assert isinstance(value, str)
-        return value
-
-    def members(self, path: str, member: Callable[[str], Step[None]]) -> Step[None]:
-        """An object: ``member(key)`` reads each value; a key given twice is refused."""
-        where = path or "the body"
-        if (yield from self.peek(where)) != ord("{"):
-            raise _invalid(path or "body", "must be a JSON object")
-        self.pos += 1
-        if (yield from self.peek(where)) == ord("}"):
-            self.pos += 1
-            return
-        seen: set[str] = set()
-        while True:
-            key = yield from self.key(where)
-            if key in seen:
-                raise _invalid(f"{path}.{key}".lstrip("."), "given twice")
-            seen.add(key)
-            yield from self.expect(b":", f"after the key {key!r}")
-            yield from member(key)
-            if (yield from self.separator(b"}", where)):
-                return
-
-    def elements(self, path: str, element: Callable[[int], Step[None]]) -> Step[int]:
-        """An array: ``element(index)`` reads each item; returns how many there were."""
-        if (yield from self.peek(path)) != ord("["):
-            raise _invalid(path, "must be an array")
-        self.pos += 1
-        if (yield from self.peek(path)) == ord("]"):
-            self.pos += 1
-            return 0
-        index = 0
-        while True:
-            yield from element(index)
-            index += 1
-            if (yield from self.separator(b"]", path)):
-                return index
-
-    def separator(self, close: bytes, where: str) -> Step[bool]:
-        """Reads ``,`` (False: more follows) or ``close`` (True: the end)."""
-        char = yield from self.peek(where)
-        self.pos += 1
-        if char == close[0]:
-            return True
-        if char != ord(","):
-            self.pos -= 1
-            raise self.malformed(f"expected ',' or {close.decode()!r} in {where}")
-        return False
-
-    def end(self) -> Step[None]:
-        """Nothing but white space may follow the document."""
-        while True:
-            if _NON_SPACE.search(self.buf, self.pos) is not None:
-                raise self.malformed("data after the JSON object")
-            self.pos = len(self.buf)
-            if self.ended:
-                return
-            yield
-
-
 @dataclass
 class _Item:
     """One input as it is read: its fields, and its samples or file bytes so far."""
@@ -234,6 +85,7 @@ class _Item:
     blocks: list[np.ndarray] = field(default_factory=list)
     frames: int = 0
     channels: int | None = None  # None: mono, a flat list
+    row: list[float] = field(default_factory=list)  # the frame being read
     has_samples: bool = False
     low: float = math.inf
     high: float = -math.inf
@@ -263,135 +115,219 @@ class JsonInputs:
 
     def __init__(self, limits: BodyLimits) -> None:
         self.limits = limits
-        self._body = _Body()
+        self._events = ijson.sendable_list()
+        self._parser = _BACKEND.basic_parse_coro(self._events, use_float=True)
+        self._received = 0
+        self._state = _START
+        self._has_inputs = False
+        self._seen: set[str] = set()  # keys of the input being read
+        self._key = ""  # the key whose value comes next
+        self._item: _Item | None = None
         self._inputs: list[ParsedInput] = []
         self._seconds = 0.0  # audio seconds of the inputs read so far
-        self._steps = self._document()
-        self._result: list[ParsedInput] | None = None
 
     def feed(self, data: bytes) -> None:
         """Reads the next piece of the body."""
-        self._body.add(data)
-        self._advance()
+        self._received += len(data)
+        self._parse(lambda: self._parser.send(data))
 
     def finish(self, data: bytes = b"") -> list[ParsedInput]:
         """Reads the last piece and returns the inputs, in order."""
-        self._body.add(data)
-        self._body.ended = True
-        if not self._body.received:
+        if data:
+            self.feed(data)
+        if not self._received:
             raise MissingAudioError('the JSON body is empty: send {"inputs": [...]}')
-        self._advance()
-        assert self._result is not None
-        return self._result
-
-    def _advance(self) -> None:
-        try:
-            next(self._steps)
-        except StopIteration as done:
-            self._result = done.value
-
-    def _document(self) -> Step[list[ParsedInput]]:
-        body = self._body
-        count = -1
-
-        def member(key: str) -> Step[None]:
-            nonlocal count
-            if key != "inputs":
-                raise _invalid(key, "unknown field: the body holds `inputs` only")
-            count = yield from body.elements("inputs", self._input)
-
-        yield from body.members("", member)
-        if count < 0:
-            raise _invalid("inputs", "Field required")
-        if count == 0:
-            raise _invalid("inputs", "send at least one input")
-        yield from body.end()
+        self._parse(self._parser.close)
+        assert self._state == _END
         return self._inputs
 
-    def _input(self, index: int) -> Step[None]:
-        if index >= self.limits.inputs:
-            most = self.limits.inputs
-            raise LimitExceededError(
-                "max_inputs", f"more than {most} inputs sent; at most {most} per request"
-            )
-        item = _Item(index)
-        yield from self._body.members(item.path, lambda key: self._field(item, key))
-        self._inputs.append(self._finish(item))
+    def _parse(self, step: Any) -> None:
+        """Runs one step of the parser, then reads the events it made (those before a syntax error
+        too: they may hold a more precise error)."""
+        try:
+            step()
+        except ijson.JSONError as e:
+            self._read(self._events)
+            raise self._syntax_error(str(e)) from None
+        self._read(self._events)
 
-    def _field(self, item: _Item, key: str) -> Step[None]:
-        path = f"{item.path}.{key}"
+    def _syntax_error(self, message: str) -> Exception:
+        """A syntax error as the client's mistake: a non-finite number among samples is invalid
+        audio, as in a file; anything else is malformed JSON, where it happened."""
+        reason = message.splitlines()[0] if message.strip() else "it is not JSON"
+        item = self._item
+        if item is not None and self._state in _IN_SAMPLES:
+            if "integer overflow" in reason:
+                return InvalidAudioError(f"{item.path}.samples: a number beyond any sample's range")
+            if "floating point) overflow" in reason or _token_at_error(message) in _NON_FINITE:
+                try:
+                    audio.check_finite(np.array([math.nan]), item.frames)
+                except InvalidAudioError as e:
+                    return InvalidAudioError(f"{item.label}: {e}")
+        if item is None:
+            where = {_START: "the body", _TOP: "the body", _END: "what follows it"}.get(self._state, "inputs")
+        else:
+            where = item.path if self._state == _ITEM else f"{item.path}.{self._key}"
+        if "premature EOF" in reason:
+            return InvalidParameterError(f"the JSON body is malformed: it ends inside {where}")
+        return InvalidParameterError(f"the JSON body is malformed in {where}: {reason}")
+
+    # --- the document -------------------------------------------------------------------------
+
+    def _read(self, events: list[tuple[str, Any]]) -> None:
+        """Reads the events of one piece of the body (and clears them)."""
+        at, count = 0, len(events)
+        while at < count:
+            if self._state in _IN_SAMPLES:
+                at = self._samples(events, at)
+                continue
+            event, value = events[at]
+            at += 1
+            self._event(event, value)
+        events.clear()
+
+    def _event(self, event: str, value: Any) -> None:
+        state = self._state
+        if state == _START:
+            if event != "start_map":
+                raise _invalid("body", "must be a JSON object")
+            self._state = _TOP
+        elif state == _TOP:
+            self._top(event, value)
+        elif state == _LIST:
+            if event != "start_array":
+                raise _invalid("inputs", "must be an array")
+            self._state = _INPUTS
+        elif state == _INPUTS:
+            if event == "end_array":
+                self._state = _TOP
+            elif event != "start_map":
+                raise _invalid(f"inputs.{len(self._inputs)}", "must be a JSON object")
+            else:
+                self._start_input()
+        elif state == _ITEM:
+            self._member(event, value)
+        else:
+            self._value(event, value)
+
+    def _top(self, event: str, key: Any) -> None:
+        """A key of the body's object, or its end."""
+        if event == "end_map":
+            if not self._has_inputs:
+                raise _invalid("inputs", "Field required")
+            if not self._inputs:
+                raise _invalid("inputs", "send at least one input")
+            self._state = _END
+        elif key != "inputs":
+            raise _invalid(_shown(key), "unknown field: the body holds `inputs` only")
+        elif self._has_inputs:
+            raise _invalid("inputs", "given twice")
+        else:
+            self._has_inputs = True
+            self._state = _LIST
+
+    def _start_input(self) -> None:
+        most = self.limits.inputs
+        if len(self._inputs) >= most:
+            raise LimitExceededError("max_inputs", f"more than {most} inputs sent; at most {most} a request")
+        self._item = _Item(len(self._inputs))
+        self._seen = set()
+        self._state = _ITEM
+
+    def _member(self, event: str, key: Any) -> None:
+        item = self._item
+        assert item is not None
+        if event == "end_map":
+            self._inputs.append(self._finish(item))
+            self._item = None
+            self._state = _INPUTS
+            return
+        if key not in _KNOWN_FIELDS:
+            raise _invalid(
+                f"{item.path}.{_shown(key)}",
+                "unknown field: an input holds `samples`, `sample_rate`, `dtype` and `name`, "
+                "or `audio_base64` and `name`",
+            )
+        if key in self._seen:
+            raise _invalid(f"{item.path}.{key}", "given twice")
+        self._seen.add(key)
+        self._key = key
+        self._state = _VALUE
+
+    def _value(self, event: str, value: Any) -> None:
+        item = self._item
+        assert item is not None
+        key, path = self._key, f"{item.path}.{self._key}"
+        self._state = _ITEM
         if key == "samples":
+            if event != "start_array":
+                raise _invalid(path, "must be an array of numbers, or of frames of numbers")
             item.has_samples = True
-            yield from self._samples(item, path)
+            self._state = _SAMPLES
         elif key == "audio_base64":
-            item.data = yield from self._base64(path)
-        elif key in _FIELD_TYPES:
-            value = yield from self._body.scalar(path)
+            if event != "string":
+                raise _invalid(path, "must be a string: the file's bytes in base64")
+            item.data = _base64(value, path)
+        elif event not in _SCALARS:
+            raise _invalid(path, "must be a number, a string or null")
+        else:
             try:
                 item.fields[key] = _FIELD_TYPES[key].validate_python(value)
             except ValidationError as e:
                 raise _invalid(path, e.errors()[0]["msg"]) from e
             self._check(item)
-        else:
-            raise _invalid(
-                path,
-                "unknown field: an input holds `samples`, `sample_rate`, `dtype` and `name`, "
-                "or `audio_base64` and `name`",
-            )
 
-    # --- samples ----------------------------------------------------------------------------
+    # --- samples --------------------------------------------------------------------------------
 
-    def _samples(self, item: _Item, path: str) -> Step[None]:
-        body = self._body
-        if (yield from body.peek(path)) != ord("["):
-            raise _invalid(path, "must be an array of numbers, or of frames of numbers")
-        body.pos += 1
-        first = yield from body.peek(path)
-        if first == ord("]"):
-            body.pos += 1
-        elif first == ord("["):
-            yield from self._frames(item, path)
-        else:
-            yield from self._mono(item, path)
-
-    def _mono(self, item: _Item, path: str) -> Step[None]:
-        """A flat array of numbers, one run (up to the last comma, or the end) at a time."""
-        body = self._body
-        while True:
-            end = body.buf.find(b"]", body.pos)
-            stop = end if end >= 0 else body.buf.rfind(b",", body.pos)
-            if stop >= body.pos:
-                self._add(item, path, _numbers(bytes(body.buf[body.pos : stop]), path, _SAMPLE_CHARS))
-                body.pos = stop + 1
-                if end >= 0:
-                    return
-                continue
-            if len(body.buf) - body.pos > MAX_NUMBER_BYTES:
-                raise _invalid(path, f"holds a number longer than {MAX_NUMBER_BYTES} characters")
-            yield from body.more(path)
-
-    def _frames(self, item: _Item, path: str) -> Step[None]:
-        """An array of frames, ``[[l, r], ...]``, one run of whole frames at a time."""
-        body = self._body
-        first = True
-        while True:
-            if not first and (yield from body.separator(b"]", path)):
-                return
-            first = False
-            while True:
-                last = _FRAMES_END.search(body.buf, body.pos)
-                stop = last.start() if last else body.buf.rfind(b"]", body.pos)
-                if stop >= body.pos:
+    def _samples(self, events: list[tuple[str, Any]], at: int) -> int:
+        """Reads sample events from ``at`` while they last; returns where it stopped."""
+        item = self._item
+        assert item is not None
+        values: list[float] = []
+        count = len(events)
+        path = f"{item.path}.samples"
+        while at < count:
+            event, value = events[at]
+            state = self._state
+            if event == "number":
+                if state == _FRAMES:
+                    raise InvalidAudioError(f"{path}: rows must all have the same number of channels")
+                (item.row if state == _ROW else values).append(value)
+            elif event == "end_array":
+                if state == _ROW:
+                    self._end_row(item, path, values)
+                    self._state = _FRAMES
+                else:
+                    self._state = _ITEM
+                    at += 1
                     break
-                if len(body.buf) - body.pos > MAX_ROW_BYTES:
-                    raise InvalidAudioError(
-                        f"{path}: a frame longer than {MAX_ROW_BYTES} bytes: frames hold 1 to "
-                        f"{audio.MAX_CHANNELS} channels (an array of channels, samples: send it transposed)"
-                    )
-                yield from body.more(path)
-            rows = _numbers(bytes(body.buf[body.pos : stop + 1]), path, _FRAME_CHARS)
-            body.pos = stop + 1
-            self._add(item, path, _frames(rows, item, path))
+            elif event == "start_array":
+                if state == _ROW or (state == _SAMPLES and (values or item.frames)):
+                    raise _invalid(path, "must be an array of numbers, or of frames of numbers")
+                self._state = _ROW
+            else:
+                raise _invalid(path, "must hold numbers only (or frames of numbers)")
+            at += 1
+        if len(item.row) > audio.MAX_CHANNELS:  # a frame too long to be one: refused before it ends
+            self._end_row(item, path, values)
+        if values:
+            shape = (-1,) if item.channels is None else (-1, item.channels)
+            self._add(item, path, np.array(values, dtype=np.float64).reshape(shape))
+        return at
+
+    def _end_row(self, item: _Item, path: str, values: list[float]) -> None:
+        """Checks a finished frame's channels and moves its values to the run being read."""
+        row = item.row
+        try:
+            audio.check_array_channels((1, len(row)))
+        except InvalidAudioError as e:
+            raise InvalidAudioError(f"{path}: {e}") from None
+        if item.channels is None:
+            item.channels = len(row)
+        elif len(row) != item.channels:
+            raise InvalidAudioError(f"{path}: rows must all have the same number of channels")
+        values.extend(row)
+        row.clear()
 
     def _add(self, item: _Item, path: str, values: np.ndarray) -> None:
         """Checks a run of samples, keeps it as float32 and checks the limits."""
@@ -399,10 +335,9 @@ class JsonInputs:
             audio.check_finite(values, item.frames)  # the message every source gives
         except InvalidAudioError as e:
             raise InvalidAudioError(f"{item.label}: {e}") from None
-        if len(values):
-            item.low = min(item.low, float(values.min()))
-            item.high = max(item.high, float(values.max()))
-            item.integral = item.integral and bool(np.all(values == np.rint(values)))
+        item.low = min(item.low, float(values.min()))
+        item.high = max(item.high, float(values.max()))
+        item.integral = item.integral and bool(np.all(values == np.rint(values)))
         with np.errstate(over="ignore"):  # out-of-range values are refused by _check
             item.blocks.append(values.astype(np.float32))
         item.frames += len(values)
@@ -424,35 +359,13 @@ class JsonInputs:
             return Limits(seconds=max(spare, 0.0), seconds_name="max_request_seconds")
         return Limits(seconds=self.limits.input_seconds)
 
-    # --- files ------------------------------------------------------------------------------
-
-    def _base64(self, path: str) -> Step[bytes]:
-        body = self._body
-        if (yield from body.peek(path)) != ord('"'):
-            raise _invalid(path, "must be a string: the file's bytes in base64")
-        body.pos += 1
-        decoder = _Base64(path)
-        while True:
-            # base64 holds neither quotes nor backslashes: the first quote ends it, unless escaped,
-            # which makes the value invalid anyway (and an escaped backslash before it, too)
-            quote = body.buf.find(b'"', body.pos)
-            if quote > body.pos and body.buf[quote - 1] == ord("\\"):
-                raise decoder.error("a quote or a backslash in it")
-            stop = quote if quote >= 0 else _escape_free_end(body.buf, body.pos)
-            decoder.add(bytes(body.buf[body.pos : stop]))
-            body.pos = stop
-            if quote >= 0:
-                body.pos += 1
-                return decoder.finish()
-            yield from body.more(path)
-
-    # --- the input, whole -------------------------------------------------------------------
+    # --- the input, whole -----------------------------------------------------------------------
 
     def _finish(self, item: _Item) -> ParsedInput:
         name = item.fields.get("name")
         given = set(item.fields) | ({"samples"} if item.has_samples else set())
         if item.data is not None:
-            extra = sorted(given - FILE_FIELDS)
+            extra = sorted(given - _FILE_FIELDS)
             if extra:
                 raise _invalid(f"{item.path}.{extra[0]}", "unknown field for an `audio_base64` input")
             return name, item.data
@@ -466,36 +379,25 @@ class JsonInputs:
         return name, Waveform(_joined(item, dtype), item.fields["sample_rate"])
 
 
-def _numbers(text: bytes, path: str, allowed: bytes) -> np.ndarray:
-    """A run of numbers (or of frames) as float64: ``1, 2.5, NaN`` or ``[1, 2], [3, 4]``."""
-    if text.translate(None, allowed):
-        raise _invalid(path, "must hold numbers only (or frames of numbers)")
-    if not text.strip(_SPACE):
-        raise _invalid(path, "an empty element (a comma too many?)")
-    try:
-        values = from_json(b"[" + text + b"]")
-    except ValueError as e:
-        raise _invalid(path, f"malformed numbers ({e})") from e
-    try:
-        return np.array(values, dtype=np.float64)
-    except OverflowError as e:  # an integer beyond float64
-        raise InvalidAudioError(f"{path}: a number beyond any sample's range") from e
-    except ValueError as e:  # frames of different lengths, or numbers mixed with frames
-        raise InvalidAudioError(f"{path}: rows must all have the same number of channels") from e
+def _shown(key: object) -> str:
+    text = str(key)
+    return text if len(text) <= _SHOWN_KEY else text[:_SHOWN_KEY] + "..."
 
 
-def _frames(rows: np.ndarray, item: _Item, path: str) -> np.ndarray:
-    if rows.ndim != 2:
-        raise InvalidAudioError(f"{path}: frames must be flat lists of numbers, one per channel")
-    try:
-        audio.check_array_channels(rows.shape)
-    except InvalidAudioError as e:
-        raise InvalidAudioError(f"{path}: {e}") from None
-    if item.channels is None:
-        item.channels = int(rows.shape[1])
-    elif rows.shape[1] != item.channels:
-        raise InvalidAudioError(f"{path}: rows must all have the same number of channels")
-    return rows
+def _token_at_error(message: str) -> str:
+    """The word that yajl's message points at (its second line is the text around the error, its
+    third a caret under it), e.g. ``NaN``, or ``Na`` where the piece ended inside it."""
+    lines = message.splitlines()
+    if len(lines) < 3 or "^" not in lines[2]:
+        return ""
+    text, caret = lines[1], lines[2].index("^")
+    start = end = min(caret, len(text))
+    while start > 0 and text[start - 1] in _TOKEN_CHARS:
+        start -= 1
+    while end < len(text) and text[end] in _TOKEN_CHARS:
+        end += 1
+    word = text[start:end]
+    return next((token for token in _NON_FINITE if word.strip("-") and token.startswith(word)), word)
 
 
 def _check_range(item: _Item, dtype: str) -> None:
@@ -532,47 +434,12 @@ def _joined(item: _Item, dtype: str) -> np.ndarray:
     return out
 
 
-def _escape_free_end(buf: bytearray, start: int) -> int:
-    """Where base64 text read so far may be cut without splitting an escape (``\\/``, ``\\u002F``):
-    before a backslash among the last 6 bytes. (A cut inside ``\\\\`` fails to decode, as the
-    backslash it stands for would.)"""
-    slash = buf.rfind(b"\\", max(start, len(buf) - 6))
-    return slash if slash >= 0 else len(buf)
-
-
-class _Base64:
-    """Base64 text, fed in pieces, decoded into the file's bytes (4 characters at a time)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.out = bytearray()
-        self.carry = b""
-        self.padded = False
-
-    def add(self, text: bytes) -> None:
-        if b"\\" in text:  # escaped characters, e.g. "\/" from some encoders
-            try:
-                text = str(from_json(b'"' + text + b'"')).encode("ascii", "replace")
-            except ValueError as e:
-                raise _invalid(self.path, f"a malformed escape ({e})") from e
-        data = self.carry + text
-        whole = len(data) - len(data) % 4
-        if whole:
-            if self.padded:
-                raise self.error("data after the padding")
-            try:
-                self.out += base64.b64decode(data[:whole], validate=True)
-            except (binascii.Error, ValueError) as e:
-                raise self.error(str(e)) from e
-            self.padded = data[whole - 1] == ord("=")
-        self.carry = data[whole:]
-
-    def finish(self) -> bytes:
-        if self.carry:
-            raise self.error("Incorrect padding")
-        if not self.out:
-            raise MissingAudioError(f"{self.path} is empty")
-        return bytes(self.out)
-
-    def error(self, reason: str) -> InvalidParameterError:
-        return InvalidParameterError(f"{self.path} is not valid base64 ({reason})")
+def _base64(text: str, path: str) -> bytes:
+    """A file's bytes from its base64 text (standard alphabet, padded)."""
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise InvalidParameterError(f"{path} is not valid base64 ({e})") from e
+    if not data:
+        raise MissingAudioError(f"{path} is empty")
+    return data

@@ -124,13 +124,18 @@ _PROBLEM = {
 UNAUTHORIZED = {"description": "Missing or wrong API key", **_PROBLEM}
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "No audio in the request", **_PROBLEM},
+    408: {"description": "The body did not arrive within `body_timeout_s`, or too slowly", **_PROBLEM},
     409: {"description": "A head of that name exists, or was made for other weights", **_PROBLEM},
     413: {"description": "Over a limit (the `limit` field names it)", **_PROBLEM},
     415: {"description": "Unsupported media type or undecodable audio", **_PROBLEM},
     404: {"description": "No head of that name", **_PROBLEM},
     422: {"description": "Invalid parameter or invalid audio", **_PROBLEM},
     429: {"description": "Queue full; retry after `Retry-After` seconds", **_PROBLEM},
-    503: {"description": "Model not loaded yet, or shutting down", **_PROBLEM},
+    503: {
+        "description": "Model not loaded yet, shutting down, or too many JSON bodies arriving at once "
+        "(retry after `Retry-After` seconds)",
+        **_PROBLEM,
+    },
     504: {"description": "Not done within the request timeout", **_PROBLEM},
 }
 

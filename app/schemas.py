@@ -204,6 +204,9 @@ class FeaturesResponse(BaseModel):
 
 class Limits(BaseModel):
     max_upload_bytes: int
+    max_json_bytes: int
+    body_timeout_s: float
+    min_body_bytes_per_s: int
     max_input_seconds: float
     max_request_seconds: float
     max_inputs: int

@@ -1,4 +1,5 @@
-"""What each attack of issue 12 costs the server: its own peak memory, status and time.
+"""What each attack of issue 12 (and of reading bodies: held back, trickled) costs the server: its
+own peak memory, status and time.
 
 Each attack runs against a fresh ``uvicorn app.main:app`` (random weights, torch backend, default
 limits) on loopback; the server's peak resident memory (``VmHWM``) is reset before the request
@@ -22,11 +23,14 @@ import argparse
 import io
 import json
 import os
+import select
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -93,6 +97,66 @@ ATTACKS: dict[str, Attack] = {
 }
 
 
+def _raw_request(client: httpx.Client, length: int, content_type: str = "audio/wav") -> socket.socket:
+    """A socket on which the head of ``POST /v1/embeddings`` with ``Content-Length: length`` is sent."""
+    sock = socket.create_connection((client.base_url.host, client.base_url.port), timeout=600)
+    head = f"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+    sock.sendall(f"{head}Content-Length: {length}\r\n\r\n".encode())
+    return sock
+
+
+def _answer(sock: socket.socket, waited: float) -> httpx.Response:
+    """The server's status line (the problem's detail is not read), or 0 if it has not answered."""
+    if not select.select([sock], [], [], 0)[0]:
+        return httpx.Response(0, text=f"no answer after {waited:.0f} s")
+    status = int(sock.recv(65536).split(b" ", 2)[1])
+    return httpx.Response(status, text=f"answered after {waited:.0f} s")
+
+
+def _server_read_all(port: int) -> None:
+    """Waits until the server's sockets on ``port`` hold nothing unread (from /proc/net/tcp)."""
+    for _ in range(3000):
+        rx = sum(
+            int(fields[4].split(":")[1], 16)
+            for fields in (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+            if fields[1].endswith(f":{port:04X}")
+        )
+        if rx == 0:
+            return
+        time.sleep(0.1)
+
+
+def held_back(client: httpx.Client, _: Path, clients: int = 8, size: int = 95_000_000) -> httpx.Response:
+    """``clients`` uploads of ``size`` bytes, each but its last byte sent; the server's memory is
+    measured once it has read them, then the clients leave."""
+    socks = [_raw_request(client, size) for _ in range(clients)]
+    body = memoryview(b"RIFF" + bytes(size - 5))
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(lambda s: s.sendall(body), socks))
+    _server_read_all(client.base_url.port or 80)
+    answer = _answer(socks[0], time.perf_counter() - started)
+    for sock in socks:
+        sock.close()
+    return answer
+
+
+def trickle(client: httpx.Client, _: Path, most_s: float = 60.0) -> httpx.Response:
+    """A 10 kB body sent one byte every half second, for at most ``most_s``."""
+    sock = _raw_request(client, 10_000)
+    started = time.perf_counter()
+    try:
+        while time.perf_counter() - started < most_s and not select.select([sock], [], [], 0.5)[0]:
+            sock.sendall(b"\0")
+        return _answer(sock, time.perf_counter() - started)
+    finally:
+        sock.close()
+
+
+ATTACKS["8 uploads of 95 MB, the last byte held back"] = held_back
+ATTACKS["a body at 1 byte every 0.5 s (60 s at most)"] = trickle
+
+
 def proc_status(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, value = line.partition(":")
@@ -135,6 +199,8 @@ def serve(tree: Path, scratch: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 def summary(response: httpx.Response) -> str:
+    if response.status_code == 0 or not response.content.startswith(b"{"):
+        return response.text
     if response.headers.get("content-type", "").startswith("application/problem+json"):
         return str(response.json()["detail"])[:100].replace("|", "/")
     return f"{len(response.json()['data'][0]['embeddings'])} embeddings"

@@ -51,6 +51,14 @@ class Settings(BaseSettings):
         request_timeout_s: a request still unanswered after this gets 504.
         retry_after_s: the ``Retry-After`` sent with 429 and 503.
         max_upload_bytes: request body size limit (checked while streaming).
+        max_json_bytes: JSON body size limit (audio as numbers or base64, head training): numbers
+            take several bytes of text per sample, so long audio goes as multipart or a raw body.
+        body_timeout_s: a request body not all there after this gets 408 (``request_timeout_s``
+            counts from the end of the body); the default lets ``max_upload_bytes`` arrive over a
+            link of 0.7 Mbit/s.
+        min_body_bytes_per_s: a body arriving slower than this on average (after its first 10 s)
+            gets 408, so that clients trickling bytes hold nothing for long; a tenth of the
+            slowest link the ``body_timeout_s`` default is sized for.
         max_input_seconds: audio seconds per input.
         max_request_seconds: audio seconds per request, all inputs together.
         max_inputs: inputs per request.
@@ -89,6 +97,9 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=120.0, gt=0)
     retry_after_s: int = Field(default=1, ge=1)
     max_upload_bytes: int = Field(default=100 * MIB, ge=1)
+    max_json_bytes: int = Field(default=16 * MIB, ge=1)
+    body_timeout_s: float = Field(default=1200.0, gt=0)
+    min_body_bytes_per_s: int = Field(default=8192, ge=1)
     max_input_seconds: float = Field(default=600.0, gt=0)
     max_request_seconds: float = Field(default=1800.0, gt=0)
     max_inputs: int = Field(default=32, ge=1)

@@ -37,7 +37,9 @@ async def create_embeddings(
     """One 128-d embedding per 0.96 s example of each input, with timestamps.
 
     Send one or more files as multipart `file` parts, one file as the raw body (`audio/*` or
-    `application/octet-stream`), or JSON `inputs` holding base64 files or sample arrays.
+    `application/octet-stream`), or JSON `inputs` holding base64 files or sample arrays. JSON
+    bodies are limited to `max_json_bytes` (see `GET /v1/models`): send long audio as multipart
+    or raw, or compressed in base64.
     """
     s = service.settings
     inputs = await read_inputs(request, s.max_upload_bytes, s.max_inputs)

@@ -1,5 +1,6 @@
-"""The streaming JSON parser of audio requests: any split of the body gives the same inputs as a
-whole-body parse, limits are refused before the rest of the body is read, bad bodies get 4xx kinds."""
+"""The JSON parser of audio requests (ijson, fed piece by piece): any split of the body gives the
+same inputs as a whole-body parse, limits are refused before the rest of the body is read, bad
+bodies get 4xx kinds."""
 
 from __future__ import annotations
 
@@ -127,6 +128,28 @@ def test_inputs_limit_is_refused_as_the_next_input_starts() -> None:
     assert caught.value.limit == "max_inputs"
 
 
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"])
+def test_non_finite_numbers_are_invalid_audio_wherever_the_body_is_cut(token: str) -> None:
+    """Not JSON, but Python's json writes NaN and Infinity: they get the answer non-finite
+    samples in a file get, naming the first one, whichever piece of the body they arrive in."""
+    for body in (
+        b'{"inputs": [{"samples": [0.5, 0.25, %s, 1], "sample_rate": 8000}]}' % token.encode(),
+        b'{"inputs": [{"sample_rate": 8000, "samples": [[0.5, 0], [0.25, 0], [0, %s]]}]}' % token.encode(),
+    ):
+        for cut in range(1, len(body)):
+            with pytest.raises(InvalidAudioError, match=NAN_AT_2):
+                parse_cut(body, cut)
+
+
+NAN_AT_2 = r"inputs\.0: the audio contains NaN or infinity \(first at sample 2\)"
+
+
+def parse_cut(body: bytes, cut: int) -> list[ParsedInput]:
+    parser = JsonInputs(LIMITS)
+    parser.feed(body[:cut])
+    return parser.finish(body[cut:])
+
+
 def _input(**fields: Any) -> bytes:
     item = {"sample_rate": 16000, **fields}
     return json.dumps({"inputs": [item]}).encode()
@@ -172,18 +195,27 @@ BAD: dict[str, tuple[bytes, type[Exception], str]] = {
     "inputs not a list": (b'{"inputs": {}}', InvalidParameterError, "must be an array"),
     "unknown top field": (b'{"inputs": [], "x": 1}', InvalidParameterError, "unknown field"),
     "not an object": (b"[1, 2]", InvalidParameterError, "object"),
-    "truncated": (b'{"inputs": [{"samples": [0.1, 0.2', InvalidParameterError, "ends inside"),
-    "trailing data": (_input(samples=[0.1]) + b" {}", InvalidParameterError, "after the JSON object"),
-    "long key": (b'{"' + b"k" * 5000 + b'": 1}', InvalidParameterError, "longer than 64 bytes"),
-    "long name": (_input(samples=[0.1], name="n" * 5000), InvalidParameterError, "longer than 4096"),
+    "truncated": (
+        b'{"inputs": [{"samples": [0.1, 0.2',
+        InvalidParameterError,
+        "ends inside inputs.0.samples",
+    ),
+    "trailing data": (_input(samples=[0.1]) + b" {}", InvalidParameterError, "malformed in what follows it"),
+    "not JSON": (b"{'inputs': []}", InvalidParameterError, "malformed in the body"),
+    "white space only": (b"  \n", InvalidParameterError, "ends inside the body"),
+    "long key": (b'{"' + b"k" * 5000 + b'": 1}', InvalidParameterError, "k{64}\\.\\.\\.: unknown field"),
+    "long name": (_input(samples=[0.1], name="n" * 5000), InvalidParameterError, "at most 256 characters"),
     "empty body": (b"", MissingAudioError, "empty"),
     "escaped quotes in a name": (
         b'{"inputs": [{"name": "' + b'\\"' * 3000 + b'"}]}',
         InvalidParameterError,
-        "4096",
+        "at most 256 characters",
     ),
+    "frame of 65 channels": (_input(samples=[[0.0] * 65]), InvalidAudioError, "65 channels"),
+    "mono then a frame": (_raw("0.1, [0.2]"), InvalidParameterError, "samples: must be an array of numbers"),
+    "a frame then a number": (_raw("[0.1], 0.2"), InvalidAudioError, "same number of channels"),
     "backslashes as base64": (
-        b'{"inputs": [{"audio_base64": "' + b"\\\\" * 200_000 + b'"}]}',
+        b'{"inputs": [{"audio_base64": "' + b"\\\\" * 2_000 + b'"}]}',
         InvalidParameterError,
         "base64",
     ),

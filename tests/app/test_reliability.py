@@ -160,6 +160,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         "TMPDIR": str(spool),
         "VGGISH_MAX_BATCH_EXAMPLES": str(BATCH),
         "VGGISH_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
+        "VGGISH_MAX_JSON_BYTES": str(UPLOAD_LIMIT),  # the JSON rows measure bodies past the default
     }
     with uvicorn_server(**env) as server, httpx.Client(base_url=server.base, timeout=600) as http:
         good = {"name": "door", "embeddings": GOOD_EMBEDDINGS, "labels": ["a", "b", "a", "b"]}

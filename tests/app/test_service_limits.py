@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gc
+import json
 import threading
 import time
 import weakref
@@ -35,6 +36,7 @@ def small() -> Iterator[TestClient]:
     """An app with small limits."""
     with running_app(
         max_upload_bytes=100_000,
+        max_json_bytes=60_000,
         max_input_seconds=2.5,
         max_request_seconds=4.0,
         max_inputs=3,
@@ -51,7 +53,23 @@ def test_upload_limit_raw_multipart_json(small: TestClient) -> None:
     )
     assert limit_of(small.post("/v1/embeddings", files={"file": ("a.wav", big)})) == "max_upload_bytes"
     payload = {"inputs": [{"audio_base64": base64.b64encode(big).decode()}]}
-    assert limit_of(small.post("/v1/embeddings", json=payload)) == "max_upload_bytes"
+    assert limit_of(small.post("/v1/embeddings", json=payload)) == "max_json_bytes"
+
+
+def test_json_bodies_have_their_own_smaller_limit(small: TestClient) -> None:
+    """A JSON body under the upload limit but over max_json_bytes is refused, declared or not,
+    and the answer says where long audio goes; the same audio as a file is taken."""
+    samples = {"inputs": [{"samples": [0.001] * 13_000, "sample_rate": 8000}]}  # 1.6 s, 78 kB of JSON
+    declared = small.post("/v1/embeddings", json=samples)
+    assert limit_of(declared) == "max_json_bytes"
+    assert "multipart/form-data" in declared.json()["detail"] and "audio_base64" in declared.json()["detail"]
+    body = json.dumps(samples).encode()
+    chunks = (body[i : i + 10_000] for i in range(0, len(body), 10_000))  # no Content-Length
+    undeclared = small.post("/v1/embeddings", content=chunks, headers={"content-type": "application/json"})
+    assert limit_of(undeclared) == "max_json_bytes"
+    as_file = small.post("/v1/embeddings", files={"file": ("a.wav", clip(1.6, 8000))})
+    assert as_file.status_code == 200 and len(as_file.json()["data"][0]["embeddings"]) == 1
+    assert small.get("/v1/models").json()["data"][0]["limits"]["max_json_bytes"] == 60_000
 
 
 def test_upload_limit_on_a_chunked_body_without_length(small: TestClient) -> None:
