@@ -287,8 +287,9 @@ SECTIONS = {
     "model": Section(
         "The network alone",
         "Examples/s of the network per backend and batch size, on log-mel examples already made. "
-        "*vs ceiling*: the examples/s that float32 GEMM throughput allows (GFLOP/s ÷ 1.73 GFLOP an "
-        "example).",
+        "*vs ceiling*: over the examples/s that float32 GEMM throughput allows (GFLOP/s ÷ 1.73 GFLOP "
+        "an example), GEMM measured once at the start of the run: on a busy machine compare these "
+        "between rows, not with 1.",
         "torchvggish's model at the same batch size",
     ),
     "resample": Section(
