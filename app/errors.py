@@ -25,6 +25,7 @@ from starlette.routing import Match
 from vggish import errors as domain
 from vggish.heads import WeightsMismatchError
 from vggish.heads.store import HeadExistsError, HeadNotFoundError
+from vggish.search import CollectionNotFoundError, FeaturesMismatchError, ItemNotFoundError
 
 logger = logging.getLogger("app.errors")
 
@@ -46,6 +47,9 @@ DOMAIN_PROBLEMS: dict[type[BaseException], Problem] = {
     HeadNotFoundError: Problem(404, "Head not found", "head-not-found"),
     HeadExistsError: Problem(409, "Head exists", "head-exists"),
     WeightsMismatchError: Problem(409, "Head trained on other features", "weights-mismatch"),
+    CollectionNotFoundError: Problem(404, "Collection not found", "collection-not-found"),
+    ItemNotFoundError: Problem(404, "Item not found", "item-not-found"),
+    FeaturesMismatchError: Problem(409, "Collection of other features", "features-mismatch"),
     domain.LimitExceededError: Problem(413, "Limit exceeded", "limit-exceeded"),
     domain.UndecodableAudioError: Problem(415, "Undecodable audio", "undecodable-audio"),
     domain.InvalidAudioError: Problem(422, "Invalid audio", "invalid-audio"),
@@ -217,6 +221,14 @@ async def _on_domain(request: Request, exc: Exception) -> JSONResponse:
             str(exc),
             differences=exc.differences,
             head_features=exc.head.to_dict(),
+            used_features=exc.used.to_dict(),
+        )
+    if isinstance(exc, FeaturesMismatchError):
+        return problem_response(
+            problem,
+            str(exc),
+            differences=exc.differences,
+            collection_features=exc.collection.to_dict(),
             used_features=exc.used.to_dict(),
         )
     return problem_response(problem, str(exc))

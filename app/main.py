@@ -36,8 +36,10 @@ from .metrics import Metrics
 from .middleware import PROTECTED_PATHS, TIMING_HEADERS, ProtectedPathsMiddleware, RequestContextMiddleware
 from .model_loader import load_configured_model
 from .openapi_docs import install_openapi
-from .routes import embeddings, features, heads, health, metrics, models, stream
+from .routes import collections, embeddings, features, heads, health, metrics, models, stream
 from .routes.ui import install_ui
+from .search_service import open_store as open_collections
+from .search_service import store_of
 from .service import EmbeddingService
 
 logger = logging.getLogger("app.main")
@@ -105,12 +107,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Loads the model, serves, then drains the queue and stops the worker threads.
 
     Head trainings are stopped at once by SIGINT / SIGTERM (they answer 503; a training is
-    resent in no time, and waiting would hold the shutdown for as long as one can take).
+    resent in no time, and waiting would hold the shutdown for as long as one can take); live
+    streams are drained (``app/routes/stream.py``).
     """
     settings: Settings = app.state.settings
     configure_logging(settings.log_level)
     with warnings_to_log():
         await _open_store(app.state.heads)
+        await open_collections(app.state.collections)
         model = await asyncio.to_thread(load_configured_model, settings)
         limit_blas_threads(1)  # the decode threads are the parallelism (see vggish.network.cpus)
         service = EmbeddingService(model, settings, app.state.metrics)
@@ -118,14 +122,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         trainings = Trainings(settings.train_threads, app.state.metrics)
         app.state.service, app.state.trainings = service, trainings
         warm = asyncio.create_task(_warm_up(app, service))
+        loop, draining = asyncio.get_running_loop(), asyncio.Event()
+        app.state.draining = draining
+
+        def on_exit() -> None:
+            trainings.stop()
+            loop.call_soon_threadsafe(draining.set)  # live streams flush and close (routes/stream.py)
+
         try:
-            with _on_exit_signals(trainings.stop):
+            with _on_exit_signals(on_exit):
                 yield
         finally:
+            draining.set()
             app.state.ready = False
             await asyncio.gather(warm, return_exceptions=True)
             await asyncio.to_thread(trainings.close)
             await asyncio.to_thread(service.close)
+            await asyncio.to_thread(app.state.collections.close)
             # A stopped app holds no model: an app object outlives its lifespan where something
             # keeps it (a test's client; FastAPI's module-level routers link back to each app).
             app.state.service = app.state.trainings = None
@@ -152,9 +165,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = None
     app.state.ready = False
     app.state.trainings = None
+    app.state.draining = None  # an asyncio.Event while serving, set on SIGINT / SIGTERM
     app.state.heads = open_store(settings.heads_location)
+    app.state.collections = store_of(settings)
     install_error_handlers(app)
-    for module in (embeddings, features, stream, heads, models, health, metrics):
+    for module in (embeddings, features, stream, heads, collections, models, health, metrics):
         app.include_router(module.router)
     install_openapi(app, PROTECTED_PATHS if settings.protect_docs else ())
     install_docs(app)
@@ -185,6 +200,8 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         log_config=log_config(settings.log_level),  # uvicorn's lines are JSON too
         access_log=False,  # the app logs every request as JSON, with its request id
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
+        ws=stream.DrainingWebSocketProtocol,  # open streams drain on shutdown
+        ws_max_size=settings.stream_max_message_bytes,  # a larger message is refused as it arrives
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest_plugins = ["postgres_server"]  # the postgres_server and postgres_url fixtures
+pytest_plugins = ["postgres_server", "pgvector_server"]  # PostgreSQL servers (Debian's; with pgvector)
 
 # The product's default backend is ``auto`` (ONNX Runtime when installed). Most tests check
 # PyTorch's numbers against references; the ONNX backend and ``auto`` have their own tests, which

@@ -64,7 +64,10 @@ class Settings(BaseSettings):
         max_inputs: inputs per request.
         max_feature_examples: log-mel examples per ``POST /v1/features`` request, all inputs
             together (they are held for the response: 24 KiB each as float32).
-        stream_max_message_bytes: bytes per ``/v1/stream`` message.
+        stream_max_message_bytes: bytes per ``/v1/stream`` message (uvicorn's ``ws_max_size``
+            under ``vggish serve``: a larger message is refused as it arrives).
+        stream_burst_seconds: how far ahead of real time a ``/v1/stream`` stream may run; beyond,
+            it is read at real-time speed (its socket waits).
         api_keys: comma-separated bearer keys; when set, ``/v1/*`` needs one.
         protect_docs: with ``api_keys`` set, ``/metrics``, ``/docs``, ``/redoc``, ``/openapi.json``
             (and the docs' assets) need a key too; ``/healthz`` and ``/readyz`` never do.
@@ -76,6 +79,13 @@ class Settings(BaseSettings):
         max_train_examples: clips per head training (audio files or embedding rows).
         max_train_classes: distinct labels per head training (at most 1000).
         train_threads: head trainings run at once (each on one core); more wait their turn.
+        search_max_collections: collections (``/v1/collections``) in the store.
+        search_max_items: items per collection.
+        search_max_items_per_request: items of one ``POST /v1/collections/{name}/items`` of embeddings.
+        search_max_segments: segments (examples) per item.
+        search_max_k: results per search.
+        search_max_query_segments: segments of a segment-level query.
+        search_ef_search: PostgreSQL's HNSW candidates per query (more: better recall, slower).
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
@@ -105,6 +115,7 @@ class Settings(BaseSettings):
     max_inputs: int = Field(default=32, ge=1)
     max_feature_examples: int = Field(default=640, ge=1)
     stream_max_message_bytes: int = Field(default=4 * MIB, ge=1024)
+    stream_burst_seconds: float = Field(default=10.0, ge=0)
     api_keys: str = ""
     protect_docs: bool = False
     cors_origins: str = ""
@@ -115,6 +126,13 @@ class Settings(BaseSettings):
     max_train_examples: int = Field(default=10_000, ge=2)
     max_train_classes: int = Field(default=100, ge=2, le=MAX_HEAD_CLASSES)
     train_threads: int = Field(default=2, ge=1)
+    search_max_collections: int = Field(default=1000, ge=1)
+    search_max_items: int = Field(default=1_000_000, ge=1)
+    search_max_items_per_request: int = Field(default=1000, ge=1)
+    search_max_segments: int = Field(default=10_000, ge=1)
+    search_max_k: int = Field(default=100, ge=1)
+    search_max_query_segments: int = Field(default=64, ge=1)
+    search_ef_search: int = Field(default=200, ge=1, le=1000)
 
     @field_validator("backend", "precision", "log_level", mode="before")
     @classmethod

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve_cmd", "run the REST service"),
     "fad": ("fad_cmd", "Fréchet Audio Distance between two sets of audio (default or Google's semantics)"),
     "heads": ("heads_cmd", "train and apply classifier heads over embeddings"),
+    "index": ("index_cmd", "collections of clips: add audio, find the most similar sounds"),
     "convert": ("convert_cmd", "convert a TensorFlow checkpoint or .pth into a weights file"),
     "download": ("download_cmd", "download, verify and convert Google's official weights"),
     "verify": ("verify_cmd", "run Google's smoke test on the weights"),
@@ -43,6 +44,7 @@ examples:
   vggish serve                                       the REST service on 127.0.0.1:8000
   vggish serve --weights random                      the same with demo weights (no download)
   vggish heads train --name kinds clips/             a classifier head from clips/<label>/*
+  vggish index add sounds clips/                     a collection to search: vggish index search sounds q.wav
   vggish convert vggish_model.ckpt --pca vggish_pca_params.npz --output weights/vggish.safetensors
   vggish download                                    fetch, verify and convert Google's files
   vggish verify                                      Google's smoke test on the installed weights

@@ -16,6 +16,7 @@ afterwards. Timeouts are never retried: the caller chose how long to wait.
 
 from __future__ import annotations
 
+import base64
 import urllib.parse
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,10 +39,12 @@ from vggish.client.inputs import (
     FilePart,
     FileSource,
     HeadKind,
+    SamplesPart,
     audio_body,
     is_single,
     json_body,
     labelled_clips,
+    multipart,
     prepare,
     read_file,
     training_body,
@@ -50,14 +53,20 @@ from vggish.client.results import (
     Classification,
     ModelInfo,
     RemoteEmbeddingResult,
+    add_result,
     classifications,
+    collection_info,
+    collection_infos,
     embedding_results,
     head_record,
     head_records,
+    matches,
     model_infos,
     parse,
 )
+from vggish.heads import FeatureSpec
 from vggish.heads.store import HeadRecord
+from vggish.search import AddResult, CollectionInfo, Item, Level, Match, Query
 
 T = TypeVar("T")
 
@@ -182,8 +191,20 @@ def _head_path(name: str, suffix: str = "") -> str:
     return "/v1/heads/" + urllib.parse.quote(name, safe="") + suffix
 
 
+def _collection_path(name: str, suffix: str = "") -> str:
+    return "/v1/collections/" + urllib.parse.quote(name, safe="") + suffix
+
+
 def _names(parts: Sequence[object]) -> list[str | None]:
     return [part.name if isinstance(part, FilePart) else None for part in parts]
+
+
+def _named(part: object, name: str) -> dict[str, object]:
+    """A JSON ``inputs`` entry of ``part`` named ``name`` (the item's id)."""
+    if isinstance(part, FilePart):
+        return {"audio_base64": base64.b64encode(part.data).decode("ascii"), "name": name}
+    assert isinstance(part, SamplesPart)
+    return {"samples": part.samples.tolist(), "sample_rate": part.sample_rate, "name": name}
 
 
 class BaseClient:
@@ -334,6 +355,87 @@ class BaseClient:
         query = {"force": "true"} if force else {}
         response = yield from self._call(Request("PUT", _head_path(name), query, body=body))
         return parse(response, head_record)
+
+    # --- collections ------------------------------------------------------------------------
+
+    def _add_items_op(
+        self,
+        name: str,
+        inputs: AudioInput | Sequence[AudioInput],
+        ids: Sequence[str] | None,
+        audio: AudioOptions,
+        force: bool,
+    ) -> Op[AddResult]:
+        parts = prepare(inputs)
+        if ids is not None and len(ids) != len(parts):
+            raise ValueError(f"{len(parts)} inputs but {len(ids)} ids: give one id per input")
+        names = list(ids) if ids is not None else [p.name if isinstance(p, FilePart) else None for p in parts]
+        if any(not n for n in names):
+            raise ValueError("bytes, file objects without a name and arrays need ids: pass ids=[...]")
+        if all(isinstance(p, FilePart) for p in parts):
+            files = [(str(n), p.data) for n, p in zip(names, parts, strict=True) if isinstance(p, FilePart)]
+            body = multipart({"id": [str(n) for n in names]}, files)
+        else:
+            body = json_body({"inputs": [_named(p, str(n)) for p, n in zip(parts, names, strict=True)]})
+        query = audio.query() | ({"force": "true"} if force else {})
+        response = yield from self._call(Request("POST", _collection_path(name, "/items"), query, body))
+        return parse(response, add_result)
+
+    def _add_embeddings_op(
+        self, name: str, items: Sequence[Item], features: FeatureSpec | None, force: bool
+    ) -> Op[AddResult]:
+        payload: dict[str, object] = {
+            "items": [
+                {"id": i.id, "embeddings": i.embeddings.tolist(), "timestamps": i.timestamps.tolist()}
+                | ({} if i.metadata is None else {"metadata": i.metadata})
+                for i in items
+            ]
+        }
+        if features is not None:
+            payload["features"] = features.to_dict()
+        query = {"force": "true"} if force else {}
+        request = Request("POST", _collection_path(name, "/items"), query, json_body(payload))
+        response = yield from self._call(request)
+        return parse(response, add_result)
+
+    def _search_op(
+        self,
+        name: str,
+        query: AudioInput | Query | str,
+        k: int,
+        level: Level,
+        audio: AudioOptions,
+        force: bool,
+        by_id: bool = False,
+    ) -> Op[list[Match]]:
+        params = audio.query() | {"k": str(k), "level": level} | ({"force": "true"} if force else {})
+        if by_id:
+            body = json_body({"id": query})
+        elif isinstance(query, Query) and query.timestamps is None:
+            body = json_body({"embedding": query.clip.tolist()})
+        elif isinstance(query, Query):
+            times = np.asarray(query.timestamps).tolist()
+            body = json_body({"embeddings": query.vectors.tolist(), "timestamps": times})
+        else:
+            body = audio_body(prepare(query))  # type: ignore[arg-type]
+        response = yield from self._call(Request("POST", _collection_path(name, "/search"), params, body))
+        return parse(response, matches)
+
+    def _list_collections_op(self) -> Op[list[CollectionInfo]]:
+        response = yield from self._call(Request("GET", "/v1/collections"))
+        return parse(response, collection_infos)
+
+    def _get_collection_op(self, name: str) -> Op[CollectionInfo]:
+        response = yield from self._call(Request("GET", _collection_path(name)))
+        return parse(response, collection_info)
+
+    def _delete_collection_op(self, name: str) -> Op[None]:
+        yield from self._call(Request("DELETE", _collection_path(name)))
+
+    def _delete_item_op(self, name: str, item_id: str) -> Op[None]:
+        yield from self._call(
+            Request("DELETE", _collection_path(name, "/items/" + urllib.parse.quote(item_id, safe="")))
+        )
 
     def _ready_op(self) -> Op[bool]:
         request = Request("GET", "/readyz", retry_overloaded=False, accept=frozenset({503}))

@@ -19,6 +19,7 @@ from vggish.client.errors import ClientError
 from vggish.heads import FeatureSpec, HeadMetrics
 from vggish.heads.store import HeadRecord
 from vggish.pipeline.driver import EmbeddingResult
+from vggish.search import AddResult, CollectionInfo, Match, Segment
 
 T = TypeVar("T")
 _RESULT_FIELDS = frozenset(f.name for f in fields(EmbeddingResult))
@@ -204,4 +205,45 @@ def model_infos(body: Any) -> list[ModelInfo]:
             limits={str(k): float(v) for k, v in card["limits"].items()},
         )
         for card in body["data"]
+    ]
+
+
+def collection_info(body: Any) -> CollectionInfo:
+    """A ``CollectionInfoOut`` answer as the library's record."""
+    return CollectionInfo(
+        name=str(body["name"]),
+        features=FeatureSpec.from_dict(body.get("features") or {}),
+        items=int(body["items"]),
+        segments=int(body["segments"]),
+        created_at=str(body["created_at"]),
+    )
+
+
+def collection_infos(body: Any) -> list[CollectionInfo]:
+    """A ``CollectionList`` answer."""
+    return [collection_info(item) for item in body["data"]]
+
+
+def add_result(body: Any) -> AddResult:
+    """An ``AddItemsResponse`` as the library's result."""
+    replaced = tuple(str(i["id"]) for i in body["items"] if i["replaced"])
+    warning = "; ".join(body.get("warnings") or []) or None
+    return AddResult(collection_info(body["collection"]), bool(body["created"]), replaced, warning)
+
+
+def _segment(raw: Any) -> Segment | None:
+    return None if raw is None else Segment(int(raw["index"]), float(raw["start"]), float(raw["end"]))
+
+
+def matches(body: Any) -> list[Match]:
+    """A ``SearchResponse``'s results, best first, as the library's matches."""
+    return [
+        Match(
+            str(r["id"]),
+            float(r["score"]),
+            r.get("metadata"),
+            _segment(r.get("segment")),
+            _segment(r.get("query_segment")),
+        )
+        for r in body["results"]
     ]

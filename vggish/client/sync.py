@@ -26,7 +26,9 @@ from vggish.client.core import (
 )
 from vggish.client.inputs import AudioInput, FileSource, HeadKind
 from vggish.client.results import Classification, ModelInfo, RemoteEmbeddingResult
+from vggish.heads import FeatureSpec
 from vggish.heads.store import HeadRecord
+from vggish.search import AddResult, CollectionInfo, Item, Level, Match, Query
 
 T = TypeVar("T")
 
@@ -268,3 +270,77 @@ class Client(BaseClient):
                 ``ConflictError``, the server's 409).
         """
         return self._run(self._import_head_op(name, data, force))
+
+    def add_items(
+        self,
+        name: str,
+        inputs: AudioInput | Sequence[AudioInput],
+        *,
+        ids: Sequence[str] | None = None,
+        hop: float = params.EXAMPLE_HOP_SECONDS,
+        pad: bool = True,
+        resampler: ResamplerName = "reference",
+        force: bool = False,
+    ) -> AddResult:
+        """Embeds clips on the server and adds them to the collection ``name`` (made on the first
+        add; an existing id is replaced).
+
+        Args:
+            name: the collection.
+            inputs: as for :meth:`embed`.
+            ids: one id per input (default: a path's file name; bytes and arrays need one).
+            hop, pad, resampler: as for :meth:`classify` (short clips are padded by default).
+            force: add even when the collection holds embeddings of other weights or settings
+                (else ``ConflictError``, the server's 409).
+        """
+        return self._run(self._add_items_op(name, inputs, ids, AudioOptions(hop, pad, resampler), force))
+
+    def add_embeddings(
+        self, name: str, items: Sequence[Item], *, features: FeatureSpec | None = None, force: bool = False
+    ) -> AddResult:
+        """Adds items of embeddings made elsewhere (``vggish.search.Item.of(id, embeddings, ...)``),
+        with the ``features`` that made them when known."""
+        return self._run(self._add_embeddings_op(name, items, features, force))
+
+    def search(
+        self,
+        name: str,
+        query: AudioInput | Query,
+        *,
+        k: int = 10,
+        level: Level = "clip",
+        hop: float = params.EXAMPLE_HOP_SECONDS,
+        pad: bool = True,
+        resampler: ResamplerName = "reference",
+        force: bool = False,
+    ) -> list[Match]:
+        """The ``k`` items of ``name`` most similar to one audio clip (or a ``vggish.search.Query``
+        of vectors), best first; ``score`` is the cosine similarity.
+
+        Args:
+            level: ``clip`` (mean embeddings) or ``segment`` (each item's best pair of segments,
+                named in ``segment`` and ``query_segment``).
+            hop, pad, resampler, force: as for :meth:`add_items`.
+        """
+        audio = AudioOptions(hop, pad, resampler)
+        return self._run(self._search_op(name, query, k, level, audio, force))
+
+    def search_item(self, name: str, item_id: str, *, k: int = 10, level: Level = "clip") -> list[Match]:
+        """The ``k`` items most similar to a stored item (itself left out), best first."""
+        return self._run(self._search_op(name, item_id, k, level, AudioOptions(), False, by_id=True))
+
+    def list_collections(self) -> list[CollectionInfo]:
+        """Every collection, by name."""
+        return self._run(self._list_collections_op())
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        """One collection's counts and features (``NotFoundError`` when absent)."""
+        return self._run(self._get_collection_op(name))
+
+    def delete_collection(self, name: str) -> None:
+        """Deletes a collection and its items (``NotFoundError`` when absent)."""
+        self._run(self._delete_collection_op(name))
+
+    def delete_item(self, name: str, item_id: str) -> None:
+        """Deletes one item (``NotFoundError`` when absent)."""
+        self._run(self._delete_item_op(name, item_id))

@@ -68,6 +68,35 @@ export async function getHeads() {
   return (await request("/v1/heads")).data;
 }
 
+/** GET /v1/collections: the collections to search. */
+export async function getCollections() {
+  return (await request("/v1/collections")).data;
+}
+
+/**
+ * POST /v1/collections/{name}/search with a clip's segment embeddings: segment level (each result
+ * names its segment and the query's that matched), or clip level with their mean when the clip has
+ * more segments than `maxSegments`.
+ */
+export async function searchCollection(name, embeddings, timestamps, maxSegments, k = 10) {
+  const segmentLevel = embeddings.length <= maxSegments;
+  const body = segmentLevel
+    ? { embeddings: embeddings.map((e) => Array.from(e)), timestamps }
+    : { embedding: Array.from(meanOf(embeddings)) };
+  const query = new URLSearchParams({ k: String(k), level: segmentLevel ? "segment" : "clip" });
+  return request(`/v1/collections/${encodeURIComponent(name)}/search?${query}`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+}
+
+function meanOf(vectors) {
+  const out = new Float64Array(vectors[0].length);
+  for (const v of vectors) for (let i = 0; i < v.length; i++) out[i] += v[i] / vectors.length;
+  return out;
+}
+
 /** POST /v1/embeddings (base64): {duration, timestamps, embeddings: Float32Array[], postprocessed?: Uint8Array[]}. */
 export async function embed(file, postprocess) {
   const query = new URLSearchParams({ encoding: "base64", postprocess: String(postprocess) });

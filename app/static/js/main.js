@@ -17,7 +17,7 @@ const CLIP_PLOTS = ["waveform", "spectrogram", "embeddings", "postprocessed", "p
 const FIRST_VALUES = 8; // values of the first frame copied to data-* attributes
 const LIVE_WINDOW_SECONDS = 10; // the live heatmap's time axis starts this long and grows
 
-const state = { model: null, fileA: null, embedA: null, embedB: null, features: null, labels: null, run: 0 };
+const state = { model: null, collections: null, fileA: null, embedA: null, embedB: null, features: null, labels: null, run: 0 };
 const redraws = new Map(); // canvas id -> () => text alternative
 let live = null;
 
@@ -99,11 +99,22 @@ function fillHeads(heads) {
   select.dataset.count = String(heads.length);
 }
 
+function fillCollections(collections) {
+  const select = $("collection");
+  const chosen = select.value;
+  select.replaceChildren(new Option("none", ""));
+  for (const c of collections) select.add(new Option(`${c.name} (${c.items} clips)`, c.name));
+  select.value = collections.some((c) => c.name === chosen) ? chosen : "";
+  select.dataset.count = String(collections.length);
+  state.collections = new Map(collections.map((c) => [c.name, c]));
+}
+
 async function loadServer() {
   try {
     state.model = await api.getModel();
     showModel(state.model);
     fillHeads(await api.getHeads());
+    fillCollections(await api.getCollections());
     clearError();
     document.body.dataset.server = "ready";
   } catch (error) {
@@ -254,12 +265,70 @@ async function analyse(file) {
   ]);
   if (run !== state.run) return;
   updateSimilarity();
+  await showSimilar(run);
   fillTable();
   const failures = outcomes.filter((o) => o.status === "rejected").map((o) => o.reason);
   if (failures.length) showError(failures[0]);
   const frames = state.embedA ? `${state.embedA.embeddings.length} examples` : "no embeddings";
   status(`${file.name}: ${frames}${failures.length ? `; ${failures.length} request(s) failed` : ""}.`);
   $("results").dataset.state = "done";
+}
+
+// --- similar clips in a collection --------------------------------------------------------
+
+const QUERY_SEGMENTS = 64; // the server's default search_max_query_segments
+
+function similarState(name, note) {
+  $("similar").dataset.state = name;
+  $("similar-note").textContent = note;
+}
+
+function seconds(a, b) {
+  return `${fmt(a, 2)}–${fmt(b, 2)} s`;
+}
+
+/** Searches the chosen collection with the clip's embeddings; lists the matches, best first. */
+async function showSimilar(run) {
+  const name = $("collection").value;
+  const a = state.embedA;
+  $("similar-list").replaceChildren();
+  $("similar-name").textContent = name;
+  if (!name) return similarState("idle", "Choose a collection above to find the clips most like this one.");
+  if (!a || !a.embeddings.length) return similarState("empty", "No embeddings to search with.");
+  similarState("loading", `Searching ${name}…`);
+  try {
+    const answer = await api.searchCollection(name, a.embeddings, a.timestamps, QUERY_SEGMENTS);
+    if (run !== state.run) return;
+    $("similar-list").replaceChildren(...answer.results.map(similarItem));
+    const known = state.collections?.get(name)?.features?.weights_sha256;
+    const mine = state.model?.weights?.sha256;
+    const other = known && mine && known !== mine ? " The collection was made with other weights: the scores mean little." : "";
+    const level = answer.level === "segment" ? "best matching segments" : "whole clips (the clip is long)";
+    similarState(answer.results.length ? "done" : "empty", `Cosine similarity of ${level}.${other}`);
+  } catch (error) {
+    if (run === state.run) similarState("error", errorText(error));
+  }
+}
+
+function similarItem(result) {
+  const item = document.createElement("li");
+  const score = document.createElement("span");
+  score.className = "score";
+  score.textContent = fmt(result.score, 4);
+  item.append(score, ` ${result.id}`);
+  item.dataset.id = result.id;
+  item.dataset.score = String(result.score);
+  if (result.segment) {
+    item.append(` · ${seconds(result.segment.start, result.segment.end)}`);
+    item.dataset.start = String(result.segment.start);
+    item.dataset.end = String(result.segment.end);
+  }
+  if (result.query_segment) {
+    item.append(` (this clip ${seconds(result.query_segment.start, result.query_segment.end)})`);
+    item.dataset.queryStart = String(result.query_segment.start);
+    item.dataset.queryEnd = String(result.query_segment.end);
+  }
+  return item;
 }
 
 // --- two clips: similarity ---------------------------------------------------------------
@@ -438,6 +507,7 @@ async function stopLive() {
 function wire() {
   $("file-a").addEventListener("change", (event) => event.target.files[0] && analyse(event.target.files[0]));
   $("file-b").addEventListener("change", (event) => event.target.files[0] && loadClipB(event.target.files[0]));
+  $("collection").addEventListener("change", () => state.fileA && showSimilar(state.run));
   $("head").addEventListener("change", async () => {
     if (!state.fileA) return;
     try {
