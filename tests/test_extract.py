@@ -41,8 +41,9 @@ SHORT = ("bad/short.wav", 16_000, 0.5)
 # Batches differ between runs (extract packs examples of several files together), and float32 sums
 # differ in the last bits with a batch's composition: measured up to 1.1e-5 absolute (1.6e-6 of the
 # embeddings' scale, ~7 with random weights) with the per-layer plans of issue 17 (F(4x4), oneDNN
-# fully connected layers), which is float32's own error against float64 (docs/winograd.md: 1.4e-6 of
-# scale for direct convolutions). 3e-5 leaves a margin of ~3 and stays ~4e-6 of the scale.
+# fully connected layers), which is float32's own error against float64 (1.4e-6 of scale for
+# direct convolutions: benchmarks/bench_winograd.py --sections accuracy). 3e-5 leaves a margin of
+# ~3 and stays ~4e-6 of the scale.
 EMBEDDING_TOLERANCE = 3e-5
 
 

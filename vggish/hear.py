@@ -10,7 +10,7 @@ through the library's one driver (:mod:`vggish.pipeline.driver`), packed into sh
 the numbers are those of ``runtime.embed(sound, 16000, hop_seconds=..., pad=True)``; log-mel is
 computed where the model runs (``frontend="auto"``).
 
-Choices (the README's "HEAR API" section and ``benchmarks/bench_hear.py`` have the figures):
+Choices (docs/hear.md; the figures are on docs/benchmarks.md, from ``benchmarks/bench_hear.py``):
 
 * **Timestamp embeddings every 50 ms** (:data:`TIMESTAMP_HOP_SECONDS`): HEAR asks for hops of at
   most 50 ms so that onsets can be placed within its 50 ms tolerance; ``load_model(hop_seconds=

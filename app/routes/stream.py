@@ -1,6 +1,6 @@
 """``/v1/stream``: live PCM in over a WebSocket, each embedding out as soon as its window is complete.
 
-The protocol (the README's "Live streaming" has it in full):
+The protocol (docs/streaming.md has it in full):
 
 1. The client sends a text message, JSON :class:`~app.schemas.StreamStart` (``sample_rate``,
    ``format``, ``channels``, ``hop``, ``pad``, ``resampler``, ``head``, ``postprocess``,

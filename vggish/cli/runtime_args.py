@@ -66,7 +66,7 @@ def add_audio_args(p: argparse.ArgumentParser, *, pad: bool = False) -> None:
         "--resampler",
         choices=RESAMPLERS,
         default="reference",
-        help="reference: resampy kaiser_best, exact (default); fast: soxr, see README",
+        help="reference: resampy kaiser_best, exact (default); fast: soxr, not exact (docs/fidelity.md)",
     )
 
 
@@ -128,7 +128,7 @@ def add_runtime_args(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
         "--precision",
         choices=PRECISIONS,
         help="fp32 (default: Google's numbers); bf16 (CPUs with bfloat16 instructions, GPUs) or fp16 "
-        "(GPUs) weights and activations (README: each one's deviation)",
+        "(GPUs) weights and activations (docs/fidelity.md: each one's deviation)",
     )
     p.add_argument(
         "--threads",

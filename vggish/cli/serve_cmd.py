@@ -13,7 +13,7 @@ from vggish.settings import load_settings
 
 DESCRIPTION = """\
 Serve VGGish over HTTP: POST /v1/embeddings, GET /v1/models, /healthz, /readyz, /metrics, /docs.
-Every setting can also be given as a VGGISH_* environment variable (see the README);
+Every setting can also be given as a VGGISH_* environment variable (docs/service.md);
 the options below override them."""
 
 EPILOG = """\
