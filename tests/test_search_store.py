@@ -5,6 +5,7 @@ writers in the middle of adds; the HNSW path's recall; ``vggish extract`` folder
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -489,10 +490,8 @@ def test_kill_9_during_adds_loses_nothing_acknowledged(location: str, tmp_path: 
     for prefix, (_, begun) in logs.items():
         for n in begun:
             for j in range(3):
-                try:
+                with contextlib.suppress(ItemNotFoundError):
                     found.add(store.get_item("crash", f"{prefix}{n}-{j}").id)
-                except ItemNotFoundError:
-                    pass
     assert len(found) == store.get("crash").items  # and so nothing that was never begun is there
     for prefix, (done, begun) in logs.items():
         assert done, "the writer acknowledged nothing"
