@@ -331,29 +331,47 @@ SECTIONS = {
         "after one 10 s clip, a first `vggish embed`. This checkout only: `bench_startup.py "
         "--python before=... --python after=...` compares two.",
     ),
+    "fad": Section(
+        "Fréchet Audio Distance",
+        "`vggish fad` on two sets of 16 kHz WAV files, each command a fresh process timed from start "
+        "to exit, in its default mode per `--workers` count and in `--compat google` (twice the "
+        "examples, by design), against `frechet-audio-distance` 0.3.4 with the same weights (its own "
+        "venv, `make bench-peers`). The FAD each gave is in the notes; what the values mean: "
+        "[FAD](fad.md#why-other-tools-give-other-numbers).",
+        "frechet-audio-distance 0.3.4",
+    ),
+    "search": Section(
+        "Find similar sounds",
+        "A real `vggish serve` on loopback answering searches of a collection of clustered unit "
+        "vectors, one request at a time, clip and segment level, per store (embedded; PostgreSQL + "
+        "pgvector), filled through the library first; recall@10 against exact cosines. Then four "
+        "10 s clips added to a collection against the same clips embedded. The stores run one after "
+        "the other, not in turns.",
+        "the embedded store (fill; search at the same level), `POST /v1/embeddings` (audio)",
+    ),
 }
+
+
+INTRO = [
+    "# Benchmarks",
+    "",
+    "<!-- Written by `make bench` (benchmarks/run_all.py --page docs/benchmarks.md): do not edit. -->",
+    "",
+    "Every figure the project quotes is on this page, from `make bench` on one machine (a section",
+    "from a separate run says so under *Machine*). Within a section the cases ran side by side in",
+    "that run, taking turns, so their **ratios** hold even on a busy machine; the absolute figures",
+    "hold for this machine only. Ratios say how many times faster a row is than the section's",
+    "reference (higher is better). The weights are the library's random ones: speed does not",
+    "depend on their values.",
+]
+SEPARATE_RUN = "- separate run of "  # the Machine line of sections measured apart from the rest
 
 
 def page(rows: Iterable[Row], header: str, run_line: str) -> str:
     """The benchmark page (markdown): the machine, then a table per section with its ratios."""
     rows = list(rows)
     machine = {r.name: r for r in rows if r.section == "machine"}
-    lines = [
-        "# Benchmarks",
-        "",
-        "<!-- Written by `make bench` (benchmarks/run_all.py --page docs/benchmarks.md): do not edit. -->",
-        "",
-        "Every figure the project quotes is on this page, from one run of `make bench` on one machine.",
-        "Within a section the cases ran side by side in that run, taking turns, so their **ratios**",
-        "hold even on a busy machine; the absolute figures hold for this machine only. Ratios say how",
-        "many times faster a row is than the section's reference (higher is better). The weights are",
-        "the library's random ones: speed does not depend on their values.",
-        "",
-        "## Machine",
-        "",
-        f"- run: {run_line}",
-        f"- {header}",
-    ]
+    lines = [*INTRO, "", "## Machine", "", f"- run: {run_line}", f"- {header}"]
     if "float32 GEMM" in machine and "model ceiling" in machine:
         gemm, ceiling = machine["float32 GEMM"], machine["model ceiling"]
         lines.append(
@@ -363,6 +381,49 @@ def page(rows: Iterable[Row], header: str, run_line: str) -> str:
     for name in dict.fromkeys(r.section for r in rows if r.section != "machine"):
         lines += ["", *section_table(name, [r for r in rows if r.section == name])]
     return "\n".join(lines) + "\n"
+
+
+def page_blocks(text: str) -> dict[str, list[str]]:
+    """A page's ``## `` sections by heading (the text before the first heading under ``""``)."""
+    blocks: dict[str, list[str]] = {"": []}
+    current = ""
+    for line in text.rstrip("\n").split("\n"):
+        if line.startswith("## "):
+            current = line[3:]
+            blocks[current] = []
+        blocks[current].append(line)
+    for block in blocks.values():
+        while block and not block[-1]:
+            block.pop()
+    return blocks
+
+
+def updated_page(old: str, rows: Iterable[Row], header: str, run_line: str) -> str:
+    """``old`` (a page) with the sections of ``rows`` measured again and the others kept.
+
+    The Machine section keeps its run and adds a line naming the sections of this run, with its
+    date, sizes and the machine's load; lines of earlier separate runs whose sections are all
+    replaced now go. Sections keep the page's order (that of :data:`SECTIONS`).
+    """
+    rows = [r for r in rows if r.section != "machine"]
+    new = page_blocks(page(rows, header, run_line))
+    blocks = page_blocks(old)
+    titles = [new_title for new_title in new if new_title not in ("", "Machine")]
+    machine = [
+        line
+        for line in blocks.get("Machine", ["## Machine", ""])
+        if not (
+            line.startswith(SEPARATE_RUN)
+            and set(line[len(SEPARATE_RUN) :].split(": ")[0].split(", ")) <= set(titles)
+        )
+    ]
+    machine.append(f"{SEPARATE_RUN}{', '.join(titles)}: {run_line}; {header}")
+    blocks["Machine"] = machine
+    blocks.update({title: new[title] for title in titles})
+    order = ["", "Machine", *(info.title for info in SECTIONS.values())]
+    ordered = sorted(blocks, key=lambda t: order.index(t) if t in order else len(order))
+    blocks[""] = INTRO
+    return "\n\n".join("\n".join(blocks[t]) for t in ordered) + "\n"
 
 
 def section_table(name: str, rows: list[Row]) -> list[str]:

@@ -6,23 +6,26 @@ noise; the evaluation set differs in pitch and noise) are made in a temporary fo
 use the same numbers: our random weights are saved as a weights file and exported in
 torchvggish's state-dict layout for the other package.
 
-The other package runs in its own virtual environment (``--peer-python``, e.g.
-``/work/scratch/fadvenv/bin/python`` with ``frechet-audio-distance`` and ``torchvggish`` 0.2
-installed ``--no-deps``). It is run offline: ``torch.hub.load`` (which would fetch
-harritaylor/torchvggish from GitHub) is replaced by torchvggish 0.2's network with the exported
-weights and the hub model's ``forward(audio, sr)`` (``waveform_to_examples`` then the network),
-and ``laion_clap``, ``encodec`` and ``torchlibrosa``, which it imports at load for other models,
-are empty stand-ins (their import time is not counted, which favours it).
+The other package runs in its own virtual environment, ``.venv-peers`` in the repository root
+(``make bench-peers``: ``frechet-audio-distance`` and ``torchvggish`` 0.2 installed without their
+dependencies; ``--peer-python`` names another). Without it only this project's modes run, and
+their rows say so. It is run offline: ``torch.hub.load`` (which would fetch the torchvggish
+repository from GitHub) is replaced by torchvggish 0.2's network with the exported weights and the
+hub model's ``forward(audio, sr)`` (``waveform_to_examples`` then the network), and
+``laion_clap``, ``encodec`` and ``torchlibrosa``, which it imports at load for other models, are
+empty stand-ins (their import time is not counted, which favours it).
 
 Each command is a fresh process timed from start to exit (imports, model loading, decoding,
-embedding, statistics, distance). Each runs once to warm up (the files into the page cache), then
-they take turns ``--repeats`` times; medians are reported.
+embedding, statistics, distance): ``vggish fad`` in its default mode with each ``--workers``
+count, ``--compat google``, and the other package. Each runs once to warm up (the files into the
+page cache), then they take turns ``--repeats`` times; medians are reported, with each one's
+speed relative to the other package's.
 
 fadtk is not run (it needs torchaudio, whose builds need another torch than this machine's, and
-fetches its model from GitHub): its FAD is computed here from its documented semantics (per-file
+fetches its model from GitHub): the CLI computes its FAD from its documented semantics (per-file
 float16 embeddings, Chan-merged statistics, eigen-decomposition square root), marked as such.
 
-Usage: ``python benchmarks/bench_fad.py --peer-python /work/scratch/fadvenv/bin/python``
+Usage: ``python benchmarks/bench_fad.py [--minutes 10] [--repeats 2] [--workers 0 2] [--peer-python PATH]``
 """
 
 from __future__ import annotations
@@ -39,11 +42,16 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from _common import Row, log, machine_line, markdown_table
 
+SECTION = "fad"
+REPO = Path(__file__).resolve().parents[1]
+PEER_PYTHON = REPO / ".venv-peers" / "bin" / "python"  # made by `make bench-peers`
+PEER = "frechet-audio-distance 0.3.4"
 FILE_SECONDS = 30
 RATE = 16000
 
-PEER = textwrap.dedent(
+PEER_SCRIPT = textwrap.dedent(
     """
     import sys, types, json, torch
     for name in ("laion_clap", "encodec", "torchlibrosa", "torchlibrosa.stft", "torchlibrosa.augmentation"):
@@ -112,13 +120,14 @@ def export_weights(root: Path) -> tuple[Path, Path]:
     return ours, pth
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, dict[str, object]]:
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds of ``cmd`` in a fresh process, and the FAD it printed (its last line, JSON)."""
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{cmd[:3]} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return seconds, json.loads(done.stdout.strip().splitlines()[-1])
+    return seconds, float(json.loads(done.stdout.strip().splitlines()[-1])["fad"])
 
 
 def fadtk_semantics(model: object, bg: Path, ev: Path) -> float:
@@ -144,70 +153,110 @@ def fadtk_semantics(model: object, bg: Path, ev: Path) -> float:
     return float(d @ d + np.trace(c1) + np.trace(c2) - 2 * np.trace(covmean))
 
 
+def commands(
+    root: Path, bg: Path, ev: Path, workers: tuple[int, ...], peer_python: Path | None
+) -> dict[str, list[str]]:
+    """The command line of each case: ``vggish fad`` per mode and worker count, and the peer."""
+    ours, theirs = export_weights(root)
+    vggish = [sys.executable, "-m", "vggish", "fad", str(bg), str(ev), "--weights", str(ours), "--json"]
+    cases = {f"vggish fad, default mode, --workers {n}": [*vggish, "--workers", str(n)] for n in workers}
+    cases["vggish fad --compat google (twice the examples)"] = [*vggish, "--compat", "google"]
+    if peer_python is not None:
+        peer = root / "peer.py"
+        peer.write_text(PEER_SCRIPT)
+        cases[PEER] = [str(peer_python), str(peer), str(theirs), str(bg), str(ev)]
+    return cases
+
+
+def measure(cases: dict[str, list[str]], repeats: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Median seconds and the FAD of each case: a warm-up round, then ``repeats`` rounds in turns."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    values: dict[str, float] = {}
+    for round_ in range(repeats + 1):  # round 0 warms up
+        for name, cmd in cases.items():
+            seconds, values[name] = timed(cmd)
+            if round_:
+                times[name].append(seconds)
+            log(f"fad round {round_} {name}: {seconds:.1f} s, FAD {values[name]:.6f}")
+    return {name: statistics.median(t) for name, t in times.items()}, values
+
+
+def run(
+    minutes: float,
+    repeats: int,
+    workers: tuple[int, ...] = (0,),
+    peer_python: Path | None = PEER_PYTHON,
+) -> list[Row]:
+    """Times every case on two new sets of ``minutes`` of audio each; one row per case.
+
+    Args:
+        minutes: audio per set (30 s files).
+        repeats: timed rounds after the warm-up round (medians).
+        workers: the ``--workers`` counts of the default mode.
+        peer_python: the peer venv's python; None, or a path that does not exist, runs this
+            project's modes only (their rows say how to install the peer).
+
+    Returns:
+        A row per case, seconds end to end (median), with the FAD it gave in its note and, when
+        the peer ran, how many times faster than the peer it is as its ratio.
+    """
+    if peer_python is not None and not peer_python.is_file():
+        peer_python = None
+    with tempfile.TemporaryDirectory(prefix="bench-fad-") as tmp:
+        root = Path(tmp)
+        bg, ev = make_sets(root, minutes)
+        medians, values = measure(commands(root, bg, ev, workers, peer_python), repeats)
+    reference = medians.get(PEER)
+    setup = f"2 sets of {minutes:g} min, 16 kHz WAV; fresh process, median of {repeats}"
+    rows = []
+    for name, seconds in medians.items():
+        note = f"FAD {values[name]:.6f}; {setup}"
+        if reference is None:
+            note += f"; {PEER} not installed (`make bench-peers`)"
+        ratio = None if reference is None else reference / seconds
+        rows.append(Row(SECTION, name, seconds, "s", note, ratio=ratio))
+    if reference is None:
+        rows.append(Row(SECTION, PEER, "not installed: make bench-peers"))
+    return rows
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--peer-python", required=True, help="python of the venv with frechet-audio-distance")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--peer-python",
+        type=Path,
+        default=PEER_PYTHON,
+        help="python of the venv with frechet-audio-distance (default: .venv-peers, `make bench-peers`)",
+    )
     parser.add_argument("--minutes", type=float, default=10.0, help="audio per set (default: 10)")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=0, help="vggish fad --workers")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0], help="vggish fad --workers counts")
     args = parser.parse_args()
+    header = machine_line()
+    rows = run(args.minutes, args.repeats, tuple(args.workers), args.peer_python)
+    print(f"# vggish fad against {PEER}, end to end in fresh processes, same weights")
+    print(f"# {header}\n")
+    print(markdown_table(rows))
+    print_fadtk_value(args.minutes)
 
-    import os
+
+def print_fadtk_value(minutes: float) -> None:
+    """fadtk's FAD on the same sets (made again: they are deterministic), emulated."""
     import warnings
-
-    from _common import machine_line
 
     from vggish.network.loader import load_model
 
     with tempfile.TemporaryDirectory(prefix="bench-fad-") as tmp:
         root = Path(tmp)
-        bg, ev = make_sets(root, args.minutes)
-        ours_w, theirs_w = export_weights(root)
-        peer = root / "peer.py"
-        peer.write_text(PEER)
-        env = dict(os.environ)
-        vggish = [sys.executable, "-m", "vggish", "fad", str(bg), str(ev), "--weights", str(ours_w), "--json"]
-        runs = {
-            f"vggish fad (default mode, --workers {args.workers})": (
-                [*vggish, "--workers", str(args.workers)],
-                env,
-            ),
-            "vggish fad --compat google": ([*vggish, "--compat", "google"], env),
-            "frechet-audio-distance 0.3.4": (
-                [args.peer_python, str(peer), str(theirs_w), str(bg), str(ev)],
-                None,
-            ),
-        }
-        times: dict[str, list[float]] = {name: [] for name in runs}
-        values: dict[str, float] = {}
-        for round_ in range(args.repeats + 1):  # round 0 warms up
-            for name, (cmd, cmd_env) in runs.items():
-                seconds, out = timed(cmd, cmd_env)
-                values[name] = float(out["fad"])  # type: ignore[arg-type]
-                if round_:
-                    times[name].append(seconds)
-                print(
-                    f"[bench] round {round_} {name}: {seconds:.1f} s, FAD {values[name]:.6f}", file=sys.stderr
-                )
+        bg, ev = make_sets(root, minutes)
+        ours, _ = export_weights(root)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = load_model(str(ours_w), backend="torch")
-        values["fadtk 1.1.0 (emulated from its documented semantics)"] = fadtk_semantics(model, bg, ev)
-
-    peer_time = statistics.median(times["frechet-audio-distance 0.3.4"])
-    print(f"machine: {machine_line()}")
-    with open("/proc/cpuinfo") as f:
-        flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    print("CPU flags: " + " ".join(flags))
-    print(f"\ntwo sets of {args.minutes:g} min of 16 kHz mono WAV ({FILE_SECONDS} s files), same weights\n")
-    print("| pipeline | seconds end to end (median) | vs frechet-audio-distance | FAD |")
-    print("|---|---|---|---|")
-    for name, value in values.items():
-        if name in times:
-            t = statistics.median(times[name])
-            print(f"| {name} | {t:.1f} | {peer_time / t:.2f}x | {value:.6f} |")
-        else:
-            print(f"| {name} | not run | | {value:.6f} |")
+            model = load_model(str(ours), backend="torch")
+        value = fadtk_semantics(model, bg, ev)
+    print(f"\nfadtk 1.1.0 (emulated from its documented semantics): FAD {value:.6f}")
 
 
 if __name__ == "__main__":

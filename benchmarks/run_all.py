@@ -20,6 +20,11 @@ Sections, in order (``--only`` picks some):
 - ``startup``: ``vggish --version`` and ``--help``, a first ``vggish serve`` to ``/readyz`` with
   its memory, and a first ``vggish embed``, for this checkout (``bench_startup.py``, whose
   ``--python`` compares two checkouts by hand).
+- ``fad``: ``vggish fad`` end to end on two sets of 10 minutes, per mode and worker count, against
+  frechet-audio-distance 0.3.4 when ``make bench-peers`` has made its venv (``bench_fad.py``).
+- ``search``: search latency and recall@10 over HTTP on 50,000 items, embedded store and
+  PostgreSQL + pgvector (the tests' throwaway cluster, when its binaries are installed), and
+  adding audio against embedding it (``bench_search.py``).
 
 Within a section the cases take turns (or run back to back) in one run, so their ratios hold on
 a busy machine; each row's ratio compares it with the section's reference case, named in the
@@ -32,7 +37,9 @@ a "failed" row, its traceback on stderr and exit status 1, and the others still 
 takes many minutes on 2 cores, extraction the longest (``--short``: smaller cases, real figures,
 for a busy machine; ``--quick``: tiny sizes, for checking the benchmarks themselves, not for
 figures). Progress goes to stderr, one table of every row to stdout, and with ``--page PATH`` the
-page, a table per section, to PATH.
+page, a table per section, to PATH. ``--only`` without ``machine`` on an existing page rewrites
+those sections only and keeps the others; the page's Machine section then names them as a
+separate run, with its date, sizes and the machine's load.
 
 Usage: ``python benchmarks/run_all.py [--quick | --short] [--only SECTION ...] [--json PATH] [--page PATH]``
 (``pip install -e '.[bench,onnx]'`` first; ``make bench`` does both and writes ``docs/benchmarks.md``).
@@ -58,6 +65,7 @@ from _common import (
     machine_rows,
     markdown_table,
     page,
+    updated_page,
     with_ceiling,
     write_json,
 )
@@ -88,6 +96,12 @@ class Sizes:
     speed_repeats: int = 5
     startup_repeats: int = 3  # vggish --version, --help
     startup_serve_repeats: int = 2  # first serve, first embed
+    fad_minutes: float = 10.0  # audio per set
+    fad_repeats: int = 2
+    fad_workers: tuple[int, ...] = (0, 2)
+    search_items: int = 50_000
+    search_queries: int = 200
+    search_audio_rounds: int = 5
 
 
 FULL = Sizes()
@@ -105,6 +119,9 @@ SHORT = Sizes(  # real figures from smaller cases, for a shared or busy machine 
     speed_repeats=3,
     startup_repeats=2,
     startup_serve_repeats=1,
+    fad_minutes=1.0,
+    search_items=5_000,
+    search_audio_rounds=3,
 )
 QUICK = Sizes(
     repeats=1,
@@ -125,6 +142,12 @@ QUICK = Sizes(
     speed_repeats=1,
     startup_repeats=1,
     startup_serve_repeats=1,
+    fad_minutes=0.5,
+    fad_repeats=1,
+    fad_workers=(0,),
+    search_items=1_000,
+    search_queries=30,
+    search_audio_rounds=1,
 )
 
 
@@ -176,6 +199,18 @@ def startup(s: Sizes) -> list[Row]:
     return run(s.startup_repeats, s.startup_serve_repeats)
 
 
+def fad(s: Sizes) -> list[Row]:
+    from bench_fad import run
+
+    return run(s.fad_minutes, s.fad_repeats, s.fad_workers)
+
+
+def search(s: Sizes) -> list[Row]:
+    from bench_search import Data, run
+
+    return run(Data(items=s.search_items, queries=s.search_queries), s.search_audio_rounds)
+
+
 SECTIONS: dict[str, Callable[[Sizes], list[Row]]] = {
     "machine": lambda s: machine_rows(s.gemm_repeats),
     "end-to-end": end_to_end,
@@ -186,6 +221,8 @@ SECTIONS: dict[str, Callable[[Sizes], list[Row]]] = {
     "hear": hear,
     "speed": speed,
     "startup": startup,
+    "fad": fad,
+    "search": search,
 }
 
 
@@ -229,7 +266,8 @@ def main() -> int:
         nargs="+",
         choices=list(SECTIONS),
         metavar="SECTION",
-        help=f"run these sections only: {', '.join(SECTIONS)}",
+        help=f"run these sections only: {', '.join(SECTIONS)} (with --page, without machine: "
+        "update those sections of the page, keep the others)",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the rows as JSON")
     parser.add_argument(
@@ -254,7 +292,13 @@ def main() -> int:
         write_json(args.json, header, rows)
     if args.page:
         run_line = f"{time.strftime('%Y-%m-%d')}, {scale}, {seconds / 60:.0f} min"
-        args.page.write_text(page(rows, header, run_line))
+        partial = args.only is not None and "machine" not in names and args.page.is_file()
+        text = (
+            updated_page(args.page.read_text(), rows, header, run_line)
+            if partial
+            else page(rows, header, run_line)
+        )
+        args.page.write_text(text)
     return 0 if ok else 1
 
 
