@@ -408,7 +408,9 @@ def updated_page(old: str, rows: Iterable[Row], header: str, run_line: str) -> s
     rows = [r for r in rows if r.section != "machine"]
     new = page_blocks(page(rows, header, run_line))
     blocks = page_blocks(old)
-    titles = [new_title for new_title in new if new_title not in ("", "Machine")]
+    order = ["", "Machine", *(info.title for info in SECTIONS.values())]
+    rank = {title: i for i, title in enumerate(order)}
+    titles = sorted((t for t in new if t not in ("", "Machine")), key=lambda t: rank.get(t, len(order)))
     machine = [
         line
         for line in blocks.get("Machine", ["## Machine", ""])
@@ -420,8 +422,7 @@ def updated_page(old: str, rows: Iterable[Row], header: str, run_line: str) -> s
     machine.append(f"{SEPARATE_RUN}{', '.join(titles)}: {run_line}; {header}")
     blocks["Machine"] = machine
     blocks.update({title: new[title] for title in titles})
-    order = ["", "Machine", *(info.title for info in SECTIONS.values())]
-    ordered = sorted(blocks, key=lambda t: order.index(t) if t in order else len(order))
+    ordered = sorted(blocks, key=lambda t: rank.get(t, len(order)))
     blocks[""] = INTRO
     return "\n\n".join("\n".join(blocks[t]) for t in ordered) + "\n"
 

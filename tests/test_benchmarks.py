@@ -7,12 +7,14 @@ dependency gives a "not installed" row instead of a failure.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,3 +100,114 @@ def test_hear_section_times_each_hop(tmp_path: Path) -> None:
         assert unit == "s" and float(result) > 0
     assert float(rows["hear", "scene embeddings (mean at 960 ms)"][0]) > 0
     assert rows["hear", "CPU flags"][0]  # the SIMD flags, or "unknown"
+
+
+def common() -> Any:
+    """``benchmarks/_common.py`` as a module (the benchmarks import each other by file name)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        return importlib.import_module("_common")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+OLD_PAGE = """# Benchmarks
+
+old intro
+
+## Machine
+
+- run: 2026-01-01, full sizes, 90 min
+- CPU X, load average 1.00
+
+## End to end
+
+e2e text
+
+| case | result | notes |
+|---|---:|---|
+| one | 1.00 s | kept |
+
+## Start-up
+
+startup text
+
+| case | result | notes |
+|---|---:|---|
+| two | 2.00 s | kept |
+"""
+
+
+def test_updated_page_rewrites_its_sections_and_keeps_the_others() -> None:
+    c = common()
+    rows = [
+        c.Row("machine", "CPU", "not on the page"),
+        c.Row("fad", "vggish fad", 3.0, "s", "n1", ratio=2.0),
+        c.Row("end-to-end", "new", 5.0, "s", "n2"),
+    ]
+    first = c.updated_page(OLD_PAGE, rows, "CPU Y, load average 7.00", "2026-02-02, --short sizes, 5 min")
+    blocks = first.split("\n## ")
+    titles = [b.split("\n", 1)[0] for b in blocks[1:]]
+    assert titles == ["Machine", "End to end", "Start-up", "Fréchet Audio Distance"]  # the page's order
+    assert "| two | 2.00 s | kept |\n" in first  # Start-up untouched
+    assert "| one | 1.00 s | kept |" not in first and "| new | 5.00 s | n2 |" in first
+    assert "| vggish fad | 3.00 s | 2.00× | n1 |" in first
+    assert "- run: 2026-01-01, full sizes, 90 min\n- CPU X, load average 1.00\n" in first
+    line = "- separate run of End to end, Fréchet Audio Distance: 2026-02-02, --short sizes, 5 min; CPU Y"
+    assert line in first
+    assert "not on the page" not in first
+    # a later run of one of them adds its own line; the earlier one, covering more, stays
+    again = c.updated_page(first, rows[1:2], "CPU Z, load average 2.00", "2026-03-03, --short sizes, 1 min")
+    assert line in again
+    assert "- separate run of Fréchet Audio Distance: 2026-03-03, --short sizes, 1 min; CPU Z" in again
+    # the same sections again: the line it supersedes goes
+    third = c.updated_page(again, rows[1:2], "CPU W, load average 3.00", "2026-04-04, --short sizes, 1 min")
+    assert "2026-03-03" not in third and "- separate run of Fréchet Audio Distance: 2026-04-04" in third
+    assert third.count("## Fréchet Audio Distance") == 1
+
+
+@pytest.mark.slow
+def test_only_with_a_page_updates_that_section_in_place(tmp_path: Path) -> None:
+    page = tmp_path / "benchmarks.md"
+    page.write_text(OLD_PAGE)
+    done = run_all(tmp_path, "--only", "resample", "--page", str(page))
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = page.read_text()
+    assert "| two | 2.00 s | kept |" in text and "| one | 1.00 s | kept |" in text
+    assert "## Resampling to 16 kHz" in text
+    assert "- separate run of Resampling to 16 kHz: " in text
+    assert text.index("## End to end") < text.index("## Resampling") < text.index("## Start-up")
+
+
+@pytest.mark.slow
+def test_fad_section_without_the_peer_says_how_to_install_it() -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        bench_fad = importlib.import_module("bench_fad")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    rows = bench_fad.run(0.5, 1, (0,), peer_python=None)
+    by_name = {r.name: r for r in rows}
+    assert by_name["frechet-audio-distance 0.3.4"].value == "not installed: make bench-peers"
+    for name in ("vggish fad, default mode, --workers 0", "vggish fad --compat google (twice the examples)"):
+        row = by_name[name]
+        assert row.unit == "s" and row.value > 0 and row.ratio is None
+        fad = float(re.match(r"FAD ([0-9.]+);", row.note).group(1))  # type: ignore[union-attr]
+        assert fad > 0 and "make bench-peers" in row.note
+
+
+@pytest.mark.slow
+def test_search_section_embedded_store_is_exact() -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        bench_search = importlib.import_module("bench_search")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    rows = bench_search.run(bench_search.Data(items=300, queries=10, clusters=20), 1, ("embedded",))
+    searches = [r for r in rows if r.unit == "ms"]
+    assert len(searches) == 2
+    for row in searches:
+        assert row.value > 0 and row.ratio == 1.0
+        assert "recall@10 1.000" in row.note  # exact search against NumPy's float64 top 10
+    audio = {r.name: r for r in rows if r.name.startswith("POST")}
+    assert len(audio) == 2 and all(r.value > 0 for r in audio.values())
