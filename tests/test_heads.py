@@ -23,6 +23,7 @@ from safetensors.numpy import load as load_safetensors
 import vggish
 from vggish import heads
 from vggish.errors import CancelledError, ConflictError, InvalidInputError
+from vggish.heads import training
 from vggish.network.runtime import Runtime
 
 
@@ -120,8 +121,14 @@ def test_training_is_deterministic() -> None:
         np.testing.assert_array_equal(a.std, b.std)
 
 
-def test_cancelled_is_asked_before_every_step_and_stops_training() -> None:
-    x, y = blobs((6, 6), seed=6, spread=3.0)
+@pytest.mark.parametrize(
+    ("counts", "fits_in_turn"),
+    [((6, 6), 1), ((1400, 1400), 6)],  # 6 x 12 rows: fitted together; 6 x 2800 x 128 > MAX_TOGETHER
+)
+def test_cancelled_is_asked_before_every_step_and_stops_training(
+    counts: tuple[int, int], fits_in_turn: int
+) -> None:
+    x, y = blobs(counts, seed=6, spread=3.0)
     asked = 0
 
     def never() -> bool:
@@ -129,10 +136,12 @@ def test_cancelled_is_asked_before_every_step_and_stops_training() -> None:
         asked += 1
         return False
 
-    _, metrics = heads.train(x, y, cancelled=never)
-    assert metrics.folds == 5
-    assert asked == heads.TRAIN_STEPS * (1 + metrics.folds)  # every step of the final fit and folds
-    for stop_after in (0, 7, heads.TRAIN_STEPS + 3):  # in the final fit, and in a fold's
+    if fits_in_turn == 1:
+        _, metrics = heads.train(x, y, cancelled=never)
+        assert metrics.folds == 5
+        assert asked == heads.TRAIN_STEPS  # the final fit and the folds' together
+    stops = (0, 7, heads.TRAIN_STEPS + 3)[: 2 if fits_in_turn == 1 else 3]  # (and in a fold's fit)
+    for stop_after in stops:
         asked = 0
 
         def later(limit: int = stop_after) -> bool:
@@ -143,6 +152,22 @@ def test_cancelled_is_asked_before_every_step_and_stops_training() -> None:
         with pytest.raises(CancelledError, match="stopped"):
             heads.train(x, y, kind="mlp", cancelled=later)
         assert asked == stop_after + 1  # not asked again once it said stop
+
+
+def test_fits_in_turn_give_the_heads_fitted_together() -> None:
+    """The final head and the folds' fitted one after another (large sets) or stacked (small
+    ones): the same heads and metrics but for the summation order."""
+    x, labels = blobs((7, 5, 9), seed=13, spread=2.0)
+    together, metrics = heads.train(x, labels, kind="mlp")
+    before = training.MAX_TOGETHER
+    try:
+        training.MAX_TOGETHER = 0  # every fit in turn
+        in_turn, metrics_in_turn = heads.train(x, labels, kind="mlp")
+    finally:
+        training.MAX_TOGETHER = before
+    assert metrics_in_turn == metrics
+    for key, value in together.weights.items():
+        np.testing.assert_allclose(in_turn.weights[key], value, rtol=1e-5, atol=1e-6)
 
 
 def test_normalisation_is_the_training_sets() -> None:

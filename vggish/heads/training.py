@@ -5,6 +5,11 @@ as ``torch.nn.Linear`` draws them), then ``torch.optim.Adam`` on the full batch 
 fixed number of steps (no random order, nothing racing), on a cross-entropy weighted by class
 (``N / (classes x count)``, so that rare classes count as much as common ones) with an L2 penalty
 on the weights (Adam's ``weight_decay``; none on the biases).
+
+The final head and the cross-validation folds' heads are independent fits. When their tensors are
+small (:data:`MAX_TOGETHER`), they are fitted together, as one stack of models whose losses are
+summed (each model's gradient is its own loss's; Adam works element by element), so that each of
+the ``TRAIN_STEPS`` steps pays PyTorch's per-call costs once for all of them, not once for each.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ LEARNING_RATE = 0.01
 ADAM_BETAS = (0.9, 0.999)
 WEIGHT_DECAY = 1e-3  # L2 penalty on the weights (not the biases)
 DEFAULT_SEED = 0
+MAX_TOGETHER = 2_000_000  # models x rows x max(128, classes) fitted at once: 16 MB per float64 tensor
 
 
 def train(
@@ -56,8 +62,9 @@ def train(
         kind: ``linear`` or ``mlp``.
         seed: seeds the initial weights and the fold assignment.
         features: what made the embeddings (:meth:`FeatureSpec.for_model`); the head keeps it.
-        cancelled: asked before every Adam step (``TRAIN_STEPS`` per fit, one fit per fold plus
-            the final one); when it returns True, training stops with :class:`CancelledError`.
+        cancelled: asked before every Adam step (``TRAIN_STEPS`` in all when the fits are small
+            enough to go together, else per fit: one per fold plus the final one); when it
+            returns True, training stops with :class:`CancelledError`.
 
     Returns:
         The head trained on every clip, and its metrics. ``cv_accuracy`` is the mean held-out
@@ -72,16 +79,15 @@ def train(
     x = _check_training_set(embeddings, labels, kind).astype(np.float64)
     classes = tuple(sorted(set(labels)))
     y = np.array([classes.index(label) for label in labels], dtype=np.int64)
-    head = _fit(x, y, classes, kind, seed, cancelled)
-    train_accuracy = float(np.mean(head.scores(x.astype(np.float32)).argmax(axis=1) == y))
     folds = min(MAX_FOLDS, int(np.bincount(y).min()))
+    tests = stratified_folds(y, folds, seed) if folds >= 2 else []
+    masks = [np.ones(y.size, dtype=bool)] + [~np.isin(np.arange(y.size), test) for test in tests]
+    head, *fold_heads = _fit_all(x, y, classes, kind, seed, masks, cancelled)
+    train_accuracy = float(np.mean(head.scores(x.astype(np.float32)).argmax(axis=1) == y))
     cv_accuracy = None
-    if folds >= 2:
+    if tests:
         correct = 0
-        for test in stratified_folds(y, folds, seed):
-            keep = np.ones(y.size, dtype=bool)
-            keep[test] = False
-            fold_head = _fit(x[keep], y[keep], classes, kind, seed, cancelled)
+        for test, fold_head in zip(tests, fold_heads, strict=True):
             correct += int(np.sum(fold_head.scores(x[test].astype(np.float32)).argmax(axis=1) == y[test]))
         cv_accuracy = correct / y.size
     metrics = HeadMetrics(cv_accuracy, train_accuracy, folds if folds >= 2 else 0)
@@ -126,24 +132,44 @@ def _check_training_set(embeddings: np.ndarray, labels: Sequence[str], kind: str
     return x
 
 
+def _fit_all(
+    x: np.ndarray,
+    y: np.ndarray,
+    classes: tuple[str, ...],
+    kind: HeadKind,
+    seed: int,
+    masks: list[np.ndarray],
+    cancelled: Callable[[], bool] | None,
+) -> list[Head]:
+    """One head per mask of training rows: all fitted together when small enough, else in turn."""
+    width = max(params.EMBEDDING_SIZE, len(classes))
+    together = len(masks) * x.shape[0] * width <= MAX_TOGETHER
+    groups = [masks] if together else [[mask] for mask in masks]
+    return [head for group in groups for head in _fit(x, y, classes, kind, seed, group, cancelled)]
+
+
 def _fit(
     x: np.ndarray,
     y: np.ndarray,
     classes: tuple[str, ...],
     kind: HeadKind,
     seed: int,
+    masks: list[np.ndarray],
     cancelled: Callable[[], bool] | None = None,
-) -> Head:
-    """Standardises (N, 128) float64 features and fits the layers with class-weighted Adam,
-    asking ``cancelled`` before each step."""
-    mean = x.mean(axis=0)
-    std = x.std(axis=0)
+) -> list[Head]:
+    """Fits one model per mask of the (N, 128) float64 rows, stacked: each standardised by its
+    rows' mean and std, trained by class-weighted Adam on its rows only (the others weigh 0).
+    Asks ``cancelled`` before each step."""
+    mean = np.stack([x[m].mean(axis=0) for m in masks])  # (M, 128)
+    std = np.stack([x[m].std(axis=0) for m in masks])
     std = np.where(std < STD_FLOOR, 1.0, std)
-    z = torch.from_numpy((x - mean) / std)
-    target = torch.from_numpy(y)
-    counts = np.bincount(y, minlength=len(classes)).astype(np.float64)
-    class_weight = torch.from_numpy(y.size / (len(classes) * np.maximum(counts, 1.0)))
-    layers = {k: torch.from_numpy(v).requires_grad_() for k, v in _init(kind, len(classes), seed).items()}
+    z = torch.from_numpy((x[None] - mean[:, None]) / std[:, None])  # (M, N, 128)
+    target = torch.from_numpy(np.tile(y, len(masks)))
+    rows = torch.from_numpy(np.stack([_row_weights(y, m, len(classes)) for m in masks]).ravel())
+    init = _init(kind, len(classes), seed)
+    layers = {
+        k: torch.from_numpy(np.repeat(v[None], len(masks), axis=0)).requires_grad_() for k, v in init.items()
+    }
     adam = torch.optim.Adam(
         [
             {"params": [v for k, v in layers.items() if k.endswith("weight")], "weight_decay": WEIGHT_DECAY},
@@ -157,13 +183,27 @@ def _fit(
             if cancelled is not None and cancelled():
                 raise CancelledError("training was stopped before it finished")
             adam.zero_grad()
-            torch.autograd.backward(F.cross_entropy(_logits(layers, z), target, weight=class_weight))
+            logits = _logits(layers, z).reshape(-1, len(classes))
+            loss = F.cross_entropy(logits, target, reduction="none") @ rows
+            torch.autograd.backward(loss)
             adam.step()
     weights = {k: v.detach().numpy() for k, v in layers.items()}
     if not all(np.isfinite(v).all() for v in weights.values()):
         raise InvalidInputError("training diverged (non-finite weights); check the embeddings' scale")
-    as_float32 = {k: v.astype(np.float32) for k, v in weights.items()}
-    return Head(kind, classes, mean.astype(np.float32), std.astype(np.float32), as_float32)
+    return [
+        Head(kind, classes, mean[i].astype(np.float32), std[i].astype(np.float32),
+             {k: v[i].astype(np.float32) for k, v in weights.items()})
+        for i in range(len(masks))
+    ]  # fmt: skip
+
+
+def _row_weights(y: np.ndarray, mask: np.ndarray, num_classes: int) -> np.ndarray:
+    """(N,) each row's weight in one model's loss: ``n / (classes x count of its class)`` on the
+    model's ``n`` rows, 0 elsewhere, summing to 1 (the weighted mean of the cross-entropy)."""
+    counts = np.bincount(y[mask], minlength=num_classes).astype(np.float64)
+    weights = np.where(mask, (mask.sum() / (num_classes * np.maximum(counts, 1.0)))[y], 0.0)
+    normalised: np.ndarray = weights / weights.sum()
+    return normalised
 
 
 @contextlib.contextmanager
@@ -196,8 +236,9 @@ def _init(kind: HeadKind, num_classes: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def _logits(layers: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
-    """(N, 128) standardised features -> (N, C) logits: ``out``, after ``hidden`` and a ReLU for ``mlp``."""
+    """(M, N, 128) standardised features -> (M, N, C) logits of M stacked models: ``out``, after
+    ``hidden`` and a ReLU for ``mlp``."""
     h = z
     if "hidden.weight" in layers:
-        h = F.relu(F.linear(z, layers["hidden.weight"], layers["hidden.bias"]))
-    return F.linear(h, layers["out.weight"], layers["out.bias"])
+        h = F.relu(torch.baddbmm(layers["hidden.bias"][:, None], z, layers["hidden.weight"].transpose(1, 2)))
+    return torch.baddbmm(layers["out.bias"][:, None], h, layers["out.weight"].transpose(1, 2))
