@@ -2,6 +2,7 @@
 #   make serve     the REST service: torch + the `serve` and `onnx` extras only
 #   make test      ruff + mypy + every test: the `dev` extra (TensorFlow, Ray, ...), system packages
 #   make test-fast the tests not marked slow or tensorflow (same install as `make test`)
+#   make docs      the user docs (docs/, mkdocs-material) into site/, offline
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,7 +15,7 @@ WEIGHTS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-serve system-deps serve test test-fast test-container lint typecheck pytest embed bench clean
+.PHONY: install install-serve system-deps serve test test-fast test-container lint typecheck docs pytest embed bench clean
 
 # One stamp per install: the venv with torch, then what serving needs, then everything.
 $(VENV)/.installed-torch:
@@ -37,9 +38,20 @@ HEARVALIDATOR_SPEC ?= hearvalidator==2021.0.6
 $(VENV)/.installed-dev: pyproject.toml Makefile $(VENV)/.installed-torch
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m pip install -q --no-deps --ignore-requires-python "$(HEARVALIDATOR_SPEC)"
-	touch $@ $(VENV)/.installed-serve
+	touch $@ $(VENV)/.installed-serve $(VENV)/.installed-docs
 
 install-serve: $(VENV)/.installed-serve
+
+$(VENV)/.installed-docs: pyproject.toml $(VENV)/.installed-torch
+	$(PY) -m pip install -q -e ".[docs]"
+	touch $@
+
+# The user docs (mkdocs.yml, docs/) into the git-ignored site/: offline (open site/index.html),
+# every warning an error.
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+	@if grep -rlE '<(script|link|img)[^>]* (src|href)="(https?:)?//' site --include='*.html'; then \
+	  echo "make docs: these pages load files from another host; the site must work offline" >&2; exit 1; fi
 
 install: $(VENV)/.installed-dev system-deps
 
@@ -62,7 +74,7 @@ PYTEST_WORKERS ?= 2
 pytest: install
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
 
 # The quick loop while editing: no slow tests, no TensorFlow, in two processes, a file to a
 # process, the files with the most tests first (xdist's order: here 2:00 against 2:27 in
@@ -83,10 +95,10 @@ serve: install-serve
 embed: install-serve
 	$(VENV)/bin/vggish embed "$(INPUT)" --output "$(OUTPUT)" $(if $(WEIGHTS),--weights "$(WEIGHTS)")
 
-# Every benchmark in one run (several minutes; progress on stderr): one markdown table for the README.
+# Every benchmark in one run (many minutes; progress on stderr), written to the docs' benchmark page.
 bench: install
 	$(PY) -m pip install -q -e ".[bench,onnx]"
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py --page docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

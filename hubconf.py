@@ -1,8 +1,7 @@
 """torch.hub entry points: ``torch.hub.load("OWNER/REPO", "vggish")`` returns the model.
 
-Only the entry points are public names here: ``torch.hub.list`` lists every public callable of
-this module, so imports are kept private or inside the entry point (which also lets torch.hub
-check ``dependencies`` before anything of ours is imported).
+``torch.hub.list`` lists every public callable here, so imports stay private or inside the entry
+point (which also lets torch.hub check ``dependencies`` first).
 """
 
 from __future__ import annotations

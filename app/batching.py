@@ -1,13 +1,14 @@
-"""Dynamic batching across requests: the library's packer served by one inference thread.
+"""Dynamic batching across requests: the library's driver served by one inference thread.
 
-Decode threads stream each input's examples into a :class:`vggish.pipeline.packer.Packer` as they are
-made (a few batches per input at most wait in memory: the feeder blocks beyond that). One
-inference thread takes up to ``max_batch`` examples at a time, from as many inputs and requests
-as are waiting, lets a batch fill for up to ``max_wait`` while inputs are still being decoded,
-runs the model and hands every input its rows; an input's future resolves when its last example
-is back. Requests are admitted against ``max_queue`` examples before any decoding (429 when the
-admitted work would exceed it); a cancelled input (client gone, timeout) drops its waiting
-examples and stops its feeder.
+Decode threads stream each input's examples into the :class:`vggish.pipeline.driver.Driver` as
+they are made (a few batches per input at most wait in memory: the feeder blocks beyond that).
+One inference thread cuts batches of up to ``max_batch`` examples, shared fairly among the inputs
+waiting (an input with a long backlog, a live stream, gets its share of the model, not the whole
+queue), lets a batch fill for up to ``max_wait`` while inputs are still being decoded, runs the
+model and hands every input its rows; an input's future resolves when its last example is back.
+Requests are admitted against ``max_queue`` examples before any decoding (429 when the admitted
+work would exceed it); a cancelled input (client gone, timeout) drops its waiting examples and
+stops its feeder.
 
 A live stream (``/v1/stream``) opens its job with ``rows=True``: its examples are put one block at
 a time from the event loop (:meth:`Batcher.put`, never blocking; the stream bounds its own
@@ -23,77 +24,58 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from vggish.errors import CancelledError, LimitExceededError
-from vggish.pipeline.packer import Batch, Job, Packer
+from vggish.errors import CancelledError, LimitExceededError, plural
+from vggish.pipeline.driver import Driver, InferFn, Output
+from vggish.pipeline.packer import Batch, Job
 
 from .errors import NotReadyError, QueueFullError
 from .metrics import Metrics
 
 logger = logging.getLogger("app.batching")
 
-InferFn = Callable[[Any], np.ndarray]
-"""(B, 96, 64) float32 examples -> (B, 128) float32 embeddings."""
-
 BACKLOG_BATCHES = 2  # batches of one input that may wait in memory before its feeder blocks
 
-
-@dataclass(frozen=True)
-class BatchOutput:
-    """One input's embeddings and where its time went.
-
-    Attributes:
-        embeddings: (N, 128) float32, in the order the examples were fed.
-        queue_seconds: from opening the input to the first model call holding its examples.
-        inference_seconds: from that first model call to the last one.
-    """
-
-    embeddings: np.ndarray
-    queue_seconds: float
-    inference_seconds: float
-
-
-Delivery = np.ndarray | BaseException | None
-"""What a streaming job's queue receives: (m, 128) float32 rows in example order, the error that
-failed the job, or None (put there by the stream itself once it has all its rows)."""
+Delivery = Output | BaseException
+"""What a streaming job's queue receives: each model call's Output, the last one ``done``, or the
+error that failed the job."""
 
 
 class InputJob(Job):
-    """A packer job with what the service needs: the waiting coroutine's future and timings.
+    """A driver job with what the service needs: the waiting coroutine's future and timings.
 
     Args:
         loop: the event loop of the coroutine that waits for the job.
-        rows: also deliver each model call's rows at once, through :attr:`deliveries`.
+        postprocess: also compute AudioSet's 8-bit features.
+        rows: also hand out each model call's rows at once, through :attr:`deliveries`.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, rows: bool = False) -> None:
-        super().__init__()
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, *, postprocess: bool = False, rows: bool = False
+    ) -> None:
+        super().__init__(postprocess=postprocess, rows=rows)
         self.loop = loop
-        self.future: asyncio.Future[BatchOutput] = loop.create_future()
+        self.future: asyncio.Future[Output] = loop.create_future()
         self.deliveries: asyncio.Queue[Delivery] | None = asyncio.Queue() if rows else None
         self.opened = time.perf_counter()
-        self.started: float | None = None
+        self.started: float | None = None  # its first model call
+        self.finished = 0.0  # when its last Output or error was handed over
         self.cancelled = False
 
-    def resolve(self, result: BatchOutput | BaseException) -> None:
-        """Completes the future from any thread (unless its waiter gave up); a streaming job's
-        queue gets the error too."""
-        if self.deliveries is not None and isinstance(result, BaseException):
-            self.loop.call_soon_threadsafe(self.deliveries.put_nowait, result)
-        self.loop.call_soon_threadsafe(_resolve, self.future, result)
-
-    def deliver(self, rows: np.ndarray) -> None:
-        """Hands a streaming job the rows of one model call (from the inference thread); they
-        reach its queue before the job's future resolves."""
+    def hand(self, out: Delivery) -> None:
+        """From any thread: a streaming job's queue gets ``out``; the future resolves with the
+        last Output or an error (unless its waiter gave up)."""
         if self.deliveries is not None:
-            self.loop.call_soon_threadsafe(self.deliveries.put_nowait, rows)
+            self.loop.call_soon_threadsafe(self.deliveries.put_nowait, out)
+        if isinstance(out, BaseException) or out.done:
+            self.finished = time.perf_counter()
+            self.loop.call_soon_threadsafe(_resolve, self.future, out)
 
 
-def _resolve(future: asyncio.Future[BatchOutput], result: BatchOutput | BaseException) -> None:
+def _resolve(future: asyncio.Future[Output], result: Delivery) -> None:
     if future.done():
         return
     if isinstance(result, BaseException):
@@ -103,7 +85,7 @@ def _resolve(future: asyncio.Future[BatchOutput], result: BatchOutput | BaseExce
 
 
 class Batcher:
-    """The packer, its lock, and the inference thread.
+    """The driver, its lock, and the inference thread.
 
     Args:
         infer: the model call, (B, 96, 64) -> (B, 128); it runs on the inference thread only.
@@ -113,6 +95,7 @@ class Batcher:
         max_queue: most examples admitted and not yet through the model; beyond, 429.
         retry_after_s: the ``Retry-After`` sent with 429 and 503.
         metrics: where batch sizes, queue depth and times are recorded.
+        postprocess: the model's AudioSet postprocessing, for jobs that ask for it.
     """
 
     def __init__(
@@ -124,13 +107,13 @@ class Batcher:
         max_queue: int,
         retry_after_s: int,
         metrics: Metrics,
+        postprocess: Callable[[np.ndarray], Any] | None = None,
     ) -> None:
-        self.infer = infer
         self.max_batch, self.max_wait_s, self.max_queue = max_batch, max_wait_s, max_queue
         self._retry_after = str(retry_after_s)
         self._metrics = metrics
         self._cond = threading.Condition()
-        self._packer = Packer(max_batch)
+        self.driver = Driver(infer, max_batch, postprocess=postprocess, fair=True)
         self._admitted = 0  # examples admitted and not yet released
         self._feeding = 0  # inputs being decoded, whose examples may join the next batch
         self._closing = False
@@ -149,9 +132,18 @@ class Batcher:
             self._thread.join()
 
     @property
+    def infer(self) -> InferFn:
+        """The model call (tests replace it to hold or break the model)."""
+        return self.driver.infer
+
+    @infer.setter
+    def infer(self, infer: InferFn) -> None:
+        self.driver.infer = infer
+
+    @property
     def pending_examples(self) -> int:
         """Examples waiting for the model now."""
-        return self._packer.pending
+        return self.driver.packer.pending
 
     @contextlib.contextmanager
     def admitted(self, examples: int) -> Iterator[None]:
@@ -165,7 +157,7 @@ class Batcher:
         if examples > self.max_queue:
             raise LimitExceededError(
                 "max_queue_examples",
-                f"the request makes {examples} examples; the queue holds {self.max_queue}",
+                f"the request makes {plural(examples, 'example')}; the queue holds {self.max_queue}",
             )
         with self._cond:
             if self._closing:
@@ -182,10 +174,12 @@ class Batcher:
             with self._cond:
                 self._admitted -= examples
 
-    def open(self, loop: asyncio.AbstractEventLoop, *, rows: bool = False) -> InputJob:
+    def open(
+        self, loop: asyncio.AbstractEventLoop, *, postprocess: bool = False, rows: bool = False
+    ) -> InputJob:
         """A new input's job; its examples come through :meth:`feed`, or :meth:`put` and
         :meth:`end` (a stream, ``rows=True``: its rows come as each model call returns)."""
-        return InputJob(loop, rows)
+        return InputJob(loop, postprocess=postprocess, rows=rows)
 
     def put(self, job: InputJob, block: Any) -> None:
         """Queues a block of a job's examples now, without waiting for room: the caller bounds
@@ -197,16 +191,15 @@ class Batcher:
         with self._cond:
             if job.cancelled:
                 raise CancelledError("the stream was cancelled")
-            self._packer.put(job, block)
-            self._metrics.queue_depth.set(self._packer.pending)
-            self._cond.notify_all()
+            self._queue(job, block)
 
     def end(self, job: InputJob) -> None:
         """Marks that a job fed by :meth:`put` gets no more examples (its future resolves once
         its last rows are back)."""
         with self._cond:
-            if self._packer.close(job):
-                self._finish(job, time.perf_counter())
+            outputs = self.driver.close(job)
+        for out in outputs:
+            job.hand(out)
 
     def feed(self, job: InputJob, blocks: Iterator[Any]) -> None:
         """Streams an input's example blocks into the queue (on a decode thread), then closes it.
@@ -222,10 +215,13 @@ class Batcher:
             self._feeding += 1
         try:
             for block in blocks:
-                self._put(job, block)
-            with self._cond:
-                if self._packer.close(job):
-                    self._finish(job, time.perf_counter())
+                with self._cond:
+                    while job.queued >= BACKLOG_BATCHES * self.max_batch and not job.cancelled:
+                        self._cond.wait()
+                    if job.cancelled:
+                        raise CancelledError("the request was cancelled")
+                    self._queue(job, block)
+            self.end(job)
         except BaseException:
             self.cancel(job)
             raise
@@ -234,26 +230,21 @@ class Batcher:
                 self._feeding -= 1
                 self._cond.notify_all()
 
-    def _put(self, job: InputJob, block: Any) -> None:
-        with self._cond:
-            while job.queued >= BACKLOG_BATCHES * self.max_batch and not job.cancelled:
-                self._cond.wait()
-            if job.cancelled:
-                raise CancelledError("the request was cancelled")
-            self._packer.put(job, block)
-            self._metrics.queue_depth.set(self._packer.pending)
-            self._cond.notify_all()
+    def _queue(self, job: InputJob, block: Any) -> None:
+        self.driver.packer.put(job, block)
+        self._metrics.queue_depth.set(self.driver.packer.pending)
+        self._cond.notify_all()
 
     def cancel(self, job: InputJob) -> None:
         """Drops the job's waiting examples and stops its feeder (a running batch still finishes)."""
         with self._cond:
             job.cancelled = True
-            self._packer.cancel(job)
-            self._metrics.queue_depth.set(self._packer.pending)
+            self.driver.packer.cancel(job)
+            self._metrics.queue_depth.set(self.driver.packer.pending)
             self._cond.notify_all()
 
-    async def result(self, job: InputJob) -> BatchOutput:
-        """Waits for the job's embeddings; cancelling the wait cancels the job."""
+    async def result(self, job: InputJob) -> Output:
+        """Waits for the job's last Output; cancelling the wait cancels the job."""
         try:
             return await job.future
         except asyncio.CancelledError:
@@ -270,19 +261,20 @@ class Batcher:
 
     def _next_batch(self) -> Batch | None:
         """Waits for examples, lets the batch fill for up to ``max_wait_s``, and cuts it."""
+        packer = self.driver.packer
         with self._cond:
-            while not self._packer.pending:
+            while not packer.pending:
                 if self._closing and not self._feeding:
                     return None
                 self._cond.wait(0.1 if self._closing else None)
             deadline = time.perf_counter() + self.max_wait_s
-            while self._packer.pending < self.max_batch and self._feeding and not self._closing:
+            while packer.pending < self.max_batch and self._feeding and not self._closing:
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            batch = self._packer.take()
-            self._metrics.queue_depth.set(self._packer.pending)
+            batch = packer.take()
+            self._metrics.queue_depth.set(packer.pending)
             self._cond.notify_all()  # feeders waiting on their backlog
             assert batch is not None
             return batch
@@ -290,34 +282,24 @@ class Batcher:
     def _execute(self, batch: Batch) -> None:
         """Runs one model call and hands every job its rows; a model failure fails its jobs."""
         started = time.perf_counter()
-        for job, _ in batch.parts:
-            assert isinstance(job, InputJob)
+        jobs = [job for job, _ in batch.parts if isinstance(job, InputJob)]
+        for job in jobs:
             if job.started is None:
                 job.started = started
                 self._metrics.queue_time.observe(started - job.opened)
         try:
-            out = self.infer(batch.examples)
+            out = self.driver.infer(batch.examples)
         except Exception as e:  # the model call failed: its jobs fail with the error, the thread lives
             logger.exception("model call on %d examples failed", len(batch))
-            for job, _ in batch.parts:
-                assert isinstance(job, InputJob)
+            for job in jobs:
                 self.cancel(job)
-                job.resolve(e)
+                job.hand(e)
             return
-        done = time.perf_counter()
-        self._metrics.inference_time.observe(done - started)
+        self._metrics.inference_time.observe(time.perf_counter() - started)
         self._metrics.batch_examples.observe(len(batch))
         self._metrics.batch_requests.observe(len(batch.parts))
         with self._cond:
-            offset = 0
-            for job, rows in batch.parts:
-                assert isinstance(job, InputJob)
-                job.deliver(out[offset : offset + rows])
-                offset += rows
-            for job in self._packer.deliver(batch, out):
-                assert isinstance(job, InputJob)
-                self._finish(job, done)
-
-    def _finish(self, job: InputJob, done: float) -> None:
-        started = job.started if job.started is not None else done
-        job.resolve(BatchOutput(job.embeddings(), started - job.opened, done - started))
+            outputs = self.driver.deliver(batch, out)
+        for output in outputs:
+            assert isinstance(output.job, InputJob)
+            output.job.hand(output)

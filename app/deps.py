@@ -25,11 +25,7 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_service(request: Request) -> EmbeddingService:
-    """The embedding service, once the model is loaded.
-
-    Raises:
-        NotReadyError: the model is not loaded (503).
-    """
+    """The embedding service, once the model is loaded (else NotReadyError, 503)."""
     service: EmbeddingService | None = request.app.state.service
     if service is None:
         raise NotReadyError("the model is not loaded yet", headers={"Retry-After": "1"})
@@ -62,37 +58,20 @@ StoreDep = Annotated[BaseHeadStore, Depends(get_store)]
 
 
 def check_api_key(settings: Settings, given: str | None, how: str = "`Authorization: Bearer <key>`") -> None:
-    """Checks a key when ``VGGISH_API_KEYS`` is set (:func:`check_key` with the settings' keys).
-
-    Args:
-        settings: the keys.
-        given: the key sent, or None.
-        how: how a client sends one, for the message when it sent none.
-
-    Raises:
-        UnauthorizedError: no key, or a wrong one (401).
-    """
+    """:func:`check_key` with the settings' keys; ``how``: how a client sends one (for the message)."""
     check_key(settings.api_key_list, given, how)
 
 
 def require_api_key(
     settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
-    """Checks ``Authorization: Bearer <key>`` when ``VGGISH_API_KEYS`` is set.
-
-    Raises:
-        UnauthorizedError: no key, or a wrong one (401 with ``WWW-Authenticate: Bearer``).
-    """
+    """Checks ``Authorization: Bearer <key>`` when ``VGGISH_API_KEYS`` is set (else 401)."""
     check_api_key(settings, None if credentials is None else credentials.credentials)
 
 
 def check_key(keys: tuple[str, ...], given: str | None, how: str = "`Authorization: Bearer <key>`") -> None:
     """The one check of an API key: ``given`` (a bearer token, or None) must be one of ``keys``,
-    compared in constant time; no keys: nothing to check.
-
-    Raises:
-        UnauthorizedError: no key, or a wrong one.
-    """
+    compared in constant time (UnauthorizedError); no keys: nothing to check."""
     if not keys:
         return
     if given is None:

@@ -1,11 +1,9 @@
 """Offline ``/docs`` (Swagger UI) and ``/redoc`` (ReDoc), their scripts served by the service itself.
 
-FastAPI's own pages load Swagger UI and ReDoc from a CDN, so they are blank without internet or
-behind a firewall. The ``fastapi-offline`` package ships Swagger UI's dist (``swagger-ui-bundle.js``,
-``swagger-ui.css``) and ReDoc's standalone bundle, refreshed with each of its releases; they are
-mounted under ``/docs-assets`` and FastAPI's page builders point there. No page loads fonts or
-anything else from another host: ReDoc's bundle fetches its "API docs by Redocly" logo from Redocly's
-CDN whatever its options, so the bundle is served with that one image URL made an empty inline SVG.
+FastAPI's own pages load their scripts from a CDN, blank without internet. The ``fastapi-offline``
+package ships them; they are mounted under ``/docs-assets``. No page loads anything from another
+host: ReDoc's bundle fetches its logo from Redocly's CDN whatever its options, so it is served with
+that image URL made an empty inline SVG.
 """
 
 from __future__ import annotations

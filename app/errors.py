@@ -1,11 +1,6 @@
-"""Every error the service answers with, mapped to problem+json in this one place.
-
-Two kinds of errors reach the handlers: the library's domain exceptions (:mod:`vggish.errors`:
-bad audio, limits, unknown or conflicting heads), mapped to a status by :data:`DOMAIN_PROBLEMS`,
-and the service's own (:class:`ProblemError` subclasses: no audio, bad key, full queue,
-timeouts), which carry their status. FastAPI's validation errors, Starlette's HTTP errors and
-anything unexpected are mapped here too, so each answer is an ``application/problem+json`` body
-(RFC 9457) with ``type``, ``title``, ``status`` and ``detail``.
+"""Every error the service answers with, mapped to problem+json (RFC 9457) in this one place: the
+library's exceptions by :data:`DOMAIN_PROBLEMS`, the service's own (:class:`ProblemError`
+subclasses) by the problem they carry, and FastAPI's, Starlette's and unexpected errors too.
 """
 
 from __future__ import annotations

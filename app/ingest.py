@@ -1,22 +1,14 @@
 """Reading request bodies: audio as multipart files, a raw body or JSON, and the other routes'
 bodies (head files, training JSON).
 
-Every body is read by :func:`body_chunks`, within four bounds:
-
-* its size: from ``Content-Length`` before reading, then as bytes arrive (413 naming the setting);
-* a deadline for the whole body, ``body_timeout_s`` (408), which ``request_timeout_s`` (the
-  work's) does not cover;
-* a least average rate, ``min_body_bytes_per_s``, after a grace of :data:`BODY_GRACE_S` (408): a
-  client that trickles bytes is let go long before the deadline. Only the time spent waiting for
-  the client counts, not the server's own parsing;
-* the client leaving: 499, counted apart from server faults, with no traceback.
-
-What a body still arriving holds is bounded: raw and multipart bodies go to a spooled temporary
-file (in memory up to :data:`SPOOL_BYTES`, then an unnamed file in ``TMPDIR``), and the decoders
-read each upload from its file, never from a copy in memory. JSON audio is parsed as it arrives
-(:mod:`.json_inputs`, straight into float32 arrays) under its own limit, ``max_json_bytes``, and
-JSON bodies still arriving hold at most :data:`PENDING_JSON_BODIES` times that limit together
-(beyond, 503 with ``Retry-After``).
+Every body is read by :func:`body_chunks`, within four bounds: its size (``Content-Length``
+first, then as bytes arrive: 413 naming the setting); a deadline for the whole body,
+``body_timeout_s`` (408); a least average rate, ``min_body_bytes_per_s``, counted on the time spent
+waiting for the client after :data:`BODY_GRACE_S` (408); and the client leaving (499). Raw and
+multipart bodies go to a spooled temporary file (in memory up to :data:`SPOOL_BYTES`), which the
+decoders read from. JSON audio is parsed as it arrives (:mod:`.json_inputs`) under
+``max_json_bytes``, and JSON bodies still arriving hold at most :data:`PENDING_JSON_BODIES` times
+that limit together (beyond, 503 with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -220,16 +212,8 @@ def media_type(request: Request) -> str:
 
 async def read_inputs(request: Request, limit: int, max_inputs: int) -> list[Upload]:
     """Parses the body by its media type into inputs (multipart and raw bodies up to ``limit``
-    bytes, JSON up to ``max_json_bytes``).
-
-    Raises:
-        MissingAudioError: no audio at all (400).
-        UnsupportedMediaTypeError: a media type other than multipart, JSON, audio/* or octet-stream (415).
-        LimitExceededError: over the body's limit or ``max_inputs`` inputs (413).
-        InvalidParameterError: malformed JSON or base64 (422).
-        BodyTimeoutError, ClientDisconnectedError: as :func:`body_chunks` (408, 499).
-        BusyError: too many JSON bodies arriving at once (503).
-    """
+    bytes, JSON up to ``max_json_bytes``); raises the problems of 400, 408, 413, 415, 422, 499 and
+    503 that the module's docstring and :func:`body_chunks` name."""
     kind = media_type(request)
     if kind == "multipart/form-data":
         inputs, _ = await read_form(request, limit)

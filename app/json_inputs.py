@@ -1,16 +1,12 @@
 """The JSON form of an audio request, ``{"inputs": [...]}``, parsed piece by piece as it arrives.
 
 Each input is a file in base64 (``audio_base64``) or samples as numbers (``samples``,
-``sample_rate``, ``dtype``; see :mod:`.schemas`). Parsed whole into Python objects, numbers take
-some 40 bytes each before the audio is even looked at; here ijson's C backend (yajl2_c) turns each
-piece of the body into parse events, and each run of numbers becomes a float32 block at once, so a
-request holds about twice its audio in float32 at most (the blocks, then the array they make).
-
-Limits are checked while parsing, before the audio is held: ``max_inputs`` as each input starts,
-and an input's length against ``max_input_seconds`` and what ``max_request_seconds`` has left as
-soon as its rate is known (numbers are counted as they arrive). ``NaN``, ``Infinity`` and numbers
-beyond float64 are not JSON, but some encoders write them (Python's ``json`` does): they get the
-answer that non-finite samples in a file get.
+``sample_rate``, ``dtype``; see :mod:`.schemas`). Parsed whole into Python objects, numbers would
+take many times their audio's size; here ijson's C backend turns each piece of the body into parse
+events and each run of numbers becomes a float32 block at once, so a request holds about twice its
+audio in float32 at most. Limits are checked while parsing, before the audio is held (inputs as
+each starts, seconds as numbers arrive). ``NaN``, ``Infinity`` and numbers beyond float64 (not
+JSON, but some encoders write them) get the answer that non-finite samples in a file get.
 """
 
 from __future__ import annotations
@@ -59,13 +55,8 @@ _TOKEN_CHARS = frozenset("+-.0123456789aefinrtyINE")  # of numbers and of NaN, I
 
 @dataclass(frozen=True)
 class BodyLimits:
-    """What one JSON body may carry.
-
-    Attributes:
-        inputs: inputs per request (``max_inputs``).
-        input_seconds: audio seconds per input (``max_input_seconds``).
-        request_seconds: audio seconds per request (``max_request_seconds``).
-    """
+    """What one JSON body may carry: the settings ``max_inputs``, ``max_input_seconds`` and
+    ``max_request_seconds``."""
 
     inputs: int
     input_seconds: float

@@ -1,9 +1,6 @@
-"""JSON log lines carrying the request id of the request being served.
-
-Under ``vggish serve`` every line the process writes is one JSON object: the app's, uvicorn's
-(:func:`log_config` is uvicorn's logging configuration), the library's (the root logger) and
-Python warnings (:func:`warnings_to_log`: category and message, without the source line that
-``warnings`` would print).
+"""JSON log lines carrying the request id of the request being served: under ``vggish serve``
+every line the process writes (the app's, uvicorn's, the library's, Python warnings) is one JSON
+object.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
-"""The FastAPI app factory: ``create_app(settings)``; ``app`` (made on first access from the
-``VGGISH_*`` environment) for ``uvicorn app.main:app``.
-
-The lifespan loads the model once, starts the inference thread and warms the model up in the
-background (``/readyz`` says 503 until then); on shutdown it finishes queued work first.
+"""The FastAPI app factory ``create_app(settings)``, and ``app`` (made on first access from the
+``VGGISH_*`` environment) for ``uvicorn app.main:app``. The lifespan loads the model once, starts
+the inference thread and warms the model up (``/readyz`` says 503 until then); on shutdown it
+finishes queued work first.
 """
 
 from __future__ import annotations
@@ -121,7 +120,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Loads the model, serves, then drains the queue and stops the worker threads.
 
     Head trainings are stopped at once by SIGINT / SIGTERM (they answer 503; a training is
-    resent in no time, and waiting would hold the shutdown for as long as one can take).
+    resent in no time, and waiting would hold the shutdown for as long as one can take); live
+    streams are drained (``app/routes/stream.py``).
     """
     settings: Settings = app.state.settings
     configure_logging(settings.log_level)
@@ -135,10 +135,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         trainings = Trainings(settings.train_threads, app.state.metrics)
         app.state.service, app.state.trainings = service, trainings
         warm = asyncio.create_task(_warm_up(app, service))
+        loop, draining = asyncio.get_running_loop(), asyncio.Event()
+        app.state.draining = draining
+
+        def on_exit() -> None:
+            trainings.stop()
+            loop.call_soon_threadsafe(draining.set)  # live streams flush and close (routes/stream.py)
+
         try:
-            with _on_exit_signals(trainings.stop):
+            with _on_exit_signals(on_exit):
                 yield
         finally:
+            draining.set()
             app.state.ready = False
             await asyncio.gather(warm, return_exceptions=True)
             await asyncio.to_thread(trainings.close)
@@ -170,6 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = None
     app.state.ready = False
     app.state.trainings = None
+    app.state.draining = None  # an asyncio.Event while serving, set on SIGINT / SIGTERM
     app.state.heads = open_store(settings.heads_location)
     app.state.collections = store_of(settings)
     install_error_handlers(app)
@@ -204,6 +213,8 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         log_config=log_config(settings.log_level),  # uvicorn's lines are JSON too
         access_log=False,  # the app logs every request as JSON, with its request id
         timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
+        ws=stream.DrainingWebSocketProtocol,  # open streams drain on shutdown
+        ws_max_size=settings.stream_max_message_bytes,  # a larger message is refused as it arrives
     )
 
 

@@ -9,27 +9,8 @@ _EXAMPLES = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256)
 
 
 class Metrics:
-    """The service's instruments.
-
-    Attributes:
-        registry: where they are registered; ``/metrics`` exposes it.
-        requests: HTTP request durations by method, route and status.
-        queue_time: seconds an input's examples waited for the model.
-        decode_time: seconds spent decoding an input to log-mel examples.
-        inference_time: seconds per model call.
-        batch_examples: examples per model call.
-        batch_requests: inputs (from any requests) merged into one model call.
-        queue_depth: examples waiting for the model now.
-        audio_seconds: seconds of audio embedded.
-        examples: examples embedded.
-        failures: answered errors by reason (the problem type's slug).
-        heads_trained: classifier heads trained or imported, by how (``audio``, ``embeddings``, ``import``).
-        classifications: inputs classified by a head.
-        streams: ``/v1/stream`` connections streaming now.
-        stream_waits: times a stream stopped reading its socket because its backlog was full.
-        trainings_running: head trainings running now (waiting ones not counted).
-        training_steps: optimiser steps taken by head trainings (it stops growing when they stop).
-    """
+    """The service's instruments (each one's help text says what it counts), in ``registry``,
+    which ``/metrics`` exposes."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()

@@ -1,8 +1,6 @@
 """Per-request context (request id, timing headers, JSON access log, duration metric), and the
-key check of the paths outside ``/v1`` that ``VGGISH_PROTECT_DOCS`` protects.
-
-Plain ASGI middlewares (no ``BaseHTTPMiddleware``), so the request stream and client
-disconnects reach the handlers untouched.
+key check of the paths outside ``/v1`` that ``VGGISH_PROTECT_DOCS`` protects. Plain ASGI
+middlewares, so the request stream and client disconnects reach the handlers untouched.
 """
 
 from __future__ import annotations

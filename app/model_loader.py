@@ -49,10 +49,4 @@ def resolve_weights(settings: Settings) -> str:
 
 def load_configured_model(settings: Settings) -> Runtime:
     """Loads the model the settings name onto their device."""
-    return load_model(
-        resolve_weights(settings),
-        device=settings.device,
-        backend=settings.backend,
-        precision=settings.precision,
-        threads=settings.num_threads or None,
-    )
+    return load_model(resolve_weights(settings), **settings.load_kwargs())

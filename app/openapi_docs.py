@@ -1,9 +1,6 @@
 """OpenAPI additions: the body forms of the routes that read their bodies themselves (audio in
-three forms, head files), with examples, their problems, and security as it is configured.
-
-The schema is the truth, so that generated requests (schemathesis, ``--checks all``) and the
-server agree: bodies that must not be empty say so, the bearer scheme (and 401) appears only
-where a key is needed, which is nowhere when ``VGGISH_API_KEYS`` is empty.
+three forms, head files), with examples, their problems, and security as it is configured (the
+bearer scheme and 401 only where a key is needed), so that generated requests and the server agree.
 """
 
 from __future__ import annotations
@@ -142,12 +139,8 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def install_openapi(app: FastAPI, protected: tuple[str, ...] = ()) -> None:
     """Makes ``app.openapi()`` include the JSON request schemas the body documentation refers to,
-    and declare the bearer scheme exactly where the app's settings ask for a key.
-
-    Args:
-        app: the app; its ``state.settings`` say whether keys are configured.
-        protected: paths outside ``/v1`` that need a key too (when keys are configured).
-    """
+    and declare the bearer scheme where ``app.state.settings`` ask for a key (and on ``protected``
+    paths outside ``/v1``)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:

@@ -42,17 +42,6 @@ class AudioOptions(BaseModel):
         hop_to_frames(value)
         return value
 
-    def embed_query(self) -> EmbedQuery:
-        """The same options as an ``EmbedQuery``."""
-        return EmbedQuery(
-            hop=self.hop,
-            pad=self.pad,
-            resampler=self.resampler,
-            postprocess=False,
-            pooling="none",
-            encoding="float",
-        )
-
 
 class EmbedQuery(AudioOptions):
     """Query parameters of ``POST /v1/embeddings``: the audio options and what the answer holds."""
@@ -127,9 +116,7 @@ class EmbeddingsRequest(BaseModel):
     inputs: Annotated[list[Base64Audio | Samples | Int16Samples], Field(min_length=1)]
 
 
-class EmbeddingData(BaseModel):
-    """One input's embeddings."""
-
+class _InputData(BaseModel):
     index: int = Field(description="position of the input in the request")
     name: str | None = Field(
         None, description="the file name, or the input's `name` (absent when it has none)"
@@ -138,6 +125,11 @@ class EmbeddingData(BaseModel):
     channels: int
     duration: float = Field(description="seconds")
     timestamps: list[list[float]] = Field(description="[start, end] seconds of each example")
+
+
+class EmbeddingData(_InputData):
+    """One input's embeddings."""
+
     embeddings: list[Vector] = Field(description="one 128-d vector per example")
     postprocessed: list[Vector] | None = Field(
         None, description="AudioSet's uint8 features per example (with `postprocess=true`)"
@@ -155,10 +147,13 @@ class Usage(BaseModel):
     examples: int
 
 
-class EmbeddingsResponse(BaseModel):
+class _Answer(BaseModel):
     object: Literal["list"] = "list"
     model: str = "vggish"
     weights: str = Field(description="the weights file's SHA-256 prefix, or `random`")
+
+
+class EmbeddingsResponse(_Answer):
     data: list[EmbeddingData]
     usage: Usage
 
@@ -177,27 +172,16 @@ Example = list[list[float]] | str
 """A log-mel example: 96 rows of 64 numbers, or (``encoding=base64``) its little-endian float32 bytes."""
 
 
-class FeatureData(BaseModel):
+class FeatureData(_InputData):
     """One input's log-mel examples: what the model takes."""
 
-    index: int = Field(description="position of the input in the request")
-    name: str | None = Field(
-        None, description="the file name, or the input's `name` (absent when it has none)"
-    )
-    sample_rate: int = Field(description="the input's rate in Hz")
-    channels: int
-    duration: float = Field(description="seconds")
-    timestamps: list[list[float]] = Field(description="[start, end] seconds of each example")
     shape: list[int] = Field(description="[examples, 96, 64]")
     examples: list[Example] = Field(
         description="natural-log mel energies (float32), 96 frames of 10 ms × 64 bands per example"
     )
 
 
-class FeaturesResponse(BaseModel):
-    object: Literal["list"] = "list"
-    model: str = "vggish"
-    weights: str = Field(description="the weights file's SHA-256 prefix, or `random`")
+class FeaturesResponse(_Answer):
     data: list[FeatureData]
     usage: Usage
 

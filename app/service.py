@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from vggish import params
-from vggish.errors import LimitExceededError
+from vggish.errors import LimitExceededError, plural
 from vggish.features.logmel import num_examples
 from vggish.network.runtime import Runtime
-from vggish.pipeline.driver import EmbeddingResult, finish, summary
+from vggish.pipeline.driver import EmbeddingResult
 from vggish.pipeline.options import EmbedOptions
 from vggish.pipeline.source import ExampleSource, InputExamples, Limits, Waveform, concat_examples
 
@@ -77,6 +77,7 @@ class EmbeddingService:
             max_queue=settings.max_queue_examples,
             retry_after_s=settings.retry_after_s,
             metrics=metrics,
+            postprocess=model.postprocess,
         )
         sha = model.weights_info.get("sha256", "")
         self.weights_id = sha[:WEIGHTS_PREFIX] if sha != "random" else "random"
@@ -127,7 +128,7 @@ class EmbeddingService:
             ClientDisconnectedError: the client went away; its queued examples are dropped.
             InvalidInputError: (and its kinds) an input is not usable; the first one answers.
         """
-        results: list[EmbeddingResult] = await self._bounded(
+        results: list[EmbeddingResult] = await self.bounded(
             lambda cancel: self._embed_all(inputs, options, timings, cancel), disconnected
         )
         self.metrics.audio_seconds.inc(sum(r.duration for r in results))
@@ -157,7 +158,7 @@ class EmbeddingService:
             timings.add(decode_s=time.perf_counter() - started)
             return out
 
-        examples: list[InputExamples] = await self._bounded(collect, disconnected)
+        examples: list[InputExamples] = await self.bounded(collect, disconnected)
         return examples
 
     async def _collect_within(
@@ -171,8 +172,8 @@ class EmbeddingService:
         if told > limit:
             raise LimitExceededError(
                 "max_feature_examples",
-                f"the inputs make {told} examples at hop {options.hop_seconds:g} s; at most {limit} "
-                "per request (use a larger hop, fewer or shorter inputs, or /v1/embeddings)",
+                f"the inputs make {plural(told, 'example')} at hop {options.hop_seconds:g} s; at most "
+                f"{limit} per request (use a larger hop, fewer or shorter inputs, or /v1/embeddings)",
             )
         loop = asyncio.get_running_loop()
         collected = await asyncio.gather(*(loop.run_in_executor(self.pool, s.collect) for s in known))
@@ -184,6 +185,7 @@ class EmbeddingService:
                 done[src] = await loop.run_in_executor(self.pool, src.collect)
                 left -= int(done[src].examples.shape[0])
         return [done[src] for src in sources]
+
     async def bounded(
         self, work: Callable[[threading.Event], Awaitable[Any]], disconnected: Disconnected
     ) -> Any:
@@ -194,12 +196,6 @@ class EmbeddingService:
             RequestTimeoutError: not done within ``request_timeout_s`` (504).
             ClientDisconnectedError: the client went away.
         """
-        return await self._bounded(work, disconnected)
-
-    async def _bounded(
-        self, work: Callable[[threading.Event], Awaitable[Any]], disconnected: Disconnected
-    ) -> Any:
-        """Runs ``work`` until done, the request timeout, or the client's departure."""
         cancel = threading.Event()
         task = asyncio.ensure_future(work(cancel))
         gone = asyncio.ensure_future(disconnected())
@@ -284,7 +280,7 @@ class EmbeddingService:
         self, source: ExampleSource, options: EmbedOptions, timings: Timings
     ) -> EmbeddingResult:
         loop = asyncio.get_running_loop()
-        job = self.batcher.open(loop)
+        job = self.batcher.open(loop, postprocess=bool(options.postprocess))
         started = time.perf_counter()
         try:
             await loop.run_in_executor(self.pool, self.batcher.feed, job, self._blocks(source))
@@ -295,16 +291,17 @@ class EmbeddingService:
         self.metrics.decode_time.observe(elapsed)
         timings.add(decode_s=elapsed)
         out = await self.batcher.result(job)
-        timings.add(queue_s=out.queue_seconds, inference_s=out.inference_seconds)
-        return finish(self.model, out.embeddings, summary(source), bool(options.postprocess))
+        started = job.started or job.finished  # (an input with no example reaches no model call)
+        timings.add(queue_s=started - job.opened, inference_s=job.finished - started)
+        return EmbeddingResult.of(out, source.summary())
 
     def _blocks(self, source: ExampleSource) -> Iterator[Any]:
         """The source's examples in blocks of about a batch (fewer, fuller model calls)."""
         pending: list[Any] = []
         count = 0
         for chunk in source:
-            pending.append(chunk.examples)
-            count += len(chunk)
+            pending.append(chunk)
+            count += int(chunk.shape[0])
             if count >= self.settings.max_batch_examples:
                 yield concat_examples(pending)
                 pending, count = [], 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -22,16 +23,17 @@ import numpy as np
 
 from vggish import params
 from vggish.audio import decode as audio
-from vggish.errors import CancelledError, InvalidAudioError
+from vggish.errors import CancelledError, InvalidAudioError, plural
 from vggish.features.logmel import example_timestamps
 from vggish.heads import Head
+from vggish.pipeline.driver import Output
 from vggish.pipeline.options import EmbedOptions
 from vggish.pipeline.source import ExampleStream, Limits
 
 from .batching import BACKLOG_BATCHES, InputJob
 from .errors import RequestTimeoutError
 from .heads_service import ranked_labels
-from .schemas import StreamStart
+from .schemas import MAX_FLOAT_SAMPLE, StreamStart
 from .service import EmbeddingService
 
 PCM_DTYPES: dict[str, np.dtype[Any]] = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
@@ -67,11 +69,15 @@ class StreamSession:
         self.frame_bytes = self.dtype.itemsize * self.channels
         limits = Limits(seconds=service.settings.max_input_seconds)
         self.stream = ExampleStream(self.sample_rate, options, limits=limits, label="the stream")
-        self.job: InputJob = service.batcher.open(asyncio.get_running_loop(), rows=True)
+        self.job: InputJob = service.batcher.open(
+            asyncio.get_running_loop(), postprocess=bool(options.postprocess), rows=True
+        )
         self.sent = 0  # embedding messages handed out
         self._partial = b""  # the bytes of an incomplete frame, carried to the next message
         self._on_the_way = 0  # examples put into the batcher and not yet handed out
         self._room = asyncio.Condition()
+        self._lead = 0.0  # seconds of audio received ahead of real time
+        self._paced_at = time.monotonic()
 
     @staticmethod
     def backlog_for(service: EmbeddingService) -> int:
@@ -96,16 +102,24 @@ class StreamSession:
             "max_message_bytes": self.service.settings.stream_max_message_bytes,
         }
 
-    def end_message(self) -> dict[str, Any]:
-        """The server's last message, after every embedding."""
-        return {"type": "end", "examples": self.sent, "seconds": self.seconds}
+    def end_message(self, drained: bool = False) -> dict[str, Any]:
+        """The server's last message, after every embedding (``drained``: the server is shutting
+        down, and says so)."""
+        message: dict[str, Any] = {"type": "end", "examples": self.sent, "seconds": self.seconds}
+        if drained:
+            message["detail"] = (
+                f"the server is shutting down: the stream ends after the {self.seconds:g} s of audio "
+                "received; send what follows on a new stream"
+            )
+        return message
 
     async def push(self, data: bytes) -> None:
         """Takes one binary message of interleaved PCM; returns once its examples are queued
-        (waiting while the stream's backlog is full).
+        (waiting while the stream's backlog is full, or while it runs ahead of real time by more
+        than ``stream_burst_seconds``).
 
         Raises:
-            InvalidAudioError: NaN or infinite float samples.
+            InvalidAudioError: NaN, infinite or out-of-range float samples.
             LimitExceededError: the stream now lasts more than ``max_input_seconds``.
             RequestTimeoutError: no room in the backlog within ``request_timeout_s``.
         """
@@ -114,33 +128,31 @@ class StreamSession:
         piece = max(1, int(PIECE_SECONDS * self.sample_rate))
         for start in range(0, len(mono), piece):
             part = mono[start : start + piece]
-            chunk = await loop.run_in_executor(self.service.pool, self.stream.push, part)
-            await self._queue(chunk.examples)
+            await self._pace(len(part) / self.sample_rate)
+            await self._queue(await loop.run_in_executor(self.service.pool, self.stream.push, part))
 
-    async def finish(self) -> None:
+    async def finish(self, *, whole_frames: bool = True) -> None:
         """Ends the input: flushes the resampler (with ``pad``, a stream shorter than 0.975 s
-        becomes one zero-padded example) and waits until every row is back from the model.
+        becomes one zero-padded example); its last rows come through :meth:`messages`.
+
+        Args:
+            whole_frames: refuse a stream that stopped inside a frame (else the part is dropped).
 
         Raises:
             InvalidAudioError: the stream stopped inside a frame.
-            Exception: the model call's error, if it failed.
         """
-        if self._partial:
+        if self._partial and whole_frames:
             raise InvalidAudioError(
-                f"the stream ended inside a frame: {len(self._partial)} bytes left over; send whole "
-                f"frames of {self.frame_bytes} bytes ({self.channels} × {self.dtype.itemsize})"
+                f"the stream ended inside a frame: {plural(len(self._partial), 'byte')} left over; send "
+                f"whole frames of {self.frame_bytes} bytes ({self.channels} × {self.dtype.itemsize})"
             )
         loop = asyncio.get_running_loop()
-        last = await loop.run_in_executor(self.service.pool, self.stream.finish)
-        await self._queue(last.examples)
-        batcher = self.service.batcher
-        batcher.end(self.job)
-        await batcher.result(self.job)
-        assert self.job.deliveries is not None
-        self.job.deliveries.put_nowait(None)  # after its last rows
+        await self._queue(await loop.run_in_executor(self.service.pool, self.stream.finish))
+        self.service.batcher.end(self.job)
 
     async def messages(self) -> AsyncIterator[dict[str, Any]]:
-        """Each embedding's message, in order, as its model call returns; ends after :meth:`finish`.
+        """Each embedding's message, in order, as its model call returns; ends after :meth:`finish`
+        once every row is back.
 
         Raises:
             Exception: the model call's error, if it failed.
@@ -148,16 +160,16 @@ class StreamSession:
         deliveries = self.job.deliveries
         assert deliveries is not None
         while True:
-            rows = await deliveries.get()
-            if isinstance(rows, BaseException):
-                raise rows
-            if rows is None:
-                return
-            for message in self._embedding_messages(rows):
+            out = await deliveries.get()
+            if isinstance(out, BaseException):
+                raise out
+            for message in self._embedding_messages(out):
                 yield message
                 async with self._room:  # handed out (sent): room for one more
                     self._on_the_way -= 1
                     self._room.notify_all()
+            if out.done:
+                return
 
     def close(self) -> None:
         """Drops what is still waiting for the model (the client is gone, or the stream failed)."""
@@ -176,7 +188,25 @@ class StreamSession:
         frames = frames.reshape(-1, self.channels)
         if self.dtype.kind == "f":
             audio.check_finite(frames, offset=self.stream.num_samples)
+            peak = float(np.abs(frames).max(initial=0.0))
+            if peak > MAX_FLOAT_SAMPLE:
+                raise InvalidAudioError(
+                    f"the stream: float samples reach {peak:g}, but full scale is 1 (at most "
+                    f"{MAX_FLOAT_SAMPLE:g} is accepted): scale them, e.g. int16 values / 32768, "
+                    'or send "format": "s16le"'
+                )
         return audio.validate_waveform(frames, self.sample_rate)
+
+    async def _pace(self, seconds: float) -> None:
+        """Counts ``seconds`` more audio; waits while the stream is more than
+        ``stream_burst_seconds`` ahead of real time (live audio never is: this only slows a
+        client that sends faster, and its socket is not read meanwhile)."""
+        now = time.monotonic()
+        self._lead = max(0.0, self._lead - (now - self._paced_at)) + seconds
+        self._paced_at = now
+        ahead = self._lead - self.service.settings.stream_burst_seconds
+        if ahead > 0:
+            await asyncio.sleep(ahead)
 
     async def _queue(self, examples: np.ndarray) -> None:
         """Puts examples into the batcher, no more than the backlog on their way at once."""
@@ -205,11 +235,11 @@ class StreamSession:
                     ) from e
             self._on_the_way += count
 
-    def _embedding_messages(self, rows: np.ndarray) -> Iterator[dict[str, Any]]:
-        """The messages of consecutive embeddings (with their labels and 8-bit features)."""
-        first = self.sent
+    def _embedding_messages(self, out: Output) -> Iterator[dict[str, Any]]:
+        """The messages of one model call's consecutive embeddings (with their labels and 8-bit
+        features)."""
+        rows, first = out.embeddings, self.sent
         spans = example_timestamps(len(rows), self.options.hop_seconds, start=first)
-        post = self.service.model.postprocess(rows).cpu().numpy() if self.options.postprocess else None
         scores = self.head.scores(rows) if self.head is not None else None
         for k, row in enumerate(rows):
             message: dict[str, Any] = {
@@ -219,8 +249,8 @@ class StreamSession:
                 "end": float(spans[k, 1]),
                 "embedding": row.tolist(),
             }
-            if post is not None:
-                message["postprocessed"] = post[k].tolist()
+            if out.postprocessed is not None:
+                message["postprocessed"] = out.postprocessed[k].tolist()
             if scores is not None and self.head is not None:
                 labels = ranked_labels(scores[k], self.head.classes, None)
                 message["labels"] = [label.model_dump() for label in labels]

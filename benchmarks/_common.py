@@ -48,6 +48,9 @@ class Row:
         note: comparisons and conditions (``2.4x vs torchvggish``, ``median of 3``).
         vs_ceiling: examples/s as a multiple of the model ceiling (float32 GEMM GFLOP/s / 1.73
             GFLOP per example; :func:`with_ceiling`), for the model-only sections.
+        ratio: how many times faster than the section's reference case this row is (times:
+            the reference's over this one's; throughputs: this one's over the reference's);
+            ``run_all.py`` names each section's reference in its table's heading.
     """
 
     section: str
@@ -56,6 +59,7 @@ class Row:
     unit: str = ""
     note: str = ""
     vs_ceiling: float | None = None
+    ratio: float | None = None
 
 
 def log(message: str) -> None:
@@ -74,10 +78,10 @@ def missing_row(section: str, name: str, module: str) -> Row:
 
 
 def onnx_available() -> bool:
-    """Whether the ONNX backend can run here (``vggish[onnx]``: onnx, onnxscript, onnxruntime)."""
-    from vggish.network import onnx as onnx_export
+    """Whether the ONNX backend can run here (``vggish[onnx]``: onnx, onnxruntime)."""
+    from vggish.network.loader import onnx_installed
 
-    return onnx_export.available()
+    return onnx_installed()
 
 
 def _temporary_folder(prefix: str) -> Path:
@@ -87,24 +91,13 @@ def _temporary_folder(prefix: str) -> Path:
     return Path(folder)
 
 
-def private_onnx_cache() -> Path:
-    """Points ``VGGISH_CACHE_DIR`` at a temporary folder (removed at exit) unless it is set.
-
-    The ONNX graph of the benchmark weights is then exported once per run, without touching the
-    user's ``~/.cache/vggish``; child processes (servers, extract workers) inherit the setting.
-    """
-    if not os.environ.get("VGGISH_CACHE_DIR"):
-        os.environ["VGGISH_CACHE_DIR"] = str(_temporary_folder("vggish-bench-cache-"))
-    return Path(os.environ["VGGISH_CACHE_DIR"])
-
-
 @functools.cache
 def weights_file() -> Path:
     """The library's random weights, saved once per process to a temporary ``.safetensors``.
 
-    Speed needs no trained weights. A file, like a real deployment's, loads in ~0.3 s where
-    building the random weights takes ~1.5 s (that would distort cold starts), and every section,
-    server and worker of a run shares it, so the onnx backend's graph is exported once.
+    Speed needs no trained weights. A file loads as a real deployment's does (building the random
+    weights takes longer, which would distort cold starts), and every section, server and worker
+    of a run shares it.
     """
     from vggish.weights import random_weights, save_weights
 
@@ -270,3 +263,123 @@ def write_json(path: Path, header: str, rows: Iterable[Row]) -> None:
     """The rows (and the machine line) as JSON."""
     data = {"machine": header, "rows": [asdict(row) for row in rows]}
     path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class Section:
+    """How the benchmark page shows a section: its title, what it measures, and its reference."""
+
+    title: str
+    what: str
+    reference: str = ""  # what the ratio column compares with; empty: no ratio column
+
+
+SECTIONS = {
+    "end-to-end": Section(
+        "End to end",
+        "`model.embed_file` on a 44.1 kHz stereo WAV (decode, resample, log-mel, the network) per "
+        "backend and resampler, and torchvggish 0.2's own pipeline (resampy and its eager model).",
+        "torchvggish",
+    ),
+    "end-to-end profile": Section(
+        "Where the time goes", "Each stage of `embed_file` on the same file, timed on its own."
+    ),
+    "model": Section(
+        "The network alone",
+        "Examples/s of the network per backend and batch size, on log-mel examples already made. "
+        "*vs ceiling*: over the examples/s that float32 GEMM throughput allows (GFLOP/s ÷ 1.73 GFLOP "
+        "an example), GEMM measured once at the start of the run: on a busy machine compare these "
+        "between rows, not with 1.",
+        "torchvggish's model at the same batch size",
+    ),
+    "resample": Section(
+        "Resampling to 16 kHz",
+        "White noise resampled to 16 kHz: the exact `reference` resampler (whole, and in 1 s chunks "
+        "as files are streamed), the `fast` one (soxr), and resampy itself.",
+        "resampy 0.4.3 `kaiser_best`, warm, at the same rate",
+    ),
+    "service": Section(
+        "The REST service",
+        "A real `vggish serve` on loopback receiving 10 s clips from concurrent clients, against the "
+        "library embedding the same clips in one process; the latency of one clip on an idle server; "
+        "the time from a server's start to `/readyz` 200 per backend.",
+        "the library offline",
+    ),
+    "extract": Section(
+        "Batch extraction",
+        "`vggish extract` on many short files of mixed rates and formats, against `embed_file` on "
+        "one long file of the same total audio, and torchvggish one file at a time.",
+        "the long file",
+    ),
+    "hear": Section(
+        "HEAR API",
+        "One call on a batch of sounds: timestamp embeddings at several hops, scene embeddings, and "
+        "the log-mel front end alone.",
+        "timestamp embeddings at the 960 ms hop",
+    ),
+    "speed": Section(
+        "Precisions and per-layer plans",
+        "The network at one batch size with direct convolutions, with the built-in per-layer plans "
+        "(PyTorch, ONNX Runtime) and in bf16, each with its deviation from fp32 on real recordings. "
+        "*vs ceiling* as above.",
+        "torch fp32, all direct",
+    ),
+    "startup": Section(
+        "Start-up",
+        "What a new user meets, each case in a fresh process with an empty cache: printing the "
+        "version and the help, a first `vggish serve` until `/readyz` answers 200 and its memory "
+        "after one 10 s clip, a first `vggish embed`. This checkout only: `bench_startup.py "
+        "--python before=... --python after=...` compares two.",
+    ),
+}
+
+
+def page(rows: Iterable[Row], header: str, run_line: str) -> str:
+    """The benchmark page (markdown): the machine, then a table per section with its ratios."""
+    rows = list(rows)
+    machine = {r.name: r for r in rows if r.section == "machine"}
+    lines = [
+        "# Benchmarks",
+        "",
+        "<!-- Written by `make bench` (benchmarks/run_all.py --page docs/benchmarks.md): do not edit. -->",
+        "",
+        "Every figure the project quotes is on this page, from one run of `make bench` on one machine.",
+        "Within a section the cases ran side by side in that run, taking turns, so their **ratios**",
+        "hold even on a busy machine; the absolute figures hold for this machine only. Ratios say how",
+        "many times faster a row is than the section's reference (higher is better). The weights are",
+        "the library's random ones: speed does not depend on their values.",
+        "",
+        "## Machine",
+        "",
+        f"- run: {run_line}",
+        f"- {header}",
+    ]
+    if "float32 GEMM" in machine and "model ceiling" in machine:
+        gemm, ceiling = machine["float32 GEMM"], machine["model ceiling"]
+        lines.append(
+            f"- float32 GEMM: {format_value(gemm.value)} GFLOP/s ({gemm.note}), so the network's "
+            f"ceiling is {format_value(ceiling.value)} examples/s"
+        )
+    for name in dict.fromkeys(r.section for r in rows if r.section != "machine"):
+        lines += ["", *section_table(name, [r for r in rows if r.section == name])]
+    return "\n".join(lines) + "\n"
+
+
+def section_table(name: str, rows: list[Row]) -> list[str]:
+    """One section of the page: heading, what it measures, and its table."""
+    info = SECTIONS.get(name, Section(name, ""))
+    ceiling = any(r.vs_ceiling is not None for r in rows)
+    ratio = bool(info.reference) and any(r.ratio is not None for r in rows)
+    heads = ["case", "result", *(["× " + info.reference] if ratio else [])]
+    heads += ["vs ceiling"] if ceiling else []
+    lines = [f"## {info.title}", "", info.what, "", "| " + " | ".join([*heads, "notes"]) + " |"]
+    lines.append("|---|---:|" + "---:|" * (len(heads) - 2) + "---|")
+    for row in rows:
+        cells = [row.name, f"{format_value(row.value)} {row.unit}".strip()]
+        if ratio:
+            cells.append("" if row.ratio is None else f"{row.ratio:.2f}×")
+        if ceiling:
+            cells.append("" if row.vs_ceiling is None else f"{row.vs_ceiling:.2f}×")
+        cells.append(row.note)
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return lines

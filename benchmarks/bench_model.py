@@ -1,10 +1,10 @@
 """Model-only throughput per backend, side by side in one run: examples/s at batch 1, 8, 32, 64.
 
 Backends: PyTorch eager with direct convolutions in the default NCHW layout and in
-``channels_last``; PyTorch ``channels_last`` with the per-layer plan tuned on this machine (what
+``channels_last``; PyTorch ``channels_last`` with the built-in per-layer plan (what
 ``load_model(backend="torch")`` gives on the CPU: Winograd and chunked convolutions, see
-:mod:`vggish.tuning`); ONNX Runtime (``backend="onnx"``, what ``auto`` picks on the CPU, its
-graph tuned likewise; skipped when ``vggish[onnx]`` is not installed) and, as the baseline,
+:mod:`vggish.network.plans`); ONNX Runtime (``backend="onnx"``, what ``auto`` picks on the CPU,
+with its built-in plan; skipped when ``vggish[onnx]`` is not installed) and, as the baseline,
 torchvggish 0.2's eager model (input (N, 1, 96, 64), under ``torch.no_grad()``; skipped when
 not installed). Random weights: speed does not depend on their values. Each backend is called
 once per batch size to warm up; then the backends take turns per repeat, so a noisy neighbour
@@ -31,7 +31,6 @@ from _common import (
     markdown_table,
     missing_row,
     onnx_available,
-    private_onnx_cache,
 )
 
 from vggish.network.runtime import Runtime
@@ -58,7 +57,6 @@ def torchvggish_runner() -> Runner:
 def runners() -> tuple[dict[str, Runner], list[Row]]:
     """Name -> (N, 96, 64) float32 -> (N, 128) callable for every backend available here, and a
     "not installed" row for each one that is not."""
-    private_onnx_cache()  # graphs and tunings in the run's temporary cache, not the user's
     last = load_bench_model(backend="torch")
     direct_last: Runtime = load_bench_model(backend="torch")
     direct_last.winograd = False
@@ -68,7 +66,7 @@ def runners() -> tuple[dict[str, Runner], list[Row]]:
     out: dict[str, Runner] = {
         "torch eager, NCHW, direct convolutions": nchw.infer,
         "torch channels_last, direct convolutions": direct_last.infer,
-        "torch channels_last, tuned plan (backend='torch')": last.infer,
+        "torch channels_last, built-in plan (backend='torch')": last.infer,
     }
     missing: list[Row] = []
     if onnx_available():
@@ -113,8 +111,16 @@ def run(batches: Sequence[int] = (1, 8, 32, 64), examples: int = 128, repeats: i
             speeds[name, batch] = speed
     note = f"median of {repeats}, about {examples} examples per run"
     for name in backends:
-        rows += [Row(SECTION, f"{name}, batch {b}", speeds[name, b], "examples/s", note) for b in batches]
+        for b in batches:
+            ratio = versus(speeds, name, b)
+            rows.append(Row(SECTION, f"{name}, batch {b}", speeds[name, b], "examples/s", note, ratio=ratio))
     return rows
+
+
+def versus(speeds: dict[tuple[str, int], float], name: str, batch: int) -> float | None:
+    """Examples/s of ``name`` over torchvggish's at the same batch size (None without torchvggish)."""
+    base = speeds.get((TORCHVGGISH, batch))
+    return speeds[name, batch] / base if base else None
 
 
 def main() -> None:

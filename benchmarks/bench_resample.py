@@ -94,13 +94,14 @@ def rate_rows(sr: int, timings: list[tuple[str, Timing]], seconds: float, repeat
     rows = []
     for name, t in timings:
         notes = [f"cpu {t.cpu:.3f} s"]
+        ratio = base.wall / t.wall if base is not None else None
         if base is not None and name != RESAMPY_WARM:
             same = len(t.output) == len(base.output)
             diff = f"max|diff| {np.abs(t.output - base.output).max():.1e}" if same else "length differs!"
-            notes += [f"{base.wall / t.wall:.1f}x vs resampy", diff]
+            notes.append(diff)
         runs = "1 run" if name.endswith("first call") else f"median of {repeats}"
         notes.append(f"{seconds:g} s white noise, {runs}")
-        rows.append(Row(SECTION, f"{name}, {sr / 1000:g} kHz", t.wall, "s", ", ".join(notes)))
+        rows.append(Row(SECTION, f"{name}, {sr / 1000:g} kHz", t.wall, "s", ", ".join(notes), ratio=ratio))
     return rows
 
 

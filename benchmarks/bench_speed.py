@@ -1,25 +1,21 @@
-"""Speed, round 2: the per-layer plan tuned on this machine, the lower precisions, side by side.
+"""The network's precisions and per-layer plans side by side, each with its deviation from fp32.
 
 Cases, at one batch size (32 by default), random weights, each loaded as a user would:
 
 - ``torch fp32, all direct``: ``model.winograd = False`` (oneDNN channels_last convolutions,
-  ``F.linear``): what the ceiling's definition assumes.
-- ``torch fp32, built-in plan``: ``load_model(backend="torch", tune=False)``
+  ``F.linear``): what the ceiling's definition assumes, and the reference of the deviations.
+- ``torch fp32, built-in plan``: ``load_model(backend="torch")``
   (:data:`vggish.network.plans.TORCH_DEFAULT`).
-- ``torch fp32, tuned``: ``tune=True``: measured now (:mod:`vggish.tuning`; the per-layer table
-  goes to stderr and its one-line summary into the table).
-- ``torch bf16, tuned``: ``precision="bf16"`` (slow, and warned about, on CPUs without bf16).
-- ``onnx fp32, built-in plan`` / ``onnx fp32, tuned``: the same for ONNX Runtime.
-- ``onnx int8``: ``precision="int8"`` (the all-direct graph quantized on the package's
-  calibration recording, :mod:`vggish.quantize`), batch size tuned.
+- ``torch bf16``: ``precision="bf16"`` (slow, and warned about, on CPUs without bf16).
+- ``onnx fp32, built-in plan``: ``backend="onnx"`` (:data:`vggish.network.plans.ONNX_DEFAULT`),
+  what ``auto`` picks on the CPU; skipped without the ``onnx`` extra.
 
 The cases take turns per repeat after a warm-up (medians). Each row's note gives the deviation
 of its embeddings from ``torch fp32, all direct`` on examples of real recordings
-(``/usr/share/sounds``: alsa-utils, sound-theme-freedesktop; the package's held-out synthetic
-recording where those are not installed): max and RMS of |difference| relative to the
-reference's max |value|, and the share of AudioSet uint8 features that differ and the largest
-step. ``run_all.py`` adds each row's ratio to the model ceiling (float32 GEMM GFLOP/s / 1.73
-GFLOP per example).
+(``/usr/share/sounds``: alsa-utils, sound-theme-freedesktop; white noise where those are not
+installed): max and RMS of |difference| relative to the reference's max |value|, and the share of
+AudioSet uint8 features that differ and the largest step. ``run_all.py`` adds each row's ratio to
+the model ceiling (float32 GEMM GFLOP/s / 1.73 GFLOP per example).
 
 Usage: ``python benchmarks/bench_speed.py [--batch 32] [--examples 128] [--repeats 5] [--quick]``
 """
@@ -140,9 +136,9 @@ def run(batch: int = 32, examples: int = 128, repeats: int = 5) -> list[Row]:
     log(f"speed: {len(cases)} cases at batch {batch}, {repeats} repeat(s); deviations on {source}")
     speeds = throughput({name: m.infer for name, m in cases.items()}, x, examples, repeats)
     for name, speed in speeds.items():
-        rows.append(
-            Row(SECTION, f"{name}, batch {batch}", speed, "examples/s", f"median of {repeats}; {notes[name]}")
-        )
+        note = f"median of {repeats}; {notes[name]}"
+        ratio = speed / speeds[REFERENCE]
+        rows.append(Row(SECTION, f"{name}, batch {batch}", speed, "examples/s", note, ratio=ratio))
     return rows
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from _common import Row
 
 READY_TIMEOUT_S = 600.0
 
@@ -62,7 +63,6 @@ def environment(home: Path) -> dict[str, str]:
     """The case's environment: nothing cached, no download, the defaults otherwise."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VGGISH_")}
     env.update(
-        VGGISH_CACHE_DIR=str(home / "cache"),
         XDG_CACHE_HOME=str(home / "xdg-cache"),
         VGGISH_DATA_DIR=str(home / "data"),
         VGGISH_DOWNLOAD="false",
@@ -154,6 +154,51 @@ def first_embed(python: str, clip: Path) -> float:
         return time.perf_counter() - started
 
 
+SECTION = "startup"
+# case -> unit, in the order the table lists them
+CASES = {
+    "vggish --version": "s",
+    "vggish --help": "s",
+    "first serve: start to /readyz 200": "s",
+    "resident after a 10 s clip": "MB",
+    "peak resident": "MB",
+    "first embed of a 10 s file": "s",
+}
+
+
+def measure(pythons: dict[str, str], repeats: int, serve_repeats: int) -> dict[tuple[str, str], list[float]]:
+    """(label, case) -> the figures of every repeat; the checkouts take turns."""
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "clip10.wav"
+        noise = np.random.default_rng(0).uniform(-0.3, 0.3, (441_000, 2))
+        sf.write(clip, noise, 44_100, subtype="PCM_16")
+        results: dict[tuple[str, str], list[float]] = {}
+        for _ in range(repeats):
+            for label, python in pythons.items():
+                for flag in ("--version", "--help"):
+                    results.setdefault((label, f"vggish {flag}"), []).append(timed_command(python, flag))
+        for _ in range(serve_repeats):
+            for label, python in pythons.items():
+                ready, rss, hwm = first_serve(python, clip)
+                results.setdefault((label, "first serve: start to /readyz 200"), []).append(ready)
+                results.setdefault((label, "resident after a 10 s clip"), []).append(rss)
+                results.setdefault((label, "peak resident"), []).append(hwm)
+                embed = first_embed(python, clip)
+                results.setdefault((label, "first embed of a 10 s file"), []).append(embed)
+    return results
+
+
+def run(repeats: int = 3, serve_repeats: int = 2) -> list[Row]:
+    """This checkout's start-up figures (medians), as rows of ``run_all.py``'s ``startup`` section."""
+    results = measure({"this": sys.executable}, repeats, serve_repeats)
+    rows = []
+    for case, unit in CASES.items():
+        runs = results["this", case]
+        note = f"median of {len(runs)}, a fresh process, cache and data folder each"
+        rows.append(Row(SECTION, case, statistics.median(runs), unit, note))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -168,32 +213,16 @@ def main() -> None:
     parser.add_argument("--serve-repeats", type=int, default=2, help="repeats of serve and embed (default 2)")
     args = parser.parse_args()
     pythons = dict(p.split("=", 1) for p in args.python) if args.python else {"this": sys.executable}
-    with tempfile.TemporaryDirectory() as tmp:
-        clip = Path(tmp) / "clip10.wav"
-        noise = np.random.default_rng(0).uniform(-0.3, 0.3, (441_000, 2))
-        sf.write(clip, noise, 44_100, subtype="PCM_16")
-        results: dict[tuple[str, str], list[float]] = {}
-        for _ in range(args.repeats):
-            for label, python in pythons.items():
-                for flag in ("--version", "--help"):
-                    results.setdefault((label, f"vggish {flag}, s"), []).append(timed_command(python, flag))
-        for _ in range(args.serve_repeats):
-            for label, python in pythons.items():
-                ready, rss, hwm = first_serve(python, clip)
-                results.setdefault((label, "first serve: start to /readyz 200, s"), []).append(ready)
-                results.setdefault((label, "resident after a 10 s clip, MB"), []).append(rss)
-                results.setdefault((label, "peak resident, MB"), []).append(hwm)
-                embed = first_embed(python, clip)
-                results.setdefault((label, "first embed of a 10 s file, s"), []).append(embed)
+    results = measure(pythons, args.repeats, args.serve_repeats)
     print(f"# start-up, median of runs taking turns; {cpu_flags_line()}\n")
     labels = list(pythons)
     print("| case | " + " | ".join(labels) + (" | ratio |" if len(labels) == 2 else " |"))
     print("|---" * (len(labels) + 1 + (len(labels) == 2)) + "|")
-    for case in dict.fromkeys(case for _, case in results):
+    for case, unit in CASES.items():
         medians = [statistics.median(results[label, case]) for label in labels]
         cells = " | ".join(f"{m:.3g}" for m in medians)
         ratio = f" | {medians[1] / medians[0]:.2f}x |" if len(labels) == 2 and medians[0] else " |"
-        print(f"| {case} | {cells}{ratio}")
+        print(f"| {case}, {unit} | {cells}{ratio}")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
-"""Winograd F(2x2) / F(4x4) against direct convolutions, per layer and for the whole network.
+"""Winograd F(4x4, 3x3) against direct convolutions, per layer and for the whole network: the
+measurement behind the built-in per-layer plans (``vggish.network.winograd.TORCH_TILES`` and
+``ONNX_TILES``), for revisiting them on another machine.
 
 Sections (``--sections``, all by default):
 
 - ``layers``: each VGGish convolution (+ReLU, + its 2x2 max-pool) at ``--batches`` on random
   data: PyTorch direct convolution in NCHW, in channels_last, and chunked in NHWC
-  (``winograd.conv3x3_relu_direct``), ``winograd.conv3x3_relu`` with tile 2 and 4 (NHWC); ONNX
-  Runtime running one small exported module per layer and algorithm (direct ``Conv``, F2, F4).
+  (``winograd.conv3x3_relu_direct``), ``winograd.conv3x3_relu`` (F4, NHWC); ONNX Runtime running
+  the library's graph of the whole network (:mod:`vggish.network.onnx`) with its built-in plan but
+  this layer direct (``Conv``) or F4, so that their difference is the layer's.
   Milliseconds per batch (median) and speed-up vs PyTorch channels_last / ORT ``Conv``.
 - ``network``: the whole network (random weights) at batch ``--network-batch`` with each plan:
-  all direct; F2 on conv3_1 ... conv4_2 (today's default); F4 on those; and the best algorithm
-  per layer and runtime from the ``layers`` section of this run (``--plan`` names one for
-  PyTorch instead), in PyTorch and ONNX Runtime. Examples/s and the ratio to the
+  all direct; the built-in plan of each runtime; and the best algorithm per layer and runtime
+  from the ``layers`` section of this run (``--plan`` names one for PyTorch instead), in PyTorch
+  and ONNX Runtime. Examples/s and the ratio to the
   direct-convolution ceiling: float32 GEMM GFLOP/s (``torch.mm`` 2048 x 2048, timed in the same
   rotation) / 1.73 GFLOP per example.
 - ``accuracy``: the float32 deviation of each algorithm per layer from a float64 direct
@@ -33,12 +36,9 @@ import glob
 import os
 import statistics
 import subprocess
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -51,9 +51,9 @@ import vggish
 from vggish.network import winograd
 from vggish.network.model import CONV_LAYERS, POOL_AFTER, VGGish
 
-TORCH_ALGOS = ("direct NCHW", "direct channels_last", "direct chunked", "F2", "F4")
-ORT_ALGOS = ("direct", "F2", "F4")
-TILE_OF = {"F2": 2, "F4": 4}
+TORCH_ALGOS = ("direct NCHW", "direct channels_last", "direct chunked", "F4")
+ORT_ALGOS = ("direct", "F4")
+TILE_OF = {"F4": 4}
 NHWC_ALGOS = ("direct chunked", *TILE_OF)  # algorithms with NHWC input and output
 DIRECT = "direct channels_last"
 # (scope, C_in, C_out, height, width of the input)
@@ -68,11 +68,18 @@ LAYER_SHAPES = tuple(
     )
 )
 CONV_NAMES = tuple(n for n, _, _ in CONV_LAYERS)
-DEEP = ("conv3_1", "conv3_2", "conv4_1", "conv4_2")
-PLANS: dict[str, dict[str, str]] = {
-    "all direct": dict.fromkeys(CONV_NAMES, DIRECT),
-    "F2 on conv3_1..conv4_2 (today)": {n: "F2" if n in DEEP else DIRECT for n in CONV_NAMES},
-    "F4 on conv3_1..conv4_2": {n: "F4" if n in DEEP else DIRECT for n in CONV_NAMES},
+ALL_DIRECT = dict.fromkeys(CONV_NAMES, DIRECT)
+
+
+def built_in(tiles: Mapping[str, int], direct: str) -> dict[str, str]:
+    """A runtime's built-in plan (a table of tile sizes, 0: direct) in this script's names."""
+    return {name: f"F{tiles[name]}" if tiles[name] else direct for name in CONV_NAMES}
+
+
+# runtime -> plan name -> layer -> algorithm
+PLANS: dict[str, dict[str, dict[str, str]]] = {
+    "torch": {"all direct": ALL_DIRECT, "built-in": built_in(winograd.TORCH_TILES, "direct chunked")},
+    "ort": {"all direct": ALL_DIRECT, "built-in": built_in(winograd.ONNX_TILES, DIRECT)},
 }
 Fn = Callable[[], object]
 
@@ -166,34 +173,14 @@ def layer_input(algo: str, batch: int, c: int, h: int, w: int, seed: int = 0) ->
     return x.contiguous(memory_format=torch.channels_last) if algo == DIRECT else x.contiguous()
 
 
-@dataclass(frozen=True)
-class Ort:
-    """ONNX Runtime on one exported module: call it with a NumPy batch."""
+def ort_network(model: VGGish, layers: Mapping[str, str], threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """ONNX Runtime running the library's graph of the network (:mod:`vggish.network.onnx`) with
+    ``layers``' algorithm per convolution (:data:`DIRECT` or ``F4``): (N, 96, 64) -> (N, 128)."""
+    from vggish.network.onnx import OnnxVGGish
+    from vggish.network.plans import Plan
 
-    session: object
-
-    @staticmethod
-    def export(module: nn.Module, example: torch.Tensor, folder: Path, name: str, threads: int) -> Ort:
-        import onnxruntime as ort
-
-        path = folder / f"{name.replace(' ', '_').replace('/', '_')}.onnx"
-        batch = torch.export.Dim("batch", min=1, max=4096)
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module, (example,), str(path), input_names=["x"], output_names=["y"],
-                dynamic_shapes=({0: batch},), opset_version=18, dynamo=True, verbose=False,
-            )  # fmt: skip
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        # Spinning ORT threads would steal the cores from PyTorch's next case in the rotation.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        return Ort(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        out: np.ndarray = self.session.run(["y"], {"x": x})[0]  # type: ignore[attr-defined]
-        return out
+    plan = Plan(tuple("winograd4" if layers[name] == "F4" else "direct" for name in CONV_NAMES))
+    return OnnxVGGish.from_network(model, plan=plan, threads=threads)
 
 
 def timings(fns: Mapping[str, Fn], repeats: int) -> dict[str, tuple[float, float]]:
@@ -205,9 +192,12 @@ def timings(fns: Mapping[str, Fn], repeats: int) -> dict[str, tuple[float, float
 
 
 def layer_cases(
-    model: VGGish, batch: int, ort_folder: Path | None, threads: int, layers: Sequence[str]
+    model: VGGish, batch: int, ort: bool, threads: int, layers: Sequence[str]
 ) -> dict[str, dict[str, Fn]]:
-    """Layer scope -> case name (``torch <algo>`` / ``ort <algo>``) -> a call computing one batch."""
+    """Layer scope -> case name (``torch <algo>`` / ``ort <algo>``) -> a call computing one batch.
+
+    PyTorch runs the layer alone. ONNX Runtime runs the whole network with its built-in plan but
+    this layer's algorithm, so that the difference between its cases is the layer's."""
     cases: dict[str, dict[str, Fn]] = {}
     for name, c, _, h, w in LAYER_SHAPES:
         if name not in layers:
@@ -217,12 +207,11 @@ def layer_cases(
         for algo in TORCH_ALGOS:
             layer, x = Layer(conv, algo, pool), layer_input(algo, batch, c, h, w)
             fns[f"torch {algo}"] = partial(layer, x)
-        if ort_folder is not None:
+        if ort:
+            examples = real_examples(batch)
             for algo in ORT_ALGOS:
-                torch_algo = DIRECT if algo == "direct" else algo
-                layer, x = Layer(conv, torch_algo, pool), layer_input(torch_algo, batch, c, h, w)
-                session = Ort.export(layer, x[:2], ort_folder, f"{name}_{algo}", threads)
-                fns[f"ort {algo}"] = partial(session, x.numpy())
+                plan = {**PLANS["ort"]["built-in"], name: DIRECT if algo == "direct" else algo}
+                fns[f"ort {algo}"] = partial(ort_network(model, plan, threads), examples)
         cases[name] = fns
     return cases
 
@@ -238,26 +227,24 @@ def layers_section(
     ]
     best: dict[str, dict[str, str]] = {"torch": {}, "ort": {}}
     key_batch = 32 if 32 in batches else max(batches)
-    with tempfile.TemporaryDirectory(prefix="bench-winograd-") as folder:
-        ort_folder = Path(folder) if onnx_available() else None
-        for batch in batches:
-            log(f"layers: batch {batch}")
-            for name, fns in layer_cases(model, batch, ort_folder, threads, layers).items():
-                with torch.inference_mode():
-                    t = timings(fns, repeats)
-                for case, (med, low) in t.items():
-                    base = t["ort direct" if case.startswith("ort") else f"torch {DIRECT}"]
-                    lines.append(
-                        f"| {name} | {batch} | {case} | {1e3 * med:.1f} | {base[0] / med:.2f}x | "
-                        f"{1e3 * low:.1f} | {base[1] / low:.2f}x |"
-                    )
-                if batch != key_batch:
-                    continue
-                for runtime, plan in best.items():
-                    cases = {c.split(" ", 1)[1]: s[0] for c, s in t.items() if c.startswith(runtime)}
-                    if cases:
-                        fastest = min(cases, key=cases.__getitem__)
-                        plan[name] = DIRECT if fastest == "direct" else fastest
+    for batch in batches:
+        log(f"layers: batch {batch}")
+        for name, fns in layer_cases(model, batch, onnx_available(), threads, layers).items():
+            with torch.inference_mode():
+                t = timings(fns, repeats)
+            for case, (med, low) in t.items():
+                base = t["ort direct" if case.startswith("ort") else f"torch {DIRECT}"]
+                lines.append(
+                    f"| {name} | {batch} | {case} | {1e3 * med:.1f} | {base[0] / med:.2f}x | "
+                    f"{1e3 * low:.1f} | {base[1] / low:.2f}x |"
+                )
+            if batch != key_batch:
+                continue
+            for runtime, plan in best.items():
+                cases = {c.split(" ", 1)[1]: s[0] for c, s in t.items() if c.startswith(runtime)}
+                if cases:
+                    fastest = min(cases, key=cases.__getitem__)
+                    plan[name] = DIRECT if fastest == "direct" else fastest
     print("\n".join(lines) + "\n")
     return {runtime: plan for runtime, plan in best.items() if len(plan) == len(CONV_NAMES)}
 
@@ -278,22 +265,18 @@ def network_section(
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(GEMM_SIZE, GEMM_SIZE, generator=gen), torch.randn(GEMM_SIZE, GEMM_SIZE, generator=gen)
     fns: dict[str, Fn] = {"GEMM": partial(torch.mm, a, b)}
-    with tempfile.TemporaryDirectory(prefix="bench-winograd-") as folder:
-        for runtime, runtime_plans in plans.items():
-            for plan_name, plan in runtime_plans.items():
-                net = Network(model, plan).eval()
-                if runtime == "torch":
-                    fns[f"torch | {plan_name}"] = partial(net, x)
-                    if plan_name == "best per layer":
-                        fast_fc = Network(model, plan, onednn_fc=True).eval()
-                        fns["torch | best per layer, fc through oneDNN"] = partial(fast_fc, x)
-                elif onnx_available():
-                    log(f"network: exporting {plan_name}")
-                    session = Ort.export(net, x[:2], Path(folder), plan_name, threads)
-                    fns[f"ort | {plan_name}"] = partial(session, x.numpy())
-        log(f"network: batch {batch}, {len(fns)} cases, {repeats} rounds")
-        with torch.inference_mode():
-            t = timings(fns, repeats)
+    for runtime, runtime_plans in plans.items():
+        for plan_name, plan in runtime_plans.items():
+            if runtime == "torch":
+                fns[f"torch | {plan_name}"] = partial(Network(model, plan).eval(), x)
+                if plan_name == "best per layer":
+                    fast_fc = Network(model, plan, onednn_fc=True).eval()
+                    fns["torch | best per layer, fc through oneDNN"] = partial(fast_fc, x)
+            elif onnx_available():
+                fns[f"ort | {plan_name}"] = partial(ort_network(model, plan, threads), x.numpy())
+    log(f"network: batch {batch}, {len(fns)} cases, {repeats} rounds")
+    with torch.inference_mode():
+        t = timings(fns, repeats)
     gemm = t.pop("GEMM")
     ceilings = [2 * GEMM_SIZE**3 / s / 1e9 / MODEL_GFLOP_PER_EXAMPLE for s in gemm]
     print(
@@ -340,7 +323,7 @@ def accuracy_section(model: VGGish, count: int) -> None:
         conv, pool = getattr(model, name), name in POOL_AFTER
         ref = conv_relu_pool(x, conv.weight.double(), conv.bias.double(), pool)
         scale = float(ref.abs().max())
-        for algo in ("direct channels_last", "F2", "F4"):
+        for algo in ("direct channels_last", "F4"):
             got = Layer(conv, algo, pool)(layer_input_from(x.float(), algo)).double()
             got = got.permute(0, 3, 1, 2) if algo in NHWC_ALGOS else got
             dev = (got - ref).abs() / scale
@@ -394,7 +377,7 @@ def main() -> None:
         best = {"torch": dict(zip(CONV_NAMES, args.plan, strict=True))}
     if "network" in args.sections:
         plans = {
-            runtime: {**PLANS, **({"best per layer": best[runtime]} if runtime in best else {})}
+            runtime: {**PLANS[runtime], **({"best per layer": best[runtime]} if runtime in best else {})}
             for runtime in ("torch", "ort")
         }
         network_section(model, plans, args.network_batch, args.repeats, args.threads)

@@ -1,12 +1,12 @@
-"""Every benchmark in one run, printed as one markdown table for the README.
+"""Every benchmark in one run: the project's one benchmark page, ``docs/benchmarks.md``.
 
 Sections, in order (``--only`` picks some):
 
-- ``machine``: CPU model, usable cores, torch / onnxruntime / numpy versions, float32 GEMM
-  throughput (``torch.mm`` 2048 x 2048, default threads) and the model's implied ceiling (1.73
-  GFLOP per example).
+- ``machine``: CPU model, usable cores, SIMD flags, torch / onnxruntime / numpy versions, float32
+  GEMM throughput (``torch.mm`` 2048 x 2048, default threads) and the model's implied ceiling
+  (1.73 GFLOP per example).
 - ``end-to-end``: ``embed_file`` on a 2-minute 44.1 kHz stereo WAV per backend and resampler
-  against torchvggish 0.2 (``bench_end_to_end.py``).
+  against torchvggish 0.2, and where its time goes (``bench_end_to_end.py``).
 - ``model``: examples/s at batch 1, 8, 32, 64 per backend and torchvggish's model (``bench_model.py``).
 - ``resample``: ours against resampy 0.4.3 kaiser_best at 44.1 and 48 kHz on 120 s (``bench_resample.py``).
 - ``service``: offline vs served throughput with 1, 4 and 16 clients, idle latency, and cold start
@@ -14,28 +14,28 @@ Sections, in order (``--only`` picks some):
 - ``extract``: ``vggish extract`` on 500 files of 5 s vs ``embed_file`` on one long file, and
   torchvggish one file at a time (``bench_extract.py``).
 - ``hear``: the HEAR API's timestamp embeddings at hops of 0.96, 0.25 and 0.05 s and its scene
-  embeddings, one call on a batch of sounds, with the CPU's SIMD flags (``bench_hear.py``).
-- ``speed``: the per-layer plan tuned on this machine (:mod:`vggish.tuning`; its summary per
-  backend and precision, the per-layer tables on stderr), and examples/s of torch all direct,
-  built-in and tuned plans, bf16, ONNX Runtime built-in and tuned, and int8, each with its
-  deviation from fp32 (``bench_speed.py``).
+  embeddings, one call on a batch of sounds (``bench_hear.py``).
+- ``speed``: the network at batch 32 in fp32 with direct convolutions and with the built-in
+  plans (PyTorch, ONNX Runtime), and in bf16, each with its deviation from fp32 (``bench_speed.py``).
+- ``startup``: ``vggish --version`` and ``--help``, a first ``vggish serve`` to ``/readyz`` with
+  its memory, and a first ``vggish embed``, for this checkout (``bench_startup.py``, whose
+  ``--python`` compares two checkouts by hand).
 
-The model-only rows (``model``, ``speed``) carry their ratio to the model ceiling (float32 GEMM
-GFLOP/s / 1.73 GFLOP per example) in the "vs ceiling" column; the machine section names the
-CPU's SIMD flags. Models loaded by the library in this run are tuned once into the run's cache
-(``tune="auto"``); ``VGGISH_TUNE=off`` keeps the CLI's and servers' built-in plans.
+Within a section the cases take turns (or run back to back) in one run, so their ratios hold on
+a busy machine; each row's ratio compares it with the section's reference case, named in the
+page. The model-only rows (``model``, ``speed``) also carry their ratio to the model ceiling.
 
-Each section measures the way its script's docstring says (warm-ups, cases taking turns, medians;
-the best of the repeats for extraction), with the library's random weights saved to one temporary
-file and one temporary ``VGGISH_CACHE_DIR`` for the whole run (unless set), so the onnx graph is
-exported once. A missing optional dependency gives a "not installed" row; a section that fails
-gives a "failed" row, its traceback on stderr and exit status 1, and the others still run. The
-full run takes many minutes on 2 cores, extraction the longest (``--quick``: tiny sizes, under
-2 minutes, for checking the benchmarks themselves, not for figures). Progress goes to stderr,
-the table to stdout.
+Each section measures the way its script's docstring says (warm-ups, medians; the best of the
+repeats for extraction), with the library's random weights saved to one temporary file for the
+whole run. A missing optional dependency gives a "not installed" row; a section that fails gives
+a "failed" row, its traceback on stderr and exit status 1, and the others still run. The full run
+takes many minutes on 2 cores, extraction the longest (``--short``: smaller cases, real figures,
+for a busy machine; ``--quick``: tiny sizes, for checking the benchmarks themselves, not for
+figures). Progress goes to stderr, one table of every row to stdout, and with ``--page PATH`` the
+page, a table per section, to PATH.
 
-Usage: ``python benchmarks/run_all.py [--quick] [--only SECTION ...] [--json PATH]``
-(``pip install -e '.[bench,onnx]'`` first; ``make bench`` does both).
+Usage: ``python benchmarks/run_all.py [--quick | --short] [--only SECTION ...] [--json PATH] [--page PATH]``
+(``pip install -e '.[bench,onnx]'`` first; ``make bench`` does both and writes ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from _common import (
     machine_line,
     machine_rows,
     markdown_table,
-    private_onnx_cache,
+    page,
     with_ceiling,
     write_json,
 )
@@ -86,9 +86,26 @@ class Sizes:
     speed_batch: int = 32
     speed_examples: int = 128
     speed_repeats: int = 5
+    startup_repeats: int = 3  # vggish --version, --help
+    startup_serve_repeats: int = 2  # first serve, first embed
 
 
 FULL = Sizes()
+SHORT = Sizes(  # real figures from smaller cases, for a shared or busy machine (the page says so)
+    clip_seconds=30.0,
+    batches=(1, 32),
+    model_examples=64,
+    resample_seconds=30.0,
+    service_clips=8,
+    clients=(1, 4),
+    cold_starts=1,
+    files=100,
+    hear_sounds=4,
+    speed_examples=64,
+    speed_repeats=3,
+    startup_repeats=2,
+    startup_serve_repeats=1,
+)
 QUICK = Sizes(
     repeats=1,
     gemm_repeats=3,
@@ -106,6 +123,8 @@ QUICK = Sizes(
     speed_batch=8,
     speed_examples=8,
     speed_repeats=1,
+    startup_repeats=1,
+    startup_serve_repeats=1,
 )
 
 
@@ -151,6 +170,12 @@ def speed(s: Sizes) -> list[Row]:
     return run(s.speed_batch, s.speed_examples, s.speed_repeats)
 
 
+def startup(s: Sizes) -> list[Row]:
+    from bench_startup import run
+
+    return run(s.startup_repeats, s.startup_serve_repeats)
+
+
 SECTIONS: dict[str, Callable[[Sizes], list[Row]]] = {
     "machine": lambda s: machine_rows(s.gemm_repeats),
     "end-to-end": end_to_end,
@@ -160,6 +185,7 @@ SECTIONS: dict[str, Callable[[Sizes], list[Row]]] = {
     "extract": extract,
     "hear": hear,
     "speed": speed,
+    "startup": startup,
 }
 
 
@@ -197,6 +223,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the benchmarks run")
+    parser.add_argument("--short", action="store_true", help="smaller cases, real figures (a busy machine)")
     parser.add_argument(
         "--only",
         nargs="+",
@@ -205,22 +232,29 @@ def main() -> int:
         help=f"run these sections only: {', '.join(SECTIONS)}",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the rows as JSON")
+    parser.add_argument(
+        "--page", type=Path, metavar="PATH", help="also write the benchmark page (docs/benchmarks.md)"
+    )
     args = parser.parse_args()
     names = [n for n in SECTIONS if args.only is None or n in args.only]
-    private_onnx_cache()  # one export of the random weights' graph for the whole run
     header = machine_line()  # before the run: its load average is the machine's, not ours
     started = time.perf_counter()
-    sizes = QUICK if args.quick else FULL
+    sizes = QUICK if args.quick else SHORT if args.short else FULL
     _common.QUICK_CHECKS = args.quick
     rows, ok = run_sections(names, sizes)
     rows = ceiling_ratios(rows, sizes)
     seconds = time.perf_counter() - started
-    scale = "--quick sizes: checks only, not figures" if args.quick else "full sizes"
+    scale = "full sizes"
+    if args.quick or args.short:
+        scale = "--quick sizes: checks only, not figures" if args.quick else "--short sizes"
     print(f"# vggish benchmarks, {time.strftime('%Y-%m-%d')}, {scale}, {seconds:.0f} s")
     print(f"# {header}\n")
     print(markdown_table(rows))
     if args.json:
         write_json(args.json, header, rows)
+    if args.page:
+        run_line = f"{time.strftime('%Y-%m-%d')}, {scale}, {seconds / 60:.0f} min"
+        args.page.write_text(page(rows, header, run_line))
     return 0 if ok else 1
 
 

@@ -61,7 +61,7 @@ def freedesktop_recordings() -> list[Path]:
 # minute or more (`pytest --durations`) start first, longest first: one started last would leave
 # the other process idle at the end.
 LONGEST_FILES = (
-    "test_readme.py",
+    "test_docs_snippets.py",
     "app/test_service_schema.py",
     "test_onnx.py",
     "test_hear.py",

@@ -47,7 +47,7 @@ from vggish.client.inputs import FilePart, SamplesPart, prepare
 pytestmark = pytest.mark.slow  # starts a uvicorn process
 
 # float32 sums change with how examples share a batch: measured up to 2-3e-5 absolute (1.3-2.0e-6
-# of the embeddings' scale) for every plan, direct convolutions included (docs/tuning.md)
+# of the embeddings' scale) for every plan, direct convolutions included
 ATOL = 3e-5
 KEY = "client-test-key"
 MAX_INPUTS = 4

@@ -41,8 +41,9 @@ SHORT = ("bad/short.wav", 16_000, 0.5)
 # Batches differ between runs (extract packs examples of several files together), and float32 sums
 # differ in the last bits with a batch's composition: measured up to 1.1e-5 absolute (1.6e-6 of the
 # embeddings' scale, ~7 with random weights) with the per-layer plans of issue 17 (F(4x4), oneDNN
-# fully connected layers), which is float32's own error against float64 (docs/winograd.md: 1.4e-6 of
-# scale for direct convolutions). 3e-5 leaves a margin of ~3 and stays ~4e-6 of the scale.
+# fully connected layers), which is float32's own error against float64 (1.4e-6 of scale for
+# direct convolutions: benchmarks/bench_winograd.py --sections accuracy). 3e-5 leaves a margin of
+# ~3 and stays ~4e-6 of the scale.
 EMBEDDING_TOLERANCE = 3e-5
 
 
@@ -335,9 +336,18 @@ def test_usage_errors_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         assert needle in err and len(err.splitlines()) == 1, err
 
 
-def test_clean_run_exits_0(tmp_path: Path) -> None:
+def test_clean_run_exits_0_and_its_last_line_agrees_with_its_progress(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One file of one example says so in the singular; the final speed is the one the progress
+    line showed last (the same wall time: from the run's start, model loading included)."""
     write_clip(tmp_path / "in.wav", 16_000, 1.0, 1)
     assert main(["extract", str(tmp_path / "in.wav"), "-o", str(tmp_path / "o"), "--weights", "random"]) == 0
+    out, err = capsys.readouterr()
+    assert ": 1 file, 1 example, " in out
+    progress = [line for line in err.splitlines() if line.startswith("vggish: 1/1 files")][-1]
+    speed = progress.split(" h audio, ")[1].split("x realtime")[0]
+    assert out.rstrip().endswith(f"({speed}x realtime)"), (progress, out)
 
 
 def test_missing_pyarrow_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -441,3 +451,53 @@ def test_kill_9_at_several_moments_then_resume(tmp_path: Path) -> None:
 
 def _count_parts(out: Path) -> int:
     return len(list(out.glob("part-*.parquet")))
+
+
+def _descendants(pid: int) -> set[int]:
+    """The processes below ``pid`` (children, their children...), from ``/proc``."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # ended meanwhile
+                continue
+            parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+    found, todo = set(), [pid]
+    while todo:
+        below = todo.pop()
+        children = [child for child, parent in parents.items() if parent == below]
+        found.update(children)
+        todo += children
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_kill_9_leaves_no_process_of_the_run(tmp_path: Path) -> None:
+    """The decoding workers, the forkserver and the resource tracker end with a killed run."""
+    source = tmp_path / "c"
+    for i in range(24):
+        write_clip(source / f"{i:02d}.wav", 44_100, 30.0, i)
+    args = [sys.executable, "-m", "vggish", "extract", str(source), "-o", str(tmp_path / "o")]
+    proc = subprocess.Popen([*args, "--weights", "random", "--workers", "2"], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    tree: set[int] = set()
+    while len(tree) < 4 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the tracker, the forkserver and both workers run
+        tree = _descendants(proc.pid)
+    assert len(tree) >= 4, f"the run never started its workers (processes below it: {tree})"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while any(_running(pid) for pid in tree) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [Path(f"/proc/{pid}/cmdline").read_bytes()[:80] for pid in tree if _running(pid)]
+    assert not left, f"still running after the run was killed: {left}"

@@ -5,13 +5,11 @@
 >>> result = model.embed_file("dog.wav")            # embeddings, timestamps, 8-bit PCA features
 >>> examples = vggish.waveform_to_examples(x, sr)   # (N, 96, 64) log-mel patches
 
-The data path, one module per stage: :mod:`~vggish.audio.decode` (decode) -> :mod:`~vggish.audio.resample`
--> :mod:`~vggish.features.logmel` (log-mel) -> :mod:`~vggish.pipeline.source` (the one source of examples)
--> :mod:`~vggish.pipeline.packer` (the one batcher) -> :mod:`~vggish.network.model` (the network) ->
-:mod:`~vggish.network.postprocess`; :mod:`~vggish.network.runtime` holds how the network runs.
-
-The names below are imported on first use, so ``import vggish.client`` or ``vggish --version``
-do not pay for importing PyTorch.
+The data path, one module per stage: :mod:`~vggish.audio.decode` -> :mod:`~vggish.audio.resample`
+-> :mod:`~vggish.features.logmel` -> :mod:`~vggish.pipeline.source` (the one source of examples)
+-> :mod:`~vggish.pipeline.packer` (the one batcher) -> :mod:`~vggish.network.model` ->
+:mod:`~vggish.network.postprocess`. The names below are imported on first use, so
+``vggish --version`` does not import PyTorch.
 """
 
 from __future__ import annotations

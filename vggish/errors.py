@@ -43,3 +43,8 @@ class ConflictError(ValueError):
 
 class CancelledError(Exception):
     """Work stopped because its caller gave up (a client went away, a timeout, shutdown)."""
+
+
+def plural(count: int, noun: str) -> str:
+    """A count and its noun for messages: ``1 example``, ``2 examples``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

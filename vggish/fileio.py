@@ -1,11 +1,8 @@
 """Writing output files atomically: whole or not at all, with the permissions the umask gives.
 
-Every file the package writes for a user (embeddings, weights, ONNX graphs, extraction parts)
-goes through :func:`atomic_output`: the data is written to a temporary name beside the target,
-flushed to disk, then renamed over it, so a crash or an error never leaves a partial file under
-the target's name. The file gets mode 0o666 minus the umask, like any file ``open()`` creates,
-whatever its writer did (``tempfile.mkstemp`` and safetensors' writer make 0o600 whatever the
-umask).
+Every file the package writes for a user goes through :func:`atomic_output`, so a crash or an
+error never leaves a partial file under the target's name. The file gets mode 0o666 minus the
+umask, as ``open()`` would give, whatever its writer did (safetensors' writer makes 0o600).
 """
 
 from __future__ import annotations
@@ -20,15 +17,9 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yields a fresh temporary path beside ``path``; on success it replaces ``path``.
-
-    The caller writes the temporary file (it does not exist yet, so writers that create files
-    themselves work too). On leaving the block normally it is flushed to disk and renamed to
-    ``path``; on an exception it is deleted and ``path`` is left as it was.
-
-    Args:
-        path: the file to produce; its folder must exist.
-    """
+    """Yields a fresh temporary path beside ``path`` (its folder must exist) for the caller to
+    write; leaving the block normally flushes it to disk and renames it to ``path``, an exception
+    deletes it and leaves ``path`` as it was."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
     try:

@@ -6,27 +6,19 @@
 
 ``audio`` is a float tensor ``(n_sounds, n_samples)`` at 16 kHz, every sound of a call the same
 length, on any device; results come back on the model's device. A call embeds all of its sounds
-through the library's one path: one :class:`~vggish.pipeline.source.ExampleSource` per sound, packed by
-the one packer into full batches (one model call per batch of ``batch_size`` examples, not one
-per sound), so the numbers are those of ``runtime.embed(sound, 16000, hop_seconds=..., pad=True)``.
-Log-mel is computed where the model runs (``frontend="auto"``): in PyTorch on the model's GPU,
-and on the CPU with the NumPy front end (the reference path, which ``runtime.embed`` takes too;
-the same numbers as PyTorch's and a little faster there: ``benchmarks/bench_hear.py``).
+through the library's one driver (:mod:`vggish.pipeline.driver`), packed into shared batches, so
+the numbers are those of ``runtime.embed(sound, 16000, hop_seconds=..., pad=True)``; log-mel is
+computed where the model runs (``frontend="auto"``).
 
-Choices (see the README's "HEAR API" section and ``benchmarks/bench_hear.py`` for the figures):
+Choices (docs/hear.md; the figures are on docs/benchmarks.md, from ``benchmarks/bench_hear.py``):
 
-* **Timestamp embeddings every 50 ms** (:data:`TIMESTAMP_HOP_SECONDS`): HEAR asks for hops of
-  at most 50 ms so that event onsets can be placed within its 50 ms tolerance. It costs about
-  19× the model calls of the reference hop of 0.96 s (14× the wall time on 10 s sounds, on a
-  CPU); ``load_model(hop_seconds=0.96)`` gives the reference's framing instead (any multiple of
-  0.01 s works).
+* **Timestamp embeddings every 50 ms** (:data:`TIMESTAMP_HOP_SECONDS`): HEAR asks for hops of at
+  most 50 ms so that onsets can be placed within its 50 ms tolerance; ``load_model(hop_seconds=
+  0.96)`` gives the reference's framing at a fraction of the cost.
 * **Timestamps are frame centres** in milliseconds: example k covers [k·hop, k·hop + 0.975) s,
   so its timestamp is k·hop + 487.5 ms.
-* **Scene embeddings are the mean over time** of the timestamp embeddings at
-  :data:`SCENE_HOP_SECONDS` (0.96 s: windows that tile the sound, overlapping by 15 ms):
-  AudioSet's clip-level pooling and the library's own (the service's ``pooling=mean``,
-  classifier heads), at 1/19 of the cost of pooling the 50 ms frames, which cover the same audio
-  about 20 times over.
+* **Scene embeddings are the mean over time** of the embeddings at :data:`SCENE_HOP_SECONDS`
+  (0.96 s: windows that tile the sound): AudioSet's clip-level pooling and the library's own.
 * **Short sounds** (< 0.975 s) are zero-padded to one example (``pad=True``), so that every sound
   has at least one timestamp; the reference itself gives no example for them.
 """

@@ -64,7 +64,10 @@ class Settings(BaseSettings):
         max_inputs: inputs per request.
         max_feature_examples: log-mel examples per ``POST /v1/features`` request, all inputs
             together (they are held for the response: 24 KiB each as float32).
-        stream_max_message_bytes: bytes per ``/v1/stream`` message.
+        stream_max_message_bytes: bytes per ``/v1/stream`` message (uvicorn's ``ws_max_size``
+            under ``vggish serve``: a larger message is refused as it arrives).
+        stream_burst_seconds: how far ahead of real time a ``/v1/stream`` stream may run; beyond,
+            it is read at real-time speed (its socket waits).
         api_keys: comma-separated bearer keys; when set, ``/v1/*`` needs one.
         protect_docs: with ``api_keys`` set, ``/metrics``, ``/docs``, ``/redoc``, ``/openapi.json``
             (and the docs' assets) need a key too; ``/healthz`` and ``/readyz`` never do.
@@ -115,6 +118,7 @@ class Settings(BaseSettings):
     max_inputs: int = Field(default=32, ge=1)
     max_feature_examples: int = Field(default=640, ge=1)
     stream_max_message_bytes: int = Field(default=4 * MIB, ge=1024)
+    stream_burst_seconds: float = Field(default=10.0, ge=0)
     api_keys: str = ""
     protect_docs: bool = False
     cors_origins: str = ""

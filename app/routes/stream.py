@@ -1,6 +1,6 @@
 """``/v1/stream``: live PCM in over a WebSocket, each embedding out as soon as its window is complete.
 
-The protocol (the README's "Live streaming" has it in full):
+The protocol (docs/streaming.md has it in full):
 
 1. The client sends a text message, JSON :class:`~app.schemas.StreamStart` (``sample_rate``,
    ``format``, ``channels``, ``hop``, ``pad``, ``resampler``, ``head``, ``postprocess``,
@@ -10,6 +10,12 @@ The protocol (the README's "Live streaming" has it in full):
    as each 0.975 s window is complete.
 3. The client sends ``{"type": "end"}``; the server flushes, sends ``{"type": "end", "examples",
    "seconds"}`` and closes with 1000.
+
+A stream is live audio: one that runs ahead of real time by more than ``stream_burst_seconds`` is
+read at real-time speed (its socket is not read meanwhile). When the server shuts down (SIGTERM
+under ``vggish serve``), open streams are drained: no more audio is read, what was received is
+flushed and its embeddings sent, then ``{"type": "end", ..., "detail"}`` and close 1012 (the client
+resends the audio after ``seconds`` to another server); new streams are refused (4503).
 
 Any error: ``{"type": "error", "status", "title", "detail", "problem_type", ...}`` (the problem
 body HTTP answers), then close code 4000 + status (4401, 4403, 4404, 4408, 4413, 4422, 4429, 4503,
@@ -28,6 +34,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from vggish.errors import LimitExceededError
 from vggish.heads import FeatureSpec, Head, check_compatible
@@ -53,6 +60,8 @@ logger = logging.getLogger("app.stream")
 router = APIRouter(tags=["stream"])
 
 CLOSE_NORMAL = 1000
+CLOSE_SERVICE_RESTART = 1012  # the server is shutting down: open the stream again (elsewhere)
+MAX_JSON_BRACKETS = 8  # in a text message: its settings are a flat object
 SEND_ERROR_TIMEOUT_S = 5.0  # a client that does not read its error is not waited for longer
 KEY_HOW = "`api_key` in the first message, or `Authorization: Bearer <key>` on the handshake"
 
@@ -62,43 +71,55 @@ async def stream(websocket: WebSocket) -> None:
     """Streams embeddings of live PCM (see the module's docstring for the protocol)."""
     await websocket.accept()
     settings: Settings = websocket.app.state.settings
+    draining: asyncio.Event = websocket.app.state.draining or asyncio.Event()
     try:
-        start = await handshake(websocket, settings)
-        service = _service(websocket)
+        start = await handshake(websocket, settings, draining)
+        service = _service(websocket, draining)
         options = service.options(start.hop, start.pad, start.resampler, start.postprocess)
         head = await _head(websocket, service, start, options)
         with opened(service, start, options, head) as session:
             await websocket.send_json(session.ready_message())
-            await _serve(websocket, session, settings)
-            await websocket.send_json(session.end_message())
+            drained = await _serve(websocket, session, settings, draining)
+            await websocket.send_json(session.end_message(drained))
             logger.info("stream ended", extra={"examples": session.sent, "seconds": session.seconds})
-        await websocket.close(CLOSE_NORMAL)
+        if drained:
+            await websocket.close(CLOSE_SERVICE_RESTART, reason="the server is shutting down")
+        else:
+            await websocket.close(CLOSE_NORMAL)
     except WebSocketDisconnect:
         return
     except Exception as e:  # every error is the client's answer: a problem message and a close code
         await _fail(websocket, e)
 
 
-async def handshake(websocket: WebSocket, settings: Settings) -> StreamStart:
-    """Checks the origin, reads the first message, checks the key, then the message itself.
+async def handshake(websocket: WebSocket, settings: Settings, draining: asyncio.Event) -> StreamStart:
+    """Checks the origin and a key sent on the handshake, reads the first message, checks a key
+    sent in it, then the message itself.
 
     Raises:
         ForbiddenOriginError: a browser page of another origin than this server or the CORS list.
-        UnauthorizedError: no key or a wrong one, when the server has keys.
+        UnauthorizedError: no key or a wrong one, when the server has keys (a wrong one on the
+            handshake is refused before any message is read).
         InvalidParameterError: the first message is not a valid :class:`StreamStart`.
         StreamTimeoutError: no first message within ``request_timeout_s``.
+        NotReadyError: the server is shutting down.
     """
     _check_origin(websocket, settings)
-    message = await receive(websocket, settings)
+    header_key = bearer_token(websocket.headers.get("authorization"))
+    if header_key is not None:
+        check_api_key(settings, header_key, KEY_HOW)
+    message = await receive(websocket, settings, draining)
+    if message is None:
+        raise NotReadyError("the server is shutting down; open the stream again in a moment")
     text = message.get("text")
     first = _json_object(text) if text is not None else None
     given = first.get("api_key") if first is not None else None
-    if not isinstance(given, str):
-        given = bearer_token(websocket.headers.get("authorization"))
-    check_api_key(settings, given, KEY_HOW)
+    if isinstance(given, str) or header_key is None:
+        check_api_key(settings, given if isinstance(given, str) else None, KEY_HOW)
     if first is None:
         raise InvalidParameterError(
-            'the first message must be a JSON object (text), e.g. {"sample_rate": 48000, "format": "f32le"}'
+            "the first message must be a JSON object (text) of the stream's settings, flat (no nesting), "
+            'e.g. {"sample_rate": 48000, "format": "f32le"}'
         )
     try:
         return StreamStart.model_validate(first)
@@ -106,21 +127,33 @@ async def handshake(websocket: WebSocket, settings: Settings) -> StreamStart:
         raise invalid_parameters(e) from e
 
 
-async def receive(websocket: WebSocket, settings: Settings) -> dict[str, Any]:
-    """The next message (``text`` or ``bytes``), within ``request_timeout_s`` and the size limit.
+async def receive(websocket: WebSocket, settings: Settings, draining: asyncio.Event) -> dict[str, Any] | None:
+    """The next message (``text`` or ``bytes``), within ``request_timeout_s`` and the size limit;
+    None once ``draining`` is set (the server is shutting down), before or while waiting.
 
     Raises:
         WebSocketDisconnect: the client went away.
         StreamTimeoutError: no message within ``request_timeout_s``.
         LimitExceededError: a message over ``stream_max_message_bytes``.
     """
+    if draining.is_set():
+        return None
+    timeout = settings.request_timeout_s
+    receiving, drain = asyncio.ensure_future(websocket.receive()), asyncio.ensure_future(draining.wait())
     try:
-        message = await asyncio.wait_for(websocket.receive(), settings.request_timeout_s)
-    except asyncio.TimeoutError as e:
+        await asyncio.wait({receiving, drain}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        drain.cancel()
+        waiting = not receiving.done()
+        if waiting:  # (a message that comes later stays queued for the next receive)
+            receiving.cancel()
+    if waiting:
+        if draining.is_set():
+            return None
         raise StreamTimeoutError(
-            f"no message within request_timeout_s={settings.request_timeout_s:g}; send audio or "
-            '{"type": "end"}'
-        ) from e
+            f'no message within request_timeout_s={timeout:g}; send audio or {{"type": "end"}}'
+        )
+    message = receiving.result()
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", CLOSE_NORMAL))
     size = len(message.get("bytes") or b"") + len((message.get("text") or "").encode())
@@ -130,15 +163,20 @@ async def receive(websocket: WebSocket, settings: Settings) -> dict[str, Any]:
     return dict(message)
 
 
-async def _serve(websocket: WebSocket, session: StreamSession, settings: Settings) -> None:
+async def _serve(
+    websocket: WebSocket, session: StreamSession, settings: Settings, draining: asyncio.Event
+) -> bool:
     """Reads PCM and sends embeddings at the same time, until both are done or one fails.
+
+    Returns:
+        Whether the stream was drained (the server is shutting down) rather than ended by the client.
 
     Raises:
         StreamTimeoutError: open for longer than ``max_input_seconds + request_timeout_s`` (live
             audio cannot last longer than its limit; a stream that trickles is not kept forever).
     """
     longest = settings.max_input_seconds + settings.request_timeout_s
-    receiving = asyncio.ensure_future(_receive_all(websocket, session, settings))
+    receiving = asyncio.ensure_future(_receive_all(websocket, session, settings, draining))
     sending = asyncio.ensure_future(_send_all(websocket, session))
     try:
         tasks = {receiving, sending}
@@ -150,26 +188,34 @@ async def _serve(websocket: WebSocket, session: StreamSession, settings: Setting
                 f"the stream was open for {longest:g} s (max_input_seconds + request_timeout_s); "
                 "open a new one"
             )
+        return receiving.result()
     finally:
         for task in (receiving, sending):
             task.cancel()
         await asyncio.gather(receiving, sending, return_exceptions=True)
 
 
-async def _receive_all(websocket: WebSocket, session: StreamSession, settings: Settings) -> None:
+async def _receive_all(
+    websocket: WebSocket, session: StreamSession, settings: Settings, draining: asyncio.Event
+) -> bool:
+    """Pushes PCM until the client's end, or the server's shutdown (then what was received is
+    flushed, a frame cut in two dropped); returns whether it was the shutdown."""
     while True:
-        message = await receive(websocket, settings)
+        message = await receive(websocket, settings, draining)
+        if message is None:
+            await session.finish(whole_frames=False)
+            return True
         data = message.get("bytes")
         if data is not None:
             await session.push(data)  # waits while the backlog is full: the socket is not read
             continue
         if _json_object(message.get("text")) == {"type": "end"}:
-            break
+            await session.finish()
+            return False
         raise InvalidParameterError(
             'after the first message, send binary PCM or the text {"type": "end"}; got '
             f"{(message.get('text') or '')[:60]!r}"
         )
-    await session.finish()
 
 
 async def _send_all(websocket: WebSocket, session: StreamSession) -> None:
@@ -188,10 +234,12 @@ async def _fail(websocket: WebSocket, exc: Exception) -> None:
         await websocket.close(code, reason=message["title"])
 
 
-def _service(websocket: WebSocket) -> EmbeddingService:
+def _service(websocket: WebSocket, draining: asyncio.Event) -> EmbeddingService:
     service: EmbeddingService | None = websocket.app.state.service
     if service is None:
         raise NotReadyError("the model is not loaded yet; retry in a moment")
+    if draining.is_set():
+        raise NotReadyError("the server is shutting down; open the stream again in a moment")
     return service
 
 
@@ -223,9 +271,25 @@ def _check_origin(websocket: WebSocket, settings: Settings) -> None:
 
 
 def _json_object(text: str | None) -> dict[str, Any] | None:
-    """A text message as a JSON object, or None when it is not one."""
+    """A text message as a JSON object, or None when it is not one, or holds more than
+    ``MAX_JSON_BRACKETS`` brackets (the messages are flat objects; what nests thousands deep
+    would exhaust the parser's stack)."""
+    text = text or ""
+    if text.count("{") + text.count("[") > MAX_JSON_BRACKETS:
+        return None
     try:
-        value = json.loads(text or "")
+        value = json.loads(text)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, but for its shutdown: an open stream is left to the app,
+    which drains it and closes it with 1012 itself (within uvicorn's graceful shutdown), instead
+    of being closed at once."""
+
+    def shutdown(self) -> None:
+        if self.handshake_complete and self.initial_response is None and not self.close_sent:
+            return
+        super().shutdown()

@@ -14,7 +14,7 @@ from service_helpers import clip, encode, signal_of
 from vggish.network.runtime import Runtime
 
 # float32 sums change with how examples share a batch: measured up to 2-3e-5 absolute (1.3-2.0e-6
-# of the embeddings' scale) for every plan, direct convolutions included (docs/tuning.md)
+# of the embeddings' scale) for every plan, direct convolutions included
 ATOL = 3e-5
 
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow  # starts uvicorn processes
 
 CLIENTS = 16
 # float32 sums change with how examples share a batch: measured up to 2-3e-5 absolute (1.3-2.0e-6
-# of the embeddings' scale) for every plan, direct convolutions included (docs/tuning.md)
+# of the embeddings' scale) for every plan, direct convolutions included
 ATOL = 3e-5
 
 

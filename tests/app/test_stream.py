@@ -380,7 +380,8 @@ def test_a_client_faster_than_the_model_is_held_back_not_buffered() -> None:
     seconds = 40  # 40 messages of 1 s; the stream may have 2 batches of 2 examples on their way
     x = signal_of(seconds, 16000, 1, seed=2)
     data = pcm(x, "f32le")
-    with running_app(max_batch_examples=2) as client:
+    # held back by the model only: it may run ahead of real time by all of its audio
+    with running_app(max_batch_examples=2, stream_burst_seconds=seconds) as client:
         service = client.app.state.service  # type: ignore[attr-defined]
         gate = threading.Event()
         model, backlog = service.batcher.infer, 4

@@ -1,22 +1,16 @@
 """Decode: audio files and user arrays to the reference's samples (docs/vggish.md §1).
 
 The reference reads files with ``soundfile.read(path, dtype="int16")`` and divides by 32768, so
-lossy formats give its numbers too: libsndfile does the float-to-int16 step, not us. Files that
-libsndfile cannot open (M4A/AAC, ALAC, video containers, ...) fall back to an ``ffmpeg``
-subprocess that writes 16-bit PCM to a pipe at the file's own rate and channel count.
+lossy formats give its numbers too. Files that libsndfile cannot open (M4A/AAC, ALAC, video
+containers, ...) fall back to an ``ffmpeg`` subprocess writing 16-bit PCM to a pipe. Decoding
+streams (:func:`stream`: blocks of bounded size; :func:`load`: their concatenation). Samples are
+laid out (samples, channels); nothing is normalised, dithered or filtered here.
 
-ffmpeg reads untrusted files, so it may open nothing but the one file it is given: only the
-``file`` protocol, only the demuxers of :data:`FFMPEG_DEMUXERS` (audio and audio-in-video
-containers: never ``concat``, playlists such as HLS or DASH, image sequences or devices, which
-name other files), and bytes or streams are copied into a private folder of their own first, so
-that a relative name inside them points at nothing. Its messages never show a path other than
-the input's own name.
-
-Decoding streams: :func:`stream` yields blocks of a bounded number of frames, so memory does not
-grow with the file's length; :func:`load` is the concatenation of those blocks.
-
-Samples are laid out (samples, channels); :func:`to_mono` takes the mean over channels, as the
-reference does. Nothing is normalised, dithered or filtered here.
+Security: ffmpeg reads untrusted files, so it may open nothing but the one file it is given: only
+the ``file`` protocol, only the demuxers of :data:`FFMPEG_DEMUXERS` (never ``concat``, playlists,
+image sequences or devices, which name other files), and bytes or streams are first copied into a
+private folder of their own, so that a relative name inside them points at nothing. Its messages
+never show a path other than the input's own name.
 """
 
 from __future__ import annotations
@@ -79,13 +73,12 @@ class AudioInfo:
     """What a file holds, as the chosen decoder reports it.
 
     Attributes:
-        sample_rate: Samples per second per channel (Hz).
-        channels: Channel count, 1..MAX_CHANNELS.
-        frames: Samples per channel, or None where the container does not say exactly
-            (MP3, and everything decoded by ffmpeg).
-        format: ``"CONTAINER/CODEC"``, e.g. ``"WAV/PCM_16"``, ``"OGG/VORBIS"`` (soundfile) or
-            ``"mov/aac"``, ``"matroska/flac"`` (ffmpeg).
-        backend: Which decoder reads the file.
+        sample_rate: Hz.
+        channels: 1..MAX_CHANNELS.
+        frames: samples per channel, or None where the container does not say exactly (MP3, and
+            everything decoded by ffmpeg).
+        format: ``"CONTAINER/CODEC"``, e.g. ``"WAV/PCM_16"`` (soundfile) or ``"mov/aac"`` (ffmpeg).
+        backend: which decoder reads the file.
     """
 
     sample_rate: int
@@ -96,7 +89,7 @@ class AudioInfo:
 
     @property
     def duration(self) -> float | None:
-        """Length in seconds, or None when ``frames`` is unknown."""
+        """Seconds, or None when ``frames`` is unknown."""
         return None if self.frames is None else self.frames / self.sample_rate
 
 
@@ -145,23 +138,14 @@ class _Window:
         return self._raw.tell() - self._start
 
 
-# --- Public API ---------------------------------------------------------------------------------
-
-
 def probe(source: AudioSource) -> AudioInfo:
-    """Read a file's sample rate, channel count and length without decoding it.
-
-    Args:
-        source: A path, the file's bytes, or a readable binary file object (read from its
-            current position, which is restored afterwards).
-
-    Returns:
-        The file's AudioInfo; ``backend`` says which decoder :func:`load` will use.
+    """Read a file's rate, channels and length without decoding it (``backend``: the decoder
+    :func:`load` will use). A file object is read from its position, which is restored.
 
     Raises:
         FileNotFoundError: The path does not exist.
-        ValueError: No decoder can read the input (the message names it and gives each
-            decoder's reason), or its rate or channel count is out of range.
+        ValueError: No decoder can read the input (the message gives each decoder's reason), or
+            its rate or channel count is out of range.
     """
     with contextlib.ExitStack() as cleanup:
         info, _ = _open(source, cleanup)
@@ -171,12 +155,9 @@ def probe(source: AudioSource) -> AudioInfo:
 def load(source: AudioSource) -> tuple[np.ndarray, int]:
     """Decode a whole file to 16-bit values scaled by 1/32768, as the reference does.
 
-    Args:
-        source: A path, the file's bytes, or a readable binary file object.
-
     Returns:
-        ``(samples, sample_rate)``: float32 array of shape (frames, channels) holding
-        int16 / 32768 values, and the file's own rate in Hz (not resampled).
+        ``(samples, sample_rate)``: (frames, channels) float32 holding int16 / 32768 values, and
+        the file's own rate in Hz.
 
     Raises:
         FileNotFoundError: The path does not exist.
@@ -201,23 +182,19 @@ def stream(
 ) -> tuple[AudioInfo, Iterator[np.ndarray]]:
     """Decode a file block by block, in memory bounded by ``block_frames``.
 
-    The file is probed now; decoding starts at the first ``next()``. Stopping early (``close()``
-    on the iterator, or dropping it) closes the file, stops ffmpeg and removes temporary files.
-
-    Args:
-        source: A path, the file's bytes, or a readable binary file object (read from its
-            current position, which is restored after the last block; it must stay open until
-            then). Non-seekable objects are first copied to a temporary file.
-        block_frames: Most frames per block.
+    The file is probed now; decoding starts at the first ``next()``. Closing or dropping the
+    iterator closes the file, stops ffmpeg and removes temporary files. A file object is read from
+    its position (restored after the last block; it must stay open until then); a non-seekable one
+    is first copied to a temporary file.
 
     Returns:
-        ``(info, blocks)``: blocks are float32 arrays of shape (k, channels), 1 <= k <=
-        block_frames, holding int16 / 32768 values; concatenated they equal :func:`load`.
+        ``(info, blocks)``: (k, channels) float32 blocks, 1 <= k <= block_frames, holding
+        int16 / 32768 values; concatenated they equal :func:`load`.
 
     Raises:
         FileNotFoundError: The path does not exist.
-        ValueError: The input is not readable audio (now), or is truncated or corrupt
-            (while iterating).
+        ValueError: The input is not readable audio (now), or is truncated or corrupt (while
+            iterating).
     """
     if isinstance(block_frames, bool) or not isinstance(block_frames, int) or block_frames < 1:
         raise ValueError(f"block_frames must be a positive integer, got {block_frames!r}")
@@ -230,14 +207,8 @@ def stream(
 
 
 def to_mono(x: np.ndarray) -> np.ndarray:
-    """Average over channels, as the reference does.
-
-    Args:
-        x: Array of shape (samples, channels), or (samples,) which is already mono.
-
-    Returns:
-        float64 array of shape (samples,).
-    """
+    """(samples, channels) or (samples,) -> (samples,) float64: the mean over channels, as the
+    reference takes."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 1:
         return x.copy()
@@ -250,15 +221,13 @@ def to_mono(x: np.ndarray) -> np.ndarray:
 def validate_waveform(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
     """Check a user's array and make it the mono float64 waveform the front end takes.
 
-    Float arrays are used as they are; int16 arrays are divided by 32768 (as files are).
-
     Args:
-        waveform: Shape (samples,) or (samples, channels); float, or int16.
-        sample_rate: Its rate in Hz: an integer (or integral float) in
-            [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE].
+        waveform: (samples,) or (samples, channels); float (used as it is), or int16 (divided by
+            32768, as files are).
+        sample_rate: Hz, a whole number in [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE].
 
     Returns:
-        float64 array of shape (samples,): the mean over channels.
+        (samples,) float64: the mean over channels.
 
     Raises:
         ValueError: Wrong dtype, shape or layout, NaN/Inf samples, or a bad sample rate.
@@ -267,14 +236,8 @@ def validate_waveform(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def check_waveform(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Check a user's array as :func:`validate_waveform` does, without converting or copying it.
-
-    Returns:
-        The array itself (``np.asarray`` of it): pass parts of it to :func:`waveform_to_mono`.
-
-    Raises:
-        ValueError: Wrong dtype, shape or layout, NaN/Inf samples, or a bad sample rate.
-    """
+    """Check a user's array as :func:`validate_waveform` does, without converting or copying it;
+    returns ``np.asarray`` of it (pass parts of it to :func:`waveform_to_mono`)."""
     check_sample_rate(sample_rate)
     x = np.asarray(waveform)
     _scaled_to_float(np.empty(0, x.dtype))  # refuses every dtype but float and int16
@@ -295,21 +258,14 @@ def waveform_to_mono(x: np.ndarray) -> np.ndarray:
 
 
 def check_finite(x: np.ndarray, offset: int = 0) -> None:
-    """Raises InvalidAudioError naming the first sample (frame) that is NaN or infinite.
-
-    Args:
-        x: (samples,) or (samples, channels) float samples.
-        offset: index of ``x[0]`` in the whole signal, for the message.
-    """
+    """Raises InvalidAudioError naming the first frame of ``x`` (its first at index ``offset``) that
+    is NaN or infinite."""
     finite = np.isfinite(x)
     if not finite.all():
         bad = offset + int(np.flatnonzero(~finite.reshape(len(x), -1).all(axis=1))[0])
         raise InvalidAudioError(
             f"the audio contains NaN or infinity (first at sample {bad}): samples must be finite numbers"
         )
-
-
-# --- validate_waveform helpers ------------------------------------------------------------------
 
 
 def check_sample_rate(sample_rate: object) -> None:
@@ -356,9 +312,6 @@ def check_array_channels(shape: tuple[int, ...]) -> None:
             f"waveform of shape {shape} has {shape[1]} channels (more than {MAX_CHANNELS}): "
             "the array looks like (channels, samples); pass waveform.T"
         )
-
-
-# --- Inputs -------------------------------------------------------------------------------------
 
 
 def _open(
@@ -538,10 +491,9 @@ def _soundfile_blocks(src: _Input, info: AudioInfo, block_frames: int) -> Iterat
 def _read_block(f: sf.SoundFile, frames: int, is_float: bool, name: str, done: int) -> np.ndarray | None:
     """One float32 block, or None at the end; ValueError on a decoding error.
 
-    Integer and compressed formats are read as int16 by libsndfile, exactly as the reference
-    does. For float/double PCM, libsndfile's int16 read rounds without scaling (giving only
-    -1, 0, 1), so those are quantised here as clip(round(x * 32768)) instead: a float file made
-    from int16 data decodes to exactly that data.
+    Integer and compressed formats are read as int16 by libsndfile, as the reference does. Float
+    PCM is quantised here as clip(round(x * 32768)), as libsndfile's int16 read would give only
+    -1, 0, 1: a float file made from int16 data decodes to exactly that data.
     """
     try:
         if is_float:

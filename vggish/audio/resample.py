@@ -1,44 +1,24 @@
 """Resampling to 16 kHz: resampy's ``kaiser_best`` filter, reproduced and vectorised.
 
-Google's reference resamples every input with ``resampy.resample(x, sr, 16000)`` (resampy's default
-filter, ``kaiser_best``). The shared reference arrays were made with resampy 0.4.3, whose
-``kaiser_best`` table is a Kaiser-windowed sinc with **50** zero crossings, 2**13 table entries per
-crossing, roll-off 0.9173473712608761 and beta 12.984585247040012. (resampy <= 0.2 used another
-filter: 64 crossings, 2**9, roll-off 0.9476, beta 14.770. That filter moves the log-mel of
-``noise44k_x`` by up to 0.42; the 0.4.3 filter matches the reference arrays to 6e-15.) The table is
-computed here from that formula; it equals resampy's shipped ``kaiser_best.npz`` bit for bit (NumPy
-2.4), so no data file is needed.
+Google's reference resamples with ``resampy.resample(x, sr, 16000)``, whose default filter in
+resampy 0.4.3 (the one the reference arrays were made with) is a Kaiser-windowed sinc with 50 zero
+crossings, 2**13 table entries per crossing, roll-off 0.9173473712608761 and beta
+12.984585247040012; the table is computed here from that formula (equal to resampy's shipped table
+bit for bit), so no data file is needed. As resampy does: the output has ``int(n * sr_out /
+sr_in)`` samples; output ``t`` sits at input time ``t * (1 / (sr_out / sr_in))`` in float64, whose
+integer part picks the centre sample; when downsampling the table is scaled by ``sr_out / sr_in``
+and walked with the stride ``int(scale * 8192)``, each tap linearly interpolated; taps outside
+the signal are dropped (zero padding).
 
-How resampy evaluates the filter (facts this module reproduces, not resampy's code):
+``"reference"`` works on blocks of output samples. Where the rate ratio ``M / L`` has a short
+period, a block is a few dense matrix products (polyphase: rows are periods of the input, columns
+the weights of the ``L`` phases). Each phase has two columns, the weights at its canonical
+interpolation factor and the table differences, so that each output's own float64 factor is
+applied exactly; outputs whose position lands on another table cell than their phase's are
+recomputed tap by tap. Ratios with a period above 8192 outputs compute the weights per output.
 
-* the output has ``int(n * sr_out / sr_in)`` samples; output ``t`` sits at input time
-  ``t * (1 / (sr_out / sr_in))`` computed in float64, whose integer part picks the centre sample;
-* when downsampling, the table is multiplied by ``sr_out / sr_in`` and walked with the integer
-  stride ``int(scale * 8192)``; each tap's weight is linearly interpolated in the table;
-* taps that fall outside the signal are dropped, which equals zero padding on both sides.
-
-``"reference"`` works on blocks of output samples. Where the rate ratio ``M / L`` (reduced by the
-gcd) has a short period, one block is a few dense matrix products: rows are periods of the input
-and the columns hold the weights of the ``L`` phases (polyphase). Each phase gets two columns, the
-weights at its canonical interpolation factor and the table differences, so that each output's own
-float64 factor is applied exactly (ratios such as 48 kHz to 16 kHz, where every factor equals the
-canonical one, skip the second column). Outputs whose float position lands on another table cell
-than their phase's are recomputed tap by tap (none at the common rates; 2-8 % at some rates such as
-5940 or 13700 Hz). Ratios with a period above 8192 outputs (rates such as 44101 Hz) compute the
-weights per output sample, in blocks; that path is about 1.5x slower than resampy.
-
-Measured against resampy 0.4.3 (float64 input): max abs difference at most 4e-15 on noise, tones and
-recordings from 8 to 96 kHz, and 8e-16 on 15 minutes of noise (tests/test_resample.py asserts
-1e-12). Without the per-output factor the 15-minute difference would be 8e-10, growing with length.
-Speed, 2 minutes of white noise to 16 kHz on one core of the 2-core development machine:
-44.1 kHz 0.13-0.16 s, 48 kHz 0.09-0.12 s, 13-17x faster than warm resampy
-(benchmarks/bench_resample.py; the machine is shared, so numbers vary with its load).
-
-``"fast"`` uses soxr's VHQ resampler, a different filter: against the reference it is off by up
-to 2-6e-2 (max abs; RMS about 1e-2) on white noise of std 0.1 from 8-96 kHz, because the two
-filters' transition bands differ, and by up to 2-8e-3 on a 1 kHz tone, at the signal's edges
-(1e-8 to 2e-4 inside). That moves log-mel values visibly: use it only where exact numbers do not
-matter. Its stream equals one-shot ``soxr.resample``; both are cut or zero-padded to
+``"fast"`` uses soxr's VHQ resampler, a different filter whose numbers differ visibly from the
+reference: use it only where exact numbers do not matter. Both cut or zero-pad the output to
 ``int(n * sr_out / sr_in)`` samples.
 """
 
@@ -70,10 +50,8 @@ MAX_SAMPLE_RATE = 768_000  # Hz: anything above is taken for a mistake
 _BLOCK_OUTPUTS = 8192  # output samples per block (0.51 s at 16 kHz): the stream's granularity
 _ROW_OUTPUTS = 128  # polyphase rows hold whole periods, at least this many outputs
 _GROUP_OUTPUTS = 16  # outputs per matrix product: short windows keep the weight matrices dense
-# Rows per matrix product. Products this small stay on one thread in OpenBLAS (it splits a
-# product only above about 2**18 multiply-adds per thread). Its threads collapse when other work
-# holds the cores: on the 2-core machine under load, one block's products took 2.6 ms on two
-# threads against 0.3 ms on one. Results do not depend on this, only speed does.
+# Rows per matrix product: products this small stay on one OpenBLAS thread, whose other threads
+# would only contend with the work already holding the cores. Speed depends on it, results do not.
 _GEMM_ROWS = 16
 _MAX_POLYPHASE_BYTES = 32 * 2**20  # above this the weights are computed per output instead
 _DIRECT_TAPS = 2**18  # outputs x taps per batch on the tap-by-tap path (bounds its temporaries)
@@ -82,12 +60,8 @@ _CACHED_ENGINES = 8  # rate pairs whose weights stay in memory (a few MB each, 3
 
 @functools.cache
 def _kaiser_best_table() -> FloatArray:
-    """The right wing of resampy's ``kaiser_best`` filter, sampled 2**13 times per crossing.
-
-    Returns:
-        (50 * 8192 + 1,) float64, read-only: ``rolloff * sinc(rolloff * u) * kaiser(u)`` at
-        ``u = 0, 1/8192, ..., 50`` zero crossings.
-    """
+    """The right wing of resampy's ``kaiser_best`` filter: (50 * 8192 + 1,) float64, read-only,
+    ``rolloff * sinc(rolloff * u) * kaiser(u)`` at ``u = 0, 1/8192, ..., 50`` zero crossings."""
     n = KAISER_BEST_ZERO_CROSSINGS * KAISER_BEST_TABLE_PER_CROSSING
     crossings = np.linspace(0, KAISER_BEST_ZERO_CROSSINGS, num=n + 1, endpoint=True)
     sinc = KAISER_BEST_ROLLOFF * np.sinc(KAISER_BEST_ROLLOFF * crossings)
@@ -121,16 +95,10 @@ class _Filter:
 def _wing_rows(table: FloatArray, step: int, taps: int) -> tuple[FloatArray, FloatArray]:
     """Every wing the table walk can read, one per starting cell, with its differences.
 
-    Args:
-        table: The half filter (scaled when downsampling).
-        step: Table entries between taps.
-        taps: Taps per wing.
-
-    Returns:
-        ``(weights, deltas)``, each (step + 1, taps) float64: row ``c`` holds
-        ``table[c + i * step]`` and ``table[c + i * step + 1] - table[c + i * step]``. Entries
-        that resampy never reads (past ``len(table) - step``: it walks while
-        ``c + i * step + step <= len(table)``) are zero, so every output can use all taps.
+    Returns ``(weights, deltas)``, each (step + 1, taps) float64: row ``c`` holds
+    ``table[c + i * step]`` and ``table[c + i * step + 1] - table[c + i * step]``. Entries that
+    resampy never reads (it walks while ``c + i * step + step <= len(table)``) are zero, so every
+    output can use all taps.
     """
     used = len(table) - step + 1
     padded = np.zeros((2, step * (taps + 1)))
@@ -157,10 +125,8 @@ def _make_filter(sr_in: int, sr_out: int) -> _Filter:
 
 
 class _Position(NamedTuple):
-    """Where each output sample falls: centre sample and table cell of either wing.
-
-    Indices are whole numbers held as float64 (exact below 2**53), which saves conversions.
-    """
+    """Where each output sample falls: centre sample and table cell of either wing (whole numbers
+    held as float64, exact below 2**53)."""
 
     centre: FloatArray  # index of the input sample at or before the output time
     cell_left: FloatArray  # table index of the first left tap
@@ -180,15 +146,7 @@ class _Position(NamedTuple):
 
 
 def _positions(f: _Filter, t: IntArray) -> _Position:
-    """Table positions of output samples ``t``, in float64 operations exactly as resampy does.
-
-    Args:
-        f: The filter walk.
-        t: (k,) int64 output indices.
-
-    Returns:
-        Per-output centre sample, table cells and interpolation factors, each (k,).
-    """
+    """Table positions of the (k,) int64 output indices ``t``, in float64 exactly as resampy does."""
     time = t * f.time_increment
     centre = np.floor(time)
     frac = f.scale * (time - centre)
@@ -201,16 +159,10 @@ def _positions(f: _Filter, t: IntArray) -> _Position:
 
 
 def _wing(f: _Filter, cell: FloatArray, frac: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Weights of one wing's taps, nearest tap first, and the table differences under them.
+    """Weights of one wing's taps, nearest first, at (k,) table ``cell`` and factor ``frac``.
 
-    Args:
-        f: The filter walk.
-        cell: (k,) table cells where the wing starts.
-        frac: (k,) interpolation factors within those cells.
-
-    Returns:
-        ``(weights, deltas)``, each (k, f.wing_taps): ``weights = table + frac * deltas``, zero
-        for taps that resampy drops; ``deltas`` is the derivative of the weights in ``frac``.
+    Returns ``(weights, deltas)``, each (k, f.wing_taps): ``weights = table + frac * deltas``, zero
+    for taps that resampy drops; ``deltas`` is the derivative of the weights in ``frac``.
     """
     rows = cell.astype(np.int64)
     deltas = f.delta_rows[rows]
@@ -220,18 +172,8 @@ def _wing(f: _Filter, cell: FloatArray, frac: FloatArray) -> tuple[FloatArray, F
 
 
 def _direct(f: _Filter, segment: FloatArray, start: int, t: IntArray) -> FloatArray:
-    """Output samples ``t`` computed tap by tap (any rate pair, any positions).
-
-    Args:
-        f: The filter walk.
-        segment: Input samples ``start, start + 1, ...`` (zeros outside the signal included);
-            it must cover every tap of ``t``.
-        start: Input index of ``segment[0]``.
-        t: (k,) int64 output indices.
-
-    Returns:
-        (k,) float64.
-    """
+    """Output samples ``t`` ((k,) int64) computed tap by tap, as (k,) float64, from ``segment``:
+    input samples from index ``start`` on (zeros outside the signal included), covering every tap."""
     out = np.empty(len(t))
     batch = max(1, _DIRECT_TAPS // f.taps)
     ahead = np.lib.stride_tricks.sliding_window_view(segment, f.wing_taps)  # x[i], x[i + 1]...
@@ -339,17 +281,9 @@ def _make_polyphase(f: _Filter) -> _Polyphase | None:
 
 
 def _products(pp: _Polyphase, x: FloatArray, shift: FloatArray | None) -> FloatArray:
-    """Each output's weighted sum, moved from its canonical position by its own ``shift``.
-
-    Args:
-        pp: The polyphase layout.
-        x: (products, pp.gemm_rows, pp.window) input rows.
-        shift: (outputs,) each output's interpolation factor minus its phase's canonical one,
-            or ``None`` where all are zero (whole-number ratios such as 48 kHz to 16 kHz).
-
-    Returns:
-        (outputs,) float64, outputs = products * pp.gemm_rows * pp.row_outputs.
-    """
+    """Each output's weighted sum of the (products, gemm_rows, window) input rows ``x``, moved from
+    its canonical position by ``shift``, (outputs,) each output's interpolation factor minus its
+    phase's (None where all are zero, as from 48 kHz to 16 kHz). Returns (outputs,) float64."""
     g, groups = _GROUP_OUTPUTS, len(pp.groups)
     if shift is None:
         sums = np.empty((*x.shape[:2], pp.row_outputs))
@@ -374,19 +308,8 @@ def _input_rows(pp: _Polyphase, segment: FloatArray, origin: int) -> FloatArray:
 
 
 def _polyphase_block(f: _Filter, pp: _Polyphase, segment: FloatArray, start: int, block: int) -> FloatArray:
-    """One block of outputs by matrix products over rows of input, then odd outputs tap by tap.
-
-    Args:
-        f: The filter walk.
-        pp: Its polyphase layout.
-        segment: Input samples from index ``start``, covering every tap of the block.
-        start: Input index of ``segment[0]``.
-        block: Block number; it holds outputs ``block * n`` to ``block * n + n - 1`` with
-            ``n = pp.block_rows * pp.row_outputs``.
-
-    Returns:
-        (pp.block_rows * pp.row_outputs,) float64.
-    """
+    """Block ``block`` of outputs ((n,) float64, n = block_rows * row_outputs) by matrix products
+    over rows of input, then odd outputs tap by tap; ``segment`` as for :func:`_direct`."""
     n = len(pp.canonical.centre)
     first_input = block * pp.block_rows * pp.row_inputs
     x = _input_rows(pp, segment, first_input + pp.window_start - start)
@@ -470,11 +393,8 @@ def _resample_reference(x: FloatArray, sr_in: int, sr_out: int) -> FloatArray:
 
 
 class _History:
-    """The input samples a stream still needs, in an array reused until it is full.
-
-    Dropping is O(1) (the live part starts later); an append that does not fit moves the live
-    part to a new array twice its size, so memory follows what is held, not what went through.
-    """
+    """The input samples a stream still needs, in an array reused until full (then the live part
+    moves to one twice its size): memory follows what is held, not what went through."""
 
     def __init__(self) -> None:
         self.start = 0  # input index of the first sample held
@@ -579,8 +499,7 @@ def resample(
         sr_in: Rate of ``x`` in Hz (a whole number, 1 to 768000).
         sr_out: Rate wanted in Hz (default 16000, VGGish's rate).
         method: ``"reference"`` reproduces ``resampy.resample(x, sr_in, sr_out,
-            filter="kaiser_best")`` (max abs difference about 1e-15); ``"fast"`` uses soxr VHQ,
-            a different filter (about 1e-2 off the reference).
+            filter="kaiser_best")``; ``"fast"`` uses soxr VHQ, a different filter.
 
     Returns:
         (int(n * sr_out / sr_in),) float64. When ``sr_in == sr_out``, a float64 copy of ``x``.
@@ -605,13 +524,10 @@ def resample(
 class StreamingResampler:
     """Resamples a signal that arrives in chunks, keeping only the input its filter still needs.
 
-    With ``"reference"`` the output comes in blocks of a few thousand samples (8192 at most, about
-    0.5 s at 16 kHz); the concatenated outputs of ``process`` and ``flush`` equal
-    ``resample(whole_signal)`` bit for bit, however the signal is cut (the same code computes
-    each block from the same input values). The last blocks depend on the signal's length (the
-    output length and the zeros past the end), so ``flush`` produces them. With ``"fast"`` the
-    chunks go through ``soxr.ResampleStream`` (VHQ), whose output equals one-shot ``soxr``;
-    ``flush`` fixes the total length the same way as ``resample``.
+    With ``"reference"`` the output comes in blocks of at most 8192 samples; the concatenated
+    outputs of ``process`` and ``flush`` equal ``resample(whole_signal)`` bit for bit, however the
+    signal is cut. ``flush`` produces the last blocks, which depend on the signal's length. With
+    ``"fast"`` the chunks go through ``soxr.ResampleStream`` (VHQ), equal to one-shot ``soxr``.
 
     Example:
         >>> stream = StreamingResampler(44100)
@@ -691,17 +607,8 @@ class StreamingResampler:
         return x
 
     def _run_blocks(self, engine: _Engine, end: int | None, stop: int | None = None) -> FloatArray:
-        """Computes the blocks whose input is complete (all before block ``stop`` when flushing).
-
-        Args:
-            engine: The block engine.
-            end: Input samples received so far; ``None`` at the end of the signal, where the
-                input past the last sample is zeros.
-            stop: Block number to stop before (with ``end=None``).
-
-        Returns:
-            The new output samples, (blocks * engine.block_outputs,) float64.
-        """
+        """The new output samples of the blocks whose input is complete: ``end`` samples received
+        so far, or None at the end of the signal (then every block before ``stop``)."""
         out = []
         while stop is None or self._next_block < stop:
             lo, hi = self._next_inputs

@@ -1,11 +1,9 @@
 """Command-line interface: ``vggish COMMAND ...`` (also ``python -m vggish``).
 
-Each command lives in a module of its own with ``DESCRIPTION``, ``EPILOG``,
-``add_arguments(parser)`` and ``run(args) -> int`` (``heads``, with actions of its own, sets each
-action's ``func`` in ``add_arguments``). Only the module of the command being run is imported, so
-``vggish --version`` and ``vggish --help`` start without PyTorch. Library errors (``ValueError``
-and the kinds of :mod:`vggish.errors`, ``RuntimeError``, ``OSError``) become one line on stderr
-and exit status 1; nothing else is printed on failure.
+Each command is a module with ``DESCRIPTION``, ``EPILOG``, ``add_arguments(parser)`` and
+``run(args) -> int`` (or actions that set ``func``); only the chosen command's module is imported,
+so ``--version`` and ``--help`` start without PyTorch. Library errors become one line on stderr
+and exit status 1.
 """
 
 from __future__ import annotations
@@ -136,8 +134,7 @@ def _warning_line(message: Warning | str, *args: object, **kwargs: object) -> st
 
 def _one_line(error: BaseException) -> str:
     """The error's message on one line (chained causes are named, not dumped)."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 if __name__ == "__main__":

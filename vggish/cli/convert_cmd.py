@@ -28,8 +28,6 @@ examples:
 default output: {default_weights_path()}"""
 
 
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``convert`` subcommand's arguments."""
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file, V2 prefix, or .pth")

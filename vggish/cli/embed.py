@@ -15,6 +15,7 @@ from vggish.cli.runtime_args import (
     embed_options,
     load_runtime,
 )
+from vggish.errors import plural
 from vggish.weights.location import default_weights_path
 
 if TYPE_CHECKING:
@@ -37,8 +38,6 @@ examples:
   vggish embed long.wav --output long.npz --device cuda --precision fp16
 
 default weights: {default_weights_path()}"""
-
-
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -78,7 +77,7 @@ def _report(output: Path, result: EmbeddingResult, seconds: float) -> None:
     count = result.embeddings.shape[0]
     speed = result.duration / seconds if seconds > 0 else float("inf")
     print(
-        f"wrote {output}: {count} examples from {result.duration:.2f} s of audio "
+        f"wrote {output}: {plural(count, 'example')} from {result.duration:.2f} s of audio "
         f"in {seconds:.2f} s ({speed:.0f}x realtime)"
     )
     if count == 0:

@@ -14,6 +14,7 @@ from vggish.cli.runtime_args import (
     embed_options,
     settings_of,
 )
+from vggish.errors import plural
 from vggish.extract import ExtractOptions, ExtractSummary, default_workers, extract, find_inputs
 from vggish.extract.outputs import FAILURES_NAME, OutputFormat
 from vggish.weights import default_weights_path
@@ -37,8 +38,6 @@ examples:
   vggish extract corpus/ --output features/ --engine ray --device cuda
 
 default weights: {default_weights_path()}"""
-
-
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -95,13 +94,13 @@ def run(args: argparse.Namespace) -> int:
 def _report(output: Path, summary: ExtractSummary) -> None:
     skipped = f", {summary.files_skipped} already done" if summary.files_skipped else ""
     print(
-        f"wrote {output}: {summary.files_ok} files, {summary.examples} examples, "
+        f"wrote {output}: {plural(summary.files_ok, 'file')}, {plural(summary.examples, 'example')}, "
         f"{summary.audio_hours:.3f} h of audio in {summary.wall_seconds:.1f} s "
         f"({summary.realtime_factor:.0f}x realtime){skipped}"
     )
     if summary.files_failed:
         print(
-            f"vggish: {summary.files_failed} of {summary.files_total} inputs failed; "
+            f"vggish: {summary.files_failed} of {plural(summary.files_total, 'input')} failed; "
             f"see {output / FAILURES_NAME}",
             file=sys.stderr,
         )

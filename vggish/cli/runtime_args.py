@@ -1,11 +1,6 @@
-"""The options that ``embed``, ``extract`` and ``serve`` share: how audio becomes examples (hop,
-padding, resampler, postprocessing) and the runtime (device, backend, precision, threads, batch
-size).
-
-The defaults of the flags come from the one settings model of the CLI and the service
-(:mod:`vggish.settings`): ``VGGISH_BACKEND`` is the default of ``--backend``, ``VGGISH_NUM_THREADS``
-of ``--threads``, ``VGGISH_WEIGHTS`` of ``--weights``, ``VGGISH_DATA_DIR`` and ``VGGISH_DATABASE_URL``
-of ``vggish heads --data-dir`` and ``--database-url``.
+"""The options that ``embed``, ``extract`` and ``serve`` share: how audio becomes examples and
+the runtime. A flag not given takes its ``VGGISH_*`` setting (:mod:`vggish.settings`), e.g.
+``VGGISH_BACKEND`` for ``--backend``.
 """
 
 from __future__ import annotations
@@ -71,7 +66,7 @@ def add_audio_args(p: argparse.ArgumentParser, *, pad: bool = False) -> None:
         "--resampler",
         choices=RESAMPLERS,
         default="reference",
-        help="reference: resampy kaiser_best, exact (default); fast: soxr, see README",
+        help="reference: resampy kaiser_best, exact (default); fast: soxr, not exact (docs/fidelity.md)",
     )
 
 
@@ -133,7 +128,7 @@ def add_runtime_args(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
         "--precision",
         choices=PRECISIONS,
         help="fp32 (default: Google's numbers); bf16 (CPUs with bfloat16 instructions, GPUs) or fp16 "
-        "(GPUs) weights and activations (README: each one's deviation)",
+        "(GPUs) weights and activations (docs/fidelity.md: each one's deviation)",
     )
     p.add_argument(
         "--threads",

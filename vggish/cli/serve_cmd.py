@@ -1,10 +1,7 @@
 """``vggish serve``: the REST service (the ``vggish_app`` package, from ``app/``) under uvicorn.
 
-Settings come from ``VGGISH_*`` environment variables (:mod:`vggish.settings`, the one settings
-model of the CLI and the service), and the options given here override them; the app is built by
-its factory from those settings, in each worker process, without touching the environment. The
-CLI is the one layer above both the library and the service, so it is the one place in
-``vggish/`` that imports the service.
+The options override the ``VGGISH_*`` settings; the app's factory builds it from those settings in
+each worker process. The CLI is the one place in ``vggish/`` that imports the service.
 """
 
 from __future__ import annotations
@@ -16,7 +13,7 @@ from vggish.settings import load_settings
 
 DESCRIPTION = """\
 Serve VGGish over HTTP: POST /v1/embeddings, GET /v1/models, /healthz, /readyz, /metrics, /docs.
-Every setting can also be given as a VGGISH_* environment variable (see the README);
+Every setting can also be given as a VGGISH_* environment variable (docs/service.md);
 the options below override them."""
 
 EPILOG = """\
@@ -25,8 +22,6 @@ examples:
   vggish serve --weights random --port 9000      demo weights
   vggish serve --device cuda --precision fp16    on a GPU
   VGGISH_API_KEYS=k1,k2 vggish serve --host 0.0.0.0 --workers 2"""
-
-
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

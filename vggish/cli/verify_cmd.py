@@ -30,8 +30,6 @@ examples:
 default weights: {default_weights_path()}"""
 
 
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``verify`` subcommand's arguments."""
     add_weights_arg(p)

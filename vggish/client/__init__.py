@@ -15,7 +15,6 @@ import importlib.util
 if importlib.util.find_spec("httpx") is None:  # checked first, for a message that names the fix
     raise ModuleNotFoundError("vggish.client needs httpx: pip install 'vggish[client]'")
 
-from vggish.client.aio import AsyncClient
 from vggish.client.errors import (
     BadRequestError,
     ClientError,
@@ -33,7 +32,7 @@ from vggish.client.errors import (
 )
 from vggish.client.inputs import AudioInput, FileSource
 from vggish.client.results import Classification, FrameLabels, LabelScore, ModelInfo, RemoteEmbeddingResult
-from vggish.client.sync import Client
+from vggish.client.transport import AsyncClient, Client
 from vggish.heads import HeadMetrics
 from vggish.heads.store import HeadRecord
 

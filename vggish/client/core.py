@@ -1,11 +1,11 @@
-"""The client without I/O: every operation is a generator that yields steps and gets their outcomes.
+"""The client without I/O: :class:`Api` holds every operation, once, as a generator of steps.
 
 An operation (embed, train a head, ...) builds its requests, parses the answers and decides on
 retries; it never touches the network or a clock. It yields a :class:`Request` and receives the
 ``httpx.Response`` (or the ``httpx.TransportError``), or yields a :class:`Sleep` and receives None,
-and finally returns its result. :class:`vggish.client.Client` drives these generators with
-``httpx.Client`` and ``time.sleep``, :class:`vggish.client.AsyncClient` with ``httpx.AsyncClient``
-and ``asyncio.sleep``: the transport is all that differs between them.
+and finally returns its result. :mod:`vggish.client.transport` drives these generators: ``Client``
+with ``httpx.Client`` and ``time.sleep``, ``AsyncClient`` with ``httpx.AsyncClient`` and
+``asyncio.sleep``; the transport is all that differs between them.
 
 Retries (:class:`RetryPolicy`): 429 and 503 are retried, as the server refused the request before
 doing any work, waiting what ``Retry-After`` asks (seconds or an HTTP date); an answer that asks
@@ -16,11 +16,10 @@ afterwards. Timeouts are never retried: the caller chose how long to wait.
 
 from __future__ import annotations
 
-import base64
 import urllib.parse
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, overload
 
 import httpx
 import numpy as np
@@ -39,10 +38,10 @@ from vggish.client.inputs import (
     FilePart,
     FileSource,
     HeadKind,
-    SamplesPart,
     audio_body,
     is_single,
     json_body,
+    json_input,
     labelled_clips,
     multipart,
     prepare,
@@ -199,17 +198,9 @@ def _names(parts: Sequence[object]) -> list[str | None]:
     return [part.name if isinstance(part, FilePart) else None for part in parts]
 
 
-def _named(part: object, name: str) -> dict[str, object]:
-    """A JSON ``inputs`` entry of ``part`` named ``name`` (the item's id)."""
-    if isinstance(part, FilePart):
-        return {"audio_base64": base64.b64encode(part.data).decode("ascii"), "name": name}
-    assert isinstance(part, SamplesPart)
-    return {"samples": part.samples.tolist(), "sample_rate": part.sample_rate, "name": name}
-
-
-class BaseClient:
-    """What :class:`Client` and :class:`AsyncClient` share: settings, the model cache and every
-    operation (see the module's docstring).
+class Api:
+    """The service's API as operations (see the module's docstring); the public methods of
+    :class:`vggish.client.Client` and :class:`vggish.client.AsyncClient` are these, driven.
 
     Args:
         api_key: sent as ``Authorization: Bearer <key>``.
@@ -218,13 +209,11 @@ class BaseClient:
     """
 
     def __init__(self, *, api_key: str | None, retries: int, max_retry_wait: float) -> None:
-        self._policy = RetryPolicy(retries=retries, max_wait=max_retry_wait)
-        self._headers = {"user-agent": f"vggish-client/{__version__}", "accept": "application/json"}
+        self.policy = RetryPolicy(retries=retries, max_wait=max_retry_wait)
+        self.headers = {"user-agent": f"vggish-client/{__version__}", "accept": "application/json"}
         if api_key:
-            self._headers["authorization"] = f"Bearer {api_key}"
+            self.headers["authorization"] = f"Bearer {api_key}"
         self._has_pca: bool | None = None
-
-    # --- the one request primitive ------------------------------------------------------------
 
     def _call(self, request: Request) -> Op[httpx.Response]:
         """Sends ``request`` (retrying per the policy); returns a success or an accepted status.
@@ -237,7 +226,7 @@ class BaseClient:
         while True:
             outcome = yield request
             assert outcome is not None
-            wait = self._policy.delay(request, outcome, attempt)
+            wait = self.policy.delay(request, outcome, attempt)
             if wait is None:
                 break
             yield Sleep(wait)
@@ -248,35 +237,74 @@ class BaseClient:
             return outcome
         raise problem_from_response(outcome)
 
-    # --- operations -------------------------------------------------------------------------
-
-    def _models_op(self) -> Op[list[ModelInfo]]:
+    def models(self) -> Op[list[ModelInfo]]:
+        """``GET /v1/models``: the model, its weights' provenance, device and limits."""
         response = yield from self._call(Request("GET", "/v1/models"))
         models = parse(response, model_infos)
         if models:
             self._has_pca = models[0].postprocessing
         return models
 
-    def _postprocess_op(self, postprocess: bool | None) -> Op[bool]:
-        """``postprocess``, or (None) whether the server's weights carry PCA, asked once."""
-        if postprocess is not None:
-            return postprocess
-        if self._has_pca is None:
-            yield from self._models_op()
-        return bool(self._has_pca)
+    def ready(self) -> Op[bool]:
+        """``GET /readyz``: True once the model is loaded and warm, False while loading or stopping."""
+        request = Request("GET", "/readyz", retry_overloaded=False, accept=frozenset({503}))
+        response = yield from self._call(request)
+        return response.is_success
 
-    def _embed_op(
+    @overload  # a str is one path, though also a Sequence[str]: this overload comes first
+    def embed(  # type: ignore[overload-overlap]
+        self,
+        inputs: AudioInput,
+        *,
+        hop: float = ...,
+        pad: bool = ...,
+        postprocess: bool | None = ...,
+        resampler: ResamplerName = ...,
+        pooling: Pooling | None = ...,
+    ) -> Op[RemoteEmbeddingResult]: ...
+    @overload
+    def embed(
+        self,
+        inputs: Sequence[AudioInput],
+        *,
+        hop: float = ...,
+        pad: bool = ...,
+        postprocess: bool | None = ...,
+        resampler: ResamplerName = ...,
+        pooling: Pooling | None = ...,
+    ) -> Op[list[RemoteEmbeddingResult]]: ...
+    def embed(
         self,
         inputs: AudioInput | Sequence[AudioInput],
-        audio: AudioOptions,
-        postprocess: bool | None,
-        pooling: Pooling | None,
+        *,
+        hop: float = params.EXAMPLE_HOP_SECONDS,
+        pad: bool = False,
+        postprocess: bool | None = None,
+        resampler: ResamplerName = "reference",
+        pooling: Pooling | None = None,
     ) -> Op[RemoteEmbeddingResult | list[RemoteEmbeddingResult]]:
+        """Embeds audio on the server; the numbers are the library's (``model.embed_file`` /
+        ``model.embed``) for the same input and options, to 1e-5.
+
+        Args:
+            inputs: one input or a sequence: paths, bytes, binary file objects, ``(array, rate)``.
+            hop: seconds between example starts (a multiple of 0.01).
+            pad: zero-pad a clip shorter than 0.975 s to one example.
+            postprocess: AudioSet's PCA + uint8 features; None: when the server's weights have PCA.
+            resampler: ``reference`` (exact) or ``fast``.
+            pooling: ``mean`` also returns each input's mean embedding (``pooled``).
+
+        Returns:
+            One result per input, in order (a single result for a single input).
+        """
         parts = prepare(inputs)
-        post = yield from self._postprocess_op(postprocess)
+        if postprocess is None:  # whether the server's weights carry PCA, asked once
+            if self._has_pca is None:
+                yield from self.models()
+            postprocess = bool(self._has_pca)
         query = {
-            **audio.query(),
-            "postprocess": _flag(post),
+            **AudioOptions(hop, pad, resampler).query(),
+            "postprocess": _flag(postprocess),
             "pooling": pooling or "none",
             "encoding": "base64",
         }
@@ -284,16 +312,56 @@ class BaseClient:
         results = parse(response, lambda body: embedding_results(body, _names(parts)))
         return results[0] if is_single(inputs) else results
 
-    def _classify_op(
+    @overload
+    def classify(  # type: ignore[overload-overlap]
+        self,
+        name: str,
+        inputs: AudioInput,
+        *,
+        top_k: int | None = ...,
+        hop: float = ...,
+        pad: bool = ...,
+        resampler: ResamplerName = ...,
+        force: bool = ...,
+    ) -> Op[Classification]: ...
+    @overload
+    def classify(
+        self,
+        name: str,
+        inputs: Sequence[AudioInput],
+        *,
+        top_k: int | None = ...,
+        hop: float = ...,
+        pad: bool = ...,
+        resampler: ResamplerName = ...,
+        force: bool = ...,
+    ) -> Op[list[Classification]]: ...
+    def classify(
         self,
         name: str,
         inputs: AudioInput | Sequence[AudioInput],
-        audio: AudioOptions,
-        top_k: int | None,
+        *,
+        top_k: int | None = None,
+        hop: float = params.EXAMPLE_HOP_SECONDS,
+        pad: bool = True,
+        resampler: ResamplerName = "reference",
         force: bool = False,
     ) -> Op[Classification | list[Classification]]:
+        """Labels audio with the head ``name``: each clip's, and each example's (``frames``).
+
+        Args:
+            name: the head.
+            inputs: as for :meth:`embed`.
+            top_k: keep only the best ``top_k`` labels.
+            hop: as for :meth:`embed`.
+            pad: zero-pad a clip shorter than 0.975 s to one example (default: on, as the
+                server's heads do).
+            resampler: as for :meth:`embed`.
+            force: classify even when the head was trained on other weights or settings
+                (else ``ConflictError``, the server's 409).
+        """
         parts = prepare(inputs)
-        query = audio.query() | ({} if top_k is None else {"top_k": str(top_k)})
+        query = AudioOptions(hop, pad, resampler).query() | ({} if top_k is None else {"top_k": str(top_k)})
         if force:
             query["force"] = "true"
         request = Request("POST", _head_path(name, "/classify"), query, audio_body(parts))
@@ -301,27 +369,46 @@ class BaseClient:
         results = parse(response, lambda body: classifications(body, _names(parts)))
         return results[0] if is_single(inputs) else results
 
-    def _train_op(
+    def train_head(
         self,
         name: str,
         clips: Mapping[str, Sequence[AudioInput]] | tuple[Sequence[AudioInput], Sequence[str]],
-        kind: HeadKind,
-        replace: bool,
-        audio: AudioOptions,
+        *,
+        kind: HeadKind = "linear",
+        replace: bool = False,
+        hop: float = params.EXAMPLE_HOP_SECONDS,
+        pad: bool = True,
+        resampler: ResamplerName = "reference",
     ) -> Op[HeadRecord]:
+        """Trains and stores a head on labelled clips, each clip's embedding being its examples' mean.
+
+        Clips go as files in one multipart request; an array off the 16-bit grid goes as a float
+        WAV file, which the server rounds to 16 bits (for exact numbers, use :meth:`embed` with
+        ``pooling="mean"`` and :meth:`train_head_from_embeddings`).
+
+        Args:
+            name: 1-64 characters of ``A-Z a-z 0-9 _ . -``.
+            clips: ``{label: [inputs]}``, or ``(inputs, labels)`` with one label per input.
+            kind: ``linear`` (logistic regression) or ``mlp``.
+            replace: replace a head of the same name (else ``ConflictError``).
+            hop, pad, resampler: as for :meth:`classify`.
+        """
         inputs, labels = labelled_clips(clips)
         body = training_body(name, prepare(inputs), labels, kind, replace)
-        response = yield from self._call(Request("POST", "/v1/heads", audio.query(), body))
+        query = AudioOptions(hop, pad, resampler).query()
+        response = yield from self._call(Request("POST", "/v1/heads", query, body))
         return parse(response, head_record)
 
-    def _train_embeddings_op(
+    def train_head_from_embeddings(
         self,
         name: str,
         embeddings: np.ndarray | Sequence[Sequence[float]],
         labels: Sequence[str],
-        kind: HeadKind,
-        replace: bool,
+        *,
+        kind: HeadKind = "linear",
+        replace: bool = False,
     ) -> Op[HeadRecord]:
+        """Trains and stores a head on clip-level (N, 128) embeddings and their N labels."""
         x = np.asarray(embeddings, dtype=np.float32)
         if not np.isfinite(x).all():
             raise ValueError("embeddings hold NaN or infinite values")
@@ -335,55 +422,82 @@ class BaseClient:
         response = yield from self._call(Request("POST", "/v1/heads", body=json_body(payload)))
         return parse(response, head_record)
 
-    def _list_heads_op(self) -> Op[list[HeadRecord]]:
+    def list_heads(self) -> Op[list[HeadRecord]]:
+        """Every stored head, by name."""
         response = yield from self._call(Request("GET", "/v1/heads"))
         return parse(response, head_records)
 
-    def _get_head_op(self, name: str) -> Op[HeadRecord]:
+    def get_head(self, name: str) -> Op[HeadRecord]:
+        """One head's classes, kind, metrics and version (``NotFoundError`` when absent)."""
         response = yield from self._call(Request("GET", _head_path(name)))
         return parse(response, head_record)
 
-    def _delete_head_op(self, name: str) -> Op[None]:
+    def delete_head(self, name: str) -> Op[None]:
+        """Deletes a head (``NotFoundError`` when absent)."""
         yield from self._call(Request("DELETE", _head_path(name)))
 
-    def _export_head_op(self, name: str) -> Op[bytes]:
+    def export_head(self, name: str) -> Op[bytes]:
+        """The head as a safetensors file's bytes (``vggish.heads.from_safetensors`` reads them)."""
         response = yield from self._call(Request("GET", _head_path(name, "/export")))
         return response.content
 
-    def _import_head_op(self, name: str, data: FileSource, force: bool = False) -> Op[HeadRecord]:
+    def import_head(self, name: str, data: FileSource, *, force: bool = False) -> Op[HeadRecord]:
+        """Stores an exported head under ``name`` (replacing one of that name: ``version`` says).
+
+        Args:
+            name: the name to store it under.
+            data: the safetensors file: its bytes, a path or a binary file object.
+            force: store it even when it records other weights than the server's (else
+                ``ConflictError``, the server's 409).
+        """
         body = Body(read_file(data)[1], "application/octet-stream")
         query = {"force": "true"} if force else {}
         response = yield from self._call(Request("PUT", _head_path(name), query, body=body))
         return parse(response, head_record)
 
-    # --- collections ------------------------------------------------------------------------
-
-    def _add_items_op(
+    def add_items(
         self,
         name: str,
         inputs: AudioInput | Sequence[AudioInput],
-        ids: Sequence[str] | None,
-        audio: AudioOptions,
-        force: bool,
+        *,
+        ids: Sequence[str] | None = None,
+        hop: float = params.EXAMPLE_HOP_SECONDS,
+        pad: bool = True,
+        resampler: ResamplerName = "reference",
+        force: bool = False,
     ) -> Op[AddResult]:
+        """Embeds clips on the server and adds them to the collection ``name`` (made on the first
+        add; an existing id is replaced).
+
+        Args:
+            name: the collection.
+            inputs: as for :meth:`embed`.
+            ids: one id per input (default: a path's file name; bytes and arrays need one).
+            hop, pad, resampler: as for :meth:`classify` (short clips are padded by default).
+            force: add even when the collection holds embeddings of other weights or settings
+                (else ``ConflictError``, the server's 409).
+        """
         parts = prepare(inputs)
         if ids is not None and len(ids) != len(parts):
             raise ValueError(f"{len(parts)} inputs but {len(ids)} ids: give one id per input")
-        names = list(ids) if ids is not None else [p.name if isinstance(p, FilePart) else None for p in parts]
+        names = list(ids) if ids is not None else _names(parts)
         if any(not n for n in names):
             raise ValueError("bytes, file objects without a name and arrays need ids: pass ids=[...]")
         if all(isinstance(p, FilePart) for p in parts):
             files = [(str(n), p.data) for n, p in zip(names, parts, strict=True) if isinstance(p, FilePart)]
             body = multipart({"id": [str(n) for n in names]}, files)
         else:
-            body = json_body({"inputs": [_named(p, str(n)) for p, n in zip(parts, names, strict=True)]})
-        query = audio.query() | ({"force": "true"} if force else {})
+            named = [json_input(p) | {"name": str(n)} for p, n in zip(parts, names, strict=True)]
+            body = json_body({"inputs": named})
+        query = AudioOptions(hop, pad, resampler).query() | ({"force": "true"} if force else {})
         response = yield from self._call(Request("POST", _collection_path(name, "/items"), query, body))
         return parse(response, add_result)
 
-    def _add_embeddings_op(
-        self, name: str, items: Sequence[Item], features: FeatureSpec | None, force: bool
+    def add_embeddings(
+        self, name: str, items: Sequence[Item], *, features: FeatureSpec | None = None, force: bool = False
     ) -> Op[AddResult]:
+        """Adds items of embeddings made elsewhere (``vggish.search.Item.of(id, embeddings, ...)``),
+        with the ``features`` that made them when known."""
         payload: dict[str, object] = {
             "items": [
                 {"id": i.id, "embeddings": i.embeddings.tolist(), "timestamps": i.timestamps.tolist()}
@@ -398,46 +512,61 @@ class BaseClient:
         response = yield from self._call(request)
         return parse(response, add_result)
 
-    def _search_op(
+    def search(
         self,
         name: str,
-        query: AudioInput | Query | str,
-        k: int,
-        level: Level,
-        audio: AudioOptions,
-        force: bool,
-        by_id: bool = False,
+        query: AudioInput | Query,
+        *,
+        k: int = 10,
+        level: Level = "clip",
+        hop: float = params.EXAMPLE_HOP_SECONDS,
+        pad: bool = True,
+        resampler: ResamplerName = "reference",
+        force: bool = False,
     ) -> Op[list[Match]]:
-        params = audio.query() | {"k": str(k), "level": level} | ({"force": "true"} if force else {})
-        if by_id:
-            body = json_body({"id": query})
-        elif isinstance(query, Query) and query.timestamps is None:
+        """The ``k`` items of ``name`` most similar to one audio clip (or a ``vggish.search.Query``
+        of vectors), best first; ``score`` is the cosine similarity.
+
+        Args:
+            level: ``clip`` (mean embeddings) or ``segment`` (each item's best pair of segments,
+                named in ``segment`` and ``query_segment``).
+            hop, pad, resampler, force: as for :meth:`add_items`.
+        """
+        if isinstance(query, Query) and query.timestamps is None:
             body = json_body({"embedding": query.clip.tolist()})
         elif isinstance(query, Query):
             times = np.asarray(query.timestamps).tolist()
             body = json_body({"embeddings": query.vectors.tolist(), "timestamps": times})
         else:
-            body = audio_body(prepare(query))  # type: ignore[arg-type]
+            body = audio_body(prepare(query))
+        return (yield from self._search(name, body, k, level, AudioOptions(hop, pad, resampler), force))
+
+    def search_item(self, name: str, item_id: str, *, k: int = 10, level: Level = "clip") -> Op[list[Match]]:
+        """The ``k`` items most similar to a stored item (itself left out), best first."""
+        return (yield from self._search(name, json_body({"id": item_id}), k, level, AudioOptions(), False))
+
+    def _search(
+        self, name: str, body: Body, k: int, level: Level, audio: AudioOptions, force: bool
+    ) -> Op[list[Match]]:
+        params = audio.query() | {"k": str(k), "level": level} | ({"force": "true"} if force else {})
         response = yield from self._call(Request("POST", _collection_path(name, "/search"), params, body))
         return parse(response, matches)
 
-    def _list_collections_op(self) -> Op[list[CollectionInfo]]:
+    def list_collections(self) -> Op[list[CollectionInfo]]:
+        """Every collection, by name."""
         response = yield from self._call(Request("GET", "/v1/collections"))
         return parse(response, collection_infos)
 
-    def _get_collection_op(self, name: str) -> Op[CollectionInfo]:
+    def get_collection(self, name: str) -> Op[CollectionInfo]:
+        """One collection's counts and features (``NotFoundError`` when absent)."""
         response = yield from self._call(Request("GET", _collection_path(name)))
         return parse(response, collection_info)
 
-    def _delete_collection_op(self, name: str) -> Op[None]:
+    def delete_collection(self, name: str) -> Op[None]:
+        """Deletes a collection and its items (``NotFoundError`` when absent)."""
         yield from self._call(Request("DELETE", _collection_path(name)))
 
-    def _delete_item_op(self, name: str, item_id: str) -> Op[None]:
-        yield from self._call(
-            Request("DELETE", _collection_path(name, "/items/" + urllib.parse.quote(item_id, safe="")))
-        )
-
-    def _ready_op(self) -> Op[bool]:
-        request = Request("GET", "/readyz", retry_overloaded=False, accept=frozenset({503}))
-        response = yield from self._call(request)
-        return response.is_success
+    def delete_item(self, name: str, item_id: str) -> Op[None]:
+        """Deletes one item (``NotFoundError`` when absent)."""
+        path = _collection_path(name, "/items/" + urllib.parse.quote(item_id, safe=""))
+        yield from self._call(Request("DELETE", path))

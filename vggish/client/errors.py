@@ -1,10 +1,6 @@
-"""What the client raises: the service's problem+json answers as typed exceptions, and transport failures.
-
-Every error answer becomes a :class:`ProblemError` carrying ``status``, ``type``, ``title``,
-``detail``, the body's other members (``extra``) and the ``x-request-id`` the server gave it; a
-subclass picked by problem type, else by status, lets callers catch what they can act on
-(:class:`NotFoundError`, :class:`ConflictError`, :class:`LimitExceededError`...). A body that is
-not problem+json (a proxy's HTML page, say) still becomes a ProblemError with what is known.
+"""What the client raises: the service's problem+json answers as typed exceptions (a subclass
+picked by problem type, else by status; a body that is not problem+json, such as a proxy's page,
+still becomes a :class:`ProblemError`), and transport failures.
 """
 
 from __future__ import annotations
@@ -141,15 +137,8 @@ _BY_STATUS: dict[int, type[ProblemError]] = {
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """A ``Retry-After`` header as seconds to wait: delay-seconds or an HTTP date (RFC 9110).
-
-    Args:
-        value: the header's value, or None.
-        now: the current time (for HTTP dates); default: now, UTC.
-
-    Returns:
-        Seconds (0 for a date in the past), or None when absent or unreadable.
-    """
+    """A ``Retry-After`` header (delay-seconds or an HTTP date, RFC 9110; ``now`` default: now, UTC)
+    as seconds to wait (0 for a date in the past), or None when absent or unreadable."""
     if value is None:
         return None
     text = value.strip()

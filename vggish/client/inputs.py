@@ -1,21 +1,12 @@
 """Audio inputs -> request bodies: files as they are, arrays in the form that keeps the library's numbers.
 
-An input is a path, a file's bytes, a binary file object, or ``(array, sample_rate)``. Files are
-read into memory (bodies are kept as bytes so that a retry can send them again) and sent as they
-are. Arrays are checked with the library's own :func:`vggish.audio.decode.validate_waveform` (same
-``ValueError``) and sent so that the server computes exactly what ``model.embed(array, rate)``
-does:
-
-- int16 arrays, and float arrays whose every sample is a multiple of 1/32768 in [-1, 1) (audio
-  read from 16-bit files), as a 16-bit PCM WAV file: 2 bytes a sample, and the server's decoder
-  gives back exactly those values (k / 32768);
-- other float arrays as JSON ``samples``: Python writes each float64 as its shortest repr, which
-  parses back to the same float64, so the numbers are exact (about 20 bytes a sample). A float
-  WAV file would be smaller but is not exact: the decoder rounds float files to 16 bits, as the
-  reference decodes files.
-
-A request carrying only files is multipart (binary); one with JSON samples is JSON, its files in
-base64.
+Files are read into memory (bodies are kept as bytes so that a retry can send them again). Arrays
+are checked with the library's :func:`vggish.audio.decode.validate_waveform` and sent so that the
+server computes exactly what ``model.embed(array, rate)`` does: int16 arrays, and float arrays of
+multiples of 1/32768 in [-1, 1), as a 16-bit PCM WAV file (decoded back exactly); other float
+arrays as JSON ``samples`` (each float64's shortest repr parses back to the same float64; a float
+WAV file would be rounded to 16 bits, as the reference decodes files). A request of files only is
+multipart; one with samples is JSON, its files in base64.
 """
 
 from __future__ import annotations
@@ -83,7 +74,7 @@ def is_single(inputs: object) -> bool:
 
 
 def prepare(inputs: AudioInput | Sequence[AudioInput]) -> list[WirePart]:
-    """Reads files and encodes arrays (see the module's docstring); one input or a sequence.
+    """Reads files and encodes arrays (see the module's docstring), of one input or a sequence.
 
     Raises:
         ValueError: an array the library refuses (dtype, shape, NaN, sample rate), or no input.
@@ -168,10 +159,11 @@ def audio_body(parts: Sequence[WirePart]) -> Body:
     JSON ``inputs`` (files in base64, arrays as samples)."""
     if all(isinstance(part, FilePart) for part in parts):
         return multipart({}, [as_file(part, i) for i, part in enumerate(parts)])
-    return json_body({"inputs": [_json_input(part) for part in parts]})
+    return json_body({"inputs": [json_input(part) for part in parts]})
 
 
-def _json_input(part: WirePart) -> dict[str, Any]:
+def json_input(part: WirePart) -> dict[str, Any]:
+    """A JSON ``inputs`` entry: a file in base64, or samples."""
     if isinstance(part, FilePart):
         return {"audio_base64": base64.b64encode(part.data).decode("ascii"), "name": part.name}
     return {"samples": part.samples.tolist(), "sample_rate": part.sample_rate, "name": part.name}

@@ -56,14 +56,8 @@ class FrameLabels:
 
 @dataclass(frozen=True)
 class Classification:
-    """One input's labels: the clip's (the head applied to its mean embedding) and each example's.
-
-    Attributes:
-        name: the input's name (a path's file name), or None.
-        duration: seconds.
-        labels: best first; empty when the clip has no example.
-        frames: one entry per example.
-    """
+    """One input's labels: the clip's (the head applied to its mean embedding; best first, empty
+    without an example) and each example's (``frames``); ``name``: a path's file name, or None."""
 
     name: str | None
     duration: float
@@ -73,20 +67,9 @@ class Classification:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """``GET /v1/models``: the model a server runs.
-
-    Attributes:
-        id: ``vggish``.
-        weights: the weights' provenance (their metadata and ``sha256``).
-        parameters: parameter count.
-        embedding_size: 128.
-        sample_rate: the model's rate, 16000 Hz.
-        postprocessing: whether the weights carry AudioSet's PCA parameters.
-        device: where the model runs.
-        backend: the runtime computing embeddings.
-        decoders: the audio decoders available.
-        limits: the server's limits (``max_upload_bytes``, ``max_inputs``, ...).
-    """
+    """``GET /v1/models``: the model a server runs, its weights' provenance (their metadata and
+    ``sha256``), whether they carry AudioSet's PCA parameters (``postprocessing``), where and how it
+    runs, its decoders and the server's limits (``max_upload_bytes``, ``max_inputs``, ...)."""
 
     id: str
     weights: dict[str, str]

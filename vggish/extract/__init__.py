@@ -180,7 +180,7 @@ def extract(
         else PartWriter(output, options.format, options.rows_per_part)
     )
     summary = ExtractSummary(len(inputs), len(inputs) - len(todo), settings=settings)
-    failures, bar = FailureLog(output), Progress(len(todo), enabled=progress)
+    failures, bar = FailureLog(output), Progress(len(todo), enabled=progress, started=started)
 
     def on_result(result: EmbeddingResult | Failure) -> None:
         if isinstance(result, Failure):
@@ -200,8 +200,8 @@ def extract(
         bar.close()
         torch.set_num_threads(torch_threads)
     backend = model.backend if options.engine == "local" else options.backend
-    seconds = time.perf_counter() - started
-    return _finish(summary, output, options, backend, (failures.count, bar.audio_seconds, seconds))
+    assert bar.seconds is not None  # closed: the time its last line showed the speed for
+    return _finish(summary, output, options, backend, (failures.count, bar.audio_seconds, bar.seconds))
 
 
 def _run_engine(

@@ -3,27 +3,29 @@
 Workers (``spawn``/``forkserver`` processes, so no torch state is forked) decode and frame whole
 inputs; this process packs their examples into full batches, runs the model, and hands each input
 back whole as soon as its last example is through. At most ``IN_FLIGHT_PER_WORKER`` inputs per
-worker are decoding or waiting, which bounds memory.
+worker are decoding or waiting, which bounds memory. A worker ends when this process does, even
+killed (``kill -9``): nothing else would stop it, and it would keep the forkserver and the
+resource tracker alive with it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import multiprocessing
+import os
+import select
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-import torch
-
 from vggish.extract.decode import Failure, decode_file
-from vggish.network.cpus import available_cpus
 from vggish.network.runtime import Runtime
-from vggish.pipeline.driver import EmbeddingResult, batch_size, finish
+from vggish.pipeline.driver import Driver, EmbeddingResult
 from vggish.pipeline.options import EmbedOptions
-from vggish.pipeline.packer import Job, Packer
+from vggish.pipeline.packer import Job
 from vggish.pipeline.source import InputExamples
 
 IN_FLIGHT_PER_WORKER = 4
@@ -49,42 +51,18 @@ def run_local(
         workers: decoding processes; 0 decodes in this process (no parallelism).
         on_result: receives each input's embeddings (named by its path) or failure.
     """
-    packer = Packer(batch_size(model, options))
 
-    def completed(jobs: list[Job]) -> None:
-        for job in jobs:
-            on_result(finish(model, job.embeddings(), job.tag, postprocess))
-
-    decoded = _decode_serial(paths, options) if workers == 0 else _decode_parallel(paths, options, workers)
-    with _threads_beside(workers, model.device):
+    def jobs() -> Iterator[tuple[Job, list[Any]]]:
         for item in decoded:
             if isinstance(item, Failure):
                 on_result(item)
-                continue
-            job = Job(dataclasses.replace(item, examples=None))  # the packer holds the examples
-            packer.put(job, item.examples)
-            packer.close(job)
-            completed(packer.run(model.infer))
-        completed(packer.run(model.infer, flush=True))
+            else:  # the driver holds the examples; the job keeps what else decoding told
+                yield Job(dataclasses.replace(item, examples=None), postprocess=postprocess), [item.examples]
 
-
-@contextlib.contextmanager
-def _threads_beside(workers: int, device: torch.device) -> Iterator[None]:
-    """Lowers torch's CPU threads for the run so that the decoding workers keep their CPUs.
-
-    torch's threads spin while they wait; with more busy threads than cores a 2-core run was
-    15-20 % slower (measured with ``benchmarks/bench_extract.py``).
-    """
-    before = torch.get_num_threads()
-    wanted = max(1, min(before, available_cpus() - workers))
-    if device.type != "cpu" or workers == 0 or wanted == before:
-        yield
-        return
-    torch.set_num_threads(wanted)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    decoded = _decode_serial(paths, options) if workers == 0 else _decode_parallel(paths, options, workers)
+    for job, out in Driver.for_model(model, options).drive(jobs()):
+        assert not isinstance(out, Exception)  # a list of examples raises nothing
+        on_result(EmbeddingResult.of(out, job.tag))
 
 
 def _decode_serial(paths: list[str], options: EmbedOptions) -> Iterator[InputExamples | Failure]:
@@ -107,7 +85,8 @@ def _decode_in_pool(
     paths: list[str], options: EmbedOptions, workers: int, context: Any
 ) -> Iterator[InputExamples | Failure]:
     todo = iter(paths)
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=end_with, initargs=(os.getpid(),))
+    with pool:
         running: set[Future[InputExamples | Failure]] = set()
 
         def submit(count: int) -> None:
@@ -126,3 +105,28 @@ def _decode_in_pool(
             submit(len(done))
             for future in done:
                 yield future.result()
+
+
+def end_with(pid: int) -> None:
+    """Worker initializer: ends this process as soon as process ``pid`` (the one running the
+    extraction) ends (POSIX). A worker's parent is the forkserver, not that process, so the death
+    signal of its parent (``PR_SET_PDEATHSIG``) would not tell; a thread waits on the process."""
+    if os.name == "posix":
+        threading.Thread(target=_exit_when_gone, args=(pid,), name="vggish-end-with", daemon=True).start()
+
+
+def _exit_when_gone(pid: int) -> None:
+    try:
+        select.select([os.pidfd_open(pid)], [], [])  # Linux: readable once the process has ended
+    except (AttributeError, OSError):  # other systems, or an older kernel: poll
+        while _alive(pid):
+            time.sleep(1.0)
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:  # gone (or its pid now another user's)
+        return False
+    return True

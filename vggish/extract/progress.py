@@ -17,6 +17,8 @@ class Progress:
         enabled: show anything at all.
         stream: where to show it (default: stderr).
         interval: seconds between plain log lines when ``stream`` is not a terminal.
+        started: when the run began (``time.perf_counter()``), so that its speed counts the
+            same time as the run's summary; default: now.
     """
 
     def __init__(
@@ -25,12 +27,15 @@ class Progress:
         enabled: bool = True,
         stream: TextIO | None = None,
         interval: float = LOG_INTERVAL_SECONDS,
+        started: float | None = None,
     ) -> None:
         self._stream = stream or sys.stderr
         self._total, self._enabled, self._interval = total, enabled, interval
         self.files = self.failed = 0
         self.audio_seconds = 0.0
-        self._started = self._last_log = time.perf_counter()
+        self.seconds: float | None = None  # the run's wall time, once closed
+        self._last_log = time.perf_counter()
+        self._started = self._last_log if started is None else started
         self._bar: Any = None
         if enabled and self._stream.isatty():
             from tqdm import tqdm
@@ -49,20 +54,25 @@ class Progress:
             self._log()
 
     def close(self) -> None:
-        """Closes the bar, or logs the last line."""
+        """Closes the bar, or logs the last line; :attr:`seconds` is then the run's wall time,
+        the one the last figures were computed with."""
+        self.seconds = time.perf_counter() - self._started
         if self._bar is not None:
+            self._bar.set_postfix_str(self._postfix(), refresh=False)
             self._bar.close()
         elif self._enabled:
             self._log()
 
+    def _elapsed(self) -> float:
+        return max(self.seconds if self.seconds is not None else time.perf_counter() - self._started, 1e-9)
+
     def _postfix(self) -> str:
-        elapsed = max(time.perf_counter() - self._started, 1e-9)
-        return f"{self.audio_seconds / 3600:.2f} h audio, {self.audio_seconds / elapsed:.0f}x realtime"
+        speed = self.audio_seconds / self._elapsed()
+        return f"{self.audio_seconds / 3600:.2f} h audio, {speed:.0f}x realtime"
 
     def _log(self) -> None:
-        self._last_log = now = time.perf_counter()
-        elapsed = max(now - self._started, 1e-9)
-        rate = self.files / elapsed
+        self._last_log = time.perf_counter()
+        rate = self.files / self._elapsed()
         eta = (self._total - self.files) / rate if rate > 0 else float("inf")
         print(
             f"vggish: {self.files}/{self._total} files ({self.failed} failed), {self._postfix()}, "

@@ -3,7 +3,7 @@
 paths -> decode + log-mel in CPU tasks (``map_batches``, one input per task and per row, its
 examples as a variable-shaped tensor) -> the model in an actor pool (a callable class;
 ``num_gpus=1`` per actor with ``device="cuda"``), which packs the examples of the inputs it
-receives into full model batches with the one packer (:class:`vggish.pipeline.packer.Packer`) and returns
+receives into full model batches with the one driver (:class:`vggish.pipeline.driver.Driver`) and returns
 one row per input -> this process turns each row into an :class:`~vggish.pipeline.driver.EmbeddingResult`
 (or a failure) and writes it with the same writers (so resuming and failures work as with the
 local engine).
@@ -26,6 +26,7 @@ from vggish.pipeline.options import EmbedOptions
 INSTALL_RAY = "the ray engine needs Ray: pip install 'vggish[ray]'"
 INPUTS_PER_CALL = 16  # inputs an actor call packs together into model batches
 _NO_EXAMPLES = np.zeros((0, params.NUM_FRAMES, params.NUM_BANDS), dtype=np.float32)
+_NO_FEATURES = np.zeros((0, params.EMBEDDING_SIZE), dtype=np.uint8)
 _INFO = ("sample_rate", "channels", "num_samples")
 
 
@@ -77,22 +78,22 @@ class Embedder:
         self._batch = batch
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from vggish.pipeline.packer import Job, Packer
+        from vggish.pipeline.driver import Driver
+        from vggish.pipeline.packer import Job
 
-        packer = Packer(self._batch)
-        jobs = []
-        for examples in batch.pop("examples"):
-            job = Job()
-            packer.put(job, np.asarray(examples, dtype=np.float32))
-            packer.close(job)
-            jobs.append(job)
-        packer.run(self._model.infer, flush=True)
-        embeddings = [job.embeddings() for job in jobs]
-        post = [
-            self._model.postprocess(e).cpu().numpy() if self._postprocess else np.zeros((0, 128), np.uint8)
-            for e in embeddings
+        driver = Driver(self._model.infer, self._batch, postprocess=self._model.postprocess)
+        jobs = [
+            (Job(postprocess=self._postprocess), [np.asarray(examples, dtype=np.float32)])
+            for examples in batch.pop("examples")
         ]
-        return {**batch, "embedding": _ragged(embeddings), "postprocessed": _ragged(post)}
+        done: dict[Job, Any] = dict(driver.drive(jobs))  # Outputs: a list of examples raises nothing
+        outs = [done[job] for job, _ in jobs]
+        post = [_NO_FEATURES if out.postprocessed is None else out.postprocessed for out in outs]
+        return {
+            **batch,
+            "embedding": _ragged([out.embeddings for out in outs]),
+            "postprocessed": _ragged(post),
+        }
 
 
 def run_ray(

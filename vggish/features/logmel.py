@@ -1,9 +1,6 @@
-"""Log-mel front end at 16 kHz and the framing into 96x64 examples (docs/vggish.md §2-§3).
-
-Everything here is float64 NumPy, like Google's reference, and works on mono 16 kHz audio.
-:class:`FrameStream` turns audio that arrives in chunks into examples with results identical to
-computing them in one go, so files of any length are processed in bounded memory.
-"""
+"""Log-mel front end at 16 kHz and the framing into 96x64 examples (docs/vggish.md §2-§3), in
+float64 NumPy like Google's reference; :class:`FrameStream` does it on audio in chunks, in bounded
+memory, with the numbers of one go."""
 
 from __future__ import annotations
 
@@ -28,11 +25,8 @@ def hertz_to_mel(hertz: np.ndarray | float) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def mel_matrix() -> np.ndarray:
-    """The reference (257, 64) mel weight matrix: triangles linear in mel, DC row zeroed.
-
-    Returns:
-        A read-only float64 array; ``spectrum @ mel_matrix()`` gives the mel bands.
-    """
+    """The reference (257, 64) mel weight matrix (read-only float64): triangles linear in mel, DC
+    row zeroed; ``spectrum @ mel_matrix()`` gives the mel bands."""
     nyquist = params.SAMPLE_RATE / 2
     bins_mel = hertz_to_mel(np.linspace(0.0, nyquist, params.NUM_SPECTRUM_BINS))[:, None]
     edges = np.linspace(
@@ -64,15 +58,8 @@ def num_frames(num_samples: int) -> int:
 
 
 def log_mel(waveform: np.ndarray) -> np.ndarray:
-    """Log-mel spectrogram of mono 16 kHz audio.
-
-    Args:
-        waveform: (n,) float samples at 16 kHz.
-
-    Returns:
-        (num_frames(n), 64) float64: ``log(|rfft(frame * hann, 512)| @ mel_matrix + 0.01)``,
-        frame j covering samples [160 j, 160 j + 400).
-    """
+    """(n,) float 16 kHz samples -> (num_frames(n), 64) float64
+    ``log(|rfft(frame * hann, 512)| @ mel_matrix + 0.01)``, frame j covering [160 j, 160 j + 400)."""
     x = np.asarray(waveform, dtype=np.float64)
     count = num_frames(x.shape[0])
     if count == 0:
@@ -84,11 +71,7 @@ def log_mel(waveform: np.ndarray) -> np.ndarray:
 
 
 def hop_to_frames(hop_seconds: float) -> int:
-    """Validates an example hop and returns it in 10 ms frames.
-
-    Raises:
-        ValueError: unless ``hop_seconds`` is a positive multiple of 0.01 s.
-    """
+    """An example hop in 10 ms frames; ValueError unless it is a positive multiple of 0.01 s."""
     try:
         value = float(hop_seconds)
     except (TypeError, ValueError) as e:
@@ -102,11 +85,8 @@ def hop_to_frames(hop_seconds: float) -> int:
 
 
 def num_examples(num_samples: int, hop_seconds: float = params.EXAMPLE_HOP_SECONDS, pad: bool = False) -> int:
-    """Examples produced from ``num_samples`` at 16 kHz.
-
-    0 below 15600 samples (0.975 s) unless ``pad``, which gives one; else
-    ``(frames - 96) // hop_frames + 1``. For the default hop this is ``(n - 15600) // 15360 + 1``.
-    """
+    """Examples made from ``num_samples`` at 16 kHz: 0 below 15600 samples (0.975 s) unless ``pad``
+    (then one), else ``(frames - 96) // hop_frames + 1``."""
     hop = hop_to_frames(hop_seconds)
     frames = num_frames(num_samples)
     if frames < params.NUM_FRAMES:
@@ -117,11 +97,8 @@ def num_examples(num_samples: int, hop_seconds: float = params.EXAMPLE_HOP_SECON
 def example_timestamps(
     count: int, hop_seconds: float = params.EXAMPLE_HOP_SECONDS, *, start: int = 0
 ) -> np.ndarray:
-    """Start and end seconds of examples ``start`` ... ``start + count - 1``.
-
-    Returns:
-        (count, 2) float64: example k spans [k * hop, k * hop + 0.975) seconds.
-    """
+    """(count, 2) float64 start and end seconds of examples ``start`` ... ``start + count - 1``:
+    example k spans [k * hop, k * hop + 0.975)."""
     hop_samples = hop_to_frames(hop_seconds) * params.STFT_HOP_SAMPLES
     starts = np.arange(start, start + count, dtype=np.int64) * hop_samples
     bounds = np.stack([starts, starts + params.EXAMPLE_SPAN_SAMPLES], axis=1)
@@ -131,10 +108,8 @@ def example_timestamps(
 class FrameStream:
     """Mono 16 kHz audio in chunks -> log-mel examples (k, 96, 64), in bounded memory.
 
-    Concatenating what :meth:`push` and :meth:`finish` return equals framing the whole signal
-    at once: each STFT frame and each example is computed from the same samples either way.
-    The arithmetic is float64 NumPy; :class:`vggish.features.logmel_torch.TorchFrameStream` does the
-    same bookkeeping with PyTorch on a device, through the ``_`` hooks below.
+    What :meth:`push` and :meth:`finish` return, concatenated, equals framing the whole signal at
+    once. :class:`vggish.features.logmel_torch.TorchFrameStream` overrides the ``_`` array hooks.
     """
 
     def __init__(self, hop_seconds: float = params.EXAMPLE_HOP_SECONDS, pad: bool = False) -> None:

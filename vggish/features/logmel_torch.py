@@ -1,10 +1,8 @@
 """The log-mel front end in PyTorch, batched, on any device (docs/vggish.md §2-§3).
 
-The same arithmetic as :mod:`vggish.features.logmel` (periodic Hann, 512-point rFFT magnitude, the
-reference mel matrix, ``log(mel + 0.01)``), run in float64 by default so that a GPU computes the
-numbers the NumPy reference path does (the front end costs ~6 MFLOP per second of audio, so
-float64 is cheap even where it is slow). The pipeline uses it when the model is on a GPU; it is
-also the API for audio that is already a tensor::
+The same arithmetic as :mod:`vggish.features.logmel`, in float64 by default so that a GPU computes
+the numbers of the NumPy reference path (the front end is cheap next to the network). The pipeline
+uses it when the model is on a GPU; it is also the API for audio that is already a tensor::
 
     examples = waveform_to_examples_torch(batch_16k.cuda())   # (B, n) -> (B, N, 96, 64)
     embeddings = model(examples.flatten(0, 1).float())
@@ -30,16 +28,9 @@ def _constant(name: str, device: torch.device, dtype: torch.dtype) -> torch.Tens
 
 
 def log_mel_torch(waveforms: torch.Tensor) -> torch.Tensor:
-    """Log-mel spectrogram of 16 kHz audio, batched over leading dimensions.
-
-    Args:
-        waveforms: (..., n) float samples at 16 kHz, on any device; float64 gives the reference's
-            numbers (float32 is within ~1e-5 of them).
-
-    Returns:
-        (..., num_frames(n), 64) in the input's dtype and device; frame j covers samples
-        [160 j, 160 j + 400).
-    """
+    """Log-mel spectrogram of (..., n) float 16 kHz samples on any device (float64 gives the
+    reference's numbers): (..., num_frames(n), 64) in their dtype and device, frame j covering
+    samples [160 j, 160 j + 400)."""
     if not waveforms.is_floating_point():
         raise ValueError(f"waveforms must be a float tensor; got {waveforms.dtype}")
     count = features.num_frames(waveforms.shape[-1])
@@ -91,12 +82,9 @@ def waveform_to_examples_torch(
 
 
 class TorchFrameStream(features.FrameStream):
-    """:class:`vggish.features.logmel.FrameStream` computed with PyTorch on ``device``.
-
-    Chunks arrive as NumPy (from the decoder and resampler) and travel to the device through
-    pinned memory on CUDA; examples come back as float32 tensors on the device, ready for the
-    model, equal to the NumPy stream's.
-    """
+    """:class:`vggish.features.logmel.FrameStream` computed with PyTorch on ``device``: NumPy chunks
+    in (through pinned memory on CUDA), float32 examples on the device out, equal to the NumPy
+    stream's."""
 
     def __init__(
         self,
@@ -130,8 +118,7 @@ class TorchFrameStream(features.FrameStream):
 def to_device(array: np.ndarray, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
     """A NumPy array as a tensor on ``device``; through pinned memory (asynchronous copy) on CUDA."""
     tensor = torch.from_numpy(np.ascontiguousarray(array))
-    # Pinned host memory lets the copy to a GPU run asynchronously; torch's host allocator keeps
-    # the buffer alive until the copy has completed.
+    # torch's host allocator keeps the pinned buffer alive until the asynchronous copy completes
     on_gpu = device.type == "cuda"
     tensor = tensor.pin_memory().to(device, non_blocking=True) if on_gpu else tensor.to(device)
     return tensor if dtype is None else tensor.to(dtype)

@@ -8,6 +8,7 @@ packed weights that plan needs.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Protocol
 
 import numpy as np
@@ -18,9 +19,8 @@ from vggish.network import plans
 from vggish.network.model import LayerFn, LinearFn, VGGish
 from vggish.network.plans import ConvAlgorithm, Plan
 
-Algorithm = ConvAlgorithm  # the name earlier releases used (vggish.network.plans.ConvAlgorithm)
 DEFAULT_PLAN = plans.TORCH_DEFAULT
-"""What :class:`TorchBackend` runs when given no plan ."""
+"""What :class:`TorchBackend` runs when given no plan."""
 
 
 class Backend(Protocol):
@@ -36,8 +36,7 @@ class TorchBackend:
 
     Args:
         network: the module, on its device and in its dtype.
-        plan: algorithm per layer (:data:`DEFAULT_PLAN`: the one measured fastest on a 2-core
-            AVX-512 CPU).
+        plan: algorithm per layer.
     """
 
     name = "torch"
@@ -77,8 +76,8 @@ class TorchBackend:
 
         The plan applies on the CPU when no weight gradient is recorded (``inference_mode``,
         ``no_grad`` or frozen weights), so fine-tuning keeps exact gradients; Winograd and oneDNN
-        fully connected layers in float32 only (bf16 measured more accurate and faster without
-        Winograd); ``direct_chunked`` in any float dtype.
+        fully connected layers in float32 only (bf16 is better without); ``direct_chunked`` in
+        any float dtype.
         """
         weight = self.network.conv1.weight
         if (
@@ -92,7 +91,7 @@ class TorchBackend:
             return (
                 self.plan
                 if self.plan.fc == "dense" or plans.onednn_available()
-                else self.plan.replace("fc", "dense")
+                else dataclasses.replace(self.plan, fc="dense")
             )
         conv = tuple("direct" if algo in plans.TILES else algo for algo in self.plan.conv)
         return Plan(conv, "dense")

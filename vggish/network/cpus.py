@@ -1,17 +1,11 @@
 """How many CPUs this process really has, and the thread counts chosen from that.
 
 PyTorch and ONNX Runtime size their thread pools by the machine's cores, which in a container
-limited by a CPU quota (``docker run --cpus 2`` on a 64-core host) oversubscribes the quota
-many times over and makes inference several times slower. Here the count honours the affinity
-mask and the cgroup CPU quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``).
-
-An explicit ``threads=`` argument (``--threads`` on the CLI, ``VGGISH_NUM_THREADS`` read by the
-CLI and the service's settings) overrides the CPUs found here; this module reads no environment.
-
-NumPy's BLAS is kept to one thread while the front end runs (:func:`single_threaded_blas`): its
-matrix products there are small, and OpenBLAS's idle threads spin for a while after each one,
-taking the cores from the model call that follows (10 % of end-to-end time on 2 cores, and 70 ms
-of a 10 s clip's latency in the service).
+limited by a CPU quota (``docker run --cpus 2`` on a 64-core host) oversubscribes the quota many
+times over. Here the count honours the affinity mask and the cgroup CPU quota (v2 ``cpu.max``, v1
+``cpu.cfs_quota_us``); an explicit ``threads=`` overrides it. NumPy's BLAS is kept to one thread
+while the front end runs (:func:`single_threaded_blas`): its products there are small, and
+OpenBLAS's idle threads spin after each one, taking the cores from the model call that follows.
 """
 
 from __future__ import annotations
@@ -149,14 +143,6 @@ def _cpuinfo_fields() -> dict[str, str]:
     return fields
 
 
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo's ``model name``), else what ``platform`` knows."""
-    import platform
-
-    fields = _cpuinfo_fields()
-    return fields.get("model name") or fields.get("Model") or platform.processor() or platform.machine()
-
-
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags (x86 ``flags``, ARM ``Features``); empty where unknown."""
     fields = _cpuinfo_fields()
@@ -172,4 +158,3 @@ def simd_summary() -> str:
 def has_bf16() -> bool:
     """Whether the CPU has bfloat16 arithmetic (AVX512_BF16, AMX-BF16, or ARM's BF16)."""
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16", "bf16"})
-

@@ -26,7 +26,6 @@ from vggish.weights.location import RANDOM
 logger = logging.getLogger(__name__)
 
 
-
 def load_model(
     weights: str | os.PathLike[str] | None = None,
     *,
@@ -135,10 +134,8 @@ def read_weights(weights: str | os.PathLike[str] | None) -> LoadedWeights:
 
 
 def build_network(loaded: LoadedWeights) -> VGGish:
-    """The module with ``loaded``'s tensors and PCA parameters, in eval mode, on the CPU.
-
-    Built on the meta device and the weights assigned: no random initialisation (~0.7 s).
-    """
+    """The module with ``loaded``'s tensors and PCA parameters, in eval mode, on the CPU (built on
+    the meta device and the weights assigned: no random initialisation)."""
     with torch.device("meta"):
         network = VGGish()
     network.load_state_dict(loaded.state_dict, assign=True)
@@ -151,7 +148,7 @@ def build_network(loaded: LoadedWeights) -> VGGish:
 
 def place(network: VGGish, device: str | torch.device, precision: str) -> None:
     """Moves the network to ``device`` in channels_last (oneDNN's and cuDNN's fastest
-    convolutions, about +25 % on a CPU) and casts its layers to ``precision`` (PCA stays float64)."""
+    convolutions) and casts its layers to ``precision`` (PCA stays float64)."""
     network.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     dtype = PRECISION_DTYPES[precision]
     for module in network.children():

@@ -1,12 +1,9 @@
 """Hands freed heap memory back to the operating system between model calls.
 
-A forward pass on the CPU allocates activations of 10-50 MB from torch's worker threads. glibc's
-allocator serves each thread from its own arena and, once freed blocks have raised its mmap
-threshold, keeps those blocks in the arenas, where they fragment: resident memory then grows
-with every batch (measured: about 10 MB/s on the 2-core development machine, 1.9 GB after one
-hour of audio) although nothing is live. ``malloc_trim(0)`` returns the free pages of every arena;
-it takes well under a millisecond next to a forward pass of a quarter of a second or more.
-Elsewhere than glibc (macOS, musl, Windows) this does nothing.
+A forward pass allocates large activations from torch's worker threads; glibc keeps freed blocks
+in per-thread arenas, where they fragment, so resident memory grows with every batch although
+nothing is live. ``malloc_trim(0)`` returns the free pages of every arena, in far less time than a
+forward pass takes. Elsewhere than glibc (macOS, musl, Windows) this does nothing.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """VGGish as an ONNX graph for ONNX Runtime, built directly from the network's weights.
 
-:func:`build_graph` writes the network with ``onnx.helper``, no exporter, in well under a second:
+:func:`build_graph` writes the network with ``onnx.helper`` (no exporter):
 ``examples`` (batch, 96, 64) float32 -> ``embeddings`` (batch, 128) float32, dynamic batch,
 opset 18, pre-activation; PCA postprocessing stays in NumPy (:mod:`.postprocess`). The weights'
 provenance (SHA-256, source) goes into the model's ``vggish.*`` metadata. Each convolution layer
@@ -92,12 +92,8 @@ class _Activation:
 
 
 class _GraphBuilder:
-    """Collects the nodes and constants of one graph, naming tensors uniquely.
-
-    Constants stay NumPy arrays (views of the network's parameters where they can) until the
-    model is assembled (:func:`_assemble`), which copies them into the model or leaves them to
-    be handed to ONNX Runtime (:func:`build_session`).
-    """
+    """Collects the nodes and constants of one graph, naming tensors uniquely. Constants stay NumPy
+    arrays (views of the parameters where they can) until :func:`_assemble`."""
 
     def __init__(self) -> None:
         self.nodes: list[onnx.NodeProto] = []
@@ -137,15 +133,13 @@ class _GraphBuilder:
 
 
 def _float32(tensor: torch.Tensor) -> FloatArray:
-    """A parameter as a float32 C-contiguous array on the CPU: a view of its memory when it is
-    one already (nothing copied), else a converted copy."""
+    """A parameter as a float32 C-contiguous CPU array (a view of it when it is one already)."""
     array: FloatArray = tensor.detach().to("cpu", torch.float32).contiguous().numpy()
     return array
 
 
 def _float32_matrix(matrix: winograd.Matrix) -> FloatArray:
-    """A Winograd data transform (exact fractions: small integers and powers of two, exact in
-    float32) as float32."""
+    """A Winograd data transform (small integers and powers of two: exact) as float32."""
     return np.array([[float(v) for v in row] for row in matrix], dtype=np.float32)
 
 
@@ -324,7 +318,7 @@ def _trace(network: VGGish, plan: Plan) -> _GraphBuilder:
 
 def _add_initializer(graph: onnx.GraphProto, name: str, array: np.ndarray, *, external: bool) -> None:
     """Adds ``array`` to ``graph``'s initializers: its bytes, or (``external``) a reference to data
-    that ONNX Runtime is handed separately (:func:`build_session`)."""
+    that ONNX Runtime is handed separately (:meth:`OnnxVGGish.from_network`)."""
     tensor = graph.initializer.add()
     tensor.name = name
     tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
@@ -388,8 +382,6 @@ def build_graph(
     return _assemble(_trace(network, plan), plan, metadata)
 
 
-
-
 def export_onnx(
     network: VGGish,
     output: str | os.PathLike[str],
@@ -432,8 +424,8 @@ class OnnxVGGish:
     name = "onnx"  # a Backend (vggish.network.backends): what Runtime.backend reports
 
     def __init__(self, session: ort.InferenceSession) -> None:
-        # InferenceSession keeps the serialised model (with the weights: hundreds of MB) only to
-        # re-create itself for another execution provider, which a CPU session never does.
+        # InferenceSession keeps the serialised model (with the weights) only to re-create itself
+        # for another execution provider, which a CPU session never does.
         if getattr(session, "_model_bytes", None) is not None:
             session._model_bytes = None
         self.session = session

@@ -42,8 +42,8 @@ PRECISION_DTYPES: dict[str, torch.dtype] = {
     "fp16": torch.float16,
     "bf16": torch.bfloat16,
 }
-CPU_BATCH_SIZE = 32  # past ~32 examples a CPU gains nothing (benchmarks/bench_model.py)
-CUDA_BATCH_SIZE = 256  # a GPU needs large batches to fill; ~300 MB of activations in fp32
+CPU_BATCH_SIZE = 32  # larger batches gain nothing on a CPU (benchmarks/bench_model.py)
+CUDA_BATCH_SIZE = 256  # a GPU needs large batches to fill
 
 
 def default_batch_size(device: str | torch.device) -> int:
@@ -55,8 +55,7 @@ class Runtime:
     """VGGish ready to run: what :func:`vggish.load_model` returns.
 
     The PyTorch module may be built only when first asked for (``build_network``): with ONNX
-    Runtime computing :meth:`infer`, a service never needs it, and it would hold a second copy of
-    the weights.
+    Runtime computing :meth:`infer`, a service never needs that second copy of the weights.
 
     Args:
         network: the module, on its device, in its precision, in eval mode (e.g.
@@ -64,8 +63,6 @@ class Runtime:
             None with ``build_network``.
         backend: what :meth:`infer` calls; default: PyTorch (a
             :class:`~vggish.network.backends.TorchBackend` with the default convolution plan).
-        torch_backend: the PyTorch backend used by ``model(tensor)``; default: ``backend`` when
-            that is PyTorch, else one made on first use.
         precision: ``fp32``, ``fp16`` or ``bf16`` (what the network was cast to).
         threads: the intra-op threads the backend was given (None: the library's default).
         weights_info: the weights file's metadata and its ``sha256``.
@@ -80,7 +77,6 @@ class Runtime:
         network: VGGish | None,
         backend: Backend | None = None,
         *,
-        torch_backend: TorchBackend | None = None,
         precision: str = "fp32",
         threads: int | None = None,
         weights_info: dict[str, str] | None = None,
@@ -90,12 +86,10 @@ class Runtime:
     ) -> None:
         if network is None and build_network is None:
             raise ValueError("a Runtime needs a network, or build_network to make one")
-        if torch_backend is None and isinstance(backend, TorchBackend):
-            torch_backend = backend
         self._network = network
         self._build_network = build_network
         self._backend = backend
-        self._torch = torch_backend
+        self._torch = backend if isinstance(backend, TorchBackend) else None  # else made on first use
         self._pca = pca
         self._device = torch.device(device)
         self.precision = precision
@@ -153,10 +147,7 @@ class Runtime:
 
     def __call__(self, examples: torch.Tensor) -> torch.Tensor:
         """The network in PyTorch: (N, 96, 64) or (N, 1, 96, 64) -> (N, 128), pre-activation.
-
-        Gradients flow as through any module; without them, on the CPU in float32, the
-        Winograd layers are used (the same numbers to ~1e-6 of their scale).
-        """
+        Gradients flow as through any module; without them, the CPU plan's layers are used."""
         return self._torch_backend().forward(examples)
 
     def infer(self, examples: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -170,7 +161,7 @@ class Runtime:
             (N, 128) float32 embeddings as NumPy (on the CPU), pre-activation.
         """
         out = (self._backend or self._torch_backend())(examples)
-        release_free_memory()  # else glibc's arenas keep the activations' pages (see vggish.network.memory)
+        release_free_memory()  # else glibc's arenas keep the activations' pages
         return out
 
     def postprocess(self, embeddings: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -5,8 +5,8 @@ Winograd's minimal filtering algorithm (Lavin & Gray, "Fast Algorithms for Convo
 Networks", 2016) does that with (m + 2)^2 multiplications per input/output channel pair instead of
 9 m^2: the tile and the kernel are transformed (``V = B^T d B``, ``U = G g G^T``), multiplied
 element by element (over channels, (m + 2)^2 independent matrix products), and transformed back
-(``Y = A^T M A``). F(4x4) (m = 4, the one size the built-in plans use) does 4x fewer
-multiplications; larger tiles cost more transform work per product and lose float32 accuracy.
+(``Y = A^T M A``). F(4x4) does 4x fewer multiplications; larger tiles cost more transform work per
+product and lose float32 accuracy.
 
 The transforms are built here (Toom-Cook: evaluation at points 0, +-1, +-1/2 and infinity;
 Barabasz et al., "Error analysis and improving the accuracy of Winograd convolution for
@@ -20,8 +20,8 @@ Activations are NHWC (channels last and contiguous), the layout in which the tra
 strided slices and the products are one batched matrix multiply. Everything is a plain torch op
 on static shapes, so ``torch.export`` / ``torch.onnx.export(dynamo=True)`` trace it with a dynamic
 batch axis. In eager mode a batch is computed in chunks whose intermediates stay in cache
-(:func:`examples_per_chunk`); :func:`conv3x3_relu_direct` does the same for the layers where a
-direct convolution wins (conv1). :data:`TORCH_TILES` / :data:`ONNX_TILES` say which is which.
+(:func:`examples_per_chunk`); :func:`conv3x3_relu_direct` does the same for direct convolutions.
+:data:`TORCH_TILES` / :data:`ONNX_TILES` say which layer runs which way.
 """
 
 from __future__ import annotations
@@ -35,19 +35,14 @@ from types import MappingProxyType
 import torch
 from torch.nn import functional as F
 
-# Layers computed this way by default; conv1 (one input channel) and conv2 (64) gain nothing with
-# F(2x2): their matrix products are too thin for the saved multiplications to pay for the transforms.
-LAYERS = frozenset({"conv3_1", "conv3_2", "conv4_1", "conv4_2"})
-
 TILES = (4,)
-"""Output tile sizes m of the F(m x m, 3 x 3) algorithms built here: the one the built-in plans use
-(``benchmarks/bench_winograd.py`` builds other sizes from their points to compare)."""
+"""Output tile sizes m of the F(m x m, 3 x 3) algorithms built here (``benchmarks/bench_winograd.py``
+builds other sizes from their points to compare)."""
 
-# The fastest algorithm per layer at batch 32 on a 2-core AVX-512 CPU (AMD EPYC Zen 4, docs/winograd.md;
-# benchmarks/bench_winograd.py measures another machine): a tile size for conv3x3_relu, or 0 for
-# a direct convolution (conv3x3_relu_direct in PyTorch, ONNX's Conv in a graph). Eager PyTorch
-# computes in cache-sized chunks, where F(4x4) pays from conv2 on; ONNX Runtime runs the graph
-# whole, where its own Conv is faster for conv1 and conv2.
+# The fastest algorithm per layer (docs/winograd.md; benchmarks/bench_winograd.py measures a
+# machine): a tile size for conv3x3_relu, or 0 for a direct convolution (conv3x3_relu_direct in
+# PyTorch, ONNX's Conv in a graph). Eager PyTorch computes in cache-sized chunks, where F(4x4) pays
+# from conv2 on; ONNX Runtime runs the graph whole, where its own Conv wins for conv1 and conv2.
 TORCH_TILES: Mapping[str, int] = MappingProxyType(
     {"conv1": 0, "conv2": 4, "conv3_1": 4, "conv3_2": 4, "conv4_1": 4, "conv4_2": 4}
 )
@@ -56,16 +51,14 @@ ONNX_TILES: Mapping[str, int] = MappingProxyType(
 )
 
 KERNEL_SIZE = 3
-# Eager mode computes a batch in chunks (see examples_per_chunk) whose intermediate tensors stay in
-# the CPU's caches: up to 2x faster per layer on a 2-core AVX-512 CPU than the whole batch at once.
+# Eager mode computes a batch in chunks (see examples_per_chunk) whose intermediates stay in cache.
 CHUNK_BYTES = 4 << 20  # Winograd products per chunk, at least
 DIRECT_CHUNK_BYTES = 8 << 20  # direct convolution outputs per chunk, at least
 
 # Interpolation points (besides infinity) of each tile size; m + 1 finite points for F(m, 3).
-# F(4): 0, +-1, +-1/2 and Lavin's 0, +-1, +-2 measure the same float32 error on VGGish's layers
-# (within 20 %, either way by layer); Barabasz et al.'s 0, +-1, 1/2, -2 is 2-3x more accurate
-# but pairs only +-1, so its transforms cost 5-9 % more time per layer; end to end all three are
-# more accurate than float32 direct convolution.
+# F(4): 0, +-1, +-1/2 has about the float32 error of Lavin's 0, +-1, +-2 on VGGish's layers;
+# Barabasz et al.'s 0, +-1, 1/2, -2 is more accurate but pairs only +-1, so its transforms cost
+# more; all three are more accurate end to end than float32 direct convolution.
 _POINTS: dict[int, tuple[Fraction, ...]] = {
     4: (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-1, 2)),
 }
@@ -449,7 +442,7 @@ def conv3x3_relu_direct(
 
     For the layers where Winograd does not pay (conv1: one input channel). In eager mode a large
     batch is computed :data:`DIRECT_CHUNK_BYTES` of outputs at a time, so that ReLU and the pool
-    read the convolution's output from cache: conv1 runs ~4x faster that way than in one piece.
+    read the convolution's output from cache.
 
     Args:
         x: (B, H, W, C) NHWC activations (contiguous).

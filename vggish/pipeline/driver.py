@@ -1,14 +1,21 @@
-"""The embedding pipeline: inputs -> examples (:mod:`vggish.pipeline.source`) -> full batches through the
-model (:mod:`vggish.pipeline.packer`) -> one :class:`EmbeddingResult` per input.
+"""The one driver: (job, examples) in, (job, embeddings [+ AudioSet features]) out, given the
+model's ``infer``.
 
-Files are decoded, resampled and framed in chunks and examples go through the model in batches,
-so memory stays bounded whatever the length of the input; the results are identical to
-processing the whole signal at once, and to processing each input alone.
+:class:`Driver` runs jobs' examples through the one packer (:mod:`vggish.pipeline.packer`) and
+the model, and is the one place where embeddings are postprocessed and brought to NumPy. It is
+called in two ways: the in-process loop (:meth:`Driver.drive`: the library's ``embed_*``, the CLI,
+``vggish extract`` here and in each Ray actor, the HEAR API, heads from files), and the service's
+inference thread (its packer's ``take`` under the service's lock, the model call outside it,
+:meth:`Driver.deliver` under the lock again).
+
+Inputs are decoded, resampled and framed in chunks (:mod:`vggish.pipeline.source`) and examples
+go through the model in batches, so memory stays bounded whatever the length of an input; the
+results are identical to processing the whole signal at once, and to processing each input alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,11 +23,13 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from vggish.features.logmel import example_timestamps
 from vggish.fileio import atomic_output
 from vggish.pipeline.options import EmbedOptions
-from vggish.pipeline.packer import Job, Packer
+from vggish.pipeline.packer import Batch, Job, Packer
 from vggish.pipeline.source import ExampleSource, Input, InputExamples, Limits, Waveform
+
+InferFn = Callable[[Any], np.ndarray]
+"""(B, 96, 64) float32 examples (NumPy or a tensor) -> (B, 128) float32 embeddings."""
 
 
 class Embedder(Protocol):
@@ -38,6 +47,24 @@ class Embedder(Protocol):
     def infer(self, examples: Any) -> np.ndarray: ...
 
     def postprocess(self, embeddings: np.ndarray) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class Output:
+    """Embeddings the driver hands a job.
+
+    Attributes:
+        job: whose they are.
+        embeddings: (m, 128) float32: all of the job's once it is complete, or one model call's
+            rows for a ``rows`` job (whose last Output, ``done``, holds none).
+        postprocessed: (m, 128) uint8 AudioSet features when the job asked for them, else None.
+        done: the job is complete.
+    """
+
+    job: Job
+    embeddings: np.ndarray
+    postprocessed: np.ndarray | None
+    done: bool
 
 
 @dataclass(frozen=True)
@@ -68,6 +95,19 @@ class EmbeddingResult:
         """Input duration in seconds."""
         return self.num_samples / self.sample_rate
 
+    @classmethod
+    def of(cls, output: Output, decoded: InputExamples) -> EmbeddingResult:
+        """An input's result from its job's Output and what decoding it told (its examples unused)."""
+        return cls(
+            embeddings=output.embeddings,
+            timestamps=decoded.timestamps,
+            postprocessed=output.postprocessed,
+            sample_rate=decoded.sample_rate,
+            channels=decoded.channels,
+            num_samples=decoded.num_samples,
+            name=decoded.name,
+        )
+
 
 def wants_postprocess(model: Embedder, options: EmbedOptions) -> bool:
     """Whether ``options`` ask for the uint8 features with this model.
@@ -90,20 +130,100 @@ def batch_size(model: Embedder, options: EmbedOptions) -> int:
     return options.batch_size if options.batch_size is not None else model.default_batch_size
 
 
-def finish(
-    model: Embedder, embeddings: np.ndarray, decoded: InputExamples, postprocess: bool
-) -> EmbeddingResult:
-    """An input's result from its embeddings and what decoding it told (``decoded.examples`` unused)."""
-    post = model.postprocess(embeddings).cpu().numpy() if postprocess else None
-    return EmbeddingResult(
-        embeddings=embeddings,
-        timestamps=decoded.timestamps,
-        postprocessed=post,
-        sample_rate=decoded.sample_rate,
-        channels=decoded.channels,
-        num_samples=decoded.num_samples,
-        name=decoded.name,
-    )
+class Driver:
+    """Jobs' examples (put into :attr:`packer`) -> model batches -> each job's :class:`Output`.
+
+    Not thread-safe by itself (see :class:`~vggish.pipeline.packer.Packer`).
+
+    Args:
+        infer: the model call.
+        batch_size: most examples per model call.
+        postprocess: (N, 128) float32 -> (N, 128) uint8 tensor, for the jobs that ask.
+        fair: share each batch among the jobs waiting (jobs of many clients) instead of first in,
+            first out.
+    """
+
+    def __init__(
+        self,
+        infer: InferFn,
+        batch_size: int,
+        *,
+        postprocess: Callable[[np.ndarray], torch.Tensor] | None = None,
+        fair: bool = False,
+    ) -> None:
+        self.infer = infer
+        self.packer = Packer(batch_size, fair=fair)
+        self._postprocess = postprocess
+
+    @classmethod
+    def for_model(cls, model: Embedder, options: EmbedOptions) -> Driver:
+        """A first-in-first-out driver of ``model`` at ``options``' batch size."""
+        return cls(model.infer, batch_size(model, options), postprocess=model.postprocess)
+
+    def close(self, job: Job) -> list[Output]:
+        """Marks that ``job`` gets no more examples; its Output if that completes it."""
+        return [self.output(job, job.embeddings(), done=True)] if self.packer.close(job) else []
+
+    def deliver(self, batch: Batch, embeddings: np.ndarray) -> list[Output]:
+        """Hands the rows of ``embeddings`` ((B, 128), batch order) to the jobs of ``batch``.
+
+        Returns:
+            An Output per ``rows`` job of the batch, then one per job this completed.
+        """
+        outputs = []
+        offset = 0
+        for job, rows in batch.parts:
+            if job.rows:
+                outputs.append(self.output(job, embeddings[offset : offset + rows], done=False))
+            offset += rows
+        done = self.packer.deliver(batch, embeddings)
+        return outputs + [self.output(job, job.embeddings(), done=True) for job in done]
+
+    def run(self, *, flush: bool = False) -> list[Output]:
+        """Runs every full batch now waiting (and, with ``flush``, the rest) through the model."""
+        outputs: list[Output] = []
+        packer = self.packer
+        while packer.pending >= packer.batch_size or (flush and packer.pending):
+            batch = packer.take()
+            assert batch is not None
+            outputs += self.deliver(batch, self.infer(batch.examples))
+        return outputs
+
+    def drive(self, jobs: Iterable[tuple[Job, Iterable[Any]]]) -> Iterator[tuple[Job, Output | Exception]]:
+        """The in-process loop: each job's example blocks in turn, into full batches as they fill.
+
+        Yields:
+            ``(job, output)`` for each job as it completes, or ``(job, error)`` for a job whose
+            blocks raised (the input's fault: unreadable, undecodable, over a limit; its waiting
+            examples are dropped and the other jobs go on). Errors of the model stop the run.
+        """
+        for job, blocks in jobs:
+            chunks = iter(blocks)
+            while True:
+                try:
+                    block = next(chunks, None)
+                except Exception as e:  # the input's failure, not the run's
+                    self.packer.cancel(job)
+                    yield job, e
+                    break
+                if block is None:
+                    yield from _pairs(self.close(job))
+                    break
+                self.packer.put(job, block)
+                yield from _pairs(self.run())
+        yield from _pairs(self.run(flush=True))
+
+    def output(self, job: Job, embeddings: np.ndarray, *, done: bool) -> Output:
+        """``job``'s Output of ``embeddings``: the one place where they are postprocessed (when
+        the job asks) and brought to NumPy."""
+        if not job.postprocess:
+            return Output(job, embeddings, None, done)
+        assert self._postprocess is not None, "postprocessing asked of a driver made without it"
+        return Output(job, embeddings, self._postprocess(embeddings).cpu().numpy(), done)
+
+
+def _pairs(outputs: list[Output]) -> Iterator[tuple[Job, Output]]:
+    return ((out.job, out) for out in outputs)
 
 
 def embed_iter(
@@ -149,55 +269,22 @@ def embed_each(
     """
     postprocess = wants_postprocess(model, options)
     device = options.frontend_device(model.device)
-    packer = Packer(batch_size(model, options))
-    sources: dict[Job, tuple[int, ExampleSource]] = {}
+    sources: dict[int, ExampleSource] = {}
 
-    def results(jobs: list[Job]) -> Iterator[tuple[int, EmbeddingResult]]:
-        for job in jobs:
-            index, source = sources.pop(job)
-            yield index, finish(model, job.embeddings(), summary(source), postprocess)
+    def examples(index: int, item: Input | ExampleSource) -> Iterator[Any]:
+        if not isinstance(item, ExampleSource):
+            item = ExampleSource(item, options, device=device, limits=limits)
+        sources[index] = item
+        yield from item
 
-    for index, item in enumerate(inputs):
-        job = Job()
-        try:
-            source = (
-                item
-                if isinstance(item, ExampleSource)
-                else ExampleSource(item, options, device=device, limits=limits)
-            )
-            sources[job] = (index, source)
-            chunks = iter(source)
-        except Exception as e:  # the input's failure, not the run's
-            yield index, e
-            continue
-        while True:
-            try:
-                chunk = next(chunks, None)
-            except Exception as e:  # decoding failed part way: drop what it queued
-                packer.cancel(job)
-                del sources[job]
-                yield index, e
-                break
-            if chunk is None:
-                if packer.close(job):
-                    yield from results([job])
-                break
-            packer.put(job, chunk.examples)
-            yield from results(packer.run(model.infer))
-    yield from results(packer.run(model.infer, flush=True))
-
-
-def summary(source: ExampleSource) -> InputExamples:
-    """What an input told once read through: its info and timestamps (its examples went to the
-    model; ``examples`` is None)."""
-    return InputExamples(
-        examples=None,
-        timestamps=example_timestamps(source.num_examples, source.options.hop_seconds),
-        sample_rate=source.info.sample_rate,
-        channels=source.info.channels,
-        num_samples=source.num_samples,
-        name=source.name,
-    )
+    jobs = ((Job(i, postprocess=postprocess), examples(i, item)) for i, item in enumerate(inputs))
+    for job, out in Driver.for_model(model, options).drive(jobs):
+        source = sources.pop(job.tag, None)
+        if isinstance(out, Exception):
+            yield job.tag, out
+        else:
+            assert source is not None
+            yield job.tag, EmbeddingResult.of(out, source.summary())
 
 
 def embed_many(

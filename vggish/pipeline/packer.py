@@ -1,21 +1,21 @@
-"""The one packer: examples of many inputs -> full model batches -> each input's rows back.
+"""The one packer: examples of many inputs -> model batches -> each input's rows back.
 
 Short inputs give a few examples each, and a long one arrives in chunks; running the model per
 input or per chunk would leave most of every call empty. A :class:`Packer` keeps each input's
-waiting examples in a :class:`Job`, cuts batches of up to ``batch_size`` examples across inputs
-in arrival order, and hands every job its rows of the model's output. A job is complete once it
-is closed (no more examples will come) and all of its examples are back. Each example's embedding
-does not depend on its batch-mates, so results equal those of one input at a time.
+waiting examples in a :class:`Job`, cuts batches of up to ``batch_size`` examples across inputs,
+and hands every job its rows of the model's output. A job is complete once it is closed (no more
+examples will come) and all of its examples are back. Each example's embedding does not depend on
+its batch-mates, so results equal those of one input at a time.
 
-Users: the library's ``embed``/``embed_file``/``embed_many`` (one thread: :meth:`Packer.run`), the
-service's cross-request batcher (an inference thread calling :meth:`take` and :meth:`deliver`
-under its lock), ``vggish extract`` (local and Ray) and the HEAR API.
+Batches are cut first in, first out (one caller's inputs: each completes as early as it can), or
+fairly (``fair=True``, jobs of many clients: each batch is shared max-min fairly among the jobs
+waiting, so a job with a long backlog gets its share of the model, not the queue). The driver
+(:mod:`vggish.pipeline.driver`) runs it.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,19 +24,21 @@ import numpy as np
 from vggish import params
 from vggish.pipeline.source import concat_examples
 
-InferFn = Callable[[Any], np.ndarray]
-"""(B, 96, 64) float32 examples (NumPy or a tensor) -> (B, 128) float32 embeddings."""
-
 
 class Job:
     """One input's examples on their way through a :class:`Packer`.
 
     Args:
         tag: anything the caller wants to find the job by (e.g. the input's source).
+        postprocess: the driver also hands back AudioSet's uint8 features.
+        rows: the driver hands back each model call's rows as they come (a live stream); they
+            are not kept for the end.
     """
 
-    def __init__(self, tag: Any = None) -> None:
+    def __init__(self, tag: Any = None, *, postprocess: bool = False, rows: bool = False) -> None:
         self.tag = tag
+        self.postprocess = postprocess
+        self.rows = rows
         self.queued = 0  # examples waiting for a batch
         self.taken = 0  # examples put into batches
         self.delivered = 0  # embeddings received
@@ -50,7 +52,7 @@ class Job:
         return self.closed and self.queued == 0 and self.delivered == self.taken
 
     def embeddings(self) -> np.ndarray:
-        """(N, 128) float32: the embeddings received so far, in the order the examples came."""
+        """(N, 128) float32: the embeddings kept so far (none for ``rows``), in example order."""
         if not self._outputs:
             return np.empty((0, params.EMBEDDING_SIZE), dtype=np.float32)
         return np.concatenate(self._outputs).astype(np.float32, copy=False)
@@ -73,20 +75,22 @@ class Batch:
 
 
 class Packer:
-    """Queues examples of many jobs and cuts them into batches, first in, first out.
+    """Queues examples of many jobs and cuts them into batches.
 
     Not thread-safe by itself: callers from several threads hold one lock around every call.
 
     Args:
         batch_size: most examples per batch.
+        fair: share each batch among the waiting jobs (else first in, first out).
     """
 
-    def __init__(self, batch_size: int) -> None:
+    def __init__(self, batch_size: int, *, fair: bool = False) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
         self.batch_size = batch_size
+        self.fair = fair
         self.pending = 0  # examples waiting for a batch, all jobs together
-        self._queue: deque[Job] = deque()  # jobs with waiting examples, in arrival order
+        self._queue: deque[Job] = deque()  # jobs with waiting examples, in turn
 
     def put(self, job: Job, examples: Any) -> None:
         """Adds (m, 96, 64) examples to ``job`` (which must not be closed)."""
@@ -106,37 +110,46 @@ class Packer:
         job.closed = True
         return job.complete
 
-    def take(self, limit: int | None = None) -> Batch | None:
-        """Cuts the next batch: up to ``batch_size`` (and ``limit``) waiting examples, oldest first.
+    def take(self) -> Batch | None:
+        """Cuts the next batch: up to ``batch_size`` waiting examples.
 
         Returns:
             The batch, or None when nothing is waiting.
         """
-        room = self.batch_size if limit is None else min(self.batch_size, limit)
+        shares = self._fair_shares(self.batch_size) if self.fair else self._fifo_shares(self.batch_size)
+        if not shares:
+            return None
         blocks: list[Any] = []
-        parts: list[tuple[Job, int]] = []
-        while self._queue and room > 0:
-            job = self._queue[0]
-            rows = 0
-            while job._blocks and room > 0:
-                block = job._blocks[0]
-                n = min(room, int(block.shape[0]))
-                blocks.append(block[:n])
-                if n == block.shape[0]:
-                    job._blocks.popleft()
-                else:
-                    job._blocks[0] = block[n:]
-                rows += n
-                room -= n
+        for job, rows in shares:
+            blocks += _cut(job, rows)
             job.queued -= rows
             job.taken += rows
             self.pending -= rows
-            parts.append((job, rows))
-            if job.queued == 0:
-                self._queue.popleft()
-        if not parts:
-            return None
-        return Batch(concat_examples(blocks), tuple(parts))
+            self._queue.remove(job)
+            if job.queued and self.fair:  # its turn is over: behind the others
+                self._queue.append(job)
+            elif job.queued:  # first in, first out: still first
+                self._queue.appendleft(job)
+        return Batch(concat_examples(blocks), tuple(shares))
+
+    def _fifo_shares(self, room: int) -> list[tuple[Job, int]]:
+        shares = []
+        for job in self._queue:
+            if room == 0:
+                break
+            shares.append((job, min(room, job.queued)))
+            room -= shares[-1][1]
+        return shares
+
+    def _fair_shares(self, room: int) -> list[tuple[Job, int]]:
+        """Max-min fair (water-filling): each waiting job gets an equal share of ``room``, or all
+        it has waiting if that is less, its unused share going to the others."""
+        share: dict[Job, int] = {}
+        left, count = room, len(self._queue)
+        for job in sorted(self._queue, key=lambda j: j.queued):
+            share[job] = min(job.queued, left // count)
+            left, count = left - share[job], count - 1
+        return [(job, share[job]) for job in self._queue if share[job]]
 
     def deliver(self, batch: Batch, embeddings: np.ndarray) -> list[Job]:
         """Hands each job of ``batch`` its rows of ``embeddings`` ((B, 128), batch order).
@@ -149,7 +162,8 @@ class Packer:
         done: list[Job] = []
         offset = 0
         for job, rows in batch.parts:
-            job._outputs.append(embeddings[offset : offset + rows])
+            if not job.rows:
+                job._outputs.append(embeddings[offset : offset + rows])
             job.delivered += rows
             offset += rows
             if job.complete:
@@ -164,15 +178,17 @@ class Packer:
             job.queued = 0
             job._blocks.clear()
 
-    def run(self, infer: InferFn, *, flush: bool = False) -> list[Job]:
-        """Runs every full batch now waiting (and, with ``flush``, the rest) through ``infer``.
 
-        Returns:
-            The jobs completed, in completion order.
-        """
-        done: list[Job] = []
-        while self.pending >= self.batch_size or (flush and self.pending):
-            batch = self.take()
-            assert batch is not None
-            done += self.deliver(batch, infer(batch.examples))
-        return done
+def _cut(job: Job, rows: int) -> list[Any]:
+    """The first ``rows`` waiting examples of ``job``, taken off its blocks."""
+    out = []
+    while rows:
+        block = job._blocks[0]
+        n = min(rows, int(block.shape[0]))
+        out.append(block[:n])
+        if n == block.shape[0]:
+            job._blocks.popleft()
+        else:
+            job._blocks[0] = block[n:]
+        rows -= n
+    return out

@@ -29,7 +29,13 @@ import torch
 from vggish import params
 from vggish.audio import decode as audio
 from vggish.audio.resample import StreamingResampler
-from vggish.errors import CancelledError, InvalidAudioError, LimitExceededError, UndecodableAudioError
+from vggish.errors import (
+    CancelledError,
+    InvalidAudioError,
+    LimitExceededError,
+    UndecodableAudioError,
+    plural,
+)
 from vggish.features.logmel import FrameStream, example_timestamps, num_examples
 from vggish.features.logmel_torch import TorchFrameStream
 from vggish.network.cpus import single_threaded_blas
@@ -92,7 +98,7 @@ class Limits:
             if count > self.examples:
                 raise LimitExceededError(
                     self.examples_name,
-                    f"{label} makes {count} examples at hop {options.hop_seconds:g} s; at most "
+                    f"{label} makes {plural(count, 'example')} at hop {options.hop_seconds:g} s; at most "
                     f"{self.examples} (use a larger hop or a shorter input)",
                 )
 
@@ -115,29 +121,6 @@ class InputInfo:
     def seconds(self) -> float | None:
         """Duration in seconds, or None when unknown."""
         return None if self.frames is None else self.frames / self.sample_rate
-
-
-@dataclass(frozen=True)
-class ExampleChunk:
-    """Consecutive examples of one input.
-
-    Attributes:
-        examples: (m, 96, 64) float32, NumPy or a tensor on the front end's device.
-        first: index of ``examples[0]`` among the input's examples.
-        hop_seconds: the distance between example starts.
-    """
-
-    examples: Any
-    first: int
-    hop_seconds: float
-
-    def __len__(self) -> int:
-        return int(self.examples.shape[0])
-
-    @property
-    def timestamps(self) -> np.ndarray:
-        """(m, 2) float64 start and end seconds of each example."""
-        return example_timestamps(len(self), self.hop_seconds, start=self.first)
 
 
 @dataclass(frozen=True)
@@ -213,8 +196,8 @@ class ExampleStream:
             else TorchFrameStream(device, options.hop_seconds, options.pad)
         )
 
-    def push(self, mono: np.ndarray | torch.Tensor) -> ExampleChunk:
-        """Adds (k,) mono samples; returns the examples they complete (possibly none).
+    def push(self, mono: np.ndarray | torch.Tensor) -> Any:
+        """Adds (k,) mono samples; returns the (m, 96, 64) examples they complete (possibly none).
 
         Raises:
             LimitExceededError: the input now holds more than its limits allow.
@@ -223,23 +206,22 @@ class ExampleStream:
         self.limits.check_length(self.num_samples, self.sample_rate, self.options, self.label)
         with single_threaded_blas():
             if self._resampler is None:
-                return self._chunk(self._frames.push(mono))
+                return self._count(self._frames.push(mono))
             x = mono.double().cpu().numpy() if isinstance(mono, torch.Tensor) else mono
-            return self._chunk(self._frames.push(self._resampler.process(x)))
+            return self._count(self._frames.push(self._resampler.process(x)))
 
-    def finish(self) -> ExampleChunk:
+    def finish(self) -> Any:
         """Ends the input: flushes the resampler and returns the last examples (with ``pad``, a
         clip shorter than 0.975 s becomes one zero-padded example)."""
         with single_threaded_blas():
             if self._resampler is None:
-                return self._chunk(self._frames.finish())
+                return self._count(self._frames.finish())
             tail = self._frames.push(self._resampler.flush())
-            return self._chunk(concat_examples([tail, self._frames.finish()]))
+            return self._count(concat_examples([tail, self._frames.finish()]))
 
-    def _chunk(self, examples: Any) -> ExampleChunk:
-        chunk = ExampleChunk(examples, self.num_examples, self.options.hop_seconds)
-        self.num_examples += len(chunk)
-        return chunk
+    def _count(self, examples: Any) -> Any:
+        self.num_examples += int(examples.shape[0])
+        return examples
 
 
 class ExampleSource:
@@ -247,7 +229,7 @@ class ExampleSource:
 
     Opening reads only the header (or validates the array): the limits that the header already
     decides (seconds, and examples at this hop) are refused here, before any decoding. Iterating
-    decodes block by block and yields non-empty :class:`ExampleChunk` s; lengths the header did
+    decodes block by block and yields its examples in non-empty chunks; lengths the header did
     not tell are enforced while decoding.
 
     Args:
@@ -303,7 +285,7 @@ class ExampleSource:
         """Examples produced so far."""
         return 0 if self._stream is None else self._stream.num_examples
 
-    def __iter__(self) -> Iterator[ExampleChunk]:
+    def __iter__(self) -> Iterator[Any]:
         """Decodes the input; yields its examples in order, in chunks (none for a short clip).
 
         Raises:
@@ -320,7 +302,7 @@ class ExampleSource:
             if self._cancel is not None and self._cancel.is_set():
                 raise CancelledError(f"{self.label}: cancelled")
             chunk = stream.push(mono)
-            if len(chunk):
+            if chunk.shape[0]:
                 yield chunk
         last = stream.finish()
         if len(last):
@@ -328,23 +310,19 @@ class ExampleSource:
 
     def collect(self) -> InputExamples:
         """Reads the whole input and returns all of its examples at once."""
-        chunks = [chunk.examples for chunk in self]
-        examples = concat_examples(chunks)
+        return self.summary(concat_examples(list(self)))
+
+    def summary(self, examples: Any = None) -> InputExamples:
+        """What the input told once read through: its info, its examples' timestamps, and the
+        examples when given (else None: they went to the model)."""
         return InputExamples(
             examples=examples,
-            timestamps=example_timestamps(int(examples.shape[0]), self.options.hop_seconds),
+            timestamps=example_timestamps(self.num_examples, self.options.hop_seconds),
             sample_rate=self.info.sample_rate,
             channels=self.info.channels,
             num_samples=self.num_samples,
             name=self.name,
         )
-
-    def close(self) -> None:
-        """Stops decoding early and frees the decoder (files, ffmpeg); idempotent."""
-        if self._blocks is not None:
-            close = getattr(self._blocks, "close", None)
-            if close is not None:
-                close()
 
     def _mono_chunks(self) -> Iterator[np.ndarray | torch.Tensor]:
         if self._array is not None:  # a checked array: each run made mono float64 in turn

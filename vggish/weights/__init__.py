@@ -3,8 +3,8 @@ other ports (:mod:`.convert`, :mod:`.tf_checkpoint`), downloads (:mod:`.download
 install (:mod:`.install`) and Google's smoke test (:mod:`.verify`). Imports point one way:
 location <- format <- convert <- install; download <- install.
 
-This package namespace re-exports the format, what most callers need; each name is imported on
-first use, so asking where the weights live (:mod:`.location`) does not import PyTorch.
+This namespace re-exports the format and the location; each name is imported on first use, so
+asking where the weights live does not import PyTorch.
 """
 
 from __future__ import annotations
@@ -37,28 +37,17 @@ if TYPE_CHECKING:
         default_weights_path,
     )
 
-_LOCATION = (
-    "DEFAULT_WEIGHTS_NAME",
-    "OFFICIAL_CHECKPOINT_NAME",
-    "OFFICIAL_PCA_NAME",
-    "RANDOM",
-    "default_weights_dir",
-    "default_weights_path",
-)
-_FORMAT = (
-    "EXPECTED_SHAPES",
-    "FORMAT_NAME",
-    "FORMAT_VERSION",
-    "PCA_EIGEN_VECTORS_KEY",
-    "PCA_MEANS_KEY",
-    "RANDOM_SEED",
-    "LoadedWeights",
-    "PCAParams",
-    "load_weights",
-    "missing_weights_message",
-    "random_weights",
-    "save_weights",
-)
+_LOCATION = "vggish.weights.location"
+_FORMAT = "vggish.weights.format"
+_HOMES = {
+    "DEFAULT_WEIGHTS_NAME": _LOCATION,
+    "OFFICIAL_CHECKPOINT_NAME": _LOCATION,
+    "OFFICIAL_PCA_NAME": _LOCATION,
+    "RANDOM": _LOCATION,
+    "default_weights_dir": _LOCATION,
+    "default_weights_path": _LOCATION,
+    "sha256_file": "vggish.fileio",
+}
 __all__ = [
     "DEFAULT_WEIGHTS_NAME",
     "EXPECTED_SHAPES",
@@ -83,14 +72,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name == "sha256_file":
-        module = "vggish.fileio"
-    elif name in _LOCATION:
-        module = "vggish.weights.location"
-    elif name in _FORMAT:
-        module = "vggish.weights.format"
-    else:
+    if name not in __all__:
         raise AttributeError(f"module 'vggish.weights' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(_HOMES.get(name, _FORMAT)), name)
     globals()[name] = value
     return value

@@ -1,29 +1,16 @@
 """Google's TensorFlow checkpoint (or another port's ``.pth``) -> the project's weights file.
 
 The conversion is one explicit table, :data:`TF_TO_TORCH`: each of the 18 TensorFlow variables
-of ``vggish_model.ckpt`` names the :class:`vggish.network.model.VGGish` state-dict key it becomes and
-its layout change. Conv kernels are HWIO in TensorFlow and OIHW in PyTorch (axes (3, 2, 0, 1));
-dense kernels are (in, out) and become (out, in); biases are unchanged. ``fc1_1``'s kernel needs
-nothing more: the model flattens its pool4 activations in TensorFlow's NHWC order (the one
-place that order is handled), so TensorFlow's row order is already right.
+names the :class:`vggish.network.model.VGGish` state-dict key it becomes and its layout change
+(conv kernels HWIO -> OIHW, dense kernels (in, out) -> (out, in), biases unchanged). ``fc1_1``
+needs nothing more: the model flattens in TensorFlow's NHWC order, the one place it is handled.
 
-Sources, told apart by content, not by name:
-
-* TensorFlow V1 (``vggish_model.ckpt``, Google's official file) and V2 (``PREFIX.index`` +
-  ``PREFIX.data-*``) checkpoints, read by :mod:`vggish.weights.tf_checkpoint` without TensorFlow.
-  Variables outside the table (``global_step``, Adam moments, other slots) are ignored with a
-  logged note; a missing or misshaped VGGish variable is an error.
-* PyTorch ``.pth``/``.pt`` state dicts of harritaylor/torchvggish (``features.0.weight`` ...
-  ``embeddings.4.bias``), of torchaudio's ``VGGISH`` bundle (``features_network.*``,
-  ``embedding_network.*``) and of this package's own model, loaded with
-  ``torch.load(weights_only=True)``. Those ports keep the same PyTorch layouts and flatten in
-  NHWC order too, so their tensors map one to one. Both apply a ReLU after the last layer;
-  that is a property of their model code, not of their weights, so the converted file still
-  gives TensorFlow's current, pre-activation embeddings.
-
-PCA parameters (optional) come from Google's ``vggish_pca_params.npz`` or torchvggish's
-``vggish_pca_params-*.pth``: ``pca_eigen_vectors`` (128, 128) and ``pca_means`` (128,) or
-(128, 1), stored as float64.
+Sources, told apart by content: TensorFlow V1 and V2 checkpoints (read by
+:mod:`vggish.weights.tf_checkpoint`; variables outside the table, such as optimizer slots, are
+ignored with a logged note); PyTorch state dicts of torchvggish, torchaudio's ``VGGISH`` bundle and
+this package, loaded with ``torch.load(weights_only=True)`` (same layouts, so they map one to one;
+their final ReLU is in their model code, not their weights). PCA parameters come from Google's
+``vggish_pca_params.npz`` or torchvggish's PCA ``.pth``, stored as float64.
 """
 
 from __future__ import annotations
@@ -96,7 +83,6 @@ PTH_LAYOUTS: dict[str, dict[str, str]] = {
         for i, (index, layer) in enumerate(zip(_SEQUENTIAL_INDICES, _PORT_LAYERS, strict=True))
     },
 }
-PTH_SUFFIXES = (".pth", ".pt")
 
 
 def _tf_shape(key: str, layout: Layout) -> tuple[int, ...]:
@@ -175,11 +161,8 @@ def _state_dict_from_checkpoint(path: Path) -> dict[str, np.ndarray]:
 
 
 def _torch_load(path: Path) -> Any:
-    """``torch.load(weights_only=True)``, also allowing plain NumPy arrays (torchvggish's PCA file).
-
-    Rebuilding a numeric ndarray runs no code from the file; anything else outside PyTorch's
-    allowlist is still refused.
-    """
+    """``torch.load(weights_only=True)``, also allowing plain NumPy arrays (torchvggish's PCA file):
+    rebuilding a numeric ndarray runs no code from the file; anything else is still refused."""
     reconstruct = cast(Callable[..., Any], np.zeros(0).__reduce__()[0])  # rebuilds an ndarray
     numpy_globals: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
         (reconstruct, "numpy.core.multiarray._reconstruct"),  # as NumPy 1.x files name it

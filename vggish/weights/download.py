@@ -1,15 +1,11 @@
 """Downloading files with pooch: hash-checked, atomic, retried (docs/vggish.md §6 for the official ones).
 
-pooch streams a file to a temporary name beside its destination and moves it into place only
-after its hash matches (SHA-256 where recorded, else MD5), so an interrupted or corrupt transfer
-never leaves a file under the final name; a file already in place that verifies is kept without a
-request. Failures that another attempt may heal (time-outs, resets, short transfers, HTTP 5xx,
-408, 429, a wrong hash) are retried, each from the start. Failures that no retry heals fail at
-once, in one line naming the cause: a host name that does not resolve (offline, no DNS), no route
-to the host, a refused connection, and HTTP errors such as 404.
-
-The constants below are the single source of truth for the official files; ``weights/manifest.json``
-mirrors them for readers and tools, and a test keeps the two in agreement.
+pooch moves a file into place only after its hash matches (SHA-256 where recorded, else MD5); a
+file already in place that verifies is kept without a request. Failures that another attempt may
+heal (time-outs, resets, HTTP 5xx, 408, 429, a wrong hash) are retried; the others (a host name
+that does not resolve, no route, a refused connection, HTTP errors such as 404) fail at once, in
+one line naming the cause. The constants below are the one source of the official files' facts;
+``weights/manifest.json`` mirrors them (a test keeps the two in agreement).
 """
 
 from __future__ import annotations
@@ -47,16 +43,15 @@ _PERMANENT_ERRNOS = {
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """A file to download and the digests it must have (Google publishes none for its files: their
-    MD5s come from a third party, cosmir/openmic-2018; see weights/README.md).
+    """A file to download and the digests it must have (weights/README.md: where the official
+    files' MD5s come from).
 
     Attributes:
         name: file name in the destination folder (no path separators).
         url: http(s) address.
         size: exact size in bytes, or None when unpublished (listed, not checked: the hash is).
         md5: expected MD5, 32 lowercase hex digits.
-        sha256: expected SHA-256, 64 lowercase hex digits, once recorded (see weights/README.md);
-            checked instead of the MD5 when present.
+        sha256: expected SHA-256, 64 lowercase hex digits; checked instead of the MD5 when given.
     """
 
     name: str
@@ -119,11 +114,8 @@ def _check_remote(remote: RemoteFile, retries: int, timeout: float) -> None:
 
 def _permanent(error: BaseException, url: str) -> str | None:
     """Why ``error`` (from requests) cannot be healed by retrying, or None when a retry may help.
-
-    A host name that does not resolve counts as permanent, whatever the resolver's code: offline
-    machines report "temporary failure in name resolution" as often as "name not known", and
-    neither heals in the seconds a retry waits.
-    """
+    A host name that does not resolve counts as permanent, whatever the resolver says: it does not
+    heal in the seconds a retry waits."""
     response = getattr(error, "response", None)
     if response is not None:
         status = response.status_code

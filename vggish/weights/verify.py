@@ -1,26 +1,19 @@
 """Google's VGGish smoke test (docs/vggish.md §6): do these weights give the official figures?
 
-A 1 kHz sine of amplitude 1, 3 s at 16 kHz, makes 3 examples. With Google's weights the raw
-embeddings have mean 0.000657 and standard deviation 0.343 over their 3 x 128 values, and the
-8-bit postprocessed features mean 126.0 and standard deviation 89.3.
-
+A 1 kHz sine of amplitude 1, 3 s at 16 kHz, makes 3 examples; Google's figures are below.
 Tolerances: 10% relative on the two standard deviations and the postprocessed mean. The raw mean
-is a near-cancellation, only about 0.2% of the spread of the values, so a 10% relative bound on it
-(6.6e-5) would hold it some 500 times tighter than the std is held (0.0343). It is judged on the
-scale of the spread instead: :data:`EMBEDDING_MEAN_TOLERANCE` = 1% of the expected std = 0.00343,
-absolute. For scale, the standard error of a mean of 384 values with std 0.343 is
-0.343 / sqrt(384) = 0.0175, so the bound is a fifth of one sampling fluctuation: an embedding
-unrelated to Google's but with the right spread would pass it about one time in seven (and must
-then pass the other four checks too), while float32 differences between TensorFlow's and
-PyTorch's arithmetic (of order 1e-6) fit easily. A model with the stale final ReLU has no negative
-values, so its mean lies far outside the bound.
+is a near-cancellation (about 0.2% of the values' spread), so a relative bound would hold it far
+tighter than the std; it is judged on the scale of the spread instead,
+:data:`EMBEDDING_MEAN_TOLERANCE` = 1% of the expected std, absolute: far wider than float32
+differences between TensorFlow and PyTorch, far narrower than the mean of a model with the stale
+final ReLU (no negative values).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 import torch
@@ -43,13 +36,8 @@ POSTPROCESSED_STD = "postprocessed std"
 
 @dataclass(frozen=True)
 class SmokeFigures:
-    """The smoke test's statistics.
-
-    Attributes:
-        num_examples: examples made from the 3 s tone.
-        embedding_mean, embedding_std: over all (N, 128) raw embedding values (population std).
-        postprocessed_mean, postprocessed_std: over the (N, 128) uint8 features; None without PCA.
-    """
+    """The smoke test's statistics: examples made from the tone; mean and (population) std of all
+    raw embedding values, and of the uint8 features (None without PCA)."""
 
     num_examples: int
     embedding_mean: float
@@ -65,12 +53,9 @@ EXPECTED_EMBEDDING_STD = 0.343
 EXPECTED_POSTPROCESSED_MEAN = 126.0
 EXPECTED_POSTPROCESSED_STD = 89.3
 EXPECTED = SmokeFigures(
-    EXPECTED_NUM_EXAMPLES,
-    EXPECTED_EMBEDDING_MEAN,
-    EXPECTED_EMBEDDING_STD,
-    EXPECTED_POSTPROCESSED_MEAN,
+    EXPECTED_NUM_EXAMPLES, EXPECTED_EMBEDDING_MEAN, EXPECTED_EMBEDDING_STD, EXPECTED_POSTPROCESSED_MEAN,
     EXPECTED_POSTPROCESSED_STD,
-)
+)  # fmt: skip
 EMBEDDING_MEAN_TOLERANCE = EMBEDDING_MEAN_TOLERANCE_OF_STD * EXPECTED_EMBEDDING_STD  # 0.00343
 
 
@@ -102,24 +87,16 @@ def evaluate(measured: SmokeFigures) -> tuple[Check, ...]:
     Postprocessed checks are skipped (``passed is None``) when ``measured`` has no such figures.
     """
     rel = RELATIVE_TOLERANCE
-    mean_tolerance = max(EMBEDDING_MEAN_TOLERANCE, rel * abs(EXPECTED_EMBEDDING_MEAN))
-    return (
-        _check(EXAMPLES, measured.num_examples, EXPECTED_NUM_EXAMPLES, 0.0),
-        _check(EMBEDDING_MEAN, measured.embedding_mean, EXPECTED_EMBEDDING_MEAN, mean_tolerance),
-        _check(EMBEDDING_STD, measured.embedding_std, EXPECTED_EMBEDDING_STD, rel * EXPECTED_EMBEDDING_STD),
-        _check(
-            POSTPROCESSED_MEAN,
-            measured.postprocessed_mean,
-            EXPECTED_POSTPROCESSED_MEAN,
-            rel * EXPECTED_POSTPROCESSED_MEAN,
-        ),
-        _check(
-            POSTPROCESSED_STD,
-            measured.postprocessed_std,
-            EXPECTED_POSTPROCESSED_STD,
-            rel * EXPECTED_POSTPROCESSED_STD,
-        ),
+    names = (EXAMPLES, EMBEDDING_MEAN, EMBEDDING_STD, POSTPROCESSED_MEAN, POSTPROCESSED_STD)
+    tolerances = (
+        0.0,
+        max(EMBEDDING_MEAN_TOLERANCE, rel * abs(EXPECTED_EMBEDDING_MEAN)),
+        rel * EXPECTED_EMBEDDING_STD,
+        rel * EXPECTED_POSTPROCESSED_MEAN,
+        rel * EXPECTED_POSTPROCESSED_STD,
     )
+    columns = zip(names, astuple(measured), astuple(EXPECTED), tolerances, strict=True)
+    return tuple(_check(*column) for column in columns)
 
 
 @dataclass(frozen=True)
@@ -190,14 +167,8 @@ def measure(model: Runtime) -> SmokeFigures:
 
 
 def smoke_test(model: Runtime) -> SmokeResult:
-    """Google's smoke test on ``model``: measured and expected figures with per-check verdicts.
-
-    Args:
-        model: a loaded VGGish (see :func:`vggish.load_model`); without PCA parameters the
-            postprocessed checks are skipped.
-
-    Returns:
-        The result; ``result.ok`` tells whether the weights behave like Google's.
-    """
+    """Google's smoke test on ``model``: measured and expected figures with per-check verdicts
+    (``result.ok``: the weights behave like Google's); without PCA the postprocessed checks are
+    skipped."""
     measured = measure(model)
     return SmokeResult(measured, EXPECTED, evaluate(measured))

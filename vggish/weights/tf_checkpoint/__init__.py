@@ -114,7 +114,7 @@ def read_checkpoint(
     Args:
         path: a V1 checkpoint file, or a V2 prefix / ``.index`` / data shard.
         names: only these variables (default: all that have a supported dtype).
-        verify_checksums: check every block's and tensor's CRC-32C (about 0.5 s per 277 MB).
+        verify_checksums: check every block's and tensor's CRC-32C.
 
     Returns:
         ``{name: array}`` in the checkpoint's order; arrays are writable and own their memory

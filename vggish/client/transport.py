@@ -1,0 +1,220 @@
+"""``Client`` and ``AsyncClient``: the operations of :class:`vggish.client.core.Api`, driven over
+``httpx.Client`` (blocking) or ``httpx.AsyncClient`` (awaited).
+
+Each public method is the operation of the same name (its signature, overloads and docstring),
+wrapped by :func:`blocking` or :func:`awaited`: the transport is all that differs between the two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import time
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+
+import httpx
+
+from vggish.client.core import (
+    DEFAULT_MAX_RETRY_WAIT_S,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT_S,
+    Api,
+    Op,
+    Outcome,
+    Sleep,
+    Step,
+)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+H = TypeVar("H", httpx.Client, httpx.AsyncClient)
+
+
+def blocking(op: Callable[Concatenate[Api, P], Op[T]]) -> Callable[Concatenate[Client, P], T]:
+    """The operation ``op`` as a method of :class:`Client`."""
+
+    def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._run(op(self._api, *args, **kwargs))
+
+    return _named_as(method, op)
+
+
+def awaited(
+    op: Callable[Concatenate[Api, P], Op[T]],
+) -> Callable[Concatenate[AsyncClient, P], Coroutine[Any, Any, T]]:
+    """The operation ``op`` as a coroutine method of :class:`AsyncClient`."""
+
+    async def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run(op(self._api, *args, **kwargs))
+
+    return _named_as(method, op)
+
+
+def _named_as(method: Callable[..., T], op: Callable[..., object]) -> Callable[..., T]:
+    """``method`` with the name, docstring and parameters of ``op`` (its result: the op's, driven)."""
+    functools.update_wrapper(method, op)
+    method.__signature__ = inspect.signature(op).replace(return_annotation=inspect.Signature.empty)  # type: ignore[attr-defined]
+    return method
+
+
+class _Transport(Generic[H]):
+    """What both clients hold: the operations' state (:class:`Api`) and an httpx client."""
+
+    _http_type: type[H]
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT_S,
+        retries: int = DEFAULT_RETRIES,
+        max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT_S,
+    ) -> None:
+        self._api = Api(api_key=api_key, retries=retries, max_retry_wait=max_retry_wait)
+        self._http: H = self._http_type(base_url=base_url, headers=self._api.headers, timeout=timeout)
+
+
+class Client(_Transport[httpx.Client]):
+    """A VGGish service's API: embeddings, classifier heads, collections and the model card, as
+    blocking calls.
+
+    >>> with Client("http://127.0.0.1:8000", api_key="...") as client:
+    ...     result = client.embed("dog.wav")          # a vggish.EmbeddingResult
+    ...     results = client.embed([(x, 44100), "cat.flac"], pooling="mean")
+
+    Errors answered by the server raise :class:`vggish.client.ProblemError` (by subclass:
+    ``NotFoundError``, ``LimitExceededError``...); no answer raises ``TransportError``.
+
+    Args:
+        base_url: the service's URL, e.g. ``http://127.0.0.1:8000`` (a path prefix is kept).
+        api_key: sent as ``Authorization: Bearer <key>`` (the server's ``VGGISH_API_KEYS``).
+        timeout: seconds to wait for each answer (or an ``httpx.Timeout``); None: forever.
+        retries: retries of 429 / 503 answers and of connection failures (0: none).
+        max_retry_wait: the longest wait before a retry; a ``Retry-After`` above it is raised at once.
+    """
+
+    _http_type = httpx.Client
+
+    def _run(self, op: Op[T]) -> T:
+        """Drives an operation: sends its requests, sleeps its waits, returns its result."""
+        outcome: Outcome = None
+        while True:
+            try:
+                step = op.send(outcome)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            outcome = self._perform(step)
+
+    def _perform(self, step: Step) -> Outcome:
+        if isinstance(step, Sleep):
+            time.sleep(step.seconds)
+            return None
+        try:
+            return self._http.request(
+                step.method, step.path, params=step.params, content=step.content, headers=step.headers
+            )
+        except httpx.TransportError as e:
+            return e
+
+    def close(self) -> None:
+        """Closes the connections."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    models = blocking(Api.models)
+    ready = blocking(Api.ready)
+    embed = blocking(Api.embed)
+    classify = blocking(Api.classify)
+    train_head = blocking(Api.train_head)
+    train_head_from_embeddings = blocking(Api.train_head_from_embeddings)
+    list_heads = blocking(Api.list_heads)
+    get_head = blocking(Api.get_head)
+    delete_head = blocking(Api.delete_head)
+    export_head = blocking(Api.export_head)
+    import_head = blocking(Api.import_head)
+    add_items = blocking(Api.add_items)
+    add_embeddings = blocking(Api.add_embeddings)
+    search = blocking(Api.search)
+    search_item = blocking(Api.search_item)
+    list_collections = blocking(Api.list_collections)
+    get_collection = blocking(Api.get_collection)
+    delete_collection = blocking(Api.delete_collection)
+    delete_item = blocking(Api.delete_item)
+
+
+class AsyncClient(_Transport[httpx.AsyncClient]):
+    """A VGGish service's API as coroutines; each method is :class:`Client`'s, awaited.
+
+    >>> async with AsyncClient("http://127.0.0.1:8000") as client:
+    ...     results = await client.embed(["dog.wav", "cat.flac"])
+
+    Args: as :class:`Client`'s.
+    """
+
+    _http_type = httpx.AsyncClient
+
+    async def _run(self, op: Op[T]) -> T:
+        """Drives an operation: sends its requests, sleeps its waits, returns its result."""
+        outcome: Outcome = None
+        while True:
+            try:
+                step = op.send(outcome)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            outcome = await self._perform(step)
+
+    async def _perform(self, step: Step) -> Outcome:
+        if isinstance(step, Sleep):
+            await asyncio.sleep(step.seconds)
+            return None
+        try:
+            return await self._http.request(
+                step.method, step.path, params=step.params, content=step.content, headers=step.headers
+            )
+        except httpx.TransportError as e:
+            return e
+
+    async def close(self) -> None:
+        """Closes the connections."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    models = awaited(Api.models)
+    ready = awaited(Api.ready)
+    embed = awaited(Api.embed)
+    classify = awaited(Api.classify)
+    train_head = awaited(Api.train_head)
+    train_head_from_embeddings = awaited(Api.train_head_from_embeddings)
+    list_heads = awaited(Api.list_heads)
+    get_head = awaited(Api.get_head)
+    delete_head = awaited(Api.delete_head)
+    export_head = awaited(Api.export_head)
+    import_head = awaited(Api.import_head)
+    add_items = awaited(Api.add_items)
+    add_embeddings = awaited(Api.add_embeddings)
+    search = awaited(Api.search)
+    search_item = awaited(Api.search_item)
+    list_collections = awaited(Api.list_collections)
+    get_collection = awaited(Api.get_collection)
+    delete_collection = awaited(Api.delete_collection)
+    delete_item = awaited(Api.delete_item)
