@@ -22,7 +22,7 @@ import numpy as np
 from starlette.requests import Request
 
 from vggish import params
-from vggish.errors import InvalidInputError, LimitExceededError
+from vggish.errors import InvalidInputError, LimitExceededError, plural
 from vggish.heads import MAX_ABS_FEATURE, check_label
 
 from .config import Settings
@@ -214,7 +214,7 @@ def _row(numbers: list[float], where: str) -> np.ndarray:
     """A closed row as float32, if it is 128 finite numbers within ±MAX_ABS_FEATURE."""
     if len(numbers) != params.EMBEDDING_SIZE:
         raise InvalidInputError(
-            f"{where} holds {len(numbers)} numbers; every row holds {params.EMBEDDING_SIZE}"
+            f"{where} holds {plural(len(numbers), 'number')}; every row holds {params.EMBEDDING_SIZE}"
         )
     row = np.array(numbers, dtype=np.float64)
     if not np.all(np.abs(row) <= MAX_ABS_FEATURE):

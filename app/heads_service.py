@@ -24,7 +24,7 @@ import numpy as np
 from starlette.requests import Request
 
 from vggish import heads, params
-from vggish.errors import CancelledError, InvalidInputError, LimitExceededError
+from vggish.errors import CancelledError, InvalidInputError, LimitExceededError, plural
 from vggish.features.logmel import example_timestamps
 from vggish.heads import FeatureSpec
 from vggish.heads.store import BaseHeadStore, HeadExistsError, HeadNotFoundError, HeadRecord
@@ -219,7 +219,8 @@ class HeadsService:
             ("max_train_examples", s.max_train_examples),
         ):
             if len(inputs) > most:
-                raise LimitExceededError(limit, f"{len(inputs)} files sent; at most {most} per training")
+                sent = plural(len(inputs), "file")
+                raise LimitExceededError(limit, f"{sent} sent; at most {most} per training")
         if len(form.label) != len(inputs):
             raise InvalidInputError(
                 f"{len(inputs)} `file` parts but {len(form.label)} `label` fields: send one label per file"
@@ -339,9 +340,9 @@ class HeadsService:
         if total > most:
             raise LimitExceededError(
                 "max_answer_labels",
-                f"the answer would hold {total} labels ({len(frames)} clips x {clip} and {sum(frames)} "
-                f"frames x {frame}); at most {most}: ask for fewer with top_k, use a larger hop, send "
-                "shorter or fewer inputs, or raise VGGISH_MAX_ANSWER_LABELS",
+                f"the answer would hold {total} labels ({plural(len(frames), 'clip')} x {clip} and "
+                f"{plural(sum(frames), 'frame')} x {frame}); at most {most}: ask for fewer with top_k, "
+                "use a larger hop, send shorter or fewer inputs, or raise VGGISH_MAX_ANSWER_LABELS",
             )
 
 

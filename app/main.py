@@ -104,7 +104,7 @@ async def _open_store(store: BaseHeadStore) -> None:
         await asyncio.to_thread(store.open)
         return
     if not store.writable():
-        logger.error(
+        logger.warning(
             f"VGGISH_DATA_DIR={store.path.parent} is not writable by uid {os.getuid()}: mount a "
             "writable volume or set VGGISH_DATA_DIR (heads can be read, not saved or deleted)"
         )

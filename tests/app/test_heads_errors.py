@@ -262,7 +262,7 @@ ROW = ", ".join(["0.5"] * 128)
 PARSE_CASES = {  # each refused while the body is parsed, naming the row, label or field
     "a short first row": (
         body_text(embeddings=f"[[0], [{ROW}]]"),
-        "embeddings[0] holds 1 numbers; every row holds 128",
+        "embeddings[0] holds 1 number; every row holds 128",
     ),
     "a long row": (
         body_text(embeddings=f"[[{ROW}], [{ROW}, 1]]"),

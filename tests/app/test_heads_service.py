@@ -559,7 +559,7 @@ def test_an_answer_of_too_many_labels_is_413_naming_the_fix(fresh_store: dict[st
         assert c.post("/v1/heads/twelve/classify", files=wav).status_code == 200  # 12 + 10 x 5 labels
         problem = assert_problem(c.post("/v1/heads/twelve/classify", files=wav, params={"top_k": 12}), 413)
         assert problem["limit"] == "max_answer_labels"
-        assert "132 labels (1 clips x 12 and 10 frames x 12); at most 100" in problem["detail"]
+        assert "132 labels (1 clip x 12 and 10 frames x 12); at most 100" in problem["detail"]
         assert "top_k" in problem["detail"] and "VGGISH_MAX_ANSWER_LABELS" in problem["detail"]
         nine = [("file", (f"{k}.wav", long.wav(), "audio/wav")) for k in range(9)]
         problem = assert_problem(c.post("/v1/heads/twelve/classify", files=nine), 413)

@@ -130,7 +130,7 @@ def test_a_short_first_row_is_refused_before_the_rest_is_read(server: Server, fi
     send = lambda: raw_request(server, CHUNKED, chunked(start, ZEROS, 40))  # noqa: E731
     response, growth = measured(server, send, figures, "train json: [[0], [20 M numbers]], chunked")
     problem = assert_problem(response, 422)
-    assert "embeddings[0] holds 1 numbers; every row holds 128" in problem["detail"]
+    assert "embeddings[0] holds 1 number; every row holds 128" in problem["detail"]
     assert growth <= BUDGET
 
 

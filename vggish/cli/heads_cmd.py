@@ -32,6 +32,7 @@ from vggish.cli.runtime_args import (
     store_location,
     weights_arg,
 )
+from vggish.errors import plural
 from vggish.features.logmel import example_timestamps
 from vggish.fileio import sha256_file, write_bytes_atomic
 from vggish.heads import (
@@ -204,15 +205,16 @@ def run_train(args: argparse.Namespace) -> int:
     failed = [f"{pairs[i][0]}: {why}" for i, why in outcomes if isinstance(why, str)]
     if failed:
         more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
-        raise ValueError(f"{len(failed)} of {len(pairs)} clips failed: {'; '.join(failed[:3])}{more}")
+        listed = "; ".join(failed[:3])
+        raise ValueError(f"{len(failed)} of {plural(len(pairs), 'clip')} failed: {listed}{more}")
     x = np.stack([clip_mean(r) for _, r in outcomes if not isinstance(r, str)])
     features = FeatureSpec.for_model(model, options)
     head, metrics = train(x, [label for _, label in pairs], kind=args.kind, features=features)
     record = store.save(args.name, head, replace=args.replace)
     cv = "n/a (a class has one clip)" if metrics.cv_accuracy is None else f"{metrics.cv_accuracy:.3f}"
     print(
-        f"trained {record.name} v{record.version} ({record.kind}) on {record.num_examples} clips, "
-        f"classes {', '.join(record.classes)}: cv accuracy {cv} over {metrics.folds} folds, "
+        f"trained {record.name} v{record.version} ({record.kind}) on {plural(record.num_examples, 'clip')}, "
+        f"classes {', '.join(record.classes)}: cv accuracy {cv} over {plural(metrics.folds, 'fold')}, "
         f"train accuracy {metrics.train_accuracy:.3f}; features: {features.describe()}"
     )
     return 0
@@ -247,7 +249,7 @@ def run_classify(args: argparse.Namespace) -> int:
         labels = _labels(head, outcome, options, args.top_k, args.frames)
         print(json.dumps({"file": path, **labels}) if args.json else _text(path, labels), flush=True)
     if failed:
-        print(f"vggish: {failed} of {len(args.files)} files failed", file=sys.stderr)
+        print(f"vggish: {failed} of {plural(len(args.files), 'file')} failed", file=sys.stderr)
     return 2 if failed else 0
 
 
@@ -289,7 +291,7 @@ def run_list(args: argparse.Namespace) -> int:
     records = store.list()
     for r in records:
         print(
-            f"{r.name}\tv{r.version}\t{r.kind}\t{r.num_examples} clips\t{','.join(r.classes)}\t"
+            f"{r.name}\tv{r.version}\t{r.kind}\t{plural(r.num_examples, 'clip')}\t{','.join(r.classes)}\t"
             f"{r.features.describe()}"
         )
     if not records:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from vggish import params
-from vggish.errors import CancelledError, InvalidInputError
+from vggish.errors import CancelledError, InvalidInputError, plural
 from vggish.heads.head import (
     MAX_CLASSES,
     MAX_FOLDS,
@@ -118,7 +118,9 @@ def _check_training_set(embeddings: np.ndarray, labels: Sequence[str], kind: str
         raise InvalidInputError(f"kind must be one of {get_args(HeadKind)}; got {kind!r}")
     x = check_embeddings(embeddings)
     if len(labels) != x.shape[0]:
-        raise InvalidInputError(f"{x.shape[0]} embeddings but {len(labels)} labels: give one label per clip")
+        raise InvalidInputError(
+            f"{plural(x.shape[0], 'embedding')} but {plural(len(labels), 'label')}: give one label per clip"
+        )
     if not all(isinstance(label, str) for label in labels):
         raise InvalidInputError("every label must be a non-empty string")
     classes = set(labels)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from vggish.errors import ConflictError, InvalidInputError, NotFoundError
+from vggish.errors import ConflictError, InvalidInputError, NotFoundError, plural
 from vggish.heads import (
     MAX_NUM_EXAMPLES,
     UNKNOWN_FEATURES,
@@ -69,7 +69,7 @@ class TooManyHeadsError(Exception):
 
     def __init__(self, max_heads: int) -> None:
         super().__init__(
-            f"the store holds {max_heads} heads, the most it may (max_heads): delete heads you no "
+            f"the store holds {plural(max_heads, 'head')}, the most it may (max_heads): delete heads you no "
             "longer need, or replace one (same name, replace=true)"
         )
         self.max_heads = max_heads

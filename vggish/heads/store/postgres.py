@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from vggish.errors import InvalidInputError
+from vggish.errors import InvalidInputError, plural
 from vggish.heads.store.base import (
     COLUMNS,
     SCHEMA_VERSION,
@@ -239,7 +239,7 @@ class PostgresHeadStore(BaseHeadStore):
                 return f"schema version {version}, expected {SCHEMA_VERSION}"
             row = conn.execute("SELECT count(*) FROM heads WHERE octet_length(tensors) < 8").fetchone()
             empty = 0 if row is None else int(row[0])
-            return "ok" if empty == 0 else f"{empty} heads without tensors"
+            return "ok" if empty == 0 else f"{plural(empty, 'head')} without tensors"
 
     def _insert(self, row: Row, replace: bool, max_heads: int | None) -> int | None:
         conflict = f"DO UPDATE SET {_UPDATES}, version = heads.version + 1" if replace else "DO NOTHING"
