@@ -19,7 +19,13 @@ from starlette.routing import Match
 
 from vggish import errors as domain
 from vggish.heads import WeightsMismatchError
-from vggish.heads.store import HeadExistsError, HeadNotFoundError
+from vggish.heads.store import (
+    HeadExistsError,
+    HeadNotFoundError,
+    StoreFullError,
+    StoreUnavailableError,
+    TooManyHeadsError,
+)
 from vggish.search import CollectionNotFoundError, FeaturesMismatchError, ItemNotFoundError
 
 logger = logging.getLogger("app.errors")
@@ -41,7 +47,10 @@ class Problem:
 DOMAIN_PROBLEMS: dict[type[BaseException], Problem] = {
     HeadNotFoundError: Problem(404, "Head not found", "head-not-found"),
     HeadExistsError: Problem(409, "Head exists", "head-exists"),
-    WeightsMismatchError: Problem(409, "Head trained on other features", "weights-mismatch"),
+    WeightsMismatchError: Problem(409, "Head trained on other weights", "weights-mismatch"),
+    TooManyHeadsError: Problem(507, "Too many heads", "too-many-heads"),
+    StoreFullError: Problem(507, "Insufficient storage", "store-full"),
+    StoreUnavailableError: Problem(503, "Heads store unavailable", "store-unavailable"),
     CollectionNotFoundError: Problem(404, "Collection not found", "collection-not-found"),
     ItemNotFoundError: Problem(404, "Item not found", "item-not-found"),
     FeaturesMismatchError: Problem(409, "Collection of other features", "features-mismatch"),
@@ -148,6 +157,8 @@ def problem_detail(exc: BaseException, problem: Problem) -> tuple[str, dict[str,
         return "the server failed; its log has the details", {}
     if isinstance(exc, domain.LimitExceededError):
         return str(exc), {"limit": exc.limit}
+    if isinstance(exc, TooManyHeadsError):
+        return str(exc), {"limit": "max_heads"}
     return str(exc), {}
 
 
@@ -208,8 +219,12 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
 async def _on_domain(request: Request, exc: Exception) -> JSONResponse:
     problem = problem_of(exc)
     _count_failure(request, problem.slug)
-    if isinstance(exc, domain.LimitExceededError):
-        return problem_response(problem, str(exc), limit=exc.limit)
+    if isinstance(exc, domain.LimitExceededError | TooManyHeadsError):
+        detail, extra = problem_detail(exc, problem)
+        return problem_response(problem, detail, **extra)
+    if isinstance(exc, StoreUnavailableError) and not isinstance(exc, StoreFullError):
+        retry = str(request.app.state.settings.retry_after_s)
+        return problem_response(problem, str(exc), {"Retry-After": retry})
     if isinstance(exc, WeightsMismatchError):
         return problem_response(
             problem,
@@ -278,6 +293,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
     for cls in (domain.InvalidInputError, domain.NotFoundError, domain.ConflictError, domain.CancelledError):
         app.add_exception_handler(cls, _on_domain)
+    for store_error in (StoreUnavailableError, TooManyHeadsError):  # a RuntimeError, an Exception
+        app.add_exception_handler(store_error, _on_domain)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(ValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)

@@ -1,14 +1,15 @@
 """Classifier heads as a service: train from audio or embeddings, classify, import, export.
 
 Audio goes through the embedding service (the one source of examples and the shared batcher);
-a clip's embedding is the mean of its examples' embeddings. Each head records what made its
-features (the weights' SHA-256, hop, pad, resampler: :class:`vggish.heads.FeatureSpec`), and is
-refused (409) on other ones unless forced.
+a clip's embedding is the mean of its examples' embeddings. Each head records the weights that
+made its embeddings (and how: :class:`vggish.heads.FeatureSpec`), and is refused (409) on other
+weights unless forced; another resampler is a warning, hop and pad are never compared.
 
 Trainings run on threads of their own (:class:`Trainings`), so that store reads keep the default
 pool however many trainings wait; a training stops between optimiser steps when its client goes
 away, its request times out, or the server stops. Limits on clips and classes are checked while
-the body is validated, before any training.
+the body is read, before any training. What a classification answers is bounded
+(``max_answer_labels``) and built on a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import asyncio
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
-from pydantic import TypeAdapter
+from starlette.requests import Request
 
 from vggish import heads, params
-from vggish.errors import CancelledError, InvalidInputError, LimitExceededError
+from vggish.errors import CancelledError, InvalidInputError, LimitExceededError, plural
 from vggish.features.logmel import example_timestamps
 from vggish.heads import FeatureSpec
 from vggish.heads.store import BaseHeadStore, HeadExistsError, HeadNotFoundError, HeadRecord
@@ -30,40 +32,36 @@ from vggish.pipeline.driver import EmbeddingResult
 from vggish.pipeline.options import EmbedOptions
 
 from .errors import NotReadyError
+from .heads_json import read_train_body
 from .ingest import Upload
 from .metrics import Metrics
 from .responses import clip_mean, short_clip_warning
 from .schemas import (
+    DEFAULT_FRAME_TOP_K,
     Classification,
     ClassifyResponse,
     Features,
     FrameLabels,
     HeadInfo,
+    HeadList,
     HeadMetricsOut,
     LabelScore,
     TrainForm,
     TrainingLimitError,
     TrainingLimits,
-    TrainRequest,
 )
 from .service import Disconnected, EmbeddingService, Timings
 
-_TRAIN_ADAPTER = TypeAdapter(TrainRequest)
-_FIELD_NAMES = {"weights_sha256": "weights", "hop_seconds": "hop", "pad": "pad", "resampler": "resampler"}
-
 
 def identity_warnings(record: HeadRecord) -> list[str]:
-    """What a head's listing says when it does not record what made its features."""
-    missing = [label for key, label in _FIELD_NAMES.items() if getattr(record.features, key) is None]
-    if not missing:
+    """What a head's listing says when it does not record the weights it was trained on."""
+    if record.features.weights_sha256 is not None:
         return []
-    if len(missing) == len(_FIELD_NAMES):
-        return [
-            f"head {record.name!r} does not record the weights and settings it was trained on "
-            "(stored before heads did, or trained on embeddings sent without `features`): it is "
-            "never refused, and its scores mean nothing on features of other weights"
-        ]
-    return [f"head {record.name!r} does not record its {', '.join(missing)}: those are never checked"]
+    return [
+        f"head {record.name!r} does not record the weights it was trained on (stored before heads "
+        "did, or trained on embeddings sent without `features.weights_sha256`): it is never "
+        "refused, and its scores mean nothing on embeddings of other weights"
+    ]
 
 
 def head_info(record: HeadRecord, warnings: Sequence[str | None] = ()) -> HeadInfo:
@@ -186,22 +184,10 @@ class HeadsService:
         except TrainingLimitError as e:
             raise LimitExceededError(e.limit, e.detail) from None
 
-    async def read_request(self, body: bytes) -> TrainRequest:
-        """A JSON training body, its rows and classes counted before their numbers are validated.
-
-        Raises:
-            LimitExceededError: over ``max_train_examples`` or ``max_train_classes`` (413).
-            pydantic.ValidationError: malformed JSON or fields (422).
-        """
-        try:
-            return await asyncio.to_thread(
-                _TRAIN_ADAPTER.validate_json, body, context={"limits": self.limits}
-            )
-        except TrainingLimitError as e:
-            raise LimitExceededError(e.limit, e.detail) from None
-
-    async def check_free(self, name: str, replace: bool) -> None:
-        """Refuses a taken name before any audio is embedded (saving checks again, atomically)."""
+    async def check_can_save(self, name: str, replace: bool) -> None:
+        """Refuses, before any audio is embedded or any training, a head that could not be saved:
+        a store that cannot be written now (503, 507), a taken name (409). Saving checks again."""
+        await asyncio.to_thread(self.store.check_writable)
         if replace:
             return
         try:
@@ -225,6 +211,7 @@ class HeadsService:
             LimitExceededError: more clips than ``max_train_inputs`` or ``max_train_examples``.
             InvalidInputError: not one label per clip; a clip without an example (``pad=false``).
             HeadExistsError: the name is taken and ``replace`` is false.
+            StoreUnavailableError: the store cannot be written now (before any audio is embedded).
         """
         s = self.embedding.settings
         for limit, most in (
@@ -232,12 +219,13 @@ class HeadsService:
             ("max_train_examples", s.max_train_examples),
         ):
             if len(inputs) > most:
-                raise LimitExceededError(limit, f"{len(inputs)} files sent; at most {most} per training")
+                sent = plural(len(inputs), "file")
+                raise LimitExceededError(limit, f"{sent} sent; at most {most} per training")
         if len(form.label) != len(inputs):
             raise InvalidInputError(
                 f"{len(inputs)} `file` parts but {len(form.label)} `label` fields: send one label per file"
             )
-        await self.check_free(form.name, form.replace)
+        await self.check_can_save(form.name, form.replace)
         embedded = await self.embedding.embed(inputs, options, timings, disconnected)
         x = _clip_means(embedded)
         features = FeatureSpec.for_model(self.embedding.model, options)
@@ -245,22 +233,25 @@ class HeadsService:
         self.embedding.metrics.heads_trained.labels(source="audio").inc()
         return head_info(record)
 
-    async def train_on_embeddings(self, body: TrainRequest, disconnected: Disconnected) -> HeadInfo:
-        """Trains on clip-level embeddings sent as numbers and stores the head, recording the
-        ``features`` the body declares (unknown when it declares none).
+    async def train_on_embeddings(self, request: Request, disconnected: Disconnected) -> HeadInfo:
+        """Reads a JSON training body as it arrives (rows checked as they are parsed), trains on
+        its clip-level embeddings and stores the head, recording the ``features`` the body
+        declares (unknown when it declares none).
 
         Raises:
-            InvalidInputError: rows of other lengths than 128, bad ``features``, or a bad training set.
+            LimitExceededError: over ``max_json_bytes``, ``max_train_examples`` or
+                ``max_train_classes`` (413).
+            InvalidInputError: a bad row, label, ``features`` or training set (422).
             HeadExistsError: the name is taken and ``replace`` is false (before training).
         """
-        sizes = {len(row) for row in body.embeddings}
-        if sizes != {params.EMBEDDING_SIZE}:
-            raise InvalidInputError(f"embeddings must all have 128 numbers; got lengths {sorted(sizes)}")
-        declared = {} if body.features is None else body.features.model_dump(exclude_none=True)
+        body = await read_train_body(request, self.limits)
+        options = body.options
+        declared = {} if options.features is None else options.features.model_dump(exclude_none=True)
         features = FeatureSpec.from_dict(declared)
-        await self.check_free(body.name, body.replace)
-        x = np.asarray(body.embeddings, dtype=np.float32)
-        record = await self.train(body.name, x, body.labels, body.kind, body.replace, features, disconnected)
+        await self.check_can_save(options.name, options.replace)
+        record = await self.train(
+            options.name, body.embeddings, body.labels, options.kind, options.replace, features, disconnected
+        )
         self.embedding.metrics.heads_trained.labels(source="embeddings").inc()
         return head_info(record)
 
@@ -278,7 +269,12 @@ class HeadsService:
         head: heads.Head = await self.embedding.bounded(
             lambda cancel: self.trainings.train(x, labels, kind, features, cancel), disconnected
         )
-        return await asyncio.to_thread(self.store.save, name, head, replace)
+        return await asyncio.to_thread(self.store.save, name, head, replace, self.max_heads)
+
+    @property
+    def max_heads(self) -> int:
+        """The heads the store may hold."""
+        return self.embedding.settings.max_heads
 
     async def import_head(self, name: str, data: bytes, force: bool) -> HeadInfo:
         """Validates a head file (never unpickled) and stores it under ``name``, replacing.
@@ -286,13 +282,13 @@ class HeadsService:
         Raises:
             InvalidInputError: not a valid head file (422).
             WeightsMismatchError: the head records other weights than the server's and ``force``
-                is false (409); hop, pad and resampler are checked when it classifies.
+                is false (409).
         """
-        head = heads.from_safetensors(data)
+        head = await asyncio.to_thread(heads.from_safetensors, data)
         warning = heads.check_compatible(
             head.features, FeatureSpec(weights_sha256=self.weights_sha256()), force, name
         )
-        record = await asyncio.to_thread(self.store.save, name, head, True)
+        record = await asyncio.to_thread(self.store.save, name, head, True, self.max_heads)
         self.embedding.metrics.heads_trained.labels(source="import").inc()
         forced = warning if head.features.weights_sha256 is not None else None  # else: in its listing
         return head_info(record, [forced])
@@ -306,23 +302,61 @@ class HeadsService:
         force: bool,
         timings: Timings,
         disconnected: Disconnected,
-    ) -> ClassifyResponse:
-        """Labels for each input (the head on the clip's mean embedding) and each of its examples.
+    ) -> bytes:
+        """Labels for each input (the head on the clip's mean embedding) and each of its examples,
+        as the JSON of a :class:`ClassifyResponse` (built on a worker thread).
 
         Raises:
             HeadNotFoundError: no such head (404).
-            WeightsMismatchError: the head was trained on other weights or settings than the
-                server's and ``options`` and ``force`` is false (409), before any audio is embedded.
+            WeightsMismatchError: the head was trained on other weights than the server's and
+                ``force`` is false (409), before any audio is embedded.
+            LimitExceededError: the answer would hold more than ``max_answer_labels`` labels
+                (413): before any audio is embedded when the clips' labels alone would, else
+                before the answer is built.
         """
         record, head = await asyncio.to_thread(self.store.load, name)
         used = FeatureSpec.for_model(self.embedding.model, options)
         warning = heads.check_compatible(record.features, used, force, name)
+        self._check_answer(len(head.classes), top_k, [0] * len(inputs))
         embedded = await self.embedding.embed(inputs, options, timings, disconnected)
+        self._check_answer(len(head.classes), top_k, [e.embeddings.shape[0] for e in embedded])
         self.embedding.metrics.classifications.inc(len(embedded))
-        data = [_classification(i, e, head, options, top_k) for i, e in enumerate(embedded)]
-        return ClassifyResponse(
-            head=name, weights=self.embedding.weights_id, data=data, warnings=[warning] if warning else None
-        )
+
+        def answer() -> bytes:
+            data = [_classification(i, e, head, options, top_k) for i, e in enumerate(embedded)]
+            said = [warning] if warning else None
+            response = ClassifyResponse(
+                head=name, weights=self.embedding.weights_id, data=data, warnings=said
+            )
+            return response.model_dump_json(exclude_none=True).encode()
+
+        return await asyncio.to_thread(answer)
+
+    def _check_answer(self, classes: int, top_k: int | None, frames: list[int]) -> None:
+        """Refuses an answer of more labels than ``max_answer_labels`` (413), naming the fixes."""
+        most = self.embedding.settings.max_answer_labels
+        clip, frame = min(top_k or classes, classes), min(top_k or DEFAULT_FRAME_TOP_K, classes)
+        total = sum(clip + n * frame for n in frames)
+        if total > most:
+            raise LimitExceededError(
+                "max_answer_labels",
+                f"the answer would hold {total} labels ({plural(len(frames), 'clip')} x {clip} and "
+                f"{plural(sum(frames), 'frame')} x {frame}); at most {most}: ask for fewer with top_k, "
+                "use a larger hop, send shorter or fewer inputs, or raise VGGISH_MAX_ANSWER_LABELS",
+            )
+
+
+async def head_list(store: BaseHeadStore, limit: int, cursor: str | None) -> bytes:
+    """A page of ``GET /v1/heads`` as JSON (built on a worker thread): ``limit`` heads after
+    ``cursor`` by name, and the next page's URL when there are more."""
+
+    def page() -> bytes:
+        records = store.list(cursor, limit + 1)
+        shown = records[:limit]
+        more = f"/v1/heads?limit={limit}&cursor={shown[-1].name}" if len(records) > limit else None
+        return HeadList(data=[head_info(r) for r in shown], next=more).model_dump_json().encode()
+
+    return await asyncio.to_thread(page)
 
 
 def _clip_means(embedded: list[EmbeddingResult]) -> np.ndarray:
@@ -344,8 +378,27 @@ def _clip_means(embedded: list[EmbeddingResult]) -> np.ndarray:
 
 
 def ranked_labels(scores: np.ndarray, classes: tuple[str, ...], top_k: int | None) -> list[LabelScore]:
-    order = sorted(range(len(classes)), key=lambda c: (-scores[c], c))[:top_k]
+    """(C,) scores -> the best ``top_k`` labels (None: all), best first."""
+    order = heads.ranked(scores[None], top_k)[0]
     return [LabelScore(label=classes[c], score=float(scores[c])) for c in order]
+
+
+def label_embeddings(
+    head: heads.Head, rows: np.ndarray, top_k: int | None = DEFAULT_FRAME_TOP_K
+) -> list[list[dict[str, Any]]]:
+    """Each embedding's best ``top_k`` labels (``{"label", "score"}``, best first): what a live
+    stream sends with each embedding, bounded whatever the head's number of classes.
+
+    Args:
+        head: the head.
+        rows: (N, 128) embeddings.
+        top_k: labels per embedding (None: all of the head's classes).
+    """
+    scores = head.scores(rows)
+    return [
+        [{"label": head.classes[c], "score": float(scores[i, c])} for c in order]
+        for i, order in enumerate(heads.ranked(scores, top_k))
+    ]
 
 
 def _classification(
@@ -363,10 +416,10 @@ def _classification(
         )
     labels = ranked_labels(head.scores(clip_mean(e.embeddings)[None])[0], head.classes, top_k)
     spans = example_timestamps(count, options.hop_seconds)
-    per_example = head.scores(e.embeddings)
+    per_frame = label_embeddings(head, e.embeddings, top_k or DEFAULT_FRAME_TOP_K)
     frames = [
-        FrameLabels(start=float(a), end=float(b), labels=ranked_labels(row, head.classes, top_k))
-        for (a, b), row in zip(spans, per_example, strict=True)
+        FrameLabels(start=float(a), end=float(b), labels=[LabelScore(**x) for x in row])
+        for (a, b), row in zip(spans, per_frame, strict=True)
     ]
     return Classification(
         index=index, name=e.name, duration=e.duration, labels=labels, frames=frames, warnings=None

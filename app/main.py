@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,7 +23,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from uvicorn.supervisors import Multiprocess
 
-from vggish.heads.store import BaseHeadStore, SqliteHeadStore, open_store
+from vggish.heads.store import BaseHeadStore, SqliteHeadStore, StoreUnavailableError, open_store
 from vggish.network.cpus import limit_blas_threads
 from vggish.version import __version__
 
@@ -96,9 +97,22 @@ def _on_exit_signals(callback: Callable[[], None]) -> Iterator[None]:
 
 async def _open_store(store: BaseHeadStore) -> None:
     """Upgrades the heads schema now; a PostgreSQL store is reached now too, so that a wrong URL
-    or password stops the start (a new SQLite database is made on the first write instead)."""
-    if not isinstance(store, SqliteHeadStore) or store.path.exists():
+    or password stops the start (a new SQLite database is made on the first write instead). A
+    data directory that cannot be written is said in one line; the service starts (embeddings,
+    and reading heads, work; heads writes answer 503 naming the fix)."""
+    if not isinstance(store, SqliteHeadStore):
         await asyncio.to_thread(store.open)
+        return
+    if not store.writable():
+        logger.warning(
+            f"VGGISH_DATA_DIR={store.path.parent} is not writable by uid {os.getuid()}: mount a "
+            "writable volume or set VGGISH_DATA_DIR (heads can be read, not saved or deleted)"
+        )
+    elif store.path.exists():
+        try:
+            await asyncio.to_thread(store.open)
+        except StoreUnavailableError as e:
+            logger.error(f"the heads store cannot be used: {e}")
 
 
 @asynccontextmanager

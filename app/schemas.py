@@ -229,6 +229,11 @@ class ModelList(BaseModel):
 
 class Health(BaseModel):
     status: str
+    warnings: list[str] | None = Field(
+        default=None,
+        exclude_if=lambda value: not value,  # omitted when there is nothing to say
+        description="what works only in part, e.g. a heads store that can be read but not written",
+    )
 
 
 # --- classifier heads (``/v1/heads``) --------------------------------------------------------
@@ -249,14 +254,22 @@ class HeadAudioOptions(AudioOptions):
     pad: bool = Field(True, description="zero-pad a clip shorter than 0.975 s to one example")
 
 
+DEFAULT_FRAME_TOP_K = 5  # labels of each frame when top_k is not given
+
+
 class ClassifyQuery(HeadAudioOptions):
     """Query parameters of ``POST /v1/heads/{name}/classify``."""
 
-    top_k: int | None = Field(None, ge=1, description="return only the best `top_k` labels")
+    top_k: int | None = Field(
+        None,
+        ge=1,
+        description=f"the best `top_k` labels of each clip (default: all) and of each frame "
+        f"(default: {DEFAULT_FRAME_TOP_K})",
+    )
     force: bool = Field(
         False,
-        description="classify even when the head was trained on other weights or front-end "
-        "settings (a warning says so); without it that is a 409",
+        description="classify even when the head was trained on other weights (a warning says "
+        "so); without it that is a 409",
     )
 
 
@@ -339,36 +352,34 @@ class TrainForm(BaseModel):
         return value
 
 
-class TrainRequest(BaseModel):
-    """The JSON form of ``POST /v1/heads``: clip-level embeddings and their labels."""
+class TrainOptions(BaseModel):
+    """The small fields of a JSON ``POST /v1/heads`` (``app.heads_json`` reads the others)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: HeadName
-    labels: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=256)]],
-        Field(min_length=2, description="one label per embedding, same order"),
-    ]
-    embeddings: Annotated[list[list[float]], Field(min_length=2, description="one 128-d embedding per clip")]
     kind: HeadKind = Field("linear", description="`linear` (logistic regression) or `mlp` (64 hidden)")
     replace: bool = Field(False, description="replace a head of the same name")
     features: Features | None = Field(
         None,
-        description="what made the embeddings, recorded with the head and checked when it classifies "
-        "audio; omitted: unknown (the head is then never refused, and says so in `warnings`)",
+        description="what made the embeddings, recorded with the head (its `weights_sha256` is "
+        "checked when it classifies audio); omitted: unknown (the head is then never refused, and "
+        "says so in `warnings`)",
     )
 
-    @field_validator("labels", mode="before")
-    @classmethod
-    def _counts(cls, value: Any, info: ValidationInfo) -> Any:
-        check_training_counts(value, info)
-        return value
 
-    @field_validator("embeddings", mode="before")
-    @classmethod
-    def _rows(cls, value: Any, info: ValidationInfo) -> Any:
-        check_training_counts(value, info)  # the rows, before their numbers are validated
-        return value
+class TrainRequest(TrainOptions):
+    """The JSON form of ``POST /v1/heads``: clip-level embeddings and their labels (parsed as it
+    arrives, row by row, by ``app.heads_json``; this model documents it)."""
+
+    labels: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=256)]],
+        Field(min_length=2, description="one label per embedding, same order"),
+    ]
+    embeddings: Annotated[
+        list[Annotated[list[float], Field(min_length=128, max_length=128)]],
+        Field(min_length=2, description="one 128-d embedding per clip"),
+    ]
 
 
 class HeadMetricsOut(BaseModel):
@@ -399,9 +410,24 @@ class HeadInfo(BaseModel):
     )
 
 
+MAX_HEADS_PAGE = 100  # heads per page of GET /v1/heads at most (each lists up to 1000 labels)
+
+
+class HeadListQuery(BaseModel):
+    """Query parameters of ``GET /v1/heads``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(20, ge=1, le=MAX_HEADS_PAGE, description="heads per page")
+    cursor: str | None = Field(
+        None, pattern=HEAD_NAME_PATTERN, description="the page after this head (the `next` link's)"
+    )
+
+
 class HeadList(BaseModel):
     object: Literal["list"] = "list"
     data: list[HeadInfo]
+    next: str | None = Field(None, description="the next page's URL; null on the last page")
 
 
 class LabelScore(BaseModel):

@@ -4,6 +4,7 @@ the library's; retry mechanics against a scripted stand-in HTTP server."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import threading
@@ -40,6 +41,7 @@ from vggish.client import (
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
+from vggish.client import core as client_core
 from vggish.client.core import Request, RetryPolicy
 from vggish.client.errors import retry_after_seconds
 from vggish.client.inputs import FilePart, SamplesPart, prepare
@@ -203,7 +205,7 @@ def test_heads_round_trip(client: Client, model: vggish.VGGish) -> None:
         client.get_head("copy")
 
 
-def test_heads_know_their_features(client: Client) -> None:
+def test_heads_know_their_features(client: Client, server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     clips = {
         "low": [clip(1.5, seed=i) for i in range(2)],
         "high": [clip(0.5, 44100, seed=9 + i) for i in range(2)],
@@ -211,15 +213,21 @@ def test_heads_know_their_features(client: Client) -> None:
     record = client.train_head("featured", clips)  # short clips are padded, as on the server
     assert record.features == heads.FeatureSpec("random", 0.96, True, "reference")
     assert client.get_head("featured").features == record.features
-    with pytest.raises(ConflictError) as refused:
-        client.classify("featured", clip(0.5), hop=0.48)
-    assert refused.value.type == PROBLEM + "weights-mismatch" and "hop differs" in str(refused.value)
-    forced = client.classify("featured", clip(0.5), hop=0.48, force=True)
-    assert len(forced.labels) == 2 and len(forced.frames) == 1
+    other_hop = client.classify("featured", clip(1.5), hop=0.48, pad=False)  # a head is bound to weights
+    assert len(other_hop.labels) == 2 and len(other_hop.frames) == 2  # 1.5 s: examples at 0 and 0.48 s
     data = client.export_head("featured")
     assert client.import_head("featured-copy", data).features == record.features
-    client.delete_head("featured")
-    client.delete_head("featured-copy")
+    other = dataclasses.replace(heads.from_safetensors(data), features=heads.FeatureSpec("ab" * 32))
+    with pytest.raises(ConflictError) as refused:
+        client.import_head("featured-other", heads.to_safetensors(other))
+    assert refused.value.type == PROBLEM + "weights-mismatch" and "weights abababababab" in str(refused.value)
+    assert client.import_head("featured-other", heads.to_safetensors(other), force=True).version == 1
+    page = httpx.get(server + "/v1/heads", params={"limit": 100}, headers={"authorization": f"Bearer {KEY}"})
+    names = [h["name"] for h in page.json()["data"]]
+    monkeypatch.setattr(client_core, "HEADS_PAGE", 1)  # the client follows the server's pages
+    assert [r.name for r in client.list_heads()] == names and len(names) >= 3
+    for name in ("featured", "featured-copy", "featured-other"):
+        client.delete_head(name)
 
 
 def test_heads_from_embeddings(client: Client) -> None:

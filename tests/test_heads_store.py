@@ -1,6 +1,8 @@
 """vggish.heads.store: both stores of heads (SQLite in a data directory, PostgreSQL on a real
 server) through one suite: the API, schema versions and upgrades, concurrency, and real
-``kill -9`` of writers (and of the PostgreSQL server) in the middle of writes."""
+``kill -9`` of writers (and of the PostgreSQL server) in the middle of writes; pages, the bound on
+the number of heads, and stores that cannot be written: a full database (SQLite's page limit), a
+full volume (a real tmpfs, as root), a read-only folder, a PostgreSQL server gone."""
 
 from __future__ import annotations
 
@@ -34,6 +36,9 @@ from vggish.heads.store import (
     HeadExistsError,
     HeadNotFoundError,
     HeadStore,
+    StoreFullError,
+    StoreUnavailableError,
+    TooManyHeadsError,
     open_store,
 )
 from vggish.heads.store import sqlite as sqlite_backend
@@ -536,3 +541,171 @@ def test_a_count_beyond_64_bits_is_invalid_input_not_an_overflow(location: str) 
     with pytest.raises(InvalidInputError, match="num_examples"):
         open_store(location).save("big", head)
     assert open_store(location).list() == []
+
+
+# --- pages, a bound on the number of heads, and a store that cannot be written -----------------
+
+
+def test_pages_of_heads_by_name(location: str) -> None:
+    store = open_store(location)
+    head = small_head(7)
+    names = ["B", "a", "a.2", "a_1", "z-9", "0"]
+    for name in names:
+        store.save(name, head)
+    in_byte_order = sorted(names)  # "0" < "B" < "a" < "a.2" < "a_1" < "z-9"
+    assert [r.name for r in store.list()] == in_byte_order
+    assert [r.name for r in store.list(limit=2)] == in_byte_order[:2]
+    assert [r.name for r in store.list(after="B", limit=3)] == in_byte_order[2:5]
+    assert [r.name for r in store.list(after="a_1")] == ["z-9"]
+    assert store.list(after="z-9") == []
+
+
+def test_max_heads_refuses_a_new_name_only(location: str) -> None:
+    store = open_store(location)
+    for k in range(3):
+        store.save(f"h{k}", small_head(k), max_heads=3)
+    with pytest.raises(TooManyHeadsError, match="holds 3 heads") as caught:
+        store.save("h3", small_head(3), max_heads=3)
+    assert caught.value.max_heads == 3
+    assert store.save("h1", small_head(4), replace=True, max_heads=3).version == 2  # replacing: fine
+    store.delete("h0")
+    assert store.save("h3", small_head(3), max_heads=3).version == 1
+    assert [r.name for r in store.list()] == ["h1", "h2", "h3"]
+
+
+class CappedStore(HeadStore):
+    """A SQLite store whose database may not grow past ``pages`` pages (``PRAGMA
+    max_page_count``, set on each connection): SQLite's own "database or disk is full"."""
+
+    def __init__(self, data_dir: Path, pages: int) -> None:
+        super().__init__(data_dir)
+        self.pages = pages
+
+    def _open(self, read_only: bool) -> sqlite3.Connection:
+        conn = super()._open(read_only)
+        conn.execute(f"PRAGMA max_page_count = {self.pages}")
+        return conn
+
+
+def fill(store: BaseHeadStore, head: heads.Head) -> int:
+    """Saves heads until the store is full; how many fitted."""
+    for k in range(10_000):
+        try:
+            store.save(f"h{k:04d}", head)
+        except StoreFullError:
+            return k
+    raise AssertionError("the store never filled")
+
+
+def big_head() -> heads.Head:
+    x = np.random.default_rng(0).standard_normal((40, 128)).astype(np.float32)
+    return heads.train(x, [f"class-{k}" for k in range(20)] * 2)[0]  # 11 KB of tensors
+
+
+def test_a_full_database_refuses_writes_and_still_deletes(tmp_path: Path) -> None:
+    """A database at SQLite's page limit (simulated with max_page_count): 507-worthy
+    StoreFullError naming the fix, not the ROLLBACK error that hid it; deleting and reading work."""
+    HeadStore(tmp_path).save("seed", small_head())  # the schema, in a few pages
+    pages = sqlite3.connect(tmp_path / "heads.sqlite3").execute("PRAGMA page_count").fetchone()[0]
+    store = CappedStore(tmp_path, pages + 40)
+    head = big_head()
+    saved = fill(store, head)
+    assert saved >= 2
+    with pytest.raises(StoreFullError, match="is full: no head can be saved") as caught:
+        store.save("one-more", head)
+    assert "rollback" not in str(caught.value).lower()
+    fresh = CappedStore(tmp_path, pages + 40)  # a new process's first operation, too
+    assert len(fresh.list()) == saved + 1
+    fresh.delete("h0000")
+    fresh.delete("h0001")
+    assert fresh.save("one-more", head).version == 1  # the deleted heads' pages are reused
+    assert fresh.integrity_check() == "ok"
+
+
+@pytest.fixture
+def tiny_volume(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs (root only), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (the max_page_count test simulates a full disk)")
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(volume)], check=False)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield volume
+    finally:
+        subprocess.run(["umount", "-l", str(volume)], check=False)
+
+
+def test_a_full_volume_refuses_writes_and_still_deletes(tiny_volume: Path) -> None:
+    """A real full disk (a 2 MiB tmpfs): writes fail with StoreFullError, and a deletion, even as
+    the first operation of a new store object, spends the reserve kept for it."""
+    data = tiny_volume / "data"
+    store = HeadStore(data)
+    head = big_head()
+    saved = fill(store, head)
+    assert saved > 10 and os.statvfs(tiny_volume).f_bavail < 8
+    assert "is full" in (store.probe() or "")
+    fresh = HeadStore(data)
+    assert len(fresh.list()) == saved
+    fresh.delete("h0000")
+    fresh.delete("h0001")
+    assert not fresh.reserve.exists()  # spent on the first deletion
+    assert [r.name for r in fresh.list(limit=1)] == ["h0002"]
+    with pytest.raises(StoreFullError):
+        fresh.save("again", head)
+    assert fresh.integrity_check() == "ok"
+
+
+@pytest.fixture
+def read_only_data(tmp_path: Path) -> Iterator[Path]:
+    """A data directory holding one head, then made read-only: a read-only bind mount of it
+    (root), or its mode 555 (anyone else)."""
+    source = tmp_path / "data"
+    HeadStore(source).save("kept", small_head(9))
+    if os.geteuid() != 0:
+        source.chmod(0o555)
+        try:
+            yield source
+        finally:
+            source.chmod(0o755)
+        return
+    view = tmp_path / "view"
+    view.mkdir()
+    subprocess.run(["mount", "--bind", str(source), str(view)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
+        yield view
+    finally:
+        subprocess.run(["umount", "-l", str(view)], check=False)
+
+
+def test_a_read_only_folder_is_read_and_refuses_writes_naming_the_fix(read_only_data: Path) -> None:
+    store = HeadStore(read_only_data)
+    assert not store.writable()
+    assert [r.name for r in store.list()] == ["kept"]
+    assert store.load("kept")[1].classes == ("a", "b", "c")
+    said = store.probe()
+    assert said is not None and f"not writable by uid {os.getuid()}" in said
+    for write in (lambda: store.save("new", small_head()), lambda: store.delete("kept")):
+        with pytest.raises(StoreUnavailableError, match=r"not writable by uid .*mount a writable volume"):
+            write()
+    assert [r.name for r in store.list()] == ["kept"]
+
+
+def test_postgresql_down_is_store_unavailable_then_recovers(private_postgres: PostgresServer) -> None:
+    import psycopg
+
+    with psycopg.connect(private_postgres.url(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE heads_down")
+    store = open_store(private_postgres.url("heads_down"))
+    store.save("kept", small_head(10))
+    assert store.probe() is None
+    private_postgres.kill_9()
+    for operation in (store.list, lambda: store.get("kept"), store.probe, lambda: store.delete("kept")):
+        with pytest.raises(StoreUnavailableError, match="cannot reach the heads database") as caught:
+            operation()
+        assert private_postgres.password not in str(caught.value)
+    private_postgres.start()
+    assert [r.name for r in store.list()] == ["kept"]

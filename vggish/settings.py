@@ -86,6 +86,9 @@ class Settings(BaseSettings):
         search_max_k: results per search.
         search_max_query_segments: segments of a segment-level query.
         search_ef_search: PostgreSQL's HNSW candidates per query (more: better recall, slower).
+        max_heads: heads the store may hold; a new one past it is refused (507).
+        max_answer_labels: labels in one classification answer (each clip's and each frame's,
+            ``top_k`` of each); beyond, 413 before the answer is built.
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
@@ -133,6 +136,8 @@ class Settings(BaseSettings):
     search_max_k: int = Field(default=100, ge=1)
     search_max_query_segments: int = Field(default=64, ge=1)
     search_ef_search: int = Field(default=200, ge=1, le=1000)
+    max_heads: int = Field(default=1000, ge=1)
+    max_answer_labels: int = Field(default=50_000, ge=1)
 
     @field_validator("backend", "precision", "log_level", mode="before")
     @classmethod

@@ -10,7 +10,7 @@ from fastapi import Path as PathParam
 
 from ..deps import HeadsDep, StoreDep, TimingsDep, require_api_key
 from ..errors import MissingAudioError, UnsupportedMediaTypeError
-from ..heads_service import head_info
+from ..heads_service import head_info, head_list
 from ..ingest import check_content_length, media_type, read_body, read_form, read_inputs
 from ..openapi_docs import CLASSIFY_BODY, IMPORT_BODY, PROBLEM_RESPONSES, TRAIN_BODY
 from ..schemas import (
@@ -20,6 +20,7 @@ from ..schemas import (
     HeadAudioOptions,
     HeadInfo,
     HeadList,
+    HeadListQuery,
     ImportQuery,
 )
 from .embeddings import wait_for_disconnect
@@ -29,9 +30,20 @@ NameDep = Annotated[str, PathParam(pattern=HEAD_NAME_PATTERN, description="the h
 _CONFLICT = {
     **PROBLEM_RESPONSES[422],  # the problem+json body
     "description": "A head of that name exists (`head-exists`), or it was trained on other weights "
-    "or settings (`weights-mismatch`; `force=true` overrides)",
+    "(`weights-mismatch`; `force=true` overrides)",
 }
-_RESPONSES: dict[int | str, dict[str, Any]] = {**PROBLEM_RESPONSES, 409: _CONFLICT}
+_FULL = {
+    **PROBLEM_RESPONSES[422],
+    "description": "The heads store's volume is full (`store-full`), or it holds `VGGISH_MAX_HEADS` "
+    "heads (`too-many-heads`)",
+}
+_STORE = {
+    **PROBLEM_RESPONSES[422],
+    "description": "The model is not loaded yet, or the heads store cannot be reached or written "
+    "(`store-unavailable`: the detail names the cause and the fix)",
+}
+_RESPONSES: dict[int | str, dict[str, Any]] = {**PROBLEM_RESPONSES, 409: _CONFLICT, 503: _STORE}
+_SAVING: dict[int | str, dict[str, Any]] = {**_RESPONSES, 507: _FULL}
 _REPLACED: dict[int | str, dict[str, Any]] = {
     200: {"description": "Replaced a head of that name (its `version` is one more)"}
 }
@@ -50,7 +62,7 @@ def _created_or_replaced(response: Response, info: HeadInfo) -> HeadInfo:
     response_model=HeadInfo,
     summary="Train a head",
     openapi_extra=TRAIN_BODY,
-    responses={**_REPLACED, **_RESPONSES},
+    responses={**_REPLACED, **_SAVING},
 )
 async def train_head(
     request: Request,
@@ -66,7 +78,8 @@ async def train_head(
     `kind` and `replace`; each clip's embedding is the mean of its examples' embeddings (the query
     options say how audio becomes examples; short clips are padded by default) and the head records
     the server's weights and those options. JSON: `name`, clip-level `embeddings` and `labels`, and
-    optionally the `features` that made them (else the head's identity is unknown).
+    optionally the `features` that made them (else the head's identity is unknown); it is parsed as
+    it arrives, each row checked (128 finite numbers) as it closes, within `VGGISH_MAX_JSON_BYTES`.
     """
     limit = heads.embedding.settings.max_upload_bytes
     kind = media_type(request)
@@ -78,9 +91,7 @@ async def train_head(
         options = heads.embedding.options(query.hop, query.pad, query.resampler)
         info = await heads.train_on_audio(form, inputs, options, timings, disconnected)
     elif kind == "application/json":
-        check_content_length(request, limit)
-        body = await heads.read_request(await read_body(request, limit))
-        info = await heads.train_on_embeddings(body, disconnected)
+        info = await heads.train_on_embeddings(request, disconnected)
     else:
         raise UnsupportedMediaTypeError(
             f"media type {kind or '(none)'!r} is not accepted: send multipart/form-data "
@@ -89,21 +100,22 @@ async def train_head(
     return _created_or_replaced(response, info)
 
 
-@router.get("", response_model=HeadList, summary="List heads", responses=PROBLEM_RESPONSES)
-async def list_heads(store: StoreDep) -> Any:
-    """Every stored head, by name, with the weights and settings it was trained on."""
-    return HeadList(data=[head_info(r) for r in await asyncio.to_thread(store.list)])
+@router.get("", response_model=HeadList, summary="List heads", responses=_RESPONSES)
+async def list_heads(store: StoreDep, query: Annotated[HeadListQuery, Query()]) -> Response:
+    """The stored heads by name, a page at a time (`limit`, 20 by default), with what each was
+    trained on; `next` is the next page's URL (null on the last)."""
+    return Response(await head_list(store, query.limit, query.cursor), media_type="application/json")
 
 
-@router.get("/{name}", response_model=HeadInfo, summary="Describe a head", responses=PROBLEM_RESPONSES)
+@router.get("/{name}", response_model=HeadInfo, summary="Describe a head", responses=_RESPONSES)
 async def get_head(name: NameDep, store: StoreDep) -> Any:
     """One head's classes, kind, metrics and version."""
     return head_info(await asyncio.to_thread(store.get, name))
 
 
-@router.delete("/{name}", status_code=204, summary="Delete a head", responses=PROBLEM_RESPONSES)
+@router.delete("/{name}", status_code=204, summary="Delete a head", responses=_RESPONSES)
 async def delete_head(name: NameDep, store: StoreDep) -> Response:
-    """Deletes one head."""
+    """Deletes one head (also when the store's volume is full)."""
     await asyncio.to_thread(store.delete, name)
     return Response(status_code=204)
 
@@ -112,7 +124,7 @@ async def delete_head(name: NameDep, store: StoreDep) -> Response:
     "/{name}/export",
     response_class=Response,
     summary="Export a head",
-    responses={200: {"content": {"application/octet-stream": {}}}, **PROBLEM_RESPONSES},
+    responses={200: {"content": {"application/octet-stream": {}}}, **_RESPONSES},
 )
 async def export_head(name: NameDep, store: StoreDep) -> Response:
     """The head as a safetensors file: its tensors, and metadata (format, version, kind, classes,
@@ -128,7 +140,7 @@ async def export_head(name: NameDep, store: StoreDep) -> Response:
     status_code=201,
     summary="Import a head",
     openapi_extra=IMPORT_BODY,
-    responses={**_REPLACED, **_RESPONSES},
+    responses={**_REPLACED, **_SAVING},
 )
 async def import_head(
     name: NameDep,
@@ -139,7 +151,8 @@ async def import_head(
 ) -> Any:
     """Stores a safetensors file made by `GET /v1/heads/{name}/export` (validated; never
     unpickled) under `name`: 201 when new, 200 when it replaces a head. A head that records other
-    weights than the server's is refused (409) unless `force=true`."""
+    weights than the server's is refused (409) unless `force=true`; past `VGGISH_MAX_HEADS` heads,
+    a new name is refused (507)."""
     limit = heads.embedding.settings.max_upload_bytes
     check_content_length(request, limit)
     data = await read_body(request, limit)
@@ -162,14 +175,16 @@ async def classify(
     query: Annotated[ClassifyQuery, Query()],
     heads: HeadsDep,
     timings: TimingsDep,
-) -> Any:
+) -> Response:
     """Labels for each input (the head applied to the clip's mean embedding) and for each of its
-    examples (`frames`). The audio forms and options are those of `POST /v1/embeddings`, but short
-    clips are padded by default. A head trained on other weights, hop, pad or resampler is refused
-    (409) unless `force=true`."""
+    examples (`frames`: the best 5 of each unless `top_k` says). The audio forms and options are
+    those of `POST /v1/embeddings`, but short clips are padded by default. A head trained on other
+    weights is refused (409) unless `force=true`; one trained with another resampler is used, with
+    a warning; hop and pad are yours to choose. An answer of more than `VGGISH_MAX_ANSWER_LABELS`
+    labels is refused (413)."""
     s = heads.embedding.settings
     inputs = await read_inputs(request, s.max_upload_bytes, s.max_inputs)
     options = heads.embedding.options(query.hop, query.pad, query.resampler)
-    return await heads.classify(
-        name, inputs, options, query.top_k, query.force, timings, lambda: wait_for_disconnect(request)
-    )
+    disconnected = lambda: wait_for_disconnect(request)  # noqa: E731
+    answer = await heads.classify(name, inputs, options, query.top_k, query.force, timings, disconnected)
+    return Response(answer, media_type="application/json")

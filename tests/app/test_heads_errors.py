@@ -1,10 +1,12 @@
 """Every bad request to /v1/heads gets its problem+json 4xx, and the service stays healthy (with
-the heads in SQLite and in PostgreSQL)."""
+the heads in SQLite and in PostgreSQL); JSON training bodies are refused while they are parsed,
+naming the first bad row, label or field."""
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -243,3 +245,99 @@ def test_the_service_is_healthy_afterwards(client: TestClient, tmp_path: Path) -
     assert head.classes == ("a", "b")
     r = client.post("/v1/heads/good/classify", content=WAV, headers={"content-type": "audio/wav"})
     assert r.status_code == 200 and len(r.json()["data"][0]["labels"]) == 2
+
+
+def body_text(**fields: str) -> bytes:
+    """A training body whose fields are given as JSON text (what json.dumps would not write)."""
+    parts = {
+        "name": '"parsed"',
+        "labels": '["a", "b", "a", "b"]',
+        "embeddings": json.dumps(GOOD["embeddings"]),
+    }
+    parts |= fields
+    return ("{" + ", ".join(f'"{k}": {v}' for k, v in parts.items()) + "}").encode()
+
+
+ROW = ", ".join(["0.5"] * 128)
+PARSE_CASES = {  # each refused while the body is parsed, naming the row, label or field
+    "a short first row": (
+        body_text(embeddings=f"[[0], [{ROW}]]"),
+        "embeddings[0] holds 1 number; every row holds 128",
+    ),
+    "a long row": (
+        body_text(embeddings=f"[[{ROW}], [{ROW}, 1]]"),
+        "embeddings[1] holds more than 128 numbers",
+    ),
+    "a string in a row": (body_text(embeddings=f'[["x", {ROW}]]'), "embeddings[0] holds a string"),
+    "a nested row": (body_text(embeddings=f"[[{ROW}], [[{ROW}]]]"), "embeddings[1] holds a list"),
+    "not rows": (body_text(embeddings=f"[{ROW}]"), r"embeddings\[0\] must be a list of 128 numbers"),
+    "embeddings an object": (body_text(embeddings='{"a": 1}'), "`embeddings` must be a list of rows"),
+    "a huge value": (body_text(embeddings=f"[[1e300, {ROW[5:]}]]"), r"embeddings\[0\] holds values beyond"),
+    "1e400": (body_text(embeddings=f"[[1e400, {ROW[5:]}]]"), "not valid JSON.*overflow"),
+    "Infinity": (body_text(embeddings=f"[[Infinity, {ROW[5:]}]]"), "not valid JSON.*Infinity"),
+    "a label not a string": (body_text(labels='["a", 2]'), r"labels\[1\] must be a string"),
+    "a control character": (body_text(labels='["a", "b\\u0007"]'), r"labels\[1\]: .*control"),
+    "a label of 257 characters": (
+        body_text(labels=json.dumps(["a", "x" * 257])),
+        r"labels\[1\]: .*at most 256",
+    ),
+    "a field twice": (body_text()[:-1] + b', "labels": ["a", "b"]}', "gives `labels` twice"),
+    "an unknown field": (body_text(colour='"red"'), "unknown field `colour`"),
+    "deep features": (body_text(features="[" * 100 + "]" * 100), "`features` is larger than any valid"),
+    "wide features": (
+        body_text(features=json.dumps({f"k{i}": i for i in range(100)})),
+        "`features` is larger",
+    ),
+    "one row": (body_text(embeddings=f"[[{ROW}]]", labels='["a"]'), "at least 2 embeddings and 2 labels"),
+    "no labels": (b'{"name": "x", "embeddings": []}', r"\['labels'\] missing"),
+    "truncated": (body_text()[:-20], "not valid JSON.*premature EOF"),
+    "trailing garbage": (body_text() + b" {}", "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(PARSE_CASES))
+def test_json_bodies_are_refused_while_parsed_naming_what(client: TestClient, case: str) -> None:
+    body, detail = PARSE_CASES[case]
+    problem = assert_problem(
+        client.post("/v1/heads", content=body, headers={"content-type": "application/json"}), 422
+    )
+    assert problem["type"].endswith(":invalid-parameter")
+    assert detail in problem["detail"] or re.search(detail, problem["detail"]), problem["detail"]
+    assert_problem(client.get("/v1/heads/parsed"), 404)
+
+
+def test_the_json_fields_text_is_what_the_schema_accepts(client: TestClient) -> None:
+    body = body_text(name='"ints-ok"', embeddings=json.dumps(np.ones((4, 128), int).tolist()), kind='"mlp"')
+    r = client.post("/v1/heads", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 201 and r.json()["kind"] == "mlp" and r.json()["num_examples"] == 4
+
+
+def test_a_json_body_over_max_json_bytes_is_413(heads_store: dict[str, Any]) -> None:
+    body = json.dumps({**GOOD, "name": "big-body", "embeddings": RNG.standard_normal((200, 128)).tolist()})
+    with running_app(**heads_store, max_json_bytes=100_000) as c:
+        declared = assert_problem(c.post("/v1/heads", content=body, headers=JSON_TYPE), 413)
+        assert declared["limit"] == "max_json_bytes" and "send fewer rows" in declared["detail"]
+
+        def chunks() -> Iterator[bytes]:
+            data = body.encode()
+            for i in range(0, len(data), 30_000):
+                yield data[i : i + 30_000]
+
+        streamed = assert_problem(c.post("/v1/heads", content=chunks(), headers=JSON_TYPE), 413)
+        assert streamed["limit"] == "max_json_bytes"
+        assert_problem(c.get("/v1/heads/big-body"), 404)
+
+
+JSON_TYPE = {"content-type": "application/json"}
+
+
+def test_a_body_of_many_feeds_in_one_piece_trains(client: TestClient) -> None:
+    """A body several times ijson's feed size, arriving in one piece (the test client sends it
+    so): parsed whole, the end of the body told once."""
+    x = RNG.standard_normal((48, 128)) + np.repeat(np.eye(2, 128) * 3, 24, axis=0)
+    body = json.dumps({"name": "one-piece", "embeddings": x.tolist(), "labels": ["a", "b"] * 24})
+    body = body.replace(", ", "," + " " * 200)  # spaces: 4 feeds' worth, rows within the limit
+    assert len(body) > 4 * (256 << 10)
+    r = client.post("/v1/heads", content=body, headers=JSON_TYPE)
+    assert r.status_code == 201, r.text
+    assert r.json()["num_examples"] == 48

@@ -1,7 +1,9 @@
 """/v1/heads through the real app (TestClient): train on real recordings from audio and from
-embeddings, classify held-out clips, export -> import, list / get / delete, auth, metrics; what
-each head records of its features (weights, hop, pad, resampler) and the 409 on other ones; short
-clips. Every test runs with the heads in SQLite and in PostgreSQL.
+embeddings, classify held-out clips, export -> import, list (in pages) / get / delete, auth,
+metrics; what each head records of its features (weights, hop, pad, resampler), the 409 on other
+weights only, a warning for another resampler, a live stream with a head trained from audio;
+short clips; the bounds on an answer's labels and on the number of heads. Every test runs with
+the heads in SQLite and in PostgreSQL.
 
 Scores are checked against an independent NumPy softmax of the exported tensors applied to the
 library's own embeddings of the same clips."""
@@ -217,13 +219,44 @@ def test_list_get_delete(client: TestClient) -> None:
     body = {"name": "gone", "embeddings": rng.standard_normal((3, 128)).tolist(), "labels": ["x", "y", "y"]}
     created = client.post("/v1/heads", json=body).json()
     assert created["metrics"]["cv_accuracy"] is None and created["metrics"]["folds"] == 0
-    names = [h["name"] for h in client.get("/v1/heads").json()["data"]]
+    names = [h["name"] for h in all_heads(client)]
     assert "gone" in names and names == sorted(names)
     assert client.get("/v1/heads/gone").json() == created
     assert client.delete("/v1/heads/gone").status_code == 204
     assert_problem(client.get("/v1/heads/gone"), 404)
     assert_problem(client.delete("/v1/heads/gone"), 404)
-    assert "gone" not in [h["name"] for h in client.get("/v1/heads").json()["data"]]
+    assert "gone" not in [h["name"] for h in all_heads(client)]
+
+
+def all_heads(client: TestClient) -> list[dict[str, Any]]:
+    """Every head, following the `next` links."""
+    found: list[dict[str, Any]] = []
+    page: str | None = "/v1/heads?limit=7"
+    while page is not None:
+        body = client.get(page).json()
+        found += body["data"]
+        page = body["next"]
+    return found
+
+
+def test_the_list_comes_in_pages(client: TestClient) -> None:
+    for k in range(3):
+        assert client.post("/v1/heads", json=json_head(f"page-{k}", 20 + k)).status_code == 201
+    everything = all_heads(client)
+    names = [h["name"] for h in everything]
+    assert names == sorted(names) and {"page-0", "page-1", "page-2"} <= set(names)
+    first = client.get("/v1/heads", params={"limit": 2}).json()
+    assert [h["name"] for h in first["data"]] == names[:2]
+    assert first["next"] == f"/v1/heads?limit=2&cursor={names[1]}"
+    second = client.get(first["next"]).json()
+    assert [h["name"] for h in second["data"]] == names[2:4]
+    assert first["data"][0] == everything[0]  # the items' fields, as before
+    last = client.get("/v1/heads", params={"limit": 100, "cursor": names[-2]}).json()
+    assert [h["name"] for h in last["data"]] == names[-1:] and last["next"] is None
+    default = client.get("/v1/heads").json()
+    assert len(default["data"]) == min(20, len(names))
+    for params in ({"limit": 0}, {"limit": 101}, {"cursor": "no spaces"}, {"page": 2}):
+        assert_problem(client.get("/v1/heads", params=params), 422)
 
 
 def test_metrics_count_trainings_and_classifications(client: TestClient, trained: dict[str, Any]) -> None:
@@ -272,7 +305,7 @@ def test_api_keys_guard_the_heads(tmp_path: Path) -> None:
         assert_problem(c.put("/v1/heads/x", content=b"abc"), 401)
         assert_problem(c.post("/v1/heads/x/classify", content=b"abc"), 401)
         ok = c.get("/v1/heads", headers={"Authorization": "Bearer s3cret"})
-        assert ok.status_code == 200 and ok.json() == {"object": "list", "data": []}
+        assert ok.status_code == 200 and ok.json() == {"object": "list", "data": [], "next": None}
     assert not (tmp_path / "heads.sqlite3").exists()  # reading creates nothing
 
 
@@ -280,33 +313,60 @@ def test_api_keys_guard_the_heads(tmp_path: Path) -> None:
 
 
 def test_listing_shows_each_heads_features(client: TestClient, trained: dict[str, Any]) -> None:
-    listed = {h["name"]: h for h in client.get("/v1/heads").json()["data"]}
+    listed = {h["name"]: h for h in all_heads(client)}
     assert listed["kinds"]["features"] == AUDIO_FEATURES and "warnings" not in listed["kinds"]
     assert client.get("/v1/heads/kinds").json() == listed["kinds"]
 
 
-@pytest.mark.parametrize(
-    ("params", "differences"),
-    [
-        ({"hop": 0.48}, ["hop"]),
-        ({"pad": "false"}, ["pad"]),
-        ({"resampler": "fast"}, ["resampler"]),
-        ({"hop": 0.5, "resampler": "fast"}, ["hop", "resampler"]),
-    ],
-)
-def test_other_settings_than_the_heads_are_a_409_unless_forced(
-    client: TestClient, trained: dict[str, Any], corpus: Any, params: dict[str, Any], differences: list[str]
+@pytest.mark.parametrize("params", [{"hop": 0.48}, {"pad": "false"}, {"hop": 0.5, "pad": "false"}])
+def test_hop_and_pad_are_never_a_mismatch(
+    client: TestClient, trained: dict[str, Any], corpus: Any, params: dict[str, Any]
 ) -> None:
+    """They choose which examples a clip makes, not what an example's embedding is."""
     _, test = corpus
+    body = classify(client, "kinds", test[:2], **params)
+    assert "warnings" not in body and all(item["labels"] for item in body["data"])
+
+
+def test_another_resampler_is_a_warning(client: TestClient, trained: dict[str, Any], corpus: Any) -> None:
+    _, test = corpus
+    body = classify(client, "kinds", test[:2], resampler="fast")
+    assert body["warnings"] == [
+        "head 'kinds' was trained on audio resampled by the 'reference' resampler, these by 'fast': "
+        "embeddings of resampled audio differ slightly, and so may its scores"
+    ]
+    assert all(item["labels"] for item in body["data"])
+
+
+def test_other_weights_are_a_409_unless_forced(client: TestClient, corpus: Any) -> None:
+    _, test = corpus
+    other = {"weights_sha256": OTHER_SHA, "hop_seconds": 0.96, "pad": True, "resampler": "reference"}
+    assert client.post("/v1/heads", json=json_head("foreign", 8, features=other)).status_code == 201
     files = [("file", (c.name, c.wav(), "audio/wav")) for c in test[:2]]
-    body = assert_problem(client.post("/v1/heads/kinds/classify", files=files, params=params), 409)
-    assert body["type"].endswith(":weights-mismatch") and body["differences"] == differences
-    assert body["head_features"] == AUDIO_FEATURES
-    assert "head 'kinds' was trained on features of weights random, hop 0.96 s, pad on" in body["detail"]
+    body = assert_problem(client.post("/v1/heads/foreign/classify", files=files, params={"hop": 0.5}), 409)
+    assert body["type"].endswith(":weights-mismatch") and body["differences"] == ["weights"]
+    assert body["head_features"] == other and body["used_features"]["weights_sha256"] == "random"
+    assert "head 'foreign' was trained on embeddings of weights abababababab" in body["detail"]
     assert "force=true" in body["detail"]
-    forced = classify(client, "kinds", test[:2], **params, force="true")
+    forced = classify(client, "foreign", test[:2], force="true")
     assert len(forced["warnings"]) == 1 and "(forced)" in forced["warnings"][0]
     assert all(item["labels"] for item in forced["data"])
+
+
+def test_a_stream_with_a_head_trained_from_audio_needs_no_extra_fields(
+    client: TestClient, trained: dict[str, Any], corpus: Any
+) -> None:
+    """The live stream (pad off by default) with a head trained from audio files (pad on): the
+    page's Record with a head sends exactly these fields."""
+    _, test = corpus
+    pcm = (test[0].samples * 32767).astype("<i2").tobytes()
+    with client.websocket_connect("/v1/stream") as ws:
+        ws.send_json({"sample_rate": 16000, "format": "s16le", "channels": 1, "hop": 0.96, "head": "kinds"})
+        assert ws.receive_json()["type"] == "ready"
+        ws.send_bytes(pcm)
+        ws.send_json({"type": "end"})
+        message = ws.receive_json()
+    assert message["type"] == "embedding" and message["labels"][0]["label"] in heads_corpus.CLASSES
 
 
 def json_head(name: str, rng_seed: int, **extra: Any) -> dict[str, Any]:
@@ -330,9 +390,7 @@ def test_a_json_trained_head_records_the_features_it_declares(client: TestClient
         "pad": None,
         "resampler": None,
     }
-    assert partial.json()["warnings"] == [
-        "head 'partial' does not record its hop, pad, resampler: those are never checked"
-    ]
+    assert "warnings" not in partial.json()  # the weights are what binds a head
     r = client.post("/v1/heads/partial/classify", content=wav, params={"hop": 0.5}, headers=WAV_TYPE)
     assert r.status_code == 200
 
@@ -344,9 +402,11 @@ def test_a_json_trained_head_without_features_is_unknown_and_never_refused(
     r = client.post("/v1/heads", json=json_head("unknown", 3))
     assert r.status_code == 201
     assert r.json()["features"] == dict.fromkeys(AUDIO_FEATURES)
-    assert "does not record the weights and settings it was trained on" in r.json()["warnings"][0]
+    assert "does not record the weights it was trained on" in r.json()["warnings"][0]
     body = classify(client, "unknown", test[:1], hop=0.5, resampler="fast")
-    assert "does not record its weights, hop, pad, resampler" in body["warnings"][0]
+    assert body["warnings"] == [
+        "head 'unknown' does not record its weights: its scores mean nothing on embeddings of other weights"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -390,7 +450,7 @@ def test_heads_from_before_identities_keep_working_and_say_so(
     r = client.put("/v1/heads/old-kinds", content=old)
     assert r.status_code == 201 and r.json()["features"] == dict.fromkeys(AUDIO_FEATURES)
     assert "does not record the weights" in r.json()["warnings"][0]
-    listed = {h["name"]: h for h in client.get("/v1/heads").json()["data"]}
+    listed = {h["name"]: h for h in all_heads(client)}
     assert "does not record the weights" in listed["old-kinds"]["warnings"][0]
     a = classify(client, "kinds", test[:3])
     b = classify(client, "old-kinds", test[:3], hop=0.96)
@@ -454,3 +514,69 @@ def test_classify_omits_a_missing_name(client: TestClient, trained: dict[str, An
     assert r.status_code == 200 and "name" not in r.json()["data"][0]
     named = classify(client, "kinds", test[:1])
     assert named["data"][0]["name"] == test[0].name
+
+
+# --- what an answer may hold: frames' labels and the bound on them; the bound on heads ---------
+
+
+def many_classes_head(client: TestClient, name: str, classes: int) -> None:
+    rng = np.random.default_rng(classes)
+    x = rng.standard_normal((2 * classes, 128)) + np.tile(np.eye(classes, 128) * 4, (2, 1))
+    body = {
+        "name": name,
+        "embeddings": np.round(x, 4).tolist(),
+        "labels": [f"c{k:02d}" for k in range(classes)] * 2,
+    }
+    assert client.post("/v1/heads", json=body).status_code == 201
+
+
+def test_frames_hold_the_best_5_labels_unless_top_k_says(client: TestClient, corpus: Any) -> None:
+    many_classes_head(client, "twelve", 12)
+    long = heads_corpus.Clip("three.wav", "tone", np.tile(heads_corpus._tone(440).samples, 3), 16000)
+    item = classify(client, "twelve", [long])["data"][0]
+    assert len(item["labels"]) == 12  # the clip's: all of them
+    assert [len(f["labels"]) for f in item["frames"]] == [5, 5, 5]
+    for frame in item["frames"]:
+        scores = [s["score"] for s in frame["labels"]]
+        assert scores == sorted(scores, reverse=True) and sum(scores) < 1.0
+    item = classify(client, "twelve", [long], top_k=8)["data"][0]
+    assert len(item["labels"]) == 8 and [len(f["labels"]) for f in item["frames"]] == [8, 8, 8]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def fresh_store(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """Settings of an empty store of each kind, for an app of its own."""
+    if request.param == "sqlite":
+        return {"data_dir": tmp_path}
+    return {"data_dir": tmp_path, "database_url": request.getfixturevalue("postgres_url")}
+
+
+def test_an_answer_of_too_many_labels_is_413_naming_the_fix(fresh_store: dict[str, Any]) -> None:
+    long = heads_corpus.Clip("ten.wav", "tone", np.tile(heads_corpus._tone(440).samples, 10), 16000)
+    with running_app(**fresh_store, max_answer_labels=100) as c:
+        many_classes_head(c, "twelve", 12)
+        wav = {"file": ("ten.wav", long.wav(), "audio/wav")}
+        assert c.post("/v1/heads/twelve/classify", files=wav).status_code == 200  # 12 + 10 x 5 labels
+        problem = assert_problem(c.post("/v1/heads/twelve/classify", files=wav, params={"top_k": 12}), 413)
+        assert problem["limit"] == "max_answer_labels"
+        assert "132 labels (1 clip x 12 and 10 frames x 12); at most 100" in problem["detail"]
+        assert "top_k" in problem["detail"] and "VGGISH_MAX_ANSWER_LABELS" in problem["detail"]
+        nine = [("file", (f"{k}.wav", long.wav(), "audio/wav")) for k in range(9)]
+        problem = assert_problem(c.post("/v1/heads/twelve/classify", files=nine), 413)
+        assert "108 labels (9 clips x 12 and 0 frames" in problem["detail"]  # before any embedding
+        assert c.get("/readyz").status_code == 200
+
+
+def test_a_store_of_max_heads_refuses_a_new_one_with_507(fresh_store: dict[str, Any]) -> None:
+    with running_app(**fresh_store, max_heads=2) as c:
+        for name in ("one", "two"):
+            assert c.post("/v1/heads", json=json_head(name, 30)).status_code in (200, 201)
+        problem = assert_problem(c.post("/v1/heads", json=json_head("three", 31)), 507)
+        assert problem["type"].endswith(":too-many-heads") and problem["limit"] == "max_heads"
+        assert "holds 2 heads" in problem["detail"] and "delete heads" in problem["detail"]
+        data = c.get("/v1/heads/one/export").content
+        assert_problem(c.put("/v1/heads/three", content=data), 507)
+        assert c.put("/v1/heads/two", content=data).status_code == 200  # replacing is no new head
+        assert c.post("/v1/heads", json=json_head("one", 32, replace=True)).status_code == 200
+        assert c.delete("/v1/heads/one").status_code == 204
+        assert c.post("/v1/heads", json=json_head("three", 31)).status_code == 201

@@ -94,8 +94,9 @@ def test_reads_answer_while_every_training_thread_is_busy(
 
 @pytest.mark.slow
 def test_a_training_past_the_request_timeout_stops(tmp_path: Path) -> None:
-    rows, classes = 2000, 100  # 3000 Adam steps of (2000 x 100) take far longer than the timeout
-    with running_app(data_dir=tmp_path, request_timeout_s=1.0, max_train_classes=classes) as c:
+    # 3000 Adam steps of 5000 rows x 100 classes take far longer than the timeout; of 6 x 2, far less
+    rows, classes = 5000, 100
+    with running_app(data_dir=tmp_path, request_timeout_s=10.0, max_train_classes=classes) as c:
         problem = assert_problem(c.post("/v1/heads", json=body("slow", rows, classes)), 504)
         assert "request_timeout_s" in problem["detail"]
         steps = _settled_steps(c)

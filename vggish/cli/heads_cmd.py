@@ -4,8 +4,11 @@ The CLI reads and writes the same store as the service (``DATA_DIR/heads.sqlite3
 PostgreSQL database of ``--database-url`` / ``VGGISH_DATABASE_URL``), and computes each clip's
 embedding as the service does: the mean of its examples' embeddings, every file embedded through
 the one packer. As over HTTP, short clips are zero-padded to one example by default (``--no-pad``
-turns that off), and a head is refused on other weights or front-end settings than it was
-trained on unless ``--force``.
+turns that off), and a head is refused on other weights than it was trained on unless
+``--force`` (another resampler is a warning; hop and pad are free).
+
+Light at import (``vggish heads list --help`` imports no PyTorch): training and the model are
+imported where they run.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from vggish.cli.runtime_args import (
     store_location,
     weights_arg,
 )
+from vggish.errors import plural
 from vggish.features.logmel import example_timestamps
 from vggish.fileio import sha256_file, write_bytes_atomic
 from vggish.heads import (
@@ -38,7 +42,7 @@ from vggish.heads import (
     HeadKind,
     check_compatible,
     from_safetensors,
-    train,
+    ranked,
     validate_name,
 )
 from vggish.heads.store import BaseHeadStore, HeadExistsError, HeadNotFoundError, HeadRecord, open_store
@@ -80,9 +84,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--top-k", type=int, default=None, metavar="K", help="print the best K labels")
     c.add_argument("--json", action="store_true", help="one JSON object per file and line")
     c.add_argument("--frames", action="store_true", help="also label each 0.96 s example")
-    c.add_argument(
-        "--force", action="store_true", help="classify even with other weights or settings than the head's"
-    )
+    c.add_argument("--force", action="store_true", help="classify even with other weights than the head's")
     c.set_defaults(func=run_classify)
     lst = actions.add_parser("list", help="list the stored heads")
     lst.set_defaults(func=run_list)
@@ -190,6 +192,8 @@ def _warn(message: str | None) -> None:
 def run_train(args: argparse.Namespace) -> int:
     """Trains ``args.name`` on the labelled folders of ``args.directory`` and stores it; any file
     that cannot be embedded stops the training (exit 1), naming every such file."""
+    from vggish.heads.training import train
+
     validate_name(args.name)
     store = _store(args)
     if not args.replace:
@@ -201,15 +205,16 @@ def run_train(args: argparse.Namespace) -> int:
     failed = [f"{pairs[i][0]}: {why}" for i, why in outcomes if isinstance(why, str)]
     if failed:
         more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
-        raise ValueError(f"{len(failed)} of {len(pairs)} clips failed: {'; '.join(failed[:3])}{more}")
+        listed = "; ".join(failed[:3])
+        raise ValueError(f"{len(failed)} of {plural(len(pairs), 'clip')} failed: {listed}{more}")
     x = np.stack([clip_mean(r) for _, r in outcomes if not isinstance(r, str)])
     features = FeatureSpec.for_model(model, options)
     head, metrics = train(x, [label for _, label in pairs], kind=args.kind, features=features)
     record = store.save(args.name, head, replace=args.replace)
     cv = "n/a (a class has one clip)" if metrics.cv_accuracy is None else f"{metrics.cv_accuracy:.3f}"
     print(
-        f"trained {record.name} v{record.version} ({record.kind}) on {record.num_examples} clips, "
-        f"classes {', '.join(record.classes)}: cv accuracy {cv} over {metrics.folds} folds, "
+        f"trained {record.name} v{record.version} ({record.kind}) on {plural(record.num_examples, 'clip')}, "
+        f"classes {', '.join(record.classes)}: cv accuracy {cv} over {plural(metrics.folds, 'fold')}, "
         f"train accuracy {metrics.train_accuracy:.3f}; features: {features.describe()}"
     )
     return 0
@@ -244,12 +249,12 @@ def run_classify(args: argparse.Namespace) -> int:
         labels = _labels(head, outcome, options, args.top_k, args.frames)
         print(json.dumps({"file": path, **labels}) if args.json else _text(path, labels), flush=True)
     if failed:
-        print(f"vggish: {failed} of {len(args.files)} files failed", file=sys.stderr)
+        print(f"vggish: {failed} of {plural(len(args.files), 'file')} failed", file=sys.stderr)
     return 2 if failed else 0
 
 
 def _ranked(head: Head, scores: np.ndarray, top_k: int | None) -> list[dict[str, Any]]:
-    order = sorted(range(len(head.classes)), key=lambda c: (-scores[c], c))[:top_k]
+    order = ranked(scores[None], top_k)[0]
     return [{"label": head.classes[c], "score": round(float(scores[c]), 6)} for c in order]
 
 
@@ -286,7 +291,7 @@ def run_list(args: argparse.Namespace) -> int:
     records = store.list()
     for r in records:
         print(
-            f"{r.name}\tv{r.version}\t{r.kind}\t{r.num_examples} clips\t{','.join(r.classes)}\t"
+            f"{r.name}\tv{r.version}\t{r.kind}\t{plural(r.num_examples, 'clip')}\t{','.join(r.classes)}\t"
             f"{r.features.describe()}"
         )
     if not records:
@@ -327,7 +332,7 @@ def _describe(record: HeadRecord) -> str:
 
 def run_import(args: argparse.Namespace) -> int:
     """Validates a head file and stores it as ``args.name``, refusing one trained on other weights
-    than ``--weights`` (hop, pad and resampler are checked when it classifies)."""
+    than ``--weights``."""
     validate_name(args.name)
     head = from_safetensors(_read_head_file(Path(args.file)))
     sha = _weights_sha256(weights_arg(args))

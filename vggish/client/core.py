@@ -73,6 +73,7 @@ DEFAULT_TIMEOUT_S = 150.0  # above the service's request_timeout_s (120 s): its 
 DEFAULT_RETRIES = 3
 DEFAULT_MAX_RETRY_WAIT_S = 30.0
 RETRY_STATUSES = frozenset({429, 503})
+HEADS_PAGE = 100  # heads per GET /v1/heads page (the most the server gives)
 Pooling = Literal["none", "mean"]
 
 
@@ -352,13 +353,13 @@ class Api:
         Args:
             name: the head.
             inputs: as for :meth:`embed`.
-            top_k: keep only the best ``top_k`` labels.
+            top_k: keep only the best ``top_k`` labels (a frame's best 5 when None).
             hop: as for :meth:`embed`.
             pad: zero-pad a clip shorter than 0.975 s to one example (default: on, as the
                 server's heads do).
             resampler: as for :meth:`embed`.
-            force: classify even when the head was trained on other weights or settings
-                (else ``ConflictError``, the server's 409).
+            force: classify even when the head was trained on other weights (else
+                ``ConflictError``, the server's 409).
         """
         parts = prepare(inputs)
         query = AudioOptions(hop, pad, resampler).query() | ({} if top_k is None else {"top_k": str(top_k)})
@@ -423,9 +424,15 @@ class Api:
         return parse(response, head_record)
 
     def list_heads(self) -> Op[list[HeadRecord]]:
-        """Every stored head, by name."""
-        response = yield from self._call(Request("GET", "/v1/heads"))
-        return parse(response, head_records)
+        """Every stored head, by name (the server's pages one after another)."""
+        records: list[HeadRecord] = []
+        query = {"limit": str(HEADS_PAGE)}
+        while True:
+            response = yield from self._call(Request("GET", "/v1/heads", query))
+            records += parse(response, head_records)
+            if not response.json().get("next"):  # the last page (or a server without pages)
+                return records
+            query = {"limit": str(HEADS_PAGE), "cursor": records[-1].name}
 
     def get_head(self, name: str) -> Op[HeadRecord]:
         """One head's classes, kind, metrics and version (``NotFoundError`` when absent)."""

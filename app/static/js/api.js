@@ -63,9 +63,15 @@ export async function getModel() {
   return (await request("/v1/models")).data[0];
 }
 
-/** GET /v1/heads: the stored classifier heads. */
+/** GET /v1/heads: every stored classifier head (the pages one after another). */
 export async function getHeads() {
-  return (await request("/v1/heads")).data;
+  const heads = [];
+  for (let page = "/v1/heads?limit=100"; page; ) {
+    const answer = await request(page);
+    heads.push(...answer.data);
+    page = answer.next;
+  }
+  return heads;
 }
 
 /** GET /v1/collections: the collections to search. */
@@ -117,9 +123,10 @@ export async function features(file) {
   return { ...item, examples: item.examples.map(float32s) };
 }
 
-/** POST /v1/heads/{name}/classify: the clip's labels and each frame's. */
-export async function classify(file, head) {
-  const answer = await request(`/v1/heads/${encodeURIComponent(head)}/classify`, upload(file));
+/** POST /v1/heads/{name}/classify: the clip's best `topK` labels and each frame's. */
+export async function classify(file, head, topK) {
+  const query = new URLSearchParams({ top_k: String(topK) });
+  const answer = await request(`/v1/heads/${encodeURIComponent(head)}/classify?${query}`, upload(file));
   return answer.data[0];
 }
 

@@ -7,7 +7,7 @@ import { cosine, drawSimilarity, drawVectors, mean, similarity } from "./heatmap
 import { LiveSession } from "./live.js";
 import { fmt } from "./plot.js";
 import { drawProjection, pca2 } from "./projection.js";
-import { drawScores, lineStyle, plottedLabels } from "./scores.js";
+import { MAX_LINES, drawScores, lineStyle, plottedLabels } from "./scores.js";
 import { drawSpectrogram } from "./spectrogram.js";
 import { decode, drawWaveform } from "./waveform.js";
 import { wavFile } from "./wav.js";
@@ -214,7 +214,7 @@ async function showScores(file, run) {
   }
   setPlot("scores", "loading", `Classifying with ${head}…`);
   try {
-    const result = await api.classify(file, head);
+    const result = await api.classify(file, head, MAX_LINES); // the plotted lines of every frame
     if (run !== state.run || head !== $("head").value) return;
     state.labels = result;
     const best = result.frames[0]?.labels[0];

@@ -17,6 +17,9 @@ from vggish.heads.store.base import (
     HeadExistsError,
     HeadNotFoundError,
     HeadRecord,
+    StoreFullError,
+    StoreUnavailableError,
+    TooManyHeadsError,
 )
 from vggish.heads.store.location import is_postgres_url, open_store
 from vggish.heads.store.sqlite import DB_NAME, HeadStore, SqliteHeadStore
@@ -30,6 +33,9 @@ __all__ = [
     "HeadRecord",
     "HeadStore",
     "SqliteHeadStore",
+    "StoreFullError",
+    "StoreUnavailableError",
+    "TooManyHeadsError",
     "is_postgres_url",
     "open_store",
 ]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from vggish.errors import ConflictError, InvalidInputError, NotFoundError
+from vggish.errors import ConflictError, InvalidInputError, NotFoundError, plural
 from vggish.heads import (
     MAX_NUM_EXAMPLES,
     UNKNOWN_FEATURES,
@@ -53,6 +53,26 @@ class HeadNotFoundError(NotFoundError):
 
 class HeadExistsError(ConflictError):
     """A head already has this name (and replacing was not asked for)."""
+
+
+class StoreUnavailableError(RuntimeError):
+    """The store cannot be reached, opened or written now: a server down, a read-only folder, a
+    corrupt file. The message names the store, the cause and the fix; nothing was changed."""
+
+
+class StoreFullError(StoreUnavailableError):
+    """The store's disk (or database) is full: nothing was written; deleting heads still works."""
+
+
+class TooManyHeadsError(Exception):
+    """A new head would pass the number of heads the store may hold (``max_heads``)."""
+
+    def __init__(self, max_heads: int) -> None:
+        super().__init__(
+            f"the store holds {plural(max_heads, 'head')}, the most it may (max_heads): delete heads you no "
+            "longer need, or replace one (same name, replace=true)"
+        )
+        self.max_heads = max_heads
 
 
 @dataclass(frozen=True)
@@ -163,7 +183,8 @@ class BaseHeadStore(ABC):
     embedded default); :class:`~vggish.heads.store.postgres.PostgresHeadStore` in a PostgreSQL
     database that any number of processes and machines share. :func:`open_store` picks one from
     a location. Both create or upgrade their schema on first use, open a connection per operation
-    (safe across threads and processes), and raise RuntimeError when the database cannot be used.
+    (safe across threads and processes), and raise :class:`StoreUnavailableError` (a RuntimeError)
+    when the database cannot be reached, read or written now.
     """
 
     @property
@@ -187,23 +208,60 @@ class BaseHeadStore(ABC):
     def integrity_check(self) -> str:
         """``ok`` when the database is sound, else what its own check reports."""
 
-    def save(self, name: str, head: Head, replace: bool = False) -> HeadRecord:
+    @abstractmethod
+    def check_writable(self) -> None:
+        """Checks cheaply, before work whose result is to be saved, that a write can succeed.
+
+        Raises:
+            StoreUnavailableError: it cannot be written (StoreFullError: it is full).
+        """
+
+    @abstractmethod
+    def check_readable(self) -> None:
+        """Checks cheaply that the store can be read.
+
+        Raises:
+            StoreUnavailableError: it cannot be reached or read.
+        """
+
+    def probe(self) -> str | None:
+        """Checks cheaply whether the store can be read and written (a readiness check).
+
+        Returns:
+            None when it can be; why not when it can be read but not written (read-only, full).
+
+        Raises:
+            StoreUnavailableError: it cannot be read either.
+        """
+        self.check_readable()
+        try:
+            self.check_writable()
+        except StoreUnavailableError as e:
+            return str(e)
+        return None
+
+    def save(self, name: str, head: Head, replace: bool = False, max_heads: int | None = None) -> HeadRecord:
         """Stores ``head`` under ``name`` in one transaction: version 1, or one more than the
         version it replaces.
+
+        Args:
+            max_heads: refuse a new name when the store holds this many heads (None: no limit).
 
         Raises:
             InvalidInputError: a bad name.
             HeadExistsError: the name is taken and ``replace`` is false.
+            TooManyHeadsError: the name is new and the store holds ``max_heads`` heads.
+            StoreUnavailableError: the store cannot be written (StoreFullError: it is full).
         """
         row = Row.of(name, head)
-        version = self._insert(row, replace)
+        version = self._insert(row, replace, max_heads)
         if version is None:
             raise HeadExistsError(f"a head named {name!r} exists; replace it with replace=true")
         return row.record(version)
 
-    def list(self) -> list[HeadRecord]:
-        """Every head's metadata, by name (byte order)."""
-        return [record_of(row) for row in self._select_all()]
+    def list(self, after: str | None = None, limit: int | None = None) -> list[HeadRecord]:
+        """The heads' metadata by name (byte order): those after ``after``, ``limit`` at most."""
+        return [record_of(row) for row in self._select_all(after, limit)]
 
     def get(self, name: str) -> HeadRecord:
         """One head's metadata.
@@ -235,6 +293,7 @@ class BaseHeadStore(ABC):
 
         Raises:
             HeadNotFoundError: no such head.
+            StoreUnavailableError: the store cannot be written.
         """
         if not self._delete(validate_name(name)):
             raise HeadNotFoundError(f"no head named {name!r}")
@@ -246,12 +305,17 @@ class BaseHeadStore(ABC):
         return record_of(row[:-1]), bytes(row[-1])
 
     @abstractmethod
-    def _insert(self, row: Row, replace: bool) -> int | None:
-        """Writes ``row`` in one transaction; its version, or None when the name is taken."""
+    def _insert(self, row: Row, replace: bool, max_heads: int | None) -> int | None:
+        """Writes ``row`` in one transaction; its version, or None when the name is taken.
+
+        Raises:
+            TooManyHeadsError: the name is new and the store holds ``max_heads`` rows.
+        """
 
     @abstractmethod
-    def _select_all(self) -> Sequence[tuple[Any, ...]]:
-        """Every row's :data:`COLUMNS`, by name in byte order."""
+    def _select_all(self, after: str | None, limit: int | None) -> Sequence[tuple[Any, ...]]:
+        """The :data:`COLUMNS` of the rows named after ``after`` (all when None), by name in byte
+        order, ``limit`` at most (None: all)."""
 
     @abstractmethod
     def _select(self, name: str) -> tuple[Any, ...] | None:

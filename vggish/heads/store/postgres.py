@@ -20,12 +20,22 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from vggish.errors import InvalidInputError
-from vggish.heads.store.base import COLUMNS, SCHEMA_VERSION, BaseHeadStore, Row
+from vggish.errors import InvalidInputError, plural
+from vggish.heads.store.base import (
+    COLUMNS,
+    SCHEMA_VERSION,
+    BaseHeadStore,
+    Row,
+    StoreFullError,
+    StoreUnavailableError,
+    TooManyHeadsError,
+)
 
 CONNECT_TIMEOUT_S = 10  # an unreachable server fails an operation after this long
+PROBE_TIMEOUT_S = 2  # a readiness probe waits this long (libpq's shortest)
 # Serialises schema upgrades across every process using the database (any fixed 64-bit key).
 SCHEMA_LOCK_KEY = int.from_bytes(b"vggishHd", "big") >> 1
+COUNT_LOCK_KEY = SCHEMA_LOCK_KEY + 1  # serialises counting and inserting heads under max_heads
 # MIGRATIONS[i] takes the schema from version i to i + 1 (statements run in one transaction).
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -151,19 +161,38 @@ class PostgresHeadStore(BaseHeadStore):
         return self._shown
 
     @contextmanager
-    def _connect(self) -> Iterator[psycopg.Connection[Any]]:
-        """A fresh autocommit connection, the schema current; psycopg errors -> RuntimeError."""
+    def _connect(self, timeout: int | None = None) -> Iterator[psycopg.Connection[Any]]:
+        """A fresh autocommit connection, the schema current.
+
+        Raises:
+            StoreUnavailableError: the server cannot be reached, went away, or is out of room.
+            RuntimeError: any other database error.
+        """
         try:
-            conn = psycopg.connect(self._url, autocommit=True, connect_timeout=self._connect_timeout)
+            conn = psycopg.connect(
+                self._url, autocommit=True, connect_timeout=timeout or self._connect_timeout
+            )
         except psycopg.Error as e:
-            message = _scrub(str(e).strip(), self._url)
-            raise RuntimeError(f"cannot reach the heads database {self._shown}: {message}") from e
+            raise StoreUnavailableError(
+                f"cannot reach the heads database {self._shown}: {_scrub(str(e).strip(), self._url)}; "
+                "check that the server is up and that the URL (VGGISH_DATABASE_URL) names it"
+            ) from e
         try:
             with conn:
                 self._prepare(conn)
                 yield conn
         except psycopg.Error as e:
-            raise RuntimeError(f"heads database {self._shown}: {_scrub(str(e).strip(), self._url)}") from e
+            raise self._failed(e) from e
+
+    def _failed(self, e: psycopg.Error) -> RuntimeError:
+        """A database error as what it means: no room (SQLSTATE class 53), the server gone
+        (an operational error), or anything else."""
+        message = f"heads database {self._shown}: {_scrub(str(e).strip(), self._url)}"
+        if (e.sqlstate or "").startswith("53"):
+            return StoreFullError(f"{message}; give the database server more room or delete heads")
+        if isinstance(e, psycopg.OperationalError):
+            return StoreUnavailableError(f"{message}; check that the server is up")
+        return RuntimeError(message)
 
     def _prepare(self, conn: psycopg.Connection[Any]) -> None:
         with self._lock:
@@ -180,7 +209,26 @@ class PostgresHeadStore(BaseHeadStore):
             with psycopg.connect(self._url, autocommit=True, connect_timeout=self._connect_timeout) as conn:
                 return _read_version(conn)
         except psycopg.Error as e:
-            raise RuntimeError(f"heads database {self._shown}: {_scrub(str(e).strip(), self._url)}") from e
+            raise self._failed(e) from e
+
+    def check_readable(self) -> None:
+        with self._connect(PROBE_TIMEOUT_S) as conn:
+            conn.execute("SELECT 1 FROM heads LIMIT 1").fetchall()
+
+    def check_writable(self) -> None:
+        """One connection and one query: a standby (read-only) server, or a role that may not
+        write the heads, cannot be written."""
+        with self._connect(PROBE_TIMEOUT_S) as conn:
+            row = conn.execute(
+                "SELECT pg_is_in_recovery(), has_table_privilege('heads', 'INSERT, UPDATE, DELETE')"
+            ).fetchone()
+        where = f"the heads database {self._shown}"
+        if row is not None and row[0]:
+            raise StoreUnavailableError(
+                f"{where} is a read-only standby: point VGGISH_DATABASE_URL at the primary"
+            )
+        if row is not None and not row[1]:
+            raise StoreUnavailableError(f"{where} does not let this role write the heads table: grant it")
 
     def integrity_check(self) -> str:
         """``ok`` when the server answers, the schema is current and every row's tensors are
@@ -191,21 +239,28 @@ class PostgresHeadStore(BaseHeadStore):
                 return f"schema version {version}, expected {SCHEMA_VERSION}"
             row = conn.execute("SELECT count(*) FROM heads WHERE octet_length(tensors) < 8").fetchone()
             empty = 0 if row is None else int(row[0])
-            return "ok" if empty == 0 else f"{empty} heads without tensors"
+            return "ok" if empty == 0 else f"{plural(empty, 'head')} without tensors"
 
-    def _insert(self, row: Row, replace: bool) -> int | None:
+    def _insert(self, row: Row, replace: bool, max_heads: int | None) -> int | None:
         conflict = f"DO UPDATE SET {_UPDATES}, version = heads.version + 1" if replace else "DO NOTHING"
         query = (
             f"INSERT INTO heads ({_COLUMNS}, tensors) VALUES ({_MARKS}) "
             f"ON CONFLICT (name) {conflict} RETURNING version"
         )
-        with self._connect() as conn:
+        with self._connect() as conn, conn.transaction():
+            if max_heads is not None:  # counted and written under one lock: replicas take turns
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (COUNT_LOCK_KEY,))
+                new = conn.execute("SELECT 1 FROM heads WHERE name = %s", (row.name,)).fetchone() is None
+                count = conn.execute("SELECT count(*) FROM heads").fetchone()
+                if new and count is not None and count[0] >= max_heads:
+                    raise TooManyHeadsError(max_heads)
             found = conn.execute(query, row.values(1)).fetchone()  # type: ignore[arg-type]
         return None if found is None else int(found[0])
 
-    def _select_all(self) -> Sequence[tuple[Any, ...]]:
+    def _select_all(self, after: str | None, limit: int | None) -> Sequence[tuple[Any, ...]]:
+        query = f'SELECT {_COLUMNS} FROM heads WHERE name COLLATE "C" > %s ORDER BY name COLLATE "C" LIMIT %s'
         with self._connect() as conn:
-            return conn.execute(f'SELECT {_COLUMNS} FROM heads ORDER BY name COLLATE "C"').fetchall()
+            return conn.execute(query, (after or "", limit)).fetchall()
 
     def _select(self, name: str) -> tuple[Any, ...] | None:
         with self._connect() as conn:

@@ -4,10 +4,19 @@ Each head is one row written in one transaction. The database runs in WAL mode w
 ``synchronous=FULL``; every operation opens its own connection (safe across threads and
 processes; ``busy_timeout`` makes concurrent writers wait, not fail). The schema is versioned
 with ``PRAGMA user_version`` and upgraded by :data:`MIGRATIONS` on first use.
+
+When the folder cannot be written (a read-only volume), heads are still read (the database opened
+read-only, as immutable when no write-ahead log is left); writes fail with a message naming the
+folder and the user. A full volume: every write needs room for a reserve file
+(:data:`RESERVE_BYTES`, made before the first head is written), which a deletion that finds the
+volume full gives up so that heads can always be deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -15,9 +24,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from vggish.heads.store.base import COLUMNS, SCHEMA_VERSION, BaseHeadStore, Row
+from vggish.heads.store.base import (
+    COLUMNS,
+    SCHEMA_VERSION,
+    BaseHeadStore,
+    Row,
+    StoreFullError,
+    StoreUnavailableError,
+    TooManyHeadsError,
+)
 
 DB_NAME = "heads.sqlite3"
+RESERVE_NAME = DB_NAME + "-reserve"
+RESERVE_BYTES = 1 << 20  # room kept on the volume for deletions (a few pages of log each)
+MIN_ROOM_BYTES = 64 << 10  # below this (beside the reserve) a volume is reported full
 BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another writer's transaction
 # MIGRATIONS[i] takes the schema from user_version i to i + 1 (statements run in one transaction).
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -52,6 +72,8 @@ def migrate(conn: sqlite3.Connection) -> int:
     Raises:
         RuntimeError: the database is newer than this code.
     """
+    if int(conn.execute("PRAGMA user_version").fetchone()[0]) == SCHEMA_VERSION:
+        return SCHEMA_VERSION  # current: nothing written (a full or read-only volume reads on)
     conn.execute("BEGIN IMMEDIATE")
     try:
         current = int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -63,9 +85,22 @@ def migrate(conn: sqlite3.Connection) -> int:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
     return current
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Rolls back the transaction, if SQLite has not already (it does on a full disk)."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def _writable(folder: Path) -> bool:
+    """Whether this process may create files in ``folder``, or in its nearest existing parent."""
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    return os.access(folder, os.W_OK)
 
 
 class HeadStore(BaseHeadStore):
@@ -77,6 +112,7 @@ class HeadStore(BaseHeadStore):
 
     def __init__(self, data_dir: str | Path) -> None:
         self.path = Path(data_dir) / DB_NAME
+        self.reserve = self.path.with_name(RESERVE_NAME)
         self._migrated = False
         self._lock = threading.Lock()
 
@@ -84,35 +120,78 @@ class HeadStore(BaseHeadStore):
     def location(self) -> str:
         return str(self.path)
 
+    def writable(self) -> bool:
+        """Whether this process may write in the data directory (or create it)."""
+        return _writable(self.path.parent)
+
     @contextmanager
     def _connect(self, create: bool) -> Iterator[sqlite3.Connection | None]:
-        """A fresh connection (None when the database does not exist and ``create`` is false)."""
+        """A fresh connection (None when the database does not exist and ``create`` is false);
+        read-only when the folder cannot be written and nothing is to be created.
+
+        Raises:
+            StoreUnavailableError: the database cannot be opened, read or written now.
+        """
         if not create and not self.path.exists():
             yield None
             return
+        read_only = not create and not self.writable()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._open(read_only)
         except (OSError, sqlite3.Error) as e:
-            raise RuntimeError(f"cannot open the heads database {self.path}: {e}") from e
+            raise self._unavailable(e) from e
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA synchronous = FULL")
-            self._prepare(conn)
+            self._prepare(conn, read_only)
             yield conn
         except sqlite3.Error as e:
+            if isinstance(e, sqlite3.OperationalError) or type(e) is sqlite3.DatabaseError:
+                raise self._unavailable(e) from e  # locked, full, read-only, I/O, corrupt
             raise RuntimeError(f"heads database {self.path}: {e}") from e
         finally:
             conn.close()
 
-    def _prepare(self, conn: sqlite3.Connection) -> None:
+    def _open(self, read_only: bool) -> sqlite3.Connection:
+        timeout = BUSY_TIMEOUT_MS / 1000
+        if not read_only:
+            return sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        immutable = "" if self.path.with_name(DB_NAME + "-wal").exists() else "&immutable=1"
+        uri = f"{self.path.resolve().as_uri()}?mode=ro{immutable}"
+        return sqlite3.connect(uri, timeout=timeout, isolation_level=None, uri=True)
+
+    def _unavailable(self, e: BaseException) -> StoreUnavailableError:
+        """The error that says why the database cannot be used now, and what to do."""
+        full = getattr(e, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL
+        if full or getattr(e, "errno", 0) == errno.ENOSPC:
+            return self._full()
+        if not self.writable():
+            return self._read_only()
+        return StoreUnavailableError(f"the heads database {self.path} cannot be used: {e}")
+
+    def _full(self) -> StoreFullError:
+        return StoreFullError(
+            f"the volume of {self.path.parent} is full: no head can be saved until it has more room "
+            "(heads can still be read and deleted; deleting frees room inside the database only)"
+        )
+
+    def _read_only(self) -> StoreUnavailableError:
+        return StoreUnavailableError(
+            f"{self.path.parent} is not writable by uid {os.getuid()}: heads can be read but not "
+            "saved or deleted; mount a writable volume there or choose another data directory "
+            "(VGGISH_DATA_DIR, --data-dir)"
+        )
+
+    def _prepare(self, conn: sqlite3.Connection, read_only: bool) -> None:
         with self._lock:
             if self._migrated:
                 return
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            if not read_only and conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             migrate(conn)
-            self._migrated = True
+            self._migrated = not read_only
 
     def open(self) -> None:
         with self._connect(create=True):
@@ -122,10 +201,10 @@ class HeadStore(BaseHeadStore):
         if not self.path.exists():
             return 0
         try:
-            with sqlite3.connect(self.path) as conn:
+            with contextlib.closing(self._open(read_only=not self.writable())) as conn:
                 return int(conn.execute("PRAGMA user_version").fetchone()[0])
         except sqlite3.Error as e:
-            raise RuntimeError(f"heads database {self.path}: {e}") from e
+            raise self._unavailable(e) from e
 
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` answer (``ok`` when sound)."""
@@ -133,30 +212,71 @@ class HeadStore(BaseHeadStore):
             assert conn is not None
             return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
 
-    def _insert(self, row: Row, replace: bool) -> int | None:
+    def check_readable(self) -> None:
+        if self.path.exists():
+            with self._connect(create=False) as conn:
+                assert conn is not None
+                conn.execute("SELECT 1 FROM heads LIMIT 1").fetchall()
+
+    def check_writable(self) -> None:
+        """The folder is writable, and its volume has room for the reserve and a little more."""
+        if not self.writable():
+            raise self._read_only()
+        if self.path.parent.exists():
+            stat = os.statvfs(self.path.parent)
+            room = stat.f_bavail * stat.f_frsize - (0 if self.reserve.exists() else RESERVE_BYTES)
+            if room < MIN_ROOM_BYTES:
+                raise self._full()
+
+    def _keep_reserve(self) -> None:
+        """Makes sure the reserve file holds its room before a write (a write that fills the
+        volume would leave none for deletions).
+
+        Raises:
+            StoreFullError: the volume has no room for it.
+        """
+        if self.reserve.exists() and self.reserve.stat().st_size >= RESERVE_BYTES:
+            return
+        try:
+            with open(self.reserve, "wb") as f:
+                if hasattr(os, "posix_fallocate"):  # the blocks themselves, not a sparse file
+                    os.posix_fallocate(f.fileno(), 0, RESERVE_BYTES)
+                else:
+                    f.write(bytes(RESERVE_BYTES))
+                os.fsync(f.fileno())
+        except OSError as e:
+            self.reserve.unlink(missing_ok=True)
+            raise self._unavailable(e) from e
+
+    def _insert(self, row: Row, replace: bool, max_heads: int | None) -> int | None:
         with self._connect(create=True) as conn:
             assert conn is not None
+            self._keep_reserve()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 found = conn.execute("SELECT version FROM heads WHERE name = ?", (row.name,)).fetchone()
                 if found is not None and not replace:
-                    conn.execute("ROLLBACK")
+                    _rollback(conn)
                     return None
+                count = conn.execute("SELECT count(*) FROM heads").fetchone()[0] if found is None else 0
+                if max_heads is not None and count >= max_heads:
+                    raise TooManyHeadsError(max_heads)
                 version = 1 if found is None else int(found[0]) + 1
                 values = row.values(version)
                 marks = ", ".join("?" * len(values))
                 conn.execute(f"INSERT OR REPLACE INTO heads ({_COLUMNS}, tensors) VALUES ({marks})", values)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
         return version
 
-    def _select_all(self) -> Sequence[tuple[Any, ...]]:
+    def _select_all(self, after: str | None, limit: int | None) -> Sequence[tuple[Any, ...]]:
         with self._connect(create=False) as conn:
             if conn is None:
                 return []
-            return conn.execute(f"SELECT {_COLUMNS} FROM heads ORDER BY name").fetchall()
+            query = f"SELECT {_COLUMNS} FROM heads WHERE name > ? ORDER BY name LIMIT ?"
+            return conn.execute(query, (after or "", -1 if limit is None else limit)).fetchall()
 
     def _select(self, name: str) -> tuple[Any, ...] | None:
         with self._connect(create=False) as conn:
@@ -168,6 +288,13 @@ class HeadStore(BaseHeadStore):
             return row
 
     def _delete(self, name: str) -> bool:
+        try:
+            return self._delete_row(name)
+        except StoreFullError:
+            self.reserve.unlink(missing_ok=True)  # the room kept for this: the next write remakes it
+            return self._delete_row(name)
+
+    def _delete_row(self, name: str) -> bool:
         with self._connect(create=False) as conn:
             if conn is None:
                 return False
