@@ -6,7 +6,6 @@ subclasses) by the problem they carry, and FastAPI's, Starlette's and unexpected
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -132,21 +131,7 @@ def problem_of(exc: BaseException) -> Problem:
     """The problem type of any exception (unexpected ones are 500)."""
     if isinstance(exc, ProblemError):
         return exc.problem
-    for cls in type(exc).__mro__:
-        if cls in DOMAIN_PROBLEMS:
-            return DOMAIN_PROBLEMS[cls]
-    return INTERNAL
-
-
-def problem_body(problem: Problem, detail: str, **extra: Any) -> dict[str, Any]:
-    """The problem+json body (also sent over WebSockets)."""
-    return {
-        "type": TYPE_PREFIX + problem.slug,
-        "title": problem.title,
-        "status": problem.status,
-        "detail": detail,
-        **extra,
-    }
+    return next((DOMAIN_PROBLEMS[c] for c in type(exc).__mro__ if c in DOMAIN_PROBLEMS), INTERNAL)
 
 
 def problem_detail(exc: BaseException, problem: Problem) -> tuple[str, dict[str, Any]]:
@@ -167,13 +152,12 @@ WS_PROBLEM_BASE = 4000  # + the HTTP status: 4401, 4404, 4413, 4422, 4429, ...
 
 
 def stream_error(exc: BaseException) -> tuple[dict[str, Any], int]:
-    """What a WebSocket stream sends when it fails: the ``{"type": "error", ...}`` message (the
-    problem body, its ``type`` URN moved to ``problem_type``) and the close code, 4000 + the HTTP
-    status, or 1011 for a server fault."""
+    """A failed stream's ``{"type": "error", ...}`` message (the problem body, its ``type`` URN as
+    ``problem_type``) and close code: 4000 + the HTTP status, or 1011 for a server fault."""
     problem = problem_of(exc)
     detail, extra = problem_detail(exc, problem)
-    body = problem_body(problem, detail, **extra)
-    message = {"type": "error", "problem_type": body.pop("type"), **body}
+    body = {"title": problem.title, "status": problem.status, "detail": detail, **extra}
+    message = {"type": "error", "problem_type": TYPE_PREFIX + problem.slug, **body}
     if problem is INTERNAL:
         logger.error("a stream failed", exc_info=exc)
         return message, WS_SERVER_FAULT
@@ -184,7 +168,8 @@ def problem_response(
     problem: Problem, detail: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
     """An ``application/problem+json`` response."""
-    body = problem_body(problem, detail, **extra)
+    body = {"type": TYPE_PREFIX + problem.slug, "title": problem.title, "status": problem.status}
+    body.update(detail=detail, **extra)
     return JSONResponse(body, status_code=problem.status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
@@ -194,18 +179,15 @@ def _count_failure(request: Request, reason: str) -> None:
         metrics.failures.labels(reason=reason).inc()
 
 
-def _location(loc: Sequence[int | str]) -> str:
-    return ".".join(str(part) for part in loc) or "request"
-
-
-def _validation_details(errors: Sequence[Any]) -> list[dict[str, str]]:
-    """FastAPI's / pydantic's error list -> [{"field": "query.hop", "message": "..."}]."""
-    return [{"field": _location(e.get("loc", ())), "message": str(e.get("msg", ""))} for e in errors]
-
-
-def invalid_parameters(exc: ValidationError) -> InvalidParameterError:
-    """A pydantic validation error as the 422 problem that HTTP answers for it (``errors`` listed)."""
-    errors = _validation_details(exc.errors())
+def invalid_parameters(exc: ValidationError | RequestValidationError) -> InvalidParameterError:
+    """A validation error as the 422 problem that HTTP answers for it (``errors`` listed)."""
+    errors = [
+        {
+            "field": ".".join(str(part) for part in e.get("loc", ())) or "request",
+            "message": str(e.get("msg", "")),
+        }
+        for e in exc.errors()
+    ]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
     return InvalidParameterError(detail, errors=errors)
 
@@ -219,38 +201,24 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
 async def _on_domain(request: Request, exc: Exception) -> JSONResponse:
     problem = problem_of(exc)
     _count_failure(request, problem.slug)
-    if isinstance(exc, domain.LimitExceededError | TooManyHeadsError):
-        detail, extra = problem_detail(exc, problem)
-        return problem_response(problem, detail, **extra)
+    detail, extra = problem_detail(exc, problem)
+    headers = None
     if isinstance(exc, StoreUnavailableError) and not isinstance(exc, StoreFullError):
-        retry = str(request.app.state.settings.retry_after_s)
-        return problem_response(problem, str(exc), {"Retry-After": retry})
-    if isinstance(exc, WeightsMismatchError):
-        return problem_response(
-            problem,
-            str(exc),
-            differences=exc.differences,
-            head_features=exc.head.to_dict(),
-            used_features=exc.used.to_dict(),
-        )
-    if isinstance(exc, FeaturesMismatchError):
-        return problem_response(
-            problem,
-            str(exc),
-            differences=exc.differences,
-            collection_features=exc.collection.to_dict(),
-            used_features=exc.used.to_dict(),
-        )
-    return problem_response(problem, str(exc))
+        headers = {"Retry-After": str(request.app.state.settings.retry_after_s)}
+    if isinstance(exc, WeightsMismatchError | FeaturesMismatchError):
+        made = exc.head if isinstance(exc, WeightsMismatchError) else exc.collection
+        owner = "head" if isinstance(exc, WeightsMismatchError) else "collection"
+        extra = {
+            "differences": exc.differences,
+            f"{owner}_features": made.to_dict(),
+            "used_features": exc.used.to_dict(),
+        }
+    return problem_response(problem, detail, headers, **extra)
 
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError | ValidationError)
-    errors = _validation_details(exc.errors())
-    problem = InvalidParameterError.problem
-    _count_failure(request, problem.slug)
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return problem_response(problem, detail, errors=errors)
+    return await _on_problem(request, invalid_parameters(exc))
 
 
 _HTTP_PROBLEMS = {

@@ -1,19 +1,12 @@
-"""The JSON body of ``POST /v1/heads``, checked while it is parsed: rows, labels and counts.
-
-A training body may hold thousands of rows of 128 numbers, so it is never held whole nor parsed
-into Python objects first: ijson (its yajl2_c backend, fed on the service's JSON thread a few
-hundred kB at a time, as every JSON body is read: :mod:`app.ingest`) turns it into events, and
-each row of ``embeddings`` becomes a float32 array as it closes. The first bad row (not 128
-finite numbers within ±``MAX_ABS_FEATURE``) is refused with a 422 naming it, before the rest is
-read; labels are checked, and rows, labels and classes counted against ``max_train_examples`` and
-``max_train_classes`` (413) as they come. The other fields are small (their size is bounded) and
-validated by :class:`~app.schemas.TrainOptions`. What a body makes is a small multiple of its size.
+"""The JSON body of ``POST /v1/heads``, checked while it is parsed (ijson events, as every JSON
+body is read: :mod:`app.ingest`): each row of ``embeddings`` becomes float32 as it closes, the
+first bad one refused (422); labels, rows and classes are counted against the limits (413) as they
+come; the small fields are validated by :class:`~app.schemas.TrainOptions`.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +18,9 @@ from vggish import params
 from vggish.errors import InvalidInputError, LimitExceededError, plural
 from vggish.heads import MAX_ABS_FEATURE, check_label
 
-from .config import Settings
-from .errors import BusyError
-from .ingest import JSON_THREAD, PENDING_JSON, PENDING_JSON_BODIES, BodyLimit, body_chunks
+from .ingest import parse_json_body
 from .schemas import TrainingLimits, TrainOptions
 
-FEED_BYTES = 256 << 10  # parsed at a time, on the JSON thread
 SMALL_FIELDS = frozenset(TrainOptions.model_fields)
 MAX_SMALL_EVENTS = 64  # a small field's JSON events at most ({"features": {4 keys}} takes 10)
 Event = tuple[str, Any]
@@ -47,11 +37,7 @@ class TrainBody:
 
 
 class TrainBodyParser:
-    """Parses a training body fed in pieces; each piece's events are checked as they come.
-
-    Args:
-        limits: the rows and classes a training may hold.
-    """
+    """Parses a training body fed in pieces, within ``limits``; each piece's events are checked."""
 
     def __init__(self, limits: TrainingLimits) -> None:
         self.limits = limits
@@ -66,33 +52,15 @@ class TrainBodyParser:
         self._done = False
 
     def feed(self, data: bytes) -> None:
-        """Parses the next piece of the body.
-
-        Raises:
-            InvalidInputError: the JSON so far is malformed, or a row, label or field is bad (422).
-            LimitExceededError: more rows, labels or classes than allowed (413).
-        """
-        try:
-            if data:  # (an empty piece would tell ijson the body ended)
-                self._parser.send(data)
-        except ijson.JSONError as e:
-            raise _not_json(e) from None
-        self._consume()
+        """Parses the next piece (InvalidInputError: bad JSON, row, label or field; LimitExceededError)."""
+        if data:  # (an empty piece would tell ijson the body ended)
+            self._step(lambda: self._parser.send(data))
 
     def finish(self, data: bytes = b"") -> TrainBody:
-        """Parses the last piece and returns the body.
-
-        Raises:
-            InvalidInputError: malformed or truncated JSON, fields missing or invalid (422).
-            LimitExceededError: as :meth:`feed`.
-            pydantic.ValidationError: the small fields (name, kind, replace, features) (422).
-        """
+        """Parses the last piece and returns the body; raises as :meth:`feed`, and
+        pydantic.ValidationError for the small fields."""
         self.feed(data)
-        try:
-            self._parser.close()
-        except ijson.JSONError as e:
-            raise _not_json(e) from None
-        self._consume()
+        self._step(self._parser.close)
         missing = [key for key in ("embeddings", "labels") if key not in self.fields]
         if not self._done or missing:
             raise InvalidInputError(
@@ -106,7 +74,11 @@ class TrainBodyParser:
         options = TrainOptions.model_validate({k: v for k, v in self.fields.items() if k in SMALL_FIELDS})
         return TrainBody(options, np.stack(self.rows), self.labels)
 
-    def _consume(self) -> None:
+    def _step(self, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except ijson.JSONError as e:
+            raise _not_json(e) from None
         try:
             for event in self._events:
                 self._consumer.send(event)
@@ -236,34 +208,13 @@ TRAIN_HINT = "send fewer rows or fewer digits, or train from the audio files (mu
 
 
 async def read_train_body(request: Request, limits: TrainingLimits) -> TrainBody:
-    """Reads and parses a JSON training body as it arrives, read as every JSON body is
-    (:func:`app.ingest.body_chunks` within ``max_json_bytes``, the body deadline and least rate;
-    the budget of JSON bodies arriving at once; parsed on the JSON thread).
+    """Reads and parses a JSON training body as it arrives, as every JSON body is
+    (:func:`app.ingest.parse_json_body`).
 
     Raises:
         LimitExceededError: a body over ``max_json_bytes``, or over the training limits (413).
         InvalidInputError, pydantic.ValidationError: a malformed body (422).
-        BusyError: the JSON bodies arriving at once already hold what the server takes (503).
-        BodyTimeoutError, ClientDisconnectedError: as :func:`app.ingest.body_chunks`.
+        BusyError, BodyTimeoutError, ClientDisconnectedError: as :func:`app.ingest.parse_json_body`.
     """
-    s: Settings = request.app.state.settings
     parser = TrainBodyParser(limits)
-    most = PENDING_JSON_BODIES * s.max_json_bytes
-    loop = asyncio.get_running_loop()
-    pending, taken = bytearray(), 0
-    try:
-        async for chunk in body_chunks(request, BodyLimit(s.max_json_bytes, "max_json_bytes", TRAIN_HINT)):
-            if not PENDING_JSON.reserve(len(chunk), most):
-                raise BusyError(
-                    f"JSON bodies arriving at once hold {most} bytes, the most this server takes: "
-                    "retry later",
-                    headers={"Retry-After": str(s.retry_after_s)},
-                )
-            taken += len(chunk)
-            pending += chunk
-            if len(pending) >= FEED_BYTES:
-                await loop.run_in_executor(JSON_THREAD, parser.feed, bytes(pending))
-                pending.clear()
-        return await loop.run_in_executor(JSON_THREAD, parser.finish, bytes(pending))
-    finally:
-        PENDING_JSON.release(taken)
+    return await parse_json_body(request, parser.feed, parser.finish, TRAIN_HINT, ": retry later")

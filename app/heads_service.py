@@ -1,15 +1,9 @@
 """Classifier heads as a service: train from audio or embeddings, classify, import, export.
 
-Audio goes through the embedding service (the one source of examples and the shared batcher);
-a clip's embedding is the mean of its examples' embeddings. Each head records the weights that
-made its embeddings (and how: :class:`vggish.heads.FeatureSpec`), and is refused (409) on other
-weights unless forced; another resampler is a warning, hop and pad are never compared.
-
-Trainings run on threads of their own (:class:`Trainings`), so that store reads keep the default
-pool however many trainings wait; a training stops between optimiser steps when its client goes
-away, its request times out, or the server stops. Limits on clips and classes are checked while
-the body is read, before any training. What a classification answers is bounded
-(``max_answer_labels``) and built on a worker thread, never on the event loop.
+Audio goes through the embedding service; a clip's embedding is the mean of its examples'. A head
+records the weights that made its embeddings (:class:`vggish.heads.FeatureSpec`) and is refused
+(409) on other weights unless forced. Trainings run on threads of their own (:class:`Trainings`)
+and stop between optimiser steps when the client goes, the request times out or the server stops.
 """
 
 from __future__ import annotations
@@ -80,12 +74,7 @@ def head_info(record: HeadRecord, warnings: Sequence[str | None] = ()) -> HeadIn
 
 
 class Trainings:
-    """Head trainings on a bounded pool of their own threads; each one stoppable.
-
-    Args:
-        threads: trainings that run at once (each uses one core); more wait their turn.
-        metrics: where running trainings and optimiser steps are counted.
-    """
+    """Head trainings on a pool of ``threads`` threads of their own (more wait their turn)."""
 
     def __init__(self, threads: int, metrics: Metrics) -> None:
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="vggish-train")
@@ -93,7 +82,7 @@ class Trainings:
         self.stopping = threading.Event()
 
     def stop(self) -> None:
-        """Stops every training at its next step (the server is stopping); safe from a signal handler."""
+        """Stops every training at its next step; safe from a signal handler."""
         self.stopping.set()
 
     def close(self) -> None:
@@ -109,16 +98,21 @@ class Trainings:
         features: FeatureSpec,
         cancel: threading.Event,
     ) -> heads.Head:
-        """Trains a head on a training thread (waiting for one when all are busy).
+        """Trains a head on a training thread (NotReadyError when the server stops, 503;
+        CancelledError when ``cancel`` is set; InvalidInputError for a bad training set)."""
 
-        Raises:
-            NotReadyError: the server is stopping (503).
-            CancelledError: ``cancel`` was set (the request is gone).
-            InvalidInputError: a bad training set.
-        """
-        loop = asyncio.get_running_loop()
+        def cancelled() -> bool:
+            self.metrics.training_steps.inc()
+            return cancel.is_set() or self.stopping.is_set()
+
+        def run() -> heads.Head:
+            if cancelled():  # it waited its turn: its request may be gone already
+                raise CancelledError("the training was cancelled before it started")
+            with self.metrics.trainings_running.track_inprogress():
+                return heads.train(x, list(labels), kind, features=features, cancelled=cancelled)[0]
+
         try:
-            return await loop.run_in_executor(self.pool, self._train, x, labels, kind, features, cancel)
+            return await asyncio.get_running_loop().run_in_executor(self.pool, run)
         except (CancelledError, RuntimeError) as e:  # RuntimeError: the pool is shut down
             if self.stopping.is_set():
                 raise NotReadyError(
@@ -126,33 +120,9 @@ class Trainings:
                 ) from e
             raise
 
-    def _train(
-        self,
-        x: np.ndarray,
-        labels: Sequence[str],
-        kind: heads.HeadKind,
-        features: FeatureSpec,
-        cancel: threading.Event,
-    ) -> heads.Head:
-        def cancelled() -> bool:
-            self.metrics.training_steps.inc()
-            return cancel.is_set() or self.stopping.is_set()
-
-        if cancelled():  # it waited its turn: its request may be gone already
-            raise CancelledError("the training was cancelled before it started")
-        with self.metrics.trainings_running.track_inprogress():
-            head, _ = heads.train(x, list(labels), kind, features=features, cancelled=cancelled)
-        return head
-
 
 class HeadsService:
-    """The heads of one store, trained and applied with one embedding service.
-
-    Args:
-        store: where heads live (SQLite or PostgreSQL).
-        embedding: the embedding service (model, decode pool, batcher, metrics).
-        trainings: the training threads.
-    """
+    """The heads of one store, trained and applied with one embedding service."""
 
     def __init__(self, store: BaseHeadStore, embedding: EmbeddingService, trainings: Trainings) -> None:
         self.store = store
@@ -161,23 +131,16 @@ class HeadsService:
 
     @property
     def limits(self) -> TrainingLimits:
-        """The counts a training may hold."""
         s = self.embedding.settings
         return TrainingLimits(s.max_train_examples, s.max_train_classes)
 
     def weights_sha256(self) -> str | None:
         """The server's weights' SHA-256 (``random`` for the demo weights), when known."""
-        sha = self.embedding.model.weights_info.get("sha256")
-        return sha or None
+        return self.embedding.model.weights_info.get("sha256") or None
 
     def read_form(self, fields: dict[str, list[str]]) -> TrainForm:
-        """A training form's text fields, counted against the limits as they are validated.
-
-        Raises:
-            LimitExceededError: more labels than ``max_train_examples``, or classes than
-                ``max_train_classes`` (413).
-            pydantic.ValidationError: a malformed field (422).
-        """
+        """A training form's text fields, counted against the training limits (LimitExceededError,
+        413) as they are validated (pydantic.ValidationError, 422)."""
         raw = {k: v if k == "label" or len(v) != 1 else v[0] for k, v in fields.items()}
         try:
             return TrainForm.model_validate(raw, context={"limits": self.limits})
@@ -205,14 +168,7 @@ class HeadsService:
         disconnected: Disconnected,
     ) -> HeadInfo:
         """Embeds each clip of a training form, trains on the clip means, stores the head (which
-        records the server's weights and ``options``).
-
-        Raises:
-            LimitExceededError: more clips than ``max_train_inputs`` or ``max_train_examples``.
-            InvalidInputError: not one label per clip; a clip without an example (``pad=false``).
-            HeadExistsError: the name is taken and ``replace`` is false.
-            StoreUnavailableError: the store cannot be written now (before any audio is embedded).
-        """
+        records the server's weights and ``options``); what can be refused is, before embedding."""
         s = self.embedding.settings
         for limit, most in (
             ("max_train_inputs", s.max_train_inputs),
@@ -227,33 +183,23 @@ class HeadsService:
             )
         await self.check_can_save(form.name, form.replace)
         embedded = await self.embedding.embed(inputs, options, timings, disconnected)
-        x = _clip_means(embedded)
         features = FeatureSpec.for_model(self.embedding.model, options)
-        record = await self.train(form.name, x, form.label, form.kind, form.replace, features, disconnected)
-        self.embedding.metrics.heads_trained.labels(source="audio").inc()
-        return head_info(record)
+        x = _clip_means(embedded)
+        return await self.train(
+            form.name, x, form.label, form.kind, form.replace, features, disconnected, "audio"
+        )
 
     async def train_on_embeddings(self, request: Request, disconnected: Disconnected) -> HeadInfo:
-        """Reads a JSON training body as it arrives (rows checked as they are parsed), trains on
-        its clip-level embeddings and stores the head, recording the ``features`` the body
-        declares (unknown when it declares none).
-
-        Raises:
-            LimitExceededError: over ``max_json_bytes``, ``max_train_examples`` or
-                ``max_train_classes`` (413).
-            InvalidInputError: a bad row, label, ``features`` or training set (422).
-            HeadExistsError: the name is taken and ``replace`` is false (before training).
-        """
+        """Trains on a JSON body's clip-level embeddings (read as it arrives) and stores the head,
+        recording the ``features`` the body declares (unknown when it declares none)."""
         body = await read_train_body(request, self.limits)
-        options = body.options
-        declared = {} if options.features is None else options.features.model_dump(exclude_none=True)
-        features = FeatureSpec.from_dict(declared)
-        await self.check_can_save(options.name, options.replace)
-        record = await self.train(
-            options.name, body.embeddings, body.labels, options.kind, options.replace, features, disconnected
+        o = body.options
+        features = FeatureSpec.from_dict(
+            {} if o.features is None else o.features.model_dump(exclude_none=True)
         )
-        self.embedding.metrics.heads_trained.labels(source="embeddings").inc()
-        return head_info(record)
+        await self.check_can_save(o.name, o.replace)
+        x, labels = body.embeddings, body.labels
+        return await self.train(o.name, x, labels, o.kind, o.replace, features, disconnected, "embeddings")
 
     async def train(
         self,
@@ -264,31 +210,25 @@ class HeadsService:
         replace: bool,
         features: FeatureSpec,
         disconnected: Disconnected,
-    ) -> HeadRecord:
+        source: str,
+    ) -> HeadInfo:
         """Trains on a training thread (within the request timeout, while the client waits), then saves."""
         head: heads.Head = await self.embedding.bounded(
             lambda cancel: self.trainings.train(x, labels, kind, features, cancel), disconnected
         )
-        return await asyncio.to_thread(self.store.save, name, head, replace, self.max_heads)
-
-    @property
-    def max_heads(self) -> int:
-        """The heads the store may hold."""
-        return self.embedding.settings.max_heads
+        max_heads = self.embedding.settings.max_heads
+        record = await asyncio.to_thread(self.store.save, name, head, replace, max_heads)
+        self.embedding.metrics.heads_trained.labels(source=source).inc()
+        return head_info(record)
 
     async def import_head(self, name: str, data: bytes, force: bool) -> HeadInfo:
-        """Validates a head file (never unpickled) and stores it under ``name``, replacing.
-
-        Raises:
-            InvalidInputError: not a valid head file (422).
-            WeightsMismatchError: the head records other weights than the server's and ``force``
-                is false (409).
-        """
+        """Validates a head file (never unpickled) and stores it under ``name``, replacing; one
+        that records other weights than the server's is refused unless ``force``."""
         head = await asyncio.to_thread(heads.from_safetensors, data)
         warning = heads.check_compatible(
             head.features, FeatureSpec(weights_sha256=self.weights_sha256()), force, name
         )
-        record = await asyncio.to_thread(self.store.save, name, head, True, self.max_heads)
+        record = await asyncio.to_thread(self.store.save, name, head, True, self.embedding.settings.max_heads)
         self.embedding.metrics.heads_trained.labels(source="import").inc()
         forced = warning if head.features.weights_sha256 is not None else None  # else: in its listing
         return head_info(record, [forced])
@@ -304,16 +244,8 @@ class HeadsService:
         disconnected: Disconnected,
     ) -> bytes:
         """Labels for each input (the head on the clip's mean embedding) and each of its examples,
-        as the JSON of a :class:`ClassifyResponse` (built on a worker thread).
-
-        Raises:
-            HeadNotFoundError: no such head (404).
-            WeightsMismatchError: the head was trained on other weights than the server's and
-                ``force`` is false (409), before any audio is embedded.
-            LimitExceededError: the answer would hold more than ``max_answer_labels`` labels
-                (413): before any audio is embedded when the clips' labels alone would, else
-                before the answer is built.
-        """
+        as the JSON of a :class:`ClassifyResponse` (built on a worker thread). Other weights
+        (unless ``force``) and answers over ``max_answer_labels`` are refused before the work."""
         record, head = await asyncio.to_thread(self.store.load, name)
         used = FeatureSpec.for_model(self.embedding.model, options)
         warning = heads.check_compatible(record.features, used, force, name)
@@ -333,7 +265,7 @@ class HeadsService:
         return await asyncio.to_thread(answer)
 
     def _check_answer(self, classes: int, top_k: int | None, frames: list[int]) -> None:
-        """Refuses an answer of more labels than ``max_answer_labels`` (413), naming the fixes."""
+        """Refuses an answer of more labels than ``max_answer_labels`` (413)."""
         most = self.embedding.settings.max_answer_labels
         clip, frame = min(top_k or classes, classes), min(top_k or DEFAULT_FRAME_TOP_K, classes)
         total = sum(clip + n * frame for n in frames)
@@ -347,8 +279,7 @@ class HeadsService:
 
 
 async def head_list(store: BaseHeadStore, limit: int, cursor: str | None) -> bytes:
-    """A page of ``GET /v1/heads`` as JSON (built on a worker thread): ``limit`` heads after
-    ``cursor`` by name, and the next page's URL when there are more."""
+    """A page of ``GET /v1/heads`` as JSON: ``limit`` heads after ``cursor`` by name."""
 
     def page() -> bytes:
         records = store.list(cursor, limit + 1)
@@ -360,12 +291,7 @@ async def head_list(store: BaseHeadStore, limit: int, cursor: str | None) -> byt
 
 
 def _clip_means(embedded: list[EmbeddingResult]) -> np.ndarray:
-    """(N, 128): each clip's training embedding, the mean of its examples'.
-
-    Raises:
-        InvalidInputError: clips without an example (shorter than 0.975 s with ``pad=false``),
-            all named.
-    """
+    """(N, 128): each clip's mean embedding (InvalidInputError naming the clips without an example)."""
     short = [e for e in embedded if e.embeddings.shape[0] == 0]
     if short:
         names = ", ".join(f"{e.name or 'a clip'} ({e.duration:.3f} s)" for e in short[:5])
@@ -377,23 +303,10 @@ def _clip_means(embedded: list[EmbeddingResult]) -> np.ndarray:
     return np.stack([clip_mean(e.embeddings) for e in embedded])
 
 
-def ranked_labels(scores: np.ndarray, classes: tuple[str, ...], top_k: int | None) -> list[LabelScore]:
-    """(C,) scores -> the best ``top_k`` labels (None: all), best first."""
-    order = heads.ranked(scores[None], top_k)[0]
-    return [LabelScore(label=classes[c], score=float(scores[c])) for c in order]
-
-
 def label_embeddings(
     head: heads.Head, rows: np.ndarray, top_k: int | None = DEFAULT_FRAME_TOP_K
 ) -> list[list[dict[str, Any]]]:
-    """Each embedding's best ``top_k`` labels (``{"label", "score"}``, best first): what a live
-    stream sends with each embedding, bounded whatever the head's number of classes.
-
-    Args:
-        head: the head.
-        rows: (N, 128) embeddings.
-        top_k: labels per embedding (None: all of the head's classes).
-    """
+    """Each of the (N, 128) ``rows``' best ``top_k`` labels (None: all), ``{"label", "score"}``."""
     scores = head.scores(rows)
     return [
         [{"label": head.classes[c], "score": float(scores[i, c])} for c in order]
@@ -414,7 +327,7 @@ def _classification(
             frames=[],
             warnings=[short_clip_warning(e.duration, "labels")],
         )
-    labels = ranked_labels(head.scores(clip_mean(e.embeddings)[None])[0], head.classes, top_k)
+    labels = [LabelScore(**x) for x in label_embeddings(head, clip_mean(e.embeddings)[None], top_k)[0]]
     spans = example_timestamps(count, options.hop_seconds)
     per_frame = label_embeddings(head, e.embeddings, top_k or DEFAULT_FRAME_TOP_K)
     frames = [

@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from tempfile import SpooledTemporaryFile
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, TypeVar
 
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -39,17 +39,19 @@ from .errors import (
     MissingAudioError,
     UnsupportedMediaTypeError,
 )
-from .json_inputs import FEED_BYTES, BodyLimits, JsonInputs
+from .json_inputs import BodyLimits, JsonInputs
 
 SPOOL_BYTES = 1 << 20  # a body or a multipart file part is kept in memory up to this, then on disk
 WRITE_BYTES = 1 << 20  # bytes gathered before each write to a spooled body, and read back at a time
 BODY_GRACE_S = 10.0  # seconds a body may take before the least rate applies (connection, first bytes)
+FEED_BYTES = 1 << 18  # JSON body bytes parsed at a time: their parse events are held at once
 PENDING_JSON_BODIES = 4  # JSON bodies arriving at once hold at most this many times max_json_bytes
 RAW_TYPES = ("audio/", "application/octet-stream")
 JSON_HINT = (
     "send long audio as multipart/form-data or as a raw body (audio/* or application/octet-stream), "
     "or as a compressed file (FLAC, MP3...) in `audio_base64`"
 )
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -305,28 +307,37 @@ JSON_THREAD = ThreadPoolExecutor(1, thread_name_prefix="vggish-json")
 a piece's parse events take many times its bytes while they are read (in one thread's heap)."""
 
 
-async def _json(request: Request, max_inputs: int) -> list[Upload]:
-    """A JSON body parsed as it arrives (on :data:`JSON_THREAD`, a few hundred kB at a time), its
-    seconds limits those of the app's settings."""
+async def parse_json_body(
+    request: Request, feed: Callable[[bytes], None], finish: Callable[[bytes], T], hint: str, busy: str
+) -> T:
+    """Feeds a JSON body to a parser as it arrives (:data:`FEED_BYTES` at a time, on
+    :data:`JSON_THREAD`) within ``max_json_bytes`` (``hint``: what to send instead) and the budget
+    of JSON bodies arriving at once (else BusyError, 503; ``busy`` ends its message); raises as
+    :func:`body_chunks` too."""
     s: Settings = request.app.state.settings
-    parser = JsonInputs(BodyLimits(max_inputs, s.max_input_seconds, s.max_request_seconds))
     most = PENDING_JSON_BODIES * s.max_json_bytes
     loop = asyncio.get_running_loop()
     pending, taken = bytearray(), 0
     try:
-        async for chunk in body_chunks(request, BodyLimit(s.max_json_bytes, "max_json_bytes", JSON_HINT)):
+        async for chunk in body_chunks(request, BodyLimit(s.max_json_bytes, "max_json_bytes", hint)):
             if not PENDING_JSON.reserve(len(chunk), most):
                 raise BusyError(
-                    f"JSON bodies arriving at once hold {most} bytes, the most this server takes "
-                    f"({PENDING_JSON_BODIES} x max_json_bytes): retry later, or {JSON_HINT}",
+                    f"JSON bodies arriving at once hold {most} bytes, the most this server takes{busy}",
                     headers={"Retry-After": str(s.retry_after_s)},
                 )
             taken += len(chunk)
             pending += chunk
             if len(pending) >= FEED_BYTES:
-                await loop.run_in_executor(JSON_THREAD, parser.feed, bytes(pending))
+                await loop.run_in_executor(JSON_THREAD, feed, bytes(pending))
                 pending.clear()
-        parsed = await loop.run_in_executor(JSON_THREAD, parser.finish, bytes(pending))
+        return await loop.run_in_executor(JSON_THREAD, finish, bytes(pending))
     finally:
         PENDING_JSON.release(taken)
+
+
+async def _json(request: Request, max_inputs: int) -> list[Upload]:
+    s: Settings = request.app.state.settings
+    parser = JsonInputs(BodyLimits(max_inputs, s.max_input_seconds, s.max_request_seconds))
+    busy = f" ({PENDING_JSON_BODIES} x max_json_bytes): retry later, or {JSON_HINT}"
+    parsed = await parse_json_body(request, parser.feed, parser.finish, JSON_HINT, busy)
     return [Upload(name, source) for name, source in parsed]

@@ -32,7 +32,6 @@ from .schemas import INT16_MAX, INT16_MIN, MAX_FLOAT_SAMPLE, InputName, SampleRa
 ParsedInput = tuple[str | None, bytes | Waveform]
 """An input's name and its audio: a file's bytes, or samples."""
 
-FEED_BYTES = 1 << 18  # body bytes handed to the parser at a time: its events for them are held at once
 _BACKEND = ijson.get_backend("yajl2_c")
 _NO_OPTIONS = EmbedOptions()  # seconds limits do not depend on the options
 _FIELD_TYPES: dict[str, TypeAdapter[Any]] = {

@@ -100,7 +100,5 @@ def features_response(items: list[InputExamples], query: FeaturesQuery, weights:
         )
         for i, x in enumerate(items)
     ]
-    usage = Usage(
-        audio_seconds=sum(x.duration for x in items), examples=sum(len(x.examples) for x in items)
-    )
+    usage = Usage(audio_seconds=sum(x.duration for x in items), examples=sum(len(x.examples) for x in items))
     return FeaturesResponse(weights=weights, data=data, usage=usage)

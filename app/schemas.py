@@ -471,9 +471,7 @@ class StreamStart(AudioOptions):
     """The first message of ``/v1/stream`` (text JSON): what the binary messages after it hold."""
 
     type: Literal["start"] = Field("start", description="optional")
-    sample_rate: int = Field(
-        ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE, description="Hz of the PCM that follows"
-    )
+    sample_rate: int = Field(ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE, description="Hz of the PCM that follows")
     format: PcmFormat = Field(description="`s16le` (int16, scaled by 1/32768) or `f32le`, little-endian")
     channels: int = Field(1, ge=1, le=MAX_CHANNELS, description="interleaved channels, mixed to mono")
     head: HeadName | None = Field(None, description="a classifier head: each embedding comes with its labels")

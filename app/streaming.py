@@ -32,7 +32,7 @@ from vggish.pipeline.source import ExampleStream, Limits
 
 from .batching import BACKLOG_BATCHES, InputJob
 from .errors import RequestTimeoutError
-from .heads_service import ranked_labels
+from .heads_service import label_embeddings
 from .schemas import MAX_FLOAT_SAMPLE, StreamStart
 from .service import EmbeddingService
 
@@ -240,7 +240,7 @@ class StreamSession:
         features)."""
         rows, first = out.embeddings, self.sent
         spans = example_timestamps(len(rows), self.options.hop_seconds, start=first)
-        scores = self.head.scores(rows) if self.head is not None else None
+        labels = label_embeddings(self.head, rows, None) if self.head is not None else None
         for k, row in enumerate(rows):
             message: dict[str, Any] = {
                 "type": "embedding",
@@ -251,9 +251,8 @@ class StreamSession:
             }
             if out.postprocessed is not None:
                 message["postprocessed"] = out.postprocessed[k].tolist()
-            if scores is not None and self.head is not None:
-                labels = ranked_labels(scores[k], self.head.classes, None)
-                message["labels"] = [label.model_dump() for label in labels]
+            if labels is not None:
+                message["labels"] = labels[k]
             self.sent += 1
             yield message
 
