@@ -41,7 +41,6 @@ from .schemas import (
     HeadMetricsOut,
     LabelScore,
     TrainForm,
-    TrainingLimitError,
     TrainingLimits,
 )
 from .service import Disconnected, EmbeddingService, Timings
@@ -141,11 +140,18 @@ class HeadsService:
     def read_form(self, fields: dict[str, list[str]]) -> TrainForm:
         """A training form's text fields, counted against the training limits (LimitExceededError,
         413) as they are validated (pydantic.ValidationError, 422)."""
-        raw = {k: v if k == "label" or len(v) != 1 else v[0] for k, v in fields.items()}
-        try:
-            return TrainForm.model_validate(raw, context={"limits": self.limits})
-        except TrainingLimitError as e:
-            raise LimitExceededError(e.limit, e.detail) from None
+        labels, limits = fields.get("label", []), self.limits
+        for limit, count, what in (
+            ("max_train_examples", len(labels), "clips"),
+            ("max_train_classes", len(set(labels)), "classes"),
+        ):
+            if count > getattr(limits, limit):
+                raise LimitExceededError(
+                    limit, f"{count} {what} sent; at most {getattr(limits, limit)} per training"
+                )
+        return TrainForm.model_validate(
+            {k: v if k == "label" or len(v) != 1 else v[0] for k, v in fields.items()}
+        )
 
     async def check_can_save(self, name: str, replace: bool) -> None:
         """Refuses, before any audio is embedded or any training, a head that could not be saved:

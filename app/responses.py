@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import numpy as np
 
@@ -33,8 +34,7 @@ def vectors(rows: np.ndarray, encoding: str) -> list[Vector]:
 
 def clip_mean(embeddings: np.ndarray) -> np.ndarray:
     """(128,) float32: the mean of a clip's example embeddings (summed in float64)."""
-    mean: np.ndarray = embeddings.mean(axis=0, dtype=np.float64).astype(np.float32)
-    return mean
+    return embeddings.mean(axis=0, dtype=np.float64).astype(np.float32)  # type: ignore[no-any-return]
 
 
 def short_clip_warning(duration: float, gives: str) -> str:
@@ -45,60 +45,54 @@ def short_clip_warning(duration: float, gives: str) -> str:
     )
 
 
-def embedding_data(index: int, r: EmbeddingResult, query: EmbedQuery) -> EmbeddingData:
-    """One input's entry of ``POST /v1/embeddings``."""
-    pooled = None
-    if query.pooling == "mean" and r.embeddings.shape[0]:
-        pooled = vectors(clip_mean(r.embeddings)[None], query.encoding)[0]
-    post = None if r.postprocessed is None else vectors(r.postprocessed, query.encoding)
-    return EmbeddingData(
-        index=index,
-        name=r.name,
-        sample_rate=r.sample_rate,
-        channels=r.channels,
-        duration=r.duration,
-        timestamps=r.timestamps.tolist(),
-        embeddings=vectors(r.embeddings, query.encoding),
-        postprocessed=post,
-        embedding=pooled,
-        warnings=None if r.embeddings.shape[0] else [short_clip_warning(r.duration, "embeddings")],
-    )
+def _input_fields(index: int, x: EmbeddingResult | InputExamples) -> dict[str, Any]:
+    """The fields that every input's entry has."""
+    return {
+        "index": index,
+        "name": x.name,
+        "sample_rate": x.sample_rate,
+        "channels": x.channels,
+        "duration": x.duration,
+        "timestamps": x.timestamps.tolist(),
+    }
 
 
 def embeddings_response(
     results: list[EmbeddingResult], query: EmbedQuery, weights: str
 ) -> EmbeddingsResponse:
     """The body of ``POST /v1/embeddings``."""
-    data = [embedding_data(i, r, query) for i, r in enumerate(results)]
+    data = []
+    for i, r in enumerate(results):
+        pooled = None
+        if query.pooling == "mean" and r.embeddings.shape[0]:
+            pooled = vectors(clip_mean(r.embeddings)[None], query.encoding)[0]
+        data.append(
+            EmbeddingData(
+                **_input_fields(i, r),
+                embeddings=vectors(r.embeddings, query.encoding),
+                postprocessed=None if r.postprocessed is None else vectors(r.postprocessed, query.encoding),
+                embedding=pooled,
+                warnings=None if r.embeddings.shape[0] else [short_clip_warning(r.duration, "embeddings")],
+            )
+        )
     usage = Usage(
         audio_seconds=sum(r.duration for r in results), examples=sum(len(r.embeddings) for r in results)
     )
     return EmbeddingsResponse(weights=weights, data=data, usage=usage)
 
 
-def examples_out(examples: np.ndarray, encoding: str) -> list[Example]:
-    """(N, 96, 64) float32 log-mel examples as nested lists, or each as base64 of its 6144
-    little-endian float32 values, row-major (frame, band)."""
-    if encoding == "float":
-        return list(examples.tolist())
-    flat = examples.astype("<f4", copy=False).reshape(len(examples), params.NUM_FRAMES * params.NUM_BANDS)
-    return [base64.b64encode(row.tobytes()).decode("ascii") for row in flat]
-
-
 def features_response(items: list[InputExamples], query: FeaturesQuery, weights: str) -> FeaturesResponse:
-    """The body of ``POST /v1/features``."""
-    data = [
-        FeatureData(
-            index=i,
-            name=x.name,
-            sample_rate=x.sample_rate,
-            channels=x.channels,
-            duration=x.duration,
-            timestamps=x.timestamps.tolist(),
-            shape=list(x.examples.shape),
-            examples=examples_out(x.examples, query.encoding),
-        )
-        for i, x in enumerate(items)
-    ]
+    """The body of ``POST /v1/features``: each example as nested lists, or as the base64 of its 6144
+    little-endian float32 values, row-major (frame, band)."""
+    data = []
+    for i, x in enumerate(items):
+        if query.encoding == "float":
+            examples: list[Example] = list(x.examples.tolist())
+        else:
+            flat = x.examples.astype("<f4", copy=False).reshape(
+                len(x.examples), params.NUM_FRAMES * params.NUM_BANDS
+            )
+            examples = [base64.b64encode(row.tobytes()).decode("ascii") for row in flat]
+        data.append(FeatureData(**_input_fields(i, x), shape=list(x.examples.shape), examples=examples))
     usage = Usage(audio_seconds=sum(x.duration for x in items), examples=sum(len(x.examples) for x in items))
     return FeaturesResponse(weights=weights, data=data, usage=usage)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vggish import params
 from vggish.audio.decode import MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
@@ -56,9 +56,7 @@ class EmbedQuery(AudioOptions):
 
 
 MAX_FLOAT_SAMPLE = 2.0
-"""The largest magnitude accepted for float samples (full scale is 1). Float audio may pass full
-scale a little (mixes, resampled peaks: up to +6 dB here), while int16 values sent as floats
-(any sound louder than 2/32768, i.e. -84 dBFS) exceed it and would silently give other embeddings."""
+"""The largest float sample accepted: full scale (1) with headroom; int16 values sent as floats exceed it."""
 INT16_MIN, INT16_MAX = -32768, 32767
 FloatSample = Annotated[float, Field(ge=-MAX_FLOAT_SAMPLE, le=MAX_FLOAT_SAMPLE)]
 Int16Sample = Annotated[int, Field(ge=INT16_MIN, le=INT16_MAX)]
@@ -248,8 +246,7 @@ HeadName = Annotated[
 
 
 class HeadAudioOptions(AudioOptions):
-    """The audio options of head training and classification: as embeddings', but short clips are
-    zero-padded to one example by default (a head labels whole clips; a 0.5 s chime is one)."""
+    """The audio options of heads: as embeddings', but short clips are zero-padded by default."""
 
     pad: bool = Field(True, description="zero-pad a clip shorter than 0.975 s to one example")
 
@@ -304,37 +301,6 @@ class TrainingLimits(NamedTuple):
     max_train_classes: int
 
 
-class TrainingLimitError(Exception):
-    """A training body holds more rows or classes than allowed (raised while it is validated,
-    before its numbers are; not a ValueError, so that validation does not turn it into a 422)."""
-
-    def __init__(self, limit: str, detail: str) -> None:
-        super().__init__(detail)
-        self.limit = limit
-        self.detail = detail
-
-
-def check_training_counts(labels: object, info: ValidationInfo) -> None:
-    """Counts a body's labels and classes against the ``TrainingLimits`` in the validation context.
-
-    Raises:
-        TrainingLimitError: more labels than ``max_train_examples`` or classes than ``max_train_classes``.
-    """
-    limits = (info.context or {}).get("limits")
-    if not isinstance(limits, TrainingLimits) or not isinstance(labels, list):
-        return
-    if len(labels) > limits.max_train_examples:
-        raise TrainingLimitError(
-            "max_train_examples",
-            f"{len(labels)} clips sent; at most {limits.max_train_examples} per training",
-        )
-    classes = len({label for label in labels if isinstance(label, str)})
-    if classes > limits.max_train_classes:
-        raise TrainingLimitError(
-            "max_train_classes", f"{classes} classes sent; at most {limits.max_train_classes} per training"
-        )
-
-
 class TrainForm(BaseModel):
     """The text fields of a multipart ``POST /v1/heads`` (one `label` per `file`, same order)."""
 
@@ -344,12 +310,6 @@ class TrainForm(BaseModel):
     label: Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(min_length=1)]
     kind: HeadKind = "linear"
     replace: bool = False
-
-    @field_validator("label", mode="before")
-    @classmethod
-    def _counts(cls, value: Any, info: ValidationInfo) -> Any:
-        check_training_counts(value, info)
-        return value
 
 
 class TrainOptions(BaseModel):
@@ -369,8 +329,7 @@ class TrainOptions(BaseModel):
 
 
 class TrainRequest(TrainOptions):
-    """The JSON form of ``POST /v1/heads``: clip-level embeddings and their labels (parsed as it
-    arrives, row by row, by ``app.heads_json``; this model documents it)."""
+    """The JSON form of ``POST /v1/heads``: clip-level embeddings and their labels."""
 
     labels: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=256)]],
