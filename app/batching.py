@@ -1,19 +1,11 @@
 """Dynamic batching across requests: the library's driver served by one inference thread.
 
-Decode threads stream each input's examples into the :class:`vggish.pipeline.driver.Driver` as
-they are made (a few batches per input at most wait in memory: the feeder blocks beyond that).
-One inference thread cuts batches of up to ``max_batch`` examples, shared fairly among the inputs
-waiting (an input with a long backlog, a live stream, gets its share of the model, not the whole
-queue), lets a batch fill for up to ``max_wait`` while inputs are still being decoded, runs the
-model and hands every input its rows; an input's future resolves when its last example is back.
-Requests are admitted against ``max_queue`` examples before any decoding (429 when the admitted
-work would exceed it); a cancelled input (client gone, timeout) drops its waiting examples and
-stops its feeder.
-
-A live stream (``/v1/stream``) opens its job with ``rows=True``: its examples are put one block at
-a time from the event loop (:meth:`Batcher.put`, never blocking; the stream bounds its own
-backlog by not reading its socket), and every model call hands it its rows at once, through an
-asyncio queue, instead of only when the job completes.
+Decode threads stream each input's examples into the :class:`vggish.pipeline.driver.Driver` (a
+feeder blocks past a few batches of backlog). The inference thread cuts batches of up to
+``max_batch`` examples, shared fairly among the inputs waiting, lets a batch fill for up to
+``max_wait`` while inputs are still being decoded, runs the model and hands every input its rows.
+Requests are admitted against ``max_queue`` examples before any decoding (429 beyond). A live
+stream's job (``rows=True``) is fed from the event loop and gets its rows after every model call.
 """
 
 from __future__ import annotations
@@ -40,18 +32,12 @@ logger = logging.getLogger("app.batching")
 BACKLOG_BATCHES = 2  # batches of one input that may wait in memory before its feeder blocks
 
 Delivery = Output | BaseException
-"""What a streaming job's queue receives: each model call's Output, the last one ``done``, or the
-error that failed the job."""
+"""What a streaming job's queue receives: each model call's Output, or the error that failed the job."""
 
 
 class InputJob(Job):
-    """A driver job with what the service needs: the waiting coroutine's future and timings.
-
-    Args:
-        loop: the event loop of the coroutine that waits for the job.
-        postprocess: also compute AudioSet's 8-bit features.
-        rows: also hand out each model call's rows at once, through :attr:`deliveries`.
-    """
+    """A driver job with the waiting coroutine's future and timings; with ``rows``, each model
+    call's rows also come at once through :attr:`deliveries`."""
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, *, postprocess: bool = False, rows: bool = False
@@ -66,8 +52,7 @@ class InputJob(Job):
         self.cancelled = False
 
     def hand(self, out: Delivery) -> None:
-        """From any thread: a streaming job's queue gets ``out``; the future resolves with the
-        last Output or an error (unless its waiter gave up)."""
+        """From any thread: a stream gets ``out``; the last Output or an error resolves the future."""
         if self.deliveries is not None:
             self.loop.call_soon_threadsafe(self.deliveries.put_nowait, out)
         if isinstance(out, BaseException) or out.done:
@@ -90,11 +75,9 @@ class Batcher:
     Args:
         infer: the model call, (B, 96, 64) -> (B, 128); it runs on the inference thread only.
         max_batch: most examples per model call.
-        max_wait_s: longest wait for a batch to fill once examples are waiting; the batcher
-            waits only while inputs are still being decoded, so a lone request runs at once.
+        max_wait_s: longest wait for a batch to fill, while inputs are still being decoded.
         max_queue: most examples admitted and not yet through the model; beyond, 429.
         retry_after_s: the ``Retry-After`` sent with 429 and 503.
-        metrics: where batch sizes, queue depth and times are recorded.
         postprocess: the model's AudioSet postprocessing, for jobs that ask for it.
     """
 
@@ -120,7 +103,6 @@ class Batcher:
         self._thread = threading.Thread(target=self._run, name="vggish-inference", daemon=True)
 
     def start(self) -> None:
-        """Starts the inference thread."""
         self._thread.start()
 
     def close(self) -> None:
@@ -147,13 +129,8 @@ class Batcher:
 
     @contextlib.contextmanager
     def admitted(self, examples: int) -> Iterator[None]:
-        """Admits a request that will make about ``examples`` examples, for the block.
-
-        Raises:
-            LimitExceededError: more than the queue ever holds (413, ``max_queue_examples``).
-            QueueFullError: the admitted work would exceed ``max_queue`` now (429).
-            NotReadyError: the service is shutting down (503).
-        """
+        """Admits a request that will make about ``examples`` examples, for the block (413 past
+        what the queue ever holds, 429 when it is full now, 503 while shutting down)."""
         if examples > self.max_queue:
             raise LimitExceededError(
                 "max_queue_examples",
@@ -177,40 +154,28 @@ class Batcher:
     def open(
         self, loop: asyncio.AbstractEventLoop, *, postprocess: bool = False, rows: bool = False
     ) -> InputJob:
-        """A new input's job; its examples come through :meth:`feed`, or :meth:`put` and
-        :meth:`end` (a stream, ``rows=True``: its rows come as each model call returns)."""
+        """A new input's job, fed by :meth:`feed`, or by :meth:`put` and :meth:`end` (a stream)."""
         return InputJob(loop, postprocess=postprocess, rows=rows)
 
     def put(self, job: InputJob, block: Any) -> None:
-        """Queues a block of a job's examples now, without waiting for room: the caller bounds
-        its backlog (a stream stops reading its socket; see ``app.streaming``).
-
-        Raises:
-            CancelledError: the job was cancelled.
-        """
+        """Queues a block of a job's examples now (the caller bounds its backlog); CancelledError
+        once the job is cancelled."""
         with self._cond:
             if job.cancelled:
                 raise CancelledError("the stream was cancelled")
             self._queue(job, block)
 
     def end(self, job: InputJob) -> None:
-        """Marks that a job fed by :meth:`put` gets no more examples (its future resolves once
-        its last rows are back)."""
+        """Marks that a job fed by :meth:`put` gets no more examples."""
         with self._cond:
             outputs = self.driver.close(job)
         for out in outputs:
             job.hand(out)
 
     def feed(self, job: InputJob, blocks: Iterator[Any]) -> None:
-        """Streams an input's example blocks into the queue (on a decode thread), then closes it.
-
-        Blocks until each block fits the input's backlog (``BACKLOG_BATCHES`` batches); while it
-        runs, the inference thread waits for batches to fill (up to ``max_wait_s``).
-
-        Raises:
-            CancelledError: the job was cancelled (the request is gone).
-            Exception: whatever ``blocks`` raises (the job is cancelled first).
-        """
+        """Streams an input's example blocks into the queue (on a decode thread, waiting while its
+        backlog holds ``BACKLOG_BATCHES`` batches), then closes it. Raises CancelledError once the
+        job is cancelled, and what ``blocks`` raises (the job cancelled first)."""
         with self._cond:
             self._feeding += 1
         try:
@@ -252,11 +217,7 @@ class Batcher:
             raise
 
     def _run(self) -> None:
-        """The inference thread: batches until closed and drained."""
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
+        while (batch := self._next_batch()) is not None:
             self._execute(batch)
 
     def _next_batch(self) -> Batch | None:

@@ -1,14 +1,10 @@
 """Live streaming: raw PCM as it arrives -> the one source of examples -> the shared batcher ->
 each embedding (and a head's labels) as soon as its 0.975 s window is complete.
 
-A :class:`StreamSession` is the service side of one ``/v1/stream`` connection, with no WebSocket
-in sight (``app/routes/stream.py`` speaks the protocol). PCM is decoded and mixed to mono as the
-library reads arrays, pushed into :class:`vggish.pipeline.source.ExampleStream` (resampling, framing,
-``max_input_seconds``) on the decode pool, and its examples join the cross-request batcher as a
-job whose rows come back after every model call. Memory stays bounded whatever the client does:
-a message is at most ``stream_max_message_bytes``; it is pushed one second at a time; and at most
-``backlog`` examples are on their way (waiting, in the model, or computed and not yet sent), past
-which :meth:`StreamSession.push` waits, so the socket is not read (TCP pushes back on the client).
+A :class:`StreamSession` is the service side of one ``/v1/stream`` connection (the WebSocket
+protocol is ``app/routes/stream.py``'s). Memory stays bounded whatever the client does: a message
+is at most ``stream_max_message_bytes``, pushed a second at a time, and past ``backlog`` examples
+on their way :meth:`StreamSession.push` waits, so the socket is not read (TCP pushes back).
 """
 
 from __future__ import annotations
@@ -41,15 +37,8 @@ PIECE_SECONDS = 1.0  # input audio pushed into the example stream per step (boun
 
 
 class StreamSession:
-    """One live stream: PCM in, embedding messages out.
-
-    Args:
-        service: the embedding service (model, decode pool, batcher, settings, metrics).
-        start: the client's first message, validated.
-        options: hop, padding, resampler and postprocessing.
-        head: the classifier head whose labels come with each embedding, if one was named.
-        backlog: most examples on their way at once (the stream's share of the batcher's queue).
-    """
+    """One live stream: PCM in, embedding messages (with ``head``'s labels) out, at most
+    ``backlog`` examples on their way at once."""
 
     def __init__(
         self,
@@ -87,11 +76,9 @@ class StreamSession:
 
     @property
     def seconds(self) -> float:
-        """Seconds of audio received so far."""
         return self.stream.num_samples / self.sample_rate
 
     def ready_message(self) -> dict[str, Any]:
-        """The server's first message."""
         return {
             "type": "ready",
             "weights": self.service.weights_id,
@@ -103,8 +90,7 @@ class StreamSession:
         }
 
     def end_message(self, drained: bool = False) -> dict[str, Any]:
-        """The server's last message, after every embedding (``drained``: the server is shutting
-        down, and says so)."""
+        """The server's last message (``drained``: the server is shutting down, and says so)."""
         message: dict[str, Any] = {"type": "end", "examples": self.sent, "seconds": self.seconds}
         if drained:
             message["detail"] = (
@@ -115,14 +101,8 @@ class StreamSession:
 
     async def push(self, data: bytes) -> None:
         """Takes one binary message of interleaved PCM; returns once its examples are queued
-        (waiting while the stream's backlog is full, or while it runs ahead of real time by more
-        than ``stream_burst_seconds``).
-
-        Raises:
-            InvalidAudioError: NaN, infinite or out-of-range float samples.
-            LimitExceededError: the stream now lasts more than ``max_input_seconds``.
-            RequestTimeoutError: no room in the backlog within ``request_timeout_s``.
-        """
+        (waiting while the backlog is full, or while the stream runs ahead of real time by more
+        than ``stream_burst_seconds``). RequestTimeoutError: no room within ``request_timeout_s``."""
         mono = self._decode(data)
         loop = asyncio.get_running_loop()
         piece = max(1, int(PIECE_SECONDS * self.sample_rate))
@@ -132,15 +112,8 @@ class StreamSession:
             await self._queue(await loop.run_in_executor(self.service.pool, self.stream.push, part))
 
     async def finish(self, *, whole_frames: bool = True) -> None:
-        """Ends the input: flushes the resampler (with ``pad``, a stream shorter than 0.975 s
-        becomes one zero-padded example); its last rows come through :meth:`messages`.
-
-        Args:
-            whole_frames: refuse a stream that stopped inside a frame (else the part is dropped).
-
-        Raises:
-            InvalidAudioError: the stream stopped inside a frame.
-        """
+        """Ends the input and flushes it; a stream that stopped inside a frame is refused with
+        ``whole_frames`` (InvalidAudioError), else the part is dropped."""
         if self._partial and whole_frames:
             raise InvalidAudioError(
                 f"the stream ended inside a frame: {plural(len(self._partial), 'byte')} left over; send "
@@ -151,12 +124,7 @@ class StreamSession:
         self.service.batcher.end(self.job)
 
     async def messages(self) -> AsyncIterator[dict[str, Any]]:
-        """Each embedding's message, in order, as its model call returns; ends after :meth:`finish`
-        once every row is back.
-
-        Raises:
-            Exception: the model call's error, if it failed.
-        """
+        """Each embedding's message as its model call returns (or the call's error), until the end."""
         deliveries = self.job.deliveries
         assert deliveries is not None
         while True:
@@ -178,8 +146,7 @@ class StreamSession:
         self.service.metrics.examples.inc(self.sent)
 
     def _decode(self, data: bytes) -> np.ndarray:
-        """Interleaved PCM -> mono float64, as the library reads arrays (int16 / 32768; the
-        channels' mean); an incomplete last frame waits for the next message."""
+        """Interleaved PCM -> mono float64, as the library reads arrays; a partial frame waits."""
         if self._partial:
             data = self._partial + data
         whole = len(data) - len(data) % self.frame_bytes
@@ -198,9 +165,8 @@ class StreamSession:
         return audio.validate_waveform(frames, self.sample_rate)
 
     async def _pace(self, seconds: float) -> None:
-        """Counts ``seconds`` more audio; waits while the stream is more than
-        ``stream_burst_seconds`` ahead of real time (live audio never is: this only slows a
-        client that sends faster, and its socket is not read meanwhile)."""
+        """Counts ``seconds`` more audio; waits while the stream is more than ``stream_burst_seconds``
+        ahead of real time (which live audio never is)."""
         now = time.monotonic()
         self._lead = max(0.0, self._lead - (now - self._paced_at)) + seconds
         self._paced_at = now
@@ -210,7 +176,8 @@ class StreamSession:
 
     async def _queue(self, examples: np.ndarray) -> None:
         """Puts examples into the batcher, no more than the backlog on their way at once."""
-        for block in _blocks(examples, self.backlog):
+        for start in range(0, len(examples), self.backlog):
+            block = examples[start : start + self.backlog]
             await self._wait_for_room(len(block))
             try:
                 self.service.batcher.put(self.job, block)
@@ -236,8 +203,7 @@ class StreamSession:
             self._on_the_way += count
 
     def _embedding_messages(self, out: Output) -> Iterator[dict[str, Any]]:
-        """The messages of one model call's consecutive embeddings (with their labels and 8-bit
-        features)."""
+        """The messages of one model call's embeddings."""
         rows, first = out.embeddings, self.sent
         spans = example_timestamps(len(rows), self.options.hop_seconds, start=first)
         labels = label_embeddings(self.head, rows, None) if self.head is not None else None
@@ -257,21 +223,11 @@ class StreamSession:
             yield message
 
 
-def _blocks(examples: np.ndarray, size: int) -> Iterator[np.ndarray]:
-    for start in range(0, len(examples), size):
-        yield examples[start : start + size]
-
-
 @contextlib.contextmanager
 def opened(
     service: EmbeddingService, start: StreamStart, options: EmbedOptions, head: Head | None
 ) -> Iterator[StreamSession]:
-    """A session admitted into the batcher's queue for its backlog, closed on the way out.
-
-    Raises:
-        QueueFullError: the queue has no room for another stream now (429).
-        NotReadyError: the service is shutting down (503).
-    """
+    """A session admitted into the batcher's queue for its backlog (429, 503), closed on the way out."""
     backlog = StreamSession.backlog_for(service)
     with service.batcher.admitted(backlog):
         session = StreamSession(service, start, options, head, backlog)

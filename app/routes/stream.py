@@ -1,26 +1,8 @@
 """``/v1/stream``: live PCM in over a WebSocket, each embedding out as soon as its window is complete.
 
-The protocol (docs/streaming.md has it in full):
-
-1. The client sends a text message, JSON :class:`~app.schemas.StreamStart` (``sample_rate``,
-   ``format``, ``channels``, ``hop``, ``pad``, ``resampler``, ``head``, ``postprocess``,
-   ``api_key``); the server answers ``{"type": "ready", ...}``.
-2. The client sends binary messages of interleaved PCM; the server sends
-   ``{"type": "embedding", "index", "start", "end", "embedding", ["postprocessed"], ["labels"]}``
-   as each 0.975 s window is complete.
-3. The client sends ``{"type": "end"}``; the server flushes, sends ``{"type": "end", "examples",
-   "seconds"}`` and closes with 1000.
-
-A stream is live audio: one that runs ahead of real time by more than ``stream_burst_seconds`` is
-read at real-time speed (its socket is not read meanwhile). When the server shuts down (SIGTERM
-under ``vggish serve``), open streams are drained: no more audio is read, what was received is
-flushed and its embeddings sent, then ``{"type": "end", ..., "detail"}`` and close 1012 (the client
-resends the audio after ``seconds`` to another server); new streams are refused (4503).
-
-Any error: ``{"type": "error", "status", "title", "detail", "problem_type", ...}`` (the problem
-body HTTP answers), then close code 4000 + status (4401, 4403, 4404, 4408, 4413, 4422, 4429, 4503,
-4504) or 1011 for a server fault. Browsers cannot set headers on WebSockets, so the key comes in
-the first message, or as ``Authorization: Bearer`` on the handshake from other clients.
+The protocol is docs/streaming.md's: a JSON :class:`~app.schemas.StreamStart`, binary PCM, then
+``{"type": "end"}``; errors are the problem body as ``{"type": "error", ...}`` and close code 4000 +
+status (1011 for a server fault). On shutdown open streams are drained and closed with 1012.
 """
 
 from __future__ import annotations
@@ -68,7 +50,7 @@ KEY_HOW = "`api_key` in the first message, or `Authorization: Bearer <key>` on t
 
 @router.websocket("/v1/stream")
 async def stream(websocket: WebSocket) -> None:
-    """Streams embeddings of live PCM (see the module's docstring for the protocol)."""
+    """Streams embeddings of live PCM."""
     await websocket.accept()
     settings: Settings = websocket.app.state.settings
     draining: asyncio.Event = websocket.app.state.draining or asyncio.Event()
@@ -93,17 +75,8 @@ async def stream(websocket: WebSocket) -> None:
 
 
 async def handshake(websocket: WebSocket, settings: Settings, draining: asyncio.Event) -> StreamStart:
-    """Checks the origin and a key sent on the handshake, reads the first message, checks a key
-    sent in it, then the message itself.
-
-    Raises:
-        ForbiddenOriginError: a browser page of another origin than this server or the CORS list.
-        UnauthorizedError: no key or a wrong one, when the server has keys (a wrong one on the
-            handshake is refused before any message is read).
-        InvalidParameterError: the first message is not a valid :class:`StreamStart`.
-        StreamTimeoutError: no first message within ``request_timeout_s``.
-        NotReadyError: the server is shutting down.
-    """
+    """Checks the origin and a key sent on the handshake (before reading), reads the first
+    message, checks a key sent in it, then validates it as :class:`StreamStart`."""
     _check_origin(websocket, settings)
     header_key = bearer_token(websocket.headers.get("authorization"))
     if header_key is not None:
@@ -128,14 +101,8 @@ async def handshake(websocket: WebSocket, settings: Settings, draining: asyncio.
 
 
 async def receive(websocket: WebSocket, settings: Settings, draining: asyncio.Event) -> dict[str, Any] | None:
-    """The next message (``text`` or ``bytes``), within ``request_timeout_s`` and the size limit;
-    None once ``draining`` is set (the server is shutting down), before or while waiting.
-
-    Raises:
-        WebSocketDisconnect: the client went away.
-        StreamTimeoutError: no message within ``request_timeout_s``.
-        LimitExceededError: a message over ``stream_max_message_bytes``.
-    """
+    """The next message (``text`` or ``bytes``), within ``request_timeout_s`` (StreamTimeoutError)
+    and ``stream_max_message_bytes`` (LimitExceededError); None once ``draining`` is set."""
     if draining.is_set():
         return None
     timeout = settings.request_timeout_s
@@ -166,15 +133,8 @@ async def receive(websocket: WebSocket, settings: Settings, draining: asyncio.Ev
 async def _serve(
     websocket: WebSocket, session: StreamSession, settings: Settings, draining: asyncio.Event
 ) -> bool:
-    """Reads PCM and sends embeddings at the same time, until both are done or one fails.
-
-    Returns:
-        Whether the stream was drained (the server is shutting down) rather than ended by the client.
-
-    Raises:
-        StreamTimeoutError: open for longer than ``max_input_seconds + request_timeout_s`` (live
-            audio cannot last longer than its limit; a stream that trickles is not kept forever).
-    """
+    """Reads PCM and sends embeddings at the same time, until both are done or one fails, within
+    ``max_input_seconds + request_timeout_s``; returns whether the stream was drained."""
     longest = settings.max_input_seconds + settings.request_timeout_s
     receiving = asyncio.ensure_future(_receive_all(websocket, session, settings, draining))
     sending = asyncio.ensure_future(_send_all(websocket, session))
@@ -198,8 +158,7 @@ async def _serve(
 async def _receive_all(
     websocket: WebSocket, session: StreamSession, settings: Settings, draining: asyncio.Event
 ) -> bool:
-    """Pushes PCM until the client's end, or the server's shutdown (then what was received is
-    flushed, a frame cut in two dropped); returns whether it was the shutdown."""
+    """Pushes PCM until the client's end or the server's shutdown; returns whether it was the shutdown."""
     while True:
         message = await receive(websocket, settings, draining)
         if message is None:
@@ -246,8 +205,7 @@ def _service(websocket: WebSocket, draining: asyncio.Event) -> EmbeddingService:
 async def _head(
     websocket: WebSocket, service: EmbeddingService, start: StreamStart, options: EmbedOptions
 ) -> Head | None:
-    """The named head, checked against the weights and options of this stream as classify does
-    (WeightsMismatchError: 409, close 4409, unless ``force``)."""
+    """The named head, checked against this stream's weights and options as classify does."""
     if start.head is None:
         return None
     store: BaseHeadStore = websocket.app.state.heads
@@ -271,9 +229,7 @@ def _check_origin(websocket: WebSocket, settings: Settings) -> None:
 
 
 def _json_object(text: str | None) -> dict[str, Any] | None:
-    """A text message as a JSON object, or None when it is not one, or holds more than
-    ``MAX_JSON_BRACKETS`` brackets (the messages are flat objects; what nests thousands deep
-    would exhaust the parser's stack)."""
+    """A text message as a flat JSON object, else None (deep nesting would exhaust the parser's stack)."""
     text = text or ""
     if text.count("{") + text.count("[") > MAX_JSON_BRACKETS:
         return None
@@ -285,9 +241,7 @@ def _json_object(text: str | None) -> dict[str, Any] | None:
 
 
 class DrainingWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol, but for its shutdown: an open stream is left to the app,
-    which drains it and closes it with 1012 itself (within uvicorn's graceful shutdown), instead
-    of being closed at once."""
+    """uvicorn's WebSocket protocol, but on shutdown an open stream is left to the app to drain."""
 
     def shutdown(self) -> None:
         if self.handshake_complete and self.initial_response is None and not self.close_sent:
