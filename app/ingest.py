@@ -1,14 +1,10 @@
-"""Reading request bodies: audio as multipart files, a raw body or JSON, and the other routes'
-bodies (head files, training JSON).
+"""Reading request bodies: audio as multipart files, a raw body or JSON, and the other routes'.
 
-Every body is read by :func:`body_chunks`, within four bounds: its size (``Content-Length``
-first, then as bytes arrive: 413 naming the setting); a deadline for the whole body,
-``body_timeout_s`` (408); a least average rate, ``min_body_bytes_per_s``, counted on the time spent
-waiting for the client after :data:`BODY_GRACE_S` (408); and the client leaving (499). Raw and
-multipart bodies go to a spooled temporary file (in memory up to :data:`SPOOL_BYTES`), which the
-decoders read from. JSON audio is parsed as it arrives (:mod:`.json_inputs`) under
-``max_json_bytes``, and JSON bodies still arriving hold at most :data:`PENDING_JSON_BODIES` times
-that limit together (beyond, 503 with ``Retry-After``).
+Every body is read by :func:`body_chunks` within its size (413), ``body_timeout_s`` and a least
+rate, ``min_body_bytes_per_s`` after :data:`BODY_GRACE_S` (408), until the client leaves (499).
+Raw and multipart bodies are spooled (in memory up to :data:`SPOOL_BYTES`); JSON is parsed as it
+arrives, JSON bodies arriving at once holding at most :data:`PENDING_JSON_BODIES` times
+``max_json_bytes`` together (beyond, 503).
 """
 
 from __future__ import annotations
@@ -56,8 +52,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Upload:
-    """One input of a request: its name (echoed in results) and its audio: a file's bytes, an
-    uploaded file (spooled), or samples."""
+    """One input of a request: its name and its audio (a file's bytes, a spooled file, or samples)."""
 
     name: str | None
     source: bytes | BinaryIO | Waveform
@@ -92,14 +87,8 @@ def check_content_length(request: Request, limit: int | BodyLimit) -> None:
 
 
 async def body_chunks(request: Request, limit: int | BodyLimit) -> AsyncIterator[bytes]:
-    """The body's pieces as they arrive, within its size limit, deadline and least rate.
-
-    Raises:
-        LimitExceededError: declared or sent past the limit (413).
-        BodyTimeoutError: not all there within ``body_timeout_s``, or slower than
-            ``min_body_bytes_per_s`` on average (408).
-        ClientDisconnectedError: the client left before the end of its body (499).
-    """
+    """The body's pieces as they arrive, within its size limit (413), deadline and least rate
+    (408), until the client leaves (499)."""
     limit = _as_limit(limit)
     check_content_length(request, limit)
     settings: Settings = request.app.state.settings
@@ -141,8 +130,7 @@ def _too_slow(settings: Settings, received: int, late: bool) -> BodyTimeoutError
 
 
 async def spool_body(request: Request, limit: int | BodyLimit) -> tuple[SpooledTemporaryFile[bytes], int]:
-    """The whole body in a spooled temporary file (in memory up to :data:`SPOOL_BYTES`),
-    positioned at its start, and its size; the caller closes it. Raises as :func:`body_chunks`."""
+    """The whole body in a spooled temporary file at its start, and its size; the caller closes it."""
     spooled: SpooledTemporaryFile[bytes] = SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (returned)
     try:
         size, pending = 0, bytearray()
@@ -161,15 +149,14 @@ async def spool_body(request: Request, limit: int | BodyLimit) -> tuple[SpooledT
 
 
 async def read_body(request: Request, limit: int | BodyLimit) -> bytes:
-    """The whole body (spooled while it arrives). Raises as :func:`body_chunks`."""
+    """The whole body (spooled while it arrives)."""
     spooled, _ = await spool_body(request, limit)
     with spooled:
         return await asyncio.to_thread(spooled.read)
 
 
 class _SpooledFile(io.RawIOBase):
-    """A spooled body or file part as the decoders read it. Closing it, or dropping it (the last
-    holder may be a decode thread that outlives its request), closes the file."""
+    """A spooled body or file part as the decoders read it; closing or dropping it closes the file."""
 
     def __init__(self, file: IO[bytes], size: int) -> None:
         super().__init__()
@@ -214,8 +201,7 @@ def media_type(request: Request) -> str:
 
 async def read_inputs(request: Request, limit: int, max_inputs: int) -> list[Upload]:
     """Parses the body by its media type into inputs (multipart and raw bodies up to ``limit``
-    bytes, JSON up to ``max_json_bytes``); raises the problems of 400, 408, 413, 415, 422, 499 and
-    503 that the module's docstring and :func:`body_chunks` name."""
+    bytes, JSON up to ``max_json_bytes``)."""
     kind = media_type(request)
     if kind == "multipart/form-data":
         inputs, _ = await read_form(request, limit)
@@ -244,14 +230,8 @@ async def _raw(request: Request, limit: int) -> Upload:
 
 
 async def read_form(request: Request, limit: int) -> tuple[list[Upload], dict[str, list[str]]]:
-    """A multipart body's ``file`` parts as inputs, and its text fields (name -> values, in order).
-    The body is spooled as it arrives, then parsed (its file parts spooled in turn).
-
-    Raises:
-        MissingAudioError: no ``file`` part, or an empty one (400).
-        HTTPException: a malformed form (400).
-        LimitExceededError, BodyTimeoutError, ClientDisconnectedError: as :func:`body_chunks`.
-    """
+    """A multipart body's ``file`` parts as inputs (400 when none or one is empty), and its text
+    fields (name -> values, in order); the body is spooled, then parsed."""
     spooled, _ = await spool_body(request, limit)
     with spooled:
         parser = MultiPartParser(request.headers, _read_back(spooled), max_part_size=limit)
@@ -283,7 +263,7 @@ async def _read_back(spooled: SpooledTemporaryFile[bytes]) -> AsyncGenerator[byt
 
 
 class _PendingJson:
-    """Bytes of JSON bodies still arriving in this process (their parsed audio is held)."""
+    """Bytes of JSON bodies still arriving in this process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -303,8 +283,8 @@ class _PendingJson:
 
 PENDING_JSON = _PendingJson()
 JSON_THREAD = ThreadPoolExecutor(1, thread_name_prefix="vggish-json")
-"""Where JSON bodies are parsed, one piece of one body at a time: parsing holds the GIL anyway, and
-a piece's parse events take many times its bytes while they are read (in one thread's heap)."""
+"""Where JSON bodies are parsed, one piece at a time: parsing holds the GIL, and a piece's events
+take many times its bytes."""
 
 
 async def parse_json_body(

@@ -1,12 +1,8 @@
 """The JSON form of an audio request, ``{"inputs": [...]}``, parsed piece by piece as it arrives.
 
-Each input is a file in base64 (``audio_base64``) or samples as numbers (``samples``,
-``sample_rate``, ``dtype``; see :mod:`.schemas`). Parsed whole into Python objects, numbers would
-take many times their audio's size; here ijson's C backend turns each piece of the body into parse
-events and each run of numbers becomes a float32 block at once, so a request holds about twice its
-audio in float32 at most. Limits are checked while parsing, before the audio is held (inputs as
-each starts, seconds as numbers arrive). ``NaN``, ``Infinity`` and numbers beyond float64 (not
-JSON, but some encoders write them) get the answer that non-finite samples in a file get.
+ijson's events become float32 blocks run by run (a request holds about twice its audio in float32
+at most), and limits are checked while parsing. ``NaN``, ``Infinity`` and numbers beyond float64
+get the answer that non-finite samples in a file get.
 """
 
 from __future__ import annotations
@@ -54,8 +50,7 @@ _TOKEN_CHARS = frozenset("+-.0123456789aefinrtyINE")  # of numbers and of NaN, I
 
 @dataclass(frozen=True)
 class BodyLimits:
-    """What one JSON body may carry: the settings ``max_inputs``, ``max_input_seconds`` and
-    ``max_request_seconds``."""
+    """``max_inputs``, ``max_input_seconds`` and ``max_request_seconds``."""
 
     inputs: int
     input_seconds: float
@@ -93,15 +88,7 @@ class _Item:
 
 
 class JsonInputs:
-    """Parses one JSON body fed in pieces into the request's inputs, under ``limits``.
-
-    Raises (from :meth:`feed` and :meth:`finish`):
-        InvalidParameterError: malformed JSON, unknown or invalid fields, bad base64 (422).
-        InvalidAudioError: samples that are not audio: NaN or infinity, ragged frames, out of
-            range for their ``dtype`` (422).
-        LimitExceededError: more inputs or seconds than the limits allow (413).
-        MissingAudioError: an empty body or an empty file (400).
-    """
+    """Parses one JSON body fed in pieces into the request's inputs, under ``limits``."""
 
     def __init__(self, limits: BodyLimits) -> None:
         self.limits = limits
@@ -117,12 +104,11 @@ class JsonInputs:
         self._seconds = 0.0  # audio seconds of the inputs read so far
 
     def feed(self, data: bytes) -> None:
-        """Reads the next piece of the body."""
         self._received += len(data)
         self._parse(lambda: self._parser.send(data))
 
     def finish(self, data: bytes = b"") -> list[ParsedInput]:
-        """Reads the last piece and returns the inputs, in order."""
+        """Reads the last piece and returns the inputs."""
         if data:
             self.feed(data)
         if not self._received:
@@ -132,8 +118,7 @@ class JsonInputs:
         return self._inputs
 
     def _parse(self, step: Any) -> None:
-        """Runs one step of the parser, then reads the events it made (those before a syntax error
-        too: they may hold a more precise error)."""
+        """Runs one step of the parser, then reads its events (those before a syntax error too)."""
         try:
             step()
         except ijson.JSONError as e:
@@ -142,8 +127,7 @@ class JsonInputs:
         self._read(self._events)
 
     def _syntax_error(self, message: str) -> Exception:
-        """A syntax error as the client's mistake: a non-finite number among samples is invalid
-        audio, as in a file; anything else is malformed JSON, where it happened."""
+        """A non-finite number among samples is invalid audio; anything else is malformed JSON."""
         reason = message.splitlines()[0] if message.strip() else "it is not JSON"
         item = self._item
         if item is not None and self._state in _IN_SAMPLES:
@@ -165,7 +149,7 @@ class JsonInputs:
     # --- the document -------------------------------------------------------------------------
 
     def _read(self, events: list[tuple[str, Any]]) -> None:
-        """Reads the events of one piece of the body (and clears them)."""
+
         at, count = 0, len(events)
         while at < count:
             if self._state in _IN_SAMPLES:
@@ -201,7 +185,7 @@ class JsonInputs:
             self._value(event, value)
 
     def _top(self, event: str, key: Any) -> None:
-        """A key of the body's object, or its end."""
+
         if event == "end_map":
             if not self._has_inputs:
                 raise _invalid("inputs", "Field required")
@@ -306,7 +290,7 @@ class JsonInputs:
         return at
 
     def _end_row(self, item: _Item, path: str, values: list[float]) -> None:
-        """Checks a finished frame's channels and moves its values to the run being read."""
+
         row = item.row
         try:
             audio.check_array_channels((1, len(row)))
@@ -320,7 +304,7 @@ class JsonInputs:
         row.clear()
 
     def _add(self, item: _Item, path: str, values: np.ndarray) -> None:
-        """Checks a run of samples, keeps it as float32 and checks the limits."""
+
         try:
             audio.check_finite(values, item.frames)  # the message every source gives
         except InvalidAudioError as e:
@@ -343,7 +327,7 @@ class JsonInputs:
             self._limits().check_length(item.frames, rate, _NO_OPTIONS, item.label)
 
     def _limits(self) -> Limits:
-        """This input's seconds: its own limit, or what the request has left if that is less."""
+        """This input's seconds: its own limit, or what the request has left."""
         spare = self.limits.request_seconds - self._seconds
         if spare < self.limits.input_seconds:
             return Limits(seconds=max(spare, 0.0), seconds_name="max_request_seconds")
@@ -375,8 +359,7 @@ def _shown(key: object) -> str:
 
 
 def _token_at_error(message: str) -> str:
-    """The word that yajl's message points at (its second line is the text around the error, its
-    third a caret under it), e.g. ``NaN``, or ``Na`` where the piece ended inside it."""
+    """The word under the caret of yajl's message, e.g. ``NaN`` (or ``Na`` where the piece ended)."""
     lines = message.splitlines()
     if len(lines) < 3 or "^" not in lines[2]:
         return ""
@@ -412,7 +395,7 @@ def _check_range(item: _Item, dtype: str) -> None:
 
 
 def _joined(item: _Item, dtype: str) -> np.ndarray:
-    """The input's blocks as one array, each block freed once copied."""
+    """The input's blocks as one array, each freed once copied."""
     shape = (item.frames,) if item.channels is None else (item.frames, item.channels)
     out = np.empty(shape, np.int16 if dtype == "int16" else np.float32)
     blocks, at = item.blocks, 0
@@ -425,7 +408,7 @@ def _joined(item: _Item, dtype: str) -> np.ndarray:
 
 
 def _base64(text: str, path: str) -> bytes:
-    """A file's bytes from its base64 text (standard alphabet, padded)."""
+
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as e:

@@ -1,7 +1,5 @@
 """The FastAPI app factory ``create_app(settings)``, and ``app`` (made on first access from the
-``VGGISH_*`` environment) for ``uvicorn app.main:app``. The lifespan loads the model once, starts
-the inference thread and warms the model up (``/readyz`` says 503 until then); on shutdown it
-finishes queued work first.
+``VGGISH_*`` environment) for ``uvicorn app.main:app``.
 """
 
 from __future__ import annotations
@@ -55,7 +53,7 @@ soon as its 0.975 s window is complete; `{"type": "end"}` ends it. A page to try
 
 
 async def _warm_up(app: FastAPI, service: EmbeddingService) -> None:
-    """Runs the model once, then marks the app ready (a failure is logged; /readyz stays 503)."""
+    """Runs the model once, then marks the app ready."""
     if service.settings.warmup:
         try:
             await service.warm_up()
@@ -68,9 +66,8 @@ async def _warm_up(app: FastAPI, service: EmbeddingService) -> None:
 
 @contextlib.contextmanager
 def _on_exit_signals(callback: Callable[[], None]) -> Iterator[None]:
-    """Calls ``callback`` on SIGINT / SIGTERM before the handlers already installed (uvicorn's,
-    which start the graceful shutdown), while the block runs. Only the main thread can set
-    handlers; elsewhere (e.g. under a test client) this does nothing."""
+    """Calls ``callback`` on SIGINT / SIGTERM before the handlers already installed (uvicorn's),
+    while the block runs; off the main thread (a test client) it does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -96,10 +93,9 @@ def _on_exit_signals(callback: Callable[[], None]) -> Iterator[None]:
 
 
 async def _open_store(store: BaseHeadStore) -> None:
-    """Upgrades the heads schema now; a PostgreSQL store is reached now too, so that a wrong URL
-    or password stops the start (a new SQLite database is made on the first write instead). A
-    data directory that cannot be written is said in one line; the service starts (embeddings,
-    and reading heads, work; heads writes answer 503 naming the fix)."""
+    """Upgrades the heads schema now (a wrong PostgreSQL URL stops the start; a new SQLite database
+    is made on the first write). A data directory that cannot be written is logged; the service
+    starts, and heads writes answer 503 naming the fix."""
     if not isinstance(store, SqliteHeadStore):
         await asyncio.to_thread(store.open)
         return
@@ -117,12 +113,8 @@ async def _open_store(store: BaseHeadStore) -> None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Loads the model, serves, then drains the queue and stops the worker threads.
-
-    Head trainings are stopped at once by SIGINT / SIGTERM (they answer 503; a training is
-    resent in no time, and waiting would hold the shutdown for as long as one can take); live
-    streams are drained (``app/routes/stream.py``).
-    """
+    """Loads the model, serves (``/readyz`` 503 until warmed up), then drains the queue and stops
+    the worker threads. SIGINT / SIGTERM stop head trainings at once (503) and drain live streams."""
     settings: Settings = app.state.settings
     configure_logging(settings.log_level)
     with warnings_to_log():
@@ -159,11 +151,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Builds the app; nothing is loaded until its lifespan starts.
-
-    Args:
-        settings: the service settings; default: read from ``VGGISH_*`` environment variables.
-    """
+    """Builds the app (``settings`` default: from ``VGGISH_*``); nothing loads until its lifespan starts."""
     settings = settings or Settings()
     app = FastAPI(
         title="VGGish",
@@ -219,11 +207,7 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
 
 
 def serve(settings: Settings) -> bool:
-    """Serves until interrupted (SIGINT/SIGTERM drain the requests in flight first).
-
-    Returns:
-        Whether the server started (one worker); True once the workers ran (several).
-    """
+    """Serves until interrupted; returns whether the server started (True once several workers ran)."""
     config = uvicorn_config(settings)
     if settings.workers > 1:
         Multiprocess(config, sockets=[config.bind_socket()]).run()
@@ -234,8 +218,7 @@ def serve(settings: Settings) -> bool:
 
 
 def __getattr__(name: str) -> FastAPI:
-    """``app``: an app made from the environment's settings, for ``uvicorn app.main:app``
-    (built on first access, so importing this module reads no environment)."""
+    """``app``, made on first access, so that importing this module reads no environment."""
     if name == "app":
         globals()["app"] = made = create_app()
         return made

@@ -1,10 +1,8 @@
 """The embedding service: inputs -> (decode pool) examples -> (batcher) embeddings -> results.
 
-Every input goes through the library's one source of examples (:class:`vggish.pipeline.source.ExampleSource`):
-opened on the decode pool (headers only) so that the limits a header decides are refused before
-any decoding, then decoded block by block on the pool, its examples streamed into the
-cross-request batcher as they are made. Log-mel runs where the model runs (the GPU for a CUDA
-model), as in the library.
+Every input goes through the library's one :class:`vggish.pipeline.source.ExampleSource`, opened
+on the decode pool (headers only, so that what a header decides is refused before decoding), then
+decoded block by block, its examples streamed into the cross-request batcher as they are made.
 """
 
 from __future__ import annotations
@@ -57,13 +55,7 @@ Disconnected = Callable[[], Awaitable[None]]
 
 
 class EmbeddingService:
-    """Holds the model, the decode pool and the batcher; embeds the inputs of requests.
-
-    Args:
-        model: the loaded VGGish.
-        settings: limits and batching parameters.
-        metrics: where decode times and audio seconds are recorded.
-    """
+    """Holds the model, the decode pool and the batcher; embeds the inputs of requests."""
 
     def __init__(self, model: Runtime, settings: Settings, metrics: Metrics) -> None:
         self.model = model
@@ -83,7 +75,6 @@ class EmbeddingService:
         self.weights_id = sha[:WEIGHTS_PREFIX] if sha != "random" else "random"
 
     def start(self) -> None:
-        """Starts the inference thread."""
         self.batcher.start()
 
     def close(self) -> None:
@@ -95,20 +86,17 @@ class EmbeddingService:
         """One model call through the batcher, and the front end at the commonest rates (their
         resampling filters are built once), so the first request does not pay for either."""
         silence = np.zeros((min(self.settings.max_batch_examples, 4), 96, 64), dtype=np.float32)
-        job = self.batcher.open(asyncio.get_running_loop())
-        await asyncio.get_running_loop().run_in_executor(self.pool, self.batcher.feed, job, iter([silence]))
+        loop = asyncio.get_running_loop()
+        job = self.batcher.open(loop)
+        await loop.run_in_executor(self.pool, self.batcher.feed, job, iter([silence]))
         await self.batcher.result(job)
-        await asyncio.get_running_loop().run_in_executor(self.pool, _warm_front_end)
+        await loop.run_in_executor(self.pool, _warm_front_end)
 
     def options(
         self, hop: float, pad: bool, resampler: str, postprocess: bool | None = False
     ) -> EmbedOptions:
         """The library's options for a request's query parameters (``postprocess`` None: when the
-        weights carry PCA parameters, as in the library and the CLI).
-
-        Raises:
-            InvalidParameterError: postprocessing asked of weights without PCA, or a bad hop.
-        """
+        weights carry PCA parameters); InvalidParameterError for what these weights cannot do."""
         if postprocess is None:
             postprocess = self.model.has_pca
         if postprocess and not self.model.has_pca:
@@ -121,13 +109,7 @@ class EmbeddingService:
     async def embed(
         self, inputs: list[Upload], options: EmbedOptions, timings: Timings, disconnected: Disconnected
     ) -> list[EmbeddingResult]:
-        """Embeds every input, giving up on timeout or when the client goes away.
-
-        Raises:
-            RequestTimeoutError: not done within ``request_timeout_s`` (504).
-            ClientDisconnectedError: the client went away; its queued examples are dropped.
-            InvalidInputError: (and its kinds) an input is not usable; the first one answers.
-        """
+        """Embeds every input within :meth:`bounded`; the first unusable input's error answers."""
         results: list[EmbeddingResult] = await self.bounded(
             lambda cancel: self._embed_all(inputs, options, timings, cancel), disconnected
         )
@@ -138,14 +120,8 @@ class EmbeddingService:
     async def features(
         self, inputs: list[Upload], options: EmbedOptions, timings: Timings, disconnected: Disconnected
     ) -> list[InputExamples]:
-        """Every input's log-mel examples (NumPy float32), under the same limits as :meth:`embed`
-        and ``max_feature_examples`` for the request, since they are all held for the answer.
-
-        Raises:
-            LimitExceededError: the headers already tell more examples than the limit, or an input
-                of unknown length decodes past what the others leave (413).
-            RequestTimeoutError, ClientDisconnectedError, InvalidInputError: as :meth:`embed`.
-        """
+        """Every input's log-mel examples, under the limits of :meth:`embed` and, as they are all
+        held for the answer, ``max_feature_examples`` for the request."""
         s = self.settings
         limits = Limits(
             seconds=s.max_input_seconds, examples=s.max_feature_examples, examples_name="max_feature_examples"
@@ -189,13 +165,8 @@ class EmbeddingService:
     async def bounded(
         self, work: Callable[[threading.Event], Awaitable[Any]], disconnected: Disconnected
     ) -> Any:
-        """Runs ``work(cancel)`` until done, the request timeout, or the client's departure (then
-        ``cancel`` is set, for work running in threads to see).
-
-        Raises:
-            RequestTimeoutError: not done within ``request_timeout_s`` (504).
-            ClientDisconnectedError: the client went away.
-        """
+        """Runs ``work(cancel)`` until done, ``request_timeout_s`` (RequestTimeoutError) or the
+        client's departure (ClientDisconnectedError); ``cancel`` is set for threads to see."""
         cancel = threading.Event()
         task = asyncio.ensure_future(work(cancel))
         gone = asyncio.ensure_future(disconnected())
@@ -272,8 +243,7 @@ class EmbeddingService:
 
     def _expected_examples(self, source: ExampleSource, options: EmbedOptions) -> int:
         """Examples an opened input will make: exact from its header, else at most its budget."""
-        info = source.info
-        seconds = info.seconds if info.seconds is not None else (source.limits.seconds or 0.0)
+        seconds = source.info.seconds if source.info.seconds is not None else (source.limits.seconds or 0.0)
         return num_examples(int(seconds * params.SAMPLE_RATE), options.hop_seconds, options.pad)
 
     async def _embed_one(
@@ -296,7 +266,7 @@ class EmbeddingService:
         return EmbeddingResult.of(out, source.summary())
 
     def _blocks(self, source: ExampleSource) -> Iterator[Any]:
-        """The source's examples in blocks of about a batch (fewer, fuller model calls)."""
+        """The source's examples in blocks of about a batch."""
         pending: list[Any] = []
         count = 0
         for chunk in source:
