@@ -149,7 +149,6 @@ class JsonInputs:
     # --- the document -------------------------------------------------------------------------
 
     def _read(self, events: list[tuple[str, Any]]) -> None:
-
         at, count = 0, len(events)
         while at < count:
             if self._state in _IN_SAMPLES:
@@ -185,7 +184,6 @@ class JsonInputs:
             self._value(event, value)
 
     def _top(self, event: str, key: Any) -> None:
-
         if event == "end_map":
             if not self._has_inputs:
                 raise _invalid("inputs", "Field required")
@@ -290,7 +288,6 @@ class JsonInputs:
         return at
 
     def _end_row(self, item: _Item, path: str, values: list[float]) -> None:
-
         row = item.row
         try:
             audio.check_array_channels((1, len(row)))
@@ -304,7 +301,6 @@ class JsonInputs:
         row.clear()
 
     def _add(self, item: _Item, path: str, values: np.ndarray) -> None:
-
         try:
             audio.check_finite(values, item.frames)  # the message every source gives
         except InvalidAudioError as e:
@@ -408,7 +404,6 @@ def _joined(item: _Item, dtype: str) -> np.ndarray:
 
 
 def _base64(text: str, path: str) -> bytes:
-
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as e:
