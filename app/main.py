@@ -34,7 +34,7 @@ from .metrics import Metrics
 from .middleware import PROTECTED_PATHS, TIMING_HEADERS, ProtectedPathsMiddleware, RequestContextMiddleware
 from .model_loader import load_configured_model
 from .openapi_docs import install_openapi
-from .routes import collections, embeddings, features, heads, health, metrics, models, stream
+from .routes import collections, embeddings, heads, health, metrics, models, stream
 from .routes.ui import install_ui
 from .search_service import open_store as open_collections
 from .search_service import store_of
@@ -170,7 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.heads = open_store(settings.heads_location)
     app.state.collections = store_of(settings)
     install_error_handlers(app)
-    for module in (embeddings, features, stream, heads, collections, models, health, metrics):
+    for module in (embeddings, stream, heads, collections, models, health, metrics):
         app.include_router(module.router)
     install_openapi(app, PROTECTED_PATHS if settings.protect_docs else ())
     install_docs(app)
