@@ -19,7 +19,6 @@ _bearer = HTTPBearer(auto_error=False, description="one of VGGISH_API_KEYS, when
 
 
 def get_settings(request: Request) -> Settings:
-    """The app's settings."""
     settings: Settings = request.app.state.settings
     return settings
 
@@ -34,8 +33,7 @@ def get_service(request: Request) -> EmbeddingService:
 
 def get_heads(request: Request) -> HeadsService:
     """The heads service (training and classifying need the model: 503 until it is loaded)."""
-    service = get_service(request)
-    return HeadsService(get_store(request), service, request.app.state.trainings)
+    return HeadsService(get_store(request), get_service(request), request.app.state.trainings)
 
 
 def get_store(request: Request) -> BaseHeadStore:

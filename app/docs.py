@@ -1,9 +1,5 @@
-"""Offline ``/docs`` (Swagger UI) and ``/redoc`` (ReDoc), their scripts served by the service itself.
-
-FastAPI's own pages load their scripts from a CDN, blank without internet. The ``fastapi-offline``
-package ships them; they are mounted under ``/docs-assets``. No page loads anything from another
-host: ReDoc's bundle fetches its logo from Redocly's CDN whatever its options, so it is served with
-that image URL made an empty inline SVG.
+"""Offline ``/docs`` (Swagger UI) and ``/redoc`` (ReDoc), their scripts (from ``fastapi-offline``)
+served by the service itself under ``/docs-assets``; ReDoc's CDN logo is made an empty inline SVG.
 """
 
 from __future__ import annotations
@@ -32,11 +28,8 @@ def offline_redoc() -> bytes:
 
 
 def install_docs(app: FastAPI) -> None:
-    """Adds ``/docs``, its OAuth2 redirect page, ``/redoc`` and the assets they load.
-
-    The app must be made with ``docs_url=None, redoc_url=None`` (FastAPI's CDN pages off);
-    ``/openapi.json`` stays where it is.
-    """
+    """Adds ``/docs``, its OAuth2 redirect page, ``/redoc`` and their assets (to an app made with
+    ``docs_url=None, redoc_url=None``)."""
     if not (ASSETS_DIR / "swagger-ui-bundle.js").is_file():
         raise RuntimeError(f"the docs assets are missing from {ASSETS_DIR}: reinstall fastapi-offline")
     redoc_js = offline_redoc()

@@ -53,8 +53,7 @@ _UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 def log_config(level: str) -> dict[str, Any]:
-    """A ``logging.config.dictConfig`` mapping (uvicorn's ``log_config``): JSON lines on stderr
-    for every logger; ours and uvicorn's at ``level``, other libraries' from WARNING up."""
+    """uvicorn's ``log_config``: JSON lines on stderr; ours at ``level``, others' from WARNING."""
     handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     ours = {"level": level.upper()}
     return {
@@ -69,8 +68,7 @@ def log_config(level: str) -> dict[str, Any]:
 
 @contextmanager
 def warnings_to_log() -> Iterator[None]:
-    """Inside the block, a warning is a log record of ``py.warnings`` (category: message, no source
-    line), so it comes out as a JSON line too."""
+    """Inside the block, a warning is a ``py.warnings`` log record (so a JSON line too)."""
     log = logging.getLogger("py.warnings")
 
     def show(

@@ -94,8 +94,8 @@ class RequestContextMiddleware:
 
 
 class ProtectedPathsMiddleware:
-    """Answers 401 on ``paths`` (and below them) unless the request carries one of ``keys``
-    (CORS preflights, which never carry one, pass on to the CORS middleware)."""
+    """Answers 401 on ``paths`` (and below them) unless the request carries one of ``keys`` (CORS
+    preflights pass)."""
 
     def __init__(self, app: ASGIApp, keys: tuple[str, ...], paths: tuple[str, ...] = PROTECTED_PATHS) -> None:
         self.app = app

@@ -25,11 +25,8 @@ def _no_weights(path: Path, why: str) -> RuntimeError:
 
 
 def resolve_weights(settings: Settings) -> str:
-    """The weights to load: ``random``, or a file (converted or downloaded when missing).
-
-    Raises:
-        RuntimeError: in one line, when there are none and they cannot be fetched.
-    """
+    """The weights to load: ``random``, or a file (converted or downloaded when missing); a
+    one-line RuntimeError when there are none."""
     if settings.weights == RANDOM:
         return RANDOM
     path = Path(settings.weights) if settings.weights else default_weights_path()

@@ -1,6 +1,5 @@
-"""OpenAPI additions: the body forms of the routes that read their bodies themselves (audio in
-three forms, head files), with examples, their problems, and security as it is configured (the
-bearer scheme and 401 only where a key is needed), so that generated requests and the server agree.
+"""OpenAPI additions: the bodies of the routes that read them themselves, their problems, and
+security as configured (bearer and 401 only where a key is needed).
 """
 
 from __future__ import annotations
@@ -138,9 +137,8 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def install_openapi(app: FastAPI, protected: tuple[str, ...] = ()) -> None:
-    """Makes ``app.openapi()`` include the JSON request schemas the body documentation refers to,
-    and declare the bearer scheme where ``app.state.settings`` ask for a key (and on ``protected``
-    paths outside ``/v1``)."""
+    """Makes ``app.openapi()`` include the JSON request schemas the bodies refer to, and the bearer
+    scheme where the settings ask for a key (and on ``protected`` paths)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -162,8 +160,7 @@ def install_openapi(app: FastAPI, protected: tuple[str, ...] = ()) -> None:
 
 
 def _declare_security(schema: dict[str, Any], keys: bool, protected: tuple[str, ...]) -> None:
-    """With keys: every operation that needs one lists the bearer scheme and answers 401. Without:
-    no operation does, and the scheme is not declared."""
+    """With keys, every operation that needs one lists the bearer scheme and 401; without, none does."""
     schemes = schema["components"].get("securitySchemes", {})
     bearer: list[dict[str, list[str]]] = [{name: []} for name in schemes]
     for path, operations in schema["paths"].items():

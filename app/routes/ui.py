@@ -1,7 +1,5 @@
-"""``GET /``: the browser page (plain HTML, CSS and ES modules from ``app/static``, no CDN, no build).
-
-The page itself is open to all; the API calls it makes carry the visitor's key when the service
-has ``VGGISH_API_KEYS`` set. Its Content-Security-Policy lets it load and connect to this server only.
+"""``GET /``: the browser page (HTML, CSS and ES modules from ``app/static``), open to all; its
+Content-Security-Policy lets it load from and connect to this server only.
 """
 
 from __future__ import annotations
