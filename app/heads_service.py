@@ -46,21 +46,17 @@ from .schemas import (
 from .service import Disconnected, EmbeddingService, Timings
 
 
-def identity_warnings(record: HeadRecord) -> list[str]:
-    """What a head's listing says when it does not record the weights it was trained on."""
-    if record.features.weights_sha256 is not None:
-        return []
-    return [
-        f"head {record.name!r} does not record the weights it was trained on (stored before heads "
-        "did, or trained on embeddings sent without `features.weights_sha256`): it is never "
-        "refused, and its scores mean nothing on embeddings of other weights"
-    ]
-
-
 def head_info(record: HeadRecord, warnings: Sequence[str | None] = ()) -> HeadInfo:
-    """A stored head as its schema, with what to warn of (its own identity's gaps first)."""
+    """A stored head as its schema, with what to warn of (first: that it does not record its weights)."""
     metrics = None if record.metrics is None else HeadMetricsOut(**record.metrics.__dict__)
-    said = [*identity_warnings(record), *(w for w in warnings if w)]
+    said = [w for w in warnings if w]
+    if record.features.weights_sha256 is None:
+        said.insert(
+            0,
+            f"head {record.name!r} does not record the weights it was trained on (stored before heads "
+            "did, or trained on embeddings sent without `features.weights_sha256`): it is never "
+            "refused, and its scores mean nothing on embeddings of other weights",
+        )
     return HeadInfo(
         **{
             **record.__dict__,
@@ -132,10 +128,6 @@ class HeadsService:
     def limits(self) -> TrainingLimits:
         s = self.embedding.settings
         return TrainingLimits(s.max_train_examples, s.max_train_classes)
-
-    def weights_sha256(self) -> str | None:
-        """The server's weights' SHA-256 (``random`` for the demo weights), when known."""
-        return self.embedding.model.weights_info.get("sha256") or None
 
     def read_form(self, fields: dict[str, list[str]]) -> TrainForm:
         """A training form's text fields, counted against the training limits (LimitExceededError,
@@ -231,9 +223,8 @@ class HeadsService:
         """Validates a head file (never unpickled) and stores it under ``name``, replacing; one
         that records other weights than the server's is refused unless ``force``."""
         head = await asyncio.to_thread(heads.from_safetensors, data)
-        warning = heads.check_compatible(
-            head.features, FeatureSpec(weights_sha256=self.weights_sha256()), force, name
-        )
+        server = FeatureSpec(weights_sha256=self.embedding.model.weights_info.get("sha256") or None)
+        warning = heads.check_compatible(head.features, server, force, name)
         record = await asyncio.to_thread(self.store.save, name, head, True, self.embedding.settings.max_heads)
         self.embedding.metrics.heads_trained.labels(source="import").inc()
         forced = warning if head.features.weights_sha256 is not None else None  # else: in its listing
@@ -324,14 +315,10 @@ def _classification(
     index: int, e: EmbeddingResult, head: heads.Head, options: EmbedOptions, top_k: int | None
 ) -> Classification:
     count = e.embeddings.shape[0]
+    clip: dict[str, Any] = {"index": index, "name": e.name, "duration": e.duration}
     if not count:
         return Classification(
-            index=index,
-            name=e.name,
-            duration=e.duration,
-            labels=[],
-            frames=[],
-            warnings=[short_clip_warning(e.duration, "labels")],
+            **clip, labels=[], frames=[], warnings=[short_clip_warning(e.duration, "labels")]
         )
     labels = [LabelScore(**x) for x in label_embeddings(head, clip_mean(e.embeddings)[None], top_k)[0]]
     spans = example_timestamps(count, options.hop_seconds)
@@ -340,6 +327,4 @@ def _classification(
         FrameLabels(start=float(a), end=float(b), labels=[LabelScore(**x) for x in row])
         for (a, b), row in zip(spans, per_frame, strict=True)
     ]
-    return Classification(
-        index=index, name=e.name, duration=e.duration, labels=labels, frames=frames, warnings=None
-    )
+    return Classification(**clip, labels=labels, frames=frames, warnings=None)
