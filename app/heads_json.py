@@ -98,11 +98,8 @@ class TrainBodyParser:
                 return
             if key in self.fields:
                 raise InvalidInputError(f"the body gives `{key}` twice")
-            if key == "embeddings":
-                yield from self._rows()
-                self.fields[key] = True
-            elif key == "labels":
-                yield from self._labels()
+            if key in ("embeddings", "labels"):
+                yield from (self._rows() if key == "embeddings" else self._labels())
                 self.fields[key] = True
             elif key in SMALL_FIELDS:
                 self.fields[key] = yield from self._small(key)
@@ -124,7 +121,7 @@ class TrainBodyParser:
             where = f"embeddings[{len(self.rows)}]"
             if event != "start_array":
                 raise InvalidInputError(f"{where} must be a list of {params.EMBEDDING_SIZE} numbers")
-            self._count("rows", len(self.rows) + 1)
+            self._count("max_train_examples", "rows", len(self.rows) + 1)
             row: list[float] = []
             while (item := (yield))[0] == "number":
                 if len(row) == params.EMBEDDING_SIZE:
@@ -148,17 +145,12 @@ class TrainBodyParser:
             where = f"labels[{len(self.labels)}]"
             if event != "string":
                 raise InvalidInputError(f"{where} must be a string")
-            self._count("labels", len(self.labels) + 1)
+            self._count("max_train_examples", "labels", len(self.labels) + 1)
             try:
                 label = self.classes.setdefault(check_label(value), value)
             except InvalidInputError as e:
                 raise InvalidInputError(f"{where}: {e}") from None
-            if len(self.classes) > self.limits.max_train_classes:
-                raise LimitExceededError(
-                    "max_train_classes",
-                    f"more than {self.limits.max_train_classes} classes sent; "
-                    f"at most {self.limits.max_train_classes} per training",
-                )
+            self._count("max_train_classes", "classes", len(self.classes))
             self.labels.append(label)
 
     def _small(self, key: str) -> Generator[None, Event, Any]:
@@ -174,12 +166,10 @@ class TrainBodyParser:
                 return builder.value
         raise InvalidInputError(f"`{key}` is larger than any valid value of it")
 
-    def _count(self, what: str, count: int) -> None:
-        most = self.limits.max_train_examples
+    def _count(self, limit: str, what: str, count: int) -> None:
+        most = getattr(self.limits, limit)
         if count > most:
-            raise LimitExceededError(
-                "max_train_examples", f"more than {most} {what} sent; at most {most} per training"
-            )
+            raise LimitExceededError(limit, f"more than {most} {what} sent; at most {most} per training")
 
 
 def _row(numbers: list[float], where: str) -> np.ndarray:
