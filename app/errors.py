@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.routing import Match
 
 from vggish import errors as domain
@@ -173,7 +174,7 @@ def problem_response(
     return JSONResponse(body, status_code=problem.status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
-def _count_failure(request: Request, reason: str) -> None:
+def count_failure(request: HTTPConnection, reason: str) -> None:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.failures.labels(reason=reason).inc()
@@ -194,13 +195,13 @@ def invalid_parameters(exc: ValidationError | RequestValidationError) -> Invalid
 
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ProblemError)
-    _count_failure(request, exc.problem.slug)
+    count_failure(request, exc.problem.slug)
     return problem_response(exc.problem, exc.detail, exc.headers, **exc.extra)
 
 
 async def _on_domain(request: Request, exc: Exception) -> JSONResponse:
     problem = problem_of(exc)
-    _count_failure(request, problem.slug)
+    count_failure(request, problem.slug)
     detail, extra = problem_detail(exc, problem)
     headers = None
     if isinstance(exc, StoreUnavailableError) and not isinstance(exc, StoreFullError):
@@ -230,7 +231,7 @@ _HTTP_PROBLEMS = {
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     problem = _HTTP_PROBLEMS.get(exc.status_code, Problem(exc.status_code, "Bad request", "bad-request"))
-    _count_failure(request, problem.slug)
+    count_failure(request, problem.slug)
     headers = dict(exc.headers or {})
     if exc.status_code == 405:  # Starlette names the methods of the first route on the path only
         headers["Allow"] = ", ".join(_allowed_methods(request))
@@ -250,7 +251,7 @@ def _allowed_methods(request: Request) -> list[str]:
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     rid = getattr(request.state, "request_id", "-")
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    _count_failure(request, INTERNAL.slug)
+    count_failure(request, INTERNAL.slug)
     detail = f"the server failed (request id {rid}); its log has the details"
     # answered outside the other middlewares (Starlette's outermost one), so the id is added here
     return problem_response(INTERNAL, detail, {"x-request-id": rid}, request_id=rid)

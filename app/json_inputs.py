@@ -67,6 +67,7 @@ class _Item:
 
     index: int
     fields: dict[str, Any] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)  # its keys so far
     blocks: list[np.ndarray] = field(default_factory=list)
     frames: int = 0
     channels: int | None = None  # None: mono, a flat list
@@ -97,7 +98,6 @@ class JsonInputs:
         self._received = 0
         self._state = _START
         self._has_inputs = False
-        self._seen: set[str] = set()  # keys of the input being read
         self._key = ""  # the key whose value comes next
         self._item: _Item | None = None
         self._inputs: list[ParsedInput] = []
@@ -176,8 +176,13 @@ class JsonInputs:
                 self._state = _TOP
             elif event != "start_map":
                 raise _invalid(f"inputs.{len(self._inputs)}", "must be a JSON object")
+            elif len(self._inputs) >= (most := self.limits.inputs):
+                raise LimitExceededError(
+                    "max_inputs", f"more than {most} inputs sent; at most {most} a request"
+                )
             else:
-                self._start_input()
+                self._item = _Item(len(self._inputs))
+                self._state = _ITEM
         elif state == _ITEM:
             self._member(event, value)
         else:
@@ -198,14 +203,6 @@ class JsonInputs:
             self._has_inputs = True
             self._state = _LIST
 
-    def _start_input(self) -> None:
-        most = self.limits.inputs
-        if len(self._inputs) >= most:
-            raise LimitExceededError("max_inputs", f"more than {most} inputs sent; at most {most} a request")
-        self._item = _Item(len(self._inputs))
-        self._seen = set()
-        self._state = _ITEM
-
     def _member(self, event: str, key: Any) -> None:
         item = self._item
         assert item is not None
@@ -220,9 +217,9 @@ class JsonInputs:
                 "unknown field: an input holds `samples`, `sample_rate`, `dtype` and `name`, "
                 "or `audio_base64` and `name`",
             )
-        if key in self._seen:
+        if key in item.seen:
             raise _invalid(f"{item.path}.{key}", "given twice")
-        self._seen.add(key)
+        item.seen.add(key)
         self._key = key
         self._state = _VALUE
 

@@ -68,12 +68,6 @@ class StreamSession:
         self._lead = 0.0  # seconds of audio received ahead of real time
         self._paced_at = time.monotonic()
 
-    @staticmethod
-    def backlog_for(service: EmbeddingService) -> int:
-        """The examples a stream may have on their way: two batches, within the batcher's queue."""
-        s = service.settings
-        return min(BACKLOG_BATCHES * s.max_batch_examples, s.max_queue_examples)
-
     @property
     def seconds(self) -> float:
         return self.stream.num_samples / self.sample_rate
@@ -228,7 +222,8 @@ def opened(
     service: EmbeddingService, start: StreamStart, options: EmbedOptions, head: Head | None
 ) -> Iterator[StreamSession]:
     """A session admitted into the batcher's queue for its backlog (429, 503), closed on the way out."""
-    backlog = StreamSession.backlog_for(service)
+    s = service.settings
+    backlog = min(BACKLOG_BATCHES * s.max_batch_examples, s.max_queue_examples)  # within the queue
     with service.batcher.admitted(backlog):
         session = StreamSession(service, start, options, head, backlog)
         service.metrics.streams.inc()

@@ -30,6 +30,7 @@ from ..errors import (
     InvalidParameterError,
     NotReadyError,
     StreamTimeoutError,
+    count_failure,
     invalid_parameters,
     problem_of,
     stream_error,
@@ -185,9 +186,7 @@ async def _send_all(websocket: WebSocket, session: StreamSession) -> None:
 async def _fail(websocket: WebSocket, exc: Exception) -> None:
     """Sends the error message and closes with its code (unless the client is gone already)."""
     message, code = stream_error(exc)
-    metrics = getattr(websocket.app.state, "metrics", None)
-    if metrics is not None:
-        metrics.failures.labels(reason=problem_of(exc).slug).inc()
+    count_failure(websocket, problem_of(exc).slug)
     with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError, asyncio.TimeoutError):
         await asyncio.wait_for(websocket.send_json(message), SEND_ERROR_TIMEOUT_S)
         await websocket.close(code, reason=message["title"])
