@@ -29,7 +29,7 @@ from vggish.pipeline.source import ExampleStream, Limits
 from .batching import BACKLOG_BATCHES, InputJob
 from .errors import RequestTimeoutError
 from .heads_service import label_embeddings
-from .schemas import MAX_FLOAT_SAMPLE, StreamStart
+from .schemas import DEFAULT_FRAME_TOP_K, MAX_FLOAT_SAMPLE, StreamStart
 from .service import EmbeddingService
 
 PCM_DTYPES: dict[str, np.dtype[Any]] = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
@@ -51,6 +51,7 @@ class StreamSession:
         self.service = service
         self.options = options
         self.head = head
+        self.top_k = start.top_k or DEFAULT_FRAME_TOP_K  # labels per embedding: bounded, whatever the head
         self.backlog = backlog
         self.sample_rate = start.sample_rate
         self.channels = start.channels
@@ -200,7 +201,7 @@ class StreamSession:
         """The messages of one model call's embeddings."""
         rows, first = out.embeddings, self.sent
         spans = example_timestamps(len(rows), self.options.hop_seconds, start=first)
-        labels = label_embeddings(self.head, rows, None) if self.head is not None else None
+        labels = label_embeddings(self.head, rows, self.top_k) if self.head is not None else None
         for k, row in enumerate(rows):
             message: dict[str, Any] = {
                 "type": "embedding",
