@@ -29,7 +29,6 @@ default output: {default_weights_path()}"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``convert`` subcommand's arguments."""
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file, V2 prefix, or .pth")
     p.add_argument(
         "--pca",

@@ -31,7 +31,6 @@ default folder: {default_weights_dir()}"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``download`` subcommand's arguments."""
     p.add_argument(
         "--dir",
         type=Path,

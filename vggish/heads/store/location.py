@@ -1,9 +1,5 @@
-"""Choosing a store from where it lives: a PostgreSQL URL or a data directory (SQLite).
-
-Apart from :mod:`.base` so that the backends, which import the base, are imported by nothing
-they import themselves (no cycle); the PostgreSQL one only when a URL asks for it (psycopg is
-an optional dependency).
-"""
+"""Choosing a store from where it lives: a PostgreSQL URL or a data directory (SQLite). Apart
+from :mod:`.base` so that nothing the backends import imports them (no cycle)."""
 
 from __future__ import annotations
 
@@ -22,9 +18,7 @@ def is_postgres_url(location: str | Path) -> bool:
 
 def open_store(location: str | Path) -> BaseHeadStore:
     """The heads store at ``location``: a ``postgresql://user:password@host:port/db`` URL, or a
-    data directory (SQLite, ``heads.sqlite3`` inside, created on the first write).
-
-    Nothing is connected until the first operation (or :meth:`HeadStore.open`).
+    data directory (SQLite). Nothing is connected until the first operation.
 
     Raises:
         InvalidInputError: a URL of another scheme.
