@@ -97,12 +97,10 @@ class Settings(BaseSettings):
 
     @property
     def api_key_list(self) -> tuple[str, ...]:
-        """The accepted bearer keys (empty: no authentication)."""
         return _split_csv(self.api_keys)
 
     @property
     def cors_origin_list(self) -> tuple[str, ...]:
-        """The origins CORS allows (empty: CORS off)."""
         return _split_csv(self.cors_origins)
 
     def load_kwargs(self) -> dict[str, Any]:

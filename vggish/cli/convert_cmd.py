@@ -45,7 +45,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Converts ``args.checkpoint`` (and ``args.pca``) into ``args.output``; prints one line."""
     started = time.perf_counter()
     output = convert_checkpoint(args.checkpoint, args.output, pca=args.pca)
     seconds = time.perf_counter() - started

@@ -30,7 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exports, checks parity with PyTorch on random examples, prints one line."""
     import numpy as np
     import torch
 

@@ -1,8 +1,5 @@
-"""``vggish heads train|classify|list|delete|export|import``: classifier heads, without a server.
-
-The same store as the service's, and each clip's embedding computed as the service does (the mean
-of its examples' embeddings). Light at import: training and the model are imported where they run.
-"""
+"""``vggish heads train|classify|list|delete|export|import``: classifier heads, without a server,
+in the service's store, each clip embedded as the service does (the mean of its examples)."""
 
 from __future__ import annotations
 
@@ -114,20 +111,12 @@ def _store(args: argparse.Namespace) -> BaseHeadStore:
 
 
 def _options(args: argparse.Namespace) -> EmbedOptions:
-    """Heads use raw embeddings (never PCA'd ones)."""
     return EmbedOptions(
         hop_seconds=args.hop,
         pad=args.pad,
         postprocess=False,
         resampler=args.resampler,
         batch_size=args.batch_size,
-    )
-
-
-def _short(result: EmbeddingResult) -> str:
-    return (
-        f"{result.duration:.3f} s is shorter than one example ({params.EXAMPLE_SPAN_SECONDS} s); "
-        "drop --no-pad to zero-pad it to one"
     )
 
 
@@ -143,7 +132,10 @@ def embed_files(
         if isinstance(outcome, Exception):
             done[index] = one_line(outcome)
         elif outcome.embeddings.shape[0] == 0:
-            done[index] = _short(outcome)
+            done[index] = (
+                f"{outcome.duration:.3f} s is shorter than one example ({params.EXAMPLE_SPAN_SECONDS} s); "
+                "drop --no-pad to zero-pad it to one"
+            )
         else:
             done[index] = outcome
         while following in done:  # files without an example complete early: keep the order

@@ -149,7 +149,6 @@ def weights_arg(args: argparse.Namespace) -> str | None:
 
 
 def load_runtime(args: argparse.Namespace) -> Runtime:
-    """The model the flags and the settings name, loaded."""
     from vggish.network.loader import load_model
 
     settings = settings_of(args)

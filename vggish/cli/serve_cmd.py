@@ -30,7 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Checks the weights and device (one line on failure), then serves until interrupted."""
     try:
         from vggish.network.loader import check_device
         from vggish_app.main import serve

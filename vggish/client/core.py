@@ -1,9 +1,6 @@
-"""The client without I/O: :class:`Api` holds every operation, once, as a generator that yields
-a :class:`Request` (and receives the response or transport error) or a :class:`Sleep`, and returns
-its result; :mod:`vggish.client.transport` drives it, blocking or awaited.
-
-Retries: 429 and 503 (the server did no work), waiting what ``Retry-After`` asks unless that is
-over ``max_wait``; connect failures, and for GETs any broken connection. Never timeouts.
+"""The client without I/O: :class:`Api` holds every operation as a generator that yields a
+:class:`Request` or a :class:`Sleep` and returns its result; :mod:`.transport` drives it. Retried:
+429 and 503 (``Retry-After`` up to ``max_wait``), connect failures, a GET's broken connection.
 """
 
 from __future__ import annotations
@@ -65,6 +62,7 @@ DEFAULT_TIMEOUT_S = 150.0  # above the service's request_timeout_s (120 s): its 
 DEFAULT_RETRIES = 3
 DEFAULT_MAX_RETRY_WAIT_S = 30.0
 RETRY_STATUSES = frozenset({429, 503})
+HEADS, COLLECTIONS = "/v1/heads/", "/v1/collections/"
 HEADS_PAGE = 100  # heads per GET /v1/heads page (the most the server gives)
 Pooling = Literal["none", "mean"]
 
@@ -159,12 +157,8 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-def _head_path(name: str, suffix: str = "") -> str:
-    return "/v1/heads/" + urllib.parse.quote(name, safe="") + suffix
-
-
-def _collection_path(name: str, suffix: str = "") -> str:
-    return "/v1/collections/" + urllib.parse.quote(name, safe="") + suffix
+def _path(prefix: str, name: str, suffix: str = "") -> str:
+    return prefix + urllib.parse.quote(name, safe="") + suffix
 
 
 def _names(parts: Sequence[object]) -> list[str | None]:
@@ -248,13 +242,9 @@ class Api:
         """Embeds audio on the server: the library's numbers for the same input and options.
 
         Args:
-            inputs: one input or a sequence: paths, bytes, binary file objects, ``(array, rate)``.
-            pad: zero-pad a clip shorter than one example.
+            inputs: one input or a sequence (one result, or a list in order).
             postprocess: AudioSet's PCA + uint8 features; None: when the server's weights have PCA.
             pooling: ``mean`` also returns each input's mean embedding (``pooled``).
-
-        Returns:
-            One result per input, in order (a single result for a single input).
         """
         parts = prepare(inputs)
         if postprocess is None:  # whether the server's weights carry PCA, asked once
@@ -306,17 +296,13 @@ class Api:
         resampler: ResamplerName = "reference",
         force: bool = False,
     ) -> Op[Classification | list[Classification]]:
-        """Labels audio with the head ``name``: each clip's, and each example's (``frames``).
-
-        Args:
-            top_k: keep only the best ``top_k`` labels (a frame's best 5 when None).
-            force: classify even when the head was trained on other weights (else ConflictError).
-        """
+        """Labels audio with the head ``name``: each clip's and each example's (``frames``) best
+        ``top_k`` labels (a frame's best 5 when None); ``force``: even on other weights."""
         parts = prepare(inputs)
         query = AudioOptions(hop, pad, resampler).query() | ({} if top_k is None else {"top_k": str(top_k)})
         if force:
             query["force"] = "true"
-        request = Request("POST", _head_path(name, "/classify"), query, audio_body(parts))
+        request = Request("POST", _path(HEADS, name, "/classify"), query, audio_body(parts))
         response = yield from self._call(request)
         results = parse(response, lambda body: classifications(body, _names(parts)))
         return results[0] if is_single(inputs) else results
@@ -376,16 +362,15 @@ class Api:
 
     def get_head(self, name: str) -> Op[HeadRecord]:
         """One head's classes, kind, metrics and version (``NotFoundError`` when absent)."""
-        response = yield from self._call(Request("GET", _head_path(name)))
+        response = yield from self._call(Request("GET", _path(HEADS, name)))
         return parse(response, head_record)
 
     def delete_head(self, name: str) -> Op[None]:
-        """Deletes a head (``NotFoundError`` when absent)."""
-        yield from self._call(Request("DELETE", _head_path(name)))
+        yield from self._call(Request("DELETE", _path(HEADS, name)))
 
     def export_head(self, name: str) -> Op[bytes]:
         """The head as a safetensors file's bytes (``vggish.heads.from_safetensors`` reads them)."""
-        response = yield from self._call(Request("GET", _head_path(name, "/export")))
+        response = yield from self._call(Request("GET", _path(HEADS, name, "/export")))
         return response.content
 
     def import_head(self, name: str, data: FileSource, *, force: bool = False) -> Op[HeadRecord]:
@@ -393,7 +378,7 @@ class Api:
         even when it records other weights than the server's (else ConflictError)."""
         body = Body(read_file(data)[1], "application/octet-stream")
         query = {"force": "true"} if force else {}
-        response = yield from self._call(Request("PUT", _head_path(name), query, body=body))
+        response = yield from self._call(Request("PUT", _path(HEADS, name), query, body=body))
         return parse(response, head_record)
 
     def add_items(
@@ -407,13 +392,8 @@ class Api:
         resampler: ResamplerName = "reference",
         force: bool = False,
     ) -> Op[AddResult]:
-        """Embeds clips on the server and adds them to the collection ``name`` (made on the first
-        add; an existing id is replaced).
-
-        Args:
-            ids: one id per input (default: a path's file name; bytes and arrays need one).
-            force: add even when the collection holds embeddings of other weights or settings.
-        """
+        """Embeds clips and adds them to the collection ``name`` (made on the first add), one id per
+        input (default: a path's file name); ``force``: even of other weights or settings."""
         parts = prepare(inputs)
         if ids is not None and len(ids) != len(parts):
             raise ValueError(f"{len(parts)} inputs but {len(ids)} ids: give one id per input")
@@ -427,7 +407,7 @@ class Api:
             named = [json_input(p) | {"name": str(n)} for p, n in zip(parts, names, strict=True)]
             body = json_body({"inputs": named})
         query = AudioOptions(hop, pad, resampler).query() | ({"force": "true"} if force else {})
-        response = yield from self._call(Request("POST", _collection_path(name, "/items"), query, body))
+        response = yield from self._call(Request("POST", _path(COLLECTIONS, name, "/items"), query, body))
         return parse(response, add_result)
 
     def add_embeddings(
@@ -445,7 +425,7 @@ class Api:
         if features is not None:
             payload["features"] = features.to_dict()
         query = {"force": "true"} if force else {}
-        request = Request("POST", _collection_path(name, "/items"), query, json_body(payload))
+        request = Request("POST", _path(COLLECTIONS, name, "/items"), query, json_body(payload))
         response = yield from self._call(request)
         return parse(response, add_result)
 
@@ -480,24 +460,21 @@ class Api:
         self, name: str, body: Body, k: int, level: Level, audio: AudioOptions, force: bool
     ) -> Op[list[Match]]:
         params = audio.query() | {"k": str(k), "level": level} | ({"force": "true"} if force else {})
-        response = yield from self._call(Request("POST", _collection_path(name, "/search"), params, body))
+        response = yield from self._call(Request("POST", _path(COLLECTIONS, name, "/search"), params, body))
         return parse(response, matches)
 
     def list_collections(self) -> Op[list[CollectionInfo]]:
-        """Every collection, by name."""
         response = yield from self._call(Request("GET", "/v1/collections"))
         return parse(response, collection_infos)
 
     def get_collection(self, name: str) -> Op[CollectionInfo]:
         """One collection's counts and features (``NotFoundError`` when absent)."""
-        response = yield from self._call(Request("GET", _collection_path(name)))
+        response = yield from self._call(Request("GET", _path(COLLECTIONS, name)))
         return parse(response, collection_info)
 
     def delete_collection(self, name: str) -> Op[None]:
-        """Deletes a collection and its items (``NotFoundError`` when absent)."""
-        yield from self._call(Request("DELETE", _collection_path(name)))
+        yield from self._call(Request("DELETE", _path(COLLECTIONS, name)))
 
     def delete_item(self, name: str, item_id: str) -> Op[None]:
-        """Deletes one item (``NotFoundError`` when absent)."""
-        path = _collection_path(name, "/items/" + urllib.parse.quote(item_id, safe=""))
+        path = _path(COLLECTIONS, name, "/items/" + urllib.parse.quote(item_id, safe=""))
         yield from self._call(Request("DELETE", path))

@@ -1,9 +1,5 @@
-"""Audio inputs -> request bodies (bytes, so that a retry can send them again).
-
-Arrays on the 16-bit grid go as 16-bit PCM WAV files, other float arrays as JSON ``samples`` (a
-float WAV file would be rounded to 16 bits), so the server computes what ``model.embed(array,
-rate)`` does. A request of files only is multipart; one with samples is JSON, files in base64.
-"""
+"""Audio inputs -> request bodies (bytes, re-sendable): arrays on the 16-bit grid as PCM WAV, other
+float arrays as JSON ``samples``, so the server computes what ``model.embed(array, rate)`` does."""
 
 from __future__ import annotations
 
@@ -56,7 +52,6 @@ class Body:
 
 
 def is_single(inputs: object) -> bool:
-    """Whether ``inputs`` is one input rather than a sequence of them."""
     if isinstance(inputs, str | os.PathLike | bytes | bytearray | memoryview):
         return True
     if callable(getattr(inputs, "read", None)):

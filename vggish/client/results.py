@@ -88,11 +88,15 @@ def _vectors(rows: Sequence[str], dtype: str) -> np.ndarray:
     return out.astype(dtype.lstrip("<"))
 
 
-def embedding_results(body: Any, names: Sequence[str | None]) -> list[RemoteEmbeddingResult]:
+def _in_order(body: Any, names: Sequence[str | None]) -> Any:
     data = sorted(body["data"], key=lambda d: d["index"])
     if len(data) != len(names):
         raise ValueError(f"{len(data)} results for {len(names)} inputs")
-    return [_embedding_result(d, name) for d, name in zip(data, names, strict=True)]
+    return zip(data, names, strict=True)
+
+
+def embedding_results(body: Any, names: Sequence[str | None]) -> list[RemoteEmbeddingResult]:
+    return [_embedding_result(d, name) for d, name in _in_order(body, names)]
 
 
 def _embedding_result(d: dict[str, Any], name: str | None) -> RemoteEmbeddingResult:
@@ -138,9 +142,6 @@ def _scores(items: Sequence[dict[str, Any]]) -> tuple[LabelScore, ...]:
 
 
 def classifications(body: Any, names: Sequence[str | None]) -> list[Classification]:
-    data = sorted(body["data"], key=lambda d: d["index"])
-    if len(data) != len(names):
-        raise ValueError(f"{len(data)} results for {len(names)} inputs")
     return [
         Classification(
             name=name,
@@ -150,7 +151,7 @@ def classifications(body: Any, names: Sequence[str | None]) -> list[Classificati
                 FrameLabels(float(f["start"]), float(f["end"]), _scores(f["labels"])) for f in d["frames"]
             ),
         )
-        for d, name in zip(data, names, strict=True)
+        for d, name in _in_order(body, names)
     ]
 
 

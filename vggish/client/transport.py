@@ -105,7 +105,6 @@ class Client(_Transport[httpx.Client]):
             return e
 
     def close(self) -> None:
-        """Closes the connections."""
         self._http.close()
 
     def __enter__(self) -> Client:
@@ -164,7 +163,6 @@ class AsyncClient(_Transport[httpx.AsyncClient]):
             return e
 
     async def close(self) -> None:
-        """Closes the connections."""
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncClient:

@@ -1,8 +1,6 @@
 """Batch feature extraction: many audio files -> Parquet, per-file .npz or AudioSet TFRecords.
-
-Data path: inputs (:mod:`.inputs`) -> decode + log-mel in worker processes (:mod:`.decode`) ->
-full model batches across files -> parts written crash-safely, resumable (:mod:`.outputs`,
-:mod:`.tfrecord`). :mod:`.local` runs it in one machine's processes, :mod:`.ray_engine` on Ray Data.
+Inputs (:mod:`.inputs`) -> decode in workers (:mod:`.decode`) -> full model batches -> parts written
+crash-safely, resumable (:mod:`.outputs`); engines :mod:`.local` and :mod:`.ray_engine`.
 """
 
 from __future__ import annotations
@@ -49,14 +47,8 @@ def default_workers(device: str = "cpu") -> int:
 
 @dataclass(frozen=True)
 class ExtractOptions:
-    """How a batch extraction runs.
-
-    Attributes:
-        workers: decoding processes (local; 0 decodes in the main process) or local Ray CPUs.
-        threads: the model's intra-op threads (local engine); None: the CPUs not decoding.
-        ray_address: an existing Ray cluster; None starts a local one.
-        rows_per_part: rows per Parquet/TFRecord part (an input's rows never straddle two parts).
-    """
+    """How a batch extraction runs (``workers``: 0 decodes in the main process; ``threads`` None: the
+    CPUs not decoding; an input's rows never straddle two parts)."""
 
     embed: EmbedOptions = field(default_factory=EmbedOptions)
     format: OutputFormat = "parquet"
@@ -104,13 +96,8 @@ def extract(
     options: ExtractOptions,
     progress: bool = False,
 ) -> ExtractSummary:
-    """Embeds every input not yet complete in ``output`` (resumed when its settings match) and
-    writes the results there; failed inputs are counted and listed in ``_failures.jsonl``.
-
-    Raises:
-        ValueError: bad options, or ``output`` made with other settings.
-        RuntimeError: a needed package is missing.
-    """
+    """Embeds every input not yet complete in ``output`` (resumed when its settings match, else
+    ValueError); failed inputs are counted and listed in ``_failures.jsonl``."""
     started = time.perf_counter()
     _check_packages(options)
     # .npz names: a clash is refused before the model loads or anything is written.

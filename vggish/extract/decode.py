@@ -17,7 +17,6 @@ class Failure:
 
 
 def one_line(error: BaseException) -> str:
-    """The error's type and message on one line."""
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 

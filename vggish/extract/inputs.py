@@ -23,14 +23,8 @@ class InputFile:
 
 
 def find_inputs(inputs: list[str], glob: str | None = None) -> list[InputFile]:
-    """Expands files, folders and ``@FILE`` lists (one path a line, ``#`` comments, relative to
-    FILE's folder) into a sorted list of distinct audio files; ``glob`` matches file names in
-    folders (default: :data:`AUDIO_EXTENSIONS`).
-
-    Raises:
-        FileNotFoundError: an input named directly, or a list file, does not exist.
-        ValueError: nothing was found.
-    """
+    """Expands files, folders and ``@FILE`` lists (one path a line, ``#`` comments) into sorted
+    distinct audio files; ``glob`` matches names in folders (default: :data:`AUDIO_EXTENSIONS`)."""
     found: set[str] = set()
     for item in inputs:
         if item.startswith("@"):  # a listed file that is missing is a failure of that input, not of the run

@@ -1,9 +1,6 @@
 """The output folder: what it was made with (``_manifest.json``), what is complete, the writers.
-
-Crash safety: a part is written to a temporary file and synced, its sidecar ``_parts/part-N.json``
-(the inputs whose rows are all in it) committed, then the part renamed into place. An input is
-complete when a committed part's sidecar names it, so a re-run after ``kill -9`` re-does exactly
-the inputs not in a part. Bookkeeping names start with ``_`` or ``.``, which Parquet readers skip.
+A part is synced, its sidecar ``_parts/part-N.json`` (its inputs) committed, then the part renamed
+into place, so a re-run after ``kill -9`` re-does exactly the inputs not in a part.
 """
 
 from __future__ import annotations

@@ -102,13 +102,8 @@ def run_ray(
     address: str | None = None,
     on_result: Callable[[EmbeddingResult | Failure], None],
 ) -> None:
-    """Embeds ``paths`` with Ray Data, calling ``on_result`` once per input.
-
-    Args:
-        device: ``cpu``, or ``cuda`` for one GPU per model actor.
-        workers: CPUs of a local Ray started here (plus one for the model actor).
-        address: an existing cluster's address; None starts a local Ray.
-    """
+    """Embeds ``paths`` with Ray Data (``workers`` CPUs of a local Ray, or the cluster at
+    ``address``), calling ``on_result`` once per input."""
     ray = import_ray()
     with _ray_session(ray, address, workers):
         ray.data.DataContext.get_current().enable_progress_bars = False

@@ -66,12 +66,7 @@ def to_safetensors(head: Head) -> bytes:
 
 
 def from_safetensors(data: bytes) -> Head:
-    """Reads and validates a head written by :func:`to_safetensors`. A file without ``features``
-    is of unknown identity; unknown metadata keys are ignored.
-
-    Raises:
-        InvalidInputError: any malformed file (and nothing else).
-    """
+    """Reads and validates a head file; every malformed one is an InvalidInputError, nothing else."""
     header = _read_header(data)
     meta = header.pop("__metadata__", None)
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):

@@ -1,8 +1,5 @@
-"""What a head is bound to: the SHA-256 of the weights that made its training embeddings.
-
-Only the weights change what an example's embedding is: ``hop`` and ``pad`` choose which examples
-a clip makes, so they are recorded but never compared; another resampler changes embeddings by
-rounding-level amounts, so it is a warning. Heads of unknown identity are never refused.
+"""What a head is bound to: the SHA-256 of the weights that made its training embeddings. Hop and
+pad are recorded, never compared; another resampler is a warning; unknown identities pass.
 """
 
 from __future__ import annotations
@@ -109,14 +106,10 @@ def check_compatible(
     head: FeatureSpec, used: FeatureSpec, force: bool = False, name: str | None = None
 ) -> str | None:
     """Refuses to apply a head (identity ``head``) to embeddings of other weights (``used``; its
-    ``weights_sha256`` None skips the check).
+    ``weights_sha256`` None skips the check) with WeightsMismatchError, unless ``force``.
 
     Returns:
-        None, or a warning to show: the head does not record its weights, it was trained with
-        another resampler, or ``force`` let other weights through.
-
-    Raises:
-        WeightsMismatchError: the weights differ and ``force`` is false.
+        None, or a warning: the head records no weights, another resampler, or forced weights.
     """
     what = "the head" if name is None else f"head {name!r}"
     mine, theirs = head.weights_sha256, used.weights_sha256

@@ -1,9 +1,6 @@
-"""Training a head, and stratified k-fold cross-validation of the same recipe.
-
-Deterministic: seeded weights, then full-batch float64 ``torch.optim.Adam`` for a fixed number of
-steps on a class-weighted cross-entropy with an L2 penalty on the weights. The final head and the
-folds' heads are independent fits; small ones (:data:`MAX_TOGETHER`) are fitted together as one
-stack of models whose losses are summed, so each step pays PyTorch's per-call costs once.
+"""Training a head, and stratified k-fold cross-validation of the same recipe: deterministic,
+full-batch float64 Adam on a class-weighted cross-entropy; the final and the folds' fits are stacked
+into one set of tensors when small (:data:`MAX_TOGETHER`), so each step pays PyTorch's costs once.
 """
 
 from __future__ import annotations
@@ -51,16 +48,12 @@ def train(
     """Trains a head on (N, 128) clip embeddings and N labels, then cross-validates the recipe.
 
     Args:
-        seed: seeds the initial weights and the fold assignment.
-        features: what made the embeddings (:meth:`FeatureSpec.for_model`); the head keeps it.
+        features: what made the embeddings; the head keeps it.
         cancelled: asked before every Adam step; True stops training with CancelledError.
 
     Returns:
-        The head trained on every clip, and its metrics: ``cv_accuracy`` over ``min(5, smallest
-        class count)`` stratified folds, or None (``folds`` 0) when a class has a single clip.
-
-    Raises:
-        InvalidInputError: bad embeddings or labels, fewer than 2 classes or more than ``MAX_CLASSES``.
+        The head trained on every clip, and its metrics (cross-validated over ``min(5, smallest
+        class count)`` folds; none when a class has a single clip).
     """
     x = _check_training_set(embeddings, labels, kind).astype(np.float64)
     classes = tuple(sorted(set(labels)))
@@ -196,7 +189,6 @@ def _init(kind: HeadKind, num_classes: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def _logits(layers: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
-    """(M, N, 128) standardised features -> (M, N, C) logits of M stacked models."""
     h = z
     if "hidden.weight" in layers:
         h = F.relu(torch.baddbmm(layers["hidden.bias"][:, None], z, layers["hidden.weight"].transpose(1, 2)))

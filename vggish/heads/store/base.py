@@ -164,14 +164,6 @@ class BaseHeadStore(ABC):
         """Creates or upgrades the schema now (otherwise done on first use)."""
 
     @abstractmethod
-    def schema_version(self) -> int:
-        """The schema version the database holds (0 when it has none yet)."""
-
-    @abstractmethod
-    def integrity_check(self) -> str:
-        """``ok`` when the database is sound, else what its own check reports."""
-
-    @abstractmethod
     def check_writable(self) -> None:
         """Raises StoreUnavailableError (StoreFullError) cheaply when a write cannot succeed."""
 
@@ -190,14 +182,8 @@ class BaseHeadStore(ABC):
         return None
 
     def save(self, name: str, head: Head, replace: bool = False, max_heads: int | None = None) -> HeadRecord:
-        """Stores ``head`` under ``name`` in one transaction: version 1, or one more than the
-        version it replaces.
-
-        Raises:
-            HeadExistsError: the name is taken and ``replace`` is false.
-            TooManyHeadsError: the name is new and the store holds ``max_heads`` heads.
-            StoreUnavailableError: the store cannot be written (StoreFullError: it is full).
-        """
+        """Stores ``head`` under ``name`` in one transaction: version 1, or one more than the one it
+        replaces (HeadExistsError unless ``replace``; TooManyHeadsError past ``max_heads``)."""
         row = Row.of(name, head)
         version = self._insert(row, replace, max_heads)
         if version is None:

@@ -12,18 +12,12 @@ from vggish.heads.store.sqlite import HeadStore
 
 
 def is_postgres_url(location: str | Path) -> bool:
-    """Whether ``location`` is a ``postgresql://`` or ``postgres://`` URL."""
     return isinstance(location, str) and urlsplit(location).scheme.lower() in POSTGRES_SCHEMES
 
 
 def open_store(location: str | Path) -> BaseHeadStore:
-    """The heads store at ``location``: a ``postgresql://user:password@host:port/db`` URL, or a
-    data directory (SQLite). Nothing is connected until the first operation.
-
-    Raises:
-        InvalidInputError: a URL of another scheme.
-        RuntimeError: a PostgreSQL URL without psycopg installed (``pip install 'vggish[postgres]'``).
-    """
+    """The heads store at ``location``: a ``postgresql://`` URL (needs psycopg), or a data directory
+    (SQLite); another URL scheme is an InvalidInputError. Nothing is connected yet."""
     if is_postgres_url(location):
         try:
             from vggish.heads.store.postgres import PostgresHeadStore

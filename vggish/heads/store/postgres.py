@@ -1,8 +1,5 @@
-"""Heads in a PostgreSQL database shared by every replica (psycopg 3: ``vggish[postgres]``).
-
-Each head is written by one upsert that assigns its version; every operation opens its own
-connection. The schema version lives in the one-row table ``heads_schema``, upgraded under an
-advisory lock so that replicas that start together upgrade it once.
+"""Heads in a PostgreSQL database shared by every replica (psycopg 3: ``vggish[postgres]``): one
+upsert per head assigns its version; schema upgrades run under an advisory lock, once.
 """
 
 from __future__ import annotations
@@ -15,7 +12,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from vggish.errors import InvalidInputError, plural
+from vggish.errors import InvalidInputError
 from vggish.heads.store.base import (
     COLUMNS,
     SCHEMA_VERSION,
@@ -137,7 +134,6 @@ class PostgresHeadStore(BaseHeadStore):
 
     @contextmanager
     def _connect(self, timeout: int | None = None) -> Iterator[psycopg.Connection[Any]]:
-        """A fresh autocommit connection, the schema current."""
         try:
             conn = psycopg.connect(
                 self._url, autocommit=True, connect_timeout=timeout or self._connect_timeout
@@ -173,13 +169,6 @@ class PostgresHeadStore(BaseHeadStore):
         with self._connect():
             pass
 
-    def schema_version(self) -> int:
-        try:
-            with psycopg.connect(self._url, autocommit=True, connect_timeout=self._connect_timeout) as conn:
-                return _read_version(conn)
-        except psycopg.Error as e:
-            raise self._failed(e) from e
-
     def check_readable(self) -> None:
         with self._connect(PROBE_TIMEOUT_S) as conn:
             conn.execute("SELECT 1 FROM heads LIMIT 1").fetchall()
@@ -197,16 +186,6 @@ class PostgresHeadStore(BaseHeadStore):
             )
         if row is not None and not row[1]:
             raise StoreUnavailableError(f"{where} does not let this role write the heads table: grant it")
-
-    def integrity_check(self) -> str:
-        """``ok`` when the schema is current and every row has tensors (pages: ``pg_amcheck``)."""
-        with self._connect() as conn:
-            version = _read_version(conn)
-            if version != SCHEMA_VERSION:
-                return f"schema version {version}, expected {SCHEMA_VERSION}"
-            row = conn.execute("SELECT count(*) FROM heads WHERE octet_length(tensors) < 8").fetchone()
-            empty = 0 if row is None else int(row[0])
-            return "ok" if empty == 0 else f"{plural(empty, 'head')} without tensors"
 
     def _insert(self, row: Row, replace: bool, max_heads: int | None) -> int | None:
         conflict = f"DO UPDATE SET {_UPDATES}, version = heads.version + 1" if replace else "DO NOTHING"

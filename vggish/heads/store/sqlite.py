@@ -5,7 +5,6 @@ still deletes: every write keeps a reserve file (:data:`RESERVE_BYTES`) that a d
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import sqlite3
@@ -82,12 +81,6 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-def _writable(folder: Path) -> bool:
-    while not folder.exists() and folder.parent != folder:
-        folder = folder.parent
-    return os.access(folder, os.W_OK)
-
-
 class HeadStore(BaseHeadStore):
     """The heads of one data directory (``heads.sqlite3``, created on the first write)."""
 
@@ -102,7 +95,11 @@ class HeadStore(BaseHeadStore):
         return str(self.path)
 
     def writable(self) -> bool:
-        return _writable(self.path.parent)
+        """Whether this process may create files in the data directory or its nearest existing parent."""
+        folder = self.path.parent
+        while not folder.exists() and folder.parent != folder:
+            folder = folder.parent
+        return os.access(folder, os.W_OK)
 
     @contextmanager
     def _connect(self, create: bool) -> Iterator[sqlite3.Connection | None]:
@@ -171,20 +168,6 @@ class HeadStore(BaseHeadStore):
     def open(self) -> None:
         with self._connect(create=True):
             pass
-
-    def schema_version(self) -> int:
-        if not self.path.exists():
-            return 0
-        try:
-            with contextlib.closing(self._open(read_only=not self.writable())) as conn:
-                return int(conn.execute("PRAGMA user_version").fetchone()[0])
-        except sqlite3.Error as e:
-            raise self._unavailable(e) from e
-
-    def integrity_check(self) -> str:
-        with self._connect(create=True) as conn:
-            assert conn is not None
-            return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
 
     def check_readable(self) -> None:
         if self.path.exists():
