@@ -63,13 +63,8 @@ _UNKNOWN_CHUNK_SIZES = frozenset({0, 0xFFFFFFFF})  # written by encoders that st
 
 @dataclass(frozen=True)
 class AudioInfo:
-    """What a file holds, as the chosen decoder reports it.
-
-    Attributes:
-        frames: samples per channel, or None where the container does not say exactly (MP3,
-            ffmpeg).
-        format: ``"CONTAINER/CODEC"``, e.g. ``"WAV/PCM_16"`` or ``"mov/aac"``.
-    """
+    """What a file holds, as the chosen decoder reports it: ``frames`` is None where the container
+    does not say exactly (MP3, ffmpeg); ``format`` is ``"CONTAINER/CODEC"``, e.g. ``"WAV/PCM_16"``."""
 
     sample_rate: int
     channels: int
@@ -170,8 +165,7 @@ def stream(
 
     Raises:
         FileNotFoundError: The path does not exist.
-        ValueError: The input is not readable audio (now), or is truncated or corrupt (while
-            iterating).
+        ValueError: The input is not readable audio (now), or is corrupt (while iterating).
     """
     if isinstance(block_frames, bool) or not isinstance(block_frames, int) or block_frames < 1:
         raise ValueError(f"block_frames must be a positive integer, got {block_frames!r}")
@@ -195,8 +189,7 @@ def to_mono(x: np.ndarray) -> np.ndarray:
 
 
 def validate_waveform(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
-    """A user's (samples,) or (samples, channels) float or int16 (/ 32768) array, checked, as
-    (samples,) float64 mono.
+    """A user's (samples,) or (samples, channels) float or int16 array, checked, as mono float64.
 
     Raises:
         ValueError: Wrong dtype, shape or layout, NaN/Inf samples, or a bad sample rate.

@@ -440,13 +440,8 @@ def resample(
     sr_out: int = params.SAMPLE_RATE,
     method: ResamplerName = "reference",
 ) -> FloatArray:
-    """Resamples a mono signal as Google's reference does (resampy ``kaiser_best``).
-
-    Args:
-        x: (n,) float or int samples, all finite.
-        sr_in: Rate of ``x`` in Hz (a whole number, 1 to 768000).
-        sr_out: Rate wanted in Hz.
-        method: ``"reference"`` (resampy ``kaiser_best``) or ``"fast"`` (soxr VHQ).
+    """Resamples (n,) finite samples from ``sr_in`` Hz (a whole number, 1 to 768000) to ``sr_out``
+    as Google's reference does (``"reference"``) or with soxr VHQ (``"fast"``).
 
     Returns:
         (int(n * sr_out / sr_in),) float64 (empty where resampy refuses a too short signal).

@@ -311,13 +311,8 @@ def _assemble(
 def build_graph(
     network: VGGish, plan: Plan = plans.ONNX_DEFAULT, metadata: Mapping[str, str] | None = None
 ) -> onnx.ModelProto:
-    """The network as a self-contained float32 ONNX model.
-
-    Args:
-        network: the module (any device or dtype; it is not changed).
-        plan: how each convolution layer is computed (``plan.fc`` is ignored: ``Gemm``).
-        metadata: provenance stored as ``vggish.KEY`` metadata (e.g. the weights' ``sha256``),
-            besides ``vggish.producer``, ``vggish.graph`` and ``vggish.plan``.
+    """The network (any device or dtype, not changed) as a self-contained float32 ONNX model, with
+    ``metadata`` stored as ``vggish.KEY`` beside ``vggish.producer``, ``.graph`` and ``.plan``.
 
     Raises:
         ValueError: a Winograd tile that does not divide a layer's feature map.

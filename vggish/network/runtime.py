@@ -42,15 +42,10 @@ class Runtime:
     """VGGish ready to run: what :func:`vggish.load_model` returns.
 
     Args:
-        network: the module, on its device, in its precision, in eval mode (e.g. one's own
-            fine-tuned network); or None with ``build_network``, which makes it on first use (an
-            ONNX Runtime backend never needs that second copy of the weights).
+        network: the module, on its device, in its precision, in eval mode; or None with
+            ``build_network``, which makes it on first use (with ``pca`` and ``device``).
         backend: what :meth:`infer` calls; default: PyTorch.
-        precision: what the network was cast to.
-        threads: the intra-op threads the backend was given (None: the library's default).
         weights_info: the weights file's metadata and its ``sha256``.
-        pca: with ``build_network``: the weights' PCA parameters (eigen vectors, means), or None.
-        device: with ``build_network``: where the module will be.
     """
 
     def __init__(
@@ -170,15 +165,8 @@ class Runtime:
         resampler: ResamplerName = "reference",
         batch_size: int | None = None,
     ) -> EmbeddingResult:
-        """Embeds an audio file (path, bytes or binary file object) in bounded memory.
-
-        Args:
-            hop_seconds: distance between example starts, a multiple of 0.01 s.
-            pad: zero-pad a clip shorter than 0.975 s to one example.
-            postprocess: AudioSet's uint8 features; None: when the weights carry PCA.
-            resampler: ``reference`` (exact) or ``fast``.
-            batch_size: examples per model call (None: :attr:`default_batch_size`).
-        """
+        """Embeds an audio file (path, bytes or binary file object) in bounded memory; the options
+        are :class:`~vggish.pipeline.options.EmbedOptions`'."""
         options = EmbedOptions(hop_seconds, pad, postprocess, resampler, batch_size)
         return pipeline.embed_source(self, source, options)
 

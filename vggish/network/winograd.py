@@ -52,12 +52,8 @@ Stage = tuple[SparseRow, ...]
 class Transforms:
     """The exact matrices of F(m, 3) in one dimension (the 2-D algorithm applies them on both axes).
 
-    Attributes:
-        alpha: inputs per tile, m + 2.
-        input_stages: ``B^T`` as sparse stages applied one after the other (``B^T = Q P``).
-        output_stages: ``A^T`` likewise.
-        ones: the column of ``A^T`` that is all ones, or None: a constant added to the products at
-            (ones, ones) reaches every output of the tile.
+    ``input_stages`` / ``output_stages``: ``B^T`` / ``A^T`` as sparse stages applied in turn;
+    ``ones``: the all-ones column of ``A^T`` (a constant added there reaches every output), or None.
     """
 
     m: int
@@ -296,15 +292,8 @@ def conv3x3_relu(
 ) -> torch.Tensor:
     """``relu(conv3x3(x) + bias)`` with "same" zero padding, then a 2x2 max-pool when ``pool``.
 
-    Args:
-        x: (B, H, W, C) NHWC activations; H and W multiples of ``tile``.
-        kernels: ((tile + 2)^2, C, K) from :func:`transform_kernel` with the same ``tile``.
-        bias: (K,).
-        pool: fuse the 2x2 max-pool (max commutes with the bias and ReLU).
-        tile: m of F(m x m, 3 x 3), one of :data:`TILES`.
-
-    Returns:
-        (B, H, W, K), or (B, H/2, W/2, K) with ``pool``; NHWC, ``x``'s dtype.
+    (B, H, W, C) NHWC activations (H and W multiples of ``tile``) and ((tile + 2)^2, C, K)
+    :func:`transform_kernel` kernels -> (B, H, W, K), or (B, H/2, W/2, K) with ``pool``.
 
     Raises:
         ValueError: a tile size not in :data:`TILES`, H or W not a multiple of it, or kernels

@@ -45,13 +45,8 @@ class Embedder(Protocol):
 
 @dataclass(frozen=True)
 class Output:
-    """Embeddings the driver hands a job.
-
-    Attributes:
-        embeddings: (m, 128) float32: all of the job's once it is complete, or one model call's
-            rows for a ``rows`` job (whose last Output, ``done``, holds none).
-        postprocessed: (m, 128) uint8 AudioSet features when the job asked for them, else None.
-    """
+    """Embeddings the driver hands a job: (m, 128) float32, all of the job's once complete or one
+    model call's rows for a ``rows`` job; (m, 128) uint8 ``postprocessed`` when asked for."""
 
     job: Job
     embeddings: np.ndarray
@@ -61,14 +56,8 @@ class Output:
 
 @dataclass(frozen=True)
 class EmbeddingResult:
-    """Embeddings of one input.
-
-    Attributes:
-        embeddings: (N, 128) float32 raw (pre-activation) embeddings.
-        timestamps: (N, 2) float64 start and end of each example, in seconds.
-        postprocessed: (N, 128) uint8 AudioSet features, or None when not computed.
-        num_samples: input samples per channel.
-    """
+    """Embeddings of one input: (N, 128) float32 pre-activation ``embeddings``, (N, 2) float64
+    ``timestamps`` (seconds), (N, 128) uint8 ``postprocessed`` or None, and what the input held."""
 
     embeddings: np.ndarray
     timestamps: np.ndarray

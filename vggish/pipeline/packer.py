@@ -19,13 +19,8 @@ from vggish.pipeline.source import concat_examples
 
 
 class Job:
-    """One input's examples on their way through a :class:`Packer`.
-
-    Args:
-        tag: anything the caller wants to find the job by.
-        postprocess: the driver also hands back AudioSet's uint8 features.
-        rows: the driver hands back each model call's rows as they come, not kept for the end.
-    """
+    """One input's examples on their way through a :class:`Packer`; ``tag``: anything to find it
+    by; ``rows``: the driver hands back each model call's rows as they come, not kept for the end."""
 
     def __init__(self, tag: Any = None, *, postprocess: bool = False, rows: bool = False) -> None:
         self.tag = tag

@@ -22,13 +22,7 @@ import torch
 from vggish import params
 from vggish.audio import decode as audio
 from vggish.audio.resample import StreamingResampler
-from vggish.errors import (
-    CancelledError,
-    InvalidAudioError,
-    LimitExceededError,
-    UndecodableAudioError,
-    plural,
-)
+from vggish.errors import CancelledError, InvalidAudioError, LimitExceededError, UndecodableAudioError, plural
 from vggish.features.logmel import FrameStream, example_timestamps, num_examples
 from vggish.features.logmel_torch import TorchFrameStream
 from vggish.network.cpus import single_threaded_blas
@@ -119,13 +113,8 @@ def concat_examples(blocks: Sequence[Any]) -> Any:
 
 
 class ExampleStream:
-    """Mono audio at any rate, pushed in chunks -> log-mel examples, in bounded memory.
-
-    Args:
-        device: compute log-mel in PyTorch on this device (None: NumPy).
-        limits: refused while pushing, with :class:`~vggish.errors.LimitExceededError`.
-        label: how messages name the input (e.g. ``'dog.wav'``).
-    """
+    """Mono audio at any rate, pushed in chunks -> log-mel examples, in bounded memory; ``device``:
+    log-mel in PyTorch there (None: NumPy); ``label``: how messages name the input."""
 
     def __init__(
         self,
@@ -183,7 +172,6 @@ class ExampleSource:
     a limit; iterating decodes block by block, yields non-empty chunks and enforces the rest.
 
     Args:
-        device: compute log-mel in PyTorch there (None: NumPy).
         cancel: set by another thread to stop at the next block (:class:`~vggish.errors.CancelledError`).
         name: how the input is called in results and messages (e.g. an upload's file name).
 

@@ -25,12 +25,7 @@ import torch
 
 from vggish import params
 from vggish.fileio import sha256_file
-from vggish.weights.format import (
-    EXPECTED_SHAPES,
-    PCAParams,
-    missing_weights_message,
-    save_weights,
-)
+from vggish.weights.format import EXPECTED_SHAPES, PCAParams, missing_weights_message, save_weights
 from vggish.weights.location import OFFICIAL_CHECKPOINT_NAME, OFFICIAL_PCA_NAME, default_weights_path
 from vggish.weights.tf_checkpoint import checkpoint_files, detect_format, open_checkpoint
 
@@ -287,11 +282,8 @@ def convert_checkpoint(
 ) -> Path:
     """Converts a VGGish checkpoint (and optional PCA file) into a ``.safetensors`` weights file.
 
-    Args:
-        checkpoint: Google's V1 ``vggish_model.ckpt``, a V2 prefix / ``.index``, or a ``.pth``
-            of this package, torchvggish or torchaudio.
-        output: the ``.safetensors`` file to write, atomically; its metadata records the sources.
-        pca: optional ``vggish_pca_params.npz`` (or torchvggish's PCA ``.pth``).
+    ``checkpoint``: Google's V1 ``vggish_model.ckpt``, a V2 prefix / ``.index``, or a ``.pth`` of
+    this package, torchvggish or torchaudio; ``output`` is written atomically, with provenance.
 
     Raises:
         FileNotFoundError: if an input is missing.

@@ -165,7 +165,6 @@ def download(
     Args:
         retries: further attempts after the first, for failures that may heal.
         timeout: seconds for connecting and for each read from the socket.
-        progress: draw a tqdm progress bar on stderr.
 
     Raises:
         ValueError: for a malformed ``remote`` or bad settings.
