@@ -477,6 +477,11 @@ class StreamStart(AudioOptions):
     format: PcmFormat = Field(description="`s16le` (int16, scaled by 1/32768) or `f32le`, little-endian")
     channels: int = Field(1, ge=1, le=MAX_CHANNELS, description="interleaved channels, mixed to mono")
     head: HeadName | None = Field(None, description="a classifier head: each embedding comes with its labels")
+    top_k: int | None = Field(
+        None,
+        ge=1,
+        description=f"with a head: the best `top_k` labels of each embedding (default {DEFAULT_FRAME_TOP_K})",
+    )
     force: bool = Field(False, description="use the head even if made for other weights or settings")
     postprocess: bool = Field(False, description="add AudioSet's 8-bit features (`postprocessed`)")
     api_key: str | None = Field(

@@ -33,7 +33,7 @@ from vggish.pipeline.source import ExampleStream, Limits
 from .batching import BACKLOG_BATCHES, InputJob
 from .errors import RequestTimeoutError
 from .heads_service import ranked_labels
-from .schemas import MAX_FLOAT_SAMPLE, StreamStart
+from .schemas import DEFAULT_FRAME_TOP_K, MAX_FLOAT_SAMPLE, StreamStart
 from .service import EmbeddingService
 
 PCM_DTYPES: dict[str, np.dtype[Any]] = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
@@ -62,6 +62,7 @@ class StreamSession:
         self.service = service
         self.options = options
         self.head = head
+        self.top_k = start.top_k or DEFAULT_FRAME_TOP_K  # labels per embedding: bounded, whatever the head
         self.backlog = backlog
         self.sample_rate = start.sample_rate
         self.channels = start.channels
@@ -252,7 +253,7 @@ class StreamSession:
             if out.postprocessed is not None:
                 message["postprocessed"] = out.postprocessed[k].tolist()
             if scores is not None and self.head is not None:
-                labels = ranked_labels(scores[k], self.head.classes, None)
+                labels = ranked_labels(scores[k], self.head.classes, self.top_k)
                 message["labels"] = [label.model_dump() for label in labels]
             self.sent += 1
             yield message

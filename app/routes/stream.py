@@ -76,9 +76,12 @@ async def stream(websocket: WebSocket) -> None:
         start = await handshake(websocket, settings, draining)
         service = _service(websocket, draining)
         options = service.options(start.hop, start.pad, start.resampler, start.postprocess)
-        head = await _head(websocket, service, start, options)
+        head, warning = await _head(websocket, service, start, options)
         with opened(service, start, options, head) as session:
-            await websocket.send_json(session.ready_message())
+            ready = session.ready_message()
+            if warning is not None:
+                ready["warnings"] = [warning]
+            await websocket.send_json(ready)
             drained = await _serve(websocket, session, settings, draining)
             await websocket.send_json(session.end_message(drained))
             logger.info("stream ended", extra={"examples": session.sent, "seconds": session.seconds})
@@ -245,16 +248,15 @@ def _service(websocket: WebSocket, draining: asyncio.Event) -> EmbeddingService:
 
 async def _head(
     websocket: WebSocket, service: EmbeddingService, start: StreamStart, options: EmbedOptions
-) -> Head | None:
-    """The named head, checked against the weights and options of this stream as classify does
-    (WeightsMismatchError: 409, close 4409, unless ``force``)."""
+) -> tuple[Head | None, str | None]:
+    """The named head and what the ready message warns of, checked against the weights and
+    options of this stream as classify does (WeightsMismatchError: 409, close 4409, unless ``force``)."""
     if start.head is None:
-        return None
+        return None, None
     store: BaseHeadStore = websocket.app.state.heads
     record, head = await asyncio.to_thread(store.load, start.head)
     used = FeatureSpec.for_model(service.model, options)
-    check_compatible(record.features, used, start.force, start.head)
-    return head
+    return head, check_compatible(record.features, used, start.force, start.head)
 
 
 def _check_origin(websocket: WebSocket, settings: Settings) -> None:

@@ -235,6 +235,33 @@ def test_labels_and_8_bit_features_equal_classify_and_postprocess(server: Server
         assert sum(lab["score"] for lab in message["labels"]) == pytest.approx(1, abs=1e-5)
 
 
+def test_labels_are_the_best_top_k_and_a_head_of_another_resampler_only_warns(server: Server) -> None:
+    """A head trained (from embeddings) with another hop, pad and resampler than the stream's:
+    labels come, bounded to ``top_k``, and the ready message warns of the resampler only."""
+    rng = np.random.default_rng(8)
+    classes = [f"c{i}" for i in range(8)]
+    body = {
+        "name": "eight",
+        "embeddings": rng.normal(0, 3, (16, 128)).tolist(),
+        "labels": classes * 2,
+        "features": {"weights_sha256": "random", "hop_seconds": 0.5, "pad": True, "resampler": "fast"},
+    }
+    httpx.post(server.base + "/v1/heads", json=body, timeout=60).raise_for_status()
+    x = signal_of(3.0, 16000, 1, seed=12)
+    data = pcm(x, "s16le")
+    for top_k, want in ((None, 5), (2, 2), (100, 8)):  # 5 unless asked; never more than the classes
+        start = {"sample_rate": 16000, "format": "s16le", "head": "eight"}
+        if top_k is not None:
+            start["top_k"] = top_k
+        ready, got, _, code = run_stream(server.base, start, data, message_sizes(len(data), 2, 16000, 3))
+        assert code == 1000 and len(got) == 3
+        assert ["resampler" in w for w in ready["warnings"]] == [True], ready
+        for message in got:
+            scores = [lab["score"] for lab in message["labels"]]
+            assert len(scores) == want and scores == sorted(scores, reverse=True)
+            assert {lab["label"] for lab in message["labels"]} <= set(classes)
+
+
 def test_each_embedding_comes_while_the_stream_goes_on(server: Server) -> None:
     """The first window's embedding arrives before any more audio is sent, the next after more."""
     x = pcm(signal_of(3.0, 16000, 1), "s16le")
