@@ -94,7 +94,7 @@ def test_thread_count_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
 def _cli_runtime(*argv: str) -> dict[str, object]:
     p = runtime_args.argparse.ArgumentParser()
     runtime_args.add_runtime_args(p)
-    return runtime_args.load_kwargs(p.parse_args(list(argv)))
+    return runtime_args.settings_of(p.parse_args(list(argv))).load_kwargs()
 
 
 def test_cli_reads_runtime_defaults_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,10 +1,5 @@
 """VGGish, Google's AudioSet embedding model, in PyTorch with the TensorFlow reference's numbers.
 
->>> import vggish
->>> model = vggish.load_model()                     # official weights (see weights/README.md)
->>> result = model.embed_file("dog.wav")            # embeddings, timestamps, 8-bit PCA features
->>> examples = vggish.waveform_to_examples(x, sr)   # (N, 96, 64) log-mel patches
-
 The data path, one module per stage: :mod:`~vggish.audio.decode` -> :mod:`~vggish.audio.resample`
 -> :mod:`~vggish.features.logmel` -> :mod:`~vggish.pipeline.source` (the one source of examples)
 -> :mod:`~vggish.pipeline.packer` (the one batcher) -> :mod:`~vggish.network.model` ->

@@ -1,9 +1,5 @@
-"""The library's exceptions: what went wrong, in the caller's terms, with no HTTP in sight.
-
-Every error about bad input is a ``ValueError`` (so ``except ValueError`` keeps working) of a
-more precise kind below; the service maps each kind to a status in one table (``app/errors.py``),
-the CLI prints the message on one line.
-"""
+"""The library's exceptions, in the caller's terms and without HTTP. Bad input is a ``ValueError``
+of a more precise kind; the service maps each kind to a status in one table (``app/errors.py``)."""
 
 from __future__ import annotations
 
@@ -17,8 +13,7 @@ class UndecodableAudioError(InvalidInputError):
 
 
 class InvalidAudioError(InvalidInputError):
-    """Audio that decodes only partly (truncated, corrupt) or samples that are not audio (NaN,
-    infinity, a bad shape or sample rate)."""
+    """Audio that decodes only partly, or samples that are not audio (NaN, a bad shape or rate)."""
 
 
 class LimitExceededError(InvalidInputError):
@@ -48,3 +43,8 @@ class CancelledError(Exception):
 def plural(count: int, noun: str) -> str:
     """A count and its noun for messages: ``1 example``, ``2 examples``."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (its type's name when it has none)."""
+    return " ".join(str(error).split()) or type(error).__name__

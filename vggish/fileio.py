@@ -1,9 +1,5 @@
-"""Writing output files atomically: whole or not at all, with the permissions the umask gives.
-
-Every file the package writes for a user goes through :func:`atomic_output`, so a crash or an
-error never leaves a partial file under the target's name. The file gets mode 0o666 minus the
-umask, as ``open()`` would give, whatever its writer did (safetensors' writer makes 0o600).
-"""
+"""Writing output files atomically: whole or not at all, with the permissions the umask gives
+(as ``open()`` would, whatever the writer did)."""
 
 from __future__ import annotations
 
@@ -17,9 +13,8 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yields a fresh temporary path beside ``path`` (its folder must exist) for the caller to
-    write; leaving the block normally flushes it to disk and renames it to ``path``, an exception
-    deletes it and leaves ``path`` as it was."""
+    """Yields a temporary path beside ``path`` to write; leaving the block renames it to ``path``,
+    an exception deletes it."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
     try:
@@ -42,8 +37,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def current_umask() -> int:
-    """This process's umask, read without changing it where Linux tells it (``/proc/self/status``);
-    elsewhere set and restored at once."""
+    """This process's umask, read without changing it where Linux tells it."""
     try:
         with open("/proc/self/status") as f:
             for line in f:

@@ -1,26 +1,10 @@
 """The HEAR API: VGGish as a HEAR 2021 module (``hear-validator vggish.hear --model random``).
 
->>> model = vggish.hear.load_model()                       # official weights; or a path, or "random"
->>> emb, ts = vggish.hear.get_timestamp_embeddings(audio, model)   # (n, T, 128), (n, T) ms
->>> scene = vggish.hear.get_scene_embeddings(audio, model)         # (n, 128)
-
-``audio`` is a float tensor ``(n_sounds, n_samples)`` at 16 kHz, every sound of a call the same
-length, on any device; results come back on the model's device. A call embeds all of its sounds
-through the library's one driver (:mod:`vggish.pipeline.driver`), packed into shared batches, so
-the numbers are those of ``runtime.embed(sound, 16000, hop_seconds=..., pad=True)``; log-mel is
-computed where the model runs (``frontend="auto"``).
-
-Choices (docs/hear.md; the figures are on docs/benchmarks.md, from ``benchmarks/bench_hear.py``):
-
-* **Timestamp embeddings every 50 ms** (:data:`TIMESTAMP_HOP_SECONDS`): HEAR asks for hops of at
-  most 50 ms so that onsets can be placed within its 50 ms tolerance; ``load_model(hop_seconds=
-  0.96)`` gives the reference's framing at a fraction of the cost.
-* **Timestamps are frame centres** in milliseconds: example k covers [k·hop, k·hop + 0.975) s,
-  so its timestamp is k·hop + 487.5 ms.
-* **Scene embeddings are the mean over time** of the embeddings at :data:`SCENE_HOP_SECONDS`
-  (0.96 s: windows that tile the sound): AudioSet's clip-level pooling and the library's own.
-* **Short sounds** (< 0.975 s) are zero-padded to one example (``pad=True``), so that every sound
-  has at least one timestamp; the reference itself gives no example for them.
+``audio`` is a float tensor ``(n_sounds, n_samples)`` at 16 kHz on any device; a call's sounds go
+through the library's one driver in shared batches, so the numbers are those of
+``runtime.embed(sound, 16000, hop_seconds=..., pad=True)``. Timestamp embeddings come every 50 ms
+(HEAR's largest hop) at frame centres; scene embeddings are the mean over time at a 0.96 s hop;
+short sounds are zero-padded to one example (docs/hear.md).
 """
 
 from __future__ import annotations
@@ -44,19 +28,9 @@ SCENE_HOP_SECONDS = params.EXAMPLE_HOP_SECONDS  # 0.96 s: the reference's framin
 
 
 class HearModel(torch.nn.Module):
-    """VGGish as HEAR expects a model: an ``nn.Module`` with the three size attributes.
-
-    It holds a :class:`~vggish.network.runtime.Runtime`; its network is a submodule, so ``.to(device)``
-    moves it (a runtime on ONNX Runtime, which computes on the CPU only, is switched to PyTorch
-    when the network leaves the CPU). Build it with :func:`load_model`.
-
-    Args:
-        runtime: the model that computes the embeddings.
-        hop_seconds: distance between timestamp embeddings (a positive multiple of 0.01 s).
-        scene_hop_seconds: distance between the examples a scene embedding averages.
-        batch_size: examples per model call; None: the runtime's default (32 on the CPU, 256 on
-            a GPU).
-    """
+    """VGGish as HEAR expects a model: an ``nn.Module`` with the three size attributes, holding a
+    :class:`~vggish.network.runtime.Runtime` whose network is a submodule (``.to(device)`` moves
+    it; an ONNX Runtime backend becomes PyTorch off the CPU). Build it with :func:`load_model`."""
 
     sample_rate: int = params.SAMPLE_RATE
     scene_embedding_size: int = params.EMBEDDING_SIZE
@@ -82,7 +56,6 @@ class HearModel(torch.nn.Module):
 
     @property
     def device(self) -> torch.device:
-        """Where the network is, and where embeddings and timestamps are returned."""
         return self.runtime.device
 
     def extra_repr(self) -> str:
@@ -92,7 +65,6 @@ class HearModel(torch.nn.Module):
         )
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> HearModel:
-        """After ``.to()``/``.cuda()``: a runtime on ONNX Runtime becomes PyTorch off the CPU."""
         super()._apply(fn, recurse)  # type: ignore[no-untyped-call]
         if self.runtime.backend != "torch" and self.device.type != "cpu":
             old = self.runtime
@@ -102,15 +74,7 @@ class HearModel(torch.nn.Module):
         return self
 
     def embed(self, audio: torch.Tensor, hop_seconds: float) -> np.ndarray:
-        """Embeddings of every sound at ``hop_seconds``, all sounds packed into shared batches.
-
-        Args:
-            audio: (n_sounds, n_samples) float tensor at 16 kHz.
-            hop_seconds: distance between examples.
-
-        Returns:
-            (n_sounds, n_timestamps, 128) float32 NumPy; sounds shorter than 0.975 s are padded
-            to one example.
+        """(n_sounds, n_samples) at 16 kHz -> (n_sounds, n_timestamps, 128) float32 NumPy.
 
         Raises:
             ValueError: ``audio`` is not a 2-D float tensor of finite samples.
@@ -139,18 +103,12 @@ def load_model(
     """Loads VGGish for the HEAR API.
 
     Args:
-        model_file_path: a weights file (``.safetensors``, made by ``vggish convert``); ``""``
-            for the official weights (:func:`vggish.default_weights_path`); ``"random"`` for
-            deterministic random weights (tests only).
-        hop_seconds: distance between timestamp embeddings; default 0.05 s (HEAR's ≤ 50 ms),
-            0.96 for the reference's framing at 1/19 of the cost.
+        model_file_path: a ``.safetensors`` weights file; ``""`` for the official weights;
+            ``"random"`` for deterministic random weights (tests only).
+        hop_seconds: distance between timestamp embeddings (0.96: the reference's framing).
         scene_hop_seconds: distance between the examples that a scene embedding averages.
-        batch_size: examples per model call (None: 32 on the CPU, 256 on a GPU).
-        **runtime_options: passed to :func:`vggish.load_model` (``device``, ``backend``,
-            ``precision``, ``threads``).
-
-    Returns:
-        The model: an ``nn.Module`` with ``sample_rate`` 16000 and both embedding sizes 128.
+        batch_size: examples per model call (None: the runtime's default).
+        **runtime_options: passed to :func:`vggish.load_model`.
 
     Raises:
         FileNotFoundError: no weights where asked.
@@ -164,17 +122,8 @@ def load_model(
 
 
 def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embeddings every ``model.hop_seconds`` (default 50 ms), with the centre of each frame.
-
-    Args:
-        audio: (n_sounds, n_samples) float tensor at 16 kHz, on any device.
-        model: from :func:`load_model`.
-
-    Returns:
-        ``(embeddings, timestamps)`` on the model's device: (n_sounds, n_timestamps, 128)
-        float32, and (n_sounds, n_timestamps) float32 milliseconds, k·hop + 487.5 (exact below
-        2.3 hours: every value is a multiple of 0.5 ms).
-    """
+    """Embeddings every ``model.hop_seconds`` and the centre of each frame, on the model's device:
+    (n_sounds, n_timestamps, 128) float32 and (n_sounds, n_timestamps) float32 ms."""
     embeddings = model.embed(audio, model.hop_seconds)
     centres = frame_centres_ms(embeddings.shape[1], model.hop_seconds)
     timestamps = np.broadcast_to(centres, embeddings.shape[:2])
@@ -186,35 +135,21 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[tor
 
 
 def get_scene_embeddings(audio: torch.Tensor, model: HearModel) -> torch.Tensor:
-    """One embedding per sound: the mean over time of its embeddings at ``model.scene_hop_seconds``.
-
-    Args:
-        audio: (n_sounds, n_samples) float tensor at 16 kHz, on any device.
-        model: from :func:`load_model`.
-
-    Returns:
-        (n_sounds, 128) float32 on the model's device.
-    """
+    """(n_sounds, 128) float32: the mean over time of each sound's embeddings at
+    ``model.scene_hop_seconds``, on the model's device."""
     embeddings = model.embed(audio, model.scene_hop_seconds)
     return torch.from_numpy(embeddings.mean(axis=1, dtype=np.float64).astype(np.float32)).to(model.device)
 
 
 def frame_centres_ms(count: int, hop_seconds: float) -> np.ndarray:
-    """(count,) float64 centres of examples 0 ... count - 1 in milliseconds: k·hop + 487.5.
-
-    Computed from whole samples (k·hop_samples + 7800) / 16 samples per ms, so exactly.
-    """
+    """(count,) float64 centres of examples in milliseconds, k·hop + 487.5, exact (from samples)."""
     hop_samples = hop_to_frames(hop_seconds) * params.STFT_HOP_SAMPLES
     centres = np.arange(count, dtype=np.int64) * hop_samples + params.EXAMPLE_SPAN_SAMPLES // 2
     return centres / (params.SAMPLE_RATE / 1000.0)
 
 
 def check_audio(audio: Any) -> None:
-    """Refuses what HEAR does not send: anything but a 2-D float tensor (n_sounds, n_samples).
-
-    Raises:
-        ValueError: naming what was received.
-    """
+    """Raises ValueError for anything but a 2-D float tensor (n_sounds, n_samples)."""
     if not isinstance(audio, torch.Tensor):
         raise ValueError(f"audio must be a torch.Tensor (n_sounds, n_samples); got {type(audio).__name__}")
     if audio.dim() != 2 or not audio.is_floating_point():

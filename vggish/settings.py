@@ -1,10 +1,5 @@
-"""Settings of the CLI and the service, from ``VGGISH_*`` environment variables (pydantic-settings).
-
-One model for both: ``vggish embed`` reads ``VGGISH_BACKEND`` as ``vggish serve`` does, and a
-command-line flag overrides the variable. The library's functions read nothing from the
-environment; they take each choice as an argument, which the CLI and the service fill from here.
-A malformed variable is refused in one line naming it (:func:`load_settings`).
-"""
+"""Settings of the CLI and the service, from ``VGGISH_*`` environment variables (pydantic-settings);
+a command-line flag overrides its variable. The library itself reads no environment."""
 
 from __future__ import annotations
 
@@ -26,70 +21,8 @@ def _split_csv(value: str) -> tuple[str, ...]:
 
 
 class Settings(BaseSettings):
-    """Everything the CLI and the service can be told, with its default.
-
-    Attributes:
-        weights: a weights ``.safetensors`` file, ``random`` (demo weights), or empty for the
-            library's default official weights (the service downloads them on start when missing).
-        device: torch device for the model (``cpu``, ``cuda``, ``cuda:1``...).
-        backend: ``auto`` (ONNX Runtime on the CPU when installed, else PyTorch), ``torch`` or
-            ``onnx``.
-        precision: ``fp32``; ``fp16``/``bf16`` weights and activations (GPUs; ``bf16`` also CPUs
-            with bfloat16 instructions); only ``fp32`` gives Google's numbers.
-        num_threads: the model's intra-op threads; 0: the CPUs this process may use (affinity and
-            cgroup quota).
-        data_dir: where the classifier heads' database (``heads.sqlite3``) lives.
-        database_url: ``postgresql://user:password@host:port/db``: keep the heads in PostgreSQL
-            (replicas given the same URL share them); empty: SQLite in ``data_dir``.
-        host: address ``vggish serve`` binds to.
-        port: port ``vggish serve`` listens on.
-        workers: uvicorn worker processes for ``vggish serve`` (each loads its own model).
-        max_batch_examples: most examples per model call; requests are merged up to this.
-        max_batch_wait_ms: how long the inference worker waits for a batch to fill.
-        max_queue_examples: examples waiting for the model at most; beyond, 429.
-        decode_threads: threads that decode audio and compute log-mel examples.
-        request_timeout_s: a request still unanswered after this gets 504.
-        retry_after_s: the ``Retry-After`` sent with 429 and 503.
-        max_upload_bytes: request body size limit (checked while streaming).
-        max_json_bytes: JSON body size limit (audio as numbers or base64, head training): numbers
-            take several bytes of text per sample, so long audio goes as multipart or a raw body.
-        body_timeout_s: a request body not all there after this gets 408 (``request_timeout_s``
-            counts from the end of the body); the default lets ``max_upload_bytes`` arrive over a
-            link of 0.7 Mbit/s.
-        min_body_bytes_per_s: a body arriving slower than this on average (after its first 10 s)
-            gets 408, so that clients trickling bytes hold nothing for long; a tenth of the
-            slowest link the ``body_timeout_s`` default is sized for.
-        max_input_seconds: audio seconds per input.
-        max_request_seconds: audio seconds per request, all inputs together.
-        max_inputs: inputs per request.
-        max_feature_examples: log-mel examples per ``POST /v1/features`` request, all inputs
-            together (they are held for the response: 24 KiB each as float32).
-        stream_max_message_bytes: bytes per ``/v1/stream`` message (uvicorn's ``ws_max_size``
-            under ``vggish serve``: a larger message is refused as it arrives).
-        stream_burst_seconds: how far ahead of real time a ``/v1/stream`` stream may run; beyond,
-            it is read at real-time speed (its socket waits).
-        api_keys: comma-separated bearer keys; when set, ``/v1/*`` needs one.
-        protect_docs: with ``api_keys`` set, ``/metrics``, ``/docs``, ``/redoc``, ``/openapi.json``
-            (and the docs' assets) need a key too; ``/healthz`` and ``/readyz`` never do.
-        cors_origins: comma-separated origins allowed by CORS (``*`` for any); empty: no CORS.
-        download: fetch the official weights on start when they are missing.
-        warmup: run the model once before ``/readyz`` says ready.
-        log_level: ``debug``, ``info``, ``warning`` or ``error``.
-        max_train_inputs: audio files per ``POST /v1/heads`` (training) request.
-        max_train_examples: clips per head training (audio files or embedding rows).
-        max_train_classes: distinct labels per head training (at most 1000).
-        train_threads: head trainings run at once (each on one core); more wait their turn.
-        search_max_collections: collections (``/v1/collections``) in the store.
-        search_max_items: items per collection.
-        search_max_items_per_request: items of one ``POST /v1/collections/{name}/items`` of embeddings.
-        search_max_segments: segments (examples) per item.
-        search_max_k: results per search.
-        search_max_query_segments: segments of a segment-level query.
-        search_ef_search: PostgreSQL's HNSW candidates per query (more: better recall, slower).
-        max_heads: heads the store may hold; a new one past it is refused (507).
-        max_answer_labels: labels in one classification answer (each clip's and each frame's,
-            ``top_k`` of each); beyond, 413 before the answer is built.
-    """
+    """Everything the CLI and the service can be told, with its default: each field is the variable
+    ``VGGISH_<FIELD>``, described in docs/service.md (the limits in docs/security.md)."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
@@ -136,8 +69,8 @@ class Settings(BaseSettings):
     search_max_k: int = Field(default=100, ge=1)
     search_max_query_segments: int = Field(default=64, ge=1)
     search_ef_search: int = Field(default=200, ge=1, le=1000)
-    max_heads: int = Field(default=1000, ge=1)
-    max_answer_labels: int = Field(default=50_000, ge=1)
+    max_heads: int = Field(default=1000, ge=1)  # heads the store holds; a new one past it: 507
+    max_answer_labels: int = Field(default=50_000, ge=1)  # labels in one classify answer; then 413
 
     @field_validator("backend", "precision", "log_level", mode="before")
     @classmethod
@@ -164,16 +97,13 @@ class Settings(BaseSettings):
 
     @property
     def api_key_list(self) -> tuple[str, ...]:
-        """The accepted bearer keys (empty: no authentication)."""
         return _split_csv(self.api_keys)
 
     @property
     def cors_origin_list(self) -> tuple[str, ...]:
-        """The origins CORS allows (empty: CORS off)."""
         return _split_csv(self.cors_origins)
 
     def load_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`vggish.load_model` these settings give."""
         return {
             "device": self.device,
             "backend": self.backend,
@@ -183,11 +113,8 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """:class:`Settings` from the environment, ``overrides`` (a CLI's flags) winning.
-
-    Raises:
-        ValueError: one line naming the variable (or flag value) that is malformed and why.
-    """
+    """:class:`Settings` from the environment, ``overrides`` (a CLI's flags) winning; a malformed
+    value is a one-line ValueError naming the variable."""
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as e:

@@ -1,16 +1,10 @@
 """Decode: audio files and user arrays to the reference's samples (docs/vggish.md §1).
 
-The reference reads files with ``soundfile.read(path, dtype="int16")`` and divides by 32768, so
-lossy formats give its numbers too. Files that libsndfile cannot open (M4A/AAC, ALAC, video
-containers, ...) fall back to an ``ffmpeg`` subprocess writing 16-bit PCM to a pipe. Decoding
-streams (:func:`stream`: blocks of bounded size; :func:`load`: their concatenation). Samples are
-laid out (samples, channels); nothing is normalised, dithered or filtered here.
-
-Security: ffmpeg reads untrusted files, so it may open nothing but the one file it is given: only
-the ``file`` protocol, only the demuxers of :data:`FFMPEG_DEMUXERS` (never ``concat``, playlists,
-image sequences or devices, which name other files), and bytes or streams are first copied into a
-private folder of their own, so that a relative name inside them points at nothing. Its messages
-never show a path other than the input's own name.
+Files are read as 16-bit values / 32768, as the reference's ``soundfile.read(dtype="int16")``;
+what libsndfile cannot open goes to an ``ffmpeg`` subprocess writing 16-bit PCM to a pipe, which
+may open only the one file it is given (``file`` protocol, the demuxers of
+:data:`FFMPEG_DEMUXERS`; bytes and streams are first copied into a private folder). Samples are
+(samples, channels), streamed in blocks of bounded size.
 """
 
 from __future__ import annotations
@@ -59,9 +53,8 @@ FFMPEG_DEMUXERS = (
     # containers that carry audio beside video ("mov" is mov/mp4/m4a/3gp, "matroska" also webm)
     "asf,avi,flv,matroska,mov,mpeg,mpegts,nut,ogg,rm"
 )
-"""The only demuxers ffmpeg may use (its ``-format_whitelist``). Left out on purpose: ``concat``,
-``hls``, ``dash`` and other playlists, ``image2`` and the image pipes, devices, ``lavfi``, and
-subtitle or data formats: each of them opens other files or is not audio."""
+"""The only demuxers ffmpeg may use: no playlists, ``concat``, image sequences or devices (they
+open other files)."""
 _PATHS = re.compile(r"(?:file:)?/[^\s'\"]*")  # absolute paths in ffmpeg's messages
 # libsndfile's log line for a chunk shorter than its header says: "data : 64000 (should be 31979)"
 _SHORT_CHUNK = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
@@ -70,16 +63,8 @@ _UNKNOWN_CHUNK_SIZES = frozenset({0, 0xFFFFFFFF})  # written by encoders that st
 
 @dataclass(frozen=True)
 class AudioInfo:
-    """What a file holds, as the chosen decoder reports it.
-
-    Attributes:
-        sample_rate: Hz.
-        channels: 1..MAX_CHANNELS.
-        frames: samples per channel, or None where the container does not say exactly (MP3, and
-            everything decoded by ffmpeg).
-        format: ``"CONTAINER/CODEC"``, e.g. ``"WAV/PCM_16"`` (soundfile) or ``"mov/aac"`` (ffmpeg).
-        backend: which decoder reads the file.
-    """
+    """What a file holds, as the chosen decoder reports it: ``frames`` is None where the container
+    does not say exactly (MP3, ffmpeg); ``format`` is ``"CONTAINER/CODEC"``, e.g. ``"WAV/PCM_16"``."""
 
     sample_rate: int
     channels: int
@@ -108,7 +93,6 @@ class _Input:
     start: int = 0
 
     def rewound(self) -> IO[bytes]:
-        """The file object, positioned where the audio starts."""
         assert self.fileobj is not None
         self.fileobj.seek(self.start)
         return self.fileobj
@@ -139,13 +123,11 @@ class _Window:
 
 
 def probe(source: AudioSource) -> AudioInfo:
-    """Read a file's rate, channels and length without decoding it (``backend``: the decoder
-    :func:`load` will use). A file object is read from its position, which is restored.
+    """Read a file's rate, channels and length without decoding it.
 
     Raises:
         FileNotFoundError: The path does not exist.
-        ValueError: No decoder can read the input (the message gives each decoder's reason), or
-            its rate or channel count is out of range.
+        ValueError: No decoder can read the input, or its rate or channels are out of range.
     """
     with contextlib.ExitStack() as cleanup:
         info, _ = _open(source, cleanup)
@@ -153,11 +135,7 @@ def probe(source: AudioSource) -> AudioInfo:
 
 
 def load(source: AudioSource) -> tuple[np.ndarray, int]:
-    """Decode a whole file to 16-bit values scaled by 1/32768, as the reference does.
-
-    Returns:
-        ``(samples, sample_rate)``: (frames, channels) float32 holding int16 / 32768 values, and
-        the file's own rate in Hz.
+    """Decode a whole file: ``(samples, sample_rate)``, (frames, channels) float32 int16 / 32768.
 
     Raises:
         FileNotFoundError: The path does not exist.
@@ -180,21 +158,14 @@ def load(source: AudioSource) -> tuple[np.ndarray, int]:
 def stream(
     source: AudioSource, block_frames: int = DEFAULT_BLOCK_FRAMES
 ) -> tuple[AudioInfo, Iterator[np.ndarray]]:
-    """Decode a file block by block, in memory bounded by ``block_frames``.
+    """Decode a file block by block: ``(info, blocks)`` of (k <= block_frames, channels) float32.
 
-    The file is probed now; decoding starts at the first ``next()``. Closing or dropping the
-    iterator closes the file, stops ffmpeg and removes temporary files. A file object is read from
-    its position (restored after the last block; it must stay open until then); a non-seekable one
-    is first copied to a temporary file.
-
-    Returns:
-        ``(info, blocks)``: (k, channels) float32 blocks, 1 <= k <= block_frames, holding
-        int16 / 32768 values; concatenated they equal :func:`load`.
+    The file is probed now; closing or dropping the iterator closes the file, stops ffmpeg and
+    removes temporary files. A file object is read from its position, restored after the last block.
 
     Raises:
         FileNotFoundError: The path does not exist.
-        ValueError: The input is not readable audio (now), or is truncated or corrupt (while
-            iterating).
+        ValueError: The input is not readable audio (now), or is corrupt (while iterating).
     """
     if isinstance(block_frames, bool) or not isinstance(block_frames, int) or block_frames < 1:
         raise ValueError(f"block_frames must be a positive integer, got {block_frames!r}")
@@ -207,8 +178,7 @@ def stream(
 
 
 def to_mono(x: np.ndarray) -> np.ndarray:
-    """(samples, channels) or (samples,) -> (samples,) float64: the mean over channels, as the
-    reference takes."""
+    """(samples, channels) or (samples,) -> (samples,) float64: the mean over channels."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 1:
         return x.copy()
@@ -219,15 +189,7 @@ def to_mono(x: np.ndarray) -> np.ndarray:
 
 
 def validate_waveform(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Check a user's array and make it the mono float64 waveform the front end takes.
-
-    Args:
-        waveform: (samples,) or (samples, channels); float (used as it is), or int16 (divided by
-            32768, as files are).
-        sample_rate: Hz, a whole number in [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE].
-
-    Returns:
-        (samples,) float64: the mean over channels.
+    """A user's (samples,) or (samples, channels) float or int16 array, checked, as mono float64.
 
     Raises:
         ValueError: Wrong dtype, shape or layout, NaN/Inf samples, or a bad sample rate.
@@ -236,8 +198,7 @@ def validate_waveform(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def check_waveform(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Check a user's array as :func:`validate_waveform` does, without converting or copying it;
-    returns ``np.asarray`` of it (pass parts of it to :func:`waveform_to_mono`)."""
+    """:func:`validate_waveform`'s checks, without converting or copying the array."""
     check_sample_rate(sample_rate)
     x = np.asarray(waveform)
     _scaled_to_float(np.empty(0, x.dtype))  # refuses every dtype but float and int16
@@ -252,14 +213,13 @@ def check_waveform(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def waveform_to_mono(x: np.ndarray) -> np.ndarray:
-    """A checked array (or any run of its samples) -> (samples,) float64 mono, int16 / 32768."""
+    """A checked array (or a run of its samples) -> (samples,) float64 mono."""
     x = _scaled_to_float(x)
     return to_mono(x) if x.ndim == 2 else np.array(x, dtype=np.float64)
 
 
 def check_finite(x: np.ndarray, offset: int = 0) -> None:
-    """Raises InvalidAudioError naming the first frame of ``x`` (its first at index ``offset``) that
-    is NaN or infinite."""
+    """Raises InvalidAudioError naming the first NaN or infinite frame (``x`` starts at ``offset``)."""
     finite = np.isfinite(x)
     if not finite.all():
         bad = offset + int(np.flatnonzero(~finite.reshape(len(x), -1).all(axis=1))[0])
@@ -269,7 +229,6 @@ def check_finite(x: np.ndarray, offset: int = 0) -> None:
 
 
 def check_sample_rate(sample_rate: object) -> None:
-    """Raise ValueError unless the rate is an integral number of Hz within range."""
     if isinstance(sample_rate, bool | np.bool_) or not isinstance(
         sample_rate, int | float | np.integer | np.floating
     ):
@@ -284,7 +243,6 @@ def check_sample_rate(sample_rate: object) -> None:
 
 
 def _scaled_to_float(x: np.ndarray) -> np.ndarray:
-    """Float arrays as they are; int16 divided by 32768; every other dtype rejected."""
     if x.dtype.kind == "f":
         return x
     if x.dtype == np.int16:
@@ -304,7 +262,6 @@ def _scaled_to_float(x: np.ndarray) -> np.ndarray:
 
 
 def check_array_channels(shape: tuple[int, ...]) -> None:
-    """Raise ValueError for 0 channels or a (channels, samples) layout."""
     if shape[1] == 0:
         raise InvalidAudioError(f"waveform has 0 channels (shape {shape})")
     if shape[1] > MAX_CHANNELS:
@@ -317,7 +274,7 @@ def check_array_channels(shape: tuple[int, ...]) -> None:
 def _open(
     source: AudioSource, cleanup: contextlib.ExitStack
 ) -> tuple[AudioInfo, Callable[[int], Iterator[np.ndarray]]]:
-    """Probe with soundfile, then ffmpeg; return the info and a block reader for the winner."""
+    """Probe with soundfile, then ffmpeg: the info and a block reader."""
     src = _prepare(source, cleanup)
     try:
         info = _probe_soundfile(src)
@@ -335,7 +292,7 @@ def _open(
 
 
 def _prepare(source: AudioSource, cleanup: contextlib.ExitStack) -> _Input:
-    """Check the source and make it re-readable (non-seekable streams go to a temporary file)."""
+    """The source checked and made re-readable (non-seekable streams go to a temporary file)."""
     if isinstance(source, str | os.PathLike):
         return _prepare_path(os.fspath(source))
     if isinstance(source, bytes | bytearray | memoryview):
@@ -360,7 +317,6 @@ def _prepare(source: AudioSource, cleanup: contextlib.ExitStack) -> _Input:
 
 
 def _prepare_path(path: str) -> _Input:
-    """A checked path: FileNotFoundError if missing, ValueError if empty."""
     if not os.path.exists(path):
         raise FileNotFoundError(errno.ENOENT, "No such audio file", path)
     if os.path.isdir(path):
@@ -383,8 +339,7 @@ def _is_seekable(fileobj: BinaryIO) -> bool:
 
 
 def _spool(fileobj: IO[bytes], src: _Input, cleanup: contextlib.ExitStack) -> str:
-    """Copy the rest of ``fileobj`` to a file alone in a private temporary folder (mode 0700),
-    which ``cleanup`` removes: names that the input itself holds resolve into that empty folder."""
+    """Copy the rest of ``fileobj`` to a file alone in a private temporary folder (mode 0700)."""
     folder = tempfile.mkdtemp(prefix="vggish-audio-")
     cleanup.callback(shutil.rmtree, folder, True)
     path = os.path.join(folder, _SPOOL_NAME + src.suffix)
@@ -403,7 +358,6 @@ def _seek_quietly(fileobj: BinaryIO, position: int) -> None:
 
 
 def _owned_blocks(blocks: Iterator[np.ndarray], owned: contextlib.ExitStack) -> Iterator[np.ndarray]:
-    """Yield the blocks; when done, failed or closed, stop the decoder and clean up."""
     try:
         yield from blocks
     finally:
@@ -414,7 +368,6 @@ def _owned_blocks(blocks: Iterator[np.ndarray], owned: contextlib.ExitStack) -> 
 
 
 def _check_file_shape(name: str, sample_rate: int, channels: int) -> None:
-    """Raise ValueError for a decoded file's absurd rate or channel count."""
     if not 1 <= channels <= MAX_CHANNELS:
         raise UndecodableAudioError(
             f"cannot decode {name}: {channels} channels (1 to {MAX_CHANNELS} allowed)"
@@ -427,7 +380,7 @@ def _check_file_shape(name: str, sample_rate: int, channels: int) -> None:
 
 
 def _to_float32(block: np.ndarray) -> np.ndarray:
-    """int16 (k, channels) -> float32 int16/32768 values (exact: 32768 is a power of two)."""
+    """int16 -> float32 / 32768 (exact)."""
     out = block.astype(np.float32)
     out *= np.float32(1.0 / INT16_SCALE)
     return out
@@ -437,7 +390,6 @@ def _to_float32(block: np.ndarray) -> np.ndarray:
 
 
 def _open_soundfile(src: _Input) -> sf.SoundFile:
-    """Open with libsndfile, or raise _UnreadableError with its short reason."""
     try:
         return sf.SoundFile(src.for_soundfile())
     except (sf.SoundFileError, RuntimeError, TypeError) as e:
@@ -450,7 +402,6 @@ def _soundfile_reason(error: Exception) -> str:
 
 
 def _probe_soundfile(src: _Input) -> AudioInfo:
-    """AudioInfo from libsndfile; ValueError for a truncated file or absurd header values."""
     with _open_soundfile(src) as f:
         _check_file_shape(src.name, f.samplerate, f.channels)
         _check_not_truncated(src.name, f.extra_info)
@@ -475,7 +426,6 @@ def _check_not_truncated(name: str, log: str) -> None:
 
 
 def _soundfile_blocks(src: _Input, info: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
-    """Read int16 blocks as the reference does (float files: see _read_block)."""
     with _open_soundfile(src) as f:
         is_float = f.subtype in _FLOAT_SUBTYPES
         done = 0
@@ -489,12 +439,8 @@ def _soundfile_blocks(src: _Input, info: AudioInfo, block_frames: int) -> Iterat
 
 
 def _read_block(f: sf.SoundFile, frames: int, is_float: bool, name: str, done: int) -> np.ndarray | None:
-    """One float32 block, or None at the end; ValueError on a decoding error.
-
-    Integer and compressed formats are read as int16 by libsndfile, as the reference does. Float
-    PCM is quantised here as clip(round(x * 32768)), as libsndfile's int16 read would give only
-    -1, 0, 1: a float file made from int16 data decodes to exactly that data.
-    """
+    """One float32 block, or None at the end. Float PCM is quantised as clip(round(x * 32768))
+    (libsndfile's int16 read would give only -1, 0, 1), so int16 data in a float file round-trips."""
     try:
         if is_float:
             x = f.read(frames, dtype="float64", always_2d=True)
@@ -513,7 +459,6 @@ def _read_block(f: sf.SoundFile, frames: int, is_float: bool, name: str, done: i
 
 
 def _ffmpeg_tools(src: _Input) -> tuple[str, str]:
-    """Paths of ffmpeg and ffprobe, or _UnreadableError saying how to install them."""
     ffmpeg, ffprobe = shutil.which("ffmpeg"), shutil.which("ffprobe")
     if ffmpeg is None or ffprobe is None:
         what = src.suffix if src.suffix else "these"
@@ -522,8 +467,8 @@ def _ffmpeg_tools(src: _Input) -> tuple[str, str]:
 
 
 def _ffmpeg_reason(stderr: bytes, path: str, src: _Input) -> str:
-    """The last two distinct lines of ffmpeg's stderr, without '[demuxer @ 0x..]' prefixes; the
-    input's path shown as its name, any other path as ``<path>``."""
+    """The last two distinct lines of ffmpeg's stderr; the input's path shown as its name, any
+    other path as ``<path>``."""
     text = stderr.decode(errors="replace")
     if "not on whitelist" in text:
         return (
@@ -541,13 +486,11 @@ def _ffmpeg_reason(stderr: bytes, path: str, src: _Input) -> str:
 
 
 def _confined_input(path: str) -> list[str]:
-    """ffmpeg's and ffprobe's options to read ``path`` and nothing else: the ``file`` protocol
-    alone, the allowed demuxers alone."""
+    """ffmpeg's and ffprobe's options to read ``path`` and nothing else."""
     return ["-protocol_whitelist", "file", "-format_whitelist", FFMPEG_DEMUXERS, "-i", f"file:{path}"]
 
 
 def _probe_ffmpeg(path: str, src: _Input) -> AudioInfo:
-    """AudioInfo of the first audio stream, from ffprobe."""
     _, ffprobe = _ffmpeg_tools(src)
     entries = "stream=codec_name,sample_rate,channels:format=format_name"
     command = [ffprobe, "-v", "error", *_confined_input(path), "-select_streams", "a:0"]
@@ -573,7 +516,7 @@ def _probe_ffmpeg(path: str, src: _Input) -> AudioInfo:
 
 
 def _ffmpeg_blocks(path: str, src: _Input, info: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
-    """Run ffmpeg to a 16-bit WAV pipe and yield its samples; always stop and reap it."""
+    """Run ffmpeg to a 16-bit WAV pipe and yield its samples; always reap it."""
     ffmpeg, _ = _ffmpeg_tools(src)
     command = [ffmpeg, "-nostdin", "-v", "error", "-xerror", *_confined_input(path)]
     command += ["-map", "0:a:0", "-c:a", "pcm_s16le", "-f", "wav"]
@@ -599,8 +542,8 @@ def _pcm_blocks(
     block_frames: int,
     failure: Callable[[], str | None],
 ) -> Iterator[np.ndarray]:
-    """Check the piped WAV header against ``info``, then yield its data in blocks; ``failure``
-    waits for ffmpeg and says why it failed (None: it did not)."""
+    """Check the piped WAV header against ``info``, then yield its data; ``failure`` waits for
+    ffmpeg and says why it failed (None: it did not)."""
     header = _read_wav_header(pipe)
     if header is None:  # ffmpeg failed before writing any audio: report why
         pipe.close()  # so that ffmpeg cannot block on a full pipe while we wait
@@ -624,7 +567,6 @@ def _pcm_blocks(
 
 
 def _ffmpeg_failure(proc: subprocess.Popen[bytes], stderr: IO[bytes], path: str, src: _Input) -> str | None:
-    """Wait for ffmpeg; its short error if it failed, else None."""
     if proc.wait() == 0:
         return None
     stderr.seek(0)

@@ -1,24 +1,10 @@
-"""Resampling to 16 kHz: resampy's ``kaiser_best`` filter, reproduced and vectorised.
+"""Resampling to 16 kHz: resampy 0.4.3's ``kaiser_best`` filter (the reference's), reproduced.
 
-Google's reference resamples with ``resampy.resample(x, sr, 16000)``, whose default filter in
-resampy 0.4.3 (the one the reference arrays were made with) is a Kaiser-windowed sinc with 50 zero
-crossings, 2**13 table entries per crossing, roll-off 0.9173473712608761 and beta
-12.984585247040012; the table is computed here from that formula (equal to resampy's shipped table
-bit for bit), so no data file is needed. As resampy does: the output has ``int(n * sr_out /
-sr_in)`` samples; output ``t`` sits at input time ``t * (1 / (sr_out / sr_in))`` in float64, whose
-integer part picks the centre sample; when downsampling the table is scaled by ``sr_out / sr_in``
-and walked with the stride ``int(scale * 8192)``, each tap linearly interpolated; taps outside
-the signal are dropped (zero padding).
-
-``"reference"`` works on blocks of output samples. Where the rate ratio ``M / L`` has a short
-period, a block is a few dense matrix products (polyphase: rows are periods of the input, columns
-the weights of the ``L`` phases). Each phase has two columns, the weights at its canonical
-interpolation factor and the table differences, so that each output's own float64 factor is
-applied exactly; outputs whose position lands on another table cell than their phase's are
-recomputed tap by tap. Ratios with a period above 8192 outputs compute the weights per output.
-
-``"fast"`` uses soxr's VHQ resampler, a different filter whose numbers differ visibly from the
-reference: use it only where exact numbers do not matter. Both cut or zero-pad the output to
+``"reference"`` computes resampy's table from its formula (bit for bit) and walks it as resampy
+does, in float64, by blocks of outputs: where the rate ratio has a short period a block is a few
+dense polyphase matrix products (each phase's weights and table differences, so each output's own
+interpolation factor is applied exactly; outputs landing on another table cell are recomputed tap
+by tap), else weights per output. ``"fast"`` is soxr's VHQ, a different filter. Both give
 ``int(n * sr_out / sr_in)`` samples.
 """
 
@@ -88,18 +74,12 @@ class _Filter:
 
     @property
     def taps(self) -> int:
-        """Taps per output, both wings."""
         return 2 * self.wing_taps
 
 
 def _wing_rows(table: FloatArray, step: int, taps: int) -> tuple[FloatArray, FloatArray]:
-    """Every wing the table walk can read, one per starting cell, with its differences.
-
-    Returns ``(weights, deltas)``, each (step + 1, taps) float64: row ``c`` holds
-    ``table[c + i * step]`` and ``table[c + i * step + 1] - table[c + i * step]``. Entries that
-    resampy never reads (it walks while ``c + i * step + step <= len(table)``) are zero, so every
-    output can use all taps.
-    """
+    """``(weights, deltas)``, each (step + 1, taps): row ``c`` holds ``table[c + i * step]`` and its
+    difference to the next entry; entries resampy never reads are zero."""
     used = len(table) - step + 1
     padded = np.zeros((2, step * (taps + 1)))
     padded[0, :used] = table[:used]
@@ -112,7 +92,6 @@ def _wing_rows(table: FloatArray, step: int, taps: int) -> tuple[FloatArray, Flo
 
 
 def _make_filter(sr_in: int, sr_out: int) -> _Filter:
-    """Builds the table walk for resampling ``sr_in`` to ``sr_out`` Hz."""
     ratio = float(sr_out) / sr_in
     table = _kaiser_best_table()
     if ratio < 1:
@@ -135,14 +114,7 @@ class _Position(NamedTuple):
     frac_right: FloatArray
 
     def select(self, index: slice | IntArray) -> _Position:
-        """The positions of the outputs ``index`` picks."""
-        return _Position(
-            self.centre[index],
-            self.cell_left[index],
-            self.frac_left[index],
-            self.cell_right[index],
-            self.frac_right[index],
-        )
+        return _Position(*(field[index] for field in self))
 
 
 def _positions(f: _Filter, t: IntArray) -> _Position:
@@ -159,11 +131,7 @@ def _positions(f: _Filter, t: IntArray) -> _Position:
 
 
 def _wing(f: _Filter, cell: FloatArray, frac: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Weights of one wing's taps, nearest first, at (k,) table ``cell`` and factor ``frac``.
-
-    Returns ``(weights, deltas)``, each (k, f.wing_taps): ``weights = table + frac * deltas``, zero
-    for taps that resampy drops; ``deltas`` is the derivative of the weights in ``frac``.
-    """
+    """``(weights, deltas)`` of one wing's taps, nearest first, each (k, f.wing_taps)."""
     rows = cell.astype(np.int64)
     deltas = f.delta_rows[rows]
     weights = deltas * frac[:, None]
@@ -214,7 +182,6 @@ class _Polyphase:
 
 
 def _make_group(f: _Filter, row: _Position, lo: int, hi: int, window_start: int) -> _Group:
-    """Dense weights of outputs ``lo:hi`` of a row at their canonical positions."""
     pos = row.select(slice(lo, hi))
     left, left_deltas = _wing(f, pos.cell_left, pos.frac_left)
     right, right_deltas = _wing(f, pos.cell_right, pos.frac_right)
@@ -232,19 +199,15 @@ def _make_group(f: _Filter, row: _Position, lo: int, hi: int, window_start: int)
 
 
 def _exact_below(f: _Filter, period_in: int, period_out: int) -> int:
-    """How many outputs have exactly periodic float positions (0 unless the period is 2**k).
-
-    With ``sr_in / sr_out = period_in / period_out`` and ``period_out = 2**k``,
-    ``t * time_increment`` is exact while ``t * period_in < 2**53``; the positions then repeat
-    every ``period_out`` outputs bit for bit.
-    """
+    """How many outputs have exactly periodic float positions: with ``period_out = 2**k``,
+    ``t * time_increment`` is exact while ``t * period_in < 2**53``; else 0."""
     if period_out & (period_out - 1) or f.time_increment != period_in / period_out:
         return 0
     return 2**53 // period_in
 
 
 def _make_polyphase(f: _Filter) -> _Polyphase | None:
-    """Builds the polyphase layout, or ``None`` when the period is too long to tabulate."""
+    """The polyphase layout, or ``None`` when the period is too long to tabulate."""
     common = math.gcd(f.sr_in, f.sr_out)
     span = math.ceil(_GROUP_OUTPUTS * f.sr_in / f.sr_out) + f.taps + 1  # inputs a group reads
     periods = max(-(-_ROW_OUTPUTS * common // f.sr_out), -(-span * common // f.sr_in))  # ceil
@@ -327,11 +290,8 @@ def _polyphase_block(f: _Filter, pp: _Polyphase, segment: FloatArray, start: int
 
 
 class _Engine:
-    """Cuts the output into fixed blocks and computes each one from its input samples.
-
-    Every block is computed by the same code on the same input values, whether the signal comes
-    whole or in chunks, so the stream is bitwise equal to the one-shot result.
-    """
+    """Fixed blocks of output, each computed from the same inputs whether the signal comes whole
+    or in chunks: streams equal the one-shot result bit for bit."""
 
     def __init__(self, sr_in: int, sr_out: int) -> None:
         self.filter = _make_filter(sr_in, sr_out)
@@ -357,15 +317,12 @@ class _Engine:
 
 @functools.lru_cache(maxsize=_CACHED_ENGINES)
 def _engine(sr_in: int, sr_out: int) -> _Engine:
-    """The (cached) block engine for a pair of rates."""
     return _Engine(sr_in, sr_out)
 
 
 def _padded(data: FloatArray, start: int, lo: int, hi: int) -> tuple[FloatArray, int]:
-    """Input samples ``[lo, hi)`` from ``data`` (which holds indices ``start`` on), zeros outside.
-
-    Returns ``(data, start)`` itself when it already covers the range (no copy).
-    """
+    """Input samples ``[lo, hi)`` from ``data`` (indices ``start`` on), zeros outside; no copy
+    when ``data`` covers them."""
     if lo >= start and hi <= start + len(data):
         return data, start
     segment = np.zeros(hi - lo)
@@ -376,7 +333,7 @@ def _padded(data: FloatArray, start: int, lo: int, hi: int) -> tuple[FloatArray,
 
 
 def _output_length(n: int, sr_in: int, sr_out: int) -> int:
-    """``int(n * sr_out / sr_in)`` in float64, as resampy computes it."""
+    """As resampy computes it, in float64."""
     return int(n * float(sr_out) / float(sr_in))
 
 
@@ -393,8 +350,7 @@ def _resample_reference(x: FloatArray, sr_in: int, sr_out: int) -> FloatArray:
 
 
 class _History:
-    """The input samples a stream still needs, in an array reused until full (then the live part
-    moves to one twice its size): memory follows what is held, not what went through."""
+    """The input samples a stream still needs, in an array that doubles when full."""
 
     def __init__(self) -> None:
         self.start = 0  # input index of the first sample held
@@ -408,7 +364,6 @@ class _History:
         return self._data[self._head : self._tail]
 
     def append(self, x: FloatArray) -> None:
-        """Adds samples at the end."""
         if self._tail + len(x) > len(self._data):
             live = self._tail - self._head
             data = np.empty(max(1024, 2 * (live + len(x))))
@@ -418,7 +373,6 @@ class _History:
         self._tail += len(x)
 
     def drop_before(self, index: int) -> None:
-        """Forgets the samples before input index ``index``."""
         k = min(max(0, index - self.start), self._tail - self._head)
         self._head += k
         self.start += k
@@ -434,7 +388,6 @@ def _whole_number(value: object) -> int | None:
 
 
 def _check_rate(sr: object, name: str) -> int:
-    """Returns ``sr`` as an int, or raises ``ValueError`` saying what a valid rate is."""
     rate = _whole_number(sr)
     if rate is None:
         raise ValueError(f"{name} must be a whole number of Hz such as 44100; got {sr!r}")
@@ -455,11 +408,8 @@ def _check_rates(sr_in: object, sr_out: object) -> tuple[int, int]:
 
 
 def _check_method(method: object) -> ResamplerName:
-    """Returns ``method`` if it names a resampler, else raises ``ValueError``."""
-    if method == "reference":
-        return "reference"
-    if method == "fast":
-        return "fast"
+    if method in ("reference", "fast"):
+        return method  # type: ignore[return-value]
     raise ValueError(f"method must be one of {get_args(ResamplerName)}; got {method!r}")
 
 
@@ -480,10 +430,8 @@ def _check_signal(x: object, name: str) -> FloatArray:
 
 
 def _fix_length(y: FloatArray, n_out: int) -> FloatArray:
-    """Cuts ``y`` to ``n_out`` samples or pads it with zeros at the end."""
-    if len(y) >= n_out:
-        return y[:n_out]
-    return np.concatenate([y, np.zeros(n_out - len(y))])
+    """``y`` cut or zero-padded to ``n_out`` samples."""
+    return y[:n_out] if len(y) >= n_out else np.concatenate([y, np.zeros(n_out - len(y))])
 
 
 def resample(
@@ -492,23 +440,15 @@ def resample(
     sr_out: int = params.SAMPLE_RATE,
     method: ResamplerName = "reference",
 ) -> FloatArray:
-    """Resamples a mono signal as Google's reference does (resampy ``kaiser_best``).
-
-    Args:
-        x: (n,) float or int samples, all finite.
-        sr_in: Rate of ``x`` in Hz (a whole number, 1 to 768000).
-        sr_out: Rate wanted in Hz (default 16000, VGGish's rate).
-        method: ``"reference"`` reproduces ``resampy.resample(x, sr_in, sr_out,
-            filter="kaiser_best")``; ``"fast"`` uses soxr VHQ, a different filter.
+    """Resamples (n,) finite samples from ``sr_in`` Hz (a whole number, 1 to 768000) to ``sr_out``
+    as Google's reference does (``"reference"``) or with soxr VHQ (``"fast"``).
 
     Returns:
-        (int(n * sr_out / sr_in),) float64. When ``sr_in == sr_out``, a float64 copy of ``x``.
-        Where resampy refuses a signal too short to give one output sample, this returns an
-        empty array.
+        (int(n * sr_out / sr_in),) float64 (empty where resampy refuses a too short signal).
 
     Raises:
-        ValueError: ``x`` is not 1-D, not real or not finite; a rate is not a whole number of Hz
-            in range, or ``sr_in`` is over 8192 times ``sr_out``; ``method`` is unknown.
+        ValueError: ``x`` is not 1-D, real and finite; a rate is out of range, or ``sr_in`` is
+            over 8192 times ``sr_out``; ``method`` is unknown.
     """
     sr_in, sr_out = _check_rates(sr_in, sr_out)
     method = _check_method(method)
@@ -524,20 +464,13 @@ def resample(
 class StreamingResampler:
     """Resamples a signal that arrives in chunks, keeping only the input its filter still needs.
 
-    With ``"reference"`` the output comes in blocks of at most 8192 samples; the concatenated
-    outputs of ``process`` and ``flush`` equal ``resample(whole_signal)`` bit for bit, however the
-    signal is cut. ``flush`` produces the last blocks, which depend on the signal's length. With
-    ``"fast"`` the chunks go through ``soxr.ResampleStream`` (VHQ), equal to one-shot ``soxr``.
-
-    Example:
-        >>> stream = StreamingResampler(44100)
-        >>> parts = [stream.process(chunk) for chunk in chunks] + [stream.flush()]
+    The outputs of ``process`` and then ``flush`` equal ``resample(whole_signal)`` bit for bit
+    (``"fast"``: one-shot soxr), however the signal is cut.
     """
 
     def __init__(
         self, sr_in: int, sr_out: int = params.SAMPLE_RATE, method: ResamplerName = "reference"
     ) -> None:
-        """Prepares a stream from ``sr_in`` to ``sr_out`` Hz (validated as in ``resample``)."""
         self.sr_in, self.sr_out = _check_rates(sr_in, sr_out)
         self.method = _check_method(method)
         self._received = 0
@@ -553,13 +486,7 @@ class StreamingResampler:
             self._soxr = soxr.ResampleStream(self.sr_in, self.sr_out, 1, dtype="float64", quality="VHQ")
 
     def process(self, chunk: npt.ArrayLike) -> FloatArray:
-        """Feeds the next input samples.
-
-        Args:
-            chunk: (k,) float or int samples, all finite; k may be 0.
-
-        Returns:
-            (m,) float64: the output samples that this chunk completed (often none).
+        """(k,) finite samples in -> (m,) float64 output samples they completed (often none).
 
         Raises:
             ValueError: bad samples (as in ``resample``), or the stream was already flushed.
@@ -576,15 +503,7 @@ class StreamingResampler:
         return y
 
     def flush(self) -> FloatArray:
-        """Ends the stream and returns the remaining output samples.
-
-        Returns:
-            (m,) float64; the stream's whole output then holds ``int(n * sr_out / sr_in)``
-            samples for ``n`` input samples.
-
-        Raises:
-            ValueError: the stream was already flushed.
-        """
+        """Ends the stream: the remaining (m,) float64 output samples (ValueError if flushed)."""
         self._accept(np.zeros(0))
         self._closed = True
         n_out = _output_length(self._received, self.sr_in, self.sr_out)
@@ -599,7 +518,6 @@ class StreamingResampler:
         return rest[: n_out - self._emitted]
 
     def _accept(self, chunk: npt.ArrayLike) -> FloatArray:
-        """Checks the stream is open and the chunk valid; counts its samples."""
         if self._closed:
             raise ValueError("this stream was flushed already; start a new StreamingResampler")
         x = _check_signal(chunk, "chunk")

@@ -1,9 +1,6 @@
-"""Command-line interface: ``vggish COMMAND ...`` (also ``python -m vggish``).
-
-Each command is a module with ``DESCRIPTION``, ``EPILOG``, ``add_arguments(parser)`` and
-``run(args) -> int`` (or actions that set ``func``); only the chosen command's module is imported,
-so ``--version`` and ``--help`` start without PyTorch. Library errors become one line on stderr
-and exit status 1.
+"""Command-line interface: ``vggish COMMAND ...`` (also ``python -m vggish``). Each command is a
+module with ``DESCRIPTION``, ``EPILOG``, ``add_arguments(parser)`` and ``run(args) -> int``; only
+the chosen one is imported, so ``--version`` and ``--help`` start without PyTorch.
 """
 
 from __future__ import annotations
@@ -17,7 +14,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from vggish.errors import NotFoundError
+from vggish.errors import NotFoundError, one_line
 from vggish.version import __version__
 
 # name -> (module in vggish.cli, one-line help), in the order ``--help`` lists them.
@@ -81,8 +78,6 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 
 class _Version(argparse.Action):
-    """``--version``: print the versions a bug report needs, then exit 0."""
-
     def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
         super().__init__(option_strings, dest, nargs=0, help=help)
 
@@ -92,8 +87,7 @@ class _Version(argparse.Action):
 
 
 def version_line() -> str:
-    """``vggish X.Y.Z (torch ..., numpy ..., Python ...)``, read from the installed packages'
-    metadata (nothing is imported)."""
+    """``vggish X.Y.Z (torch ..., numpy ..., Python ...)``, from package metadata (no import)."""
     versions = []
     for name in ("torch", "numpy"):
         try:
@@ -104,7 +98,6 @@ def version_line() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the CLI and returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
@@ -122,19 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("vggish: interrupted", file=sys.stderr)
         return 130
     except (ValueError, RuntimeError, OSError, NotFoundError) as e:
-        print(f"vggish: error: {_one_line(e)}", file=sys.stderr)
+        print(f"vggish: error: {one_line(e)}", file=sys.stderr)
         return 1
     return status
 
 
 def _warning_line(message: Warning | str, *args: object, **kwargs: object) -> str:
-    """A library warning as one line, without the file name and source line Python adds."""
+    """A library warning as one line, without Python's file name and source line."""
     return f"vggish: warning: {' '.join(str(message).split())}\n"
-
-
-def _one_line(error: BaseException) -> str:
-    """The error's message on one line (chained causes are named, not dumped)."""
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 if __name__ == "__main__":

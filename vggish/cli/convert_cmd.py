@@ -29,7 +29,6 @@ default output: {default_weights_path()}"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``convert`` subcommand's arguments."""
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file, V2 prefix, or .pth")
     p.add_argument(
         "--pca",
@@ -46,7 +45,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Converts ``args.checkpoint`` (and ``args.pca``) into ``args.output``; prints one line."""
     started = time.perf_counter()
     output = convert_checkpoint(args.checkpoint, args.output, pca=args.pca)
     seconds = time.perf_counter() - started

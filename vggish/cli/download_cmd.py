@@ -31,7 +31,6 @@ default folder: {default_weights_dir()}"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``download`` subcommand's arguments."""
     p.add_argument(
         "--dir",
         type=Path,
@@ -43,7 +42,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Downloads and installs the official weights; prints digests and the smoke-test table."""
     from vggish.weights.install import install_official
 
     directory = default_weights_dir() if args.dir is None else args.dir.expanduser()

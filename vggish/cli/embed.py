@@ -41,7 +41,6 @@ default weights: {default_weights_path()}"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``embed`` subcommand's arguments."""
     p.add_argument("input", metavar="INPUT", help="audio file to embed")
     p.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="where to write the results")
     add_weights_arg(p)
@@ -50,7 +49,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Embeds ``args.input`` and writes ``args.output`` atomically."""
     output = _check_output(Path(args.output))
     if not Path(args.input).exists():
         raise FileNotFoundError(f"no such input file: {args.input}")

@@ -25,13 +25,11 @@ PARITY_TOLERANCE = 1e-4  # relative to max(1, max |embedding|)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``export-onnx`` subcommand's arguments."""
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="ONNX file to write")
     add_weights_arg(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exports, checks parity with PyTorch on random examples, prints one line."""
     import numpy as np
     import torch
 

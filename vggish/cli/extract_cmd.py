@@ -41,7 +41,6 @@ default weights: {default_weights_path()}"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``extract`` subcommand's arguments."""
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders or @list.txt")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output folder")
     add_weights_arg(p)

@@ -1,15 +1,5 @@
-"""``vggish heads train|classify|list|delete|export|import``: classifier heads, without a server.
-
-The CLI reads and writes the same store as the service (``DATA_DIR/heads.sqlite3``, or the
-PostgreSQL database of ``--database-url`` / ``VGGISH_DATABASE_URL``), and computes each clip's
-embedding as the service does: the mean of its examples' embeddings, every file embedded through
-the one packer. As over HTTP, short clips are zero-padded to one example by default (``--no-pad``
-turns that off), and a head is refused on other weights than it was trained on unless
-``--force`` (another resampler is a warning; hop and pad are free).
-
-Light at import (``vggish heads list --help`` imports no PyTorch): training and the model are
-imported where they run.
-"""
+"""``vggish heads train|classify|list|delete|export|import``: classifier heads, without a server,
+in the service's store, each clip embedded as the service does (the mean of its examples)."""
 
 from __future__ import annotations
 
@@ -32,7 +22,7 @@ from vggish.cli.runtime_args import (
     store_location,
     weights_arg,
 )
-from vggish.errors import plural
+from vggish.errors import one_line, plural
 from vggish.features.logmel import example_timestamps
 from vggish.fileio import sha256_file, write_bytes_atomic
 from vggish.heads import (
@@ -72,7 +62,6 @@ DESCRIPTION = "Small classifiers over clip embeddings (the mean of a clip's exam
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``heads`` subcommand's arguments."""
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = actions.add_parser("train", help="train a head on DIR/<label>/<audio files>")
     t.add_argument("directory", metavar="DIR", help="one sub-folder per label, audio files inside")
@@ -122,7 +111,6 @@ def _store(args: argparse.Namespace) -> BaseHeadStore:
 
 
 def _options(args: argparse.Namespace) -> EmbedOptions:
-    """Heads use raw embeddings (never PCA'd ones), with the audio options given."""
     return EmbedOptions(
         hop_seconds=args.hop,
         pad=args.pad,
@@ -132,31 +120,22 @@ def _options(args: argparse.Namespace) -> EmbedOptions:
     )
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
-def _short(result: EmbeddingResult) -> str:
-    return (
-        f"{result.duration:.3f} s is shorter than one example ({params.EXAMPLE_SPAN_SECONDS} s); "
-        "drop --no-pad to zero-pad it to one"
-    )
-
-
 def embed_files(
     model: Runtime, files: Sequence[str], options: EmbedOptions
 ) -> Iterator[tuple[int, EmbeddingResult | str]]:
-    """Every file's embeddings (all packed together into full batches), or why it failed (one
-    line; a clip without an example fails too), in file order."""
+    """Every file's embeddings (packed together into full batches), or why it failed, in file order."""
     from vggish.pipeline.driver import embed_each
 
     done: dict[int, EmbeddingResult | str] = {}
     following = 0
     for index, outcome in embed_each(model, files, options):
         if isinstance(outcome, Exception):
-            done[index] = _one_line(outcome)
+            done[index] = one_line(outcome)
         elif outcome.embeddings.shape[0] == 0:
-            done[index] = _short(outcome)
+            done[index] = (
+                f"{outcome.duration:.3f} s is shorter than one example ({params.EXAMPLE_SPAN_SECONDS} s); "
+                "drop --no-pad to zero-pad it to one"
+            )
         else:
             done[index] = outcome
         while following in done:  # files without an example complete early: keep the order
@@ -190,8 +169,7 @@ def _warn(message: str | None) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Trains ``args.name`` on the labelled folders of ``args.directory`` and stores it; any file
-    that cannot be embedded stops the training (exit 1), naming every such file."""
+    """Trains ``args.name`` on ``args.directory``'s labelled folders; any failed file stops it."""
     from vggish.heads.training import train
 
     validate_name(args.name)
@@ -229,8 +207,7 @@ def _refuse_taken(store: BaseHeadStore, name: str) -> None:
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    """Prints each file's labels (best first), or one JSON line per file; files that fail are
-    reported and the others classified (exit 2 when any failed)."""
+    """Prints each file's labels (best first), or one JSON line per file (exit 2 when any failed)."""
     if args.top_k is not None and args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1; got {args.top_k}")
     record, head = _store(args).load(args.name)
@@ -261,7 +238,6 @@ def _ranked(head: Head, scores: np.ndarray, top_k: int | None) -> list[dict[str,
 def _labels(
     head: Head, result: EmbeddingResult, options: EmbedOptions, top_k: int | None, frames: bool
 ) -> dict[str, Any]:
-    """A file's labels (the head on the clip's mean embedding), and each example's when asked."""
     out: dict[str, Any] = {
         "duration": round(result.duration, 6),
         "labels": _ranked(head, head.scores(clip_mean(result)[None])[0], top_k),
@@ -286,7 +262,6 @@ def _text(path: str, labels: dict[str, Any]) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    """Prints one line per stored head: name, version, kind, clips, classes, features."""
     store = _store(args)
     records = store.list()
     for r in records:
@@ -300,14 +275,12 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_delete(args: argparse.Namespace) -> int:
-    """Deletes ``args.name``."""
     _store(args).delete(args.name)
     print(f"deleted {args.name}")
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Writes ``args.name`` as a safetensors file (atomically), or to stdout with ``-o -``."""
     store = _store(args)
     record = store.get(args.name)
     data = store.export(args.name)
@@ -331,8 +304,7 @@ def _describe(record: HeadRecord) -> str:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    """Validates a head file and stores it as ``args.name``, refusing one trained on other weights
-    than ``--weights``."""
+    """Stores a validated head file as ``args.name``, refusing one trained on other weights."""
     validate_name(args.name)
     head = from_safetensors(_read_head_file(Path(args.file)))
     sha = _weights_sha256(weights_arg(args))
@@ -356,8 +328,7 @@ def _read_head_file(path: Path) -> bytes:
 
 
 def _weights_sha256(weights: str | None) -> str | None:
-    """The SHA-256 of the weights a head will be used with (``random`` for the demo weights);
-    None when no file is given and the default one is not installed."""
+    """The SHA-256 of the weights a head will be used with; None when none is installed."""
     if weights == RANDOM:
         return RANDOM
     path = Path(weights) if weights else default_weights_path()

@@ -1,13 +1,11 @@
-"""The options that ``embed``, ``extract`` and ``serve`` share: how audio becomes examples and
-the runtime. A flag not given takes its ``VGGISH_*`` setting (:mod:`vggish.settings`), e.g.
-``VGGISH_BACKEND`` for ``--backend``.
-"""
+"""The options commands share: how audio becomes examples, and the runtime. A flag not given takes
+its ``VGGISH_*`` setting (:mod:`vggish.settings`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vggish import params
 from vggish.network.cpus import available_cpus, validate_threads
@@ -27,7 +25,6 @@ CUDA_BATCH_SIZE = 256  # vggish.network.runtime.CUDA_BATCH_SIZE
 
 
 def positive_int(text: str) -> int:
-    """argparse type: a positive integer, with a message naming the fix."""
     try:
         return validate_threads(text, "the value")
     except ValueError as e:
@@ -35,15 +32,13 @@ def positive_int(text: str) -> int:
 
 
 def add_weights_arg(p: argparse.ArgumentParser, default: str = "the official weights") -> None:
-    """Adds --weights (a .safetensors file, or 'random') to ``p``."""
     p.add_argument(
         "--weights", metavar="W", help=f"weights .safetensors file, or 'random' (default: {default})"
     )
 
 
 def add_audio_args(p: argparse.ArgumentParser, *, pad: bool = False) -> None:
-    """Adds --hop, --resampler and the padding switch (--pad; or --pad/--no-pad when ``pad`` is
-    the default) to ``p``."""
+    """Adds --hop, --resampler and --pad (--pad/--no-pad when ``pad`` is the default)."""
     p.add_argument(
         "--hop",
         type=float,
@@ -71,13 +66,11 @@ def add_audio_args(p: argparse.ArgumentParser, *, pad: bool = False) -> None:
 
 
 def add_embed_args(p: argparse.ArgumentParser) -> None:
-    """Adds --hop, --pad, --resampler and --no-postprocess to ``p``."""
     add_audio_args(p)
     p.add_argument("--no-postprocess", action="store_true", help="skip AudioSet's PCA + 8-bit features")
 
 
 def add_store_args(p: argparse.ArgumentParser) -> None:
-    """Adds --data-dir and --database-url (where classifier heads live) to ``p``."""
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--data-dir",
@@ -93,8 +86,7 @@ def add_store_args(p: argparse.ArgumentParser) -> None:
 
 
 def store_location(args: argparse.Namespace) -> str | Path:
-    """Where heads live: --database-url, --data-dir, else the settings' (``VGGISH_DATABASE_URL``,
-    ``VGGISH_DATA_DIR``, ./data)."""
+    """Where heads live: --database-url, --data-dir, else the settings'."""
     if args.database_url:
         return str(args.database_url)
     if args.data_dir:
@@ -103,7 +95,6 @@ def store_location(args: argparse.Namespace) -> str | Path:
 
 
 def embed_options(args: argparse.Namespace) -> EmbedOptions:
-    """The :class:`EmbedOptions` of :func:`add_embed_args`' options and --batch-size."""
     from vggish.pipeline.options import EmbedOptions
 
     return EmbedOptions(
@@ -116,7 +107,6 @@ def embed_options(args: argparse.Namespace) -> EmbedOptions:
 
 
 def add_runtime_args(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
-    """Adds --device, --backend, --precision, --threads (and --batch-size) to ``p``."""
     p.add_argument("--device", help="torch device: cpu, cuda, cuda:1... (default: cpu)")
     p.add_argument(
         "--backend",
@@ -148,34 +138,17 @@ def add_runtime_args(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
 
 
 def settings_of(args: argparse.Namespace) -> Settings:
-    """The settings with the runtime flags given in ``args`` (those that are set) winning.
-
-    Raises:
-        ValueError: a malformed ``VGGISH_*`` variable, in one line naming it.
-    """
+    """The settings, the runtime flags given in ``args`` winning (ValueError: a bad ``VGGISH_*``)."""
     flags = {"weights": "weights", "device": "device", "backend": "backend", "precision": "precision",
              "threads": "num_threads"}  # fmt: skip
     return load_settings(**{field: getattr(args, flag, None) for flag, field in flags.items()})
 
 
-def load_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``load_model`` keyword arguments of the runtime flags, the settings (``VGGISH_*``)
-    filling what the user did not give.
-
-    Raises:
-        ValueError: a malformed ``VGGISH_*`` variable, in one line naming it.
-    """
-    return settings_of(args).load_kwargs()
-
-
 def weights_arg(args: argparse.Namespace) -> str | None:
-    """--weights, else ``VGGISH_WEIGHTS``, else None (the official weights)."""
     return getattr(args, "weights", None) or load_settings().weights or None
 
 
 def load_runtime(args: argparse.Namespace) -> Runtime:
-    """The model the flags and the settings name (--weights or ``VGGISH_WEIGHTS``, --backend or
-    ``VGGISH_BACKEND``...), loaded."""
     from vggish.network.loader import load_model
 
     settings = settings_of(args)

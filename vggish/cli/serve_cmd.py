@@ -1,8 +1,5 @@
-"""``vggish serve``: the REST service (the ``vggish_app`` package, from ``app/``) under uvicorn.
-
-The options override the ``VGGISH_*`` settings; the app's factory builds it from those settings in
-each worker process. The CLI is the one place in ``vggish/`` that imports the service.
-"""
+"""``vggish serve``: the REST service (``vggish_app``, from ``app/``) under uvicorn; the options
+override the ``VGGISH_*`` settings. The one place in ``vggish/`` that imports the service."""
 
 from __future__ import annotations
 
@@ -25,7 +22,6 @@ examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``serve`` subcommand's arguments."""
     p.add_argument("--host", help="address to bind (default: VGGISH_HOST or 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: VGGISH_PORT or 8000)")
     add_weights_arg(p, "VGGISH_WEIGHTS, else the official weights")
@@ -34,7 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Checks the weights and device (one line on failure), then serves until interrupted."""
     try:
         from vggish.network.loader import check_device
         from vggish_app.main import serve

@@ -31,7 +31,6 @@ default weights: {default_weights_path()}"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``verify`` subcommand's arguments."""
     add_weights_arg(p)
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
 

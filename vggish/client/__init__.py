@@ -1,13 +1,6 @@
 """A Python client for the VGGish service (``vggish serve``): the library's results, over HTTP.
-
->>> from vggish.client import Client
->>> with Client("http://127.0.0.1:8000") as client:
-...     result = client.embed("dog.wav")              # a vggish.EmbeddingResult
-...     head = client.train_head("kinds", {"speech": ["a.wav", "b.wav"], "alert": ["c.wav", "d.wav"]})
-...     labels = client.classify("kinds", "new.wav", top_k=1).labels
-
-:class:`AsyncClient` has the same methods as coroutines. Needs ``pip install 'vggish[client]'``
-(httpx).
+:class:`Client` blocks, :class:`AsyncClient` has the same methods as coroutines. Needs
+``pip install 'vggish[client]'`` (httpx).
 """
 
 import importlib.util

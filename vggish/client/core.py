@@ -1,17 +1,6 @@
-"""The client without I/O: :class:`Api` holds every operation, once, as a generator of steps.
-
-An operation (embed, train a head, ...) builds its requests, parses the answers and decides on
-retries; it never touches the network or a clock. It yields a :class:`Request` and receives the
-``httpx.Response`` (or the ``httpx.TransportError``), or yields a :class:`Sleep` and receives None,
-and finally returns its result. :mod:`vggish.client.transport` drives these generators: ``Client``
-with ``httpx.Client`` and ``time.sleep``, ``AsyncClient`` with ``httpx.AsyncClient`` and
-``asyncio.sleep``; the transport is all that differs between them.
-
-Retries (:class:`RetryPolicy`): 429 and 503 are retried, as the server refused the request before
-doing any work, waiting what ``Retry-After`` asks (seconds or an HTTP date); an answer that asks
-for more than ``max_wait`` is not retried but raised at once. Connection failures are retried when
-nothing reached the server (connect errors), and for GETs also when the connection broke
-afterwards. Timeouts are never retried: the caller chose how long to wait.
+"""The client without I/O: :class:`Api` holds every operation as a generator that yields a
+:class:`Request` or a :class:`Sleep` and returns its result; :mod:`.transport` drives it. Retried:
+429 and 503 (``Retry-After`` up to ``max_wait``), connect failures, a GET's broken connection.
 """
 
 from __future__ import annotations
@@ -73,22 +62,14 @@ DEFAULT_TIMEOUT_S = 150.0  # above the service's request_timeout_s (120 s): its 
 DEFAULT_RETRIES = 3
 DEFAULT_MAX_RETRY_WAIT_S = 30.0
 RETRY_STATUSES = frozenset({429, 503})
+HEADS, COLLECTIONS = "/v1/heads/", "/v1/collections/"
 HEADS_PAGE = 100  # heads per GET /v1/heads page (the most the server gives)
 Pooling = Literal["none", "mean"]
 
 
 @dataclass(frozen=True)
 class Request:
-    """One HTTP request, re-sendable as it is.
-
-    Attributes:
-        method: ``GET``, ``POST``, ``PUT`` or ``DELETE``.
-        path: relative to the client's base URL.
-        params: query parameters.
-        body: the body, or None.
-        retry_overloaded: retry 429 / 503 (False where 503 is the answer sought: ``/readyz``).
-        accept: error statuses handed to the operation instead of raised.
-    """
+    """One HTTP request, re-sendable as it is; ``accept``: error statuses handed to the operation."""
 
     method: str
     path: str
@@ -99,7 +80,6 @@ class Request:
 
     @property
     def headers(self) -> dict[str, str]:
-        """The body's ``Content-Type``, when there is a body."""
         return {} if self.body is None else {"content-type": self.body.content_type}
 
     @property
@@ -109,8 +89,6 @@ class Request:
 
 @dataclass(frozen=True)
 class Sleep:
-    """Wait this many seconds before the next step."""
-
     seconds: float
 
 
@@ -122,13 +100,8 @@ Op = Generator[Step, Outcome, T]
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When and how long to wait before sending a request again.
-
-    Attributes:
-        retries: retries after the first attempt (0: none).
-        max_wait: the longest single wait in seconds; an answer asking for more ends the retries.
-        backoff: the first wait when the server does not say (doubling each retry, up to ``max_wait``).
-    """
+    """When and how long to wait before sending a request again (``backoff``: the first wait when
+    the server does not say, doubling each retry, up to ``max_wait``)."""
 
     retries: int = DEFAULT_RETRIES
     max_wait: float = DEFAULT_MAX_RETRY_WAIT_S
@@ -158,7 +131,6 @@ class RetryPolicy:
 
 
 def _retryable_failure(request: Request, error: httpx.TransportError) -> bool:
-    """Connect failures never reached the server; a GET may be sent again after any other break."""
     if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
         return True
     if isinstance(error, httpx.TimeoutException):
@@ -173,8 +145,6 @@ def _failure(request: Request, error: httpx.TransportError) -> TransportError:
 
 @dataclass(frozen=True)
 class AudioOptions:
-    """How audio becomes examples (the query options of embeddings, classification and training)."""
-
     hop: float = params.EXAMPLE_HOP_SECONDS
     pad: bool = False
     resampler: ResamplerName = "reference"
@@ -187,12 +157,8 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-def _head_path(name: str, suffix: str = "") -> str:
-    return "/v1/heads/" + urllib.parse.quote(name, safe="") + suffix
-
-
-def _collection_path(name: str, suffix: str = "") -> str:
-    return "/v1/collections/" + urllib.parse.quote(name, safe="") + suffix
+def _path(prefix: str, name: str, suffix: str = "") -> str:
+    return prefix + urllib.parse.quote(name, safe="") + suffix
 
 
 def _names(parts: Sequence[object]) -> list[str | None]:
@@ -200,14 +166,7 @@ def _names(parts: Sequence[object]) -> list[str | None]:
 
 
 class Api:
-    """The service's API as operations (see the module's docstring); the public methods of
-    :class:`vggish.client.Client` and :class:`vggish.client.AsyncClient` are these, driven.
-
-    Args:
-        api_key: sent as ``Authorization: Bearer <key>``.
-        retries: retries of 429 / 503 answers and of connection failures (see :class:`RetryPolicy`).
-        max_retry_wait: the longest wait before a retry, in seconds.
-    """
+    """The service's API as operations: the public methods of ``Client`` and ``AsyncClient``."""
 
     def __init__(self, *, api_key: str | None, retries: int, max_retry_wait: float) -> None:
         self.policy = RetryPolicy(retries=retries, max_wait=max_retry_wait)
@@ -217,12 +176,8 @@ class Api:
         self._has_pca: bool | None = None
 
     def _call(self, request: Request) -> Op[httpx.Response]:
-        """Sends ``request`` (retrying per the policy); returns a success or an accepted status.
-
-        Raises:
-            ProblemError: an error answer (of the subclass its type or status calls for).
-            TransportError: no answer (``ClientTimeoutError`` when the timeout passed).
-        """
+        """Sends ``request`` (retrying per the policy); returns a success or an accepted status,
+        else raises ProblemError (an error answer) or TransportError (none)."""
         attempt = 0
         while True:
             outcome = yield request
@@ -284,19 +239,12 @@ class Api:
         resampler: ResamplerName = "reference",
         pooling: Pooling | None = None,
     ) -> Op[RemoteEmbeddingResult | list[RemoteEmbeddingResult]]:
-        """Embeds audio on the server; the numbers are the library's (``model.embed_file`` /
-        ``model.embed``) for the same input and options, to 1e-5.
+        """Embeds audio on the server: the library's numbers for the same input and options.
 
         Args:
-            inputs: one input or a sequence: paths, bytes, binary file objects, ``(array, rate)``.
-            hop: seconds between example starts (a multiple of 0.01).
-            pad: zero-pad a clip shorter than 0.975 s to one example.
+            inputs: one input or a sequence (one result, or a list in order).
             postprocess: AudioSet's PCA + uint8 features; None: when the server's weights have PCA.
-            resampler: ``reference`` (exact) or ``fast``.
             pooling: ``mean`` also returns each input's mean embedding (``pooled``).
-
-        Returns:
-            One result per input, in order (a single result for a single input).
         """
         parts = prepare(inputs)
         if postprocess is None:  # whether the server's weights carry PCA, asked once
@@ -348,24 +296,13 @@ class Api:
         resampler: ResamplerName = "reference",
         force: bool = False,
     ) -> Op[Classification | list[Classification]]:
-        """Labels audio with the head ``name``: each clip's, and each example's (``frames``).
-
-        Args:
-            name: the head.
-            inputs: as for :meth:`embed`.
-            top_k: keep only the best ``top_k`` labels (a frame's best 5 when None).
-            hop: as for :meth:`embed`.
-            pad: zero-pad a clip shorter than 0.975 s to one example (default: on, as the
-                server's heads do).
-            resampler: as for :meth:`embed`.
-            force: classify even when the head was trained on other weights (else
-                ``ConflictError``, the server's 409).
-        """
+        """Labels audio with the head ``name``: each clip's and each example's (``frames``) best
+        ``top_k`` labels (a frame's best 5 when None); ``force``: even on other weights."""
         parts = prepare(inputs)
         query = AudioOptions(hop, pad, resampler).query() | ({} if top_k is None else {"top_k": str(top_k)})
         if force:
             query["force"] = "true"
-        request = Request("POST", _head_path(name, "/classify"), query, audio_body(parts))
+        request = Request("POST", _path(HEADS, name, "/classify"), query, audio_body(parts))
         response = yield from self._call(request)
         results = parse(response, lambda body: classifications(body, _names(parts)))
         return results[0] if is_single(inputs) else results
@@ -381,19 +318,8 @@ class Api:
         pad: bool = True,
         resampler: ResamplerName = "reference",
     ) -> Op[HeadRecord]:
-        """Trains and stores a head on labelled clips, each clip's embedding being its examples' mean.
-
-        Clips go as files in one multipart request; an array off the 16-bit grid goes as a float
-        WAV file, which the server rounds to 16 bits (for exact numbers, use :meth:`embed` with
-        ``pooling="mean"`` and :meth:`train_head_from_embeddings`).
-
-        Args:
-            name: 1-64 characters of ``A-Z a-z 0-9 _ . -``.
-            clips: ``{label: [inputs]}``, or ``(inputs, labels)`` with one label per input.
-            kind: ``linear`` (logistic regression) or ``mlp``.
-            replace: replace a head of the same name (else ``ConflictError``).
-            hop, pad, resampler: as for :meth:`classify`.
-        """
+        """Trains and stores a head on labelled clips (``{label: [inputs]}`` or ``(inputs, labels)``),
+        each clip's embedding being its examples' mean; ``replace``: else ConflictError."""
         inputs, labels = labelled_clips(clips)
         body = training_body(name, prepare(inputs), labels, kind, replace)
         query = AudioOptions(hop, pad, resampler).query()
@@ -436,30 +362,23 @@ class Api:
 
     def get_head(self, name: str) -> Op[HeadRecord]:
         """One head's classes, kind, metrics and version (``NotFoundError`` when absent)."""
-        response = yield from self._call(Request("GET", _head_path(name)))
+        response = yield from self._call(Request("GET", _path(HEADS, name)))
         return parse(response, head_record)
 
     def delete_head(self, name: str) -> Op[None]:
-        """Deletes a head (``NotFoundError`` when absent)."""
-        yield from self._call(Request("DELETE", _head_path(name)))
+        yield from self._call(Request("DELETE", _path(HEADS, name)))
 
     def export_head(self, name: str) -> Op[bytes]:
         """The head as a safetensors file's bytes (``vggish.heads.from_safetensors`` reads them)."""
-        response = yield from self._call(Request("GET", _head_path(name, "/export")))
+        response = yield from self._call(Request("GET", _path(HEADS, name, "/export")))
         return response.content
 
     def import_head(self, name: str, data: FileSource, *, force: bool = False) -> Op[HeadRecord]:
-        """Stores an exported head under ``name`` (replacing one of that name: ``version`` says).
-
-        Args:
-            name: the name to store it under.
-            data: the safetensors file: its bytes, a path or a binary file object.
-            force: store it even when it records other weights than the server's (else
-                ``ConflictError``, the server's 409).
-        """
+        """Stores an exported safetensors head (bytes, path or file) under ``name``; ``force``:
+        even when it records other weights than the server's (else ConflictError)."""
         body = Body(read_file(data)[1], "application/octet-stream")
         query = {"force": "true"} if force else {}
-        response = yield from self._call(Request("PUT", _head_path(name), query, body=body))
+        response = yield from self._call(Request("PUT", _path(HEADS, name), query, body=body))
         return parse(response, head_record)
 
     def add_items(
@@ -473,17 +392,8 @@ class Api:
         resampler: ResamplerName = "reference",
         force: bool = False,
     ) -> Op[AddResult]:
-        """Embeds clips on the server and adds them to the collection ``name`` (made on the first
-        add; an existing id is replaced).
-
-        Args:
-            name: the collection.
-            inputs: as for :meth:`embed`.
-            ids: one id per input (default: a path's file name; bytes and arrays need one).
-            hop, pad, resampler: as for :meth:`classify` (short clips are padded by default).
-            force: add even when the collection holds embeddings of other weights or settings
-                (else ``ConflictError``, the server's 409).
-        """
+        """Embeds clips and adds them to the collection ``name`` (made on the first add), one id per
+        input (default: a path's file name); ``force``: even of other weights or settings."""
         parts = prepare(inputs)
         if ids is not None and len(ids) != len(parts):
             raise ValueError(f"{len(parts)} inputs but {len(ids)} ids: give one id per input")
@@ -497,7 +407,7 @@ class Api:
             named = [json_input(p) | {"name": str(n)} for p, n in zip(parts, names, strict=True)]
             body = json_body({"inputs": named})
         query = AudioOptions(hop, pad, resampler).query() | ({"force": "true"} if force else {})
-        response = yield from self._call(Request("POST", _collection_path(name, "/items"), query, body))
+        response = yield from self._call(Request("POST", _path(COLLECTIONS, name, "/items"), query, body))
         return parse(response, add_result)
 
     def add_embeddings(
@@ -515,7 +425,7 @@ class Api:
         if features is not None:
             payload["features"] = features.to_dict()
         query = {"force": "true"} if force else {}
-        request = Request("POST", _collection_path(name, "/items"), query, json_body(payload))
+        request = Request("POST", _path(COLLECTIONS, name, "/items"), query, json_body(payload))
         response = yield from self._call(request)
         return parse(response, add_result)
 
@@ -531,14 +441,8 @@ class Api:
         resampler: ResamplerName = "reference",
         force: bool = False,
     ) -> Op[list[Match]]:
-        """The ``k`` items of ``name`` most similar to one audio clip (or a ``vggish.search.Query``
-        of vectors), best first; ``score`` is the cosine similarity.
-
-        Args:
-            level: ``clip`` (mean embeddings) or ``segment`` (each item's best pair of segments,
-                named in ``segment`` and ``query_segment``).
-            hop, pad, resampler, force: as for :meth:`add_items`.
-        """
+        """The ``k`` items of ``name`` most similar (cosine) to one audio clip or a
+        ``vggish.search.Query``, best first; ``level``: ``clip`` or ``segment``."""
         if isinstance(query, Query) and query.timestamps is None:
             body = json_body({"embedding": query.clip.tolist()})
         elif isinstance(query, Query):
@@ -556,24 +460,21 @@ class Api:
         self, name: str, body: Body, k: int, level: Level, audio: AudioOptions, force: bool
     ) -> Op[list[Match]]:
         params = audio.query() | {"k": str(k), "level": level} | ({"force": "true"} if force else {})
-        response = yield from self._call(Request("POST", _collection_path(name, "/search"), params, body))
+        response = yield from self._call(Request("POST", _path(COLLECTIONS, name, "/search"), params, body))
         return parse(response, matches)
 
     def list_collections(self) -> Op[list[CollectionInfo]]:
-        """Every collection, by name."""
         response = yield from self._call(Request("GET", "/v1/collections"))
         return parse(response, collection_infos)
 
     def get_collection(self, name: str) -> Op[CollectionInfo]:
         """One collection's counts and features (``NotFoundError`` when absent)."""
-        response = yield from self._call(Request("GET", _collection_path(name)))
+        response = yield from self._call(Request("GET", _path(COLLECTIONS, name)))
         return parse(response, collection_info)
 
     def delete_collection(self, name: str) -> Op[None]:
-        """Deletes a collection and its items (``NotFoundError`` when absent)."""
-        yield from self._call(Request("DELETE", _collection_path(name)))
+        yield from self._call(Request("DELETE", _path(COLLECTIONS, name)))
 
     def delete_item(self, name: str, item_id: str) -> Op[None]:
-        """Deletes one item (``NotFoundError`` when absent)."""
-        path = _collection_path(name, "/items/" + urllib.parse.quote(item_id, safe=""))
+        path = _path(COLLECTIONS, name, "/items/" + urllib.parse.quote(item_id, safe=""))
         yield from self._call(Request("DELETE", path))

@@ -1,7 +1,5 @@
-"""What the client raises: the service's problem+json answers as typed exceptions (a subclass
-picked by problem type, else by status; a body that is not problem+json, such as a proxy's page,
-still becomes a :class:`ProblemError`), and transport failures.
-"""
+"""What the client raises: problem+json answers as typed exceptions (by problem type, else by
+status; any other error body still a :class:`ProblemError`), and transport failures."""
 
 from __future__ import annotations
 
@@ -29,17 +27,8 @@ class ClientTimeoutError(TransportError):
 
 
 class ProblemError(ClientError):
-    """An error answer (RFC 9457 problem details).
-
-    Attributes:
-        status: the HTTP status.
-        type: the problem type, e.g. ``urn:vggish:problem:head-not-found`` (``about:blank`` when
-            the body was not problem+json).
-        title: a short summary of the type.
-        detail: what went wrong with this request.
-        extra: the body's other members (e.g. ``limit`` on 413, ``errors`` on 422).
-        request_id: the response's ``x-request-id`` (quote it when reporting), or None.
-    """
+    """An error answer (RFC 9457 problem details); ``extra``: the body's other members,
+    ``request_id``: the response's ``x-request-id``."""
 
     def __init__(
         self,
@@ -62,7 +51,6 @@ class ProblemError(ClientError):
 
     @property
     def slug(self) -> str:
-        """The problem type without the service's ``urn:vggish:problem:`` prefix."""
         return self.type.removeprefix(PROBLEM_TYPE_PREFIX)
 
 
@@ -88,7 +76,6 @@ class LimitExceededError(ProblemError):
 
     @property
     def limit(self) -> str | None:
-        """The limit's setting name, as the server reported it."""
         value = self.extra.get("limit")
         return value if isinstance(value, str) else None
 
@@ -108,11 +95,8 @@ class InvalidRequestError(ProblemError):
 
 
 class OverloadedError(ProblemError):
-    """429 (queue full) or 503 (not ready, shutting down) after the client's retries.
-
-    Attributes:
-        retry_after: seconds the server asked to wait, when it said.
-    """
+    """429 (queue full) or 503 (not ready, shutting down) after the client's retries;
+    ``retry_after``: seconds the server asked to wait, when it said."""
 
     retry_after: float | None = None
 
@@ -158,7 +142,6 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
 
 
 def _problem_body(response: httpx.Response) -> dict[str, Any] | None:
-    """The body as a JSON object when it is one (problem+json or plain JSON), else None."""
     media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if not (media_type.endswith("/json") or media_type.endswith("+json")):
         return None

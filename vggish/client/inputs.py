@@ -1,13 +1,5 @@
-"""Audio inputs -> request bodies: files as they are, arrays in the form that keeps the library's numbers.
-
-Files are read into memory (bodies are kept as bytes so that a retry can send them again). Arrays
-are checked with the library's :func:`vggish.audio.decode.validate_waveform` and sent so that the
-server computes exactly what ``model.embed(array, rate)`` does: int16 arrays, and float arrays of
-multiples of 1/32768 in [-1, 1), as a 16-bit PCM WAV file (decoded back exactly); other float
-arrays as JSON ``samples`` (each float64's shortest repr parses back to the same float64; a float
-WAV file would be rounded to 16 bits, as the reference decodes files). A request of files only is
-multipart; one with samples is JSON, its files in base64.
-"""
+"""Audio inputs -> request bodies (bytes, re-sendable): arrays on the 16-bit grid as PCM WAV, other
+float arrays as JSON ``samples``, so the server computes what ``model.embed(array, rate)`` does."""
 
 from __future__ import annotations
 
@@ -29,8 +21,7 @@ from vggish.params import INT16_SCALE
 FileSource = str | os.PathLike[str] | bytes | BinaryIO
 """A file path, a whole file's bytes, or a readable binary file object."""
 AudioInput = FileSource | tuple[np.ndarray, int]
-"""A file path, a whole file's bytes, a readable binary file object, or ``(array, sample_rate)``
-with the array (samples,) or (samples, channels), float in [-1, 1] or int16."""
+"""A file source, or ``(array, sample_rate)``: (samples,) or (samples, channels), float or int16."""
 
 HeadKind = Literal["linear", "mlp"]
 FORM_PART_TYPE = "application/octet-stream"
@@ -46,8 +37,6 @@ class FilePart:
 
 @dataclass(frozen=True)
 class SamplesPart:
-    """Float samples that only JSON carries exactly: (samples,) or (samples, channels) float64."""
-
     samples: np.ndarray
     sample_rate: int
     name: str | None = None
@@ -58,14 +47,11 @@ WirePart = FilePart | SamplesPart
 
 @dataclass(frozen=True)
 class Body:
-    """A request body, kept as bytes so that it can be sent again."""
-
     content: bytes
     content_type: str
 
 
 def is_single(inputs: object) -> bool:
-    """Whether ``inputs`` is one input rather than a sequence of them."""
     if isinstance(inputs, str | os.PathLike | bytes | bytearray | memoryview):
         return True
     if callable(getattr(inputs, "read", None)):
@@ -74,13 +60,8 @@ def is_single(inputs: object) -> bool:
 
 
 def prepare(inputs: AudioInput | Sequence[AudioInput]) -> list[WirePart]:
-    """Reads files and encodes arrays (see the module's docstring), of one input or a sequence.
-
-    Raises:
-        ValueError: an array the library refuses (dtype, shape, NaN, sample rate), or no input.
-        TypeError: something that is not an input (a bare array without its rate, text files).
-        OSError: a path that cannot be read.
-    """
+    """Reads files and encodes arrays, of one input or a sequence (ValueError: an array the
+    library refuses, or no input; TypeError: not an input)."""
     if isinstance(inputs, np.ndarray):
         raise TypeError("an array needs its sample rate: pass (array, sample_rate)")
     items = [inputs] if is_single(inputs) else list(inputs)  # type: ignore[arg-type]
@@ -90,12 +71,7 @@ def prepare(inputs: AudioInput | Sequence[AudioInput]) -> list[WirePart]:
 
 
 def read_file(source: object) -> tuple[str | None, bytes]:
-    """A path's, bytes' or binary file object's (name, bytes); the name is a path's file name.
-
-    Raises:
-        TypeError: not a file source (or a file opened in text mode).
-        OSError: a path that cannot be read.
-    """
+    """A path's, bytes' or binary file object's (name, bytes); TypeError for anything else."""
     if isinstance(source, str | os.PathLike):
         path = os.fspath(source)
         with open(path, "rb") as f:
@@ -128,7 +104,6 @@ def _array_part(array: np.ndarray, sample_rate: int) -> WirePart:
 
 
 def _on_16_bit_grid(array: np.ndarray) -> np.ndarray | None:
-    """The array as int16 when that is lossless (int16, or floats k / 32768), else None."""
     if array.dtype == np.int16:
         return array
     scaled = np.asarray(array, dtype=np.float64) * INT16_SCALE  # exact: a power of two
@@ -140,30 +115,26 @@ def _on_16_bit_grid(array: np.ndarray) -> np.ndarray | None:
 
 
 def wav_bytes(samples: np.ndarray, sample_rate: int, subtype: str) -> bytes:
-    """A WAV file holding ``samples`` ((samples,) or (samples, channels)), written by soundfile."""
     buffer = io.BytesIO()
     sf.write(buffer, samples, sample_rate, format="WAV", subtype=subtype)
     return buffer.getvalue()
 
 
 def as_file(part: WirePart, index: int) -> tuple[str, bytes]:
-    """A multipart ``file`` part: (filename, bytes). Samples become a 32-bit float WAV file,
-    which the server rounds to 16 bits as it does every float file."""
+    """A multipart ``file`` part: (filename, bytes); samples become a float WAV file."""
     if isinstance(part, FilePart):
         return part.name or f"input-{index}", part.data
     return f"input-{index}.wav", wav_bytes(part.samples.astype(np.float32), part.sample_rate, "FLOAT")
 
 
 def audio_body(parts: Sequence[WirePart]) -> Body:
-    """The body of ``/v1/embeddings`` and ``classify``: multipart when every input is a file, else
-    JSON ``inputs`` (files in base64, arrays as samples)."""
+    """Multipart when every input is a file, else JSON ``inputs``."""
     if all(isinstance(part, FilePart) for part in parts):
         return multipart({}, [as_file(part, i) for i, part in enumerate(parts)])
     return json_body({"inputs": [json_input(part) for part in parts]})
 
 
 def json_input(part: WirePart) -> dict[str, Any]:
-    """A JSON ``inputs`` entry: a file in base64, or samples."""
     if isinstance(part, FilePart):
         return {"audio_base64": base64.b64encode(part.data).decode("ascii"), "name": part.name}
     return {"samples": part.samples.tolist(), "sample_rate": part.sample_rate, "name": part.name}
@@ -172,7 +143,6 @@ def json_input(part: WirePart) -> dict[str, Any]:
 def training_body(
     name: str, parts: Sequence[WirePart], labels: Sequence[str], kind: HeadKind, replace: bool
 ) -> Body:
-    """The multipart body of ``POST /v1/heads``: one ``label`` field per ``file`` part, same order."""
     fields: dict[str, str | list[str]] = {
         "name": name,
         "label": list(labels),
@@ -183,14 +153,12 @@ def training_body(
 
 
 def multipart(fields: Mapping[str, str | list[str]], files: Sequence[tuple[str, bytes]]) -> Body:
-    """A multipart/form-data body (httpx's encoder), as bytes."""
     parts = [("file", (filename, data, FORM_PART_TYPE)) for filename, data in files]
     request = httpx.Request("POST", "http://multipart.invalid/", data=dict(fields), files=parts)
     return Body(request.read(), request.headers["content-type"])
 
 
 def json_body(payload: Mapping[str, Any]) -> Body:
-    """A compact JSON body; NaN and infinity are refused (``ValueError``), as JSON has none."""
     text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
     return Body(text.encode("utf-8"), "application/json")
 

@@ -1,14 +1,10 @@
-"""Answers -> results: the library's own types where they fit, small frozen dataclasses elsewhere.
-
-Embeddings come back as :class:`vggish.EmbeddingResult` (``encoding=base64`` on the wire: the
-float32 and uint8 bytes, decoded with NumPy), heads as :class:`vggish.heads.store.HeadRecord`.
-"""
+"""Answers -> results: the library's own types where they fit, small frozen dataclasses elsewhere."""
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
@@ -22,17 +18,12 @@ from vggish.pipeline.driver import EmbeddingResult
 from vggish.search import AddResult, CollectionInfo, Match, Segment
 
 T = TypeVar("T")
-_RESULT_FIELDS = frozenset(f.name for f in fields(EmbeddingResult))
 
 
 @dataclass(frozen=True)
 class RemoteEmbeddingResult(EmbeddingResult):
-    """An :class:`vggish.EmbeddingResult` computed by the service, plus the pooled embedding.
-
-    Attributes:
-        pooled: (128,) float32 mean of ``embeddings`` with ``pooling="mean"`` (None without it, or
-            when the input has no example).
-    """
+    """An :class:`vggish.EmbeddingResult` computed by the service, plus the (128,) ``pooled`` mean
+    embedding (with ``pooling="mean"``)."""
 
     pooled: np.ndarray | None = None
 
@@ -67,9 +58,7 @@ class Classification:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """``GET /v1/models``: the model a server runs, its weights' provenance (their metadata and
-    ``sha256``), whether they carry AudioSet's PCA parameters (``postprocessing``), where and how it
-    runs, its decoders and the server's limits (``max_upload_bytes``, ``max_inputs``, ...)."""
+    """``GET /v1/models``: the model a server runs, its weights, device, decoders and limits."""
 
     id: str
     weights: dict[str, str]
@@ -84,7 +73,7 @@ class ModelInfo:
 
 
 def parse(response: httpx.Response, parser: Callable[[Any], T]) -> T:
-    """Applies ``parser`` to the JSON body; an answer of another shape is a :class:`ClientError`."""
+    """``parser`` of the JSON body; an answer of another shape is a :class:`ClientError`."""
     try:
         return parser(response.json())
     except (KeyError, IndexError, TypeError, ValueError) as e:
@@ -94,18 +83,20 @@ def parse(response: httpx.Response, parser: Callable[[Any], T]) -> T:
 
 
 def _vectors(rows: Sequence[str], dtype: str) -> np.ndarray:
-    """base64 rows of little-endian ``dtype`` -> (N, 128) array (native byte order)."""
     data = b"".join(base64.b64decode(row, validate=True) for row in rows)
     out = np.frombuffer(data, dtype=dtype).reshape(len(rows), params.EMBEDDING_SIZE)
     return out.astype(dtype.lstrip("<"))
 
 
-def embedding_results(body: Any, names: Sequence[str | None]) -> list[RemoteEmbeddingResult]:
-    """The ``data`` of an ``encoding=base64`` embeddings answer, in input order."""
+def _in_order(body: Any, names: Sequence[str | None]) -> Any:
     data = sorted(body["data"], key=lambda d: d["index"])
     if len(data) != len(names):
         raise ValueError(f"{len(data)} results for {len(names)} inputs")
-    return [_embedding_result(d, name) for d, name in zip(data, names, strict=True)]
+    return zip(data, names, strict=True)
+
+
+def embedding_results(body: Any, names: Sequence[str | None]) -> list[RemoteEmbeddingResult]:
+    return [_embedding_result(d, name) for d, name in _in_order(body, names)]
 
 
 def _embedding_result(d: dict[str, Any], name: str | None) -> RemoteEmbeddingResult:
@@ -113,22 +104,19 @@ def _embedding_result(d: dict[str, Any], name: str | None) -> RemoteEmbeddingRes
     post = d.get("postprocessed")
     pooled = d.get("embedding")
     sample_rate = int(d["sample_rate"])
-    kwargs: dict[str, Any] = {
-        "embeddings": embeddings,
-        "timestamps": np.asarray(d["timestamps"], dtype=np.float64).reshape(-1, 2),
-        "postprocessed": None if post is None else _vectors(post, "u1"),
-        "sample_rate": sample_rate,
-        "channels": int(d["channels"]),
-        "num_samples": round(float(d["duration"]) * sample_rate),
-        "pooled": None if pooled is None else _vectors([pooled], "<f4")[0],
-    }
-    if "name" in _RESULT_FIELDS:  # the library's result names its input (newer versions)
-        kwargs["name"] = name
-    return RemoteEmbeddingResult(**kwargs)
+    return RemoteEmbeddingResult(
+        embeddings=embeddings,
+        timestamps=np.asarray(d["timestamps"], dtype=np.float64).reshape(-1, 2),
+        postprocessed=None if post is None else _vectors(post, "u1"),
+        sample_rate=sample_rate,
+        channels=int(d["channels"]),
+        num_samples=round(float(d["duration"]) * sample_rate),
+        name=name,
+        pooled=None if pooled is None else _vectors([pooled], "<f4")[0],
+    )
 
 
 def head_record(body: Any) -> HeadRecord:
-    """A ``HeadInfo`` answer as the library's record."""
     m = body["metrics"]
     metrics = (
         None if m is None else HeadMetrics(m["cv_accuracy"], float(m["train_accuracy"]), int(m["folds"]))
@@ -146,7 +134,6 @@ def head_record(body: Any) -> HeadRecord:
 
 
 def head_records(body: Any) -> list[HeadRecord]:
-    """A ``HeadList`` answer."""
     return [head_record(item) for item in body["data"]]
 
 
@@ -155,10 +142,6 @@ def _scores(items: Sequence[dict[str, Any]]) -> tuple[LabelScore, ...]:
 
 
 def classifications(body: Any, names: Sequence[str | None]) -> list[Classification]:
-    """A ``ClassifyResponse``'s ``data``, in input order."""
-    data = sorted(body["data"], key=lambda d: d["index"])
-    if len(data) != len(names):
-        raise ValueError(f"{len(data)} results for {len(names)} inputs")
     return [
         Classification(
             name=name,
@@ -168,12 +151,11 @@ def classifications(body: Any, names: Sequence[str | None]) -> list[Classificati
                 FrameLabels(float(f["start"]), float(f["end"]), _scores(f["labels"])) for f in d["frames"]
             ),
         )
-        for d, name in zip(data, names, strict=True)
+        for d, name in _in_order(body, names)
     ]
 
 
 def model_infos(body: Any) -> list[ModelInfo]:
-    """A ``ModelList`` answer."""
     return [
         ModelInfo(
             id=str(card["id"]),
@@ -192,7 +174,6 @@ def model_infos(body: Any) -> list[ModelInfo]:
 
 
 def collection_info(body: Any) -> CollectionInfo:
-    """A ``CollectionInfoOut`` answer as the library's record."""
     return CollectionInfo(
         name=str(body["name"]),
         features=FeatureSpec.from_dict(body.get("features") or {}),
@@ -203,12 +184,10 @@ def collection_info(body: Any) -> CollectionInfo:
 
 
 def collection_infos(body: Any) -> list[CollectionInfo]:
-    """A ``CollectionList`` answer."""
     return [collection_info(item) for item in body["data"]]
 
 
 def add_result(body: Any) -> AddResult:
-    """An ``AddItemsResponse`` as the library's result."""
     replaced = tuple(str(i["id"]) for i in body["items"] if i["replaced"])
     warning = "; ".join(body.get("warnings") or []) or None
     return AddResult(collection_info(body["collection"]), bool(body["created"]), replaced, warning)
@@ -219,7 +198,6 @@ def _segment(raw: Any) -> Segment | None:
 
 
 def matches(body: Any) -> list[Match]:
-    """A ``SearchResponse``'s results, best first, as the library's matches."""
     return [
         Match(
             str(r["id"]),

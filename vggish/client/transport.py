@@ -1,9 +1,5 @@
-"""``Client`` and ``AsyncClient``: the operations of :class:`vggish.client.core.Api`, driven over
-``httpx.Client`` (blocking) or ``httpx.AsyncClient`` (awaited).
-
-Each public method is the operation of the same name (its signature, overloads and docstring),
-wrapped by :func:`blocking` or :func:`awaited`: the transport is all that differs between the two.
-"""
+"""``Client`` and ``AsyncClient``: each public method is the :class:`~vggish.client.core.Api`
+operation of the same name, driven over ``httpx.Client`` (blocking) or ``httpx.AsyncClient``."""
 
 from __future__ import annotations
 
@@ -34,7 +30,6 @@ H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 
 
 def blocking(op: Callable[Concatenate[Api, P], Op[T]]) -> Callable[Concatenate[Client, P], T]:
-    """The operation ``op`` as a method of :class:`Client`."""
 
     def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return self._run(op(self._api, *args, **kwargs))
@@ -45,7 +40,6 @@ def blocking(op: Callable[Concatenate[Api, P], Op[T]]) -> Callable[Concatenate[C
 def awaited(
     op: Callable[Concatenate[Api, P], Op[T]],
 ) -> Callable[Concatenate[AsyncClient, P], Coroutine[Any, Any, T]]:
-    """The operation ``op`` as a coroutine method of :class:`AsyncClient`."""
 
     async def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(op(self._api, *args, **kwargs))
@@ -54,15 +48,12 @@ def awaited(
 
 
 def _named_as(method: Callable[..., T], op: Callable[..., object]) -> Callable[..., T]:
-    """``method`` with the name, docstring and parameters of ``op`` (its result: the op's, driven)."""
     functools.update_wrapper(method, op)
     method.__signature__ = inspect.signature(op).replace(return_annotation=inspect.Signature.empty)  # type: ignore[attr-defined]
     return method
 
 
 class _Transport(Generic[H]):
-    """What both clients hold: the operations' state (:class:`Api`) and an httpx client."""
-
     _http_type: type[H]
 
     def __init__(
@@ -79,18 +70,11 @@ class _Transport(Generic[H]):
 
 
 class Client(_Transport[httpx.Client]):
-    """A VGGish service's API: embeddings, classifier heads, collections and the model card, as
-    blocking calls.
-
-    >>> with Client("http://127.0.0.1:8000", api_key="...") as client:
-    ...     result = client.embed("dog.wav")          # a vggish.EmbeddingResult
-    ...     results = client.embed([(x, 44100), "cat.flac"], pooling="mean")
-
-    Errors answered by the server raise :class:`vggish.client.ProblemError` (by subclass:
-    ``NotFoundError``, ``LimitExceededError``...); no answer raises ``TransportError``.
+    """A VGGish service's API as blocking calls. Error answers raise
+    :class:`vggish.client.ProblemError` (by subclass); no answer raises ``TransportError``.
 
     Args:
-        base_url: the service's URL, e.g. ``http://127.0.0.1:8000`` (a path prefix is kept).
+        base_url: the service's URL (a path prefix is kept).
         api_key: sent as ``Authorization: Bearer <key>`` (the server's ``VGGISH_API_KEYS``).
         timeout: seconds to wait for each answer (or an ``httpx.Timeout``); None: forever.
         retries: retries of 429 / 503 answers and of connection failures (0: none).
@@ -100,7 +84,6 @@ class Client(_Transport[httpx.Client]):
     _http_type = httpx.Client
 
     def _run(self, op: Op[T]) -> T:
-        """Drives an operation: sends its requests, sleeps its waits, returns its result."""
         outcome: Outcome = None
         while True:
             try:
@@ -122,7 +105,6 @@ class Client(_Transport[httpx.Client]):
             return e
 
     def close(self) -> None:
-        """Closes the connections."""
         self._http.close()
 
     def __enter__(self) -> Client:
@@ -155,18 +137,11 @@ class Client(_Transport[httpx.Client]):
 
 
 class AsyncClient(_Transport[httpx.AsyncClient]):
-    """A VGGish service's API as coroutines; each method is :class:`Client`'s, awaited.
-
-    >>> async with AsyncClient("http://127.0.0.1:8000") as client:
-    ...     results = await client.embed(["dog.wav", "cat.flac"])
-
-    Args: as :class:`Client`'s.
-    """
+    """A VGGish service's API as coroutines; each method and argument is :class:`Client`'s."""
 
     _http_type = httpx.AsyncClient
 
     async def _run(self, op: Op[T]) -> T:
-        """Drives an operation: sends its requests, sleeps its waits, returns its result."""
         outcome: Outcome = None
         while True:
             try:
@@ -188,7 +163,6 @@ class AsyncClient(_Transport[httpx.AsyncClient]):
             return e
 
     async def close(self) -> None:
-        """Closes the connections."""
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncClient:

@@ -1,16 +1,6 @@
 """Batch feature extraction: many audio files -> Parquet, per-file .npz or AudioSet TFRecords.
-
-Data path: inputs (:mod:`.inputs`) -> decode + log-mel in worker processes (:mod:`.decode`) ->
-full model batches across files (:mod:`.batching`) -> parts written crash-safely, resumable
-(:mod:`.outputs`, :mod:`.tfrecord`). :mod:`.local` runs it in one machine's processes,
-:mod:`.ray_engine` as a Ray Data pipeline.
-
-Parquet rows, one per example: ``path`` (string), ``index`` (int32), ``start``, ``end`` (float64
-seconds), ``embedding`` (fixed_size_list<float>[128]), and ``postprocessed``
-(fixed_size_list<uint8>[128]) when postprocessing.
-
->>> from vggish.extract import ExtractOptions, extract, find_inputs
->>> summary = extract(find_inputs(["corpus/"]), Path("features"), "random", ExtractOptions(workers=2))
+Inputs (:mod:`.inputs`) -> decode in workers (:mod:`.decode`) -> full model batches -> parts written
+crash-safely, resumable (:mod:`.outputs`); engines :mod:`.local` and :mod:`.ray_engine`.
 """
 
 from __future__ import annotations
@@ -49,33 +39,16 @@ __all__ = ["ExtractOptions", "ExtractSummary", "InputFile", "default_workers", "
 
 
 def default_workers(device: str = "cpu") -> int:
-    """Decoding processes for a model on ``device``.
-
-    On the CPU the model costs about five times what decoding does, so a quarter of the CPUs decode
-    and the rest run the model (see :func:`vggish.extract.local.run_local`); below 4 CPUs decoding
-    stays in the main process (0), which measured fastest on 2 CPUs (``benchmarks/bench_extract.py``).
-    With a GPU the model is fast and every CPU but one decodes.
-    """
+    """Decoding processes for a model on ``device``: on the CPU a quarter of the CPUs (the model
+    costs more than decoding; ``benchmarks/bench_extract.py``), with a GPU all but one."""
     cpus = available_cpus()
     return max(1, cpus - 1) if device.startswith("cuda") else cpus // 4
 
 
 @dataclass(frozen=True)
 class ExtractOptions:
-    """How a batch extraction runs.
-
-    Attributes:
-        embed: hop, padding, postprocessing, resampler and batch size, as for one file.
-        format: ``parquet`` (parts), ``npz`` (one per input) or ``tfrecord`` (AudioSet records).
-        engine: ``local`` (worker processes) or ``ray`` (Ray Data).
-        workers: decoding processes (local; 0 decodes in the main process) or local Ray CPUs.
-        device: torch device of the model.
-        backend: ``auto`` (default; ONNX Runtime on the CPU when installed), ``torch`` or ``onnx``.
-        precision: ``fp32``, or ``fp16``/``bf16`` on a GPU (see :func:`vggish.load_model`).
-        threads: the model's intra-op threads (local engine); None: the CPUs not decoding.
-        ray_address: an existing Ray cluster; None starts a local one.
-        rows_per_part: rows per Parquet/TFRecord part (an input's rows never straddle two parts).
-    """
+    """How a batch extraction runs (``workers``: 0 decodes in the main process; ``threads`` None: the
+    CPUs not decoding; an input's rows never straddle two parts)."""
 
     embed: EmbedOptions = field(default_factory=EmbedOptions)
     format: OutputFormat = "parquet"
@@ -123,23 +96,8 @@ def extract(
     options: ExtractOptions,
     progress: bool = False,
 ) -> ExtractSummary:
-    """Embeds every input not yet complete in ``output`` and writes the results there.
-
-    Args:
-        inputs: from :func:`find_inputs`.
-        output: the output folder (created; an existing one is resumed if its settings match).
-        weights: a weights file, ``"random"``, or None for the official weights.
-        options: see :class:`ExtractOptions`.
-        progress: show a bar (terminal) or periodic lines on stderr.
-
-    Returns:
-        The run's summary (inputs that failed are counted and listed in ``_failures.jsonl``).
-
-    Raises:
-        ValueError: bad options, or ``output`` made with other settings.
-        RuntimeError: a needed package is missing.
-        FileNotFoundError: the weights are missing.
-    """
+    """Embeds every input not yet complete in ``output`` (resumed when its settings match, else
+    ValueError); failed inputs are counted and listed in ``_failures.jsonl``."""
     started = time.perf_counter()
     _check_packages(options)
     # .npz names: a clash is refused before the model loads or anything is written.
@@ -249,7 +207,6 @@ def _check_packages(options: ExtractOptions) -> None:
 
 
 def _settings(options: ExtractOptions, postprocess: bool, weights_sha256: str) -> dict[str, Any]:
-    """What the output depends on: a folder is resumed only with the same values."""
     embed = options.embed
     settings: dict[str, Any] = {
         "format": options.format,

@@ -1,8 +1,5 @@
-"""Decode one input to log-mel examples; runs in worker processes (or in-process with 0 workers).
-
-A worker never raises for a bad input: it returns a :class:`Failure` holding a one-line reason,
-so that one corrupt file never stops a run of thousands.
-"""
+"""Decode one input to log-mel examples in a worker; a bad input is a :class:`Failure` holding a
+one-line reason, never an exception, so one corrupt file never stops a run."""
 
 from __future__ import annotations
 
@@ -15,25 +12,18 @@ from vggish.pipeline.source import ExampleSource, InputExamples
 
 @dataclass(frozen=True)
 class Failure:
-    """An input that could not be processed, and why (one line)."""
-
     path: str
     error: str
 
 
 def one_line(error: BaseException) -> str:
-    """The error's type and message on one line."""
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def decode_file(path: str, options: EmbedOptions) -> InputExamples | Failure:
-    """Decodes ``path`` to its examples (NumPy), named by its path, through the one example source.
-
-    Returns:
-        The examples, or a Failure for unreadable, corrupt or empty files and for clips too short
-        to give an example (without ``options.pad``).
-    """
+    """``path``'s examples through the one example source, or a Failure (unreadable, empty, too
+    short)."""
     try:
         decoded = ExampleSource(path, options, name=path).collect()
     except Exception as e:  # any fault of one input is that input's failure, never the run's

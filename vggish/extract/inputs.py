@@ -1,9 +1,4 @@
-"""Inputs: files, folders (searched recursively) and ``@list.txt`` files -> the audio files to extract.
-
-Each input keeps the path it is known by in the outputs (absolute, symlinks kept) and the name it
-takes under the output folder for formats with one file per input (the tree below the inputs'
-common folder).
-"""
+"""Inputs: files, folders (searched recursively) and ``@list.txt`` files -> the audio files to extract."""
 
 from __future__ import annotations
 
@@ -20,34 +15,16 @@ AUDIO_EXTENSIONS = frozenset(
 
 @dataclass(frozen=True)
 class InputFile:
-    """One audio file to extract.
-
-    Attributes:
-        path: the absolute path, the key of its rows and of resuming.
-        relative: its path below the inputs' common folder (POSIX separators).
-    """
+    """One audio file: its absolute ``path`` (the key of its rows and of resuming), and its path
+    ``relative`` to the inputs' common folder."""
 
     path: str
     relative: str
 
 
 def find_inputs(inputs: list[str], glob: str | None = None) -> list[InputFile]:
-    """Expands files, folders and ``@list.txt`` files into a sorted list of distinct audio files.
-
-    Args:
-        inputs: paths as the user gave them; ``@FILE`` reads one path per line from FILE (blank
-            lines and lines starting with ``#`` are skipped; relative paths are taken from FILE's
-            folder; a listed file that does not exist is kept, and fails as an input).
-        glob: pattern matched against file names in folders (e.g. ``*.wav``); default: the
-            common audio extensions of :data:`AUDIO_EXTENSIONS`.
-
-    Returns:
-        The files, sorted by path, each once.
-
-    Raises:
-        FileNotFoundError: an input named directly, or a list file, does not exist.
-        ValueError: nothing was found.
-    """
+    """Expands files, folders and ``@FILE`` lists (one path a line, ``#`` comments) into sorted
+    distinct audio files; ``glob`` matches names in folders (default: :data:`AUDIO_EXTENSIONS`)."""
     found: set[str] = set()
     for item in inputs:
         if item.startswith("@"):  # a listed file that is missing is a failure of that input, not of the run

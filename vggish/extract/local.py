@@ -1,11 +1,6 @@
-"""The local engine: decoding in worker processes, the model in this one, on full batches.
-
-Workers (``spawn``/``forkserver`` processes, so no torch state is forked) decode and frame whole
-inputs; this process packs their examples into full batches, runs the model, and hands each input
-back whole as soon as its last example is through. At most ``IN_FLIGHT_PER_WORKER`` inputs per
-worker are decoding or waiting, which bounds memory. A worker ends when this process does, even
-killed (``kill -9``): nothing else would stop it, and it would keep the forkserver and the
-resource tracker alive with it.
+"""The local engine: decoding in worker processes (``forkserver``/``spawn``), the model in this
+one on full batches. At most ``IN_FLIGHT_PER_WORKER`` inputs per worker are in flight (bounded
+memory); a worker ends when this process does, even killed.
 """
 
 from __future__ import annotations
@@ -41,16 +36,8 @@ def run_local(
     workers: int,
     on_result: Callable[[Result], None],
 ) -> None:
-    """Embeds ``paths``, calling ``on_result`` once per input (in completion order).
-
-    Args:
-        model: the model, on its device.
-        paths: inputs to process.
-        options: hop, padding, resampler and batch size.
-        postprocess: also compute AudioSet's uint8 features.
-        workers: decoding processes; 0 decodes in this process (no parallelism).
-        on_result: receives each input's embeddings (named by its path) or failure.
-    """
+    """Embeds ``paths`` with ``workers`` decoding processes (0: in this one), calling
+    ``on_result`` once per input (in completion order) with its embeddings or failure."""
 
     def jobs() -> Iterator[tuple[Job, list[Any]]]:
         for item in decoded:
@@ -108,9 +95,8 @@ def _decode_in_pool(
 
 
 def end_with(pid: int) -> None:
-    """Worker initializer: ends this process as soon as process ``pid`` (the one running the
-    extraction) ends (POSIX). A worker's parent is the forkserver, not that process, so the death
-    signal of its parent (``PR_SET_PDEATHSIG``) would not tell; a thread waits on the process."""
+    """Worker initializer: ends this process when process ``pid`` ends (POSIX). Its parent is the
+    forkserver, so ``PR_SET_PDEATHSIG`` would not tell; a thread waits on ``pid``."""
     if os.name == "posix":
         threading.Thread(target=_exit_when_gone, args=(pid,), name="vggish-end-with", daemon=True).start()
 

@@ -1,19 +1,6 @@
-"""The output folder: what it was made with, what is complete, and the writers that fill it.
-
-Layout (bookkeeping names start with ``_`` or ``.``, which pyarrow's dataset discovery skips, so
-``pandas.read_parquet(OUT_DIR)`` reads the data parts and nothing else)::
-
-    OUT_DIR/part-00000.parquet     data parts (parquet, tfrecord); npz: one file per input instead
-    OUT_DIR/_parts/part-00000.json the inputs whose rows are all in that part
-    OUT_DIR/_manifest.json         the settings the folder was made with (checked on resume)
-    OUT_DIR/_failures.jsonl        {"path", "error"} per input of the last run that failed
-    OUT_DIR/_summary.json          counts, audio hours, speed, settings, weights hash
-
-Crash safety: a part is written to ``.part-NNNNN.EXT.tmp``, flushed to disk, its sidecar is
-committed (temporary name, then ``os.replace``), and only then the part is renamed into place.
-An input is complete when a committed part's sidecar names it; a sidecar whose part is missing
-(a crash between the two renames) and temporary files are removed on resume. Every input's rows
-go into one part, so a re-run after ``kill -9`` re-does exactly the inputs not in a part.
+"""The output folder: what it was made with (``_manifest.json``), what is complete, the writers.
+A part is synced, its sidecar ``_parts/part-N.json`` (its inputs) committed, then the part renamed
+into place, so a re-run after ``kill -9`` re-does exactly the inputs not in a part.
 """
 
 from __future__ import annotations
@@ -49,11 +36,8 @@ def _json_bytes(value: Any) -> bytes:
 
 
 def prepare(root: Path, settings: Mapping[str, Any]) -> None:
-    """Creates ``root`` or checks that it was made with the same settings; clears temporary files.
-
-    Raises:
-        ValueError: ``root`` holds other files, or was made with other settings.
-    """
+    """Creates ``root`` or checks that it was made with the same settings (else ValueError);
+    clears temporary files."""
     manifest = root / MANIFEST_NAME
     wanted = {"manifest_version": MANIFEST_VERSION, **settings}
     if root.is_dir() and any(not _is_temporary(p.name) for p in root.iterdir()):
@@ -82,7 +66,6 @@ def _remove_temporary(root: Path) -> None:
 
 
 def _is_temporary(name: str) -> bool:
-    """What :func:`vggish.fileio.write_bytes_atomic` and the part writers leave behind when killed."""
     return name.startswith(".") and name.endswith(".tmp")
 
 
@@ -94,11 +77,7 @@ def completed_inputs(root: Path, fmt: OutputFormat, inputs: Iterable[InputFile])
 
 
 def committed_parts(root: Path, fmt: OutputFormat) -> tuple[set[str], int]:
-    """Inputs in committed parts, and the next free part number; drops sidecars without a part.
-
-    Raises:
-        RuntimeError: a data part has no sidecar (the folder was edited by hand).
-    """
+    """Inputs in committed parts, and the next free part number; drops sidecars without a part."""
     sidecars, parts = _numbered(root / PARTS_DIR), _numbered(root)
     done: set[str] = set()
     for number, sidecar in sidecars.items():
@@ -127,7 +106,6 @@ def _numbered(folder: Path) -> dict[int, Path]:
 
 
 def npz_path(root: Path, item: InputFile) -> Path:
-    """Where an input's .npz goes: its place below the inputs' common folder, suffix ``.npz``."""
     return root / Path(item.relative).with_suffix(".npz")
 
 
@@ -139,24 +117,16 @@ class FailureLog:
         self._file = open(root / FAILURES_NAME, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
 
     def add(self, failure: Failure) -> None:
-        """Appends one failure."""
         self._file.write(json.dumps({"path": failure.path, "error": failure.error}) + "\n")
         self._file.flush()
         self.count += 1
 
     def close(self) -> None:
-        """Closes the file."""
         self._file.close()
 
 
 class PartWriter:
-    """Parquet or TFRecord parts of about ``rows_per_part`` rows; each input's rows in one part.
-
-    Args:
-        root: the output folder, after :func:`prepare`.
-        fmt: ``parquet`` or ``tfrecord``.
-        rows_per_part: a part is committed once it holds at least this many rows.
-    """
+    """Parquet or TFRecord parts of about ``rows_per_part`` rows; each input's rows in one part."""
 
     def __init__(self, root: Path, fmt: OutputFormat, rows_per_part: int) -> None:
         if fmt not in _EXTENSIONS:
@@ -168,14 +138,12 @@ class PartWriter:
         (root / PARTS_DIR).mkdir(exist_ok=True)
 
     def add(self, item: EmbeddingResult) -> None:
-        """Buffers an input's rows (``item.name`` is its path); commits a part when enough are buffered."""
         self._pending.append(item)
         self._rows += item.embeddings.shape[0]
         if self._rows >= self._limit:
             self.commit()
 
     def commit(self) -> None:
-        """Writes the buffered inputs as one part (no-op when nothing is buffered)."""
         if not self._pending:
             return
         name = f"part-{self._next:05d}{_EXTENSIONS[self._fmt]}"
@@ -192,19 +160,16 @@ class PartWriter:
         self._pending, self._rows = [], 0
 
     def close(self) -> None:
-        """Commits what is buffered."""
         self.commit()
 
 
 class NpzWriter:
-    """One ``.npz`` per input (the keys of ``vggish embed``), mirroring the input tree, at the
-    paths :func:`npz_paths` gives (which refuses inputs that would share a file)."""
+    """One ``.npz`` per input (the keys of ``vggish embed``), mirroring the input tree."""
 
     def __init__(self, paths: Mapping[str, Path]) -> None:
         self._paths = paths
 
     def add(self, item: EmbeddingResult) -> None:
-        """Writes the input's .npz atomically (``item.name`` is its path)."""
         assert item.name is not None
         path = self._paths[item.name]
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,11 +180,7 @@ class NpzWriter:
 
 
 def npz_paths(root: Path, inputs: Iterable[InputFile]) -> dict[str, Path]:
-    """Each input's .npz (:func:`npz_path`), by input path.
-
-    Raises:
-        ValueError: two inputs would write the same file (e.g. ``a.wav`` and ``a.flac``).
-    """
+    """Each input's .npz, by input path (ValueError: two inputs would write the same file)."""
     paths: dict[str, Path] = {}
     seen: dict[Path, str] = {}
     clashes = []
@@ -245,7 +206,7 @@ def _sync_folder(folder: Path) -> None:
 
 
 def parquet_table(items: list[EmbeddingResult]) -> Any:
-    """The rows of ``items`` as a pyarrow Table (schema in the module docstring of vggish.extract)."""
+    """The rows of ``items`` as a pyarrow Table: path, index, start, end, embedding, postprocessed."""
     import pyarrow as pa
 
     counts = [e.embeddings.shape[0] for e in items]
@@ -290,5 +251,4 @@ def _write_tfrecord(tmp: Path, items: list[EmbeddingResult]) -> None:
 
 
 def write_summary(root: Path, summary: Mapping[str, Any]) -> None:
-    """Writes ``_summary.json`` atomically."""
     write_bytes_atomic(root / SUMMARY_NAME, _json_bytes(dict(summary)))

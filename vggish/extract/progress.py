@@ -11,15 +11,7 @@ LOG_INTERVAL_SECONDS = 30.0
 
 class Progress:
     """Counts finished inputs and audio seconds; shows files, audio hours, speed and ETA.
-
-    Args:
-        total: inputs to process in this run.
-        enabled: show anything at all.
-        stream: where to show it (default: stderr).
-        interval: seconds between plain log lines when ``stream`` is not a terminal.
-        started: when the run began (``time.perf_counter()``), so that its speed counts the
-            same time as the run's summary; default: now.
-    """
+    ``started``: the run's ``time.perf_counter()``, so its speed is the summary's."""
 
     def __init__(
         self,
@@ -43,7 +35,6 @@ class Progress:
             self._bar = tqdm(total=total, unit="file", file=self._stream, dynamic_ncols=True)
 
     def update(self, audio_seconds: float, failed: bool = False) -> None:
-        """Records one finished input."""
         self.files += 1
         self.failed += failed
         self.audio_seconds += audio_seconds
@@ -54,8 +45,7 @@ class Progress:
             self._log()
 
     def close(self) -> None:
-        """Closes the bar, or logs the last line; :attr:`seconds` is then the run's wall time,
-        the one the last figures were computed with."""
+        """Closes the bar, or logs the last line; :attr:`seconds` is then the run's wall time."""
         self.seconds = time.perf_counter() - self._started
         if self._bar is not None:
             self._bar.set_postfix_str(self._postfix(), refresh=False)

@@ -1,12 +1,6 @@
-"""The Ray engine: the same rows as the local engine, from a Ray Data pipeline.
-
-paths -> decode + log-mel in CPU tasks (``map_batches``, one input per task and per row, its
-examples as a variable-shaped tensor) -> the model in an actor pool (a callable class;
-``num_gpus=1`` per actor with ``device="cuda"``), which packs the examples of the inputs it
-receives into full model batches with the one driver (:class:`vggish.pipeline.driver.Driver`) and returns
-one row per input -> this process turns each row into an :class:`~vggish.pipeline.driver.EmbeddingResult`
-(or a failure) and writes it with the same writers (so resuming and failures work as with the
-local engine).
+"""The Ray engine: the same rows as the local engine, from a Ray Data pipeline: decode tasks (one
+input per row) -> a model actor that packs the rows' examples into full batches with the one
+driver -> results written here by the same writers (resuming and failures as locally).
 """
 
 from __future__ import annotations
@@ -31,7 +25,6 @@ _INFO = ("sample_rate", "channels", "num_samples")
 
 
 def import_ray() -> Any:
-    """Ray, or a RuntimeError saying how to install it."""
     try:
         import ray
         import ray.data
@@ -52,7 +45,6 @@ def decode_batch(batch: dict[str, np.ndarray], options: EmbedOptions) -> dict[st
 
 
 def _ragged(arrays: list[np.ndarray]) -> np.ndarray:
-    """A column of arrays of different lengths (Ray stores it as a variable-shaped tensor)."""
     column = np.empty(len(arrays), dtype=object)
     for i, array in enumerate(arrays):
         column[i] = array
@@ -110,21 +102,8 @@ def run_ray(
     address: str | None = None,
     on_result: Callable[[EmbeddingResult | Failure], None],
 ) -> None:
-    """Embeds ``paths`` with Ray Data, calling ``on_result`` once per input.
-
-    Args:
-        weights: what :func:`vggish.load_model` loads in each actor.
-        paths: inputs to process.
-        options: hop, padding and resampler.
-        postprocess: also compute AudioSet's uint8 features.
-        device: ``cpu``, or ``cuda`` for one GPU per model actor.
-        backend: the actors' backend (see :func:`vggish.load_model`).
-        precision: the actors' precision.
-        batch_size: examples per model call.
-        workers: CPUs of a local Ray started here (plus one for the model actor); decode tasks.
-        address: an existing cluster's address; None starts a local Ray.
-        on_result: receives each input's embeddings (named by its path) or failure.
-    """
+    """Embeds ``paths`` with Ray Data (``workers`` CPUs of a local Ray, or the cluster at
+    ``address``), calling ``on_result`` once per input."""
     ray = import_ray()
     with _ray_session(ray, address, workers):
         ray.data.DataContext.get_current().enable_progress_bars = False

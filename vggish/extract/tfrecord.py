@@ -1,14 +1,6 @@
-"""AudioSet-style ``tf.train.SequenceExample`` records in TFRecord files, written without TensorFlow.
-
-The protobuf messages are few and small, so they are encoded by hand (wire format: a varint key
-``field << 3 | wire_type``, then a varint, or a varint length and the bytes). The layout follows
-AudioSet's released features::
-
-    context:        video_id (bytes), path (bytes), start_time_seconds, end_time_seconds (float)
-    feature_lists:  audio_embedding: one bytes_list per example holding its 128 uint8 values
-
-A TFRecord file is a sequence of records: length (uint64 LE), masked CRC-32C of those 8 bytes
-(uint32 LE), the data, masked CRC-32C of the data (uint32 LE).
+"""AudioSet-style ``tf.train.SequenceExample`` records in TFRecord files, without TensorFlow: the
+few small protobuf messages are encoded by hand. Context: video_id, path, start and end seconds;
+feature list ``audio_embedding``: one bytes entry of 128 uint8 values per example.
 """
 
 from __future__ import annotations
@@ -35,7 +27,6 @@ def _varint(value: int) -> bytes:
 
 
 def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field: key, length, payload."""
     return _varint(number << 3 | _LENGTH_DELIMITED) + _varint(len(payload)) + payload
 
 
@@ -56,18 +47,7 @@ def _map_entry(key: str, value: bytes) -> bytes:
 def sequence_example(
     video_id: str, path: str, start_seconds: float, end_seconds: float, features: np.ndarray
 ) -> bytes:
-    """Encodes one input as a SequenceExample.
-
-    Args:
-        video_id: the record's id (AudioSet's ``video_id``).
-        path: the input file's path.
-        start_seconds: start of the embedded segment.
-        end_seconds: its end.
-        features: (N, 128) uint8 postprocessed embeddings, one bytes entry per row.
-
-    Returns:
-        The serialized message.
-    """
+    """One input as a serialized SequenceExample of (N, 128) uint8 ``features``."""
     if features.dtype != np.uint8 or features.ndim != 2:
         raise ValueError(f"features must be (N, 128) uint8; got {features.shape} {features.dtype}")
     context = {
@@ -83,6 +63,6 @@ def sequence_example(
 
 
 def tfrecord(data: bytes) -> bytes:
-    """Frames one record: length, its masked CRC, the data, its masked CRC."""
+    """Frames one record: length (uint64 LE), its masked CRC-32C, the data, its masked CRC-32C."""
     length = struct.pack("<Q", len(data))
     return length + struct.pack("<I", masked_crc32c(length)) + data + struct.pack("<I", masked_crc32c(data))

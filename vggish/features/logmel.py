@@ -106,11 +106,8 @@ def example_timestamps(
 
 
 class FrameStream:
-    """Mono 16 kHz audio in chunks -> log-mel examples (k, 96, 64), in bounded memory.
-
-    What :meth:`push` and :meth:`finish` return, concatenated, equals framing the whole signal at
-    once. :class:`vggish.features.logmel_torch.TorchFrameStream` overrides the ``_`` array hooks.
-    """
+    """Mono 16 kHz audio in chunks -> log-mel examples (k, 96, 64), equal to framing the whole
+    signal at once; subclasses override the ``_`` array hooks."""
 
     def __init__(self, hop_seconds: float = params.EXAMPLE_HOP_SECONDS, pad: bool = False) -> None:
         self.hop_frames = hop_to_frames(hop_seconds)

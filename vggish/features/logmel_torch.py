@@ -1,11 +1,5 @@
-"""The log-mel front end in PyTorch, batched, on any device (docs/vggish.md §2-§3).
-
-The same arithmetic as :mod:`vggish.features.logmel`, in float64 by default so that a GPU computes
-the numbers of the NumPy reference path (the front end is cheap next to the network). The pipeline
-uses it when the model is on a GPU; it is also the API for audio that is already a tensor::
-
-    examples = waveform_to_examples_torch(batch_16k.cuda())   # (B, n) -> (B, N, 96, 64)
-    embeddings = model(examples.flatten(0, 1).float())
+"""The log-mel front end in PyTorch, batched, on any device (docs/vggish.md §2-§3): the arithmetic
+of :mod:`vggish.features.logmel`, in float64 by default so that a GPU gives the reference's numbers.
 """
 
 from __future__ import annotations
@@ -22,15 +16,12 @@ from vggish.features import logmel as features
 
 @functools.lru_cache(maxsize=16)
 def _constant(name: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """The Hann window or the mel matrix of :mod:`vggish.features.logmel`, on ``device`` (cached)."""
     array = features.periodic_hann() if name == "hann" else features.mel_matrix()
     return torch.tensor(array, dtype=dtype, device=device)
 
 
 def log_mel_torch(waveforms: torch.Tensor) -> torch.Tensor:
-    """Log-mel spectrogram of (..., n) float 16 kHz samples on any device (float64 gives the
-    reference's numbers): (..., num_frames(n), 64) in their dtype and device, frame j covering
-    samples [160 j, 160 j + 400)."""
+    """Log-mel spectrogram of (..., n) float 16 kHz samples: (..., num_frames(n), 64)."""
     if not waveforms.is_floating_point():
         raise ValueError(f"waveforms must be a float tensor; got {waveforms.dtype}")
     count = features.num_frames(waveforms.shape[-1])
@@ -58,19 +49,8 @@ def waveform_to_examples_torch(
     pad: bool = False,
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
-    """Log-mel examples of 16 kHz audio already in a tensor, batched, on its device.
-
-    Args:
-        waveforms: (n,) or (B, n) float 16 kHz samples (resample other rates first, e.g. with
-            :class:`vggish.audio.resample.StreamingResampler`); clips in a batch share a length.
-        hop_seconds: distance between examples (multiple of 0.01 s).
-        pad: zero-pad a clip shorter than 0.975 s to one example.
-        dtype: arithmetic precision; float64 gives the reference's numbers.
-
-    Returns:
-        (N, 96, 64) or (B, N, 96, 64) float32 on the input's device; equal to
-        :func:`vggish.waveform_to_examples` of the same samples.
-    """
+    """(n,) or (B, n) float 16 kHz samples -> (N, 96, 64) or (B, N, 96, 64) float32 examples on
+    their device, equal to :func:`vggish.waveform_to_examples`'s; ``dtype``: the arithmetic's."""
     if waveforms.dim() not in (1, 2):
         raise ValueError(f"waveforms must be (n,) or (batch, n); got shape {tuple(waveforms.shape)}")
     hop = features.hop_to_frames(hop_seconds)
@@ -82,9 +62,7 @@ def waveform_to_examples_torch(
 
 
 class TorchFrameStream(features.FrameStream):
-    """:class:`vggish.features.logmel.FrameStream` computed with PyTorch on ``device``: NumPy chunks
-    in (through pinned memory on CUDA), float32 examples on the device out, equal to the NumPy
-    stream's."""
+    """:class:`vggish.features.logmel.FrameStream` computed with PyTorch on ``device``."""
 
     def __init__(
         self,

@@ -1,14 +1,9 @@
 """Classifier heads: small fully-connected classifiers over clip-level VGGish embeddings.
 
->>> head, metrics = train(embeddings, labels, kind="linear")   # (N, 128) float32, N labels
->>> head.scores(new_embeddings)                                # (M, C) float32, rows sum to 1
->>> data = to_safetensors(head); head = from_safetensors(data)  # tensors + metadata, no pickle
-
-By job: :mod:`.head` (what a head is: its limits and scores), :mod:`.identity` (what it is bound
-to: the weights that made its embeddings, :func:`check_compatible`), :mod:`.training` (fit and
-cross-validation, on ``torch.optim``), :mod:`.format` (its safetensors file), :mod:`.store`
-(where heads live: SQLite or PostgreSQL). Training is imported on first use, so that reading,
-scoring and storing heads do not import PyTorch.
+By job: :mod:`.head` (limits and scores), :mod:`.identity` (the weights a head is bound to),
+:mod:`.training` (fit and cross-validation), :mod:`.format` (its safetensors file), :mod:`.store`
+(SQLite or PostgreSQL). Training is imported on first use: reading, scoring and storing heads do
+not import PyTorch.
 """
 
 from __future__ import annotations

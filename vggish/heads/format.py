@@ -1,14 +1,6 @@
-"""A head's file: safetensors bytes of its tensors, and its metadata as strings; never pickle.
-
-Tensors: ``norm.mean`` and ``norm.std`` (the training set's feature normalisation), ``out.weight``
-and ``out.bias``, and ``hidden.weight`` and ``hidden.bias`` for ``mlp``, all float32. Metadata:
-``format`` (``vggish-head``), ``format_version`` (``1``), ``kind``, ``classes``, ``num_examples``,
-``metrics`` and ``features`` (what the head is bound to), JSON where structured.
-
-Reading validates everything before use: the header's size, then the metadata, then each
-tensor's name, dtype and shape (before reading any), then their values; every malformed file is
-an :class:`~vggish.errors.InvalidInputError`, nothing else. A file without ``features`` (written
-before heads recorded it) is valid, of unknown identity.
+"""A head's file: safetensors float32 tensors and string metadata (JSON where structured); never
+pickle. Reading checks the header's size, the metadata, each tensor's name, dtype and shape, then
+their values; every malformed file is an :class:`~vggish.errors.InvalidInputError`.
 """
 
 from __future__ import annotations
@@ -58,8 +50,7 @@ def _expected_shapes(kind: str, num_classes: int) -> dict[str, tuple[int, ...]]:
 
 
 def to_safetensors(head: Head) -> bytes:
-    """The head as safetensors bytes: float32 tensors, and metadata (format, version, kind,
-    classes, num_examples, metrics, features) as JSON strings."""
+    """The head as safetensors bytes."""
     tensors = {"norm.mean": head.mean, "norm.std": head.std, **head.weights}
     metadata = {
         "format": FORMAT,
@@ -75,16 +66,7 @@ def to_safetensors(head: Head) -> bytes:
 
 
 def from_safetensors(data: bytes) -> Head:
-    """Reads and validates a head written by :func:`to_safetensors` (never unpickles anything).
-
-    A file without ``features`` metadata (written before heads recorded it) is valid: its
-    features are unknown. Metadata keys this version does not know are ignored.
-
-    Raises:
-        InvalidInputError: not safetensors, a header over ``MAX_HEADER_BYTES``, another format or
-            version, unknown kind, bad classes, metrics, num_examples or features, or tensors
-            missing, extra, not float32, misshaped, not finite or out of range. Nothing else.
-    """
+    """Reads and validates a head file; every malformed one is an InvalidInputError, nothing else."""
     header = _read_header(data)
     meta = header.pop("__metadata__", None)
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
@@ -123,13 +105,11 @@ def from_safetensors(data: bytes) -> Head:
 
 
 def _short(value: object, limit: int = 60) -> str:
-    """``repr(value)``, cut to ``limit`` characters (messages quote what they refuse)."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _json(text: str, what: str) -> object:
-    """JSON text -> value; every way parsing can fail is an InvalidInputError."""
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as e:  # JSONDecodeError, too many digits, too deep
@@ -137,7 +117,6 @@ def _json(text: str, what: str) -> object:
 
 
 def _read_header(data: bytes) -> dict[str, Any]:
-    """The safetensors JSON header (8-byte little-endian length, then JSON), its size bounded."""
     try:
         view = memoryview(data).cast("B")
     except TypeError as e:
@@ -227,7 +206,6 @@ def _parse_features(text: str | None) -> FeatureSpec:
 
 
 def _check_entries(header: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> None:
-    """The header's tensor entries: exactly the expected names, each F32 of its shape."""
     missing, extra = sorted(shapes.keys() - header.keys()), sorted(header.keys() - shapes.keys())
     if missing or extra:
         raise InvalidInputError(f"tensors missing: {missing}, unexpected: {[_short(k) for k in extra][:10]}")
@@ -243,9 +221,7 @@ def _check_entries(header: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -
 
 
 def _check_tensors(arrays: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]) -> None:
-    """Values: float32 of the expected shapes, finite, std within [MIN_STD, 2 * MAX_ABS_FEATURE],
-    means within ±MAX_ABS_FEATURE, layers within ±MAX_ABS_WEIGHT: with embeddings within
-    ±MAX_ABS_FEATURE, every intermediate value stays far below float32's range."""
+    """Finite values within bounds that keep every intermediate value far below float32's range."""
     if arrays.keys() != shapes.keys():
         raise InvalidInputError(f"tensors {sorted(arrays)} are not {sorted(shapes)}")
     for name, shape in shapes.items():

@@ -1,10 +1,5 @@
-"""What a head is: a small classifier over 128-d VGGish embeddings, its limits and its scores.
-
-A head standardises an embedding with its training set's mean and standard deviation, then
-applies ``linear`` (one layer: multinomial logistic regression) or ``mlp`` (a ReLU hidden layer
-of :data:`MLP_HIDDEN` units, then the output layer), and a softmax over its classes. Scoring is
-NumPy float32, the same for a head just trained and one read from a file.
-"""
+"""What a head is: its limits and its scores (standardise, ``linear`` or ``mlp`` layers, softmax;
+NumPy float32, the same for a head just trained and one read from a file)."""
 
 from __future__ import annotations
 
@@ -32,11 +27,7 @@ MAX_FOLDS = 5  # cross-validation folds at most
 
 
 def validate_name(name: str) -> str:
-    """Returns ``name`` if it is 1-64 characters of ``[A-Za-z0-9_.-]``, other than ``.`` and ``..``.
-
-    Raises:
-        InvalidInputError: any other name.
-    """
+    """``name`` if it is 1-64 characters of ``[A-Za-z0-9_.-]``, other than ``.`` and ``..``."""
     if not isinstance(name, str) or not NAME_RE.fullmatch(name) or name in (".", ".."):
         raise InvalidInputError(
             f"a head name is 1-64 characters of A-Z a-z 0-9 _ . - (not . or ..); got {name!r}"
@@ -45,12 +36,8 @@ def validate_name(name: str) -> str:
 
 
 def check_label(label: object) -> str:
-    """Returns ``label`` if it can name a class: a string of 1-``MAX_CLASS_CHARS`` characters,
-    not blank, without control characters or unpaired surrogates (which no database stores).
-
-    Raises:
-        InvalidInputError: any other label.
-    """
+    """``label`` if it can name a class: 1-``MAX_CLASS_CHARS`` characters, not blank, without
+    control characters or unpaired surrogates (which no database stores)."""
     if not isinstance(label, str) or not label.strip():
         raise InvalidInputError(f"every label must be a non-empty string; got {label!r}")
     if len(label) > MAX_CLASS_CHARS:
@@ -61,12 +48,7 @@ def check_label(label: object) -> str:
 
 
 def check_embeddings(embeddings: np.ndarray) -> np.ndarray:
-    """(N, 128) finite values within ±``MAX_ABS_FEATURE`` (so that a valid head's scores stay
-    finite), as float32.
-
-    Raises:
-        InvalidInputError: another shape, NaN or infinity, or larger values.
-    """
+    """(N, 128) finite values within ±``MAX_ABS_FEATURE`` (a valid head's scores stay finite), as float32."""
     x = np.asarray(embeddings)
     if x.ndim != 2 or x.shape[1] != params.EMBEDDING_SIZE:
         raise InvalidInputError(f"embeddings must be (N, {params.EMBEDDING_SIZE}); got shape {x.shape}")
@@ -79,13 +61,8 @@ def check_embeddings(embeddings: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class HeadMetrics:
-    """How well a head fits its training clips.
-
-    Attributes:
-        cv_accuracy: mean accuracy over the held-out folds, or None when a class has one clip.
-        train_accuracy: accuracy of the final head on its own training clips.
-        folds: cross-validation folds (0 when not cross-validated).
-    """
+    """How well a head fits: held-out accuracy over ``folds`` folds (None, 0 when a class has one
+    clip), and accuracy on its own training clips."""
 
     cv_accuracy: float | None
     train_accuracy: float
@@ -94,19 +71,9 @@ class HeadMetrics:
 
 @dataclass(frozen=True)
 class Head:
-    """A trained classifier head (float32 tensors, named as in its safetensors file).
-
-    Attributes:
-        kind: ``linear`` or ``mlp``.
-        classes: the class labels, in the order of the output scores.
-        mean: (128,) feature means of the training set.
-        std: (128,) feature standard deviations (floored: see ``STD_FLOOR``).
-        weights: the layers' tensors: ``out.weight`` (C, D_in) and ``out.bias`` (C,), plus
-            ``hidden.weight`` (64, 128) and ``hidden.bias`` (64,) for ``mlp``.
-        num_examples: clips it was trained on.
-        metrics: its training metrics, when known.
-        features: what it is bound to (the weights that made its training embeddings), when known.
-    """
+    """A trained classifier head: float32 tensors named as in its file (``out.weight`` (C, D_in),
+    ``out.bias``, and ``hidden.*`` for ``mlp``), the training set's (128,) ``mean`` and floored
+    ``std``, ``classes`` in score order, and what it is bound to (``features``)."""
 
     kind: HeadKind
     classes: tuple[str, ...]
@@ -118,11 +85,7 @@ class Head:
     features: FeatureSpec = UNKNOWN_FEATURES
 
     def scores(self, embeddings: np.ndarray) -> np.ndarray:
-        """Class probabilities: (N, 128) embeddings -> (N, C) float32, each row summing to 1.
-
-        Raises:
-            InvalidInputError: not (N, 128), not finite, or beyond ±``MAX_ABS_FEATURE``.
-        """
+        """Class probabilities: (N, 128) embeddings -> (N, C) float32, each row summing to 1."""
         z = (check_embeddings(embeddings) - self.mean) / self.std
         h = z.astype(np.float32)
         if "hidden.weight" in self.weights:
@@ -134,14 +97,7 @@ class Head:
 
 
 def ranked(scores: np.ndarray, top_k: int | None = None) -> np.ndarray:
-    """The classes of each row of scores, best first (ties: lower class index first).
-
-    Args:
-        scores: (N, C) scores.
-        top_k: keep the best ``top_k`` of each row (None: all).
-
-    Returns:
-        (N, min(top_k, C)) int64 class indices.
-    """
+    """(N, min(top_k, C)) class indices of each row of (N, C) scores, best first (ties: lower index
+    first; ``top_k`` None: all)."""
     order: np.ndarray = np.argsort(-scores, axis=1, kind="stable")
     return order[:, :top_k]

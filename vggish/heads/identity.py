@@ -1,13 +1,5 @@
-"""What a head is bound to: the weights that made the embeddings it was trained on.
-
-A head's scores mean something only on embeddings of the weights it was trained on, so a head
-records the weights file's SHA-256 (:class:`FeatureSpec`) and :func:`check_compatible` refuses it
-on others. Nothing else changes what one example's embedding is: ``hop`` and ``pad`` choose which
-examples a clip makes, never what an example's embedding is, so they are recorded (to say how a
-head was trained) but never compared; the resampler changes an embedding by rounding-level
-amounts, so another one is a warning, not a refusal. VGGish has one representation for heads
-(the 128-d embedding before PCA), so there is nothing more to bind to. Heads from before
-identities are of unknown identity and never refused.
+"""What a head is bound to: the SHA-256 of the weights that made its training embeddings. Hop and
+pad are recorded, never compared; another resampler is a warning; unknown identities pass.
 """
 
 from __future__ import annotations
@@ -32,17 +24,8 @@ SHA256_SHOWN = 12  # hex digits of a weights SHA-256 shown in messages
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """How a head's training embeddings were made (None: unknown).
-
-    Only ``weights_sha256`` binds a head; the other fields say how it was trained.
-
-    Attributes:
-        weights_sha256: the VGGish weights file's SHA-256 (64 lowercase hex digits), or
-            ``"random"`` for the library's deterministic random demo weights.
-        hop_seconds: distance between example starts (a positive multiple of 0.01 s).
-        pad: whether clips shorter than one example were zero-padded to one.
-        resampler: ``reference`` or ``fast``.
-    """
+    """How a head's training embeddings were made (None: unknown). Only ``weights_sha256`` (64
+    lowercase hex digits, or ``"random"`` for the demo weights) binds a head."""
 
     weights_sha256: str | None = None
     hop_seconds: float | None = None
@@ -73,17 +56,12 @@ class FeatureSpec:
 
     @classmethod
     def for_model(cls, model: Runtime, options: EmbedOptions) -> FeatureSpec:
-        """How ``model`` makes embeddings with ``options``."""
         sha = model.weights_info.get("sha256") or None
         return cls(sha, options.hop_seconds, options.pad, options.resampler)
 
     @classmethod
     def from_dict(cls, raw: object) -> FeatureSpec:
-        """Parses :meth:`to_dict`'s mapping (missing keys are unknown).
-
-        Raises:
-            InvalidInputError: not a mapping, unknown keys, or a malformed value.
-        """
+        """Parses :meth:`to_dict`'s mapping (missing keys are unknown)."""
         if not isinstance(raw, Mapping):
             raise InvalidInputError(f"features must be a JSON object; got {type(raw).__name__}")
         names = {f.name for f in fields(cls)}
@@ -93,12 +71,10 @@ class FeatureSpec:
         return cls(**raw)
 
     def to_dict(self) -> dict[str, Any]:
-        """The four fields (None for unknown): JSON-ready."""
         return asdict(self)
 
     @property
     def unknown(self) -> bool:
-        """Whether nothing is known (a head stored or exported before identities existed)."""
         return all(v is None for v in asdict(self).values())
 
     def describe(self) -> str:
@@ -117,13 +93,7 @@ UNKNOWN_FEATURES = FeatureSpec()
 
 
 class WeightsMismatchError(ConflictError):
-    """A head would be applied to embeddings of other weights than those it was trained on.
-
-    Attributes:
-        head: the head's :class:`FeatureSpec`.
-        used: the one about to be used.
-        differences: the fields that differ (``["weights"]``).
-    """
+    """A head would be applied to embeddings of other weights than those it was trained on."""
 
     def __init__(self, message: str, head: FeatureSpec, used: FeatureSpec, differences: list[str]) -> None:
         super().__init__(message)
@@ -132,37 +102,21 @@ class WeightsMismatchError(ConflictError):
         self.differences = differences
 
 
-def _short_sha(sha: str) -> str:
-    return sha[:SHA256_SHOWN]
-
-
 def check_compatible(
     head: FeatureSpec, used: FeatureSpec, force: bool = False, name: str | None = None
 ) -> str | None:
-    """Refuses to apply a head to embeddings of other weights than those it was trained on.
-
-    Weights are compared when known on both sides (a caller leaves ``used.weights_sha256`` None
-    to skip them); another resampler is a warning; hop and pad are never compared.
-
-    Args:
-        head: the head's identity.
-        used: the identity of the model and options about to be used.
-        force: warn instead of refusing.
-        name: the head's name, for the messages.
+    """Refuses to apply a head (identity ``head``) to embeddings of other weights (``used``; its
+    ``weights_sha256`` None skips the check) with WeightsMismatchError, unless ``force``.
 
     Returns:
-        None when there is nothing to say; else a warning to show: the head does not record its
-        weights, it was trained with another resampler, or ``force`` let other weights through.
-
-    Raises:
-        WeightsMismatchError: the weights differ and ``force`` is false; the message names both.
+        None, or a warning: the head records no weights, another resampler, or forced weights.
     """
     what = "the head" if name is None else f"head {name!r}"
     mine, theirs = head.weights_sha256, used.weights_sha256
     if mine is not None and theirs is not None and mine != theirs:
         message = (
-            f"{what} was trained on embeddings of weights {_short_sha(mine)}, but these are of weights "
-            f"{_short_sha(theirs)}, so its scores would mean nothing"
+            f"{what} was trained on embeddings of weights {mine[:SHA256_SHOWN]}, but these are of weights "
+            f"{theirs[:SHA256_SHOWN]}, so its scores would mean nothing"
         )
         if not force:
             raise WeightsMismatchError(

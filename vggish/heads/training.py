@@ -1,15 +1,6 @@
-"""Training a head, and estimating how well it will do (stratified k-fold cross-validation).
-
-Training is deterministic: seeded initial weights (NumPy's generator, uniform in ±1/sqrt(fan_in)
-as ``torch.nn.Linear`` draws them), then ``torch.optim.Adam`` on the full batch in float64 for a
-fixed number of steps (no random order, nothing racing), on a cross-entropy weighted by class
-(``N / (classes x count)``, so that rare classes count as much as common ones) with an L2 penalty
-on the weights (Adam's ``weight_decay``; none on the biases).
-
-The final head and the cross-validation folds' heads are independent fits. When their tensors are
-small (:data:`MAX_TOGETHER`), they are fitted together, as one stack of models whose losses are
-summed (each model's gradient is its own loss's; Adam works element by element), so that each of
-the ``TRAIN_STEPS`` steps pays PyTorch's per-call costs once for all of them, not once for each.
+"""Training a head, and stratified k-fold cross-validation of the same recipe: deterministic,
+full-batch float64 Adam on a class-weighted cross-entropy; the final and the folds' fits are stacked
+into one set of tensors when small (:data:`MAX_TOGETHER`), so each step pays PyTorch's costs once.
 """
 
 from __future__ import annotations
@@ -54,27 +45,15 @@ def train(
     features: FeatureSpec = UNKNOWN_FEATURES,
     cancelled: Callable[[], bool] | None = None,
 ) -> tuple[Head, HeadMetrics]:
-    """Trains a head on clip embeddings, then cross-validates the same recipe.
+    """Trains a head on (N, 128) clip embeddings and N labels, then cross-validates the recipe.
 
     Args:
-        embeddings: (N, 128) clip-level embeddings (e.g. the mean of each clip's examples).
-        labels: N class labels, one per row (see :func:`~vggish.heads.head.check_label`).
-        kind: ``linear`` or ``mlp``.
-        seed: seeds the initial weights and the fold assignment.
-        features: what made the embeddings (:meth:`FeatureSpec.for_model`); the head keeps it.
-        cancelled: asked before every Adam step (``TRAIN_STEPS`` in all when the fits are small
-            enough to go together, else per fit: one per fold plus the final one); when it
-            returns True, training stops with :class:`CancelledError`.
+        features: what made the embeddings; the head keeps it.
+        cancelled: asked before every Adam step; True stops training with CancelledError.
 
     Returns:
-        The head trained on every clip, and its metrics. ``cv_accuracy`` is the mean held-out
-        accuracy over ``min(5, smallest class count)`` stratified folds, or None (``folds`` 0)
-        when a class has a single clip.
-
-    Raises:
-        InvalidInputError: wrong shape, NaN, mismatched counts, bad labels, fewer than 2 classes
-            or more than ``MAX_CLASSES``.
-        CancelledError: ``cancelled`` returned True.
+        The head trained on every clip, and its metrics (cross-validated over ``min(5, smallest
+        class count)`` folds; none when a class has a single clip).
     """
     x = _check_training_set(embeddings, labels, kind).astype(np.float64)
     classes = tuple(sorted(set(labels)))
@@ -82,7 +61,9 @@ def train(
     folds = min(MAX_FOLDS, int(np.bincount(y).min()))
     tests = stratified_folds(y, folds, seed) if folds >= 2 else []
     masks = [np.ones(y.size, dtype=bool)] + [~np.isin(np.arange(y.size), test) for test in tests]
-    head, *fold_heads = _fit_all(x, y, classes, kind, seed, masks, cancelled)
+    together = len(masks) * y.size * max(params.EMBEDDING_SIZE, len(classes)) <= MAX_TOGETHER
+    groups = [masks] if together else [[mask] for mask in masks]
+    head, *fold_heads = [h for group in groups for h in _fit(x, y, classes, kind, seed, group, cancelled)]
     train_accuracy = float(np.mean(head.scores(x.astype(np.float32)).argmax(axis=1) == y))
     cv_accuracy = None
     if tests:
@@ -95,16 +76,8 @@ def train(
 
 
 def stratified_folds(y: np.ndarray, folds: int, seed: int = DEFAULT_SEED) -> list[np.ndarray]:
-    """Test indices of each fold: every class's rows shuffled (seeded) and dealt round-robin.
-
-    Args:
-        y: (N,) class indices; every class needs at least ``folds`` rows.
-        folds: number of folds (>= 2).
-        seed: seeds the shuffles.
-
-    Returns:
-        ``folds`` sorted index arrays that partition ``range(N)``, each holding every class.
-    """
+    """Test indices of each of ``folds`` folds of (N,) class indices ``y``: every class's rows
+    shuffled (seeded) and dealt round-robin, so each fold holds every class."""
     rng = np.random.default_rng(seed)
     assigned = np.empty(y.size, dtype=np.int64)
     for c in np.unique(y):
@@ -134,22 +107,6 @@ def _check_training_set(embeddings: np.ndarray, labels: Sequence[str], kind: str
     return x
 
 
-def _fit_all(
-    x: np.ndarray,
-    y: np.ndarray,
-    classes: tuple[str, ...],
-    kind: HeadKind,
-    seed: int,
-    masks: list[np.ndarray],
-    cancelled: Callable[[], bool] | None,
-) -> list[Head]:
-    """One head per mask of training rows: all fitted together when small enough, else in turn."""
-    width = max(params.EMBEDDING_SIZE, len(classes))
-    together = len(masks) * x.shape[0] * width <= MAX_TOGETHER
-    groups = [masks] if together else [[mask] for mask in masks]
-    return [head for group in groups for head in _fit(x, y, classes, kind, seed, group, cancelled)]
-
-
 def _fit(
     x: np.ndarray,
     y: np.ndarray,
@@ -159,9 +116,7 @@ def _fit(
     masks: list[np.ndarray],
     cancelled: Callable[[], bool] | None = None,
 ) -> list[Head]:
-    """Fits one model per mask of the (N, 128) float64 rows, stacked: each standardised by its
-    rows' mean and std, trained by class-weighted Adam on its rows only (the others weigh 0).
-    Asks ``cancelled`` before each step."""
+    """Fits one model per mask of the (N, 128) float64 rows, stacked; the others weigh 0."""
     mean = np.stack([x[m].mean(axis=0) for m in masks])  # (M, 128)
     std = np.stack([x[m].std(axis=0) for m in masks])
     std = np.where(std < STD_FLOOR, 1.0, std)
@@ -200,8 +155,7 @@ def _fit(
 
 
 def _row_weights(y: np.ndarray, mask: np.ndarray, num_classes: int) -> np.ndarray:
-    """(N,) each row's weight in one model's loss: ``n / (classes x count of its class)`` on the
-    model's ``n`` rows, 0 elsewhere, summing to 1 (the weighted mean of the cross-entropy)."""
+    """(N,) weights ``n / (classes x count of its class)`` on a model's rows, 0 elsewhere, summing to 1."""
     counts = np.bincount(y[mask], minlength=num_classes).astype(np.float64)
     weights = np.where(mask, (mask.sum() / (num_classes * np.maximum(counts, 1.0)))[y], 0.0)
     normalised: np.ndarray = weights / weights.sum()
@@ -210,11 +164,8 @@ def _row_weights(y: np.ndarray, mask: np.ndarray, num_classes: int) -> np.ndarra
 
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
-    """PyTorch on one thread in the calling thread while the block runs: a head's tensors are
-    far too small to share among threads (their waiting costs more than they compute beside the
-    model's threads), and one thread sums in one order, so a head is the same whatever the
-    machine's thread count. PyTorch keeps a thread count per thread; threads that start while
-    the block runs start with one."""
+    """PyTorch on one thread while the block runs: a head's tensors are too small to share, and one
+    thread sums in one order, so a head is the same whatever the machine's thread count."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -238,8 +189,6 @@ def _init(kind: HeadKind, num_classes: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def _logits(layers: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
-    """(M, N, 128) standardised features -> (M, N, C) logits of M stacked models: ``out``, after
-    ``hidden`` and a ReLU for ``mlp``."""
     h = z
     if "hidden.weight" in layers:
         h = F.relu(torch.baddbmm(layers["hidden.bias"][:, None], z, layers["hidden.weight"].transpose(1, 2)))

@@ -1,10 +1,5 @@
-"""What computes the network: PyTorch (any device) or ONNX Runtime (CPU).
-
-A backend is a callable ``(N, 96, 64) examples -> (N, 128) float32 NumPy embeddings``, with a
-``name``. :class:`TorchBackend` also owns the per-layer algorithms (a :class:`~vggish.network.plans.Plan`:
-direct, chunked, Winograd, oneDNN fully connected layers) and the transformed kernels and
-packed weights that plan needs.
-"""
+"""What computes the network: PyTorch (any device, with a :class:`~vggish.network.plans.Plan` and
+the kernels it needs) or ONNX Runtime (CPU)."""
 
 from __future__ import annotations
 
@@ -20,7 +15,6 @@ from vggish.network.model import LayerFn, LinearFn, VGGish
 from vggish.network.plans import ConvAlgorithm, Plan
 
 DEFAULT_PLAN = plans.TORCH_DEFAULT
-"""What :class:`TorchBackend` runs when given no plan."""
 
 
 class Backend(Protocol):
@@ -32,12 +26,7 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """The network in PyTorch, each layer computed as a :class:`~.plans.Plan` says (CPU, no grad).
-
-    Args:
-        network: the module, on its device and in its dtype.
-        plan: algorithm per layer.
-    """
+    """The network in PyTorch, each layer computed as a :class:`~.plans.Plan` says (CPU, no grad)."""
 
     name = "torch"
 
@@ -72,13 +61,8 @@ class TorchBackend:
         return out
 
     def effective_plan(self, examples: torch.Tensor) -> Plan:
-        """What :meth:`forward` computes ``examples`` with: the plan, less what does not apply.
-
-        The plan applies on the CPU when no weight gradient is recorded (``inference_mode``,
-        ``no_grad`` or frozen weights), so fine-tuning keeps exact gradients; Winograd and oneDNN
-        fully connected layers in float32 only (bf16 is better without); ``direct_chunked`` in
-        any float dtype.
-        """
+        """The plan, less what does not apply: all direct off the CPU or with weight gradients;
+        Winograd and oneDNN in float32 only."""
         weight = self.network.conv1.weight
         if (
             not self.winograd
@@ -104,7 +88,6 @@ class TorchBackend:
         return plans.conv_layers(self.network, plan, kernels) or None
 
     def linears(self, examples: torch.Tensor) -> dict[str, LinearFn] | None:
-        """The replaced fully connected layers for this input, or None."""
         if self.effective_plan(examples).fc != "onednn":
             return None
         return {name: self._onednn(name) for name in plans.FC_NAMES}

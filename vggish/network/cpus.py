@@ -1,11 +1,6 @@
-"""How many CPUs this process really has, and the thread counts chosen from that.
-
-PyTorch and ONNX Runtime size their thread pools by the machine's cores, which in a container
-limited by a CPU quota (``docker run --cpus 2`` on a 64-core host) oversubscribes the quota many
-times over. Here the count honours the affinity mask and the cgroup CPU quota (v2 ``cpu.max``, v1
-``cpu.cfs_quota_us``); an explicit ``threads=`` overrides it. NumPy's BLAS is kept to one thread
-while the front end runs (:func:`single_threaded_blas`): its products there are small, and
-OpenBLAS's idle threads spin after each one, taking the cores from the model call that follows.
+"""How many CPUs this process really has (affinity mask and cgroup CPU quota, which PyTorch and
+ONNX Runtime ignore), and the thread counts chosen from that. NumPy's BLAS is kept to one thread
+while the front end runs: its products are small, and idle OpenBLAS threads spin on the cores.
 """
 
 from __future__ import annotations
@@ -36,10 +31,7 @@ def _own_cgroup_dir() -> Path:
 
 
 def _cgroup_cpu_limit(root: Path | None = None) -> float | None:
-    """CPUs allowed by the cgroup quota (fractional), or None without a quota.
-
-    ``root``: where ``cpu.max`` (v2) or ``cpu/cpu.cfs_*`` (v1) are; default this process's cgroup.
-    """
+    """CPUs allowed by the cgroup v2 or v1 quota under ``root`` (fractional), or None without one."""
     v2 = root if root is not None else _own_cgroup_dir()
     v1 = root if root is not None else _CGROUP_ROOT
     try:
@@ -82,11 +74,8 @@ def intra_op_threads(threads: int | None = None) -> int:
 
 
 def configure_torch_threads(threads: int | None = None) -> int:
-    """Sets PyTorch's intra-op thread count (process-wide) and returns it.
-
-    With nothing asked for, only lowers PyTorch's own default when it exceeds the CPUs found
-    here (a CPU quota), so a count the application set itself is not raised behind its back.
-    """
+    """Sets PyTorch's intra-op thread count (process-wide) and returns it; with nothing asked
+    for, only lowers PyTorch's own when it exceeds the CPUs found here."""
     import torch
 
     wanted = intra_op_threads(threads)
@@ -98,7 +87,6 @@ def configure_torch_threads(threads: int | None = None) -> int:
 
 @functools.cache
 def _blas_controller() -> Any:
-    """threadpoolctl's view of the BLAS libraries loaded (NumPy's), made once."""
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
@@ -112,8 +100,7 @@ def single_threaded_blas() -> Iterator[None]:
 
 
 def limit_blas_threads(threads: int = 1) -> None:
-    """Sets NumPy's BLAS threads for the rest of the process (the service: its decode threads
-    are the parallelism, so BLAS threads would only oversubscribe the cores)."""
+    """Sets NumPy's BLAS threads for the rest of the process."""
     _blas_controller().limit(limits=threads, user_api="blas")
 
 
@@ -127,7 +114,7 @@ SIMD_FLAGS = (
 
 @functools.cache
 def _cpuinfo_fields() -> dict[str, str]:
-    """The first processor's ``key: value`` lines of /proc/cpuinfo (empty where there is none)."""
+    """The first processor's ``key: value`` lines of /proc/cpuinfo."""
     fields: dict[str, str] = {}
     try:
         text = _CPUINFO.read_text()

@@ -1,8 +1,4 @@
-"""``load_model``: weights -> network -> placed on a device -> a backend -> a :class:`Runtime`.
-
-Each step is a short function of its own, so that the service, extraction, the HEAR API and
-tests can see (and reuse) exactly what loading does.
-"""
+"""``load_model``: weights -> network -> placed on a device -> a backend -> a :class:`Runtime`."""
 
 from __future__ import annotations
 
@@ -37,24 +33,13 @@ def load_model(
     """Builds VGGish with weights, in eval mode, ready for the fastest inference this machine has.
 
     Args:
-        weights: a weights file (``.safetensors``, see :func:`vggish.weights.save_weights`),
-            ``"random"`` for deterministic random weights (demos and tests only), or None for the
-            official weights at :func:`vggish.default_weights_path` (Google's checkpoint found
-            beside it is converted on first use).
+        weights: a ``.safetensors`` weights file, ``"random"`` (demos and tests only), or None for
+            the official weights at :func:`vggish.default_weights_path`.
         device: where to put the model (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
-        backend: what ``model.infer`` (and so ``embed``/``embed_file``, the CLI and the service)
-            runs: ``"torch"``; ``"onnx"`` (ONNX Runtime on the CPU); or ``"auto"`` (default): ONNX
-            Runtime on the CPU in fp32 when ``vggish[onnx]`` is installed, PyTorch otherwise and
-            on GPUs. ``model(tensor)`` is always PyTorch.
-        precision: ``"fp32"``; or ``"fp16"``/``"bf16"`` weights and activations (PyTorch backend;
-            ``bf16`` pays on CPUs with bfloat16 instructions, and warns elsewhere that it will be
-            slow). Only fp32 gives Google's numbers.
-        threads: intra-op threads for PyTorch (process-wide) and ONNX Runtime; None chooses from
-            the CPUs this process may use (affinity and cgroup quota; :mod:`vggish.network.cpus`).
-
-    Returns:
-        The model (a :class:`vggish.network.runtime.Runtime`): ``model.weights_info`` holds the file's
-        provenance and SHA-256, ``model.backend`` the runtime chosen, ``model.network`` the module.
+        backend: what ``model.infer`` runs: ``"torch"``, ``"onnx"`` (CPU), or ``"auto"``: ONNX
+            Runtime on the CPU in fp32 when installed, else PyTorch.
+        precision: ``"fp32"`` (Google's numbers), ``"fp16"`` or ``"bf16"`` (PyTorch backend).
+        threads: intra-op threads (None: from the CPUs this process may use).
 
     Raises:
         FileNotFoundError: no weights where asked, with the ways to get them.
@@ -85,7 +70,7 @@ def load_model(
 def _rebuilt_network(
     weights: str | os.PathLike[str] | None, device: str | torch.device, precision: str
 ) -> VGGish:
-    """The module of ``load_model``'s weights again, placed as it placed it (its warnings were given)."""
+    """The module of ``load_model``'s weights again, placed as it placed it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         network = build_network(read_weights(weights))
@@ -104,11 +89,7 @@ def warn_if_slow(precision: str) -> None:
 
 
 def check_options(device: str | torch.device, backend: str, precision: str) -> bool:
-    """Validates the runtime options before anything is loaded; returns whether ``device`` is the CPU.
-
-    Raises:
-        ValueError: naming the fix.
-    """
+    """Raises ValueError naming the fix for bad runtime options; returns whether ``device`` is the CPU."""
     if backend not in get_args(BackendName):
         raise ValueError(f"backend must be one of {get_args(BackendName)}; got {backend!r}")
     if precision not in get_args(PrecisionName):
@@ -134,8 +115,7 @@ def read_weights(weights: str | os.PathLike[str] | None) -> LoadedWeights:
 
 
 def build_network(loaded: LoadedWeights) -> VGGish:
-    """The module with ``loaded``'s tensors and PCA parameters, in eval mode, on the CPU (built on
-    the meta device and the weights assigned: no random initialisation)."""
+    """The module with ``loaded``'s tensors and PCA parameters, in eval mode, on the CPU."""
     with torch.device("meta"):
         network = VGGish()
     network.load_state_dict(loaded.state_dict, assign=True)
@@ -147,8 +127,7 @@ def build_network(loaded: LoadedWeights) -> VGGish:
 
 
 def place(network: VGGish, device: str | torch.device, precision: str) -> None:
-    """Moves the network to ``device`` in channels_last (oneDNN's and cuDNN's fastest
-    convolutions) and casts its layers to ``precision`` (PCA stays float64)."""
+    """Moves the network to ``device`` in channels_last and casts its layers to ``precision``."""
     network.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     dtype = PRECISION_DTYPES[precision]
     for module in network.children():
@@ -156,16 +135,15 @@ def place(network: VGGish, device: str | torch.device, precision: str) -> None:
 
 
 def onnx_installed() -> bool:
-    """Whether the ``onnx`` extra is installed (onnx and onnxruntime), without importing it."""
+    """Whether the ``onnx`` extra is installed, without importing it."""
     return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 
 def onnx_backend(
     network: VGGish, loaded: LoadedWeights, threads: int | None, *, required: bool
 ) -> Backend | None:
-    """ONNX Runtime computing ``network`` with the built-in plan (:mod:`.onnx`: the graph is built
-    in memory from the weights, nothing is exported or cached); for ``auto`` (not required), None
-    when ONNX Runtime is missing or fails."""
+    """ONNX Runtime computing ``network`` (a graph built in memory); unless ``required``, None when
+    ONNX Runtime is missing or fails."""
     if not required and not onnx_installed():
         return None
     try:

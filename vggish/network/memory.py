@@ -1,10 +1,5 @@
-"""Hands freed heap memory back to the operating system between model calls.
-
-A forward pass allocates large activations from torch's worker threads; glibc keeps freed blocks
-in per-thread arenas, where they fragment, so resident memory grows with every batch although
-nothing is live. ``malloc_trim(0)`` returns the free pages of every arena, in far less time than a
-forward pass takes. Elsewhere than glibc (macOS, musl, Windows) this does nothing.
-"""
+"""Hands freed heap memory back to the operating system between model calls: glibc keeps the
+activations' freed blocks in per-thread arenas, so resident memory would grow with every batch."""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
 """The VGGish network (docs/vggish.md §4), with layers named after Google's TensorFlow scopes.
 
-The module only builds layers and computes them; nothing here knows about backends, devices,
-threads or caches (those live in :mod:`vggish.network.runtime`). Weights are loaded by
-:func:`vggish.load_model`; the PCA parameters for AudioSet's 8-bit features live in buffers so
-they move with the model.
+The module only builds layers and computes them; the PCA parameters for AudioSet's 8-bit features
+live in buffers so they move with the model.
 """
 
 from __future__ import annotations
@@ -18,11 +16,10 @@ from torch.nn import functional as F
 from vggish import params
 from vggish.network.postprocess import postprocess as _postprocess
 
+# Replacements for layers: ``(x, pool) -> relu(conv3x3(x) + bias)`` (then the 2x2 max-pool when
+# ``pool``) on NHWC activations; (N, in) -> (N, out), the same affine map.
 LayerFn = Callable[[torch.Tensor, bool], torch.Tensor]
-"""A replacement for one convolution layer: ``(x, pool) -> relu(conv3x3(x) + bias)``, followed by
-the 2x2 max-pool when ``pool``; activations NHWC (channels last and contiguous)."""
 LinearFn = Callable[[torch.Tensor], torch.Tensor]
-"""A replacement for one fully connected layer: (N, in) -> (N, out), the same affine map."""
 
 # (scope, input channels, output channels) of the 3x3 convolutions; a 2x2 max-pool follows the
 # last convolution of each block: conv1 | conv2 | conv3_1 conv3_2 | conv4_1 conv4_2.
@@ -49,12 +46,8 @@ FC_LAYERS: tuple[tuple[str, int, int], ...] = (
 
 
 class VGGish(nn.Module):
-    """VGGish: log-mel examples (N, 96, 64) -> 128-d pre-activation embeddings.
-
-    Layer attributes (``conv1`` ... ``fc2``) follow the TensorFlow scopes, so state-dict keys read
-    one-to-one against the checkpoint's variables. There is no activation after ``fc2``: the output
-    matches TensorFlow's current reference, not the stale final ReLU of older ports.
-    """
+    """VGGish: log-mel examples (N, 96, 64) -> 128-d pre-activation embeddings (no ReLU after
+    ``fc2``, as TensorFlow's current reference)."""
 
     conv1: nn.Conv2d
     conv2: nn.Conv2d
@@ -90,18 +83,8 @@ class VGGish(nn.Module):
         layers: Mapping[str, LayerFn] | None = None,
         linears: Mapping[str, LinearFn] | None = None,
     ) -> torch.Tensor:
-        """Embeds log-mel examples.
-
-        Args:
-            examples: (N, 96, 64) or (N, 1, 96, 64) float log-mel patches (time, mel).
-            layers: replacements for some convolution layers (see :data:`LayerFn`), e.g. the
-                Winograd convolutions the runtime chooses; the others run as ``nn.Conv2d``.
-            linears: replacements for some fully connected layers (see :data:`LinearFn`); the
-                others run as ``nn.Linear``.
-
-        Returns:
-            (N, 128) float embeddings, pre-activation (no ReLU after fc2).
-        """
+        """(N, 96, 64) or (N, 1, 96, 64) log-mel examples -> (N, 128) embeddings; ``layers`` and
+        ``linears`` replace some layers (e.g. Winograd convolutions)."""
         x = _as_nchw(examples)
         nhwc = False
         for name, _, _ in CONV_LAYERS:
@@ -127,17 +110,8 @@ class VGGish(nn.Module):
         return out
 
     def postprocess(self, embeddings: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """AudioSet's PCA + 8-bit quantisation (docs/vggish.md §5).
-
-        Args:
-            embeddings: (N, 128) raw embeddings from :meth:`forward`.
-
-        Returns:
-            (N, 128) torch.uint8 on the embeddings' device (CPU for a NumPy input).
-
-        Raises:
-            RuntimeError: if the loaded weights carry no PCA parameters.
-        """
+        """AudioSet's PCA + 8-bit quantisation: (N, 128) -> (N, 128) torch.uint8 on the embeddings'
+        device (RuntimeError without PCA parameters)."""
         if not self.has_pca:
             raise RuntimeError(
                 "these weights carry no PCA parameters, so postprocessing is unavailable: convert "
@@ -153,7 +127,6 @@ class VGGish(nn.Module):
 
 
 def _as_nchw(examples: torch.Tensor) -> torch.Tensor:
-    """(N, 96, 64) or (N, 1, 96, 64) -> (N, 1, 96, 64), with a clear error for anything else."""
     expected: Sequence[int] = (params.NUM_FRAMES, params.NUM_BANDS)
     if examples.dim() == 3 and tuple(examples.shape[1:]) == tuple(expected):
         return examples.unsqueeze(1)

@@ -1,35 +1,13 @@
 """VGGish as an ONNX graph for ONNX Runtime, built directly from the network's weights.
 
-:func:`build_graph` writes the network with ``onnx.helper`` (no exporter):
-``examples`` (batch, 96, 64) float32 -> ``embeddings`` (batch, 128) float32, dynamic batch,
-opset 18, pre-activation; PCA postprocessing stays in NumPy (:mod:`.postprocess`). The weights'
-provenance (SHA-256, source) goes into the model's ``vggish.*`` metadata. Each convolution layer
-is computed as its :class:`~.plans.Plan` says:
-
-- ``direct`` / ``direct_chunked``: ``Conv``, ``Relu``, ``MaxPool`` (NCHW; ONNX Runtime runs it in
-  its blocked layout).
-- ``winograd4``: Winograd F(4x4, 3x3) (:mod:`.winograd`'s transforms; kernels ``G g G^T``
-  computed in float64 and rounded once) as a few large operations, on activations stored
-  *positions first*, ``(positions, batch, channels)``, in whatever order of positions the previous
-  layer left (a table says where each pixel is):
-
-  1. ``Pad``: one zero position at the end (the convolution's zero padding).
-  2. ``Gather``: every 6 x 6 input tile at once, by a constant index table that also undoes the
-     previous layer's order of positions.
-  3. two ``MatMul`` with ``B^T``: columns, then rows: ``V`` ``(36, tiles * N, C)``.
-  4. one batched ``MatMul`` with the transformed kernels ``U`` ``(36, C, K)``.
-  5. two ``MatMul`` with ``A^T``: ``(4, 4, tiles, N, K)``; a 2x2 max pool is a ``ReduceMax`` over
-     two of those axes (a 4 x 4 tile holds whole pooling windows; max commutes with the bias and
-     ReLU).
-  6. ``Add`` the bias, ``Relu``; the next layer's gather (or the flatten) reads the output through
-     its table, so no transpose is ever made.
-
-The fully connected layers are ``Gemm`` (ONNX Runtime fuses their ReLU); the flatten follows
-TensorFlow's NHWC order, as :class:`~.model.VGGish` does. :class:`OnnxVGGish` runs a graph:
-built from a network in memory (its weights handed to ONNX Runtime as arrays, nothing
-serialised), or read from a file that :func:`export_onnx` wrote.
-
-Needs the ``onnx`` extra (``pip install 'vggish[onnx]'``: onnx, onnxruntime).
+:func:`build_graph` writes the network with ``onnx.helper``: ``examples`` (batch, 96, 64) ->
+``embeddings`` (batch, 128) float32, opset 18, the weights' provenance in ``vggish.*`` metadata.
+Each convolution layer is computed as its :class:`~.plans.Plan` says: ``Conv`` (NCHW), or
+Winograd F(4x4, 3x3) on activations stored positions first, ``(positions, batch, channels)``:
+``Pad`` one zero position, ``Gather`` every 6 x 6 tile by a constant table (which also undoes the
+previous layer's order of positions), ``MatMul`` with ``B^T``, the kernels and ``A^T``, a
+``ReduceMax`` for the pool, then bias and ``Relu``; no transpose is ever made. Needs the ``onnx``
+extra.
 """
 
 from __future__ import annotations
@@ -73,16 +51,8 @@ IndexArray = npt.NDArray[np.int64]
 
 @dataclass(frozen=True)
 class _Activation:
-    """A feature map between two layers of the graph.
-
-    Attributes:
-        name: the tensor's name in the graph.
-        height: rows of the feature map.
-        width: columns of the feature map.
-        channels: channels.
-        positions: None for an NCHW tensor; for a positions-first tensor ``(P, N, C)``, the
-            (height, width) table of each pixel's index along the first axis.
-    """
+    """A feature map between two layers; ``positions``: None for NCHW, else for ``(P, N, C)`` the
+    (height, width) table of each pixel's index along the first axis."""
 
     name: str
     height: int
@@ -92,8 +62,7 @@ class _Activation:
 
 
 class _GraphBuilder:
-    """Collects the nodes and constants of one graph, naming tensors uniquely. Constants stay NumPy
-    arrays (views of the parameters where they can) until :func:`_assemble`."""
+    """Collects the nodes and constants (NumPy until :func:`_assemble`) of one graph."""
 
     def __init__(self) -> None:
         self.nodes: list[onnx.NodeProto] = []
@@ -101,7 +70,6 @@ class _GraphBuilder:
         self._names: set[str] = {INPUT_NAME, OUTPUT_NAME}
 
     def name(self, hint: str) -> str:
-        """A tensor name not used yet, from ``hint``."""
         name, n = hint, 1
         while name in self._names:
             n += 1
@@ -110,43 +78,39 @@ class _GraphBuilder:
         return name
 
     def constant(self, hint: str, value: np.ndarray) -> str:
-        """Adds ``value`` (float32 or int64, C-contiguous) as an initializer; returns its name."""
+        """Adds ``value`` as an initializer; returns its name."""
         name = self.name(hint)
         self.constants[name] = np.ascontiguousarray(value)
         return name
 
     def ints(self, hint: str, values: Sequence[int]) -> str:
-        """An int64 vector constant (shapes, axes, pads)."""
         return self.constant(hint, np.asarray(values, dtype=np.int64))
 
     def op(
         self, op_type: str, inputs: Sequence[str], hint: str, *, output: str | None = None, **attrs: Any
     ) -> str:
-        """Appends one node with one output; returns the output's name."""
         out = output if output is not None else self.name(hint)
         self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
         return out
 
     def reshape(self, x: str, shape: Sequence[int], hint: str) -> str:
-        """``Reshape`` to a constant shape (-1 for the one free axis)."""
         return self.op("Reshape", [x, self.ints(f"{hint}_shape", shape)], hint)
 
 
 def _float32(tensor: torch.Tensor) -> FloatArray:
-    """A parameter as a float32 C-contiguous CPU array (a view of it when it is one already)."""
+    """A parameter as a float32 C-contiguous CPU array."""
     array: FloatArray = tensor.detach().to("cpu", torch.float32).contiguous().numpy()
     return array
 
 
 def _float32_matrix(matrix: winograd.Matrix) -> FloatArray:
-    """A Winograd data transform (small integers and powers of two: exact) as float32."""
+    """A Winograd data transform (exact in float32)."""
     return np.array([[float(v) for v in row] for row in matrix], dtype=np.float32)
 
 
 def _winograd_kernels(weight: torch.Tensor, t: winograd.Transforms) -> FloatArray:
-    """(K, C, 3, 3) weights -> (alpha^2, C, K) kernels ``G g G^T`` in
-    :func:`~vggish.network.winograd.transform_kernel`'s order (row ``b * alpha + a`` for row frequency a,
-    column frequency b), computed in float64 and rounded once to float32."""
+    """(K, C, 3, 3) weights -> (alpha^2, C, K) kernels ``G g G^T`` in float64, rounded once, in
+    :func:`~vggish.network.winograd.transform_kernel`'s order."""
     k, c = weight.shape[:2]
     g_matrix = np.array([[float(v) for v in row] for row in t.g], dtype=np.float64)
     w = weight.detach().to("cpu", torch.float64).numpy()
@@ -159,7 +123,6 @@ def _winograd_kernels(weight: torch.Tensor, t: winograd.Transforms) -> FloatArra
 def _direct_layer(
     g: _GraphBuilder, x: _Activation, conv: torch.nn.Conv2d, name: str, pool: bool
 ) -> _Activation:
-    """``Conv`` + ``Relu`` (+ ``MaxPool``) on an NCHW feature map."""
     assert conv.bias is not None
     weight = g.constant(f"{name}.weight", _float32(conv.weight))
     bias = g.constant(f"{name}.bias", _float32(conv.bias))
@@ -172,9 +135,8 @@ def _direct_layer(
 
 
 def _tile_index(x: _Activation, t: winograd.Transforms, padding: int) -> IndexArray:
-    """The gather table of a Winograd layer: ``[b, a, tile row, tile column]`` -> the position of
-    input pixel ``(m * tile row + a - 1, m * tile column + b - 1)``, or ``padding`` (the zero
-    position) outside the feature map."""
+    """The gather table: ``[b, a, tile row, tile column]`` -> the position of input pixel
+    ``(m * tile row + a - 1, m * tile column + b - 1)``, or ``padding`` outside the map."""
     assert x.positions is not None
     offsets = np.arange(t.alpha) - 1
     rows = t.m * np.arange(x.height // t.m)[None, :] + offsets[:, None]  # (a, tile row)
@@ -187,8 +149,7 @@ def _tile_index(x: _Activation, t: winograd.Transforms, padding: int) -> IndexAr
 
 
 def _output_positions(th: int, tw: int, n: int) -> IndexArray:
-    """Where a Winograd layer's outputs land: its ``(n, n, th, tw)`` output axes ``[j, i, t, u]``
-    hold pixel ``(n t + i, n u + j)``; returns the (n th, n tw) table of positions."""
+    """The (n th, n tw) table of positions of a Winograd layer's ``(n, n, th, tw)`` outputs."""
     j, i, t, u = np.meshgrid(np.arange(n), np.arange(n), np.arange(th), np.arange(tw), indexing="ij")
     table = np.empty((n * th, n * tw), dtype=np.int64)
     table[n * t + i, n * u + j] = np.arange(table.size).reshape(n, n, th, tw)
@@ -196,8 +157,7 @@ def _output_positions(th: int, tw: int, n: int) -> IndexArray:
 
 
 def _input_transform(g: _GraphBuilder, x: _Activation, t: winograd.Transforms, name: str) -> str:
-    """``V = B^T d B`` of every input tile: ``(alpha^2, tiles * N, C)``, row ``q * alpha + p``
-    for column frequency q and row frequency p."""
+    """``V = B^T d B`` of every input tile: ``(alpha^2, tiles * N, C)``."""
     assert x.positions is not None
     alpha = t.alpha
     padded = g.op("Pad", [x.name, g.ints(f"{name}_pads", [0, 0, 0, 1, 0, 0])], f"{name}_padded")
@@ -210,8 +170,7 @@ def _input_transform(g: _GraphBuilder, x: _Activation, t: winograd.Transforms, n
 
 
 def _output_transform(g: _GraphBuilder, products: str, t: winograd.Transforms, pool: bool, name: str) -> str:
-    """``Y = A^T M A`` of every tile, then the 2x2 max pool if ``pool``:
-    ``(n, n, tiles * N * K)`` with n = m (m / 2 pooled), output column offset first."""
+    """``Y = A^T M A`` of every tile, then the 2x2 max pool: ``(n, n, tiles * N * K)``."""
     alpha, m = t.alpha, t.m
     at = g.constant(f"{name}_at", _float32_matrix(t.at))
     y = g.op("MatMul", [at, g.reshape(products, [alpha, -1], f"{name}_m")], f"{name}_y_cols")
@@ -225,8 +184,6 @@ def _output_transform(g: _GraphBuilder, products: str, t: winograd.Transforms, p
 def _winograd_layer(
     g: _GraphBuilder, x: _Activation, conv: torch.nn.Conv2d, name: str, pool: bool, m: int
 ) -> _Activation:
-    """Winograd F(m x m, 3 x 3) + bias + ReLU (+ 2x2 max pool) on a positions-first feature map
-    (see the module docstring)."""
     assert conv.bias is not None
     t = winograd.transforms(m)
     if x.height % m or x.width % m or (pool and m % 2):
@@ -243,7 +200,6 @@ def _winograd_layer(
 
 
 def _to_positions(g: _GraphBuilder, x: _Activation) -> _Activation:
-    """An NCHW feature map as a positions-first one ``(H * W, N, C)``, row-major positions."""
     if x.positions is not None:
         return x
     hwnc = g.op("Transpose", [x.name], f"{x.name}_hwnc", perm=[2, 3, 0, 1])
@@ -254,7 +210,6 @@ def _to_positions(g: _GraphBuilder, x: _Activation) -> _Activation:
 
 
 def _row_major(g: _GraphBuilder, x: _Activation) -> str:
-    """A positions-first feature map ``(H * W, N, C)`` with its positions in row-major order."""
     assert x.positions is not None
     order = x.positions.reshape(-1)
     if np.array_equal(order, np.arange(order.size)):
@@ -263,7 +218,6 @@ def _row_major(g: _GraphBuilder, x: _Activation) -> str:
 
 
 def _to_nchw(g: _GraphBuilder, x: _Activation) -> _Activation:
-    """A positions-first feature map as NCHW."""
     if x.positions is None:
         return x
     hwnc = g.reshape(_row_major(g, x), [x.height, x.width, -1, x.channels], f"{x.name}_hwnc")
@@ -272,7 +226,7 @@ def _to_nchw(g: _GraphBuilder, x: _Activation) -> _Activation:
 
 
 def _flatten(g: _GraphBuilder, x: _Activation) -> str:
-    """(N, H * W * C) features in TensorFlow's NHWC order: index ``(h * W + w) * C + c``."""
+    """(N, H * W * C) features in TensorFlow's NHWC order."""
     if x.positions is None:
         nhwc = g.op("Transpose", [x.name], "features_nhwc", perm=[0, 2, 3, 1])
     else:
@@ -281,7 +235,6 @@ def _flatten(g: _GraphBuilder, x: _Activation) -> str:
 
 
 def _fully_connected(g: _GraphBuilder, x: str, network: VGGish) -> str:
-    """fc1_1, fc1_2 (+ ReLU) and fc2 as ``Gemm`` with the (out, in) weights as they are."""
     for index, (name, _, _) in enumerate(FC_LAYERS):
         linear: torch.nn.Linear = getattr(network, name)
         weight = g.constant(f"{name}.weight", _float32(linear.weight))
@@ -294,7 +247,6 @@ def _fully_connected(g: _GraphBuilder, x: str, network: VGGish) -> str:
 
 
 def _network(g: _GraphBuilder, network: VGGish, plan: Plan) -> None:
-    """All layers of ``network`` as ``plan`` computes them, ``INPUT_NAME`` -> ``OUTPUT_NAME``."""
     frames, bands = params.NUM_FRAMES, params.NUM_BANDS
     x = _Activation(g.reshape(INPUT_NAME, [-1, 1, frames, bands], "examples_nchw"), frames, bands, 1)
     for name, _, _ in CONV_LAYERS:
@@ -309,7 +261,6 @@ def _network(g: _GraphBuilder, network: VGGish, plan: Plan) -> None:
 
 
 def _trace(network: VGGish, plan: Plan) -> _GraphBuilder:
-    """The nodes and constants of ``network`` computed as ``plan`` says."""
     g = _GraphBuilder()
     with torch.no_grad():
         _network(g, network, plan)
@@ -317,8 +268,8 @@ def _trace(network: VGGish, plan: Plan) -> _GraphBuilder:
 
 
 def _add_initializer(graph: onnx.GraphProto, name: str, array: np.ndarray, *, external: bool) -> None:
-    """Adds ``array`` to ``graph``'s initializers: its bytes, or (``external``) a reference to data
-    that ONNX Runtime is handed separately (:meth:`OnnxVGGish.from_network`)."""
+    """Adds ``array`` to ``graph``'s initializers: its bytes, or a reference to data handed to ONNX
+    Runtime separately."""
     tensor = graph.initializer.add()
     tensor.name = name
     tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
@@ -335,8 +286,7 @@ def _add_initializer(graph: onnx.GraphProto, name: str, array: np.ndarray, *, ex
 def _assemble(
     g: _GraphBuilder, plan: Plan, metadata: Mapping[str, str] | None, external: Sequence[str] = ()
 ) -> onnx.ModelProto:
-    """The model of a traced graph, with provenance metadata; the ``external`` constants are
-    references (see :func:`_add_initializer`), the others are stored in it."""
+    """The model of a traced graph, with provenance metadata."""
     batch = "batch"
     inputs = [
         helper.make_tensor_value_info(
@@ -361,20 +311,8 @@ def _assemble(
 def build_graph(
     network: VGGish, plan: Plan = plans.ONNX_DEFAULT, metadata: Mapping[str, str] | None = None
 ) -> onnx.ModelProto:
-    """The network as a self-contained ONNX model, weights inside (float32).
-
-    Args:
-        network: the module whose weights the graph computes with (any device or dtype: they are
-            copied to float32 on the CPU; the module is not changed).
-        plan: how each convolution layer is computed (``direct``/``direct_chunked``: ``Conv``;
-            ``winograd4``: F(4x4, 3x3) as in the module docstring). ``plan.fc`` is ignored
-            (``Gemm``).
-        metadata: provenance stored as ``vggish.KEY`` metadata (e.g. the weights' ``sha256``),
-            besides ``vggish.producer``, ``vggish.graph`` (the revision) and ``vggish.plan``
-            (the plan's tag).
-
-    Returns:
-        The model: ``examples`` (batch, 96, 64) float32 -> ``embeddings`` (batch, 128) float32.
+    """The network (any device or dtype, not changed) as a self-contained float32 ONNX model, with
+    ``metadata`` stored as ``vggish.KEY`` beside ``vggish.producer``, ``.graph`` and ``.plan``.
 
     Raises:
         ValueError: a Winograd tile that does not divide a layer's feature map.
@@ -404,7 +342,7 @@ def export_onnx(
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
-    """ONNX Runtime CPU session options: every graph optimisation, ``threads`` intra-op threads."""
+    """ONNX Runtime CPU session options: every graph optimisation, ``threads`` threads."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads is not None:
@@ -413,13 +351,7 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
 
 
 class OnnxVGGish:
-    """A VGGish graph in an ONNX Runtime CPU session: (N, 96, 64) examples -> (N, 128) embeddings.
-
-    Build one with :meth:`from_network` (the graph of a network in memory) or :meth:`from_file`.
-
-    Args:
-        session: the ``onnxruntime.InferenceSession``.
-    """
+    """A VGGish graph in an ONNX Runtime CPU session: (N, 96, 64) examples -> (N, 128) embeddings."""
 
     name = "onnx"  # a Backend (vggish.network.backends): what Runtime.backend reports
 
@@ -443,9 +375,8 @@ class OnnxVGGish:
         metadata: Mapping[str, str] | None = None,
         threads: int | None = None,
     ) -> OnnxVGGish:
-        """The graph of ``network`` (as :func:`build_graph`), its large constants handed to ONNX
-        Runtime as arrays rather than serialised. ONNX Runtime copies them into the session, so
-        later changes to the network do not reach it."""
+        """The graph of ``network``, its large constants handed to ONNX Runtime as arrays (copied:
+        later changes to the network do not reach it)."""
         g = _trace(network, plan)
         external = [name for name, array in g.constants.items() if array.nbytes >= EXTERNAL_BYTES]
         model = _assemble(g, plan, metadata, external)
@@ -456,11 +387,7 @@ class OnnxVGGish:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], threads: int | None = None) -> OnnxVGGish:
-        """The graph in an ``.onnx`` file written by :func:`export_onnx`.
-
-        Raises:
-            RuntimeError: the file cannot be loaded, or is not a VGGish graph.
-        """
+        """The graph in an ``.onnx`` file (RuntimeError if it cannot be loaded or is not VGGish)."""
         runner = cls(_session(str(path), session_options(threads), str(path)))
         inputs = runner.session.get_inputs()
         if len(inputs) != 1 or inputs[0].name != INPUT_NAME or list(inputs[0].shape[1:]) != [96, 64]:

@@ -1,20 +1,9 @@
 """How each layer of the network is computed on the CPU: a :class:`Plan`.
 
-A plan names one algorithm per convolution layer and one for the fully connected layers:
-
-- ``direct``: the module's own ``nn.Conv2d`` (oneDNN on the CPU, channels_last), the whole batch
-  at once; in an ONNX graph, ``Conv``.
-- ``direct_chunked``: the same convolution a few examples at a time, so that its ReLU and pool
-  read the output from cache (:func:`vggish.network.winograd.conv3x3_relu_direct`); in an ONNX
-  graph, ``Conv``.
-- ``winograd4``: Winograd F(4x4, 3x3) (:func:`vggish.network.winograd.conv3x3_relu`), 4x fewer
-  multiplications, chunked in eager PyTorch, one graph in ONNX.
-- fully connected layers: ``dense`` (``F.linear``: the BLAS torch was built with) or ``onednn``
-  (``torch.utils.mkldnn``, eager PyTorch only: faster on skinny products, at the cost of a packed
-  copy of the fc weights).
-
-Which plan wins depends on the CPU; :data:`TORCH_DEFAULT` and :data:`ONNX_DEFAULT` are the ones
-measured fastest (docs/winograd.md; ``benchmarks/bench_winograd.py`` measures another machine).
+Convolutions: ``direct`` (the module's ``nn.Conv2d``; ONNX ``Conv``), ``direct_chunked`` (the
+same a few examples at a time, so ReLU and pool read from cache) or ``winograd4`` (F(4x4, 3x3)).
+Fully connected layers: ``dense`` (``F.linear``) or ``onednn`` (eager PyTorch only).
+:data:`TORCH_DEFAULT` and :data:`ONNX_DEFAULT` are the plans measured fastest.
 """
 
 from __future__ import annotations
@@ -30,14 +19,11 @@ from vggish.network import winograd
 from vggish.network.model import CONV_LAYERS, FC_LAYERS, LayerFn, LinearFn, VGGish
 
 ConvAlgorithm = Literal["direct", "direct_chunked", "winograd4"]
-"""How one 3x3 convolution layer (+ ReLU, + its 2x2 pool) is computed; see the module docstring."""
 FcAlgorithm = Literal["dense", "onednn"]
-"""How the fully connected layers are computed: ``F.linear`` or oneDNN (eager PyTorch, float32)."""
 
 CONV_ALGORITHMS: tuple[ConvAlgorithm, ...] = get_args(ConvAlgorithm)
 FC_ALGORITHMS: tuple[FcAlgorithm, ...] = get_args(FcAlgorithm)
-TILES: Mapping[str, int] = {"winograd4": 4}
-"""The Winograd algorithms and their output tile size m."""
+TILES: Mapping[str, int] = {"winograd4": 4}  # the Winograd algorithms and their output tile size m
 CONV_NAMES: tuple[str, ...] = tuple(name for name, _, _ in CONV_LAYERS)
 FC_NAMES: tuple[str, ...] = tuple(name for name, _, _ in FC_LAYERS)
 _SHORT = {"direct": "d", "direct_chunked": "c", "winograd4": "w4"}
@@ -73,17 +59,13 @@ class Plan:
 
 
 def _plan_of_tiles(tiles: Mapping[str, int], direct: ConvAlgorithm, fc: FcAlgorithm) -> Plan:
-    """A plan from a measured table of tile sizes (0: a direct convolution)."""
     conv = tuple(direct if tiles[name] == 0 else f"winograd{tiles[name]}" for name in CONV_NAMES)
     return Plan(conv, fc)  # type: ignore[arg-type]
 
 
-DIRECT = Plan()
-"""Every layer as the module computes it (``nn.Conv2d``, ``F.linear``)."""
+DIRECT = Plan()  # every layer as the module computes it
 TORCH_DEFAULT = _plan_of_tiles(winograd.TORCH_TILES, "direct_chunked", "onednn")
-"""Eager PyTorch: conv1 direct in chunks, F(4x4) from conv2 on, fully connected layers through oneDNN."""
 ONNX_DEFAULT = _plan_of_tiles(winograd.ONNX_TILES, "direct", "dense")
-"""The ONNX graph: ``Conv`` for conv1 and conv2, F(4x4) from conv3_1 on."""
 
 
 def transform_kernel(weight: torch.Tensor, algo: ConvAlgorithm) -> torch.Tensor:
@@ -94,9 +76,8 @@ def transform_kernel(weight: torch.Tensor, algo: ConvAlgorithm) -> torch.Tensor:
 
 
 def conv_layers(network: VGGish, plan: Plan, kernels: Mapping[str, torch.Tensor]) -> dict[str, LayerFn]:
-    """The layer functions, NHWC ``(x, pool) -> relu(conv(x) + b)`` (+ pool), of ``plan``'s
-    convolutions that do not run as the module's ``nn.Conv2d``; ``kernels``: each Winograd layer's
-    transformed kernels (:func:`transform_kernel`)."""
+    """The layer functions of ``plan``'s convolutions that do not run as the module's
+    ``nn.Conv2d``; ``kernels``: each Winograd layer's transformed kernels."""
     layers: dict[str, LayerFn] = {}
     for name, algo in zip(CONV_NAMES, plan.conv, strict=True):
         conv = getattr(network, name)
@@ -120,13 +101,12 @@ def _direct_layer(x: torch.Tensor, pool: bool, *, weight: torch.Tensor, bias: to
 
 
 def onednn_available() -> bool:
-    """Whether this build of PyTorch has oneDNN (every x86 and ARM wheel does)."""
+    """Whether this build of PyTorch has oneDNN."""
     return bool(torch.backends.mkldnn.is_available())  # type: ignore[no-untyped-call]
 
 
 def onednn_linear(linear: torch.nn.Linear) -> LinearFn:
-    """``linear`` computed by oneDNN (float32) on a oneDNN copy of its weights, dense in and out:
-    ``F.linear``'s arithmetic to float32 rounding (summation order)."""
+    """``linear`` computed by oneDNN (float32) on a oneDNN copy of its weights, dense in and out."""
     weight = linear.weight.detach().to_mkldnn()
     bias = linear.bias.detach().to_mkldnn()
 

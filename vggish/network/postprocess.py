@@ -1,8 +1,5 @@
-"""AudioSet's postprocessing: PCA, clip, 8-bit quantisation (docs/vggish.md §5).
-
-The arithmetic is float64, as in Google's NumPy postprocessor (its PCA file is float64), and the
-final cast **truncates** (no rounding), so 255 appears only for values clipped at +2.
-"""
+"""AudioSet's postprocessing: PCA, clip, 8-bit quantisation (docs/vggish.md §5), in float64 with a
+truncating cast, as Google's."""
 
 from __future__ import annotations
 
@@ -14,16 +11,8 @@ _QUANTIZE_SCALE = 255.0 / (params.QUANTIZE_MAX_VAL - params.QUANTIZE_MIN_VAL)  #
 
 
 def postprocess(embeddings: np.ndarray, eigen_vectors: np.ndarray, means: np.ndarray) -> np.ndarray:
-    """Maps raw embeddings to AudioSet's released uint8 features.
-
-    Args:
-        embeddings: (N, 128) raw VGGish embeddings (any float dtype; computed in float64).
-        eigen_vectors: (128, 128) PCA matrix; row i is the i-th principal direction.
-        means: (128,) PCA means.
-
-    Returns:
-        (N, 128) uint8: ``trunc((clip((e - means) @ eigen_vectors.T, -2, 2) + 2) * 255 / 4)``.
-    """
+    """(N, 128) raw embeddings -> (N, 128) uint8
+    ``trunc((clip((e - means) @ eigen_vectors.T, -2, 2) + 2) * 255 / 4)``."""
     emb = np.asarray(embeddings, dtype=np.float64)
     if emb.ndim != 2 or emb.shape[1] != params.EMBEDDING_SIZE:
         raise ValueError(f"postprocess takes embeddings shaped (N, {params.EMBEDDING_SIZE}); got {emb.shape}")

@@ -1,13 +1,5 @@
 """The model users hold: the network plus how it runs (backend, device, precision, threads,
-batch size, caches). :func:`vggish.load_model` builds one.
-
->>> model = vggish.load_model()                      # a Runtime
->>> model(torch.from_numpy(examples))                # PyTorch: (N, 96, 64) -> (N, 128) tensor
->>> model.infer(examples)                            # the chosen backend: -> (N, 128) NumPy
->>> model.embed_file("dog.wav")                      # the whole pipeline: an EmbeddingResult
-
-``model.network`` is the plain :class:`~vggish.network.model.VGGish` ``nn.Module`` (layers, ``forward``,
-PCA buffers), for training, fine-tuning or anything else PyTorch does with modules.
+batch size). :func:`vggish.load_model` builds one; ``model.network`` is the plain ``nn.Module``.
 """
 
 from __future__ import annotations
@@ -30,12 +22,7 @@ from vggish.pipeline.options import EmbedOptions
 from vggish.pipeline.source import Input
 
 BackendName = Literal["auto", "torch", "onnx"]
-"""Which runtime :meth:`Runtime.infer` uses: PyTorch, ONNX Runtime (CPU), or ``auto`` (ONNX
-Runtime on the CPU in fp32 when installed, PyTorch otherwise and on other devices)."""
-
-PrecisionName = Literal["fp32", "fp16", "bf16"]
-"""Arithmetic of the network. ``fp16``/``bf16``: weights and activations (PyTorch backend;
-``bf16`` also on CPUs with bfloat16 instructions); only ``fp32`` gives Google's numbers."""
+PrecisionName = Literal["fp32", "fp16", "bf16"]  # only fp32 gives Google's numbers
 
 PRECISION_DTYPES: dict[str, torch.dtype] = {
     "fp32": torch.float32,
@@ -47,29 +34,18 @@ CUDA_BATCH_SIZE = 256  # a GPU needs large batches to fill
 
 
 def default_batch_size(device: str | torch.device) -> int:
-    """Examples per model call on ``device`` when none is asked for: 32 on the CPU, 256 on a GPU."""
+    """Examples per model call on ``device`` when none is asked for."""
     return CPU_BATCH_SIZE if torch.device(device).type == "cpu" else CUDA_BATCH_SIZE
 
 
 class Runtime:
     """VGGish ready to run: what :func:`vggish.load_model` returns.
 
-    The PyTorch module may be built only when first asked for (``build_network``): with ONNX
-    Runtime computing :meth:`infer`, a service never needs that second copy of the weights.
-
     Args:
-        network: the module, on its device, in its precision, in eval mode (e.g.
-            ``Runtime(my_fine_tuned_network)`` runs one's own network through the pipeline); or
-            None with ``build_network``.
-        backend: what :meth:`infer` calls; default: PyTorch (a
-            :class:`~vggish.network.backends.TorchBackend` with the default convolution plan).
-        precision: ``fp32``, ``fp16`` or ``bf16`` (what the network was cast to).
-        threads: the intra-op threads the backend was given (None: the library's default).
+        network: the module, on its device, in its precision, in eval mode; or None with
+            ``build_network``, which makes it on first use (with ``pca`` and ``device``).
+        backend: what :meth:`infer` calls; default: PyTorch.
         weights_info: the weights file's metadata and its ``sha256``.
-        build_network: makes the module on first use, when ``network`` is None.
-        pca: with ``build_network``: the weights' PCA parameters (``pca_eigen_vectors``,
-            ``pca_means``), or None when they carry none.
-        device: with ``build_network``: where the module will be.
     """
 
     def __init__(
@@ -98,7 +74,7 @@ class Runtime:
 
     @property
     def network(self) -> VGGish:
-        """The plain ``nn.Module`` (layers, ``forward``, PCA buffers), built on first use if need be."""
+        """The plain ``nn.Module``, built on first use if need be."""
         if self._network is None:
             assert self._build_network is not None
             self._network = self._build_network()
@@ -118,7 +94,6 @@ class Runtime:
 
     @property
     def device(self) -> torch.device:
-        """Where the network's parameters are."""
         return self._device if self._network is None else self._network.conv1.weight.device
 
     @property
@@ -128,17 +103,16 @@ class Runtime:
 
     @property
     def default_batch_size(self) -> int:
-        """Examples per model call when none is asked for: 32 on the CPU, 256 on a GPU."""
         return default_batch_size(self.device)
 
     @property
     def has_pca(self) -> bool:
-        """Whether the weights carry PCA parameters, so :meth:`postprocess` can run."""
+        """Whether the weights carry PCA parameters."""
         return self._pca is not None if self._network is None else self._network.has_pca
 
     @property
     def winograd(self) -> bool:
-        """Whether PyTorch on the CPU may use Winograd convolutions (see :mod:`vggish.network.winograd`)."""
+        """Whether PyTorch on the CPU may use Winograd convolutions."""
         return self._torch_backend().winograd
 
     @winograd.setter
@@ -146,30 +120,19 @@ class Runtime:
         self._torch_backend().winograd = bool(enabled)
 
     def __call__(self, examples: torch.Tensor) -> torch.Tensor:
-        """The network in PyTorch: (N, 96, 64) or (N, 1, 96, 64) -> (N, 128), pre-activation.
-        Gradients flow as through any module; without them, the CPU plan's layers are used."""
+        """The network in PyTorch: (N, 96, 64) or (N, 1, 96, 64) -> (N, 128), with gradients."""
         return self._torch_backend().forward(examples)
 
     def infer(self, examples: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Embeds log-mel examples with the backend and precision, without autograd.
-
-        Args:
-            examples: (N, 96, 64) or (N, 1, 96, 64) float log-mel patches, NumPy or a tensor
-                (on any device; NumPy goes to a GPU through pinned memory).
-
-        Returns:
-            (N, 128) float32 embeddings as NumPy (on the CPU), pre-activation.
-        """
+        """(N, 96, 64) or (N, 1, 96, 64) examples (NumPy or a tensor) -> (N, 128) float32 NumPy,
+        with the backend, without autograd."""
         out = (self._backend or self._torch_backend())(examples)
         release_free_memory()  # else glibc's arenas keep the activations' pages
         return out
 
     def postprocess(self, embeddings: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """AudioSet's PCA + 8-bit quantisation: (N, 128) -> (N, 128) torch.uint8 (docs/vggish.md §5).
-
-        Raises:
-            RuntimeError: the weights carry no PCA parameters.
-        """
+        """AudioSet's PCA + 8-bit quantisation: (N, 128) -> (N, 128) torch.uint8 (RuntimeError
+        without PCA parameters)."""
         if self._network is None and self._pca is not None:
             emb = torch.as_tensor(embeddings)
             q = postprocess_pca(emb.detach().cpu().numpy(), *self._pca)
@@ -187,10 +150,8 @@ class Runtime:
         resampler: ResamplerName = "reference",
         batch_size: int | None = None,
     ) -> EmbeddingResult:
-        """Embeds a waveform ((samples,) or (samples, channels); float, or int16 / 32768).
-
-        See :func:`vggish.pipeline.driver.embed_source` for the options.
-        """
+        """Embeds a waveform ((samples,) or (samples, channels); float, or int16 / 32768), options
+        as :meth:`embed_file`'s."""
         options = EmbedOptions(hop_seconds, pad, postprocess, resampler, batch_size)
         return pipeline.embed_waveform(self, waveform, sample_rate, options)
 
@@ -204,16 +165,8 @@ class Runtime:
         resampler: ResamplerName = "reference",
         batch_size: int | None = None,
     ) -> EmbeddingResult:
-        """Embeds an audio file (path, bytes or binary file object) in bounded memory.
-
-        Args:
-            source: the file.
-            hop_seconds: distance between example starts, a multiple of 0.01 s.
-            pad: zero-pad a clip shorter than 0.975 s to one example.
-            postprocess: AudioSet's uint8 features; None: when the weights carry PCA.
-            resampler: ``reference`` (exact) or ``fast``.
-            batch_size: examples per model call (None: :attr:`default_batch_size`).
-        """
+        """Embeds an audio file (path, bytes or binary file object) in bounded memory; the options
+        are :class:`~vggish.pipeline.options.EmbedOptions`'."""
         options = EmbedOptions(hop_seconds, pad, postprocess, resampler, batch_size)
         return pipeline.embed_source(self, source, options)
 
@@ -224,5 +177,4 @@ class Runtime:
         return pipeline.embed_many(self, sources, options or EmbedOptions())
 
     def parameters(self) -> Iterator[torch.nn.Parameter]:
-        """The network's parameters."""
         return self.network.parameters()

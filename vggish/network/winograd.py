@@ -1,27 +1,13 @@
-"""Winograd F(4 x 4, 3 x 3) convolutions for VGGish on the CPU.
+"""Winograd F(4 x 4, 3 x 3) convolutions for VGGish on the CPU (Lavin & Gray, 2016).
 
-A 3x3 convolution computes each m x m block of outputs from an (m + 2) x (m + 2) tile of inputs.
-Winograd's minimal filtering algorithm (Lavin & Gray, "Fast Algorithms for Convolutional Neural
-Networks", 2016) does that with (m + 2)^2 multiplications per input/output channel pair instead of
-9 m^2: the tile and the kernel are transformed (``V = B^T d B``, ``U = G g G^T``), multiplied
-element by element (over channels, (m + 2)^2 independent matrix products), and transformed back
-(``Y = A^T M A``). F(4x4) does 4x fewer multiplications; larger tiles cost more transform work per
-product and lose float32 accuracy.
-
-The transforms are built here (Toom-Cook: evaluation at points 0, +-1, +-1/2 and infinity;
-Barabasz et al., "Error analysis and improving the accuracy of Winograd convolution for
-deep neural networks", 2020), exactly in rational arithmetic. ``B^T`` keeps small integer rows,
-``A^T`` holds powers of two, so the float work of the data transforms is adds, subtracts and a few
-multiplications by 2, 4, 5/4 ...; all other constants go into the kernel transform ``G``, computed
-in float64 and rounded once. Each point pair +-p shares its even and odd partial sums, so the data
-transforms take about half the additions of a plain matrix product.
-
-Activations are NHWC (channels last and contiguous), the layout in which the transforms are
-strided slices and the products are one batched matrix multiply. Everything is a plain torch op
-on static shapes, so ``torch.export`` / ``torch.onnx.export(dynamo=True)`` trace it with a dynamic
-batch axis. In eager mode a batch is computed in chunks whose intermediates stay in cache
-(:func:`examples_per_chunk`); :func:`conv3x3_relu_direct` does the same for direct convolutions.
-:data:`TORCH_TILES` / :data:`ONNX_TILES` say which layer runs which way.
+Each 6 x 6 input tile and each kernel are transformed (``V = B^T d B``, ``U = G g G^T``),
+multiplied over channels (36 matrix products) and transformed back (``Y = A^T M A``): 4x fewer
+multiplications than a direct 3x3 convolution. The transforms are built exactly in rational
+arithmetic (Toom-Cook at 0, +-1, +-1/2 and infinity), ``B^T`` and ``A^T`` with small integers and
+powers of two, every other constant folded into ``G`` (float64, rounded once); point pairs +-p share
+their even and odd partial sums. Activations are NHWC; eager mode computes a batch in cache-sized
+chunks, traced graphs keep a dynamic batch axis. :data:`TORCH_TILES` / :data:`ONNX_TILES` say which
+layer runs which way.
 """
 
 from __future__ import annotations
@@ -35,14 +21,10 @@ from types import MappingProxyType
 import torch
 from torch.nn import functional as F
 
-TILES = (4,)
-"""Output tile sizes m of the F(m x m, 3 x 3) algorithms built here (``benchmarks/bench_winograd.py``
-builds other sizes from their points to compare)."""
+TILES = (4,)  # output tile sizes m of F(m x m, 3 x 3) built here
 
-# The fastest algorithm per layer (docs/winograd.md; benchmarks/bench_winograd.py measures a
-# machine): a tile size for conv3x3_relu, or 0 for a direct convolution (conv3x3_relu_direct in
-# PyTorch, ONNX's Conv in a graph). Eager PyTorch computes in cache-sized chunks, where F(4x4) pays
-# from conv2 on; ONNX Runtime runs the graph whole, where its own Conv wins for conv1 and conv2.
+# The fastest algorithm per layer (benchmarks/bench_winograd.py): a tile size, or 0 for a direct
+# convolution (conv3x3_relu_direct in PyTorch, ONNX's Conv in a graph).
 TORCH_TILES: Mapping[str, int] = MappingProxyType(
     {"conv1": 0, "conv2": 4, "conv3_1": 4, "conv3_2": 4, "conv4_1": 4, "conv4_2": 4}
 )
@@ -56,9 +38,6 @@ CHUNK_BYTES = 4 << 20  # Winograd products per chunk, at least
 DIRECT_CHUNK_BYTES = 8 << 20  # direct convolution outputs per chunk, at least
 
 # Interpolation points (besides infinity) of each tile size; m + 1 finite points for F(m, 3).
-# F(4): 0, +-1, +-1/2 has about the float32 error of Lavin's 0, +-1, +-2 on VGGish's layers;
-# Barabasz et al.'s 0, +-1, 1/2, -2 is more accurate but pairs only +-1, so its transforms cost
-# more; all three are more accurate end to end than float32 direct convolution.
 _POINTS: dict[int, tuple[Fraction, ...]] = {
     4: (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-1, 2)),
 }
@@ -71,18 +50,10 @@ Stage = tuple[SparseRow, ...]
 
 @dataclass(frozen=True)
 class Transforms:
-    """The matrices of F(m, 3) in one dimension (the 2-D algorithm applies them on both axes).
+    """The exact matrices of F(m, 3) in one dimension (the 2-D algorithm applies them on both axes).
 
-    Attributes:
-        m: outputs per tile.
-        alpha: inputs per tile, m + 2.
-        g: (alpha, 3) kernel transform ``G``, exact.
-        bt: (alpha, alpha) input transform ``B^T``, exact.
-        at: (m, alpha) output transform ``A^T``, exact.
-        input_stages: ``B^T`` as sparse stages applied one after the other (``B^T = Q P``).
-        output_stages: ``A^T`` likewise.
-        ones: the column of ``A^T`` that is all ones (the point 1), or None: a constant added to
-            the products at (ones, ones) reaches every output of the tile unchanged.
+    ``input_stages`` / ``output_stages``: ``B^T`` / ``A^T`` as sparse stages applied in turn;
+    ``ones``: the all-ones column of ``A^T`` (a constant added there reaches every output), or None.
     """
 
     m: int
@@ -109,7 +80,7 @@ def _transpose(a: Matrix) -> Matrix:
 
 
 def _inverse(a: Matrix) -> Matrix:
-    """Exact Gauss-Jordan inverse of a small square rational matrix."""
+    """Exact Gauss-Jordan inverse."""
     n = len(a)
     rows = [list(row) + [Fraction(int(i == j)) for j in range(n)] for i, row in enumerate(a)]
     for col in range(n):
@@ -157,11 +128,8 @@ def _sparse(matrix: Matrix) -> Stage:
 
 
 def _pair_rows(matrix: Matrix, pairs: list[tuple[int, int]]) -> tuple[Matrix, Matrix]:
-    """``matrix = Q P`` with rows i, j of each point pair (p, -p) shared: ``P`` holds their even and
-    odd parts ``(row_i +- row_j) / 2``, ``Q`` adds or subtracts them; other rows pass through.
-
-    A pair is split only where it needs fewer non-zero coefficients than the two rows.
-    """
+    """``matrix = Q P``: ``P`` holds the even and odd parts ``(row_i +- row_j) / 2`` of each point
+    pair (p, -p) where that saves coefficients, ``Q`` adds or subtracts them."""
     parts: list[tuple[Fraction, ...]] = []
     picks: dict[int, tuple[tuple[int, Fraction], ...]] = {}  # row -> its (slot in P, coefficient)
     for i, j in pairs:
@@ -195,21 +163,15 @@ def _power_of_two(v: Fraction) -> bool:
 
 
 def _unit_scale(row: tuple[Fraction, ...]) -> Fraction:
-    """A power of two (with sign) that turns one of ``row``'s coefficients into +1, or 1 if none can.
-
-    A sum that starts from a coefficient 1 costs one operation less; powers of two scale exactly.
-    """
+    """A power of two (with sign) that turns one of ``row``'s coefficients into +1, or 1 if none can."""
     if Fraction(1) in row:
         return Fraction(1)
     return next((v for v in sorted(row, key=abs) if _power_of_two(v)), Fraction(1))
 
 
 def _unit_leads(q: Matrix, p: Matrix) -> tuple[Matrix, Matrix]:
-    """``B^T = Q P`` rescaled so that rows of ``P`` and of ``Q`` hold a +1 where they can.
-
-    Row r of ``P`` divided by s is compensated by column r of ``Q`` times s, exactly; a row of
-    ``Q`` scales a row of ``B^T``, which ``G`` absorbs.
-    """
+    """``B^T = Q P`` rescaled exactly so that rows of ``P`` and of ``Q`` hold a +1 where they can
+    (``G`` absorbs the scale of ``B^T``'s rows)."""
     s = [_unit_scale(row) for row in p]
     p = tuple(tuple(v / c for v in row) for row, c in zip(p, s, strict=True))
     q = tuple(tuple(v * c for v, c in zip(row, s, strict=True)) for row in q)
@@ -230,14 +192,9 @@ def transforms(m: int) -> Transforms:
 
 
 def build_transforms(points: tuple[Fraction, ...]) -> Transforms:
-    """F(m, 3) for m = len(points) - 1 from its finite interpolation points (infinity is added).
-
-    ``y = A^T [(G g) * (B^T d)]`` computes the correlation ``y_i = sum_k g_k d_(i+k)``: it is the
-    transpose of the Toom-Cook product of polynomials ``g(x) d(x)`` (evaluate both at the points,
-    multiply, interpolate), with ``A^T = V_m^T``, ``G = V_3``, ``B^T = V^-T`` for the evaluation
-    matrices ``V`` of each degree. Each row of ``B^T`` is scaled to small integers; ``G`` takes the
-    inverse scale.
-    """
+    """F(m, 3) for m = len(points) - 1 from its finite interpolation points (infinity is added):
+    the transposed Toom-Cook product, ``A^T = V_m^T``, ``G = V_3``, ``B^T = V^-T`` for the
+    evaluation matrices ``V``, ``B^T``'s rows scaled to small integers and ``G`` inversely."""
     alpha = len(points) + 1
     m = alpha - KERNEL_SIZE + 1
     if m < 1 or len(set(points)) != len(points):
@@ -271,17 +228,8 @@ def _tile(tile: int) -> Transforms:
 def transform_kernel(weight: torch.Tensor, tile: int = 4) -> torch.Tensor:
     """(K, C, 3, 3) convolution weights -> ((m + 2)^2, C, K) Winograd kernels ``G g G^T``.
 
-    Computed in float64 (``G``'s exact fractions rounded there, ~1e-16), so that float32 kernels
-    carry essentially one rounding, the final cast to ``weight``'s dtype. Row
-    ``b * (m + 2) + a`` holds entry (a, b) of the transformed kernels, the order in which
-    :func:`conv3x3_relu` transforms its input tiles.
-
-    Args:
-        weight: (K, C, 3, 3) weights of a 3x3 convolution (any float dtype, any device).
-        tile: m of F(m x m, 3 x 3), one of :data:`TILES`.
-
-    Returns:
-        ((m + 2)^2, C, K) contiguous, in ``weight``'s dtype and device.
+    Computed in float64 and cast once to ``weight``'s dtype; row ``b * (m + 2) + a`` holds entry
+    (a, b), the order in which :func:`conv3x3_relu` transforms its input tiles.
     """
     t = _tile(tile)
     if weight.dim() != 4 or tuple(weight.shape[2:]) != (KERNEL_SIZE, KERNEL_SIZE):
@@ -292,8 +240,7 @@ def transform_kernel(weight: torch.Tensor, tile: int = 4) -> torch.Tensor:
 
 
 def _combine(terms: list[torch.Tensor], row: SparseRow) -> torch.Tensor:
-    """``sum(coefficient * terms[index])`` over a sparse row: the first two terms make a new
-    tensor, the others are added to it in place (adds and subtracts for +-1)."""
+    """``sum(coefficient * terms[index])`` over a sparse row, in place after the first two terms."""
     (j0, c0), *rest = row
     if not rest:
         return terms[j0] if c0 == 1 else terms[j0] * c0
@@ -323,11 +270,7 @@ def _apply(stages: tuple[Stage, ...], terms: list[torch.Tensor]) -> list[torch.T
 
 def _input_transform(x: torch.Tensor, t: Transforms) -> torch.Tensor:
     """(B, H, W, C) -> (alpha^2, B * H/m * W/m, C): ``B^T d B`` of every tile (stride m, zero
-    padding 1), at flat index ``b * alpha + a`` for row a and column b of the transformed tile.
-
-    The row transform runs on strided row slices of the padded input; its alpha results are
-    stacked so that the column transform is one set of operations on all of them.
-    """
+    padding 1), at flat index ``b * alpha + a`` for row a and column b of the transformed tile."""
     b, h, w, c = x.shape
     th, tw = h // t.m, w // t.m
     xp = F.pad(x, (0, 0, 1, 1, 1, 1))
@@ -349,25 +292,12 @@ def conv3x3_relu(
 ) -> torch.Tensor:
     """``relu(conv3x3(x) + bias)`` with "same" zero padding, then a 2x2 max-pool when ``pool``.
 
-    In eager mode a large batch is computed a few examples at a time (:func:`examples_per_chunk`),
-    so that each chunk's transformed tiles and products stay in cache; traced (``torch.export``,
-    ``torch.onnx.export``, ``torch.jit.trace``, ``torch.compile``) it is one graph for any batch.
-
-    Args:
-        x: (B, H, W, C) NHWC activations; H and W multiples of ``tile``.
-        kernels: ((tile + 2)^2, C, K) from :func:`transform_kernel` with the same ``tile``, in
-            ``x``'s dtype.
-        bias: (K,).
-        pool: fuse the 2x2 max-pool: an output tile of even size holds whole pooling windows,
-            and max commutes with adding the bias and with ReLU.
-        tile: m of F(m x m, 3 x 3), one of :data:`TILES`.
-
-    Returns:
-        (B, H, W, K), or (B, H/2, W/2, K) with ``pool``; NHWC, ``x``'s dtype.
+    (B, H, W, C) NHWC activations (H and W multiples of ``tile``) and ((tile + 2)^2, C, K)
+    :func:`transform_kernel` kernels -> (B, H, W, K), or (B, H/2, W/2, K) with ``pool``.
 
     Raises:
-        ValueError: a tile size not in :data:`TILES`, H or W not a multiple of it, kernels that
-            do not match the tile size or the input's channels, or ``pool`` with an odd tile.
+        ValueError: a tile size not in :data:`TILES`, H or W not a multiple of it, or kernels
+            that do not match the tile size or the input's channels.
     """
     t = _tile(tile)
     _, h, w, c = x.shape
@@ -389,17 +319,13 @@ def conv3x3_relu(
 
 
 def _traced() -> bool:
-    """Whether torch.export / torch.compile / torch.jit.trace is tracing: one graph for any batch."""
+    """Whether torch.export / torch.compile / torch.jit.trace is tracing."""
     return bool(torch.compiler.is_compiling() or torch.jit.is_tracing())  # type: ignore[no-untyped-call,attr-defined]
 
 
 def examples_per_chunk(tile: int, height: int, width: int, c_in: int, c_out: int) -> int:
-    """How many examples :func:`conv3x3_relu` computes at once in eager mode.
-
-    Enough that the chunk's products (``(tile + 2)^2 x tiles x max(C, K)`` floats) reach
-    :data:`CHUNK_BYTES`, and that each matrix product has at least ``min(C, K)`` rows, so that
-    reading the transformed kernels (``(tile + 2)^2 x C x K``) costs no more than the products.
-    """
+    """How many examples :func:`conv3x3_relu` computes at once in eager mode: enough that the
+    products reach :data:`CHUNK_BYTES` and each matrix product has at least ``min(C, K)`` rows."""
     t = _tile(tile)
     tiles = (height // t.m) * (width // t.m)
     product_bytes = t.alpha**2 * tiles * max(c_in, c_out) * 4
@@ -409,11 +335,8 @@ def examples_per_chunk(tile: int, height: int, width: int, c_in: int, c_out: int
 def _conv(
     x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor, pool: bool, t: Transforms, *, eager: bool
 ) -> torch.Tensor:
-    """:func:`conv3x3_relu` on one chunk, arguments checked.
-
-    ``eager`` adds the bias to the products at (ones, ones), 1 / m^2 of the work of adding it to
-    the outputs, and applies ReLU in place; traced graphs keep plain ``relu(y + bias)``.
-    """
+    """:func:`conv3x3_relu` on one chunk; ``eager`` adds the bias to the products at (ones, ones)
+    and applies ReLU in place."""
     b, h, w, _ = x.shape
     k = kernels.shape[2]
     th, tw = h // t.m, w // t.m
@@ -438,21 +361,8 @@ def _conv(
 def conv3x3_relu_direct(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pool: bool
 ) -> torch.Tensor:
-    """:func:`conv3x3_relu` by direct convolution (``F.conv2d``, oneDNN on the CPU), NHWC in and out.
-
-    For the layers where Winograd does not pay (conv1: one input channel). In eager mode a large
-    batch is computed :data:`DIRECT_CHUNK_BYTES` of outputs at a time, so that ReLU and the pool
-    read the convolution's output from cache.
-
-    Args:
-        x: (B, H, W, C) NHWC activations (contiguous).
-        weight: (K, C, 3, 3) convolution weights, in ``x``'s dtype (channels_last is fastest).
-        bias: (K,).
-        pool: a 2x2 max-pool after the ReLU (H and W even).
-
-    Returns:
-        (B, H, W, K), or (B, H/2, W/2, K) with ``pool``; NHWC, ``x``'s dtype.
-    """
+    """:func:`conv3x3_relu` by direct convolution (``F.conv2d``), NHWC in and out, with (K, C, 3, 3)
+    ``weight``; eager mode computes :data:`DIRECT_CHUNK_BYTES` of outputs at a time."""
     _, h, w, _ = x.shape
     if pool and (h % 2 or w % 2):
         raise ValueError(f"a 2x2 max-pool needs even height and width; got {h}x{w}")

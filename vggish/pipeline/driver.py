@@ -1,16 +1,10 @@
-"""The one driver: (job, examples) in, (job, embeddings [+ AudioSet features]) out, given the
-model's ``infer``.
+"""The one driver: (job, examples) in, (job, embeddings [+ AudioSet features]) out.
 
-:class:`Driver` runs jobs' examples through the one packer (:mod:`vggish.pipeline.packer`) and
-the model, and is the one place where embeddings are postprocessed and brought to NumPy. It is
-called in two ways: the in-process loop (:meth:`Driver.drive`: the library's ``embed_*``, the CLI,
-``vggish extract`` here and in each Ray actor, the HEAR API, heads from files), and the service's
-inference thread (its packer's ``take`` under the service's lock, the model call outside it,
-:meth:`Driver.deliver` under the lock again).
-
-Inputs are decoded, resampled and framed in chunks (:mod:`vggish.pipeline.source`) and examples
-go through the model in batches, so memory stays bounded whatever the length of an input; the
-results are identical to processing the whole signal at once, and to processing each input alone.
+:class:`Driver` runs jobs' examples through the one packer and the model's ``infer``, and is the
+one place where embeddings are postprocessed and brought to NumPy: in-process
+(:meth:`Driver.drive`: the library, CLI, extraction, HEAR, heads) or from the service's inference
+thread (:meth:`Driver.deliver`). Memory stays bounded whatever an input's length; results equal
+processing each whole input alone.
 """
 
 from __future__ import annotations
@@ -51,15 +45,8 @@ class Embedder(Protocol):
 
 @dataclass(frozen=True)
 class Output:
-    """Embeddings the driver hands a job.
-
-    Attributes:
-        job: whose they are.
-        embeddings: (m, 128) float32: all of the job's once it is complete, or one model call's
-            rows for a ``rows`` job (whose last Output, ``done``, holds none).
-        postprocessed: (m, 128) uint8 AudioSet features when the job asked for them, else None.
-        done: the job is complete.
-    """
+    """Embeddings the driver hands a job: (m, 128) float32, all of the job's once complete or one
+    model call's rows for a ``rows`` job; (m, 128) uint8 ``postprocessed`` when asked for."""
 
     job: Job
     embeddings: np.ndarray
@@ -69,18 +56,8 @@ class Output:
 
 @dataclass(frozen=True)
 class EmbeddingResult:
-    """Embeddings of one input: what the library, the CLI, the service, extraction and the
-    Python client return.
-
-    Attributes:
-        embeddings: (N, 128) float32 raw (pre-activation) embeddings.
-        timestamps: (N, 2) float64 start and end of each example, in seconds.
-        postprocessed: (N, 128) uint8 AudioSet features, or None when not computed.
-        sample_rate: the input's sample rate in Hz.
-        channels: the input's channel count.
-        num_samples: input samples per channel.
-        name: the input's name (a file name, an upload's name), when it has one.
-    """
+    """Embeddings of one input: (N, 128) float32 pre-activation ``embeddings``, (N, 2) float64
+    ``timestamps`` (seconds), (N, 128) uint8 ``postprocessed`` or None, and what the input held."""
 
     embeddings: np.ndarray
     timestamps: np.ndarray
@@ -92,12 +69,11 @@ class EmbeddingResult:
 
     @property
     def duration(self) -> float:
-        """Input duration in seconds."""
         return self.num_samples / self.sample_rate
 
     @classmethod
     def of(cls, output: Output, decoded: InputExamples) -> EmbeddingResult:
-        """An input's result from its job's Output and what decoding it told (its examples unused)."""
+        """An input's result from its job's Output and what decoding it told."""
         return cls(
             embeddings=output.embeddings,
             timestamps=decoded.timestamps,
@@ -110,11 +86,7 @@ class EmbeddingResult:
 
 
 def wants_postprocess(model: Embedder, options: EmbedOptions) -> bool:
-    """Whether ``options`` ask for the uint8 features with this model.
-
-    Raises:
-        ValueError: ``postprocess=True`` with weights that carry no PCA parameters.
-    """
+    """Whether ``options`` ask for the uint8 features (ValueError if the weights have no PCA)."""
     if options.postprocess is None:
         return model.has_pca
     if options.postprocess and not model.has_pca:
@@ -133,14 +105,8 @@ def batch_size(model: Embedder, options: EmbedOptions) -> int:
 class Driver:
     """Jobs' examples (put into :attr:`packer`) -> model batches -> each job's :class:`Output`.
 
-    Not thread-safe by itself (see :class:`~vggish.pipeline.packer.Packer`).
-
-    Args:
-        infer: the model call.
-        batch_size: most examples per model call.
-        postprocess: (N, 128) float32 -> (N, 128) uint8 tensor, for the jobs that ask.
-        fair: share each batch among the jobs waiting (jobs of many clients) instead of first in,
-            first out.
+    Not thread-safe by itself. ``fair``: share each batch among the waiting jobs (else first in,
+    first out).
     """
 
     def __init__(
@@ -165,11 +131,8 @@ class Driver:
         return [self.output(job, job.embeddings(), done=True)] if self.packer.close(job) else []
 
     def deliver(self, batch: Batch, embeddings: np.ndarray) -> list[Output]:
-        """Hands the rows of ``embeddings`` ((B, 128), batch order) to the jobs of ``batch``.
-
-        Returns:
-            An Output per ``rows`` job of the batch, then one per job this completed.
-        """
+        """Hands the rows of ``embeddings`` to the jobs of ``batch``: an Output per ``rows`` job,
+        then one per job this completed."""
         outputs = []
         offset = 0
         for job, rows in batch.parts:
@@ -190,13 +153,9 @@ class Driver:
         return outputs
 
     def drive(self, jobs: Iterable[tuple[Job, Iterable[Any]]]) -> Iterator[tuple[Job, Output | Exception]]:
-        """The in-process loop: each job's example blocks in turn, into full batches as they fill.
-
-        Yields:
-            ``(job, output)`` for each job as it completes, or ``(job, error)`` for a job whose
-            blocks raised (the input's fault: unreadable, undecodable, over a limit; its waiting
-            examples are dropped and the other jobs go on). Errors of the model stop the run.
-        """
+        """The in-process loop: yields ``(job, output)`` as each job completes, or ``(job, error)``
+        for a job whose blocks raised (its waiting examples dropped, the others go on). Errors of
+        the model stop the run."""
         for job, blocks in jobs:
             chunks = iter(blocks)
             while True:
@@ -214,8 +173,7 @@ class Driver:
         yield from _pairs(self.run(flush=True))
 
     def output(self, job: Job, embeddings: np.ndarray, *, done: bool) -> Output:
-        """``job``'s Output of ``embeddings``: the one place where they are postprocessed (when
-        the job asks) and brought to NumPy."""
+        """``job``'s Output of ``embeddings``, postprocessed when the job asks."""
         if not job.postprocess:
             return Output(job, embeddings, None, done)
         assert self._postprocess is not None, "postprocessing asked of a driver made without it"
@@ -233,18 +191,8 @@ def embed_iter(
     *,
     limits: Limits | None = None,
 ) -> Iterator[tuple[int, EmbeddingResult]]:
-    """Embeds inputs one after another, their examples packed together into full batches.
-
-    Each input is decoded in chunks straight into the packer, so memory holds at most a batch of
-    examples and a decoder's block, whatever the inputs' lengths.
-
-    Yields:
-        ``(index, result)`` for each input as it completes (in input order, but for inputs with
-        no example, which complete as soon as they are read).
-
-    Raises:
-        Exception: the first input that cannot be read stops the run with its error.
-    """
+    """Embeds inputs, their examples packed together into full batches; yields ``(index,
+    result)`` as each completes. The first input that cannot be read stops the run with its error."""
     for index, outcome in embed_each(model, inputs, options, limits=limits):
         if isinstance(outcome, Exception):
             raise outcome
@@ -258,15 +206,8 @@ def embed_each(
     *,
     limits: Limits | None = None,
 ) -> Iterator[tuple[int, EmbeddingResult | Exception]]:
-    """:func:`embed_iter` that goes on past inputs that fail: such an input yields its error
-    (from opening or decoding it: unreadable, undecodable, over a limit) in place of a result,
-    its examples already queued are dropped, and the other inputs are embedded as usual.
-
-    Errors of the model itself still stop the run (they are no input's fault).
-
-    Yields:
-        ``(index, result or error)`` for each input as it completes (see :func:`embed_iter`).
-    """
+    """:func:`embed_iter` that goes on past inputs that fail: such an input yields its error in
+    place of a result. Errors of the model itself still stop the run."""
     postprocess = wants_postprocess(model, options)
     device = options.frontend_device(model.device)
     sources: dict[int, ExampleSource] = {}
@@ -313,11 +254,8 @@ def embed_waveform(
 
 
 def write_npz(output: Path, result: EmbeddingResult) -> None:
-    """Writes a result as ``vggish embed`` does, atomically (a temporary file, then a rename).
-
-    Keys: ``embedding`` (N, 128) float32, ``timestamps`` (N, 2) float64 and, when computed,
-    ``postprocessed`` (N, 128) uint8. ``output``'s folder must exist.
-    """
+    """Writes a result as ``vggish embed`` does, atomically: ``embedding``, ``timestamps`` and,
+    when computed, ``postprocessed``."""
     arrays: dict[str, Any] = {"embedding": result.embeddings, "timestamps": result.timestamps}
     if result.postprocessed is not None:
         arrays["postprocessed"] = result.postprocessed

@@ -1,8 +1,4 @@
-"""How audio becomes examples and embeddings: the options every surface shares.
-
-The library (``embed``, ``embed_file``), the CLI, the service, extraction, heads and the HEAR API
-all describe a request with one :class:`EmbedOptions`.
-"""
+"""How audio becomes examples and embeddings: :class:`EmbedOptions`, shared by every surface."""
 
 from __future__ import annotations
 
@@ -16,10 +12,7 @@ from vggish.features.logmel import hop_to_frames
 if TYPE_CHECKING:
     import torch
 
-FrontendName = Literal["auto", "numpy", "torch"]
-"""Where log-mel examples are computed: ``numpy`` (float64 on the CPU, the reference path),
-``torch`` (float64 PyTorch on the model's device, same numbers), or ``auto`` (``torch`` when the
-model is on a GPU, so examples are made where the model runs; ``numpy`` on the CPU)."""
+FrontendName = Literal["auto", "numpy", "torch"]  # auto: torch where the model is on a GPU
 
 
 @dataclass(frozen=True)
@@ -30,10 +23,8 @@ class EmbedOptions:
         hop_seconds: distance between example starts; a positive multiple of 0.01 s.
         pad: zero-pad a clip shorter than 0.975 s to one example (the reference gives none).
         postprocess: AudioSet's PCA + uint8; None means "when the weights carry PCA parameters".
-        resampler: ``reference`` (resampy kaiser_best, exact) or ``fast`` (soxr).
-        batch_size: examples per model call; None: the model's ``default_batch_size`` (32 on the
-            CPU, 256 on a GPU).
-        frontend: where log-mel examples are computed (see :data:`FrontendName`).
+        batch_size: examples per model call; None: the model's ``default_batch_size``.
+        frontend: where log-mel examples are computed.
     """
 
     hop_seconds: float = params.EXAMPLE_HOP_SECONDS
@@ -55,8 +46,7 @@ class EmbedOptions:
             raise ValueError(f"frontend must be one of {get_args(FrontendName)}; got {self.frontend!r}")
 
     def frontend_device(self, model_device: torch.device) -> torch.device | None:
-        """The device the torch front end runs on for a model on ``model_device``, or None for
-        the NumPy front end."""
+        """The torch front end's device for a model on ``model_device`` (None: NumPy)."""
         if self.frontend == "numpy" or (self.frontend == "auto" and model_device.type == "cpu"):
             return None
         return model_device

@@ -1,16 +1,9 @@
 """The one packer: examples of many inputs -> model batches -> each input's rows back.
 
-Short inputs give a few examples each, and a long one arrives in chunks; running the model per
-input or per chunk would leave most of every call empty. A :class:`Packer` keeps each input's
-waiting examples in a :class:`Job`, cuts batches of up to ``batch_size`` examples across inputs,
-and hands every job its rows of the model's output. A job is complete once it is closed (no more
-examples will come) and all of its examples are back. Each example's embedding does not depend on
-its batch-mates, so results equal those of one input at a time.
-
-Batches are cut first in, first out (one caller's inputs: each completes as early as it can), or
-fairly (``fair=True``, jobs of many clients: each batch is shared max-min fairly among the jobs
-waiting, so a job with a long backlog gets its share of the model, not the queue). The driver
-(:mod:`vggish.pipeline.driver`) runs it.
+A :class:`Packer` keeps each input's waiting examples in a :class:`Job`, cuts batches of up to
+``batch_size`` examples across inputs (first in, first out, or max-min fairly among the waiting
+jobs with ``fair=True``), and hands every job its rows of the model's output. A job is complete
+once it is closed and all of its examples are back.
 """
 
 from __future__ import annotations
@@ -26,14 +19,8 @@ from vggish.pipeline.source import concat_examples
 
 
 class Job:
-    """One input's examples on their way through a :class:`Packer`.
-
-    Args:
-        tag: anything the caller wants to find the job by (e.g. the input's source).
-        postprocess: the driver also hands back AudioSet's uint8 features.
-        rows: the driver hands back each model call's rows as they come (a live stream); they
-            are not kept for the end.
-    """
+    """One input's examples on their way through a :class:`Packer`; ``tag``: anything to find it
+    by; ``rows``: the driver hands back each model call's rows as they come, not kept for the end."""
 
     def __init__(self, tag: Any = None, *, postprocess: bool = False, rows: bool = False) -> None:
         self.tag = tag
@@ -60,12 +47,7 @@ class Job:
 
 @dataclass(frozen=True)
 class Batch:
-    """One model call's examples and whose they are.
-
-    Attributes:
-        examples: (B, 96, 64) float32, NumPy or a tensor.
-        parts: (job, rows) in batch order; the rows of each job are consecutive.
-    """
+    """One model call's (B, 96, 64) examples and whose they are: ``parts``, (job, rows) in order."""
 
     examples: Any
     parts: tuple[tuple[Job, int], ...]
@@ -75,14 +57,7 @@ class Batch:
 
 
 class Packer:
-    """Queues examples of many jobs and cuts them into batches.
-
-    Not thread-safe by itself: callers from several threads hold one lock around every call.
-
-    Args:
-        batch_size: most examples per batch.
-        fair: share each batch among the waiting jobs (else first in, first out).
-    """
+    """Queues examples of many jobs and cuts them into batches (not thread-safe by itself)."""
 
     def __init__(self, batch_size: int, *, fair: bool = False) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -111,11 +86,7 @@ class Packer:
         return job.complete
 
     def take(self) -> Batch | None:
-        """Cuts the next batch: up to ``batch_size`` waiting examples.
-
-        Returns:
-            The batch, or None when nothing is waiting.
-        """
+        """Cuts the next batch of up to ``batch_size`` waiting examples (None: nothing waits)."""
         shares = self._fair_shares(self.batch_size) if self.fair else self._fifo_shares(self.batch_size)
         if not shares:
             return None
@@ -142,8 +113,7 @@ class Packer:
         return shares
 
     def _fair_shares(self, room: int) -> list[tuple[Job, int]]:
-        """Max-min fair (water-filling): each waiting job gets an equal share of ``room``, or all
-        it has waiting if that is less, its unused share going to the others."""
+        """Max-min fair (water-filling) shares of ``room``."""
         share: dict[Job, int] = {}
         left, count = room, len(self._queue)
         for job in sorted(self._queue, key=lambda j: j.queued):
@@ -152,11 +122,7 @@ class Packer:
         return [(job, share[job]) for job in self._queue if share[job]]
 
     def deliver(self, batch: Batch, embeddings: np.ndarray) -> list[Job]:
-        """Hands each job of ``batch`` its rows of ``embeddings`` ((B, 128), batch order).
-
-        Returns:
-            The jobs this completed.
-        """
+        """Hands each job of ``batch`` its rows of ``embeddings``; returns the jobs this completed."""
         if embeddings.shape[0] != len(batch):
             raise ValueError(f"{embeddings.shape[0]} embeddings for a batch of {len(batch)} examples")
         done: list[Job] = []
@@ -180,7 +146,6 @@ class Packer:
 
 
 def _cut(job: Job, rows: int) -> list[Any]:
-    """The first ``rows`` waiting examples of ``job``, taken off its blocks."""
     out = []
     while rows:
         block = job._blocks[0]

@@ -1,18 +1,11 @@
 """The one source of examples: any input -> mono -> 16 kHz -> log-mel examples, in chunks.
 
-Every surface (the library's ``embed``/``embed_file``, the service, ``vggish extract``, classifier
-heads, the HEAR API, live streaming) turns audio into examples here and nowhere else:
-
-* :class:`ExampleStream` takes mono samples at any rate as they arrive (``push``/``finish``) and
-  returns the examples they complete, counting samples and examples and checking its limits.
-* :class:`ExampleSource` opens an input (a file path, bytes, a binary file object, or a
-  :class:`Waveform` holding an array or a tensor), checks its limits from the header *before*
-  decoding, then decodes it block by block through an :class:`ExampleStream`, in bounded memory
-  and cancellably.
-
-Examples are computed by the NumPy front end (float64, the reference) or, when a device is given,
-by the PyTorch one on that device (the same numbers; :mod:`vggish.features.logmel_torch`); either way the
-result equals processing the whole signal at once.
+Every surface turns audio into examples here. :class:`ExampleStream` takes mono samples at any
+rate as they arrive and returns the examples they complete, checking its limits;
+:class:`ExampleSource` opens an input, checks its limits from the header before decoding, then
+decodes it block by block through an :class:`ExampleStream`, in bounded memory and cancellably.
+Log-mel is NumPy's (the reference) or, given a device, PyTorch's there; the result equals
+processing the whole signal at once.
 """
 
 from __future__ import annotations
@@ -29,13 +22,7 @@ import torch
 from vggish import params
 from vggish.audio import decode as audio
 from vggish.audio.resample import StreamingResampler
-from vggish.errors import (
-    CancelledError,
-    InvalidAudioError,
-    LimitExceededError,
-    UndecodableAudioError,
-    plural,
-)
+from vggish.errors import CancelledError, InvalidAudioError, LimitExceededError, UndecodableAudioError, plural
 from vggish.features.logmel import FrameStream, example_timestamps, num_examples
 from vggish.features.logmel_torch import TorchFrameStream
 from vggish.network.cpus import single_threaded_blas
@@ -47,13 +34,8 @@ _EMPTY = np.empty((0, params.NUM_FRAMES, params.NUM_BANDS), dtype=np.float32)
 
 @dataclass(frozen=True)
 class Waveform:
-    """Samples already in memory, and their rate.
-
-    Attributes:
-        samples: (samples,) or (samples, channels): a float array (used as it is) or int16
-            (divided by 32768), or a float tensor on any device.
-        sample_rate: Hz.
-    """
+    """Samples already in memory, and their rate: (samples,) or (samples, channels), a float array,
+    int16 (divided by 32768), or a float tensor on any device."""
 
     samples: np.ndarray | torch.Tensor
     sample_rate: int
@@ -65,14 +47,7 @@ Input = audio.AudioSource | Waveform
 
 @dataclass(frozen=True)
 class Limits:
-    """What one input may hold; None is no limit. The names are those reported on refusal.
-
-    Attributes:
-        seconds: audio seconds per input.
-        examples: examples per input.
-        seconds_name: the limit's name in :class:`~vggish.errors.LimitExceededError`.
-        examples_name: likewise for ``examples``.
-    """
+    """What one input may hold (None: no limit), and the limits' names reported on refusal."""
 
     seconds: float | None = None
     examples: int | None = None
@@ -80,12 +55,7 @@ class Limits:
     examples_name: str = "max_input_examples"
 
     def check_length(self, frames: int, sample_rate: int, options: EmbedOptions, label: str) -> None:
-        """Refuses ``frames`` samples per channel at ``sample_rate`` (a header's count, or what
-        has been decoded so far) when they exceed a limit.
-
-        Raises:
-            LimitExceededError: naming the limit.
-        """
+        """Raises LimitExceededError when ``frames`` samples per channel exceed a limit."""
         seconds = frames / sample_rate
         if self.seconds is not None and seconds > self.seconds:
             raise LimitExceededError(
@@ -105,13 +75,7 @@ class Limits:
 
 @dataclass(frozen=True)
 class InputInfo:
-    """What an input holds, known before decoding.
-
-    Attributes:
-        sample_rate: its own rate in Hz.
-        channels: channel count.
-        frames: samples per channel, or None where the container does not say (MP3, ffmpeg).
-    """
+    """What an input holds, known before decoding (``frames``: None where the container does not say)."""
 
     sample_rate: int
     channels: int
@@ -119,22 +83,13 @@ class InputInfo:
 
     @property
     def seconds(self) -> float | None:
-        """Duration in seconds, or None when unknown."""
         return None if self.frames is None else self.frames / self.sample_rate
 
 
 @dataclass(frozen=True)
 class InputExamples:
-    """All examples of one input (what ``/v1/features`` answers and extraction workers send).
-
-    Attributes:
-        examples: (N, 96, 64) float32, NumPy or a tensor on the front end's device.
-        timestamps: (N, 2) float64 seconds.
-        sample_rate: the input's own rate in Hz.
-        channels: its channel count.
-        num_samples: samples per channel.
-        name: the input's name, if it has one.
-    """
+    """All examples of one input: (N, 96, 64) float32 ``examples`` (NumPy or a tensor), (N, 2)
+    ``timestamps`` in seconds, and what the input held."""
 
     examples: Any
     timestamps: np.ndarray
@@ -145,12 +100,11 @@ class InputExamples:
 
     @property
     def duration(self) -> float:
-        """Seconds of audio."""
         return self.num_samples / self.sample_rate
 
 
 def concat_examples(blocks: Sequence[Any]) -> Any:
-    """Concatenates example blocks, NumPy arrays or tensors alike (an empty list: no examples)."""
+    """Concatenates example blocks, NumPy arrays or tensors alike."""
     if not blocks:
         return _EMPTY
     if isinstance(blocks[0], torch.Tensor):
@@ -159,16 +113,8 @@ def concat_examples(blocks: Sequence[Any]) -> Any:
 
 
 class ExampleStream:
-    """Mono audio at any rate, pushed in chunks -> log-mel examples, in bounded memory.
-
-    Args:
-        sample_rate: the rate of the pushed samples, Hz.
-        options: hop, padding and resampler (``frontend`` is decided by the caller via ``device``).
-        device: compute log-mel in PyTorch on this device (examples are tensors there); None:
-            NumPy on the CPU.
-        limits: refused while pushing, with :class:`~vggish.errors.LimitExceededError`.
-        label: how messages name the input (e.g. ``'dog.wav'``).
-    """
+    """Mono audio at any rate, pushed in chunks -> log-mel examples, in bounded memory; ``device``:
+    log-mel in PyTorch there (None: NumPy); ``label``: how messages name the input."""
 
     def __init__(
         self,
@@ -197,11 +143,7 @@ class ExampleStream:
         )
 
     def push(self, mono: np.ndarray | torch.Tensor) -> Any:
-        """Adds (k,) mono samples; returns the (m, 96, 64) examples they complete (possibly none).
-
-        Raises:
-            LimitExceededError: the input now holds more than its limits allow.
-        """
+        """Adds (k,) mono samples; returns the (m, 96, 64) examples they complete (possibly none)."""
         self.num_samples += int(mono.shape[0])
         self.limits.check_length(self.num_samples, self.sample_rate, self.options, self.label)
         with single_threaded_blas():
@@ -211,8 +153,7 @@ class ExampleStream:
             return self._count(self._frames.push(self._resampler.process(x)))
 
     def finish(self) -> Any:
-        """Ends the input: flushes the resampler and returns the last examples (with ``pad``, a
-        clip shorter than 0.975 s becomes one zero-padded example)."""
+        """Ends the input: the last examples."""
         with single_threaded_blas():
             if self._resampler is None:
                 return self._count(self._frames.finish())
@@ -227,16 +168,10 @@ class ExampleStream:
 class ExampleSource:
     """One input -> its log-mel examples, chunk by chunk, with its limits checked first.
 
-    Opening reads only the header (or validates the array): the limits that the header already
-    decides (seconds, and examples at this hop) are refused here, before any decoding. Iterating
-    decodes block by block and yields its examples in non-empty chunks; lengths the header did
-    not tell are enforced while decoding.
+    Opening reads only the header (or validates the array) and refuses what it already shows over
+    a limit; iterating decodes block by block, yields non-empty chunks and enforces the rest.
 
     Args:
-        source: a path, a file's bytes, a binary file object, or a :class:`Waveform`.
-        options: hop, padding and resampler.
-        device: compute log-mel in PyTorch there (None: NumPy); see :meth:`EmbedOptions.frontend_device`.
-        limits: per-input limits.
         cancel: set by another thread to stop at the next block (:class:`~vggish.errors.CancelledError`).
         name: how the input is called in results and messages (e.g. an upload's file name).
 
@@ -282,11 +217,10 @@ class ExampleSource:
 
     @property
     def num_examples(self) -> int:
-        """Examples produced so far."""
         return 0 if self._stream is None else self._stream.num_examples
 
     def __iter__(self) -> Iterator[Any]:
-        """Decodes the input; yields its examples in order, in chunks (none for a short clip).
+        """Decodes the input; yields its examples in chunks.
 
         Raises:
             InvalidAudioError: the file turns out truncated or corrupt while decoding.
@@ -309,12 +243,10 @@ class ExampleSource:
             yield last
 
     def collect(self) -> InputExamples:
-        """Reads the whole input and returns all of its examples at once."""
         return self.summary(concat_examples(list(self)))
 
     def summary(self, examples: Any = None) -> InputExamples:
-        """What the input told once read through: its info, its examples' timestamps, and the
-        examples when given (else None: they went to the model)."""
+        """What the input told once read through, with ``examples`` when given."""
         return InputExamples(
             examples=examples,
             timestamps=example_timestamps(self.num_examples, self.options.hop_seconds),
@@ -341,7 +273,7 @@ class ExampleSource:
 
     @contextlib.contextmanager
     def _named_errors(self) -> Iterator[None]:
-        """Prefixes the decoder's and validator's messages with the input's name, when it has one."""
+        """Prefixes the decoder's and validator's messages with the input's name."""
         try:
             yield
         except (UndecodableAudioError, InvalidAudioError) as e:
@@ -351,9 +283,8 @@ class ExampleSource:
 
 
 def _open_waveform(wave: Waveform, device: torch.device | None) -> tuple[Any, InputInfo]:
-    """A Waveform checked: a NumPy array as it is (converted to mono float64 one chunk at a time,
-    so that memory stays that of the caller's array), or a tensor mixed to mono float64 and left
-    on its device when the torch front end can take it as it is (16 kHz, front end there)."""
+    """A Waveform checked: a NumPy array as it is (made mono chunk by chunk later), or a tensor
+    mixed to mono float64, left on its device when the torch front end there can take it."""
     audio.check_sample_rate(wave.sample_rate)
     rate = int(wave.sample_rate)
     samples = wave.samples
@@ -370,7 +301,7 @@ def _open_waveform(wave: Waveform, device: torch.device | None) -> tuple[Any, In
 
 
 def _tensor_mono(samples: torch.Tensor) -> torch.Tensor:
-    """(n,) or (n, channels) float tensor -> (n,) float64 mono on its device, checked like arrays."""
+    """(n,) or (n, channels) float tensor -> (n,) float64 mono, checked like arrays."""
     if not samples.is_floating_point():
         raise InvalidAudioError(f"waveform tensors must be float; got {samples.dtype}")
     if samples.dim() not in (1, 2):
@@ -393,18 +324,8 @@ def waveform_to_examples(
     pad: bool = False,
     resampler: str = "reference",
 ) -> np.ndarray:
-    """Log-mel examples of a waveform, as Google's ``vggish_input.waveform_to_examples``.
-
-    Args:
-        waveform: (samples,) or (samples, channels) float, or int16 (scaled by 1/32768).
-        sample_rate: Hz; other rates than 16000 are resampled.
-        hop_seconds: distance between examples (multiple of 0.01 s).
-        pad: zero-pad a clip shorter than 0.975 s to one example.
-        resampler: ``reference`` (exact) or ``fast``.
-
-    Returns:
-        (N, 96, 64) float32.
-    """
+    """(N, 96, 64) float32 log-mel examples of a (samples,) or (samples, channels) float or int16
+    waveform, as Google's ``vggish_input.waveform_to_examples``."""
     options = EmbedOptions(hop_seconds=hop_seconds, pad=pad, resampler=resampler)  # type: ignore[arg-type]
     examples: np.ndarray = ExampleSource(Waveform(waveform, sample_rate), options).collect().examples
     return examples
@@ -417,11 +338,7 @@ def wavfile_to_examples(
     pad: bool = False,
     resampler: str = "reference",
 ) -> np.ndarray:
-    """Log-mel examples of an audio file (any format :mod:`vggish.audio.decode` decodes).
-
-    Returns:
-        (N, 96, 64) float32, decoded as the reference does (16-bit samples / 32768).
-    """
+    """(N, 96, 64) float32 log-mel examples of an audio file, decoded as the reference does."""
     options = EmbedOptions(hop_seconds=hop_seconds, pad=pad, resampler=resampler)  # type: ignore[arg-type]
     examples: np.ndarray = ExampleSource(source, options).collect().examples
     return examples

@@ -1,10 +1,8 @@
 """VGGish weights: the file format (:mod:`.format`), conversion from TensorFlow checkpoints and
 other ports (:mod:`.convert`, :mod:`.tf_checkpoint`), downloads (:mod:`.download`), the official
-install (:mod:`.install`) and Google's smoke test (:mod:`.verify`). Imports point one way:
-location <- format <- convert <- install; download <- install.
-
-This namespace re-exports the format and the location; each name is imported on first use, so
-asking where the weights live does not import PyTorch.
+install (:mod:`.install`) and Google's smoke test (:mod:`.verify`). This namespace re-exports the
+format and the location, each name imported on first use (asking where the weights live does not
+import PyTorch).
 """
 
 from __future__ import annotations

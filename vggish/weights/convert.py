@@ -1,16 +1,11 @@
 """Google's TensorFlow checkpoint (or another port's ``.pth``) -> the project's weights file.
 
-The conversion is one explicit table, :data:`TF_TO_TORCH`: each of the 18 TensorFlow variables
-names the :class:`vggish.network.model.VGGish` state-dict key it becomes and its layout change
-(conv kernels HWIO -> OIHW, dense kernels (in, out) -> (out, in), biases unchanged). ``fc1_1``
-needs nothing more: the model flattens in TensorFlow's NHWC order, the one place it is handled.
-
-Sources, told apart by content: TensorFlow V1 and V2 checkpoints (read by
-:mod:`vggish.weights.tf_checkpoint`; variables outside the table, such as optimizer slots, are
-ignored with a logged note); PyTorch state dicts of torchvggish, torchaudio's ``VGGISH`` bundle and
-this package, loaded with ``torch.load(weights_only=True)`` (same layouts, so they map one to one;
-their final ReLU is in their model code, not their weights). PCA parameters come from Google's
-``vggish_pca_params.npz`` or torchvggish's PCA ``.pth``, stored as float64.
+The conversion is one explicit table, :data:`TF_TO_TORCH`: TensorFlow variable -> state-dict key
+and layout change (conv HWIO -> OIHW, dense (in, out) -> (out, in)); the model flattens in
+TensorFlow's NHWC order, so ``fc1_1`` needs nothing more. Sources are told apart by content: TF V1
+and V2 checkpoints, and state dicts of torchvggish, torchaudio and this package (loaded with
+``torch.load(weights_only=True)``). PCA parameters come from Google's ``.npz`` or torchvggish's
+``.pth``.
 """
 
 from __future__ import annotations
@@ -30,12 +25,7 @@ import torch
 
 from vggish import params
 from vggish.fileio import sha256_file
-from vggish.weights.format import (
-    EXPECTED_SHAPES,
-    PCAParams,
-    missing_weights_message,
-    save_weights,
-)
+from vggish.weights.format import EXPECTED_SHAPES, PCAParams, missing_weights_message, save_weights
 from vggish.weights.location import OFFICIAL_CHECKPOINT_NAME, OFFICIAL_PCA_NAME, default_weights_path
 from vggish.weights.tf_checkpoint import checkpoint_files, detect_format, open_checkpoint
 
@@ -86,7 +76,6 @@ PTH_LAYOUTS: dict[str, dict[str, str]] = {
 
 
 def _tf_shape(key: str, layout: Layout) -> tuple[int, ...]:
-    """The TensorFlow shape of the variable that becomes ``key``."""
     shape = EXPECTED_SHAPES[key]
     if layout == "conv":
         out_c, in_c, height, width = shape
@@ -128,20 +117,13 @@ def _check_tensors(
 def _state_dict_from_tf(
     available: Mapping[str, TensorSpec], get: Callable[[str], np.ndarray], source: str
 ) -> dict[str, np.ndarray]:
-    """Checks the variables, then converts them one at a time (so at most one raw one is alive)."""
+    """Checks the variables, then converts them one at a time."""
     _check_tensors(available, {name: _tf_shape(key, layout) for name, key, layout in TF_TO_TORCH}, source)
     return {key: to_torch_layout(get(name), layout) for name, key, layout in TF_TO_TORCH}
 
 
 def tf_variables_to_state_dict(variables: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """TensorFlow VGGish variables -> our state dict (PyTorch layouts, contiguous float32).
-
-    Args:
-        variables: ``{tf_name: array}`` as :func:`vggish.weights.tf_checkpoint.read_checkpoint` returns;
-            extra entries (optimizer slots, ``global_step``) are ignored with a logged note.
-
-    Returns:
-        ``{key: array}`` with exactly the keys and shapes of :data:`vggish.weights.EXPECTED_SHAPES`.
+    """``{tf_name: array}`` -> our state dict (contiguous float32); extra entries are ignored.
 
     Raises:
         ValueError: naming every missing, misshaped or non-floating VGGish variable.
@@ -151,7 +133,6 @@ def tf_variables_to_state_dict(variables: Mapping[str, np.ndarray]) -> dict[str,
 
 
 def _state_dict_from_checkpoint(path: Path) -> dict[str, np.ndarray]:
-    """Reads only the 18 VGGish variables of a TF checkpoint and converts them."""
     with open_checkpoint(path) as reader:
         available = {
             name: (info.shape, info.numpy_dtype.name if info.supported else "unsupported")
@@ -161,8 +142,7 @@ def _state_dict_from_checkpoint(path: Path) -> dict[str, np.ndarray]:
 
 
 def _torch_load(path: Path) -> Any:
-    """``torch.load(weights_only=True)``, also allowing plain NumPy arrays (torchvggish's PCA file):
-    rebuilding a numeric ndarray runs no code from the file; anything else is still refused."""
+    """``torch.load(weights_only=True)``, also allowing plain NumPy arrays (torchvggish's PCA file)."""
     reconstruct = cast(Callable[..., Any], np.zeros(0).__reduce__()[0])  # rebuilds an ndarray
     numpy_globals: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
         (reconstruct, "numpy.core.multiarray._reconstruct"),  # as NumPy 1.x files name it
@@ -187,7 +167,6 @@ def _torch_load(path: Path) -> Any:
 
 
 def _pth_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a ``.pth`` state dict (other entries are ignored)."""
     obj = _torch_load(path)
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path}: expected a state dict, found a {type(obj).__name__}")
@@ -195,7 +174,7 @@ def _pth_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _pth_layout(tensors: Mapping[str, torch.Tensor], source: Path) -> tuple[str, dict[str, str]]:
-    """The known port whose key names the state dict uses: (format name, source key -> our key)."""
+    """The port whose key names the state dict uses: (format name, source key -> our key)."""
     best_name, best_hits = "", -1
     for name, layers in PTH_LAYOUTS.items():
         hits = sum(f"{prefix}.weight" in tensors for prefix in layers)
@@ -212,7 +191,6 @@ def _pth_layout(tensors: Mapping[str, torch.Tensor], source: Path) -> tuple[str,
 
 
 def _state_dict_from_pth(path: Path) -> tuple[dict[str, np.ndarray], str]:
-    """Converts another port's PyTorch state dict; returns it and the port's format name."""
     tensors = _pth_tensors(path)
     fmt, mapping = _pth_layout(tensors, path)
     renamed = {mapping.get(key, key): tensor for key, tensor in tensors.items()}
@@ -234,10 +212,7 @@ def _pca_array(arrays: Mapping[str, Any], name: str, source: Path) -> np.ndarray
 
 
 def load_pca(path: str | os.PathLike[str]) -> PCAParams:
-    """PCA parameters from Google's ``vggish_pca_params.npz`` or torchvggish's PCA ``.pth``.
-
-    Returns:
-        float64 ``eigen_vectors`` (128, 128) and ``means`` (128,) (a (128, 1) column is flattened).
+    """PCA parameters (float64) from Google's ``vggish_pca_params.npz`` or torchvggish's ``.pth``.
 
     Raises:
         ValueError: if the file is not such a file or its arrays have other shapes.
@@ -262,12 +237,8 @@ def load_pca(path: str | os.PathLike[str]) -> PCAParams:
 
 
 def _file_kind(path: Path) -> Literal["torch", "zip", "other"]:
-    """Tells files apart by content: a PyTorch file is a legacy pickle (first byte 0x80) or a zip
-    holding a ``data.pkl``; an ``.npz`` is another zip; a TensorFlow table starts with a 0 byte.
-
-    Raises:
-        ValueError: for a damaged or truncated zip archive.
-    """
+    """Tells files apart by content: a PyTorch file is a legacy pickle or a zip holding a
+    ``data.pkl``; an ``.npz`` is another zip."""
     with open(path, "rb") as f:
         head = f.read(4)
     if head[:1] == b"\x80":
@@ -283,7 +254,7 @@ def _file_kind(path: Path) -> Literal["torch", "zip", "other"]:
 
 
 def _convert_source(source: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Reads and converts any supported source; returns the state dict and its provenance."""
+    """The state dict of any supported source, and its provenance."""
     if not source.exists() and not source.with_name(source.name + ".index").exists():
         raise FileNotFoundError(f"no such checkpoint: {source}")
     kind = _file_kind(source) if source.is_file() else "other"
@@ -311,15 +282,8 @@ def convert_checkpoint(
 ) -> Path:
     """Converts a VGGish checkpoint (and optional PCA file) into a ``.safetensors`` weights file.
 
-    Args:
-        checkpoint: Google's V1 ``vggish_model.ckpt``, a V2 prefix / ``.index``, or a ``.pth``
-            of this package, torchvggish or torchaudio.
-        output: the ``.safetensors`` file to write (atomically: never left half-written).
-        pca: optional ``vggish_pca_params.npz`` (or torchvggish's PCA ``.pth``).
-
-    Returns:
-        The written path. Its metadata records the source file, format and SHA-256, the
-        converter version and the PCA source.
+    ``checkpoint``: Google's V1 ``vggish_model.ckpt``, a V2 prefix / ``.index``, or a ``.pth`` of
+    this package, torchvggish or torchaudio; ``output`` is written atomically, with provenance.
 
     Raises:
         FileNotFoundError: if an input is missing.
@@ -340,14 +304,11 @@ def convert_checkpoint(
 
 
 def resolve_weights_path(weights: str | os.PathLike[str] | None) -> Path:
-    """The weights file to load; converts Google's checkpoint found beside it on first use.
-
-    With ``weights=None`` the default path is used. When that file is missing but its folder holds
-    ``vggish_model.ckpt`` (and optionally ``vggish_pca_params.npz``), they are converted into it.
+    """The weights file to load (None: the default path); Google's checkpoint found beside a
+    missing file is converted into it on first use.
 
     Raises:
-        FileNotFoundError: neither the file nor Google's checkpoint is there (the message says
-            how to get them).
+        FileNotFoundError: neither the file nor Google's checkpoint is there.
     """
     path = default_weights_path() if weights is None else Path(weights)
     if path.is_file():

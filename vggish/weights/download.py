@@ -1,16 +1,12 @@
 """Downloading files with pooch: hash-checked, atomic, retried (docs/vggish.md §6 for the official ones).
 
-pooch moves a file into place only after its hash matches (SHA-256 where recorded, else MD5); a
-file already in place that verifies is kept without a request. Failures that another attempt may
-heal (time-outs, resets, HTTP 5xx, 408, 429, a wrong hash) are retried; the others (a host name
-that does not resolve, no route, a refused connection, HTTP errors such as 404) fail at once, in
-one line naming the cause. The constants below are the one source of the official files' facts;
-``weights/manifest.json`` mirrors them (a test keeps the two in agreement).
+Failures that another attempt may heal (time-outs, resets, HTTP 5xx, 408, 429) are retried; the
+others fail at once, in one line naming the cause. The constants below are the one source of the
+official files' facts; ``weights/manifest.json`` mirrors them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import hashlib
 import logging
@@ -44,15 +40,8 @@ _PERMANENT_ERRNOS = {
 @dataclass(frozen=True)
 class RemoteFile:
     """A file to download and the digests it must have (weights/README.md: where the official
-    files' MD5s come from).
-
-    Attributes:
-        name: file name in the destination folder (no path separators).
-        url: http(s) address.
-        size: exact size in bytes, or None when unpublished (listed, not checked: the hash is).
-        md5: expected MD5, 32 lowercase hex digits.
-        sha256: expected SHA-256, 64 lowercase hex digits; checked instead of the MD5 when given.
-    """
+    files' MD5s come from); ``sha256`` is checked instead of the MD5 when given, ``size`` is
+    listed, not checked."""
 
     name: str
     url: str
@@ -94,13 +83,7 @@ class ChecksumError(RuntimeError):
     """The downloaded bytes are not the expected file; nothing was kept."""
 
 
-def manifest_entries() -> list[dict[str, Any]]:
-    """The official files as ``weights/manifest.json`` lists them (name, url, size, md5, sha256)."""
-    return [dataclasses.asdict(f) for f in OFFICIAL_FILES]
-
-
 def _check_remote(remote: RemoteFile, retries: int, timeout: float) -> None:
-    """Raises ValueError for a malformed RemoteFile or bad retry/timeout settings."""
     if not remote.name or Path(remote.name).name != remote.name or remote.name in (".", ".."):
         raise ValueError(f"RemoteFile.name must be a plain file name; got {remote.name!r}")
     if urlsplit(remote.url).scheme not in ("http", "https"):
@@ -113,9 +96,7 @@ def _check_remote(remote: RemoteFile, retries: int, timeout: float) -> None:
 
 
 def _permanent(error: BaseException, url: str) -> str | None:
-    """Why ``error`` (from requests) cannot be healed by retrying, or None when a retry may help.
-    A host name that does not resolve counts as permanent, whatever the resolver says: it does not
-    heal in the seconds a retry waits."""
+    """Why ``error`` (from requests) cannot be healed by retrying, or None when a retry may help."""
     response = getattr(error, "response", None)
     if response is not None:
         status = response.status_code
@@ -134,9 +115,8 @@ def _permanent(error: BaseException, url: str) -> str | None:
 
 
 class _Downloader:
-    """pooch's HTTP downloader with a progress bar named after the file. Failures that a retry may
-    heal leave as requests' errors, which pooch retries; the others as DownloadError, which it
-    does not."""
+    """pooch's HTTP downloader with a progress bar named after the file; failures no retry heals
+    leave as DownloadError, which pooch does not retry."""
 
     def __init__(self, remote: RemoteFile, timeout: float, progress: bool) -> None:
         self.remote, self.timeout, self.progress = remote, timeout, progress
@@ -179,24 +159,17 @@ def download(
     timeout: float = 30.0,
     progress: bool = True,
 ) -> Downloaded:
-    """Downloads ``remote`` into ``directory`` and verifies it; returns its path, size and digests.
-
-    A file already in place that verifies is kept without any request; one that does not is
-    downloaded again. The new file gets the permissions the umask gives.
+    """Downloads ``remote`` into ``directory`` (created if needed) and verifies it; a file already
+    in place that verifies is kept without any request.
 
     Args:
-        remote: what to download and the digests it must have.
-        directory: destination folder, created if needed.
         retries: further attempts after the first, for failures that may heal.
         timeout: seconds for connecting and for each read from the socket.
-        progress: draw a tqdm progress bar on stderr.
 
     Raises:
         ValueError: for a malformed ``remote`` or bad settings.
-        ChecksumError: (a RuntimeError) when the bytes are not the expected file.
-        DownloadError: (a RuntimeError) when every attempt failed, or at once for a failure that
-            no retry heals: an HTTP error such as 404, a host name that does not resolve, no route
-            to the host, a refused connection.
+        ChecksumError: when the bytes are not the expected file.
+        DownloadError: when every attempt failed, or at once for a failure no retry heals.
         OSError: when the destination cannot be written.
     """
     import pooch

@@ -1,17 +1,9 @@
 """The project's weights file format: save, load (memory-mapped) and validate; random weights.
 
-Format (safetensors, version 1):
-
-* tensors: the :class:`vggish.network.model.VGGish` state dict in PyTorch layouts (conv OIHW, linear
-  (out, in)), float32, keys exactly :data:`EXPECTED_SHAPES`. ``fc1_1.weight`` takes its input in
-  TensorFlow's NHWC flatten order (the model permutes activations before flattening).
-* optional PCA tensors ``pca.eigen_vectors`` (128, 128) and ``pca.means`` (128,), float64, both or
-  neither: AudioSet's postprocessing parameters.
-* metadata (strings): ``format`` = ``vggish-weights``, ``format_version`` = ``1``, and provenance
-  written by the converter (``source``, ``source_sha256``, ``source_format``,
-  ``converter_version``, ``pca_source``).
-
-Files are read by memory map and refused, with the reason, when a key, shape or dtype is off.
+safetensors, version 1: the :class:`vggish.network.model.VGGish` state dict in PyTorch layouts,
+float32, keys exactly :data:`EXPECTED_SHAPES` (``fc1_1.weight`` in TensorFlow's NHWC flatten
+order); optionally both PCA tensors, float64; metadata ``format``, ``format_version`` and the
+converter's provenance. Files are refused, with the reason, when a key, shape or dtype is off.
 """
 
 from __future__ import annotations
@@ -29,11 +21,7 @@ from safetensors.torch import save_file
 from vggish import params
 from vggish.fileio import atomic_output, sha256_file
 from vggish.network.model import CONV_LAYERS, FC_LAYERS
-from vggish.weights.location import (
-    OFFICIAL_CHECKPOINT_NAME,
-    OFFICIAL_PCA_NAME,
-    RANDOM,
-)
+from vggish.weights.location import OFFICIAL_CHECKPOINT_NAME, OFFICIAL_PCA_NAME, RANDOM
 
 FORMAT_NAME = "vggish-weights"
 FORMAT_VERSION = "1"
@@ -93,13 +81,12 @@ def missing_weights_message(path: Path) -> str:
     return (
         f"no VGGish weights at {path}: run `vggish download --dir {path.parent}` (needs internet), "
         f"or put Google's {OFFICIAL_CHECKPOINT_NAME} and {OFFICIAL_PCA_NAME} in {path.parent}, "
-        "or try random demo weights: vggish.load_model(\"random\") in Python, --weights random "
+        'or try random demo weights: vggish.load_model("random") in Python, --weights random '
         "on the command line"
     )
 
 
 def _validate_tensors(tensors: Mapping[str, torch.Tensor], where: str) -> None:
-    """Raises ValueError naming every missing, unexpected or misshaped tensor."""
     keys = set(tensors)
     pca_keys = keys & set(PCA_SHAPES)
     problems = [f"missing {k}" for k in EXPECTED_SHAPES if k not in keys]
@@ -123,17 +110,8 @@ def save_weights(
     pca: PCAParams | None = None,
     metadata: Mapping[str, str] | None = None,
 ) -> Path:
-    """Validates and writes a weights file atomically (a temporary file, then a rename).
-
-    Args:
-        path: the ``.safetensors`` file to write; its folder is created if needed.
-        state_dict: :data:`EXPECTED_SHAPES` keys; converted to contiguous float32.
-        pca: optional PCA parameters, stored as float64.
-        metadata: provenance strings, stored beside ``format`` and ``format_version``.
-
-    Returns:
-        The written path.
-    """
+    """Validates and writes a ``.safetensors`` weights file atomically (its folder created if
+    needed); ``metadata``: provenance strings, stored beside ``format`` and ``format_version``."""
     tensors = {
         k: torch.as_tensor(np.asarray(v), dtype=torch.float32).contiguous() for k, v in state_dict.items()
     }
@@ -183,11 +161,7 @@ def load_weights(path: str | os.PathLike[str]) -> LoadedWeights:
 
 
 def random_weights() -> LoadedWeights:
-    """Deterministic random weights (fixed seed) with seeded PCA parameters, for demos and tests.
-
-    He-normal kernels keep activations of order one through the network; the PCA matrix is a
-    seeded random orthogonal matrix, so postprocessing exercises the whole 8-bit range.
-    """
+    """Deterministic random weights (He-normal) and PCA parameters (orthogonal), for demos and tests."""
     gen = torch.Generator().manual_seed(RANDOM_SEED)
     state: dict[str, torch.Tensor] = {}
     for key, shape in EXPECTED_SHAPES.items():

@@ -1,7 +1,4 @@
-"""The official install: fetch Google's files -> convert them -> Google's smoke test -> in place.
-
-Used by ``vggish download`` and by the service when it starts without weights.
-"""
+"""The official install: fetch Google's files -> convert them -> Google's smoke test -> in place."""
 
 from __future__ import annotations
 
@@ -28,12 +25,8 @@ class OfficialInstall:
 
 
 def install_official(directory: str | os.PathLike[str], *, progress: bool = True) -> OfficialInstall:
-    """Fetches Google's checkpoint and PCA file, converts them, and runs Google's smoke test.
-
-    The converted file is written beside the downloads under a temporary name and moved to
-    ``directory / "vggish.safetensors"`` only when the smoke test passes; otherwise it is deleted
-    and a RuntimeError lists the failed checks. The verified downloads are kept.
-    """
+    """Fetches Google's checkpoint and PCA file, converts them, and moves the weights to
+    ``directory / "vggish.safetensors"`` only when Google's smoke test passes (else RuntimeError)."""
     folder = Path(directory)
     checkpoint = transfer.download(transfer.OFFICIAL_CHECKPOINT, folder, progress=progress)
     pca = transfer.download(transfer.OFFICIAL_PCA, folder, progress=progress)
@@ -51,8 +44,5 @@ def install_official(directory: str | os.PathLike[str], *, progress: bool = True
 
 
 def download_official(directory: str | os.PathLike[str], *, progress: bool = True) -> Path:
-    """Fetches, verifies and converts Google's files; returns ``directory / "vggish.safetensors"``.
-
-    See :func:`install_official`, which also returns the digests and the smoke-test figures.
-    """
+    """:func:`install_official`, returning only the weights' path."""
     return install_official(directory, progress=progress).weights

@@ -13,12 +13,8 @@ RANDOM = "random"  # the name of the deterministic demo weights
 
 
 def default_weights_dir() -> Path:
-    """Where the official converted weights live by default.
-
-    The repository's ``weights/`` folder when the package runs from a checkout, else the user's
-    cache folder (``~/.cache/vggish`` on Linux, per platformdirs). The CLI's ``--weights`` and the
-    settings' ``VGGISH_WEIGHTS`` override it.
-    """
+    """Where the official converted weights live by default: the repository's ``weights/`` folder
+    in a checkout, else the user's cache folder."""
     root = Path(__file__).resolve().parents[2]
     if (root / "pyproject.toml").is_file() and (root / "weights").is_dir():
         return root / "weights"
@@ -26,5 +22,4 @@ def default_weights_dir() -> Path:
 
 
 def default_weights_path() -> Path:
-    """``default_weights_dir() / "vggish.safetensors"``."""
     return default_weights_dir() / DEFAULT_WEIGHTS_NAME

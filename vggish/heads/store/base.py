@@ -1,16 +1,13 @@
-"""What every heads store shares: the record, the errors, the public API, and the rows.
-
-A store keeps each head as one row: its metadata in columns beside its safetensors bytes,
-written in one transaction, so a crash at any moment leaves a head fully present or absent.
-Backends (:mod:`.sqlite`, :mod:`.postgres`) supply only their connections and SQL.
-"""
+"""What every heads store shares: the record, the errors, the API, and the rows (metadata in
+columns beside the safetensors bytes, written in one transaction). Backends supply only their
+connections and SQL."""
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -56,12 +53,11 @@ class HeadExistsError(ConflictError):
 
 
 class StoreUnavailableError(RuntimeError):
-    """The store cannot be reached, opened or written now: a server down, a read-only folder, a
-    corrupt file. The message names the store, the cause and the fix; nothing was changed."""
+    """The store cannot be reached, opened or written now; the message names the cause and the fix."""
 
 
 class StoreFullError(StoreUnavailableError):
-    """The store's disk (or database) is full: nothing was written; deleting heads still works."""
+    """The store's disk (or database) is full; deleting heads still works."""
 
 
 class TooManyHeadsError(Exception):
@@ -77,12 +73,7 @@ class TooManyHeadsError(Exception):
 
 @dataclass(frozen=True)
 class HeadRecord:
-    """A stored head's metadata (its tensors stay in the database until loaded).
-
-    Attributes:
-        features: what made the head's training features; unknown (all None) for heads stored
-            before schema version 2.
-    """
+    """A stored head's metadata (its tensors stay in the database until loaded)."""
 
     name: str
     kind: str
@@ -112,11 +103,7 @@ class Row:
 
     @classmethod
     def of(cls, name: str, head: Head) -> Row:
-        """The row of ``head`` saved as ``name`` now.
-
-        Raises:
-            InvalidInputError: a bad name, or a count no integer column holds.
-        """
+        """The row of ``head`` saved as ``name`` now."""
         if not 0 <= head.num_examples <= MAX_NUM_EXAMPLES:
             raise InvalidInputError(f"num_examples must be 0 to {MAX_NUM_EXAMPLES}; got {head.num_examples}")
         spec = head.features
@@ -135,29 +122,15 @@ class Row:
         )
 
     def record(self, version: int) -> HeadRecord:
-        """The record this row becomes once stored as ``version``."""
         return record_of(self.values(version)[:-1])
 
     def values(self, version: int) -> tuple[Any, ...]:
-        """The row's values in :data:`COLUMNS` order, then ``tensors``."""
-        return (
-            self.name,
-            self.kind,
-            self.classes,
-            self.num_examples,
-            self.metrics,
-            self.created_at,
-            version,
-            self.weights_sha256,
-            self.hop_seconds,
-            self.pad,
-            self.resampler,
-            self.tensors,
-        )
+        """:data:`COLUMNS` order, then ``tensors``."""
+        values = astuple(self)
+        return (*values[:6], version, *values[6:])
 
 
 def record_of(row: tuple[Any, ...]) -> HeadRecord:
-    """A :data:`COLUMNS` row (as either database returns it) -> HeadRecord."""
     name, kind, classes, num_examples, metrics, created_at, version, sha, hop, pad, resampler = row
     raw = json.loads(str(metrics))
     parsed = None if raw is None else HeadMetrics(raw["cv_accuracy"], raw["train_accuracy"], raw["folds"])
@@ -177,15 +150,9 @@ def record_of(row: tuple[Any, ...]) -> HeadRecord:
 
 
 class BaseHeadStore(ABC):
-    """Named heads in one database: the API both backends share.
-
-    :class:`~vggish.heads.store.sqlite.HeadStore` keeps them in SQLite in a data directory (the
-    embedded default); :class:`~vggish.heads.store.postgres.PostgresHeadStore` in a PostgreSQL
-    database that any number of processes and machines share. :func:`open_store` picks one from
-    a location. Both create or upgrade their schema on first use, open a connection per operation
-    (safe across threads and processes), and raise :class:`StoreUnavailableError` (a RuntimeError)
-    when the database cannot be reached, read or written now.
-    """
+    """Named heads in one database. Backends create or upgrade their schema on first use, open a
+    connection per operation (safe across threads and processes), and raise
+    :class:`StoreUnavailableError` when the database cannot be reached, read or written now."""
 
     @property
     @abstractmethod
@@ -194,45 +161,19 @@ class BaseHeadStore(ABC):
 
     @abstractmethod
     def open(self) -> None:
-        """Creates or upgrades the schema now (otherwise done on first use).
-
-        Raises:
-            RuntimeError: the database cannot be reached or is newer than this code.
-        """
-
-    @abstractmethod
-    def schema_version(self) -> int:
-        """The schema version the database holds (0 when it has none yet)."""
-
-    @abstractmethod
-    def integrity_check(self) -> str:
-        """``ok`` when the database is sound, else what its own check reports."""
+        """Creates or upgrades the schema now (otherwise done on first use)."""
 
     @abstractmethod
     def check_writable(self) -> None:
-        """Checks cheaply, before work whose result is to be saved, that a write can succeed.
-
-        Raises:
-            StoreUnavailableError: it cannot be written (StoreFullError: it is full).
-        """
+        """Raises StoreUnavailableError (StoreFullError) cheaply when a write cannot succeed."""
 
     @abstractmethod
     def check_readable(self) -> None:
-        """Checks cheaply that the store can be read.
-
-        Raises:
-            StoreUnavailableError: it cannot be reached or read.
-        """
+        """Raises StoreUnavailableError cheaply when the store cannot be read."""
 
     def probe(self) -> str | None:
-        """Checks cheaply whether the store can be read and written (a readiness check).
-
-        Returns:
-            None when it can be; why not when it can be read but not written (read-only, full).
-
-        Raises:
-            StoreUnavailableError: it cannot be read either.
-        """
+        """A readiness check: None, or why the store can be read but not written (raises when it
+        cannot be read either)."""
         self.check_readable()
         try:
             self.check_writable()
@@ -241,18 +182,8 @@ class BaseHeadStore(ABC):
         return None
 
     def save(self, name: str, head: Head, replace: bool = False, max_heads: int | None = None) -> HeadRecord:
-        """Stores ``head`` under ``name`` in one transaction: version 1, or one more than the
-        version it replaces.
-
-        Args:
-            max_heads: refuse a new name when the store holds this many heads (None: no limit).
-
-        Raises:
-            InvalidInputError: a bad name.
-            HeadExistsError: the name is taken and ``replace`` is false.
-            TooManyHeadsError: the name is new and the store holds ``max_heads`` heads.
-            StoreUnavailableError: the store cannot be written (StoreFullError: it is full).
-        """
+        """Stores ``head`` under ``name`` in one transaction: version 1, or one more than the one it
+        replaces (HeadExistsError unless ``replace``; TooManyHeadsError past ``max_heads``)."""
         row = Row.of(name, head)
         version = self._insert(row, replace, max_heads)
         if version is None:
@@ -264,37 +195,20 @@ class BaseHeadStore(ABC):
         return [record_of(row) for row in self._select_all(after, limit)]
 
     def get(self, name: str) -> HeadRecord:
-        """One head's metadata.
-
-        Raises:
-            HeadNotFoundError: no such head.
-        """
+        """One head's metadata (HeadNotFoundError: no such head)."""
         return self._fetch(name)[0]
 
     def export(self, name: str) -> bytes:
-        """One head's safetensors bytes.
-
-        Raises:
-            HeadNotFoundError: no such head.
-        """
+        """One head's safetensors bytes (HeadNotFoundError: no such head)."""
         return self._fetch(name)[1]
 
     def load(self, name: str) -> tuple[HeadRecord, Head]:
-        """One head's metadata and the head itself, ready to score.
-
-        Raises:
-            HeadNotFoundError: no such head.
-        """
+        """One head's metadata and the head, ready to score (HeadNotFoundError: no such head)."""
         record, blob = self._fetch(name)
         return record, from_safetensors(blob)
 
     def delete(self, name: str) -> None:
-        """Deletes one head.
-
-        Raises:
-            HeadNotFoundError: no such head.
-            StoreUnavailableError: the store cannot be written.
-        """
+        """Deletes one head (HeadNotFoundError: no such head)."""
         if not self._delete(validate_name(name)):
             raise HeadNotFoundError(f"no head named {name!r}")
 
@@ -306,16 +220,11 @@ class BaseHeadStore(ABC):
 
     @abstractmethod
     def _insert(self, row: Row, replace: bool, max_heads: int | None) -> int | None:
-        """Writes ``row`` in one transaction; its version, or None when the name is taken.
-
-        Raises:
-            TooManyHeadsError: the name is new and the store holds ``max_heads`` rows.
-        """
+        """Writes ``row`` in one transaction; its version, or None when the name is taken."""
 
     @abstractmethod
     def _select_all(self, after: str | None, limit: int | None) -> Sequence[tuple[Any, ...]]:
-        """The :data:`COLUMNS` of the rows named after ``after`` (all when None), by name in byte
-        order, ``limit`` at most (None: all)."""
+        """The :data:`COLUMNS` of the rows named after ``after``, by name in byte order."""
 
     @abstractmethod
     def _select(self, name: str) -> tuple[Any, ...] | None:

@@ -1,9 +1,5 @@
-"""Choosing a store from where it lives: a PostgreSQL URL or a data directory (SQLite).
-
-Apart from :mod:`.base` so that the backends, which import the base, are imported by nothing
-they import themselves (no cycle); the PostgreSQL one only when a URL asks for it (psycopg is
-an optional dependency).
-"""
+"""Choosing a store from where it lives: a PostgreSQL URL or a data directory (SQLite). Apart
+from :mod:`.base` so that nothing the backends import imports them (no cycle)."""
 
 from __future__ import annotations
 
@@ -16,20 +12,12 @@ from vggish.heads.store.sqlite import HeadStore
 
 
 def is_postgres_url(location: str | Path) -> bool:
-    """Whether ``location`` is a ``postgresql://`` or ``postgres://`` URL."""
     return isinstance(location, str) and urlsplit(location).scheme.lower() in POSTGRES_SCHEMES
 
 
 def open_store(location: str | Path) -> BaseHeadStore:
-    """The heads store at ``location``: a ``postgresql://user:password@host:port/db`` URL, or a
-    data directory (SQLite, ``heads.sqlite3`` inside, created on the first write).
-
-    Nothing is connected until the first operation (or :meth:`HeadStore.open`).
-
-    Raises:
-        InvalidInputError: a URL of another scheme.
-        RuntimeError: a PostgreSQL URL without psycopg installed (``pip install 'vggish[postgres]'``).
-    """
+    """The heads store at ``location``: a ``postgresql://`` URL (needs psycopg), or a data directory
+    (SQLite); another URL scheme is an InvalidInputError. Nothing is connected yet."""
     if is_postgres_url(location):
         try:
             from vggish.heads.store.postgres import PostgresHeadStore

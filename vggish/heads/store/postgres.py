@@ -1,13 +1,5 @@
-"""Heads in a PostgreSQL database: one store shared by every replica of the service.
-
-Each head is one row, written by one statement in its own transaction (an upsert that assigns
-the version), so a crash of a client or of the server leaves it fully present or absent, and
-two replicas replacing the same name get consecutive versions. Every operation opens its own
-connection (safe across threads and forked processes; nothing is shared). The schema is
-versioned in the one-row table ``heads_schema`` and upgraded by :data:`MIGRATIONS` in one
-transaction under an advisory lock, so replicas that start together upgrade it once.
-
-Needs psycopg 3 (``pip install 'vggish[postgres]'``).
+"""Heads in a PostgreSQL database shared by every replica (psycopg 3: ``vggish[postgres]``): one
+upsert per head assigns its version; schema upgrades run under an advisory lock, once.
 """
 
 from __future__ import annotations
@@ -20,7 +12,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from vggish.errors import InvalidInputError, plural
+from vggish.errors import InvalidInputError
 from vggish.heads.store.base import (
     COLUMNS,
     SCHEMA_VERSION,
@@ -75,7 +67,6 @@ _UPDATES = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*COLUMNS, "tensors") if c n
 
 
 def _read_version(conn: psycopg.Connection[Any]) -> int:
-    """The schema version, 0 when there is none yet (no table, or no row)."""
     if conn.execute("SELECT to_regclass('heads_schema')").fetchone() == (None,):
         return 0
     row = conn.execute("SELECT version FROM heads_schema").fetchone()
@@ -83,14 +74,7 @@ def _read_version(conn: psycopg.Connection[Any]) -> int:
 
 
 def migrate(conn: psycopg.Connection[Any]) -> int:
-    """Brings the schema to :data:`SCHEMA_VERSION` in one transaction; returns the old version.
-
-    Two processes migrating at once take turns (``pg_advisory_xact_lock``): the second finds the
-    schema current. A current schema costs one query and takes no lock.
-
-    Raises:
-        RuntimeError: the database is newer than this code.
-    """
+    """Brings the schema to :data:`SCHEMA_VERSION` in one transaction; returns the old version."""
     current = _read_version(conn)
     if current == SCHEMA_VERSION:
         return current
@@ -112,11 +96,7 @@ def migrate(conn: psycopg.Connection[Any]) -> int:
 
 
 def redact(url: str) -> str:
-    """``url`` as ``postgresql://user@host:port/dbname``: no password, nothing else.
-
-    Raises:
-        InvalidInputError: not a connection URL psycopg reads (the message omits the URL).
-    """
+    """``url`` as ``postgresql://user@host:port/dbname``, without its password."""
     try:
         info = conninfo_to_dict(url)
     except psycopg.Error as e:
@@ -127,7 +107,6 @@ def redact(url: str) -> str:
 
 
 def _scrub(text: str, url: str) -> str:
-    """``text`` with the URL's password (if any, and as given or decoded) masked."""
     try:
         password = conninfo_to_dict(url).get("password")
     except psycopg.Error:
@@ -139,15 +118,8 @@ def _scrub(text: str, url: str) -> str:
 
 
 class PostgresHeadStore(BaseHeadStore):
-    """The heads of one PostgreSQL database.
-
-    Args:
-        url: ``postgresql://user:password@host:port/dbname`` (libpq's URL form; query parameters
-            such as ``sslmode=require`` pass through). The role needs to create tables on first
-            use (or an administrator runs :meth:`open` once); afterwards it reads and writes
-            ``heads`` and reads ``heads_schema``.
-        connect_timeout: seconds to wait for the server before an operation fails.
-    """
+    """The heads of one PostgreSQL database at libpq's ``url`` (the role creates the tables on
+    first use, or an administrator runs :meth:`open` once)."""
 
     def __init__(self, url: str, connect_timeout: int = CONNECT_TIMEOUT_S) -> None:
         self._url = url
@@ -162,12 +134,6 @@ class PostgresHeadStore(BaseHeadStore):
 
     @contextmanager
     def _connect(self, timeout: int | None = None) -> Iterator[psycopg.Connection[Any]]:
-        """A fresh autocommit connection, the schema current.
-
-        Raises:
-            StoreUnavailableError: the server cannot be reached, went away, or is out of room.
-            RuntimeError: any other database error.
-        """
         try:
             conn = psycopg.connect(
                 self._url, autocommit=True, connect_timeout=timeout or self._connect_timeout
@@ -185,8 +151,7 @@ class PostgresHeadStore(BaseHeadStore):
             raise self._failed(e) from e
 
     def _failed(self, e: psycopg.Error) -> RuntimeError:
-        """A database error as what it means: no room (SQLSTATE class 53), the server gone
-        (an operational error), or anything else."""
+        """No room (SQLSTATE class 53), the server gone, or anything else."""
         message = f"heads database {self._shown}: {_scrub(str(e).strip(), self._url)}"
         if (e.sqlstate or "").startswith("53"):
             return StoreFullError(f"{message}; give the database server more room or delete heads")
@@ -204,20 +169,12 @@ class PostgresHeadStore(BaseHeadStore):
         with self._connect():
             pass
 
-    def schema_version(self) -> int:
-        try:
-            with psycopg.connect(self._url, autocommit=True, connect_timeout=self._connect_timeout) as conn:
-                return _read_version(conn)
-        except psycopg.Error as e:
-            raise self._failed(e) from e
-
     def check_readable(self) -> None:
         with self._connect(PROBE_TIMEOUT_S) as conn:
             conn.execute("SELECT 1 FROM heads LIMIT 1").fetchall()
 
     def check_writable(self) -> None:
-        """One connection and one query: a standby (read-only) server, or a role that may not
-        write the heads, cannot be written."""
+        """A standby server, or a role that may not write the heads, cannot be written."""
         with self._connect(PROBE_TIMEOUT_S) as conn:
             row = conn.execute(
                 "SELECT pg_is_in_recovery(), has_table_privilege('heads', 'INSERT, UPDATE, DELETE')"
@@ -229,17 +186,6 @@ class PostgresHeadStore(BaseHeadStore):
             )
         if row is not None and not row[1]:
             raise StoreUnavailableError(f"{where} does not let this role write the heads table: grant it")
-
-    def integrity_check(self) -> str:
-        """``ok`` when the server answers, the schema is current and every row's tensors are
-        non-empty; else what is wrong. (PostgreSQL checks its own pages; see ``pg_amcheck``.)"""
-        with self._connect() as conn:
-            version = _read_version(conn)
-            if version != SCHEMA_VERSION:
-                return f"schema version {version}, expected {SCHEMA_VERSION}"
-            row = conn.execute("SELECT count(*) FROM heads WHERE octet_length(tensors) < 8").fetchone()
-            empty = 0 if row is None else int(row[0])
-            return "ok" if empty == 0 else f"{plural(empty, 'head')} without tensors"
 
     def _insert(self, row: Row, replace: bool, max_heads: int | None) -> int | None:
         conflict = f"DO UPDATE SET {_UPDATES}, version = heads.version + 1" if replace else "DO NOTHING"

@@ -1,20 +1,10 @@
-"""Heads in one SQLite database file in a data directory: the embedded default.
-
-Each head is one row written in one transaction. The database runs in WAL mode with
-``synchronous=FULL``; every operation opens its own connection (safe across threads and
-processes; ``busy_timeout`` makes concurrent writers wait, not fail). The schema is versioned
-with ``PRAGMA user_version`` and upgraded by :data:`MIGRATIONS` on first use.
-
-When the folder cannot be written (a read-only volume), heads are still read (the database opened
-read-only, as immutable when no write-ahead log is left); writes fail with a message naming the
-folder and the user. A full volume: every write needs room for a reserve file
-(:data:`RESERVE_BYTES`, made before the first head is written), which a deletion that finds the
-volume full gives up so that heads can always be deleted.
+"""Heads in one SQLite file in a data directory (WAL, ``synchronous=FULL``, a connection per
+operation, schema in ``PRAGMA user_version``). A read-only folder is still read; a full volume
+still deletes: every write keeps a reserve file (:data:`RESERVE_BYTES`) that a deletion gives up.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import sqlite3
@@ -67,11 +57,7 @@ _COLUMNS = ", ".join(COLUMNS)
 
 
 def migrate(conn: sqlite3.Connection) -> int:
-    """Brings the schema to :data:`SCHEMA_VERSION` in one transaction; returns the old version.
-
-    Raises:
-        RuntimeError: the database is newer than this code.
-    """
+    """Brings the schema to :data:`SCHEMA_VERSION` in one transaction; returns the old version."""
     if int(conn.execute("PRAGMA user_version").fetchone()[0]) == SCHEMA_VERSION:
         return SCHEMA_VERSION  # current: nothing written (a full or read-only volume reads on)
     conn.execute("BEGIN IMMEDIATE")
@@ -91,24 +77,12 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
-    """Rolls back the transaction, if SQLite has not already (it does on a full disk)."""
     if conn.in_transaction:
         conn.execute("ROLLBACK")
 
 
-def _writable(folder: Path) -> bool:
-    """Whether this process may create files in ``folder``, or in its nearest existing parent."""
-    while not folder.exists() and folder.parent != folder:
-        folder = folder.parent
-    return os.access(folder, os.W_OK)
-
-
 class HeadStore(BaseHeadStore):
-    """The heads of one data directory, in SQLite (the embedded default; also ``SqliteHeadStore``).
-
-    Args:
-        data_dir: the directory holding ``heads.sqlite3``; created on the first write.
-    """
+    """The heads of one data directory (``heads.sqlite3``, created on the first write)."""
 
     def __init__(self, data_dir: str | Path) -> None:
         self.path = Path(data_dir) / DB_NAME
@@ -121,17 +95,16 @@ class HeadStore(BaseHeadStore):
         return str(self.path)
 
     def writable(self) -> bool:
-        """Whether this process may write in the data directory (or create it)."""
-        return _writable(self.path.parent)
+        """Whether this process may create files in the data directory or its nearest existing parent."""
+        folder = self.path.parent
+        while not folder.exists() and folder.parent != folder:
+            folder = folder.parent
+        return os.access(folder, os.W_OK)
 
     @contextmanager
     def _connect(self, create: bool) -> Iterator[sqlite3.Connection | None]:
-        """A fresh connection (None when the database does not exist and ``create`` is false);
-        read-only when the folder cannot be written and nothing is to be created.
-
-        Raises:
-            StoreUnavailableError: the database cannot be opened, read or written now.
-        """
+        """A fresh connection (None when there is no database and ``create`` is false); read-only
+        when the folder cannot be written and nothing is to be created."""
         if not create and not self.path.exists():
             yield None
             return
@@ -163,7 +136,6 @@ class HeadStore(BaseHeadStore):
         return sqlite3.connect(uri, timeout=timeout, isolation_level=None, uri=True)
 
     def _unavailable(self, e: BaseException) -> StoreUnavailableError:
-        """The error that says why the database cannot be used now, and what to do."""
         full = getattr(e, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL
         if full or getattr(e, "errno", 0) == errno.ENOSPC:
             return self._full()
@@ -197,21 +169,6 @@ class HeadStore(BaseHeadStore):
         with self._connect(create=True):
             pass
 
-    def schema_version(self) -> int:
-        if not self.path.exists():
-            return 0
-        try:
-            with contextlib.closing(self._open(read_only=not self.writable())) as conn:
-                return int(conn.execute("PRAGMA user_version").fetchone()[0])
-        except sqlite3.Error as e:
-            raise self._unavailable(e) from e
-
-    def integrity_check(self) -> str:
-        """SQLite's ``PRAGMA integrity_check`` answer (``ok`` when sound)."""
-        with self._connect(create=True) as conn:
-            assert conn is not None
-            return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
-
     def check_readable(self) -> None:
         if self.path.exists():
             with self._connect(create=False) as conn:
@@ -219,7 +176,6 @@ class HeadStore(BaseHeadStore):
                 conn.execute("SELECT 1 FROM heads LIMIT 1").fetchall()
 
     def check_writable(self) -> None:
-        """The folder is writable, and its volume has room for the reserve and a little more."""
         if not self.writable():
             raise self._read_only()
         if self.path.parent.exists():
@@ -229,12 +185,7 @@ class HeadStore(BaseHeadStore):
                 raise self._full()
 
     def _keep_reserve(self) -> None:
-        """Makes sure the reserve file holds its room before a write (a write that fills the
-        volume would leave none for deletions).
-
-        Raises:
-            StoreFullError: the volume has no room for it.
-        """
+        """Makes sure the reserve file holds its room before a write (else StoreFullError)."""
         if self.reserve.exists() and self.reserve.stat().st_size >= RESERVE_BYTES:
             return
         try:

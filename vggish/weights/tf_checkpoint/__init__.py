@@ -1,15 +1,7 @@
 """Reads TensorFlow checkpoints without TensorFlow: legacy V1 files and V2 tensor bundles.
 
->>> from vggish.weights.tf_checkpoint import read_checkpoint, list_variables
->>> list_variables("vggish_model.ckpt")["vggish/conv1/weights"]
-((3, 3, 1, 64), dtype('float32'))
->>> weights = read_checkpoint("vggish_model.ckpt")          # {name: np.ndarray}
-
-Every block of the table files and every V2 tensor is checked against its CRC-32C unless
-``verify_checksums=False``. Supported dtypes: float16/32/64, bfloat16 (returned as float32,
-exactly), int8/16/32/64, uint8/16/32/64, bool, complex64/128 and strings (object arrays of
-``bytes``). Variables of other dtypes (quantized, resource, variant, float8...) are skipped
-with a logged warning when reading everything, and refused when asked for by name.
+Every table block and V2 tensor is checked against its CRC-32C. Variables of unsupported dtypes
+(quantized, resource, float8...) are skipped with a warning, or refused when asked for by name.
 """
 
 from __future__ import annotations
@@ -45,7 +37,6 @@ _SHARD_NAME = re.compile(r"(?P<prefix>.+)\.data-\d{5}-of-\d{5}")
 
 
 def _locate(path: str | os.PathLike[str]) -> tuple[Format, Path]:
-    """The format and the V1 file or V2 prefix that ``path`` names."""
     given = Path(path)
     if given.is_dir():
         raise CheckpointError(f"{given} is a directory: pass the checkpoint file (V1) or prefix (V2)")
@@ -65,14 +56,8 @@ def _locate(path: str | os.PathLike[str]) -> tuple[Format, Path]:
 
 
 def detect_format(path: str | os.PathLike[str]) -> Format:
-    """``"v1"`` for a legacy single-file checkpoint, ``"v2"`` for a bundle.
-
-    Args:
-        path: a V1 file; or a V2 prefix, its ``.index`` file or one of its data shards.
-
-    Raises:
-        CheckpointError: if ``path`` is neither.
-    """
+    """``"v1"`` for a legacy single-file checkpoint, ``"v2"`` for a bundle (a prefix, its
+    ``.index`` or a data shard); CheckpointError for neither."""
     return _locate(path)[0]
 
 
@@ -96,10 +81,7 @@ def open_checkpoint(path: str | os.PathLike[str], *, verify_checksums: bool = Tr
 
 
 def list_variables(path: str | os.PathLike[str]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Every readable variable's shape and the dtype :func:`read_checkpoint` returns for it.
-
-    Reads only the metadata (and the first table block), not the tensors.
-    """
+    """Every readable variable's shape and the dtype :func:`read_checkpoint` returns for it."""
     with open_checkpoint(path, verify_checksums=True) as reader:
         return {
             name: (info.shape, info.numpy_dtype) for name, info in reader.variables.items() if info.supported
@@ -109,16 +91,8 @@ def list_variables(path: str | os.PathLike[str]) -> dict[str, tuple[tuple[int, .
 def read_checkpoint(
     path: str | os.PathLike[str], *, names: Iterable[str] | None = None, verify_checksums: bool = True
 ) -> dict[str, np.ndarray]:
-    """Reads variables with TensorFlow's exact dtypes, shapes and values.
-
-    Args:
-        path: a V1 checkpoint file, or a V2 prefix / ``.index`` / data shard.
-        names: only these variables (default: all that have a supported dtype).
-        verify_checksums: check every block's and tensor's CRC-32C.
-
-    Returns:
-        ``{name: array}`` in the checkpoint's order; arrays are writable and own their memory
-        (possibly shared with a few bytes of the block they were read from).
+    """``{name: array}`` with TensorFlow's exact dtypes, shapes and values, in the checkpoint's
+    order; ``names``: only these (default: all of a supported dtype).
 
     Raises:
         CheckpointError: if the file is missing, corrupt, truncated, fails a checksum, lacks a
@@ -130,7 +104,6 @@ def read_checkpoint(
 
 
 def _wanted(reader: CheckpointReader, names: Iterable[str] | None) -> list[str]:
-    """Requested names, checked; or all supported ones, with a note about skipped ones."""
     if names is None:
         skipped = [name for name, info in reader.variables.items() if not info.supported]
         if skipped:

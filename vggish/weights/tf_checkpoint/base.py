@@ -14,10 +14,7 @@ from vggish.weights.tf_checkpoint.tensors import UnsupportedDTypeError, lookup_d
 
 
 class CheckpointError(ValueError):
-    """A checkpoint is missing, corrupt, truncated, fails a checksum, or uses an unsupported feature.
-
-    The message names the file and what is wrong with it.
-    """
+    """A checkpoint is missing, corrupt, truncated, fails a checksum, or uses an unsupported feature."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +27,6 @@ class VariableInfo:
 
     @property
     def supported(self) -> bool:
-        """Whether the reader can decode this variable's dtype."""
         try:
             lookup_dtype(self.dtype_enum)
         except UnsupportedDTypeError:
@@ -39,7 +35,7 @@ class VariableInfo:
 
     @property
     def numpy_dtype(self) -> np.dtype:
-        """The dtype :meth:`CheckpointReader.read` returns (raises UnsupportedDTypeError if none)."""
+        """The dtype :meth:`CheckpointReader.read` returns."""
         return result_dtype(lookup_dtype(self.dtype_enum))
 
 
@@ -62,15 +58,10 @@ class CheckpointReader(abc.ABC):
 
     @abc.abstractmethod
     def _read(self, info: VariableInfo) -> np.ndarray:
-        """Decodes one variable (DecodeError and UnsupportedDTypeError are turned into CheckpointError)."""
+        """Decodes one variable."""
 
     def read(self, name: str) -> np.ndarray:
-        """The variable's value, exactly as TensorFlow saved it (bfloat16 widened to float32).
-
-        Raises:
-            KeyError: if there is no such variable.
-            CheckpointError: if its bytes are corrupt or its dtype is unsupported.
-        """
+        """The variable's value, exactly as TensorFlow saved it (KeyError for no such variable)."""
         info = self.variables[name]
         try:
             return self._read(info)

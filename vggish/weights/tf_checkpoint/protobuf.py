@@ -1,10 +1,7 @@
 """A minimal protocol-buffer wire-format decoder: just what TensorFlow's checkpoint messages need.
 
-A message is a sequence of fields, each a varint key ``(number << 3) | wire_type`` followed by a
-varint (type 0), 8 bytes (type 1), a varint length and that many bytes (type 2), or 4 bytes
-(type 5). :func:`parse` groups a message's fields by number; the accessors below read them as
-the schema says. Repeated numbers are decoded into NumPy arrays without Python lists: packed
-fixed-width values straight from the buffer, packed varints with a vectorised decoder.
+:func:`parse` groups a message's fields by number; the accessors read them as the schema says,
+repeated numbers straight into NumPy arrays.
 """
 
 from __future__ import annotations
@@ -121,15 +118,7 @@ def _as_bytes(field: Field) -> memoryview:
 
 
 def decode_varints(buf: memoryview | bytes) -> np.ndarray:
-    """Decodes a packed run of varints into uint64, vectorised.
-
-    Args:
-        buf: the payload of a packed repeated varint field.
-
-    Returns:
-        (n,) uint64. Negative ``int32``/``int64`` values come back as their 64-bit two's
-        complement; view the result as int64 to read them.
-    """
+    """A packed run of varints as (n,) uint64 (negatives as their 64-bit two's complement)."""
     data = np.frombuffer(buf, dtype=np.uint8)
     if data.size == 0:
         return np.zeros(0, dtype=np.uint64)
@@ -146,18 +135,12 @@ def decode_varints(buf: memoryview | bytes) -> np.ndarray:
 
 
 def repeated_fixed(message: Message, number: int, dtype: str) -> np.ndarray:
-    """A repeated fixed-width field (``float``, ``double``, ``fixed32``...), packed or not.
-
-    A single packed run, which is what TensorFlow writes, comes back as a zero-copy view.
-    """
+    """A repeated fixed-width field, packed or not (a single packed run: a zero-copy view)."""
     width = np.dtype(dtype).itemsize
     chunks = []
     for field in message.get(number, []):
-        if not isinstance(field.value, memoryview) or field.wire_type not in (
-            LENGTH_DELIMITED,
-            FIXED32,
-            FIXED64,
-        ):
+        wire_types = (LENGTH_DELIMITED, FIXED32, FIXED64)
+        if not isinstance(field.value, memoryview) or field.wire_type not in wire_types:
             raise DecodeError(f"field {number} should hold {dtype} values, found wire type {field.wire_type}")
         if field.wire_type != LENGTH_DELIMITED and len(field.value) != width:
             raise DecodeError(

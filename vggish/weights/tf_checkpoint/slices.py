@@ -1,15 +1,7 @@
 """Tensor slices: the table keys they are stored under, and reassembly into whole tensors.
 
-A partitioned variable (and, in V1, every variable) is stored as slices, each under a key that
-TensorFlow builds with its order-preserving "OrderedCode" encoding:
-
-* ``0`` as an increasing number: one length byte (0), so every slice key starts with ``\\x00``;
-* the tensor name as an increasing string: ``\\x00`` escaped as ``\\x00\\xff``, ``\\xff`` as
-  ``\\xff\\x00``, terminated by ``\\x00\\x01``;
-* the rank as an increasing number: a length byte, then the big-endian bytes;
-* ``start`` and ``length`` of every dimension as signed increasing numbers (length -1 = whole
-  dimension): the value's two's complement in ``n`` bytes, with its top ``n`` bits flipped,
-  where ``n`` is the smallest length with ``|x| < 2**(7n - 1)`` (``x`` = ~value if negative).
+A slice's key is TensorFlow's order-preserving "OrderedCode" of ``0``, the tensor name (an
+escaped string), the rank, then ``start`` and ``length`` of every dimension (signed numbers).
 """
 
 from __future__ import annotations
@@ -45,7 +37,7 @@ def _signed_increasing_number(value: int) -> bytes:
 
 
 def slice_key(name: str, extents: Extents) -> bytes:
-    """The table key of one slice of tensor ``name`` (see the module docstring)."""
+    """The table key of one slice of tensor ``name``."""
     parts = [_increasing_number(0), _increasing_string(name.encode()), _increasing_number(len(extents))]
     for start, length in extents:
         parts += [_signed_increasing_number(start), _signed_increasing_number(length)]
@@ -53,11 +45,7 @@ def slice_key(name: str, extents: Extents) -> bytes:
 
 
 def full_extents(extents: Extents, shape: tuple[int, ...]) -> Extents:
-    """Extents with every dimension made explicit (no extents at all = the whole tensor).
-
-    Raises:
-        DecodeError: if the slice's rank differs from the tensor's or it leaves the tensor.
-    """
+    """Extents with every dimension made explicit (DecodeError if they do not fit ``shape``)."""
     if not extents:
         extents = tuple((0, FULL_EXTENT) for _ in shape)
     if len(extents) != len(shape):
@@ -73,23 +61,13 @@ def full_extents(extents: Extents, shape: tuple[int, ...]) -> Extents:
 
 
 def slice_shape(extents: Extents, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape of the slice's data block."""
     return tuple(length for _, length in full_extents(extents, shape))
 
 
 def assemble(
     shape: tuple[int, ...], dtype: np.dtype, pieces: Sequence[tuple[Extents, np.ndarray]]
 ) -> np.ndarray:
-    """Builds a tensor from its slices; a single slice that covers it is returned as is.
-
-    Args:
-        shape: the whole tensor's shape.
-        dtype: its dtype.
-        pieces: (extents, values) for every slice; values hold the slice's elements in C order.
-
-    Raises:
-        DecodeError: if the slices do not cover the tensor exactly once (by element count).
-    """
+    """A tensor from its (extents, C-order values) slices (DecodeError unless they cover it once)."""
     regions = [full_extents(extents, shape) for extents, _ in pieces]
     if len(pieces) == 1 and all(length == size for (_, length), size in zip(regions[0], shape, strict=True)):
         return pieces[0][1].reshape(shape)

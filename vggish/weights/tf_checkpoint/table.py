@@ -1,23 +1,10 @@
-"""TensorFlow's immutable sorted key/value table (the LevelDB "SSTable" layout).
+"""TensorFlow's immutable sorted key/value table (LevelDB's "SSTable"): a V1 checkpoint, or a V2
+checkpoint's ``PREFIX.index``.
 
-Both checkpoint formats use it: the legacy V1 checkpoint is one such table, and a V2
-checkpoint's ``PREFIX.index`` is another. Layout of a file::
-
-    [data block][trailer] ... [metaindex block][trailer] [index block][trailer] [footer]
-
-* footer: the last 48 bytes: two block handles (varint64 offset, varint64 size each) for the
-  metaindex and index blocks, zero padding to 40 bytes, then the 8-byte little-endian magic
-  ``0xdb4775248b80fb57``.
-* trailer: after every block, 1 compression-type byte (0 = none, 1 = snappy) and the masked
-  CRC-32C of the block bytes plus that type byte.
-* block: entries, then ``num_restarts`` little-endian uint32 restart offsets and the count.
-  Each entry is varint32 ``shared``, ``non_shared``, ``value_length``, then the key bytes that
-  follow the ``shared`` prefix of the previous key, then the value. Keys restart (share
-  nothing) at every restart offset.
-* index block: one entry per data block, whose key is >= every key in that block and < every
-  key in the next, and whose value is the block's handle.
-
-TensorFlow writes checkpoint tables without compression; snappy blocks are refused.
+Blocks, each followed by a compression byte and a masked CRC-32C, then a 48-byte footer (the
+metaindex and index block handles, the magic). A block holds prefix-compressed entries (varint
+``shared``, ``non_shared``, ``value_length``, key suffix, value) and its restart offsets; the
+index block maps each data block's last key to its handle. Snappy blocks are refused.
 """
 
 from __future__ import annotations
@@ -52,7 +39,7 @@ class BlockHandle:
 
 
 def decode_handle(buf: memoryview, pos: int = 0) -> tuple[BlockHandle, int]:
-    """Reads a handle (two varint64s) at ``buf[pos:]``; returns it and the next position."""
+    """The handle (two varint64s) at ``buf[pos:]``, and the next position."""
     offset, pos = read_varint(buf, pos)
     size, pos = read_varint(buf, pos)
     return BlockHandle(offset, size), pos
@@ -70,11 +57,7 @@ def is_table(path: str | os.PathLike[str]) -> bool:
 
 
 class Table:
-    """A read-only table file: :meth:`get` looks up one key, :meth:`items` walks them all in order.
-
-    Values are memoryviews into the block that holds them (writable NumPy memory), so large values
-    can become arrays without a copy. Use as a context manager, or call :meth:`close`.
-    """
+    """A read-only table file (a context manager); values are memoryviews into their block."""
 
     def __init__(self, path: str | os.PathLike[str], *, verify_checksums: bool = True) -> None:
         self.path = Path(path)
@@ -98,15 +81,13 @@ class Table:
         self.close()
 
     def close(self) -> None:
-        """Closes the file; values already returned stay valid."""
         self._file.close()
 
     def error(self, what: str) -> CheckpointError:
-        """A CheckpointError naming this table's file."""
         return CheckpointError(f"{self.path}: {what}")
 
     def _read_index(self) -> list[tuple[bytes, BlockHandle]]:
-        """Reads the footer, checks the magic, and loads the index block's (key, handle) pairs."""
+        """The index block's (key, handle) pairs, from the footer."""
         if self._size < FOOTER_SIZE:
             raise self.error(f"not a TensorFlow table: {self._size} bytes is shorter than the footer")
         footer = self._read_exact(self._size - FOOTER_SIZE, FOOTER_SIZE).data
@@ -125,7 +106,7 @@ class Table:
             raise self.error(f"corrupt table index ({e})") from e
 
     def _read_exact(self, offset: int, size: int) -> np.ndarray:
-        """``size`` bytes from ``offset`` into a fresh uint8 array; a short read is truncation."""
+        """``size`` bytes from ``offset`` into a fresh uint8 array."""
         if offset < 0 or size < 0 or offset + size > self._size:
             raise self.error(
                 f"truncated or corrupt: needs bytes [{offset}, {offset + size}) but the file has {self._size}"
@@ -137,7 +118,7 @@ class Table:
         return buf
 
     def read_block(self, handle: BlockHandle) -> memoryview:
-        """A block's bytes, after its type byte and (if enabled) its checksum have been checked."""
+        """A block's bytes, its type byte and checksum checked."""
         raw = self._read_exact(handle.offset, handle.size + BLOCK_TRAILER_SIZE)
         kind = int(raw[handle.size])
         if kind == SNAPPY_COMPRESSION:
@@ -158,7 +139,6 @@ class Table:
         return raw.data[: handle.size]
 
     def _block_entries(self, block: memoryview) -> Iterator[tuple[bytes, memoryview]]:
-        """Decodes a block's entries, checking every length against the block's bounds."""
         if len(block) < 4:
             raise self.error(f"corrupt block: {len(block)} bytes cannot hold a restart count")
         (num_restarts,) = struct.unpack_from("<I", block, len(block) - 4)
@@ -182,10 +162,7 @@ class Table:
             pos = end
 
     def get(self, key: bytes) -> memoryview | None:
-        """The value stored under ``key``, or None.
-
-        The first index entry whose key is >= ``key`` names the only block that can hold it.
-        """
+        """The value stored under ``key``, or None."""
         position = bisect.bisect_left(self._separators, key)
         if position == len(self._index):
             return None
@@ -195,6 +172,6 @@ class Table:
         return None
 
     def items(self) -> Iterator[tuple[bytes, memoryview]]:
-        """Every (key, value) in key order, reading one block at a time."""
+        """Every (key, value) in key order."""
         for _, handle in self._index:
             yield from self._block_entries(self.read_block(handle))

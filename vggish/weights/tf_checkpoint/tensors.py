@@ -1,17 +1,9 @@
 """Messages and values shared by both checkpoint formats: dtypes, shapes, slices, tensor values.
 
-Schemas (field numbers from TensorFlow's ``types.proto``, ``tensor_shape.proto``,
-``tensor_slice.proto`` and ``tensor.proto``):
-
-* ``TensorShapeProto``: 2 ``dim`` (repeated ``Dim``: 1 ``size`` int64, 2 ``name``),
-  3 ``unknown_rank`` bool.
-* ``TensorSliceProto``: 1 ``extent`` (repeated ``Extent``: 1 ``start`` int64, 2 ``length``
-  int64 in a oneof; no length means the whole dimension).
-* ``TensorProto``: 1 ``dtype``, 4 ``tensor_content`` (raw bytes), and one typed repeated field
-  per dtype family, see :data:`DTYPES`.
-
-bfloat16 tensors are returned as float32 (exact: a bfloat16 is the top half of a float32), so
-the reader needs nothing beyond NumPy. Everything else keeps TensorFlow's dtype.
+Field numbers from TensorFlow's ``tensor_shape.proto`` (2 ``dim``: 1 ``size``; 3
+``unknown_rank``), ``tensor_slice.proto`` (1 ``extent``: 1 ``start``, 2 ``length``) and
+``tensor.proto`` (1 ``dtype``, 4 ``tensor_content``, typed fields in :data:`DTYPES`). bfloat16 is
+returned as float32 (exactly); everything else keeps TensorFlow's dtype.
 """
 
 from __future__ import annotations
@@ -28,14 +20,12 @@ MASK_DELTA = 0xA282EAD8  # TensorFlow's crc32c::Mask constant
 
 
 def mask(crc: int) -> int:
-    """TensorFlow's stored form of a CRC-32C: rotated right by 15 bits, plus a constant (mod 2**32),
-    so that the CRC of data that itself holds CRCs does not degenerate."""
+    """TensorFlow's stored form of a CRC-32C: rotated right by 15 bits, plus a constant."""
     return (((crc >> 15) | (crc << 17)) + MASK_DELTA) & 0xFFFFFFFF
 
 
 def masked_crc32c(data: bytes | np.ndarray) -> int:
-    """The masked CRC-32C of ``data`` (bytes, or a contiguous NumPy array's bytes), as TensorFlow's
-    tables, tensor bundles and TFRecords store it."""
+    """The masked CRC-32C of ``data``, as TensorFlow stores it."""
     return mask(google_crc32c.value(data))
 
 
@@ -44,12 +34,9 @@ class DType:
     """A TensorFlow dtype the reader supports.
 
     Attributes:
-        name: NumPy-style name (``"float32"``).
-        storage: NumPy dtype of the raw little-endian bytes (V2 data, V1 ``tensor_content``);
-            ``"string"`` for strings.
+        storage: NumPy dtype of the raw little-endian bytes; ``"string"`` for strings.
         proto_field: TensorProto field that holds V1 values of this dtype.
-        proto_kind: how that field is encoded: a fixed-width NumPy dtype, ``"varint"`` or
-            ``"bytes"``.
+        proto_kind: how that field is encoded: a NumPy dtype, ``"varint"`` or ``"bytes"``.
     """
 
     name: str
@@ -91,11 +78,7 @@ class UnsupportedDTypeError(ValueError):
 
 
 def lookup_dtype(enum: int) -> DType:
-    """The supported dtype for a ``DataType`` enum value.
-
-    Raises:
-        UnsupportedDTypeError: for quantized, resource, variant, float8, int4... or unknown values.
-    """
+    """The supported dtype for a ``DataType`` enum value (else UnsupportedDTypeError)."""
     if enum in DTYPES:
         return DTYPES[enum]
     name = UNSUPPORTED_DTYPE_NAMES.get(enum, f"unknown DataType {enum}")
@@ -112,11 +95,7 @@ def result_dtype(dtype: DType) -> np.dtype:
 
 
 def parse_shape(buf: memoryview | None) -> tuple[int, ...]:
-    """A ``TensorShapeProto`` as a tuple of sizes (absent = scalar).
-
-    Raises:
-        pb.DecodeError: for an unknown rank or a negative (unknown) size.
-    """
+    """A ``TensorShapeProto`` as a tuple of sizes (DecodeError for an unknown rank or size)."""
     if buf is None:
         return ()
     message = pb.parse(buf)
@@ -139,11 +118,7 @@ def parse_slice(buf: memoryview) -> tuple[tuple[int, int], ...]:
 
 
 def from_raw(data: np.ndarray | memoryview, dtype: DType, shape: tuple[int, ...]) -> np.ndarray:
-    """Little-endian raw bytes (uint8 array or memoryview) as a tensor, without a copy if possible.
-
-    Raises:
-        pb.DecodeError: if the byte count does not match the shape.
-    """
+    """Little-endian raw bytes as a tensor, without a copy if possible."""
     itemsize = np.dtype(dtype.storage).itemsize
     count = int(np.prod(shape, dtype=np.int64))
     if len(data) != count * itemsize:
@@ -153,7 +128,7 @@ def from_raw(data: np.ndarray | memoryview, dtype: DType, shape: tuple[int, ...]
 
 
 def native(values: np.ndarray, dtype: DType) -> np.ndarray:
-    """Stored values (storage dtype) as the returned dtype: native byte order, bf16 -> float32."""
+    """Stored values as the returned dtype: native byte order, bf16 -> float32."""
     if dtype.name == "bfloat16":
         return (values.astype(np.uint32) << 16).view(np.float32)
     return values.astype(result_dtype(dtype), copy=False)
@@ -184,7 +159,7 @@ def tensor_proto_values(buf: memoryview, dtype: DType, count: int) -> np.ndarray
 
 
 def _from_varints(values: np.ndarray, dtype: DType) -> np.ndarray:
-    """uint64 varint payloads as ``dtype`` (negatives arrive as 64-bit two's complement)."""
+    """uint64 varint payloads as ``dtype``."""
     if dtype.name in ("float16", "bfloat16"):  # half_val holds the 16-bit patterns
         bits = values.astype(np.uint16)
         return bits.view(np.float16) if dtype.name == "float16" else native(bits, dtype)
@@ -196,13 +171,8 @@ def _from_varints(values: np.ndarray, dtype: DType) -> np.ndarray:
 
 
 def decode_strings(data: np.ndarray, count: int) -> tuple[np.ndarray, int]:
-    """A V2 string tensor: varint64 lengths, a 4-byte masked CRC of them, then the string bytes.
-
-    Returns:
-        The (count,) object array of ``bytes``, and the masked CRC-32C that TensorFlow stores for
-        the entry: it covers each length as a little-endian uint32 (not as the varint on disk),
-        then the 4 checksum bytes and the string bytes.
-    """
+    """A V2 string tensor (varint64 lengths, a 4-byte CRC of them, the bytes): the (count,) object
+    array, and the entry's masked CRC-32C (over the lengths as uint32, the 4 bytes, the strings)."""
     view = data.data.cast("B")
     lengths, pos = [], 0
     for _ in range(count):

@@ -1,16 +1,7 @@
 """Legacy V1 checkpoints: one table file of "tensor slices" (Google's ``vggish_model.ckpt``).
 
-Every value in the table is a ``SavedTensorSlices`` message (``saved_tensor_slice.proto``):
-
-* 1 ``meta`` (``SavedTensorSliceMeta``), under the empty key only: 1 ``tensor``, repeated
-  ``SavedSliceMeta`` {1 ``name``, 2 ``shape``, 3 ``type`` (DataType), 4 ``slice`` (repeated
-  ``TensorSliceProto``)}.
-* 2 ``data`` (``SavedSlice``), one per slice under :func:`~vggish.weights.tf_checkpoint.slices.slice_key`:
-  1 ``name``, 2 ``slice``, 3 ``data`` (a ``TensorProto`` whose typed repeated field, such as
-  ``float_val``, holds the slice's elements in C order).
-
-Packed ``float_val`` and ``double_val`` become arrays without a copy, straight from the block
-buffer the table read; a variable saved as several slices is reassembled.
+Every value is a ``SavedTensorSlices`` message (``saved_tensor_slice.proto``): the metadata of
+every tensor under the empty key, and each slice's ``TensorProto`` under its slice key.
 """
 
 from __future__ import annotations
@@ -83,7 +74,7 @@ class V1Reader(CheckpointReader):
         return assemble(info.shape, result_dtype(dtype), pieces)
 
     def _slice_values(self, name: str, extents: Extents, count: int, dtype: DType) -> np.ndarray:
-        """The flat values stored for one slice, checked against the tensor name they claim."""
+        """The flat values stored for one slice."""
         value = self._table.get(slice_key(name, extents))
         if value is None:
             if count == 0:

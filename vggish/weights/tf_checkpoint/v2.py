@@ -1,17 +1,8 @@
 """V2 checkpoints ("tensor bundles"): ``PREFIX.index`` plus ``PREFIX.data-0000k-of-0000n`` shards.
 
-The index is a table (``tensor_bundle.proto``):
-
-* the empty key holds a ``BundleHeaderProto``: 1 ``num_shards``, 2 ``endianness``
-  (0 little, 1 big), 3 ``version``;
-* every variable name holds a ``BundleEntryProto``: 1 ``dtype``, 2 ``shape``, 3 ``shard_id``,
-  4 ``offset``, 5 ``size``, 6 ``crc32c`` (fixed32, masked, over the stored bytes), 7 ``slices``.
-  A partitioned variable lists its slices there and has no bytes of its own; each slice is an
-  entry of its own under :func:`~vggish.weights.tf_checkpoint.slices.slice_key`.
-
-Data shards hold the raw little-endian bytes of each tensor at ``offset``. Strings are stored
-as varint64 lengths, a 4-byte masked CRC-32C of the lengths, then the bytes. Each tensor is read
-with one ``readinto`` into its own array, so reading costs about the checkpoint's size in memory.
+The index table (``tensor_bundle.proto``) holds a ``BundleHeaderProto`` under the empty key and a
+``BundleEntryProto`` (dtype, shape, shard, offset, size, masked CRC-32C, slices) per variable;
+a partitioned variable's slices are entries of their own. Shards hold raw little-endian bytes.
 """
 
 from __future__ import annotations
@@ -46,12 +37,10 @@ ENTRY_DTYPE, ENTRY_SHAPE, ENTRY_SHARD, ENTRY_OFFSET, ENTRY_SIZE, ENTRY_CRC, ENTR
 
 
 def index_path(prefix: Path) -> Path:
-    """``PREFIX.index``."""
     return prefix.with_name(prefix.name + ".index")
 
 
 def shard_path(prefix: Path, shard: int, num_shards: int) -> Path:
-    """``PREFIX.data-%05d-of-%05d``."""
     return prefix.with_name(f"{prefix.name}.data-{shard:05d}-of-{num_shards:05d}")
 
 
@@ -69,7 +58,6 @@ class BundleEntry:
 
 
 def parse_entry(value: memoryview) -> BundleEntry:
-    """Decodes a ``BundleEntryProto``."""
     fields = pb.parse(value)
     return BundleEntry(
         shape=parse_shape(pb.get_bytes(fields, ENTRY_SHAPE)),
@@ -103,7 +91,7 @@ class V2Reader(CheckpointReader):
             raise CheckpointError(f"{self._index}: corrupt bundle entry ({e})") from e
 
     def _parse_header(self, value: memoryview | None) -> int:
-        """Checks the ``BundleHeaderProto`` and returns the number of data shards."""
+        """The number of data shards, from the checked ``BundleHeaderProto``."""
         try:
             if value is None:
                 raise pb.DecodeError("no BundleHeaderProto under the empty key")
@@ -139,7 +127,6 @@ class V2Reader(CheckpointReader):
         return assemble(entry.shape, result_dtype(dtype), pieces)
 
     def _read_bytes(self, name: str, entry: BundleEntry, dtype: DType, shape: tuple[int, ...]) -> np.ndarray:
-        """Reads, checks and decodes one stored tensor (or slice)."""
         raw = self._read_range(name, entry)
         count = int(np.prod(shape, dtype=np.int64))
         if dtype.name == "string":
@@ -161,7 +148,6 @@ class V2Reader(CheckpointReader):
         return shard_path(self.path, entry.shard, self.num_shards)
 
     def _read_range(self, name: str, entry: BundleEntry) -> np.ndarray:
-        """The entry's bytes from its shard, into a fresh uint8 array."""
         if not 0 <= entry.shard < self.num_shards or entry.offset < 0 or entry.size < 0:
             raise pb.DecodeError(
                 f"bad location (shard {entry.shard}, offset {entry.offset}, size {entry.size})"
