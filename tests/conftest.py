@@ -61,18 +61,21 @@ def freedesktop_recordings() -> list[Path]:
 # minute or more (`pytest --durations`) start first, longest first: one started last would leave
 # the other process idle at the end.
 LONGEST_FILES = (
-    "test_docs_snippets.py",
     "app/test_service_schema.py",
+    "test_docs_snippets.py",
+    "test_heads_store.py",
+    "app/test_reliability_bodies.py",
+    "app/test_reliability_heads.py",
+    "app/test_heads_server.py",
+    "test_benchmarks.py",
+    "test_extract_ray.py",
+    "test_extract.py",
+    "test_fad_reference.py",
+    "app/test_stream.py",
     "test_onnx.py",
     "test_hear.py",
     "test_audio.py",
-    "test_heads_store.py",
-    "test_extract.py",
-    "app/test_heads_server.py",
-    "test_benchmarks.py",
-    "app/test_stream.py",
     "app/test_reliability.py",
-    "test_extract_ray.py",
 )
 
 
