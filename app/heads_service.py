@@ -20,7 +20,7 @@ from starlette.requests import Request
 from vggish import heads, params
 from vggish.errors import CancelledError, InvalidInputError, LimitExceededError, plural
 from vggish.features.logmel import example_timestamps
-from vggish.heads import FeatureSpec
+from vggish.heads import FeatureSpec, clip_mean
 from vggish.heads.store import BaseHeadStore, HeadExistsError, HeadNotFoundError, HeadRecord
 from vggish.pipeline.driver import EmbeddingResult
 from vggish.pipeline.options import EmbedOptions
@@ -29,7 +29,7 @@ from .errors import NotReadyError
 from .heads_json import read_train_body
 from .ingest import Upload
 from .metrics import Metrics
-from .responses import clip_mean, short_clip_warning
+from .responses import short_clip_warning
 from .schemas import (
     DEFAULT_FRAME_TOP_K,
     Classification,
@@ -300,17 +300,6 @@ def _clip_means(embedded: list[EmbeddingResult]) -> np.ndarray:
     return np.stack([clip_mean(e.embeddings) for e in embedded])
 
 
-def label_embeddings(
-    head: heads.Head, rows: np.ndarray, top_k: int | None = DEFAULT_FRAME_TOP_K
-) -> list[list[dict[str, Any]]]:
-    """Each of the (N, 128) ``rows``' best ``top_k`` labels (None: all), ``{"label", "score"}``."""
-    scores = head.scores(rows)
-    return [
-        [{"label": head.classes[c], "score": float(scores[i, c])} for c in order]
-        for i, order in enumerate(heads.ranked(scores, top_k))
-    ]
-
-
 def _classification(
     index: int, e: EmbeddingResult, head: heads.Head, options: EmbedOptions, top_k: int | None
 ) -> Classification:
@@ -320,9 +309,9 @@ def _classification(
         return Classification(
             **clip, labels=[], frames=[], warnings=[short_clip_warning(e.duration, "labels")]
         )
-    labels = [LabelScore(**x) for x in label_embeddings(head, clip_mean(e.embeddings)[None], top_k)[0]]
+    labels = [LabelScore(**x) for x in head.top_labels(clip_mean(e.embeddings)[None], top_k)[0]]
     spans = example_timestamps(count, options.hop_seconds)
-    per_frame = label_embeddings(head, e.embeddings, top_k or DEFAULT_FRAME_TOP_K)
+    per_frame = head.top_labels(e.embeddings, top_k or DEFAULT_FRAME_TOP_K)
     frames = [
         FrameLabels(start=float(a), end=float(b), labels=[LabelScore(**x) for x in row])
         for (a, b), row in zip(spans, per_frame, strict=True)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from vggish import params
+from vggish.heads import clip_mean
 from vggish.pipeline.driver import EmbeddingResult
 from vggish.pipeline.source import InputExamples
 
@@ -30,11 +31,6 @@ def vectors(rows: np.ndarray, encoding: str) -> list[Vector]:
         return list(rows.tolist())
     dtype = "<f4" if rows.dtype.kind == "f" else "u1"
     return [base64.b64encode(row.astype(dtype).tobytes()).decode("ascii") for row in rows]
-
-
-def clip_mean(embeddings: np.ndarray) -> np.ndarray:
-    """(128,) float32: the mean of a clip's example embeddings (summed in float64)."""
-    return embeddings.mean(axis=0, dtype=np.float64).astype(np.float32)  # type: ignore[no-any-return]
 
 
 def short_clip_warning(duration: float, gives: str) -> str:

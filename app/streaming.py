@@ -28,7 +28,6 @@ from vggish.pipeline.source import ExampleStream, Limits
 
 from .batching import BACKLOG_BATCHES, InputJob
 from .errors import RequestTimeoutError
-from .heads_service import label_embeddings
 from .schemas import DEFAULT_FRAME_TOP_K, MAX_FLOAT_SAMPLE, StreamStart
 from .service import EmbeddingService
 
@@ -201,7 +200,7 @@ class StreamSession:
         """The messages of one model call's embeddings."""
         rows, first = out.embeddings, self.sent
         spans = example_timestamps(len(rows), self.options.hop_seconds, start=first)
-        labels = label_embeddings(self.head, rows, self.top_k) if self.head is not None else None
+        labels = self.head.top_labels(rows, self.top_k) if self.head is not None else None
         for k, row in enumerate(rows):
             message: dict[str, Any] = {
                 "type": "embedding",

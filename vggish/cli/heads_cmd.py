@@ -18,6 +18,7 @@ from vggish.cli.runtime_args import (
     add_runtime_args,
     add_store_args,
     add_weights_arg,
+    embed_options,
     load_runtime,
     store_location,
     weights_arg,
@@ -31,8 +32,8 @@ from vggish.heads import (
     Head,
     HeadKind,
     check_compatible,
+    clip_mean,
     from_safetensors,
-    ranked,
     validate_name,
 )
 from vggish.heads.store import BaseHeadStore, HeadExistsError, HeadNotFoundError, HeadRecord, open_store
@@ -104,20 +105,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         add_weights_arg(sub)
         add_audio_args(sub, pad=True)
         add_runtime_args(sub)
+        sub.set_defaults(no_postprocess=True)  # a head scores raw embeddings
 
 
 def _store(args: argparse.Namespace) -> BaseHeadStore:
     return open_store(store_location(args))
-
-
-def _options(args: argparse.Namespace) -> EmbedOptions:
-    return EmbedOptions(
-        hop_seconds=args.hop,
-        pad=args.pad,
-        postprocess=False,
-        resampler=args.resampler,
-        batch_size=args.batch_size,
-    )
 
 
 def embed_files(
@@ -141,12 +133,6 @@ def embed_files(
         while following in done:  # files without an example complete early: keep the order
             yield following, done.pop(following)
             following += 1
-
-
-def clip_mean(result: EmbeddingResult) -> np.ndarray:
-    """(128,) float32: the mean of a clip's example embeddings (summed in float64)."""
-    mean: np.ndarray = result.embeddings.mean(axis=0, dtype=np.float64).astype(np.float32)
-    return mean
 
 
 def _labelled_files(directory: Path) -> list[tuple[Path, str]]:
@@ -177,7 +163,7 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.replace:
         _refuse_taken(store, args.name)
     pairs = _labelled_files(Path(args.directory))
-    options = _options(args)
+    options = embed_options(args)
     model = load_runtime(args)
     outcomes = list(embed_files(model, [str(path) for path, _ in pairs], options))
     failed = [f"{pairs[i][0]}: {why}" for i, why in outcomes if isinstance(why, str)]
@@ -185,7 +171,7 @@ def run_train(args: argparse.Namespace) -> int:
         more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
         listed = "; ".join(failed[:3])
         raise ValueError(f"{len(failed)} of {plural(len(pairs), 'clip')} failed: {listed}{more}")
-    x = np.stack([clip_mean(r) for _, r in outcomes if not isinstance(r, str)])
+    x = np.stack([clip_mean(r.embeddings) for _, r in outcomes if not isinstance(r, str)])
     features = FeatureSpec.for_model(model, options)
     head, metrics = train(x, [label for _, label in pairs], kind=args.kind, features=features)
     record = store.save(args.name, head, replace=args.replace)
@@ -211,7 +197,7 @@ def run_classify(args: argparse.Namespace) -> int:
     if args.top_k is not None and args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1; got {args.top_k}")
     record, head = _store(args).load(args.name)
-    options = _options(args)
+    options = embed_options(args)
     model = load_runtime(args)
     _warn(check_compatible(record.features, FeatureSpec.for_model(model, options), args.force, args.name))
     failed = 0
@@ -230,9 +216,8 @@ def run_classify(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
-def _ranked(head: Head, scores: np.ndarray, top_k: int | None) -> list[dict[str, Any]]:
-    order = ranked(scores[None], top_k)[0]
-    return [{"label": head.classes[c], "score": round(float(scores[c]), 6)} for c in order]
+def _rounded(labels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**x, "score": round(x["score"], 6)} for x in labels]
 
 
 def _labels(
@@ -240,13 +225,13 @@ def _labels(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "duration": round(result.duration, 6),
-        "labels": _ranked(head, head.scores(clip_mean(result)[None])[0], top_k),
+        "labels": _rounded(head.top_labels(clip_mean(result.embeddings)[None], top_k)[0]),
     }
     if frames:
         spans = example_timestamps(result.embeddings.shape[0], options.hop_seconds)
         out["frames"] = [
-            {"start": round(float(a), 6), "end": round(float(b), 6), "labels": _ranked(head, row, top_k)}
-            for (a, b), row in zip(spans, head.scores(result.embeddings), strict=True)
+            {"start": round(float(a), 6), "end": round(float(b), 6), "labels": _rounded(row)}
+            for (a, b), row in zip(spans, head.top_labels(result.embeddings, top_k), strict=True)
         ]
     return out
 

@@ -46,17 +46,12 @@ def add_audio_args(p: argparse.ArgumentParser, *, pad: bool = False) -> None:
         metavar="SECONDS",
         help="seconds between example starts, a multiple of 0.01 (default: 0.96, the reference)",
     )
-    if pad:
-        p.add_argument(
-            "--pad",
-            action=argparse.BooleanOptionalAction,
-            default=True,
-            help="zero-pad a clip shorter than 0.975 s to one example (default: on)",
-        )
-    else:
-        p.add_argument(
-            "--pad", action="store_true", help="zero-pad a clip shorter than 0.975 s to one example"
-        )
+    p.add_argument(
+        "--pad",
+        action=argparse.BooleanOptionalAction if pad else "store_true",
+        default=pad,
+        help="zero-pad a clip shorter than 0.975 s to one example" + (" (default: on)" if pad else ""),
+    )
     p.add_argument(
         "--resampler",
         choices=RESAMPLERS,
@@ -137,11 +132,12 @@ def add_runtime_args(p: argparse.ArgumentParser, *, batch: bool = True) -> None:
         )
 
 
-def settings_of(args: argparse.Namespace) -> Settings:
-    """The settings, the runtime flags given in ``args`` winning (ValueError: a bad ``VGGISH_*``)."""
-    flags = {"weights": "weights", "device": "device", "backend": "backend", "precision": "precision",
-             "threads": "num_threads"}  # fmt: skip
-    return load_settings(**{field: getattr(args, flag, None) for flag, field in flags.items()})
+def settings_of(args: argparse.Namespace, *more: str) -> Settings:
+    """The settings, the runtime flags (and the flags ``more``) given in ``args`` winning
+    (ValueError: a bad ``VGGISH_*``)."""
+    flags = ("weights", "device", "backend", "precision", "threads", *more)
+    fields = {"threads": "num_threads"}
+    return load_settings(**{fields.get(flag, flag): getattr(args, flag, None) for flag in flags})
 
 
 def weights_arg(args: argparse.Namespace) -> str | None:

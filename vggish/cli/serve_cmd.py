@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from vggish.cli.runtime_args import add_runtime_args, add_weights_arg
-from vggish.settings import load_settings
+from vggish.cli.runtime_args import add_runtime_args, add_weights_arg, settings_of
 
 DESCRIPTION = """\
 Serve VGGish over HTTP: POST /v1/embeddings, GET /v1/models, /healthz, /readyz, /metrics, /docs.
@@ -39,12 +38,7 @@ def run(args: argparse.Namespace) -> int:
             f"the REST service needs {e.name!r}: pip install 'vggish[serve]' "
             "(from a checkout: pip install -e '.[serve]')"
         ) from e
-    names = {"threads": "num_threads"}
-    options = ("host", "port", "weights", "workers", "device", "backend", "precision", "threads")
-    given = {
-        names.get(name, name): getattr(args, name) for name in options if getattr(args, name) is not None
-    }
-    settings = load_settings(**given)  # a malformed VGGISH_* variable: one line, exit 1
+    settings = settings_of(args, "host", "port", "workers")  # a malformed VGGISH_*: one line, exit 1
     resolve_weights(settings)  # missing weights: one line, exit 1
     check_device(settings.device)  # no GPU for VGGISH_DEVICE=cuda: one line, exit 1
     return 0 if serve(settings) else 1

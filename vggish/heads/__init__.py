@@ -22,6 +22,7 @@ from vggish.heads.head import (
     HeadKind,
     HeadMetrics,
     check_label,
+    clip_mean,
     ranked,
     validate_name,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "WeightsMismatchError",
     "check_compatible",
     "check_label",
+    "clip_mean",
     "from_safetensors",
     "ranked",
     "stratified_folds",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -94,6 +94,19 @@ class Head:
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs: np.ndarray = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
         return probs
+
+    def top_labels(self, embeddings: np.ndarray, top_k: int | None = None) -> list[list[dict[str, Any]]]:
+        """Each of the (N, 128) rows' best ``top_k`` labels (None: all), ``{"label", "score"}``."""
+        scores = self.scores(embeddings)
+        return [
+            [{"label": self.classes[c], "score": float(scores[i, c])} for c in order]
+            for i, order in enumerate(ranked(scores, top_k))
+        ]
+
+
+def clip_mean(embeddings: np.ndarray) -> np.ndarray:
+    """(128,) float32: the mean of a clip's example embeddings (summed in float64)."""
+    return embeddings.mean(axis=0, dtype=np.float64).astype(np.float32)  # type: ignore[no-any-return]
 
 
 def ranked(scores: np.ndarray, top_k: int | None = None) -> np.ndarray:
