@@ -49,7 +49,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    output = _check_output(Path(args.output))
+    output = Path(args.output)
+    if output.suffix != ".npz":
+        raise ValueError(f"--output must name an .npz file; got {output}")
+    if not output.parent.is_dir():
+        raise FileNotFoundError(f"the output folder {output.parent} does not exist; create it first")
     if not Path(args.input).exists():
         raise FileNotFoundError(f"no such input file: {args.input}")
     from vggish.pipeline.driver import embed_source, write_npz
@@ -61,14 +65,6 @@ def run(args: argparse.Namespace) -> int:
     write_npz(output, result)
     _report(output, result, time.perf_counter() - started)
     return 0
-
-
-def _check_output(output: Path) -> Path:
-    if output.suffix != ".npz":
-        raise ValueError(f"--output must name an .npz file; got {output}")
-    if not output.parent.is_dir():
-        raise FileNotFoundError(f"the output folder {output.parent} does not exist; create it first")
-    return output
 
 
 def _report(output: Path, result: EmbeddingResult, seconds: float) -> None:

@@ -157,9 +157,24 @@ def extract(
         failures.close()
         bar.close()
         torch.set_num_threads(torch_threads)
-    backend = model.backend if options.engine == "local" else options.backend
-    assert bar.seconds is not None  # closed: the time its last line showed the speed for
-    return _finish(summary, output, options, backend, (failures.count, bar.audio_seconds, bar.seconds))
+    seconds = bar.seconds
+    assert seconds is not None  # closed: the time its last line showed the speed for
+    summary.files_failed = failures.count
+    summary.audio_hours = bar.audio_seconds / 3600
+    summary.wall_seconds = seconds
+    summary.realtime_factor = bar.audio_seconds / seconds if seconds > 0 else 0.0
+    summary.files_per_second = (summary.files_ok + failures.count) / seconds if seconds > 0 else 0.0
+    summary.run = {
+        "engine": options.engine,
+        "workers": options.workers,
+        "batch_size": options.embed.batch_size,
+        "device": options.device,
+        "backend": model.backend if options.engine == "local" else options.backend,
+        "precision": options.precision,
+        "rows_per_part": options.rows_per_part,
+    }
+    write_summary(output, asdict(summary))
+    return summary
 
 
 def _run_engine(
@@ -219,29 +234,3 @@ def _settings(options: ExtractOptions, postprocess: bool, weights_sha256: str) -
     if options.precision != "fp32":  # fp16/bf16 rows differ by ~1e-3: never mixed with fp32 ones
         settings["precision"] = options.precision
     return settings
-
-
-def _finish(
-    summary: ExtractSummary,
-    output: Path,
-    options: ExtractOptions,
-    backend: str,
-    counts: tuple[int, float, float],
-) -> ExtractSummary:
-    failed, audio_seconds, seconds = counts
-    summary.files_failed = failed
-    summary.audio_hours = audio_seconds / 3600
-    summary.wall_seconds = seconds
-    summary.realtime_factor = audio_seconds / seconds if seconds > 0 else 0.0
-    summary.files_per_second = (summary.files_ok + failed) / seconds if seconds > 0 else 0.0
-    summary.run = {
-        "engine": options.engine,
-        "workers": options.workers,
-        "batch_size": options.embed.batch_size,
-        "device": options.device,
-        "backend": backend,
-        "precision": options.precision,
-        "rows_per_part": options.rows_per_part,
-    }
-    write_summary(output, asdict(summary))
-    return summary

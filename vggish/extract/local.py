@@ -6,6 +6,7 @@ memory); a worker ends when this process does, even killed.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import multiprocessing
 import os
 import select
@@ -46,15 +47,11 @@ def run_local(
             else:  # the driver holds the examples; the job keeps what else decoding told
                 yield Job(dataclasses.replace(item, examples=None), postprocess=postprocess), [item.examples]
 
-    decoded = _decode_serial(paths, options) if workers == 0 else _decode_parallel(paths, options, workers)
+    serial = (decode_file(path, options) for path in paths)
+    decoded = serial if workers == 0 else _decode_parallel(paths, options, workers)
     for job, out in Driver.for_model(model, options).drive(jobs()):
         assert not isinstance(out, Exception)  # a list of examples raises nothing
         on_result(EmbeddingResult.of(out, job.tag))
-
-
-def _decode_serial(paths: list[str], options: EmbedOptions) -> Iterator[InputExamples | Failure]:
-    for path in paths:
-        yield decode_file(path, options)
 
 
 def _decode_parallel(
@@ -62,36 +59,25 @@ def _decode_parallel(
 ) -> Iterator[InputExamples | Failure]:
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    try:
-        yield from _decode_in_pool(paths, options, workers, context)
-    except BrokenProcessPool as e:  # a worker died (e.g. a decoder crashed, or out of memory)
-        raise RuntimeError(f"a decoding worker died ({e}); rerun the same command to resume") from e
-
-
-def _decode_in_pool(
-    paths: list[str], options: EmbedOptions, workers: int, context: Any
-) -> Iterator[InputExamples | Failure]:
     todo = iter(paths)
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=end_with, initargs=(os.getpid(),))
-    with pool:
-        running: set[Future[InputExamples | Failure]] = set()
+    running: set[Future[InputExamples | Failure]] = set()
 
-        def submit(count: int) -> None:
-            if count <= 0:
-                return
-            for path in todo:
-                running.add(pool.submit(decode_file, path, options))
-                count -= 1
-                if count == 0:
-                    return
+    def submit(count: int) -> None:
+        for path in itertools.islice(todo, count):
+            running.add(pool.submit(decode_file, path, options))
 
-        submit(workers * IN_FLIGHT_PER_WORKER)
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            running.difference_update(done)
-            submit(len(done))
-            for future in done:
-                yield future.result()
+    try:
+        with pool:
+            submit(workers * IN_FLIGHT_PER_WORKER)
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                running.difference_update(done)
+                submit(len(done))
+                for future in done:
+                    yield future.result()
+    except BrokenProcessPool as e:  # a worker died (e.g. a decoder crashed, or out of memory)
+        raise RuntimeError(f"a decoding worker died ({e}); rerun the same command to resume") from e
 
 
 def end_with(pid: int) -> None:
