@@ -55,16 +55,11 @@ HeadsDep = Annotated[HeadsService, Depends(get_heads)]
 StoreDep = Annotated[BaseHeadStore, Depends(get_store)]
 
 
-def check_api_key(settings: Settings, given: str | None, how: str = "`Authorization: Bearer <key>`") -> None:
-    """:func:`check_key` with the settings' keys; ``how``: how a client sends one (for the message)."""
-    check_key(settings.api_key_list, given, how)
-
-
 def require_api_key(
     settings: SettingsDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
     """Checks ``Authorization: Bearer <key>`` when ``VGGISH_API_KEYS`` is set (else 401)."""
-    check_api_key(settings, None if credentials is None else credentials.credentials)
+    check_key(settings.api_key_list, None if credentials is None else credentials.credentials)
 
 
 def check_key(keys: tuple[str, ...], given: str | None, how: str = "`Authorization: Bearer <key>`") -> None:

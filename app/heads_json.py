@@ -18,8 +18,9 @@ from vggish import params
 from vggish.errors import InvalidInputError, LimitExceededError, plural
 from vggish.heads import MAX_ABS_FEATURE, check_label
 
+from .config import Settings
 from .ingest import parse_json_body
-from .schemas import TrainingLimits, TrainOptions
+from .schemas import TrainOptions
 
 SMALL_FIELDS = frozenset(TrainOptions.model_fields)
 MAX_SMALL_EVENTS = 64  # a small field's JSON events at most ({"features": {4 keys}} takes 10)
@@ -39,7 +40,7 @@ class TrainBody:
 class TrainBodyParser:
     """Parses a training body fed in pieces, within ``limits``; each piece's events are checked."""
 
-    def __init__(self, limits: TrainingLimits) -> None:
+    def __init__(self, limits: Settings) -> None:
         self.limits = limits
         self.rows: list[np.ndarray] = []
         self.labels: list[str] = []
@@ -197,7 +198,7 @@ def _not_json(e: Exception) -> InvalidInputError:
 TRAIN_HINT = "send fewer rows or fewer digits, or train from the audio files (multipart/form-data)"
 
 
-async def read_train_body(request: Request, limits: TrainingLimits) -> TrainBody:
+async def read_train_body(request: Request, limits: Settings) -> TrainBody:
     """Reads and parses a JSON training body as it arrives, as every JSON body is
     (:func:`app.ingest.parse_json_body`).
 

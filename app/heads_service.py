@@ -41,7 +41,6 @@ from .schemas import (
     HeadMetricsOut,
     LabelScore,
     TrainForm,
-    TrainingLimits,
 )
 from .service import Disconnected, EmbeddingService, Timings
 
@@ -124,15 +123,10 @@ class HeadsService:
         self.embedding = embedding
         self.trainings = trainings
 
-    @property
-    def limits(self) -> TrainingLimits:
-        s = self.embedding.settings
-        return TrainingLimits(s.max_train_examples, s.max_train_classes)
-
     def read_form(self, fields: dict[str, list[str]]) -> TrainForm:
         """A training form's text fields, counted against the training limits (LimitExceededError,
         413) as they are validated (pydantic.ValidationError, 422)."""
-        labels, limits = fields.get("label", []), self.limits
+        labels, limits = fields.get("label", []), self.embedding.settings
         for limit, count, what in (
             ("max_train_examples", len(labels), "clips"),
             ("max_train_classes", len(set(labels)), "classes"),
@@ -190,7 +184,7 @@ class HeadsService:
     async def train_on_embeddings(self, request: Request, disconnected: Disconnected) -> HeadInfo:
         """Trains on a JSON body's clip-level embeddings (read as it arrives) and stores the head,
         recording the ``features`` the body declares (unknown when it declares none)."""
-        body = await read_train_body(request, self.limits)
+        body = await read_train_body(request, self.embedding.settings)
         o = body.options
         features = FeatureSpec.from_dict(
             {} if o.features is None else o.features.model_dump(exclude_none=True)

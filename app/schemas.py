@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -292,13 +292,6 @@ class Features(BaseModel):
     hop_seconds: float | None = Field(None, description="seconds between example starts")
     pad: bool | None = Field(None, description="whether short clips were zero-padded to one example")
     resampler: Resampler | None = None
-
-
-class TrainingLimits(NamedTuple):
-    """The counts a training body may hold (the settings of the same names)."""
-
-    max_train_examples: int
-    max_train_classes: int
 
 
 class TrainForm(BaseModel):

@@ -11,7 +11,7 @@ from fastapi import Path as PathParam
 from ..deps import HeadsDep, StoreDep, TimingsDep, require_api_key
 from ..errors import MissingAudioError, UnsupportedMediaTypeError
 from ..heads_service import head_info, head_list
-from ..ingest import check_content_length, media_type, read_body, read_form, read_inputs
+from ..ingest import media_type, read_body, read_form, read_inputs
 from ..openapi_docs import CLASSIFY_BODY, IMPORT_BODY, PROBLEM_RESPONSES, TRAIN_BODY
 from ..schemas import (
     HEAD_NAME_PATTERN,
@@ -85,7 +85,6 @@ async def train_head(
     kind = media_type(request)
     disconnected = lambda: wait_for_disconnect(request)  # noqa: E731
     if kind == "multipart/form-data":
-        check_content_length(request, limit)
         inputs, fields = await read_form(request, limit)
         form = heads.read_form(fields)
         options = heads.embedding.options(query.hop, query.pad, query.resampler)
@@ -154,7 +153,6 @@ async def import_head(
     weights than the server's is refused (409) unless `force=true`; past `VGGISH_MAX_HEADS` heads,
     a new name is refused (507)."""
     limit = heads.embedding.settings.max_upload_bytes
-    check_content_length(request, limit)
     data = await read_body(request, limit)
     if not data:
         raise MissingAudioError("the request body is empty: send a head's .safetensors bytes")

@@ -24,7 +24,7 @@ from vggish.heads.store import BaseHeadStore
 from vggish.pipeline.options import EmbedOptions
 
 from ..config import Settings
-from ..deps import bearer_token, check_api_key
+from ..deps import bearer_token, check_key
 from ..errors import (
     ForbiddenOriginError,
     InvalidParameterError,
@@ -84,7 +84,7 @@ async def handshake(websocket: WebSocket, settings: Settings, draining: asyncio.
     _check_origin(websocket, settings)
     header_key = bearer_token(websocket.headers.get("authorization"))
     if header_key is not None:
-        check_api_key(settings, header_key, KEY_HOW)
+        check_key(settings.api_key_list, header_key, KEY_HOW)
     message = await receive(websocket, settings, draining)
     if message is None:
         raise NotReadyError("the server is shutting down; open the stream again in a moment")
@@ -92,7 +92,7 @@ async def handshake(websocket: WebSocket, settings: Settings, draining: asyncio.
     first = _json_object(text) if text is not None else None
     given = first.get("api_key") if first is not None else None
     if isinstance(given, str) or header_key is None:
-        check_api_key(settings, given if isinstance(given, str) else None, KEY_HOW)
+        check_key(settings.api_key_list, given if isinstance(given, str) else None, KEY_HOW)
     if first is None:
         raise InvalidParameterError(
             "the first message must be a JSON object (text) of the stream's settings, flat (no nesting), "
