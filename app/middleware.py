@@ -94,13 +94,12 @@ class RequestContextMiddleware:
 
 
 class ProtectedPathsMiddleware:
-    """Answers 401 on ``paths`` (and below them) unless the request carries one of ``keys`` (CORS
-    preflights pass)."""
+    """Answers 401 on :data:`PROTECTED_PATHS` (and below them) unless the request carries one of
+    ``keys`` (CORS preflights pass)."""
 
-    def __init__(self, app: ASGIApp, keys: tuple[str, ...], paths: tuple[str, ...] = PROTECTED_PATHS) -> None:
+    def __init__(self, app: ASGIApp, keys: tuple[str, ...]) -> None:
         self.app = app
         self.keys = keys
-        self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] != "OPTIONS" and self._protects(scope["path"]):
@@ -113,7 +112,7 @@ class ProtectedPathsMiddleware:
         await self.app(scope, receive, send)
 
     def _protects(self, path: str) -> bool:
-        return any(path == p or path.startswith(p + "/") for p in self.paths)
+        return any(path == p or path.startswith(p + "/") for p in PROTECTED_PATHS)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -121,10 +121,9 @@ class PostgresHeadStore(BaseHeadStore):
     """The heads of one PostgreSQL database at libpq's ``url`` (the role creates the tables on
     first use, or an administrator runs :meth:`open` once)."""
 
-    def __init__(self, url: str, connect_timeout: int = CONNECT_TIMEOUT_S) -> None:
+    def __init__(self, url: str) -> None:
         self._url = url
         self._shown = redact(url)
-        self._connect_timeout = connect_timeout
         self._migrated = False
         self._lock = threading.Lock()
 
@@ -135,9 +134,7 @@ class PostgresHeadStore(BaseHeadStore):
     @contextmanager
     def _connect(self, timeout: int | None = None) -> Iterator[psycopg.Connection[Any]]:
         try:
-            conn = psycopg.connect(
-                self._url, autocommit=True, connect_timeout=timeout or self._connect_timeout
-            )
+            conn = psycopg.connect(self._url, autocommit=True, connect_timeout=timeout or CONNECT_TIMEOUT_S)
         except psycopg.Error as e:
             raise StoreUnavailableError(
                 f"cannot reach the heads database {self._shown}: {_scrub(str(e).strip(), self._url)}; "
