@@ -13,6 +13,7 @@ layer runs which way.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -104,17 +105,10 @@ def _evaluation(points: tuple[Fraction, ...], degree: int) -> Matrix:
 
 def _primitive(row: tuple[Fraction, ...]) -> Fraction:
     """The factor that makes ``row`` a primitive integer vector with more + than - entries."""
-    lcm = functools.reduce(lambda a, b: a * b // _gcd(a, b), (v.denominator for v in row), 1)
-    gcd = functools.reduce(_gcd, (abs(v.numerator * lcm // v.denominator) for v in row), 0)
-    scale = Fraction(lcm, gcd)
+    lcm = math.lcm(*(v.denominator for v in row))
+    scale = Fraction(lcm, math.gcd(*(v.numerator * lcm // v.denominator for v in row)))
     positive = sum(v > 0 for v in row) - sum(v < 0 for v in row)
     return scale if positive >= 0 else -scale
-
-
-def _gcd(a: int, b: int) -> int:
-    while b:
-        a, b = b, a % b
-    return a
 
 
 def _sparse(matrix: Matrix) -> Stage:

@@ -10,7 +10,7 @@ from types import TracebackType
 import numpy as np
 
 from vggish.weights.tf_checkpoint.protobuf import DecodeError
-from vggish.weights.tf_checkpoint.tensors import UnsupportedDTypeError, lookup_dtype, result_dtype
+from vggish.weights.tf_checkpoint.tensors import DTYPES, UnsupportedDTypeError, lookup_dtype, result_dtype
 
 
 class CheckpointError(ValueError):
@@ -27,11 +27,7 @@ class VariableInfo:
 
     @property
     def supported(self) -> bool:
-        try:
-            lookup_dtype(self.dtype_enum)
-        except UnsupportedDTypeError:
-            return False
-        return True
+        return self.dtype_enum in DTYPES
 
     @property
     def numpy_dtype(self) -> np.dtype:
