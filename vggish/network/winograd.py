@@ -173,10 +173,6 @@ def _unit_leads(q: Matrix, p: Matrix) -> tuple[Matrix, Matrix]:
     return q, p
 
 
-def _point_pairs(points: tuple[Fraction, ...]) -> list[tuple[int, int]]:
-    return [(i, points.index(-p)) for i, p in enumerate(points) if p > 0 and -p in points]
-
-
 @functools.cache
 def transforms(m: int) -> Transforms:
     """The exact transforms of F(m, 3) for ``m`` in :data:`TILES`, from :data:`_POINTS`."""
@@ -195,7 +191,7 @@ def build_transforms(points: tuple[Fraction, ...]) -> Transforms:
         raise ValueError(f"need at least {KERNEL_SIZE - 1} distinct finite points; got {points}")
     bt0 = _transpose(_inverse(_evaluation(points, alpha)))
     bt1 = tuple(tuple(v * _primitive(row) for v in row) for row in bt0)
-    pairs = _point_pairs(points)
+    pairs = [(i, points.index(-p)) for i, p in enumerate(points) if p > 0 and -p in points]  # +-p
     q_in, p_in = _unit_leads(*_pair_rows(bt1, pairs))  # B^T = Q P: P first
     bt = _matmul(q_in, p_in)
     # Row j of B^T is row j of V^-T times some c_j; G's row j takes 1 / c_j.

@@ -159,13 +159,6 @@ def _torch_load(path: Path) -> Any:
         raise ValueError(f"{path}: not a readable PyTorch file ({' '.join(str(e).split())})") from e
 
 
-def _pth_tensors(path: Path) -> dict[str, torch.Tensor]:
-    obj = _torch_load(path)
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected a state dict, found a {type(obj).__name__}")
-    return {str(key): value for key, value in obj.items() if isinstance(value, torch.Tensor)}
-
-
 def _pth_layout(tensors: Mapping[str, torch.Tensor], source: Path) -> tuple[str, dict[str, str]]:
     """The port whose key names the state dict uses: (format name, source key -> our key)."""
     best_name, best_hits = "", -1
@@ -184,7 +177,10 @@ def _pth_layout(tensors: Mapping[str, torch.Tensor], source: Path) -> tuple[str,
 
 
 def _state_dict_from_pth(path: Path) -> tuple[dict[str, np.ndarray], str]:
-    tensors = _pth_tensors(path)
+    obj = _torch_load(path)
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path}: expected a state dict, found a {type(obj).__name__}")
+    tensors = {str(key): value for key, value in obj.items() if isinstance(value, torch.Tensor)}
     fmt, mapping = _pth_layout(tensors, path)
     renamed = {mapping.get(key, key): tensor for key, tensor in tensors.items()}
     available = {key: (tuple(t.shape), str(t.dtype).removeprefix("torch.")) for key, t in renamed.items()}
