@@ -404,7 +404,13 @@ def _soundfile_reason(error: Exception) -> str:
 def _probe_soundfile(src: _Input) -> AudioInfo:
     with _open_soundfile(src) as f:
         _check_file_shape(src.name, f.samplerate, f.channels)
-        _check_not_truncated(src.name, f.extra_info)
+        # libsndfile shortens a chunk that runs past the end of the file and only logs it.
+        for declared, present in _SHORT_CHUNK.findall(f.extra_info):
+            if int(declared) > int(present) and int(declared) not in _UNKNOWN_CHUNK_SIZES:
+                raise UndecodableAudioError(
+                    f"cannot decode {src.name}: truncated: the header declares {declared} bytes of "
+                    f"audio but the file holds {present}"
+                )
         exact = f.format not in _INEXACT_LENGTH_FORMATS
         return AudioInfo(
             sample_rate=int(f.samplerate),
@@ -413,16 +419,6 @@ def _probe_soundfile(src: _Input) -> AudioInfo:
             format=f"{f.format}/{f.subtype}",
             backend="soundfile",
         )
-
-
-def _check_not_truncated(name: str, log: str) -> None:
-    """libsndfile shortens a chunk that runs past the end of the file and only logs it."""
-    for declared, present in _SHORT_CHUNK.findall(log):
-        if int(declared) > int(present) and int(declared) not in _UNKNOWN_CHUNK_SIZES:
-            raise UndecodableAudioError(
-                f"cannot decode {name}: truncated: the header declares {declared} bytes of "
-                f"audio but the file holds {present}"
-            )
 
 
 def _soundfile_blocks(src: _Input, info: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:

@@ -138,11 +138,6 @@ def _retryable_failure(request: Request, error: httpx.TransportError) -> bool:
     return request.method == "GET" and isinstance(error, httpx.NetworkError | httpx.RemoteProtocolError)
 
 
-def _failure(request: Request, error: httpx.TransportError) -> TransportError:
-    kind = ClientTimeoutError if isinstance(error, httpx.TimeoutException) else TransportError
-    return kind(f"{request.method} {request.path}: {type(error).__name__}: {error}")
-
-
 @dataclass(frozen=True)
 class AudioOptions:
     hop: float = params.EXAMPLE_HOP_SECONDS
@@ -188,7 +183,8 @@ class Api:
             yield Sleep(wait)
             attempt += 1
         if isinstance(outcome, httpx.TransportError):
-            raise _failure(request, outcome) from outcome
+            kind = ClientTimeoutError if isinstance(outcome, httpx.TimeoutException) else TransportError
+            raise kind(f"{request.method} {request.path}: {type(outcome).__name__}: {outcome}") from outcome
         if outcome.is_success or outcome.status_code in request.accept:
             return outcome
         raise problem_from_response(outcome)

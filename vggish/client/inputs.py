@@ -88,14 +88,11 @@ def read_file(source: object) -> tuple[str | None, bytes]:
 
 
 def _prepare_one(item: object) -> WirePart:
-    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], np.ndarray):
-        return _array_part(item[0], item[1])
     if isinstance(item, np.ndarray):
         raise TypeError("an array needs its sample rate: pass (array, sample_rate)")
-    return FilePart(*read_file(item))
-
-
-def _array_part(array: np.ndarray, sample_rate: int) -> WirePart:
+    if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], np.ndarray)):
+        return FilePart(*read_file(item))
+    array, sample_rate = item
     validate_waveform(array, sample_rate)  # the library's checks and errors, before any upload
     pcm = _on_16_bit_grid(array)
     if pcm is not None:

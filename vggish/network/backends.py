@@ -4,7 +4,8 @@ the kernels it needs) or ONNX Runtime (CPU)."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from vggish.network.model import LayerFn, LinearFn, VGGish
 from vggish.network.plans import ConvAlgorithm, Plan
 
 DEFAULT_PLAN = plans.TORCH_DEFAULT
+T = TypeVar("T")
 
 
 class Backend(Protocol):
@@ -34,8 +36,7 @@ class TorchBackend:
         self.network = network
         self.plan = plan
         self.winograd = True  # False: every layer as the module computes it (``model.winograd = False``)
-        self._kernels: dict[str, tuple[tuple[object, ...], torch.Tensor]] = {}
-        self._linears: dict[str, tuple[tuple[object, ...], LinearFn]] = {}
+        self._cache: dict[str, tuple[tuple[object, ...], Any]] = {}  # layer -> (its key, made for it)
 
     @property
     def device(self) -> torch.device:
@@ -96,18 +97,17 @@ class TorchBackend:
         """The layer's transformed kernels, recomputed when its weights change (even in place)."""
         weight = getattr(self.network, name).weight
         key = (algo, weight.data_ptr(), weight._version, weight.dtype, weight.device)
-        cached = self._kernels.get(name)
-        if cached is None or cached[0] != key:
-            cached = (key, plans.transform_kernel(weight, algo))
-            self._kernels[name] = cached
-        return cached[1]
+        return self._cached(name, key, lambda: plans.transform_kernel(weight, algo))
 
     def _onednn(self, name: str) -> LinearFn:
         """The layer's oneDNN copy, remade when its weights or bias change (even in place)."""
         linear = getattr(self.network, name)
         key = tuple((p.data_ptr(), p._version) for p in (linear.weight, linear.bias))
-        cached = self._linears.get(name)
+        return self._cached(name, key, lambda: plans.onednn_linear(linear))
+
+    def _cached(self, name: str, key: tuple[object, ...], make: Callable[[], T]) -> T:
+        cached = self._cache.get(name)
         if cached is None or cached[0] != key:
-            cached = (key, plans.onednn_linear(linear))
-            self._linears[name] = cached
-        return cached[1]
+            cached = self._cache[name] = (key, make())
+        value: T = cached[1]
+        return value

@@ -115,19 +115,12 @@ SIMD_FLAGS = (
 @functools.cache
 def _cpuinfo_fields() -> dict[str, str]:
     """The first processor's ``key: value`` lines of /proc/cpuinfo."""
-    fields: dict[str, str] = {}
     try:
-        text = _CPUINFO.read_text()
+        first = _CPUINFO.read_text().strip().split("\n\n")[0]  # the first processor is enough
     except OSError:
-        return fields
-    for line in text.splitlines():
-        if not line.strip():
-            if fields:
-                break  # the first processor is enough
-            continue
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    return fields
+        return {}
+    pairs = (line.partition(":") for line in first.splitlines())
+    return {key.strip(): value.strip() for key, _, value in pairs}
 
 
 def cpu_flags() -> frozenset[str]:

@@ -246,24 +246,20 @@ def _fully_connected(g: _GraphBuilder, x: str, network: VGGish) -> str:
     return x
 
 
-def _network(g: _GraphBuilder, network: VGGish, plan: Plan) -> None:
-    frames, bands = params.NUM_FRAMES, params.NUM_BANDS
-    x = _Activation(g.reshape(INPUT_NAME, [-1, 1, frames, bands], "examples_nchw"), frames, bands, 1)
-    for name, _, _ in CONV_LAYERS:
-        conv: torch.nn.Conv2d = getattr(network, name)
-        algorithm = plan.algorithm(name)
-        pool = name in POOL_AFTER
-        if algorithm in plans.TILES:
-            x = _winograd_layer(g, _to_positions(g, x), conv, name, pool, plans.TILES[algorithm])
-        else:
-            x = _direct_layer(g, _to_nchw(g, x), conv, name, pool)
-    _fully_connected(g, _flatten(g, x), network)
-
-
 def _trace(network: VGGish, plan: Plan) -> _GraphBuilder:
     g = _GraphBuilder()
+    frames, bands = params.NUM_FRAMES, params.NUM_BANDS
+    x = _Activation(g.reshape(INPUT_NAME, [-1, 1, frames, bands], "examples_nchw"), frames, bands, 1)
     with torch.no_grad():
-        _network(g, network, plan)
+        for name, _, _ in CONV_LAYERS:
+            conv: torch.nn.Conv2d = getattr(network, name)
+            algorithm = plan.algorithm(name)
+            pool = name in POOL_AFTER
+            if algorithm in plans.TILES:
+                x = _winograd_layer(g, _to_positions(g, x), conv, name, pool, plans.TILES[algorithm])
+            else:
+                x = _direct_layer(g, _to_nchw(g, x), conv, name, pool)
+        _fully_connected(g, _flatten(g, x), network)
     return g
 
 

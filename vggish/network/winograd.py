@@ -13,6 +13,7 @@ layer runs which way.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -104,17 +105,10 @@ def _evaluation(points: tuple[Fraction, ...], degree: int) -> Matrix:
 
 def _primitive(row: tuple[Fraction, ...]) -> Fraction:
     """The factor that makes ``row`` a primitive integer vector with more + than - entries."""
-    lcm = functools.reduce(lambda a, b: a * b // _gcd(a, b), (v.denominator for v in row), 1)
-    gcd = functools.reduce(_gcd, (abs(v.numerator * lcm // v.denominator) for v in row), 0)
-    scale = Fraction(lcm, gcd)
+    lcm = math.lcm(*(v.denominator for v in row))
+    scale = Fraction(lcm, math.gcd(*(v.numerator * lcm // v.denominator for v in row)))
     positive = sum(v > 0 for v in row) - sum(v < 0 for v in row)
     return scale if positive >= 0 else -scale
-
-
-def _gcd(a: int, b: int) -> int:
-    while b:
-        a, b = b, a % b
-    return a
 
 
 def _sparse(matrix: Matrix) -> Stage:
@@ -179,10 +173,6 @@ def _unit_leads(q: Matrix, p: Matrix) -> tuple[Matrix, Matrix]:
     return q, p
 
 
-def _point_pairs(points: tuple[Fraction, ...]) -> list[tuple[int, int]]:
-    return [(i, points.index(-p)) for i, p in enumerate(points) if p > 0 and -p in points]
-
-
 @functools.cache
 def transforms(m: int) -> Transforms:
     """The exact transforms of F(m, 3) for ``m`` in :data:`TILES`, from :data:`_POINTS`."""
@@ -201,7 +191,7 @@ def build_transforms(points: tuple[Fraction, ...]) -> Transforms:
         raise ValueError(f"need at least {KERNEL_SIZE - 1} distinct finite points; got {points}")
     bt0 = _transpose(_inverse(_evaluation(points, alpha)))
     bt1 = tuple(tuple(v * _primitive(row) for v in row) for row in bt0)
-    pairs = _point_pairs(points)
+    pairs = [(i, points.index(-p)) for i, p in enumerate(points) if p > 0 and -p in points]  # +-p
     q_in, p_in = _unit_leads(*_pair_rows(bt1, pairs))  # B^T = Q P: P first
     bt = _matmul(q_in, p_in)
     # Row j of B^T is row j of V^-T times some c_j; G's row j takes 1 / c_j.

@@ -1,6 +1,6 @@
 """Google's TensorFlow checkpoint (or another port's ``.pth``) -> the project's weights file.
 
-The conversion is one explicit table, :data:`TF_TO_TORCH`: TensorFlow variable -> state-dict key
+The conversion is one table, :data:`TF_TO_TORCH`: TensorFlow variable -> state-dict key
 and layout change (conv HWIO -> OIHW, dense (in, out) -> (out, in)); the model flattens in
 TensorFlow's NHWC order, so ``fc1_1`` needs nothing more. Sources are told apart by content: TF V1
 and V2 checkpoints, and state dicts of torchvggish, torchaudio and this package (loaded with
@@ -25,6 +25,7 @@ import torch
 
 from vggish import params
 from vggish.fileio import sha256_file
+from vggish.network.model import CONV_LAYERS, FC_LAYERS
 from vggish.weights.format import EXPECTED_SHAPES, PCAParams, missing_weights_message, save_weights
 from vggish.weights.location import OFFICIAL_CHECKPOINT_NAME, OFFICIAL_PCA_NAME, default_weights_path
 from vggish.weights.tf_checkpoint import checkpoint_files, detect_format, open_checkpoint
@@ -37,41 +38,33 @@ Layout = Literal["conv", "dense", "bias"]
 TensorSpec = tuple[tuple[int, ...], str]  # shape and dtype name of a tensor in a source file
 FLOAT_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64"})
 
-# TensorFlow variable -> (PyTorch key, layout change). Every VGGish variable exactly once.
-TF_TO_TORCH: tuple[tuple[str, str, Layout], ...] = (
-    ("vggish/conv1/weights", "conv1.weight", "conv"),
-    ("vggish/conv1/biases", "conv1.bias", "bias"),
-    ("vggish/conv2/weights", "conv2.weight", "conv"),
-    ("vggish/conv2/biases", "conv2.bias", "bias"),
-    ("vggish/conv3/conv3_1/weights", "conv3_1.weight", "conv"),
-    ("vggish/conv3/conv3_1/biases", "conv3_1.bias", "bias"),
-    ("vggish/conv3/conv3_2/weights", "conv3_2.weight", "conv"),
-    ("vggish/conv3/conv3_2/biases", "conv3_2.bias", "bias"),
-    ("vggish/conv4/conv4_1/weights", "conv4_1.weight", "conv"),
-    ("vggish/conv4/conv4_1/biases", "conv4_1.bias", "bias"),
-    ("vggish/conv4/conv4_2/weights", "conv4_2.weight", "conv"),
-    ("vggish/conv4/conv4_2/biases", "conv4_2.bias", "bias"),
-    ("vggish/fc1/fc1_1/weights", "fc1_1.weight", "dense"),
-    ("vggish/fc1/fc1_1/biases", "fc1_1.bias", "bias"),
-    ("vggish/fc1/fc1_2/weights", "fc1_2.weight", "dense"),
-    ("vggish/fc1/fc1_2/biases", "fc1_2.bias", "bias"),
-    ("vggish/fc2/weights", "fc2.weight", "dense"),
-    ("vggish/fc2/biases", "fc2.bias", "bias"),
-)
+# TensorFlow variable -> (PyTorch key, layout change). Every VGGish variable exactly once: layer
+# ``conv3_1`` lives in scope ``vggish/conv3/conv3_1``, ``conv1`` in ``vggish/conv1``.
+_LAYERS = tuple(name for name, _, _ in CONV_LAYERS + FC_LAYERS)
 
-# Other ports' module names -> ours; each layer has ``.weight`` and ``.bias``.
-_PORT_LAYERS = ("conv1", "conv2", "conv3_1", "conv3_2", "conv4_1", "conv4_2", "fc1_1", "fc1_2", "fc2")
-_SEQUENTIAL_INDICES = (0, 3, 6, 8, 11, 13, 0, 2, 4)  # conv layers in one Sequential, dense in another
+
+def _tf_variables(name: str) -> tuple[tuple[str, str, Layout], ...]:
+    scope = f"vggish/{name}" if "_" not in name else f"vggish/{name.split('_')[0]}/{name}"
+    kind: Layout = "conv" if name.startswith("conv") else "dense"
+    return (f"{scope}/weights", f"{name}.weight", kind), (f"{scope}/biases", f"{name}.bias", "bias")
+
+
+TF_TO_TORCH: tuple[tuple[str, str, Layout], ...] = tuple(v for name in _LAYERS for v in _tf_variables(name))
+
+# Other ports' module names -> ours; each layer has ``.weight`` and ``.bias``. torchvggish and
+# torchaudio hold the conv layers in one Sequential, the dense ones in another.
+_SEQUENTIAL_INDICES = (0, 3, 6, 8, 11, 13, 0, 2, 4)
+
+
+def _sequential(features: str, embeddings: str) -> dict[str, str]:
+    prefixes = [features] * len(CONV_LAYERS) + [embeddings] * len(FC_LAYERS)
+    return {f"{p}.{i}": layer for p, i, layer in zip(prefixes, _SEQUENTIAL_INDICES, _LAYERS, strict=True)}
+
+
 PTH_LAYOUTS: dict[str, dict[str, str]] = {
-    "vggish-pth": {layer: layer for layer in _PORT_LAYERS},
-    "torchvggish-pth": {
-        f"{'features' if i < 6 else 'embeddings'}.{index}": layer
-        for i, (index, layer) in enumerate(zip(_SEQUENTIAL_INDICES, _PORT_LAYERS, strict=True))
-    },
-    "torchaudio-pth": {
-        f"{'features_network' if i < 6 else 'embedding_network'}.{index}": layer
-        for i, (index, layer) in enumerate(zip(_SEQUENTIAL_INDICES, _PORT_LAYERS, strict=True))
-    },
+    "vggish-pth": {layer: layer for layer in _LAYERS},
+    "torchvggish-pth": _sequential("features", "embeddings"),
+    "torchaudio-pth": _sequential("features_network", "embedding_network"),
 }
 
 
@@ -166,13 +159,6 @@ def _torch_load(path: Path) -> Any:
         raise ValueError(f"{path}: not a readable PyTorch file ({' '.join(str(e).split())})") from e
 
 
-def _pth_tensors(path: Path) -> dict[str, torch.Tensor]:
-    obj = _torch_load(path)
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected a state dict, found a {type(obj).__name__}")
-    return {str(key): value for key, value in obj.items() if isinstance(value, torch.Tensor)}
-
-
 def _pth_layout(tensors: Mapping[str, torch.Tensor], source: Path) -> tuple[str, dict[str, str]]:
     """The port whose key names the state dict uses: (format name, source key -> our key)."""
     best_name, best_hits = "", -1
@@ -191,7 +177,10 @@ def _pth_layout(tensors: Mapping[str, torch.Tensor], source: Path) -> tuple[str,
 
 
 def _state_dict_from_pth(path: Path) -> tuple[dict[str, np.ndarray], str]:
-    tensors = _pth_tensors(path)
+    obj = _torch_load(path)
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path}: expected a state dict, found a {type(obj).__name__}")
+    tensors = {str(key): value for key, value in obj.items() if isinstance(value, torch.Tensor)}
     fmt, mapping = _pth_layout(tensors, path)
     renamed = {mapping.get(key, key): tensor for key, tensor in tensors.items()}
     available = {key: (tuple(t.shape), str(t.dtype).removeprefix("torch.")) for key, t in renamed.items()}

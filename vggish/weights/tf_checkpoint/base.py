@@ -5,12 +5,11 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 
 from vggish.weights.tf_checkpoint.protobuf import DecodeError
-from vggish.weights.tf_checkpoint.tensors import UnsupportedDTypeError, lookup_dtype, result_dtype
+from vggish.weights.tf_checkpoint.tensors import DTYPES, UnsupportedDTypeError, lookup_dtype, result_dtype
 
 
 class CheckpointError(ValueError):
@@ -27,11 +26,7 @@ class VariableInfo:
 
     @property
     def supported(self) -> bool:
-        try:
-            lookup_dtype(self.dtype_enum)
-        except UnsupportedDTypeError:
-            return False
-        return True
+        return self.dtype_enum in DTYPES
 
     @property
     def numpy_dtype(self) -> np.dtype:
@@ -49,7 +44,7 @@ class CheckpointReader(abc.ABC):
     def __enter__(self) -> CheckpointReader:
         return self
 
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @abc.abstractmethod
