@@ -1,7 +1,7 @@
 # The whole set-up: each target installs what it needs into .venv on first use.
 #   make serve     the REST service: torch + the `serve` and `onnx` extras only
 #   make test      ruff + mypy + every test: the `dev` extra (TensorFlow, Ray, ...), system packages
-#   make test-fast the tests not marked slow or tensorflow (same install as `make test`)
+#   make test-fast the tests not marked slow or tensorflow, none on PostgreSQL (same install)
 #   make docs      the user docs (docs/, mkdocs-material) into site/, offline
 PYTHON ?= python3
 VENV ?= .venv
@@ -76,9 +76,8 @@ pytest: install
 
 test: lint typecheck docs pytest
 
-# The quick loop while editing: no slow tests, no TensorFlow, in two processes, a file to a
-# process, the files with the most tests first (xdist's order: here 2:00 against 2:27 in
-# `make test`'s, which is made for its minute-long files).
+# The quick loop while editing: no slow tests, no TensorFlow, no PostgreSQL server (tests/conftest.py
+# marks those slow), in two processes, a file to a process, the files with the most tests first.
 test-fast: install
 	$(PY) -m pytest -m "not slow and not tensorflow" -n $(PYTEST_WORKERS) --dist loadfile
 

@@ -93,8 +93,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     (pytest-xdist hands out the files in this order, so a process that has started on browser
     tests is given only browser tests after them.)"""
     items.sort(key=_start_order)
-    for item in items:  # a real browser and a real server: not in `make test-fast`
-        if "browser" in item.keywords:
+    for item in items:  # a real browser, a real PostgreSQL server: not in `make test-fast`
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and any(v == "postgres" for v in callspec.params.values()
+                                                   if isinstance(v, str))  # fmt: skip
+        if "browser" in item.keywords or on_postgres:
             item.add_marker(pytest.mark.slow)
 
 
@@ -128,4 +131,3 @@ def _own_share_of_the_cpus() -> None:
     import torch
 
     torch.set_num_threads(len(share))
-
