@@ -151,7 +151,14 @@ def extract(
         bar.update(result.duration)
 
     try:
-        _run_engine(model, weights, todo, options, postprocess, on_result)
+        if todo and options.engine == "ray":
+            from vggish.extract.ray_engine import run_ray
+
+            run_ray(weights, todo, options, postprocess, on_result)
+        elif todo:
+            from vggish.extract.local import run_local
+
+            run_local(model, todo, options.embed, postprocess, options.workers, on_result)
         writer.close()
     finally:
         failures.close()
@@ -175,38 +182,6 @@ def extract(
     }
     write_summary(output, asdict(summary))
     return summary
-
-
-def _run_engine(
-    model: Any,
-    weights: str | None,
-    todo: list[str],
-    options: ExtractOptions,
-    postprocess: bool,
-    on_result: Any,
-) -> None:
-    if not todo:
-        return
-    if options.engine == "ray":
-        from vggish.extract.ray_engine import run_ray
-
-        run_ray(
-            weights,
-            todo,
-            options.embed,
-            postprocess,
-            device=options.device,
-            backend=options.backend,
-            precision=options.precision,
-            batch_size=options.embed.batch_size or default_batch_size(options.device),
-            workers=max(1, options.workers),
-            address=options.ray_address,
-            on_result=on_result,
-        )
-    else:
-        from vggish.extract.local import run_local
-
-        run_local(model, todo, options.embed, postprocess, options.workers, on_result)
 
 
 def _check_packages(options: ExtractOptions) -> None:

@@ -1,6 +1,6 @@
 """The output folder: what it was made with (``_manifest.json``), what is complete, the writers.
-A part is synced, its sidecar ``_parts/part-N.json`` (its inputs) committed, then the part renamed
-into place, so a re-run after ``kill -9`` re-does exactly the inputs not in a part.
+A part is written, its sidecar ``_parts/part-N.json`` (its inputs) committed, then the part synced
+and renamed into place, so a re-run after ``kill -9`` re-does exactly the inputs not in a part.
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
 from vggish import params
 from vggish.extract.decode import Failure
 from vggish.extract.inputs import InputFile
-from vggish.fileio import write_bytes_atomic
+from vggish.fileio import atomic_output, write_bytes_atomic
 from vggish.pipeline.driver import EmbeddingResult, write_npz
 
 OutputFormat = Literal["parquet", "npz", "tfrecord"]
@@ -147,14 +147,11 @@ class PartWriter:
         if not self._pending:
             return
         name = f"part-{self._next:05d}{_EXTENSIONS[self._fmt]}"
-        part, tmp = self._root / name, self._root / f".{name}.tmp"
-        if self._fmt == "parquet":
-            _write_parquet(tmp, self._pending)
-        else:
-            _write_tfrecord(tmp, self._pending)
         sidecar = {"part": name, "rows": self._rows, "inputs": [e.name for e in self._pending]}
-        write_bytes_atomic(self._root / PARTS_DIR / f"part-{self._next:05d}.json", _json_bytes(sidecar))
-        os.replace(tmp, part)
+        with atomic_output(self._root / name) as tmp:
+            with open(tmp, "xb") as f:
+                (_write_parquet if self._fmt == "parquet" else _write_tfrecord)(f, self._pending)
+            write_bytes_atomic(self._root / PARTS_DIR / f"part-{self._next:05d}.json", _json_bytes(sidecar))
         _sync_folder(self._root)
         self._next += 1
         self._pending, self._rows = [], 0
@@ -228,26 +225,20 @@ def parquet_table(items: list[EmbeddingResult]) -> Any:
     return pa.table(columns)
 
 
-def _write_parquet(tmp: Path, items: list[EmbeddingResult]) -> None:
+def _write_parquet(f: BinaryIO, items: list[EmbeddingResult]) -> None:
     import pyarrow.parquet as pq
 
-    with open(tmp, "wb") as f:
-        pq.write_table(parquet_table(items), f)
-        f.flush()
-        os.fsync(f.fileno())
+    pq.write_table(parquet_table(items), f)
 
 
-def _write_tfrecord(tmp: Path, items: list[EmbeddingResult]) -> None:
+def _write_tfrecord(f: BinaryIO, items: list[EmbeddingResult]) -> None:
     from vggish.extract.tfrecord import sequence_example, tfrecord
 
-    with open(tmp, "wb") as f:
-        for e in items:
-            assert e.postprocessed is not None  # checked before the run: tfrecord needs PCA
-            assert e.name is not None
-            end = float(e.timestamps[-1, 1])
-            f.write(tfrecord(sequence_example(Path(e.name).stem, e.name, 0.0, end, e.postprocessed)))
-        f.flush()
-        os.fsync(f.fileno())
+    for e in items:
+        assert e.postprocessed is not None  # checked before the run: tfrecord needs PCA
+        assert e.name is not None
+        end = float(e.timestamps[-1, 1])
+        f.write(tfrecord(sequence_example(Path(e.name).stem, e.name, 0.0, end, e.postprocessed)))
 
 
 def write_summary(root: Path, summary: Mapping[str, Any]) -> None:

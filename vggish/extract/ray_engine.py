@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from vggish.extract.decode import Failure, decode_file
 from vggish.features.logmel import example_timestamps
 from vggish.pipeline.driver import EmbeddingResult
 from vggish.pipeline.options import EmbedOptions
+
+if TYPE_CHECKING:
+    from vggish.extract import ExtractOptions
 
 INSTALL_RAY = "the ray engine needs Ray: pip install 'vggish[ray]'"
 INPUTS_PER_CALL = 16  # inputs an actor call packs together into model batches
@@ -54,20 +57,14 @@ def _ragged(arrays: list[np.ndarray]) -> np.ndarray:
 class Embedder:
     """Ray actor: embeds each row's examples, packed across the call's rows into full batches."""
 
-    def __init__(
-        self,
-        weights: str | None,
-        device: str,
-        postprocess: bool,
-        backend: str,
-        precision: str,
-        batch: int,
-    ) -> None:
+    def __init__(self, weights: str | None, options: ExtractOptions, postprocess: bool) -> None:
         from vggish.network.loader import load_model
 
-        self._model = load_model(weights, device=device, backend=backend, precision=precision)  # type: ignore[arg-type]
+        device, backend, precision = options.device, options.backend, options.precision
+        self._model = load_model(weights, device=device, backend=backend, precision=precision)
         self._postprocess = postprocess
-        self._batch = batch
+        assert options.embed.batch_size is not None  # extract() sets it
+        self._batch = options.embed.batch_size
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         from vggish.pipeline.driver import Driver
@@ -91,42 +88,28 @@ class Embedder:
 def run_ray(
     weights: str | None,
     paths: list[str],
-    options: EmbedOptions,
+    options: ExtractOptions,
     postprocess: bool,
-    *,
-    device: str = "cpu",
-    backend: str = "auto",
-    precision: str = "fp32",
-    batch_size: int,
-    workers: int = 1,
-    address: str | None = None,
     on_result: Callable[[EmbeddingResult | Failure], None],
 ) -> None:
-    """Embeds ``paths`` with Ray Data (``workers`` CPUs of a local Ray, or the cluster at
-    ``address``), calling ``on_result`` once per input."""
+    """Embeds ``paths`` with Ray Data (``options.workers`` CPUs of a local Ray, or the cluster at
+    ``options.ray_address``), calling ``on_result`` once per input."""
     ray = import_ray()
-    with _ray_session(ray, address, workers):
+    with _ray_session(ray, options.ray_address, max(1, options.workers)):
         ray.data.DataContext.get_current().enable_progress_bars = False
         dataset = ray.data.from_items([{"path": p} for p in paths])
-        dataset = dataset.map_batches(decode_batch, fn_kwargs={"options": options}, batch_size=1)
+        dataset = dataset.map_batches(decode_batch, fn_kwargs={"options": options.embed}, batch_size=1)
         dataset = dataset.map_batches(
             Embedder,
-            fn_constructor_kwargs={
-                "weights": weights,
-                "device": device,
-                "postprocess": postprocess,
-                "backend": backend,
-                "precision": precision,
-                "batch": batch_size,
-            },
+            fn_constructor_kwargs={"weights": weights, "options": options, "postprocess": postprocess},
             batch_size=INPUTS_PER_CALL,
             concurrency=1,
-            num_gpus=1 if device.startswith("cuda") else 0,
+            num_gpus=1 if options.device.startswith("cuda") else 0,
             batch_format="numpy",
         )
         for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
             for i in range(len(batch["path"])):
-                on_result(_result(batch, i, options.hop_seconds, postprocess))
+                on_result(_result(batch, i, options.embed.hop_seconds, postprocess))
 
 
 def _result(
