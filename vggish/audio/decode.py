@@ -532,11 +532,7 @@ def _ffmpeg_blocks(path: str, src: _Input, info: AudioInfo, block_frames: int) -
 
 
 def _pcm_blocks(
-    pipe: IO[bytes],
-    name: str,
-    info: AudioInfo,
-    block_frames: int,
-    failure: Callable[[], str | None],
+    pipe: IO[bytes], name: str, info: AudioInfo, block_frames: int, failure: Callable[[], str | None]
 ) -> Iterator[np.ndarray]:
     """Check the piped WAV header against ``info``, then yield its data; ``failure`` waits for
     ffmpeg and says why it failed (None: it did not)."""

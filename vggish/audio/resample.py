@@ -217,11 +217,10 @@ def _make_polyphase(f: _Filter) -> _Polyphase | None:
     if row_outputs * span * 16 > _MAX_POLYPHASE_BYTES or row_outputs > _BLOCK_OUTPUTS:
         return None
     row = _positions(f, np.arange(row_outputs, dtype=np.int64))
-    window_start = 1 - f.wing_taps
-    window = int(row.centre[-1]) + f.wing_taps + 1 - window_start
+    start = 1 - f.wing_taps
+    window = int(row.centre[-1]) + f.wing_taps + 1 - start
     groups = tuple(
-        _make_group(f, row, lo, lo + _GROUP_OUTPUTS, window_start)
-        for lo in range(0, row_outputs, _GROUP_OUTPUTS)
+        _make_group(f, row, lo, lo + _GROUP_OUTPUTS, start) for lo in range(0, row_outputs, _GROUP_OUTPUTS)
     )
     gemm_rows = min(_GEMM_ROWS, _BLOCK_OUTPUTS // row_outputs)
     block_rows = _BLOCK_OUTPUTS // row_outputs // gemm_rows * gemm_rows
@@ -230,16 +229,7 @@ def _make_polyphase(f: _Filter) -> _Polyphase | None:
     strided = max(g.weights.shape[0] for g in groups) <= row_inputs
     exact_below = _exact_below(f, f.sr_in // common, f.sr_out // common)
     return _Polyphase(
-        row_outputs,
-        row_inputs,
-        block_rows,
-        gemm_rows,
-        window_start,
-        window,
-        strided,
-        exact_below,
-        groups,
-        block,
+        row_outputs, row_inputs, block_rows, gemm_rows, start, window, strided, exact_below, groups, block
     )
 
 
@@ -315,9 +305,7 @@ class _Engine:
         return _direct(self.filter, segment, start, t)
 
 
-@functools.lru_cache(maxsize=_CACHED_ENGINES)
-def _engine(sr_in: int, sr_out: int) -> _Engine:
-    return _Engine(sr_in, sr_out)
+_engine = functools.lru_cache(maxsize=_CACHED_ENGINES)(_Engine)
 
 
 def _padded(data: FloatArray, start: int, lo: int, hi: int) -> tuple[FloatArray, int]:
@@ -435,10 +423,7 @@ def _fix_length(y: FloatArray, n_out: int) -> FloatArray:
 
 
 def resample(
-    x: npt.ArrayLike,
-    sr_in: int,
-    sr_out: int = params.SAMPLE_RATE,
-    method: ResamplerName = "reference",
+    x: npt.ArrayLike, sr_in: int, sr_out: int = params.SAMPLE_RATE, method: ResamplerName = "reference"
 ) -> FloatArray:
     """Resamples (n,) finite samples from ``sr_in`` Hz (a whole number, 1 to 768000) to ``sr_out``
     as Google's reference does (``"reference"``) or with soxr VHQ (``"fast"``).
