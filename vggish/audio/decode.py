@@ -20,7 +20,7 @@ import struct
 import subprocess
 import tempfile
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -273,7 +273,7 @@ def check_array_channels(shape: tuple[int, ...]) -> None:
 
 def _open(
     source: AudioSource, cleanup: contextlib.ExitStack
-) -> tuple[AudioInfo, Callable[[int], Iterator[np.ndarray]]]:
+) -> tuple[AudioInfo, Callable[[int], Generator[np.ndarray]]]:
     """Probe with soundfile, then ffmpeg: the info and a block reader."""
     src = _prepare(source, cleanup)
     try:
@@ -357,13 +357,11 @@ def _seek_quietly(fileobj: BinaryIO, position: int) -> None:
         fileobj.seek(position)
 
 
-def _owned_blocks(blocks: Iterator[np.ndarray], owned: contextlib.ExitStack) -> Iterator[np.ndarray]:
+def _owned_blocks(blocks: Generator[np.ndarray], owned: contextlib.ExitStack) -> Iterator[np.ndarray]:
     try:
         yield from blocks
     finally:
-        close = getattr(blocks, "close", None)
-        if close is not None:
-            close()
+        blocks.close()
         owned.close()
 
 
@@ -421,7 +419,7 @@ def _probe_soundfile(src: _Input) -> AudioInfo:
         )
 
 
-def _soundfile_blocks(src: _Input, info: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
+def _soundfile_blocks(src: _Input, info: AudioInfo, block_frames: int) -> Generator[np.ndarray]:
     with _open_soundfile(src) as f:
         is_float = f.subtype in _FLOAT_SUBTYPES
         done = 0
@@ -511,7 +509,7 @@ def _probe_ffmpeg(path: str, src: _Input) -> AudioInfo:
     return AudioInfo(rate, channels, frames=None, format=fmt, backend="ffmpeg")
 
 
-def _ffmpeg_blocks(path: str, src: _Input, info: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
+def _ffmpeg_blocks(path: str, src: _Input, info: AudioInfo, block_frames: int) -> Generator[np.ndarray]:
     """Run ffmpeg to a 16-bit WAV pipe and yield its samples; always reap it."""
     ffmpeg, _ = _ffmpeg_tools(src)
     command = [ffmpeg, "-nostdin", "-v", "error", "-xerror", *_confined_input(path)]
