@@ -35,18 +35,14 @@ PCA_SHAPES = {
 }
 
 
-def _expected_shapes() -> dict[str, tuple[int, ...]]:
-    shapes: dict[str, tuple[int, ...]] = {}
-    for name, c_in, c_out in CONV_LAYERS:
-        shapes[f"{name}.weight"] = (c_out, c_in, 3, 3)
-        shapes[f"{name}.bias"] = (c_out,)
-    for name, n_in, n_out in FC_LAYERS:
-        shapes[f"{name}.weight"] = (n_out, n_in)
-        shapes[f"{name}.bias"] = (n_out,)
-    return shapes
-
-
-EXPECTED_SHAPES: dict[str, tuple[int, ...]] = _expected_shapes()
+EXPECTED_SHAPES: dict[str, tuple[int, ...]] = {
+    key: shape
+    for name, n_in, n_out in CONV_LAYERS + FC_LAYERS
+    for key, shape in (
+        (f"{name}.weight", (n_out, n_in, 3, 3) if name.startswith("conv") else (n_out, n_in)),
+        (f"{name}.bias", (n_out,)),
+    )
+}
 
 
 @dataclass(frozen=True)
