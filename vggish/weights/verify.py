@@ -67,9 +67,7 @@ class Check:
 
 
 def _check(name: str, measured: float | None, expected: float, tolerance: float) -> Check:
-    if measured is None:
-        return Check(name, None, expected, tolerance, None)
-    passed = math.isfinite(measured) and abs(measured - expected) <= tolerance
+    passed = None if measured is None else math.isfinite(measured) and abs(measured - expected) <= tolerance
     return Check(name, measured, expected, tolerance, passed)
 
 
