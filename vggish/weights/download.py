@@ -8,6 +8,7 @@ official files' facts; ``weights/manifest.json`` mirrors them.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import logging
 import os
@@ -114,31 +115,26 @@ def _permanent(error: BaseException, url: str) -> str | None:
     return None
 
 
-class _Downloader:
+def _fetch(remote: RemoteFile, timeout: float, progress: bool, url: str, output: str, pup: object) -> None:
     """pooch's HTTP downloader with a progress bar named after the file; failures no retry heals
     leave as DownloadError, which pooch does not retry."""
+    import pooch
+    import requests
+    from tqdm import tqdm
 
-    def __init__(self, remote: RemoteFile, timeout: float, progress: bool) -> None:
-        self.remote, self.timeout, self.progress = remote, timeout, progress
-
-    def __call__(self, url: str, output_file: str, pup: object) -> None:
-        import pooch
-        import requests
-        from tqdm import tqdm
-
-        # pooch sets the bar's total from Content-Length, and uses a bar only while its total > 0.
-        bar = tqdm(total=1, desc=self.remote.name, disable=not self.progress, **BAR_UNITS)
-        http = pooch.HTTPDownloader(progressbar=bar, chunk_size=CHUNK_BYTES, timeout=self.timeout)
-        try:
-            http(url, output_file, pup)
-        except requests.RequestException as e:
-            cause = _permanent(e, url)
-            if cause is not None:
-                raise DownloadError(f"could not download {url}: {cause}; not retried") from e
-            logger.warning("downloading %s failed: %s", url, e)
-            raise
-        finally:
-            bar.close()
+    # pooch sets the bar's total from Content-Length, and uses a bar only while its total > 0.
+    bar = tqdm(total=1, desc=remote.name, disable=not progress, **BAR_UNITS)
+    http = pooch.HTTPDownloader(progressbar=bar, chunk_size=CHUNK_BYTES, timeout=timeout)
+    try:
+        http(url, output, pup)
+    except requests.RequestException as e:
+        cause = _permanent(e, url)
+        if cause is not None:
+            raise DownloadError(f"could not download {url}: {cause}; not retried") from e
+        logger.warning("downloading %s failed: %s", url, e)
+        raise
+    finally:
+        bar.close()
 
 
 def _digests(path: Path) -> Downloaded:
@@ -191,7 +187,7 @@ def download(
             os.chmod(path, 0o666 & ~current_umask())
         return path
 
-    downloader = _Downloader(remote, timeout, progress)
+    downloader = functools.partial(_fetch, remote, timeout, progress)
     try:
         path = pup.fetch(remote.name, processor=permissions, downloader=downloader)
     except ValueError as e:  # pooch: the hash does not match
