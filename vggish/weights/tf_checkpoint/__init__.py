@@ -66,9 +66,8 @@ def checkpoint_files(path: str | os.PathLike[str]) -> list[Path]:
     fmt, located = _locate(path)
     if fmt == "v1":
         return [located]
-    reader = V2Reader(located)
-    count = reader.num_shards
-    reader.close()
+    with V2Reader(located) as reader:
+        count = reader.num_shards
     return [index_path(located), *(shard_path(located, shard, count) for shard in range(count))]
 
 

@@ -6,7 +6,6 @@ repeated numbers straight into NumPy arrays.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,8 +44,10 @@ def read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
     raise DecodeError("varint longer than 10 bytes")
 
 
-def iter_fields(buf: memoryview) -> Iterator[Field]:
-    """Yields the fields of one serialized message in order."""
+def parse(buf: bytes | memoryview) -> Message:
+    """Groups a message's fields by field number (repeated fields keep their order)."""
+    buf = memoryview(buf).cast("B")
+    fields: Message = {}
     pos = 0
     while pos < len(buf):
         key, pos = read_varint(buf, pos)
@@ -55,7 +56,7 @@ def iter_fields(buf: memoryview) -> Iterator[Field]:
             raise DecodeError("field number 0")
         if wire_type == VARINT:
             value, pos = read_varint(buf, pos)
-            yield Field(number, wire_type, value)
+            fields.setdefault(number, []).append(Field(number, wire_type, value))
             continue
         if wire_type == LENGTH_DELIMITED:
             width, pos = read_varint(buf, pos)
@@ -65,15 +66,8 @@ def iter_fields(buf: memoryview) -> Iterator[Field]:
             raise DecodeError(f"unsupported wire type {wire_type} (field {number})")
         if pos + width > len(buf):
             raise DecodeError(f"field {number} runs past the end of its message")
-        yield Field(number, wire_type, buf[pos : pos + width])
+        fields.setdefault(number, []).append(Field(number, wire_type, buf[pos : pos + width]))
         pos += width
-
-
-def parse(buf: bytes | memoryview) -> Message:
-    """Groups a message's fields by field number (repeated fields keep their order)."""
-    fields: Message = {}
-    for field in iter_fields(memoryview(buf).cast("B")):
-        fields.setdefault(field.number, []).append(field)
     return fields
 
 

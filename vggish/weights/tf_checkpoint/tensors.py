@@ -31,18 +31,12 @@ def masked_crc32c(data: bytes | np.ndarray) -> int:
 
 @dataclass(frozen=True)
 class DType:
-    """A TensorFlow dtype the reader supports.
-
-    Attributes:
-        storage: NumPy dtype of the raw little-endian bytes; ``"string"`` for strings.
-        proto_field: TensorProto field that holds V1 values of this dtype.
-        proto_kind: how that field is encoded: a NumPy dtype, ``"varint"`` or ``"bytes"``.
-    """
+    """A TensorFlow dtype the reader supports."""
 
     name: str
-    storage: str
-    proto_field: int
-    proto_kind: str
+    storage: str  # NumPy dtype of the raw little-endian bytes; "string" for strings
+    proto_field: int  # the TensorProto field that holds V1 values of this dtype
+    proto_kind: str  # how that field is encoded: a NumPy dtype, "varint" or "bytes"
 
 
 DTYPES: dict[int, DType] = {
