@@ -26,8 +26,6 @@ from vggish.pipeline.source import InputExamples
 
 IN_FLIGHT_PER_WORKER = 4
 
-Result = EmbeddingResult | Failure
-
 
 def run_local(
     model: Runtime,
@@ -35,7 +33,7 @@ def run_local(
     options: EmbedOptions,
     postprocess: bool,
     workers: int,
-    on_result: Callable[[Result], None],
+    on_result: Callable[[EmbeddingResult | Failure], None],
 ) -> None:
     """Embeds ``paths`` with ``workers`` decoding processes (0: in this one), calling
     ``on_result`` once per input (in completion order) with its embeddings or failure."""
