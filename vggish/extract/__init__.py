@@ -27,7 +27,7 @@ from vggish.extract.outputs import (
 from vggish.extract.progress import Progress
 from vggish.network.cpus import available_cpus
 from vggish.network.loader import load_model
-from vggish.network.runtime import BackendName, PrecisionName, default_batch_size
+from vggish.network.runtime import BackendName, PrecisionName, Runtime, default_batch_size
 from vggish.pipeline.driver import EmbeddingResult, wants_postprocess
 from vggish.pipeline.options import EmbedOptions
 
@@ -103,21 +103,7 @@ def extract(
     # .npz names: a clash is refused before the model loads or anything is written.
     npz_files = npz_paths(output, inputs) if options.format == "npz" else {}
     torch_threads = torch.get_num_threads()  # restored at the end: the model's count is for this run
-    if options.engine == "ray":  # the actors load their own; this one only reads the metadata
-        model = load_model(weights, backend="torch")
-    else:
-        # Decoding processes keep their CPUs: the model (torch or ONNX Runtime) gets the rest.
-        cpu_workers = options.workers if options.device == "cpu" else 0
-        threads = options.threads
-        if threads is None and cpu_workers:
-            threads = max(1, available_cpus() - cpu_workers)
-        model = load_model(
-            weights,
-            device=options.device,
-            backend=options.backend,
-            precision=options.precision,
-            threads=threads,
-        )
+    model = _load_model(weights, options)
     if options.embed.batch_size is None:  # the model's; the Ray actors' device's
         ray = options.engine == "ray"
         batch_size = default_batch_size(options.device) if ray else model.default_batch_size
@@ -182,6 +168,18 @@ def extract(
     }
     write_summary(output, asdict(summary))
     return summary
+
+
+def _load_model(weights: str | None, options: ExtractOptions) -> Runtime:
+    if options.engine == "ray":  # the actors load their own; this one only reads the metadata
+        return load_model(weights, backend="torch")
+    # Decoding processes keep their CPUs: the model (torch or ONNX Runtime) gets the rest.
+    cpu_workers = options.workers if options.device == "cpu" else 0
+    threads = options.threads
+    if threads is None and cpu_workers:
+        threads = max(1, available_cpus() - cpu_workers)
+    device, backend, precision = options.device, options.backend, options.precision
+    return load_model(weights, device=device, backend=backend, precision=precision, threads=threads)
 
 
 def _check_packages(options: ExtractOptions) -> None:

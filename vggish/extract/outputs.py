@@ -73,10 +73,10 @@ def completed_inputs(root: Path, fmt: OutputFormat, inputs: Iterable[InputFile])
     """The inputs whose results are already committed in ``root`` (after :func:`prepare`)."""
     if fmt == "npz":
         return {item.path for item in inputs if npz_path(root, item).is_file()}
-    return committed_parts(root, fmt)[0]
+    return committed_parts(root)[0]
 
 
-def committed_parts(root: Path, fmt: OutputFormat) -> tuple[set[str], int]:
+def committed_parts(root: Path) -> tuple[set[str], int]:
     """Inputs in committed parts, and the next free part number; drops sidecars without a part."""
     sidecars, parts = _numbered(root / PARTS_DIR), _numbered(root)
     done: set[str] = set()
@@ -95,14 +95,8 @@ def committed_parts(root: Path, fmt: OutputFormat) -> tuple[set[str], int]:
 
 
 def _numbered(folder: Path) -> dict[int, Path]:
-    if not folder.is_dir():
-        return {}
-    found = {}
-    for path in folder.iterdir():
-        match = _PART.match(path.name)
-        if match:
-            found[int(match.group(1))] = path
-    return found
+    matches = ((_PART.match(path.name), path) for path in folder.iterdir()) if folder.is_dir() else ()
+    return {int(match[1]): path for match, path in matches if match}
 
 
 def npz_path(root: Path, item: InputFile) -> Path:
@@ -132,7 +126,7 @@ class PartWriter:
         if fmt not in _EXTENSIONS:
             raise ValueError(f"PartWriter writes parquet or tfrecord, not {fmt!r}")
         self._root, self._fmt, self._limit = root, fmt, rows_per_part
-        self._next = committed_parts(root, fmt)[1]
+        self._next = committed_parts(root)[1]
         self._pending: list[EmbeddingResult] = []
         self._rows = 0
         (root / PARTS_DIR).mkdir(exist_ok=True)

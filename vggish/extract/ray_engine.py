@@ -14,8 +14,9 @@ import numpy as np
 from vggish import params
 from vggish.extract.decode import Failure, decode_file
 from vggish.features.logmel import example_timestamps
-from vggish.pipeline.driver import EmbeddingResult
+from vggish.pipeline.driver import Driver, EmbeddingResult
 from vggish.pipeline.options import EmbedOptions
+from vggish.pipeline.packer import Job
 
 if TYPE_CHECKING:
     from vggish.extract import ExtractOptions
@@ -62,20 +63,15 @@ class Embedder:
 
         device, backend, precision = options.device, options.backend, options.precision
         self._model = load_model(weights, device=device, backend=backend, precision=precision)
-        self._postprocess = postprocess
-        assert options.embed.batch_size is not None  # extract() sets it
-        self._batch = options.embed.batch_size
+        self._embed, self._postprocess = options.embed, postprocess
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from vggish.pipeline.driver import Driver
-        from vggish.pipeline.packer import Job
-
-        driver = Driver(self._model.infer, self._batch, postprocess=self._model.postprocess)
         jobs = [
             (Job(postprocess=self._postprocess), [np.asarray(examples, dtype=np.float32)])
             for examples in batch.pop("examples")
         ]
-        done: dict[Job, Any] = dict(driver.drive(jobs))  # Outputs: a list of examples raises nothing
+        # Outputs: a list of examples raises nothing.
+        done: dict[Job, Any] = dict(Driver.for_model(self._model, self._embed).drive(jobs))
         outs = [done[job] for job, _ in jobs]
         post = [_NO_FEATURES if out.postprocessed is None else out.postprocessed for out in outs]
         return {
