@@ -66,8 +66,9 @@ def checkpoint_files(path: str | os.PathLike[str]) -> list[Path]:
     fmt, located = _locate(path)
     if fmt == "v1":
         return [located]
-    with V2Reader(located) as reader:
-        count = reader.num_shards
+    reader = V2Reader(located)
+    count = reader.num_shards
+    reader.close()
     return [index_path(located), *(shard_path(located, shard, count) for shard in range(count))]
 
 
