@@ -140,19 +140,16 @@ class V2Reader(CheckpointReader):
     def _check_crc(self, name: str, entry: BundleEntry, masked_crc: int) -> None:
         if self.verify_checksums and masked_crc != entry.masked_crc:
             raise CheckpointError(
-                f"{self._shard_path(entry)}: checksum mismatch for variable {name!r} (bytes "
-                f"[{entry.offset}, {entry.offset + entry.size})); the data file is corrupt"
+                f"{shard_path(self.path, entry.shard, self.num_shards)}: checksum mismatch for variable "
+                f"{name!r} (bytes [{entry.offset}, {entry.offset + entry.size})); the data file is corrupt"
             )
-
-    def _shard_path(self, entry: BundleEntry) -> Path:
-        return shard_path(self.path, entry.shard, self.num_shards)
 
     def _read_range(self, name: str, entry: BundleEntry) -> np.ndarray:
         if not 0 <= entry.shard < self.num_shards or entry.offset < 0 or entry.size < 0:
             raise pb.DecodeError(
                 f"bad location (shard {entry.shard}, offset {entry.offset}, size {entry.size})"
             )
-        path = self._shard_path(entry)
+        path = shard_path(self.path, entry.shard, self.num_shards)
         shard = self._open_shard(entry.shard, path)
         file_size = os.fstat(shard.fileno()).st_size
         if entry.offset + entry.size > file_size:
