@@ -68,21 +68,17 @@ PTH_LAYOUTS: dict[str, dict[str, str]] = {
 }
 
 
+# TensorFlow's axes in PyTorch's order: conv HWIO -> OIHW, dense (in, out) -> (out, in).
+_TORCH_AXES: dict[Layout, tuple[int, ...]] = {"conv": (3, 2, 0, 1), "dense": (1, 0), "bias": (0,)}
+
+
 def _tf_shape(key: str, layout: Layout) -> tuple[int, ...]:
-    shape = EXPECTED_SHAPES[key]
-    if layout == "conv":
-        out_c, in_c, height, width = shape
-        return (height, width, in_c, out_c)
-    return shape[::-1] if layout == "dense" else shape
+    return tuple(EXPECTED_SHAPES[key][int(axis)] for axis in np.argsort(_TORCH_AXES[layout]))
 
 
 def to_torch_layout(array: np.ndarray, layout: Layout) -> np.ndarray:
     """One TensorFlow kernel or bias in PyTorch's layout, as a contiguous float32 array."""
-    if layout == "conv":
-        array = array.transpose(3, 2, 0, 1)
-    elif layout == "dense":
-        array = array.T
-    return np.ascontiguousarray(array, dtype=np.float32)
+    return np.ascontiguousarray(array.transpose(_TORCH_AXES[layout]), dtype=np.float32)
 
 
 def _check_tensors(
