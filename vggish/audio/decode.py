@@ -143,10 +143,7 @@ def load(source: AudioSource) -> tuple[np.ndarray, int]:
     """
     info, blocks = stream(source)
     if info.frames is None:
-        parts = list(blocks)
-        if not parts:
-            return np.zeros((0, info.channels), np.float32), info.sample_rate
-        return np.concatenate(parts), info.sample_rate
+        return np.concatenate([np.zeros((0, info.channels), np.float32), *blocks]), info.sample_rate
     out = np.empty((info.frames, info.channels), np.float32)
     filled = 0
     for block in blocks:  # soundfile never reads past info.frames
