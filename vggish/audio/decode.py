@@ -452,8 +452,7 @@ def _read_block(f: sf.SoundFile, frames: int, is_float: bool, name: str, done: i
 def _ffmpeg_tools(src: _Input) -> tuple[str, str]:
     ffmpeg, ffprobe = shutil.which("ffmpeg"), shutil.which("ffprobe")
     if ffmpeg is None or ffprobe is None:
-        what = src.suffix if src.suffix else "these"
-        raise _UnreadableError(f"not installed: {_INSTALL_FFMPEG.format(what=what)}")
+        raise _UnreadableError(f"not installed: {_INSTALL_FFMPEG.format(what=src.suffix or 'these')}")
     return ffmpeg, ffprobe
 
 
@@ -514,9 +513,15 @@ def _ffmpeg_blocks(path: str, src: _Input, info: AudioInfo, block_frames: int) -
     command += ["-bitexact", "-map_metadata", "-1", "pipe:1"]
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
+
+        def failure() -> str | None:
+            if proc.wait() == 0:
+                return None
+            stderr.seek(0)
+            return _ffmpeg_reason(stderr.read(1 << 16), path, src) + f" (exit status {proc.returncode})"
+
         try:
             assert proc.stdout is not None
-            failure = partial(_ffmpeg_failure, proc, stderr, path, src)
             yield from _pcm_blocks(proc.stdout, src.name, info, block_frames, failure)
         finally:
             if proc.poll() is None:
@@ -551,13 +556,6 @@ def _pcm_blocks(
     reason = failure()
     if reason:
         raise InvalidAudioError(f"cannot decode {name}: ffmpeg failed after {done} frames: {reason}")
-
-
-def _ffmpeg_failure(proc: subprocess.Popen[bytes], stderr: IO[bytes], path: str, src: _Input) -> str | None:
-    if proc.wait() == 0:
-        return None
-    stderr.seek(0)
-    return _ffmpeg_reason(stderr.read(1 << 16), path, src) + f" (exit status {proc.returncode})"
 
 
 def _read_wav_header(pipe: IO[bytes]) -> tuple[int, int] | None:
