@@ -1,6 +1,6 @@
 """Batch feature extraction: many audio files -> Parquet, per-file .npz or AudioSet TFRecords.
 Inputs (:mod:`.inputs`) -> decode in workers (:mod:`.decode`) -> full model batches -> parts written
-crash-safely, resumable (:mod:`.outputs`); engines :mod:`.local` and :mod:`.ray_engine`.
+crash-safely, resumable (:mod:`.outputs`); engines :mod:`.local` and :mod:`.ray_engine`; :mod:`.options`.
 """
 
 from __future__ import annotations
@@ -8,16 +8,16 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import torch
 
 from vggish.extract.decode import Failure
 from vggish.extract.inputs import InputFile, find_inputs
+from vggish.extract.options import ExtractOptions, default_workers
 from vggish.extract.outputs import (
     FailureLog,
     NpzWriter,
-    OutputFormat,
     PartWriter,
     completed_inputs,
     npz_paths,
@@ -27,49 +27,12 @@ from vggish.extract.outputs import (
 from vggish.extract.progress import Progress
 from vggish.network.cpus import available_cpus
 from vggish.network.loader import load_model
-from vggish.network.runtime import BackendName, PrecisionName, Runtime, default_batch_size
+from vggish.network.runtime import Runtime, default_batch_size
 from vggish.pipeline.driver import EmbeddingResult, wants_postprocess
-from vggish.pipeline.options import EmbedOptions
 
-Engine = Literal["local", "ray"]
 INSTALL_EXTRACT = "--format parquet needs pyarrow: pip install 'vggish[extract]'"
-DEFAULT_ROWS_PER_PART = 20_000  # about 13 MB of rows in memory, 12 MB of Parquet
 
 __all__ = ["ExtractOptions", "ExtractSummary", "InputFile", "default_workers", "extract", "find_inputs"]
-
-
-def default_workers(device: str = "cpu") -> int:
-    """Decoding processes for a model on ``device``: on the CPU a quarter of the CPUs (the model
-    costs more than decoding; ``benchmarks/bench_extract.py``), with a GPU all but one."""
-    cpus = available_cpus()
-    return max(1, cpus - 1) if device.startswith("cuda") else cpus // 4
-
-
-@dataclass(frozen=True)
-class ExtractOptions:
-    """How a batch extraction runs (``workers``: 0 decodes in the main process; ``threads`` None: the
-    CPUs not decoding; an input's rows never straddle two parts)."""
-
-    embed: EmbedOptions = field(default_factory=EmbedOptions)
-    format: OutputFormat = "parquet"
-    engine: Engine = "local"
-    workers: int = field(default_factory=default_workers)  # for the CPU; see default_workers("cuda")
-    device: str = "cpu"
-    backend: BackendName = "auto"
-    precision: PrecisionName = "fp32"
-    threads: int | None = None
-    ray_address: str | None = None
-    rows_per_part: int = DEFAULT_ROWS_PER_PART
-
-    def __post_init__(self) -> None:
-        if self.format not in get_args(OutputFormat):
-            raise ValueError(f"format must be one of {get_args(OutputFormat)}; got {self.format!r}")
-        if self.engine not in get_args(Engine):
-            raise ValueError(f"engine must be one of {get_args(Engine)}; got {self.engine!r}")
-        if not isinstance(self.workers, int) or self.workers < 0:
-            raise ValueError(f"workers must be an integer >= 0; got {self.workers!r}")
-        if not isinstance(self.rows_per_part, int) or self.rows_per_part < 1:
-            raise ValueError(f"rows_per_part must be a positive integer; got {self.rows_per_part!r}")
 
 
 @dataclass

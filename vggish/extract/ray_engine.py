@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from vggish import params
 from vggish.extract.decode import Failure, decode_file
+from vggish.extract.options import ExtractOptions
 from vggish.features.logmel import example_timestamps
 from vggish.pipeline.driver import Driver, EmbeddingResult
 from vggish.pipeline.options import EmbedOptions
 from vggish.pipeline.packer import Job
-
-if TYPE_CHECKING:
-    from vggish.extract import ExtractOptions
 
 INSTALL_RAY = "the ray engine needs Ray: pip install 'vggish[ray]'"
 INPUTS_PER_CALL = 16  # inputs an actor call packs together into model batches
