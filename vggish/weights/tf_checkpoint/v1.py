@@ -68,8 +68,7 @@ class V1Reader(CheckpointReader):
         dtype = lookup_dtype(info.dtype_enum)
         pieces = []
         for extents in self._slices[info.name]:
-            shape = slice_shape(extents, info.shape)
-            count = int(np.prod(shape, dtype=np.int64))
+            count = int(np.prod(slice_shape(extents, info.shape), dtype=np.int64))
             pieces.append((extents, self._slice_values(info.name, extents, count, dtype)))
         return assemble(info.shape, result_dtype(dtype), pieces)
 

@@ -120,10 +120,8 @@ class V2Reader(CheckpointReader):
             value = self._entries.get(slice_key(info.name, extents))
             if value is None:
                 raise pb.DecodeError(f"no entry for its slice {extents}")
-            piece = parse_entry(value)
-            pieces.append(
-                (extents, self._read_bytes(info.name, piece, dtype, slice_shape(extents, entry.shape)))
-            )
+            shape = slice_shape(extents, entry.shape)
+            pieces.append((extents, self._read_bytes(info.name, parse_entry(value), dtype, shape)))
         return assemble(entry.shape, result_dtype(dtype), pieces)
 
     def _read_bytes(self, name: str, entry: BundleEntry, dtype: DType, shape: tuple[int, ...]) -> np.ndarray:
