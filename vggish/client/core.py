@@ -8,7 +8,7 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypedDict, TypeVar, Unpack, overload
 
 import httpx
 import numpy as np
@@ -138,6 +138,24 @@ def _retryable_failure(request: Request, error: httpx.TransportError) -> bool:
     return request.method == "GET" and isinstance(error, httpx.NetworkError | httpx.RemoteProtocolError)
 
 
+class _AudioOptions(TypedDict, total=False):
+    """The keyword arguments of the typed overloads of ``embed`` and ``classify``."""
+
+    hop: float
+    pad: bool
+    resampler: ResamplerName
+
+
+class _EmbedOptions(_AudioOptions, total=False):
+    postprocess: bool | None
+    pooling: Pooling | None
+
+
+class _ClassifyOptions(_AudioOptions, total=False):
+    top_k: int | None
+    force: bool
+
+
 def _audio(hop: float, pad: bool, resampler: ResamplerName, force: bool = False) -> dict[str, str]:
     """The query of how audio becomes examples (and ``force``, when set)."""
     query = {"hop": repr(float(hop)), "pad": _flag(pad), "resampler": resampler}
@@ -203,25 +221,11 @@ class Api:
 
     @overload  # a str is one path, though also a Sequence[str]: this overload comes first
     def embed(  # type: ignore[overload-overlap]
-        self,
-        inputs: AudioInput,
-        *,
-        hop: float = ...,
-        pad: bool = ...,
-        postprocess: bool | None = ...,
-        resampler: ResamplerName = ...,
-        pooling: Pooling | None = ...,
+        self, inputs: AudioInput, **options: Unpack[_EmbedOptions]
     ) -> Op[RemoteEmbeddingResult]: ...
     @overload
     def embed(
-        self,
-        inputs: Sequence[AudioInput],
-        *,
-        hop: float = ...,
-        pad: bool = ...,
-        postprocess: bool | None = ...,
-        resampler: ResamplerName = ...,
-        pooling: Pooling | None = ...,
+        self, inputs: Sequence[AudioInput], **options: Unpack[_EmbedOptions]
     ) -> Op[list[RemoteEmbeddingResult]]: ...
     def embed(
         self,
@@ -256,27 +260,11 @@ class Api:
 
     @overload
     def classify(  # type: ignore[overload-overlap]
-        self,
-        name: str,
-        inputs: AudioInput,
-        *,
-        top_k: int | None = ...,
-        hop: float = ...,
-        pad: bool = ...,
-        resampler: ResamplerName = ...,
-        force: bool = ...,
+        self, name: str, inputs: AudioInput, **options: Unpack[_ClassifyOptions]
     ) -> Op[Classification]: ...
     @overload
     def classify(
-        self,
-        name: str,
-        inputs: Sequence[AudioInput],
-        *,
-        top_k: int | None = ...,
-        hop: float = ...,
-        pad: bool = ...,
-        resampler: ResamplerName = ...,
-        force: bool = ...,
+        self, name: str, inputs: Sequence[AudioInput], **options: Unpack[_ClassifyOptions]
     ) -> Op[list[Classification]]: ...
     def classify(
         self,
