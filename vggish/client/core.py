@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypedDict, TypeVar, Unpack, overload
 
 import httpx
@@ -24,18 +24,16 @@ from vggish.client.errors import (
 from vggish.client.inputs import (
     AudioInput,
     Body,
-    FilePart,
     FileSource,
     HeadKind,
+    as_file,
     audio_body,
     is_single,
     json_body,
-    json_input,
     labelled_clips,
     multipart,
     prepare,
     read_file,
-    training_body,
 )
 from vggish.client.results import (
     Classification,
@@ -170,10 +168,6 @@ def _path(prefix: str, name: str, suffix: str = "") -> str:
     return prefix + urllib.parse.quote(name, safe="") + suffix
 
 
-def _names(parts: Sequence[object]) -> list[str | None]:
-    return [part.name if isinstance(part, FilePart) else None for part in parts]
-
-
 class Api:
     """The service's API as operations: the public methods of ``Client`` and ``AsyncClient``."""
 
@@ -255,7 +249,8 @@ class Api:
             "encoding": "base64",
         }
         request = Request("POST", "/v1/embeddings", query, audio_body(parts))
-        results = yield from self._parsed(request, lambda body: embedding_results(body, _names(parts)))
+        names = [p.name for p in parts]
+        results = yield from self._parsed(request, lambda body: embedding_results(body, names))
         return results[0] if is_single(inputs) else results
 
     @overload
@@ -282,7 +277,8 @@ class Api:
         parts = prepare(inputs)
         query = _audio(hop, pad, resampler, force) | ({} if top_k is None else {"top_k": str(top_k)})
         request = Request("POST", _path(HEADS, name, "/classify"), query, audio_body(parts))
-        results = yield from self._parsed(request, lambda body: classifications(body, _names(parts)))
+        names = [p.name for p in parts]
+        results = yield from self._parsed(request, lambda body: classifications(body, names))
         return results[0] if is_single(inputs) else results
 
     def train_head(
@@ -299,7 +295,8 @@ class Api:
         """Trains and stores a head on labelled clips (``{label: [inputs]}`` or ``(inputs, labels)``),
         each clip's embedding being its examples' mean; ``replace``: else ConflictError."""
         inputs, labels = labelled_clips(clips)
-        body = training_body(name, prepare(inputs), labels, kind, replace)
+        files = [as_file(part, i) for i, part in enumerate(prepare(inputs))]
+        body = multipart({"name": name, "label": labels, "kind": kind, "replace": _flag(replace)}, files)
         request = Request("POST", "/v1/heads", _audio(hop, pad, resampler), body)
         return (yield from self._parsed(request, head_record))
 
@@ -371,15 +368,11 @@ class Api:
         parts = prepare(inputs)
         if ids is not None and len(ids) != len(parts):
             raise ValueError(f"{len(parts)} inputs but {len(ids)} ids: give one id per input")
-        names = list(ids) if ids is not None else _names(parts)
+        names = list(ids) if ids is not None else [p.name for p in parts]
         if any(not n for n in names):
             raise ValueError("bytes, file objects without a name and arrays need ids: pass ids=[...]")
-        if all(isinstance(p, FilePart) for p in parts):
-            files = [(str(n), p.data) for n, p in zip(names, parts, strict=True) if isinstance(p, FilePart)]
-            body = multipart({"id": [str(n) for n in names]}, files)
-        else:
-            named = [json_input(p) | {"name": str(n)} for p, n in zip(parts, names, strict=True)]
-            body = json_body({"inputs": named})
+        named = [replace(p, name=str(n)) for p, n in zip(parts, names, strict=True)]
+        body = audio_body(named, {"id": [str(n) for n in names]})  # a form's files are named by its ids
         query = _audio(hop, pad, resampler, force)
         request = Request("POST", _path(COLLECTIONS, name, "/items"), query, body)
         return (yield from self._parsed(request, add_result))
