@@ -28,7 +28,6 @@ H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 
 
 def blocking(op: Callable[Concatenate[Api, P], Op[T]]) -> Callable[Concatenate[Client, P], T]:
-
     def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return self._run(op(self._api, *args, **kwargs))
 
@@ -38,7 +37,6 @@ def blocking(op: Callable[Concatenate[Api, P], Op[T]]) -> Callable[Concatenate[C
 def awaited(
     op: Callable[Concatenate[Api, P], Op[T]],
 ) -> Callable[Concatenate[AsyncClient, P], Coroutine[Any, Any, T]]:
-
     async def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(op(self._api, *args, **kwargs))
 
