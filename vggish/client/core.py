@@ -25,7 +25,6 @@ from vggish.client.inputs import (
     AudioInput,
     Body,
     FileSource,
-    HeadKind,
     as_file,
     audio_body,
     is_single,
@@ -50,7 +49,7 @@ from vggish.client.results import (
     model_infos,
     parse,
 )
-from vggish.heads import FeatureSpec
+from vggish.heads import FeatureSpec, HeadKind
 from vggish.heads.store import HeadRecord
 from vggish.search import AddResult, CollectionInfo, Item, Level, Match, Query
 

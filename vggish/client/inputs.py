@@ -9,7 +9,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO
 
 import httpx
 import numpy as np
@@ -23,7 +23,6 @@ FileSource = str | os.PathLike[str] | bytes | BinaryIO
 AudioInput = FileSource | tuple[np.ndarray, int]
 """A file source, or ``(array, sample_rate)``: (samples,) or (samples, channels), float or int16."""
 
-HeadKind = Literal["linear", "mlp"]
 FORM_PART_TYPE = "application/octet-stream"
 
 
