@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from vggish.weights.download import OFFICIAL_FILES, DownloadError
 from vggish.weights.location import OFFICIAL_CHECKPOINT_NAME, OFFICIAL_PCA_NAME, default_weights_dir
-
-if TYPE_CHECKING:
-    from vggish.weights.install import OfficialInstall
 
 DESCRIPTION = """\
 Download Google's official VGGish checkpoint and PCA parameters, check their MD5s, convert them
@@ -52,12 +48,8 @@ def run(args: argparse.Namespace) -> int:
             f"{e}; instead, put Google's {OFFICIAL_CHECKPOINT_NAME} and {OFFICIAL_PCA_NAME} in "
             f"{directory} (converted on first use), or use --weights random for demo weights"
         ) from e
-    _report(installed)
-    return 0
-
-
-def _report(installed: OfficialInstall) -> None:
     for file in (installed.checkpoint, installed.pca):
         print(f"{file.path}: {file.size} bytes, md5 {file.md5}, sha256 {file.sha256}")
     print(installed.smoke.format())
     print(f"wrote {installed.weights}")
+    return 0

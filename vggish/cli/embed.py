@@ -6,7 +6,6 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from vggish.cli.runtime_args import (
     add_embed_args,
@@ -17,9 +16,6 @@ from vggish.cli.runtime_args import (
 )
 from vggish.errors import plural
 from vggish.weights.location import default_weights_path
-
-if TYPE_CHECKING:
-    from vggish.pipeline.driver import EmbeddingResult
 
 DESCRIPTION = """\
 Embed one audio file with VGGish and write an .npz with:
@@ -63,11 +59,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     result = embed_source(model, args.input, options)
     write_npz(output, result)
-    _report(output, result, time.perf_counter() - started)
-    return 0
-
-
-def _report(output: Path, result: EmbeddingResult, seconds: float) -> None:
+    seconds = time.perf_counter() - started
     count = result.embeddings.shape[0]
     speed = result.duration / seconds if seconds > 0 else float("inf")
     print(
@@ -78,3 +70,4 @@ def _report(output: Path, result: EmbeddingResult, seconds: float) -> None:
         print(
             "note: the clip is shorter than 0.975 s, so it has no example; --pad gives one", file=sys.stderr
         )
+    return 0

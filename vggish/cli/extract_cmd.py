@@ -15,7 +15,7 @@ from vggish.cli.runtime_args import (
     settings_of,
 )
 from vggish.errors import plural
-from vggish.extract import ExtractOptions, ExtractSummary, default_workers, extract, find_inputs
+from vggish.extract import ExtractOptions, default_workers, extract, find_inputs
 from vggish.extract.outputs import FAILURES_NAME, OutputFormat
 from vggish.weights import default_weights_path
 
@@ -86,11 +86,6 @@ def run(args: argparse.Namespace) -> int:
     inputs = find_inputs(args.inputs, args.glob)
     output = Path(args.output)
     summary = extract(inputs, output, settings.weights or None, options, progress=True)
-    _report(output, summary)
-    return 2 if summary.files_failed else 0
-
-
-def _report(output: Path, summary: ExtractSummary) -> None:
     skipped = f", {summary.files_skipped} already done" if summary.files_skipped else ""
     print(
         f"wrote {output}: {plural(summary.files_ok, 'file')}, {plural(summary.examples, 'example')}, "
@@ -103,3 +98,4 @@ def _report(output: Path, summary: ExtractSummary) -> None:
             f"see {output / FAILURES_NAME}",
             file=sys.stderr,
         )
+    return 2 if summary.files_failed else 0

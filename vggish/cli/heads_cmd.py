@@ -159,9 +159,7 @@ def run_train(args: argparse.Namespace) -> int:
     from vggish.heads.training import train
 
     validate_name(args.name)
-    store = _store(args)
-    if not args.replace:
-        _refuse_taken(store, args.name)
+    store = _free_store(args)
     pairs = _labelled_files(Path(args.directory))
     options = embed_options(args)
     model = load_runtime(args)
@@ -184,12 +182,16 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_taken(store: BaseHeadStore, name: str) -> None:
-    try:
-        store.get(name)
-    except HeadNotFoundError:
-        return
-    raise HeadExistsError(f"a head named {name!r} exists; replace it with --replace")
+def _free_store(args: argparse.Namespace) -> BaseHeadStore:
+    """The store, where no head is named ``args.name`` (or --replace)."""
+    store = _store(args)
+    if not args.replace:
+        try:
+            store.get(args.name)
+        except HeadNotFoundError:
+            return store
+        raise HeadExistsError(f"a head named {args.name!r} exists; replace it with --replace")
+    return store
 
 
 def run_classify(args: argparse.Namespace) -> int:
@@ -291,25 +293,19 @@ def _describe(record: HeadRecord) -> str:
 def run_import(args: argparse.Namespace) -> int:
     """Stores a validated head file as ``args.name``, refusing one trained on other weights."""
     validate_name(args.name)
-    head = from_safetensors(_read_head_file(Path(args.file)))
+    path = Path(args.file)
+    size = path.stat().st_size  # FileNotFoundError names the path
+    if size > MAX_HEAD_FILE_BYTES:
+        raise ValueError(f"{path} has {size} bytes; a head file has at most {MAX_HEAD_FILE_BYTES}")
+    head = from_safetensors(path.read_bytes())
     sha = _weights_sha256(weights_arg(args))
     if sha is None:
         _warn(f"no weights at {default_weights_path()} to check the head against; give --weights")
     else:
         _warn(check_compatible(head.features, FeatureSpec(weights_sha256=sha), args.force, args.name))
-    store = _store(args)
-    if not args.replace:
-        _refuse_taken(store, args.name)
-    record = store.save(args.name, head, replace=args.replace)
+    record = _free_store(args).save(args.name, head, replace=args.replace)
     print(f"imported {_describe(record)}")
     return 0
-
-
-def _read_head_file(path: Path) -> bytes:
-    size = path.stat().st_size  # FileNotFoundError names the path
-    if size > MAX_HEAD_FILE_BYTES:
-        raise ValueError(f"{path} has {size} bytes; a head file has at most {MAX_HEAD_FILE_BYTES}")
-    return path.read_bytes()
 
 
 def _weights_sha256(weights: str | None) -> str | None:

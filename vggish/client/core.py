@@ -6,9 +6,9 @@
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Literal, TypeVar, overload
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypedDict, TypeVar, Unpack, overload
 
 import httpx
 import numpy as np
@@ -24,18 +24,15 @@ from vggish.client.errors import (
 from vggish.client.inputs import (
     AudioInput,
     Body,
-    FilePart,
     FileSource,
-    HeadKind,
+    as_file,
     audio_body,
     is_single,
     json_body,
-    json_input,
     labelled_clips,
     multipart,
     prepare,
     read_file,
-    training_body,
 )
 from vggish.client.results import (
     Classification,
@@ -52,7 +49,7 @@ from vggish.client.results import (
     model_infos,
     parse,
 )
-from vggish.heads import FeatureSpec
+from vggish.heads import FeatureSpec, HeadKind
 from vggish.heads.store import HeadRecord
 from vggish.search import AddResult, CollectionInfo, Item, Level, Match, Query
 
@@ -79,12 +76,12 @@ class Request:
     accept: frozenset[int] = frozenset()
 
     @property
-    def headers(self) -> dict[str, str]:
-        return {} if self.body is None else {"content-type": self.body.content_type}
-
-    @property
-    def content(self) -> bytes | None:
-        return None if self.body is None else self.body.content
+    def options(self) -> dict[str, Any]:
+        """``httpx.Client.request``'s keyword arguments."""
+        if self.body is None:
+            return {"params": self.params}
+        headers = {"content-type": self.body.content_type}
+        return {"params": self.params, "content": self.body.content, "headers": headers}
 
 
 @dataclass(frozen=True)
@@ -138,14 +135,28 @@ def _retryable_failure(request: Request, error: httpx.TransportError) -> bool:
     return request.method == "GET" and isinstance(error, httpx.NetworkError | httpx.RemoteProtocolError)
 
 
-@dataclass(frozen=True)
-class AudioOptions:
-    hop: float = params.EXAMPLE_HOP_SECONDS
-    pad: bool = False
-    resampler: ResamplerName = "reference"
+class _AudioOptions(TypedDict, total=False):
+    """The keyword arguments of the typed overloads of ``embed`` and ``classify``."""
 
-    def query(self) -> dict[str, str]:
-        return {"hop": repr(float(self.hop)), "pad": _flag(self.pad), "resampler": self.resampler}
+    hop: float
+    pad: bool
+    resampler: ResamplerName
+
+
+class _EmbedOptions(_AudioOptions, total=False):
+    postprocess: bool | None
+    pooling: Pooling | None
+
+
+class _ClassifyOptions(_AudioOptions, total=False):
+    top_k: int | None
+    force: bool
+
+
+def _audio(hop: float, pad: bool, resampler: ResamplerName, force: bool = False) -> dict[str, str]:
+    """The query of how audio becomes examples (and ``force``, when set)."""
+    query = {"hop": repr(float(hop)), "pad": _flag(pad), "resampler": resampler}
+    return query | {"force": "true"} if force else query
 
 
 def _flag(value: bool) -> str:
@@ -154,10 +165,6 @@ def _flag(value: bool) -> str:
 
 def _path(prefix: str, name: str, suffix: str = "") -> str:
     return prefix + urllib.parse.quote(name, safe="") + suffix
-
-
-def _names(parts: Sequence[object]) -> list[str | None]:
-    return [part.name if isinstance(part, FilePart) else None for part in parts]
 
 
 class Api:
@@ -189,10 +196,12 @@ class Api:
             return outcome
         raise problem_from_response(outcome)
 
+    def _parsed(self, request: Request, parser: Callable[[Any], T]) -> Op[T]:
+        return parse((yield from self._call(request)), parser)
+
     def models(self) -> Op[list[ModelInfo]]:
         """``GET /v1/models``: the model, its weights' provenance, device and limits."""
-        response = yield from self._call(Request("GET", "/v1/models"))
-        models = parse(response, model_infos)
+        models = yield from self._parsed(Request("GET", "/v1/models"), model_infos)
         if models:
             self._has_pca = models[0].postprocessing
         return models
@@ -205,25 +214,11 @@ class Api:
 
     @overload  # a str is one path, though also a Sequence[str]: this overload comes first
     def embed(  # type: ignore[overload-overlap]
-        self,
-        inputs: AudioInput,
-        *,
-        hop: float = ...,
-        pad: bool = ...,
-        postprocess: bool | None = ...,
-        resampler: ResamplerName = ...,
-        pooling: Pooling | None = ...,
+        self, inputs: AudioInput, **options: Unpack[_EmbedOptions]
     ) -> Op[RemoteEmbeddingResult]: ...
     @overload
     def embed(
-        self,
-        inputs: Sequence[AudioInput],
-        *,
-        hop: float = ...,
-        pad: bool = ...,
-        postprocess: bool | None = ...,
-        resampler: ResamplerName = ...,
-        pooling: Pooling | None = ...,
+        self, inputs: Sequence[AudioInput], **options: Unpack[_EmbedOptions]
     ) -> Op[list[RemoteEmbeddingResult]]: ...
     def embed(
         self,
@@ -247,39 +242,23 @@ class Api:
             if self._has_pca is None:
                 yield from self.models()
             postprocess = bool(self._has_pca)
-        query = {
-            **AudioOptions(hop, pad, resampler).query(),
+        query = _audio(hop, pad, resampler) | {
             "postprocess": _flag(postprocess),
             "pooling": pooling or "none",
             "encoding": "base64",
         }
-        response = yield from self._call(Request("POST", "/v1/embeddings", query, audio_body(parts)))
-        results = parse(response, lambda body: embedding_results(body, _names(parts)))
+        request = Request("POST", "/v1/embeddings", query, audio_body(parts))
+        names = [p.name for p in parts]
+        results = yield from self._parsed(request, lambda body: embedding_results(body, names))
         return results[0] if is_single(inputs) else results
 
     @overload
     def classify(  # type: ignore[overload-overlap]
-        self,
-        name: str,
-        inputs: AudioInput,
-        *,
-        top_k: int | None = ...,
-        hop: float = ...,
-        pad: bool = ...,
-        resampler: ResamplerName = ...,
-        force: bool = ...,
+        self, name: str, inputs: AudioInput, **options: Unpack[_ClassifyOptions]
     ) -> Op[Classification]: ...
     @overload
     def classify(
-        self,
-        name: str,
-        inputs: Sequence[AudioInput],
-        *,
-        top_k: int | None = ...,
-        hop: float = ...,
-        pad: bool = ...,
-        resampler: ResamplerName = ...,
-        force: bool = ...,
+        self, name: str, inputs: Sequence[AudioInput], **options: Unpack[_ClassifyOptions]
     ) -> Op[list[Classification]]: ...
     def classify(
         self,
@@ -295,12 +274,10 @@ class Api:
         """Labels audio with the head ``name``: each clip's and each example's (``frames``) best
         ``top_k`` labels (a frame's best 5 when None); ``force``: even on other weights."""
         parts = prepare(inputs)
-        query = AudioOptions(hop, pad, resampler).query() | ({} if top_k is None else {"top_k": str(top_k)})
-        if force:
-            query["force"] = "true"
+        query = _audio(hop, pad, resampler, force) | ({} if top_k is None else {"top_k": str(top_k)})
         request = Request("POST", _path(HEADS, name, "/classify"), query, audio_body(parts))
-        response = yield from self._call(request)
-        results = parse(response, lambda body: classifications(body, _names(parts)))
+        names = [p.name for p in parts]
+        results = yield from self._parsed(request, lambda body: classifications(body, names))
         return results[0] if is_single(inputs) else results
 
     def train_head(
@@ -317,10 +294,10 @@ class Api:
         """Trains and stores a head on labelled clips (``{label: [inputs]}`` or ``(inputs, labels)``),
         each clip's embedding being its examples' mean; ``replace``: else ConflictError."""
         inputs, labels = labelled_clips(clips)
-        body = training_body(name, prepare(inputs), labels, kind, replace)
-        query = AudioOptions(hop, pad, resampler).query()
-        response = yield from self._call(Request("POST", "/v1/heads", query, body))
-        return parse(response, head_record)
+        files = [as_file(part, i) for i, part in enumerate(prepare(inputs))]
+        body = multipart({"name": name, "label": labels, "kind": kind, "replace": _flag(replace)}, files)
+        request = Request("POST", "/v1/heads", _audio(hop, pad, resampler), body)
+        return (yield from self._parsed(request, head_record))
 
     def train_head_from_embeddings(
         self,
@@ -342,8 +319,7 @@ class Api:
             "kind": kind,
             "replace": replace,
         }
-        response = yield from self._call(Request("POST", "/v1/heads", body=json_body(payload)))
-        return parse(response, head_record)
+        return (yield from self._parsed(Request("POST", "/v1/heads", body=json_body(payload)), head_record))
 
     def list_heads(self) -> Op[list[HeadRecord]]:
         """Every stored head, by name (the server's pages one after another)."""
@@ -358,8 +334,7 @@ class Api:
 
     def get_head(self, name: str) -> Op[HeadRecord]:
         """One head's classes, kind, metrics and version (``NotFoundError`` when absent)."""
-        response = yield from self._call(Request("GET", _path(HEADS, name)))
-        return parse(response, head_record)
+        return (yield from self._parsed(Request("GET", _path(HEADS, name)), head_record))
 
     def delete_head(self, name: str) -> Op[None]:
         yield from self._call(Request("DELETE", _path(HEADS, name)))
@@ -374,8 +349,7 @@ class Api:
         even when it records other weights than the server's (else ConflictError)."""
         body = Body(read_file(data)[1], "application/octet-stream")
         query = {"force": "true"} if force else {}
-        response = yield from self._call(Request("PUT", _path(HEADS, name), query, body=body))
-        return parse(response, head_record)
+        return (yield from self._parsed(Request("PUT", _path(HEADS, name), query, body), head_record))
 
     def add_items(
         self,
@@ -393,18 +367,14 @@ class Api:
         parts = prepare(inputs)
         if ids is not None and len(ids) != len(parts):
             raise ValueError(f"{len(parts)} inputs but {len(ids)} ids: give one id per input")
-        names = list(ids) if ids is not None else _names(parts)
+        names = list(ids) if ids is not None else [p.name for p in parts]
         if any(not n for n in names):
             raise ValueError("bytes, file objects without a name and arrays need ids: pass ids=[...]")
-        if all(isinstance(p, FilePart) for p in parts):
-            files = [(str(n), p.data) for n, p in zip(names, parts, strict=True) if isinstance(p, FilePart)]
-            body = multipart({"id": [str(n) for n in names]}, files)
-        else:
-            named = [json_input(p) | {"name": str(n)} for p, n in zip(parts, names, strict=True)]
-            body = json_body({"inputs": named})
-        query = AudioOptions(hop, pad, resampler).query() | ({"force": "true"} if force else {})
-        response = yield from self._call(Request("POST", _path(COLLECTIONS, name, "/items"), query, body))
-        return parse(response, add_result)
+        named = [replace(p, name=str(n)) for p, n in zip(parts, names, strict=True)]
+        body = audio_body(named, {"id": [str(n) for n in names]})  # a form's files are named by its ids
+        query = _audio(hop, pad, resampler, force)
+        request = Request("POST", _path(COLLECTIONS, name, "/items"), query, body)
+        return (yield from self._parsed(request, add_result))
 
     def add_embeddings(
         self, name: str, items: Sequence[Item], *, features: FeatureSpec | None = None, force: bool = False
@@ -422,8 +392,7 @@ class Api:
             payload["features"] = features.to_dict()
         query = {"force": "true"} if force else {}
         request = Request("POST", _path(COLLECTIONS, name, "/items"), query, json_body(payload))
-        response = yield from self._call(request)
-        return parse(response, add_result)
+        return (yield from self._parsed(request, add_result))
 
     def search(
         self,
@@ -446,27 +415,24 @@ class Api:
             body = json_body({"embeddings": query.vectors.tolist(), "timestamps": times})
         else:
             body = audio_body(prepare(query))
-        return (yield from self._search(name, body, k, level, AudioOptions(hop, pad, resampler), force))
+        return (yield from self._search(name, body, k, level, _audio(hop, pad, resampler, force)))
 
     def search_item(self, name: str, item_id: str, *, k: int = 10, level: Level = "clip") -> Op[list[Match]]:
         """The ``k`` items most similar to a stored item (itself left out), best first."""
-        return (yield from self._search(name, json_body({"id": item_id}), k, level, AudioOptions(), False))
+        audio = _audio(params.EXAMPLE_HOP_SECONDS, False, "reference")
+        return (yield from self._search(name, json_body({"id": item_id}), k, level, audio))
 
-    def _search(
-        self, name: str, body: Body, k: int, level: Level, audio: AudioOptions, force: bool
-    ) -> Op[list[Match]]:
-        params = audio.query() | {"k": str(k), "level": level} | ({"force": "true"} if force else {})
-        response = yield from self._call(Request("POST", _path(COLLECTIONS, name, "/search"), params, body))
-        return parse(response, matches)
+    def _search(self, name: str, body: Body, k: int, level: Level, query: dict[str, str]) -> Op[list[Match]]:
+        query = query | {"k": str(k), "level": level}
+        request = Request("POST", _path(COLLECTIONS, name, "/search"), query, body)
+        return (yield from self._parsed(request, matches))
 
     def list_collections(self) -> Op[list[CollectionInfo]]:
-        response = yield from self._call(Request("GET", "/v1/collections"))
-        return parse(response, collection_infos)
+        return (yield from self._parsed(Request("GET", "/v1/collections"), collection_infos))
 
     def get_collection(self, name: str) -> Op[CollectionInfo]:
         """One collection's counts and features (``NotFoundError`` when absent)."""
-        response = yield from self._call(Request("GET", _path(COLLECTIONS, name)))
-        return parse(response, collection_info)
+        return (yield from self._parsed(Request("GET", _path(COLLECTIONS, name)), collection_info))
 
     def delete_collection(self, name: str) -> Op[None]:
         yield from self._call(Request("DELETE", _path(COLLECTIONS, name)))

@@ -9,7 +9,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO
 
 import httpx
 import numpy as np
@@ -23,7 +23,6 @@ FileSource = str | os.PathLike[str] | bytes | BinaryIO
 AudioInput = FileSource | tuple[np.ndarray, int]
 """A file source, or ``(array, sample_rate)``: (samples,) or (samples, channels), float or int16."""
 
-HeadKind = Literal["linear", "mlp"]
 FORM_PART_TYPE = "application/octet-stream"
 
 
@@ -124,10 +123,10 @@ def as_file(part: WirePart, index: int) -> tuple[str, bytes]:
     return f"input-{index}.wav", wav_bytes(part.samples.astype(np.float32), part.sample_rate, "FLOAT")
 
 
-def audio_body(parts: Sequence[WirePart]) -> Body:
-    """Multipart when every input is a file, else JSON ``inputs``."""
+def audio_body(parts: Sequence[WirePart], fields: Mapping[str, list[str]] | None = None) -> Body:
+    """Multipart (with the form ``fields``) when every input is a file, else JSON ``inputs``."""
     if all(isinstance(part, FilePart) for part in parts):
-        return multipart({}, [as_file(part, i) for i, part in enumerate(parts)])
+        return multipart(fields or {}, [as_file(part, i) for i, part in enumerate(parts)])
     return json_body({"inputs": [json_input(part) for part in parts]})
 
 
@@ -135,18 +134,6 @@ def json_input(part: WirePart) -> dict[str, Any]:
     if isinstance(part, FilePart):
         return {"audio_base64": base64.b64encode(part.data).decode("ascii"), "name": part.name}
     return {"samples": part.samples.tolist(), "sample_rate": part.sample_rate, "name": part.name}
-
-
-def training_body(
-    name: str, parts: Sequence[WirePart], labels: Sequence[str], kind: HeadKind, replace: bool
-) -> Body:
-    fields: dict[str, str | list[str]] = {
-        "name": name,
-        "label": list(labels),
-        "kind": kind,
-        "replace": "true" if replace else "false",
-    }
-    return multipart(fields, [as_file(part, i) for i, part in enumerate(parts)])
 
 
 def multipart(fields: Mapping[str, str | list[str]], files: Sequence[tuple[str, bytes]]) -> Body:

@@ -8,7 +8,7 @@ import functools
 import inspect
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast
 
 import httpx
 
@@ -20,7 +20,6 @@ from vggish.client.core import (
     Op,
     Outcome,
     Sleep,
-    Step,
 )
 
 P = ParamSpec("P")
@@ -29,7 +28,6 @@ H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 
 
 def blocking(op: Callable[Concatenate[Api, P], Op[T]]) -> Callable[Concatenate[Client, P], T]:
-
     def method(self: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return self._run(op(self._api, *args, **kwargs))
 
@@ -39,7 +37,6 @@ def blocking(op: Callable[Concatenate[Api, P], Op[T]]) -> Callable[Concatenate[C
 def awaited(
     op: Callable[Concatenate[Api, P], Op[T]],
 ) -> Callable[Concatenate[AsyncClient, P], Coroutine[Any, Any, T]]:
-
     async def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(op(self._api, *args, **kwargs))
 
@@ -88,20 +85,15 @@ class Client(_Transport[httpx.Client]):
             try:
                 step = op.send(outcome)
             except StopIteration as done:
-                result: T = done.value
-                return result
-            outcome = self._perform(step)
-
-    def _perform(self, step: Step) -> Outcome:
-        if isinstance(step, Sleep):
-            time.sleep(step.seconds)
-            return None
-        try:
-            return self._http.request(
-                step.method, step.path, params=step.params, content=step.content, headers=step.headers
-            )
-        except httpx.TransportError as e:
-            return e
+                return cast(T, done.value)
+            if isinstance(step, Sleep):
+                time.sleep(step.seconds)
+                outcome = None
+                continue
+            try:
+                outcome = self._http.request(step.method, step.path, **step.options)
+            except httpx.TransportError as e:
+                outcome = e
 
     def close(self) -> None:
         self._http.close()
@@ -144,20 +136,15 @@ class AsyncClient(_Transport[httpx.AsyncClient]):
             try:
                 step = op.send(outcome)
             except StopIteration as done:
-                result: T = done.value
-                return result
-            outcome = await self._perform(step)
-
-    async def _perform(self, step: Step) -> Outcome:
-        if isinstance(step, Sleep):
-            await asyncio.sleep(step.seconds)
-            return None
-        try:
-            return await self._http.request(
-                step.method, step.path, params=step.params, content=step.content, headers=step.headers
-            )
-        except httpx.TransportError as e:
-            return e
+                return cast(T, done.value)
+            if isinstance(step, Sleep):
+                await asyncio.sleep(step.seconds)
+                outcome = None
+                continue
+            try:
+                outcome = await self._http.request(step.method, step.path, **step.options)
+            except httpx.TransportError as e:
+                outcome = e
 
     async def close(self) -> None:
         await self._http.aclose()
