@@ -260,10 +260,8 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Routes every error raised while handling a request to its problem+json answer."""
     app.add_exception_handler(ProblemError, _on_problem)
-    for cls in (domain.InvalidInputError, domain.NotFoundError, domain.ConflictError, domain.CancelledError):
+    for cls in DOMAIN_PROBLEMS:
         app.add_exception_handler(cls, _on_domain)
-    for store_error in (StoreUnavailableError, TooManyHeadsError):  # a RuntimeError, an Exception
-        app.add_exception_handler(store_error, _on_domain)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(ValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
