@@ -19,10 +19,14 @@ Vector = list[int] | list[float] | str
 """A vector as numbers, or (``encoding=base64``) its little-endian float32 / uint8 bytes in base64."""
 
 
-class AudioOptions(BaseModel):
-    """How audio becomes examples: the query options shared by embeddings, classification and training."""
+class _Strict(BaseModel):
+    """A request model: unknown fields are refused."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class AudioOptions(_Strict):
+    """How audio becomes examples: the query options shared by embeddings, classification and training."""
 
     hop: float = Field(
         params.EXAMPLE_HOP_SECONDS,
@@ -69,10 +73,8 @@ BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=
 _FRAMES = f"a list (mono) or a list of frames of 1 to {MAX_CHANNELS} channels (samples, channels)"
 
 
-class Base64Audio(BaseModel):
+class Base64Audio(_Strict):
     """An audio file (any format the server decodes), base64-encoded."""
-
-    model_config = ConfigDict(extra="forbid")
 
     audio_base64: str = Field(
         pattern=BASE64_PATTERN, description="the file's bytes in base64 (standard alphabet, padded)"
@@ -80,10 +82,8 @@ class Base64Audio(BaseModel):
     name: InputName = None
 
 
-class Samples(BaseModel):
+class Samples(_Strict):
     """Float samples as numbers (``dtype`` ``float32``, the default)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     samples: (
         list[FloatSample] | list[Annotated[list[FloatSample], Field(min_length=1, max_length=MAX_CHANNELS)]]
@@ -93,10 +93,8 @@ class Samples(BaseModel):
     name: InputName = None
 
 
-class Int16Samples(BaseModel):
+class Int16Samples(_Strict):
     """16-bit integer samples as numbers, scaled by 1/32768 as audio files are."""
-
-    model_config = ConfigDict(extra="forbid")
 
     samples: (
         list[Int16Sample] | list[Annotated[list[Int16Sample], Field(min_length=1, max_length=MAX_CHANNELS)]]
@@ -106,10 +104,8 @@ class Int16Samples(BaseModel):
     name: InputName = None
 
 
-class EmbeddingsRequest(BaseModel):
+class EmbeddingsRequest(_Strict):
     """The JSON form of ``POST /v1/embeddings`` (also ``POST /v1/heads/{name}/classify``)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     inputs: Annotated[list[Base64Audio | Samples | Int16Samples], Field(min_length=1)]
 
@@ -270,20 +266,16 @@ class ClassifyQuery(HeadAudioOptions):
     )
 
 
-class ImportQuery(BaseModel):
+class ImportQuery(_Strict):
     """Query parameters of ``PUT /v1/heads/{name}``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     force: bool = Field(
         False, description="import a head trained on other weights than the server's (a warning says so)"
     )
 
 
-class Features(BaseModel):
+class Features(_Strict):
     """What made a head's training features (null: unknown)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     weights_sha256: str | None = Field(
         None,
@@ -294,10 +286,8 @@ class Features(BaseModel):
     resampler: Resampler | None = None
 
 
-class TrainForm(BaseModel):
+class TrainForm(_Strict):
     """The text fields of a multipart ``POST /v1/heads`` (one `label` per `file`, same order)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: HeadName
     label: Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(min_length=1)]
@@ -305,10 +295,8 @@ class TrainForm(BaseModel):
     replace: bool = False
 
 
-class TrainOptions(BaseModel):
+class TrainOptions(_Strict):
     """The small fields of a JSON ``POST /v1/heads`` (``app.heads_json`` reads the others)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: HeadName
     kind: HeadKind = Field("linear", description="`linear` (logistic regression) or `mlp` (64 hidden)")
@@ -365,10 +353,8 @@ class HeadInfo(BaseModel):
 MAX_HEADS_PAGE = 100  # heads per page of GET /v1/heads at most (each lists up to 1000 labels)
 
 
-class HeadListQuery(BaseModel):
+class HeadListQuery(_Strict):
     """Query parameters of ``GET /v1/heads``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(20, ge=1, le=MAX_HEADS_PAGE, description="heads per page")
     cursor: str | None = Field(
