@@ -12,7 +12,7 @@ from ..deps import HeadsDep, StoreDep, TimingsDep, require_api_key
 from ..errors import MissingAudioError, UnsupportedMediaTypeError
 from ..heads_service import head_info, head_list
 from ..ingest import media_type, read_body, read_form, read_inputs
-from ..openapi_docs import CLASSIFY_BODY, IMPORT_BODY, PROBLEM_RESPONSES, TRAIN_BODY
+from ..openapi_docs import EMBEDDINGS_BODY, IMPORT_BODY, PROBLEM_RESPONSES, TRAIN_BODY
 from ..schemas import (
     HEAD_NAME_PATTERN,
     ClassifyQuery,
@@ -164,7 +164,7 @@ async def import_head(
     response_model=ClassifyResponse,
     response_model_exclude_none=True,
     summary="Classify audio with a head",
-    openapi_extra=CLASSIFY_BODY,
+    openapi_extra=EMBEDDINGS_BODY,  # the same three audio forms
     responses=_RESPONSES,
 )
 async def classify(
