@@ -44,7 +44,7 @@ class Problem:
 
 
 # The library's exceptions -> problems; an exception takes the entry of its nearest class.
-DOMAIN_PROBLEMS: dict[type[BaseException], Problem] = {
+DOMAIN_PROBLEMS: dict[type[Exception], Problem] = {
     HeadNotFoundError: Problem(404, "Head not found", "head-not-found"),
     HeadExistsError: Problem(409, "Head exists", "head-exists"),
     WeightsMismatchError: Problem(409, "Head trained on other weights", "weights-mismatch"),
