@@ -49,7 +49,8 @@ class EmbedQuery(AudioOptions):
     """Query parameters of ``POST /v1/embeddings``: the audio options and what the answer holds."""
 
     postprocess: bool | None = Field(
-        None, description="add AudioSet's 8-bit features (`postprocessed`); default: if the weights have PCA"
+        None,
+        description="add AudioSet's 8-bit features (`postprocessed`); default: when the weights carry PCA",
     )
     pooling: Pooling = Field("none", description="`mean` adds `embedding`, the mean over examples")
     encoding: Encoding = Field("float", description="`base64`: vectors as base64 of little-endian float32")
