@@ -197,7 +197,7 @@ class HeadsService:
     ) -> HeadInfo:
         """Trains head ``o.name`` on a training thread (within the request timeout, while the client
         waits), then saves it."""
-        head: heads.Head = await self.embedding.bounded(
+        head = await self.embedding.bounded(
             lambda cancel: self.trainings.train(x, labels, o.kind, features, cancel), disconnected
         )
         max_heads = self.embedding.settings.max_heads
