@@ -77,8 +77,7 @@ def embeddings_response(
 
 
 def features_response(items: list[InputExamples], query: FeaturesQuery, weights: str) -> FeaturesResponse:
-    """The body of ``POST /v1/features``: each example as nested lists, or as the base64 of its 6144
-    little-endian float32 values, row-major (frame, band)."""
+    """The body of ``POST /v1/features`` (``FeaturesQuery.encoding`` says how examples are written)."""
     data = []
     for i, x in enumerate(items):
         rows = x.examples  # nested lists, or each example's values flat for base64

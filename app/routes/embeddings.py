@@ -67,9 +67,7 @@ async def create_features(
 
     The examples of a whole request are held for the answer, so a request making more than
     `max_feature_examples` examples (see `GET /v1/models`) is refused with 413, from the files'
-    headers before decoding where they tell their length. `encoding=base64` is ~4× smaller than
-    numbers: each example as the base64 of its 6144 little-endian float32 values, row-major
-    (frame, band).
+    headers before decoding where they tell their length. `encoding=base64` is ~4× smaller.
     """
     s = service.settings
     inputs = await read_inputs(request, s.max_upload_bytes, s.max_inputs)
