@@ -73,7 +73,7 @@ class StreamSession:
     def seconds(self) -> float:
         return self.stream.num_samples / self.sample_rate
 
-    def ready_message(self) -> dict[str, Any]:
+    def ready_message(self, warning: str | None) -> dict[str, Any]:
         return {
             "type": "ready",
             "weights": self.service.weights_id,
@@ -82,6 +82,7 @@ class StreamSession:
             "sample_rate": self.sample_rate,
             "max_seconds": self.service.settings.max_input_seconds,
             "max_message_bytes": self.service.settings.stream_max_message_bytes,
+            **({} if warning is None else {"warnings": [warning]}),
         }
 
     def end_message(self, drained: bool = False) -> dict[str, Any]:

@@ -61,10 +61,7 @@ async def stream(websocket: WebSocket) -> None:
         options = service.options(start.hop, start.pad, start.resampler, start.postprocess)
         head, warning = await _head(websocket, service, start, options)
         with opened(service, start, options, head) as session:
-            ready = session.ready_message()
-            if warning is not None:
-                ready["warnings"] = [warning]
-            await websocket.send_json(ready)
+            await websocket.send_json(session.ready_message(warning))
             drained = await _serve(websocket, session, settings, draining)
             await websocket.send_json(session.end_message(drained))
             logger.info("stream ended", extra={"examples": session.sent, "seconds": session.seconds})
