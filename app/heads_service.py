@@ -132,10 +132,8 @@ class HeadsService:
             ("max_train_examples", len(labels), "clips"),
             ("max_train_classes", len(set(labels)), "classes"),
         ):
-            if count > getattr(limits, limit):
-                raise LimitExceededError(
-                    limit, f"{count} {what} sent; at most {getattr(limits, limit)} per training"
-                )
+            if count > (most := getattr(limits, limit)):
+                raise LimitExceededError(limit, f"{count} {what} sent; at most {most} per training")
         return TrainForm.model_validate(
             {k: v if k == "label" or len(v) != 1 else v[0] for k, v in fields.items()}
         )
