@@ -85,8 +85,7 @@ async def handshake(websocket: WebSocket, settings: Settings, draining: asyncio.
     message = await receive(websocket, settings, draining)
     if message is None:
         raise NotReadyError("the server is shutting down; open the stream again in a moment")
-    text = message.get("text")
-    first = _json_object(text) if text is not None else None
+    first = _json_object(message.get("text"))
     given = first.get("api_key") if first is not None else None
     if isinstance(given, str) or header_key is None:
         check_key(settings.api_key_list, given if isinstance(given, str) else None, KEY_HOW)
