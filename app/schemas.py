@@ -279,9 +279,8 @@ class TrainOptions(_Strict):
     replace: bool = Field(False, description="replace a head of the same name")
     features: Features | None = Field(
         None,
-        description="what made the embeddings, recorded with the head (its `weights_sha256` is "
-        "checked when it classifies audio); omitted: unknown (the head is then never refused, and "
-        "says so in `warnings`)",
+        description="what made the embeddings (its `weights_sha256` is checked when the head classifies "
+        "audio); omitted: unknown (the head is then never refused, and says so in `warnings`)",
     )
 
 
@@ -403,9 +402,7 @@ class CollectionAudioOptions(HeadAudioOptions):
     """The audio options of adding to and searching a collection (short clips padded by default)."""
 
     force: bool = Field(
-        False,
-        description="add or search even when the collection was made with other weights or front-end "
-        "settings (a warning says so); without it that is a 409",
+        False, description="add or search even if the collection has other weights or settings (else 409)"
     )
 
 
