@@ -55,7 +55,7 @@ Disconnected = Callable[[], Awaitable[None]]
 
 
 class EmbeddingService:
-    """Holds the model, the decode pool and the batcher; embeds the inputs of requests."""
+    """Holds the model, the decode pool and the batcher (started); embeds the inputs of requests."""
 
     def __init__(self, model: Runtime, settings: Settings, metrics: Metrics) -> None:
         self.model = model
@@ -71,11 +71,9 @@ class EmbeddingService:
             metrics=metrics,
             postprocess=model.postprocess,
         )
+        self.batcher.start()
         sha = model.weights_info.get("sha256", "")
         self.weights_id = sha[:WEIGHTS_PREFIX] if sha != "random" else "random"
-
-    def start(self) -> None:
-        self.batcher.start()
 
     def close(self) -> None:
         """Finishes queued work, then stops the inference thread and the decode pool."""
