@@ -70,16 +70,8 @@ def _resolve(future: asyncio.Future[Output], result: Delivery) -> None:
 
 
 class Batcher:
-    """The driver, its lock, and the inference thread.
-
-    Args:
-        infer: the model call, (B, 96, 64) -> (B, 128); it runs on the inference thread only.
-        max_batch: most examples per model call.
-        max_wait_s: longest wait for a batch to fill, while inputs are still being decoded.
-        max_queue: most examples admitted and not yet through the model; beyond, 429.
-        retry_after_s: the ``Retry-After`` sent with 429 and 503.
-        postprocess: the model's AudioSet postprocessing, for jobs that ask for it.
-    """
+    """The driver, its lock, and the inference thread, the only one that calls ``infer``
+    ((B, 96, 64) -> (B, 128)); ``retry_after_s`` is the ``Retry-After`` of 429 and 503."""
 
     def __init__(
         self,
@@ -158,8 +150,7 @@ class Batcher:
         return InputJob(loop, postprocess=postprocess, rows=rows)
 
     def put(self, job: InputJob, block: Any) -> None:
-        """Queues a block of a job's examples now (the caller bounds its backlog); CancelledError
-        once the job is cancelled."""
+        """Queues a block of a stream's examples now (the caller bounds its backlog)."""
         with self._cond:
             if job.cancelled:
                 raise CancelledError("the stream was cancelled")
@@ -173,9 +164,8 @@ class Batcher:
             job.hand(out)
 
     def feed(self, job: InputJob, blocks: Iterator[Any]) -> None:
-        """Streams an input's example blocks into the queue (on a decode thread, waiting while its
-        backlog holds ``BACKLOG_BATCHES`` batches), then closes it. Raises CancelledError once the
-        job is cancelled, and what ``blocks`` raises (the job cancelled first)."""
+        """Streams an input's example blocks into the queue on a decode thread (waiting while its
+        backlog holds ``BACKLOG_BATCHES`` batches), then closes it; an error cancels the job."""
         with self._cond:
             self._feeding += 1
         try:

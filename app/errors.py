@@ -44,7 +44,7 @@ class Problem:
 
 
 # The library's exceptions -> problems; an exception takes the entry of its nearest class.
-DOMAIN_PROBLEMS: dict[type[BaseException], Problem] = {
+DOMAIN_PROBLEMS: dict[type[Exception], Problem] = {
     HeadNotFoundError: Problem(404, "Head not found", "head-not-found"),
     HeadExistsError: Problem(409, "Head exists", "head-exists"),
     WeightsMismatchError: Problem(409, "Head trained on other weights", "weights-mismatch"),
@@ -194,16 +194,11 @@ def invalid_parameters(exc: ValidationError | RequestValidationError) -> Invalid
 
 
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ProblemError)
-    count_failure(request, exc.problem.slug)
-    return problem_response(exc.problem, exc.detail, exc.headers, **exc.extra)
-
-
-async def _on_domain(request: Request, exc: Exception) -> JSONResponse:
+    """The answer to a :class:`ProblemError` or a library exception of :data:`DOMAIN_PROBLEMS`."""
     problem = problem_of(exc)
     count_failure(request, problem.slug)
     detail, extra = problem_detail(exc, problem)
-    headers = None
+    headers = exc.headers if isinstance(exc, ProblemError) else None
     if isinstance(exc, StoreUnavailableError) and not isinstance(exc, StoreFullError):
         headers = {"Retry-After": str(request.app.state.settings.retry_after_s)}
     if isinstance(exc, WeightsMismatchError | FeaturesMismatchError):
@@ -260,10 +255,8 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     """Routes every error raised while handling a request to its problem+json answer."""
     app.add_exception_handler(ProblemError, _on_problem)
-    for cls in (domain.InvalidInputError, domain.NotFoundError, domain.ConflictError, domain.CancelledError):
-        app.add_exception_handler(cls, _on_domain)
-    for store_error in (StoreUnavailableError, TooManyHeadsError):  # a RuntimeError, an Exception
-        app.add_exception_handler(store_error, _on_domain)
+    for cls in DOMAIN_PROBLEMS:
+        app.add_exception_handler(cls, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(ValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)

@@ -78,8 +78,11 @@ class TrainBodyParser:
     def _step(self, step: Callable[[], object]) -> None:
         try:
             step()
-        except ijson.JSONError as e:
-            raise _not_json(e) from None
+        except ijson.JSONError as e:  # yajl's message, with the place it points at, on one line
+            message = " ".join(str(e).split())[:300]
+            raise InvalidInputError(
+                f"the body is not valid JSON (numbers are finite: no NaN or Infinity): {message}"
+            ) from None
         try:
             for event in self._events:
                 self._consumer.send(event)
@@ -185,14 +188,6 @@ def _row(numbers: list[float], where: str) -> np.ndarray:
             f"{where} holds values beyond ±{MAX_ABS_FEATURE:g}; VGGish embeddings are far smaller"
         )
     return row.astype(np.float32)
-
-
-def _not_json(e: Exception) -> InvalidInputError:
-    """ijson's error (yajl's message, with the place it points at) on one line."""
-    message = " ".join(str(e).split())
-    return InvalidInputError(
-        f"the body is not valid JSON (numbers are finite: no NaN or Infinity): {message[:300]}"
-    )
 
 
 TRAIN_HINT = "send fewer rows or fewer digits, or train from the audio files (multipart/form-data)"

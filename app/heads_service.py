@@ -41,6 +41,7 @@ from .schemas import (
     HeadMetricsOut,
     LabelScore,
     TrainForm,
+    TrainOptions,
 )
 from .service import Disconnected, EmbeddingService, Timings
 
@@ -131,10 +132,8 @@ class HeadsService:
             ("max_train_examples", len(labels), "clips"),
             ("max_train_classes", len(set(labels)), "classes"),
         ):
-            if count > getattr(limits, limit):
-                raise LimitExceededError(
-                    limit, f"{count} {what} sent; at most {getattr(limits, limit)} per training"
-                )
+            if count > (most := getattr(limits, limit)):
+                raise LimitExceededError(limit, f"{count} {what} sent; at most {most} per training")
         return TrainForm.model_validate(
             {k: v if k == "label" or len(v) != 1 else v[0] for k, v in fields.items()}
         )
@@ -161,12 +160,8 @@ class HeadsService:
     ) -> HeadInfo:
         """Embeds each clip of a training form, trains on the clip means, stores the head (which
         records the server's weights and ``options``); what can be refused is, before embedding."""
-        s = self.embedding.settings
-        for limit, most in (
-            ("max_train_inputs", s.max_train_inputs),
-            ("max_train_examples", s.max_train_examples),
-        ):
-            if len(inputs) > most:
+        for limit in ("max_train_inputs", "max_train_examples"):
+            if len(inputs) > (most := getattr(self.embedding.settings, limit)):
                 sent = plural(len(inputs), "file")
                 raise LimitExceededError(limit, f"{sent} sent; at most {most} per training")
         if len(form.label) != len(inputs):
@@ -176,10 +171,7 @@ class HeadsService:
         await self.check_can_save(form.name, form.replace)
         embedded = await self.embedding.embed(inputs, options, timings, disconnected)
         features = FeatureSpec.for_model(self.embedding.model, options)
-        x = _clip_means(embedded)
-        return await self.train(
-            form.name, x, form.label, form.kind, form.replace, features, disconnected, "audio"
-        )
+        return await self.train(form, _clip_means(embedded), form.label, features, disconnected, "audio")
 
     async def train_on_embeddings(self, request: Request, disconnected: Disconnected) -> HeadInfo:
         """Trains on a JSON body's clip-level embeddings (read as it arrives) and stores the head,
@@ -190,26 +182,24 @@ class HeadsService:
             {} if o.features is None else o.features.model_dump(exclude_none=True)
         )
         await self.check_can_save(o.name, o.replace)
-        x, labels = body.embeddings, body.labels
-        return await self.train(o.name, x, labels, o.kind, o.replace, features, disconnected, "embeddings")
+        return await self.train(o, body.embeddings, body.labels, features, disconnected, "embeddings")
 
     async def train(
         self,
-        name: str,
+        o: TrainForm | TrainOptions,
         x: np.ndarray,
         labels: Sequence[str],
-        kind: heads.HeadKind,
-        replace: bool,
         features: FeatureSpec,
         disconnected: Disconnected,
         source: str,
     ) -> HeadInfo:
-        """Trains on a training thread (within the request timeout, while the client waits), then saves."""
-        head: heads.Head = await self.embedding.bounded(
-            lambda cancel: self.trainings.train(x, labels, kind, features, cancel), disconnected
+        """Trains head ``o.name`` on a training thread (within the request timeout, while the client
+        waits), then saves it."""
+        head = await self.embedding.bounded(
+            lambda cancel: self.trainings.train(x, labels, o.kind, features, cancel), disconnected
         )
         max_heads = self.embedding.settings.max_heads
-        record = await asyncio.to_thread(self.store.save, name, head, replace, max_heads)
+        record = await asyncio.to_thread(self.store.save, o.name, head, o.replace, max_heads)
         self.embedding.metrics.heads_trained.labels(source=source).inc()
         return head_info(record)
 

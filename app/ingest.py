@@ -71,26 +71,15 @@ class BodyLimit:
         return LimitExceededError(self.setting, f"{detail}: {self.hint}" if self.hint else detail)
 
 
-def _as_limit(limit: int | BodyLimit) -> BodyLimit:
-    return limit if isinstance(limit, BodyLimit) else BodyLimit(limit)
-
-
-def check_content_length(request: Request, limit: int | BodyLimit) -> None:
-    """Refuses a declared ``Content-Length`` over the limit before reading anything."""
-    declared = request.headers.get("content-length")
-    if declared is None:
-        return
-    if not declared.isdigit():
-        raise InvalidParameterError(f"Content-Length must be a number of bytes; got {declared!r}")
-    if int(declared) > _as_limit(limit).size:
-        raise _as_limit(limit).exceeded()
-
-
 async def body_chunks(request: Request, limit: int | BodyLimit) -> AsyncIterator[bytes]:
-    """The body's pieces as they arrive, within its size limit (413), deadline and least rate
-    (408), until the client leaves (499)."""
-    limit = _as_limit(limit)
-    check_content_length(request, limit)
+    """The body's pieces as they arrive, within its size limit (413, a declared ``Content-Length``
+    refused before reading), deadline and least rate (408), until the client leaves (499)."""
+    limit = limit if isinstance(limit, BodyLimit) else BodyLimit(limit)
+    declared = request.headers.get("content-length")
+    if declared is not None and not declared.isdigit():
+        raise InvalidParameterError(f"Content-Length must be a number of bytes; got {declared!r}")
+    if declared is not None and int(declared) > limit.size:
+        raise limit.exceeded()
     settings: Settings = request.app.state.settings
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.body_timeout_s

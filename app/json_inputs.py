@@ -72,7 +72,6 @@ class _Item:
     frames: int = 0
     channels: int | None = None  # None: mono, a flat list
     row: list[float] = field(default_factory=list)  # the frame being read
-    has_samples: bool = False
     low: float = math.inf
     high: float = -math.inf
     integral: bool = True
@@ -231,7 +230,6 @@ class JsonInputs:
         if key == "samples":
             if event != "start_array":
                 raise _invalid(path, "must be an array of numbers, or of frames of numbers")
-            item.has_samples = True
             self._state = _SAMPLES
         elif key == "audio_base64":
             if event != "string":
@@ -330,13 +328,12 @@ class JsonInputs:
 
     def _finish(self, item: _Item) -> ParsedInput:
         name = item.fields.get("name")
-        given = set(item.fields) | ({"samples"} if item.has_samples else set())
         if item.data is not None:
-            extra = sorted(given - _FILE_FIELDS)
+            extra = sorted(item.seen - _FILE_FIELDS)
             if extra:
                 raise _invalid(f"{item.path}.{extra[0]}", "unknown field for an `audio_base64` input")
             return name, item.data
-        if not item.has_samples:
+        if "samples" not in item.seen:
             raise _invalid(item.path, "send `samples` (with `sample_rate`) or `audio_base64`")
         if "sample_rate" not in item.fields:
             raise _invalid(f"{item.path}.sample_rate", "Field required")
@@ -370,20 +367,22 @@ def _check_range(item: _Item, dtype: str) -> None:
     """Float samples within ±MAX_FLOAT_SAMPLE; int16 samples whole and within int16."""
     if not item.frames:
         return
-    if dtype == "int16":
-        if not item.integral or item.low < INT16_MIN or item.high > INT16_MAX:
-            raise InvalidAudioError(
-                f'{item.label}: "dtype": "int16" takes whole numbers in [{INT16_MIN}, {INT16_MAX}]; '
-                f"the samples span [{item.low:g}, {item.high:g}]"
-                + ("" if item.integral else " and are not all whole numbers")
-            )
-        return
-    peak = max(-item.low, item.high)
+    if dtype != "int16":
+        check_float_peak(max(-item.low, item.high), item.label, '"dtype": "int16"')
+    elif not item.integral or item.low < INT16_MIN or item.high > INT16_MAX:
+        raise InvalidAudioError(
+            f'{item.label}: "dtype": "int16" takes whole numbers in [{INT16_MIN}, {INT16_MAX}]; '
+            f"the samples span [{item.low:g}, {item.high:g}]"
+            + ("" if item.integral else " and are not all whole numbers")
+        )
+
+
+def check_float_peak(peak: float, label: str, int16: str) -> None:
+    """Refuses float samples beyond ±MAX_FLOAT_SAMPLE (``int16``: how to send integers instead)."""
     if peak > MAX_FLOAT_SAMPLE:
         raise InvalidAudioError(
-            f"{item.label}: float samples reach {peak:g}, but full scale is 1 (at most "
-            f"{MAX_FLOAT_SAMPLE:g} is accepted): scale them, e.g. int16 values / 32768, "
-            'or send "dtype": "int16"'
+            f"{label}: float samples reach {peak:g}, but full scale is 1 (at most {MAX_FLOAT_SAMPLE:g} "
+            f"is accepted): scale them, e.g. int16 values / 32768, or send {int16}"
         )
 
 

@@ -123,7 +123,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         model = await asyncio.to_thread(load_configured_model, settings)
         limit_blas_threads(1)  # the decode threads are the parallelism (see vggish.network.cpus)
         service = EmbeddingService(model, settings, app.state.metrics)
-        service.start()
         trainings = Trainings(settings.train_threads, app.state.metrics)
         app.state.service, app.state.trainings = service, trainings
         warm = asyncio.create_task(_warm_up(app, service))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -14,44 +16,29 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
-        self.requests = Histogram(
-            "vggish_request_duration_seconds",
-            "HTTP request duration",
-            ["method", "route", "status"],
-            buckets=_SECONDS,
-            registry=r,
+        seconds = partial(Histogram, buckets=_SECONDS, registry=self.registry)
+        examples = partial(Histogram, buckets=_EXAMPLES, registry=self.registry)
+        counter = partial(Counter, registry=self.registry)
+        gauge = partial(Gauge, registry=self.registry)
+        self.requests = seconds(
+            "vggish_request_duration_seconds", "HTTP request duration", ["method", "route", "status"]
         )
-        self.queue_time = Histogram(
-            "vggish_queue_seconds", "Time examples waited for the model", buckets=_SECONDS, registry=r
+        self.queue_time = seconds("vggish_queue_seconds", "Time examples waited for the model")
+        self.decode_time = seconds("vggish_decode_seconds", "Decode + log-mel time per input")
+        self.inference_time = seconds("vggish_inference_seconds", "Model time per batch")
+        self.batch_examples = examples("vggish_batch_examples", "Examples per model batch")
+        self.batch_requests = examples("vggish_batch_inputs", "Inputs merged into one model batch")
+        self.queue_depth = gauge("vggish_queue_examples", "Examples waiting for the model")
+        self.audio_seconds = counter("vggish_audio_seconds", "Seconds of audio embedded")
+        self.examples = counter("vggish_examples", "Examples embedded")
+        self.failures = counter("vggish_failures", "Failed requests by reason", ["reason"])
+        self.heads_trained = counter(
+            "vggish_heads_trained", "Classifier heads trained or imported", ["source"]
         )
-        self.decode_time = Histogram(
-            "vggish_decode_seconds", "Decode + log-mel time per input", buckets=_SECONDS, registry=r
+        self.classifications = counter("vggish_classifications", "Inputs classified by a head")
+        self.streams = gauge("vggish_streams", "Live streams open now")
+        self.stream_waits = counter(
+            "vggish_stream_backpressure", "Times a stream stopped reading: its backlog was full"
         )
-        self.inference_time = Histogram(
-            "vggish_inference_seconds", "Model time per batch", buckets=_SECONDS, registry=r
-        )
-        self.batch_examples = Histogram(
-            "vggish_batch_examples", "Examples per model batch", buckets=_EXAMPLES, registry=r
-        )
-        self.batch_requests = Histogram(
-            "vggish_batch_inputs", "Inputs merged into one model batch", buckets=_EXAMPLES, registry=r
-        )
-        self.queue_depth = Gauge("vggish_queue_examples", "Examples waiting for the model", registry=r)
-        self.audio_seconds = Counter("vggish_audio_seconds", "Seconds of audio embedded", registry=r)
-        self.examples = Counter("vggish_examples", "Examples embedded", registry=r)
-        self.failures = Counter("vggish_failures", "Failed requests by reason", ["reason"], registry=r)
-        self.heads_trained = Counter(
-            "vggish_heads_trained", "Classifier heads trained or imported", ["source"], registry=r
-        )
-        self.classifications = Counter("vggish_classifications", "Inputs classified by a head", registry=r)
-        self.streams = Gauge("vggish_streams", "Live streams open now", registry=r)
-        self.stream_waits = Counter(
-            "vggish_stream_backpressure", "Times a stream stopped reading: its backlog was full", registry=r
-        )
-        self.trainings_running = Gauge(
-            "vggish_head_trainings_running", "Head trainings running now", registry=r
-        )
-        self.training_steps = Counter(
-            "vggish_head_training_steps", "Optimiser steps of head trainings", registry=r
-        )
+        self.trainings_running = gauge("vggish_head_trainings_running", "Head trainings running now")
+        self.training_steps = counter("vggish_head_training_steps", "Optimiser steps of head trainings")

@@ -28,12 +28,9 @@ PROTECTED_PATHS = ("/metrics", "/openapi.json", DOCS_URL, REDOC_URL, ASSETS_URL)
 
 
 def _request_id(scope: Scope) -> str:
-    for name, value in scope.get("headers", []):
-        if name == b"x-request-id":
-            text: str = value.decode("latin-1")
-            if _GOOD_ID.match(text):
-                return text
-    return uuid.uuid4().hex
+    """The first well-formed ``x-request-id`` the client sent, else a new one."""
+    given = (value.decode("latin-1") for name, value in scope.get("headers", []) if name == b"x-request-id")
+    return next((text for text in given if _GOOD_ID.match(text)), uuid.uuid4().hex)
 
 
 def _ms(seconds: float) -> bytes:
@@ -116,8 +113,4 @@ class ProtectedPathsMiddleware:
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            text: str = value.decode("latin-1")
-            return text
-    return None
+    return next((value.decode("latin-1") for key, value in scope.get("headers", []) if key == name), None)

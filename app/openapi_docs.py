@@ -49,9 +49,6 @@ EMBEDDINGS_BODY: dict[str, Any] = {
     }
 }
 
-CLASSIFY_BODY = EMBEDDINGS_BODY  # the same three audio forms
-FEATURES_BODY = EMBEDDINGS_BODY
-
 _EMBEDDING_EXAMPLE = [round(0.01 * (i % 7), 2) for i in range(128)]
 TRAIN_BODY: dict[str, Any] = {
     "requestBody": {

@@ -16,7 +16,6 @@ from .schemas import (
     EmbeddingData,
     EmbeddingsResponse,
     EmbedQuery,
-    Example,
     FeatureData,
     FeaturesQuery,
     FeaturesResponse,
@@ -78,17 +77,13 @@ def embeddings_response(
 
 
 def features_response(items: list[InputExamples], query: FeaturesQuery, weights: str) -> FeaturesResponse:
-    """The body of ``POST /v1/features``: each example as nested lists, or as the base64 of its 6144
-    little-endian float32 values, row-major (frame, band)."""
+    """The body of ``POST /v1/features`` (``FeaturesQuery.encoding`` says how examples are written)."""
     data = []
     for i, x in enumerate(items):
-        if query.encoding == "float":
-            examples: list[Example] = list(x.examples.tolist())
-        else:
-            flat = x.examples.astype("<f4", copy=False).reshape(
-                len(x.examples), params.NUM_FRAMES * params.NUM_BANDS
-            )
-            examples = [base64.b64encode(row.tobytes()).decode("ascii") for row in flat]
+        rows = x.examples  # nested lists, or each example's values flat for base64
+        if query.encoding == "base64":
+            rows = rows.reshape(len(rows), params.NUM_FRAMES * params.NUM_BANDS)
+        examples: list[Any] = vectors(rows, query.encoding)
         data.append(FeatureData(**_input_fields(i, x), shape=list(x.examples.shape), examples=examples))
     usage = Usage(audio_seconds=sum(x.duration for x in items), examples=sum(len(x.examples) for x in items))
     return FeaturesResponse(weights=weights, data=data, usage=usage)

@@ -19,10 +19,14 @@ Vector = list[int] | list[float] | str
 """A vector as numbers, or (``encoding=base64``) its little-endian float32 / uint8 bytes in base64."""
 
 
-class AudioOptions(BaseModel):
-    """How audio becomes examples: the query options shared by embeddings, classification and training."""
+class _Strict(BaseModel):
+    """A request model: unknown fields are refused."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class AudioOptions(_Strict):
+    """How audio becomes examples: the query options shared by embeddings, classification and training."""
 
     hop: float = Field(
         params.EXAMPLE_HOP_SECONDS,
@@ -32,9 +36,7 @@ class AudioOptions(BaseModel):
         json_schema_extra={"multipleOf": HOP_RESOLUTION_SECONDS},  # checked by _hop_in_frames
     )
     pad: bool = Field(False, description="zero-pad a clip shorter than 0.975 s to one example")
-    resampler: Resampler = Field(
-        "reference", description="`reference` (resampy kaiser_best) or `fast` (soxr)"
-    )
+    resampler: Resampler = Field("reference", description="`reference` (resampy kaiser_best), `fast` (soxr)")
 
     @field_validator("hop")
     @classmethod
@@ -48,8 +50,7 @@ class EmbedQuery(AudioOptions):
 
     postprocess: bool | None = Field(
         None,
-        description="add AudioSet's PCA + 8-bit features (`postprocessed`); default: when the "
-        "weights carry PCA parameters (`postprocessing` of `GET /v1/models`), as in the library and CLI",
+        description="add AudioSet's 8-bit features (`postprocessed`); default: when the weights carry PCA",
     )
     pooling: Pooling = Field("none", description="`mean` adds `embedding`, the mean over examples")
     encoding: Encoding = Field("float", description="`base64`: vectors as base64 of little-endian float32")
@@ -69,21 +70,17 @@ BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=
 _FRAMES = f"a list (mono) or a list of frames of 1 to {MAX_CHANNELS} channels (samples, channels)"
 
 
-class Base64Audio(BaseModel):
+class Base64Audio(_Strict):
     """An audio file (any format the server decodes), base64-encoded."""
 
-    model_config = ConfigDict(extra="forbid")
-
     audio_base64: str = Field(
-        pattern=BASE64_PATTERN, description="the file's bytes in base64 (standard alphabet, padded)"
+        pattern=BASE64_PATTERN, description="the file's bytes (standard base64, padded)"
     )
     name: InputName = None
 
 
-class Samples(BaseModel):
+class Samples(_Strict):
     """Float samples as numbers (``dtype`` ``float32``, the default)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     samples: (
         list[FloatSample] | list[Annotated[list[FloatSample], Field(min_length=1, max_length=MAX_CHANNELS)]]
@@ -93,10 +90,8 @@ class Samples(BaseModel):
     name: InputName = None
 
 
-class Int16Samples(BaseModel):
+class Int16Samples(_Strict):
     """16-bit integer samples as numbers, scaled by 1/32768 as audio files are."""
-
-    model_config = ConfigDict(extra="forbid")
 
     samples: (
         list[Int16Sample] | list[Annotated[list[Int16Sample], Field(min_length=1, max_length=MAX_CHANNELS)]]
@@ -106,19 +101,15 @@ class Int16Samples(BaseModel):
     name: InputName = None
 
 
-class EmbeddingsRequest(BaseModel):
+class EmbeddingsRequest(_Strict):
     """The JSON form of ``POST /v1/embeddings`` (also ``POST /v1/heads/{name}/classify``)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     inputs: Annotated[list[Base64Audio | Samples | Int16Samples], Field(min_length=1)]
 
 
 class _InputData(BaseModel):
     index: int = Field(description="position of the input in the request")
-    name: str | None = Field(
-        None, description="the file name, or the input's `name` (absent when it has none)"
-    )
+    name: str | None = Field(None, description="the file name, or the input's `name` (absent when none)")
     sample_rate: int = Field(description="the input's rate in Hz")
     channels: int
     duration: float = Field(description="seconds")
@@ -129,15 +120,9 @@ class EmbeddingData(_InputData):
     """One input's embeddings."""
 
     embeddings: list[Vector] = Field(description="one 128-d vector per example")
-    postprocessed: list[Vector] | None = Field(
-        None, description="AudioSet's uint8 features per example (with `postprocess=true`)"
-    )
-    embedding: Vector | None = Field(
-        None, description="mean of `embeddings` (with `pooling=mean`, when there is an example)"
-    )
-    warnings: list[str] | None = Field(
-        None, description="what to know about this input, e.g. that it is too short for an example"
-    )
+    postprocessed: list[Vector] | None = Field(None, description="AudioSet's uint8 features (`postprocess`)")
+    embedding: Vector | None = Field(None, description="mean of `embeddings` (`pooling=mean`, if any)")
+    warnings: list[str] | None = Field(None, description="e.g. that it is too short for an example")
 
 
 class Usage(BaseModel):
@@ -174,9 +159,7 @@ class FeatureData(_InputData):
     """One input's log-mel examples: what the model takes."""
 
     shape: list[int] = Field(description="[examples, 96, 64]")
-    examples: list[Example] = Field(
-        description="natural-log mel energies (float32), 96 frames of 10 ms × 64 bands per example"
-    )
+    examples: list[Example] = Field(description="natural-log mel energies, 96 frames of 10 ms × 64 bands")
 
 
 class FeaturesResponse(_Answer):
@@ -213,9 +196,7 @@ class ModelCard(BaseModel):
     default_hop_seconds: float = params.EXAMPLE_HOP_SECONDS
     postprocessing: bool = Field(description="whether the weights carry PCA parameters")
     device: str
-    backend: str = Field(
-        description="the runtime computing embeddings: torch or onnxruntime, version, threads"
-    )
+    backend: str = Field(description="the runtime: torch or onnxruntime, its version and threads")
     decoders: list[str]
     limits: Limits
 
@@ -263,41 +244,26 @@ class ClassifyQuery(HeadAudioOptions):
         description=f"the best `top_k` labels of each clip (default: all) and of each frame "
         f"(default: {DEFAULT_FRAME_TOP_K})",
     )
-    force: bool = Field(
-        False,
-        description="classify even when the head was trained on other weights (a warning says "
-        "so); without it that is a 409",
-    )
+    force: bool = Field(False, description="classify even if the head has other weights (else 409)")
 
 
-class ImportQuery(BaseModel):
+class ImportQuery(_Strict):
     """Query parameters of ``PUT /v1/heads/{name}``."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    force: bool = Field(
-        False, description="import a head trained on other weights than the server's (a warning says so)"
-    )
+    force: bool = Field(False, description="import a head trained on other weights (else 409)")
 
 
-class Features(BaseModel):
+class Features(_Strict):
     """What made a head's training features (null: unknown)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    weights_sha256: str | None = Field(
-        None,
-        description="SHA-256 of the VGGish weights file (`weights.sha256` of `GET /v1/models`), or `random`",
-    )
+    weights_sha256: str | None = Field(None, description="`weights.sha256` of `GET /v1/models`, or `random`")
     hop_seconds: float | None = Field(None, description="seconds between example starts")
     pad: bool | None = Field(None, description="whether short clips were zero-padded to one example")
     resampler: Resampler | None = None
 
 
-class TrainForm(BaseModel):
+class TrainForm(_Strict):
     """The text fields of a multipart ``POST /v1/heads`` (one `label` per `file`, same order)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: HeadName
     label: Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(min_length=1)]
@@ -305,19 +271,16 @@ class TrainForm(BaseModel):
     replace: bool = False
 
 
-class TrainOptions(BaseModel):
+class TrainOptions(_Strict):
     """The small fields of a JSON ``POST /v1/heads`` (``app.heads_json`` reads the others)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: HeadName
     kind: HeadKind = Field("linear", description="`linear` (logistic regression) or `mlp` (64 hidden)")
     replace: bool = Field(False, description="replace a head of the same name")
     features: Features | None = Field(
         None,
-        description="what made the embeddings, recorded with the head (its `weights_sha256` is "
-        "checked when it classifies audio); omitted: unknown (the head is then never refused, and "
-        "says so in `warnings`)",
+        description="what made the embeddings (its `weights_sha256` is checked when the head classifies "
+        "audio); omitted: unknown (the head is then never refused, and says so in `warnings`)",
     )
 
 
@@ -335,9 +298,7 @@ class TrainRequest(TrainOptions):
 
 
 class HeadMetricsOut(BaseModel):
-    cv_accuracy: float | None = Field(
-        description="stratified k-fold accuracy; null when a class has a single clip"
-    )
+    cv_accuracy: float | None = Field(description="stratified k-fold accuracy; null if a class has one clip")
     train_accuracy: float
     folds: int = Field(description="min(5, smallest class count); 0 when not cross-validated")
 
@@ -352,9 +313,7 @@ class HeadInfo(BaseModel):
     metrics: HeadMetricsOut | None = Field(description="null for an imported head without metrics")
     created_at: str = Field(description="ISO 8601, UTC")
     version: int = Field(description="1, then +1 each time the name is replaced")
-    features: Features = Field(
-        description="the weights and front-end settings it was trained on (null fields: unknown)"
-    )
+    features: Features = Field(description="its weights and front-end settings (null: unknown)")
     warnings: list[str] | None = Field(
         None,
         exclude_if=lambda value: not value,  # omitted when there is nothing to say
@@ -365,15 +324,11 @@ class HeadInfo(BaseModel):
 MAX_HEADS_PAGE = 100  # heads per page of GET /v1/heads at most (each lists up to 1000 labels)
 
 
-class HeadListQuery(BaseModel):
+class HeadListQuery(_Strict):
     """Query parameters of ``GET /v1/heads``."""
 
-    model_config = ConfigDict(extra="forbid")
-
     limit: int = Field(20, ge=1, le=MAX_HEADS_PAGE, description="heads per page")
-    cursor: str | None = Field(
-        None, pattern=HEAD_NAME_PATTERN, description="the page after this head (the `next` link's)"
-    )
+    cursor: str | None = Field(None, pattern=HEAD_NAME_PATTERN, description="the page after this head")
 
 
 class HeadList(BaseModel):
@@ -409,9 +364,7 @@ class ClassifyResponse(BaseModel):
     head: str
     weights: str = Field(description="the VGGish weights' SHA-256 prefix, or `random`")
     data: list[Classification]
-    warnings: list[str] | None = Field(
-        None, description="e.g. that the head does not record its weights, or was forced onto others"
-    )
+    warnings: list[str] | None = Field(None, description="e.g. that the head was forced onto other weights")
 
 
 # --- live streaming (``/v1/stream``) ---------------------------------------------------------
@@ -422,7 +375,7 @@ PcmFormat = Literal["s16le", "f32le"]
 class StreamStart(AudioOptions):
     """The first message of ``/v1/stream`` (text JSON): what the binary messages after it hold."""
 
-    type: Literal["start"] = Field("start", description="optional")
+    type: Literal["start"] = "start"
     sample_rate: int = Field(ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE, description="Hz of the PCM that follows")
     format: PcmFormat = Field(description="`s16le` (int16, scaled by 1/32768) or `f32le`, little-endian")
     channels: int = Field(1, ge=1, le=MAX_CHANNELS, description="interleaved channels, mixed to mono")
@@ -435,9 +388,7 @@ class StreamStart(AudioOptions):
     force: bool = Field(False, description="use the head even if made for other weights or settings")
     postprocess: bool = Field(False, description="add AudioSet's 8-bit features (`postprocessed`)")
     api_key: str | None = Field(
-        None,
-        max_length=1024,
-        description="when the server has keys (or `Authorization: Bearer` on the handshake)",
+        None, max_length=1024, description="the API key (or `Authorization: Bearer` on the handshake)"
     )
 
 
@@ -451,9 +402,7 @@ class CollectionAudioOptions(HeadAudioOptions):
     """The audio options of adding to and searching a collection (short clips padded by default)."""
 
     force: bool = Field(
-        False,
-        description="add or search even when the collection was made with other weights or front-end "
-        "settings (a warning says so); without it that is a 409",
+        False, description="add or search even if the collection has other weights or settings (else 409)"
     )
 
 
@@ -461,10 +410,7 @@ class AddItemsQuery(CollectionAudioOptions):
     """Query parameters of ``POST /v1/collections/{name}/items``."""
 
     id: str | None = Field(
-        None,
-        min_length=1,
-        max_length=256,
-        description="the item's id for a raw audio body (else its file name)",
+        None, min_length=1, max_length=256, description="for a raw body (else the file name)"
     )
 
 
@@ -491,7 +437,7 @@ class SearchResult(BaseModel):
     metadata: dict[str, Any] | None = Field(None, description="the item's metadata (omitted when none)")
     segment: SegmentOut | None = Field(None, description="(segment level) the item's segment that matched")
     query_segment: SegmentOut | None = Field(
-        None, description="(segment level, a query of segments) the query's segment that matched"
+        None, description="(segment level) the query's segment that matched"
     )
 
 
@@ -509,9 +455,7 @@ class CollectionInfoOut(BaseModel):
     name: str
     items: int
     segments: int = Field(description="segment embeddings of all its items")
-    features: Features = Field(
-        description="the weights and front-end settings of its embeddings (null: unknown)"
-    )
+    features: Features = Field(description="its weights and front-end settings (null: unknown)")
     created_at: str = Field(description="ISO 8601, UTC")
     warnings: list[str] | None = Field(None, description="e.g. that it does not record its weights")
 

@@ -1,8 +1,7 @@
 """The embedding service: inputs -> (decode pool) examples -> (batcher) embeddings -> results.
 
-Every input goes through the library's one :class:`vggish.pipeline.source.ExampleSource`, opened
-on the decode pool (headers only, so that what a header decides is refused before decoding), then
-decoded block by block, its examples streamed into the cross-request batcher as they are made.
+Each input is an :class:`vggish.pipeline.source.ExampleSource`, opened on the decode pool (headers
+only: what a header decides is refused before decoding), its examples streamed into the batcher.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -31,6 +30,7 @@ from .errors import ClientDisconnectedError, InvalidParameterError, RequestTimeo
 from .ingest import Upload
 from .metrics import Metrics
 
+T = TypeVar("T")
 WEIGHTS_PREFIX = 12  # hex digits of the weights' SHA-256 shown in responses
 
 
@@ -55,7 +55,7 @@ Disconnected = Callable[[], Awaitable[None]]
 
 
 class EmbeddingService:
-    """Holds the model, the decode pool and the batcher; embeds the inputs of requests."""
+    """Holds the model, the decode pool and the batcher (started); embeds the inputs of requests."""
 
     def __init__(self, model: Runtime, settings: Settings, metrics: Metrics) -> None:
         self.model = model
@@ -71,11 +71,9 @@ class EmbeddingService:
             metrics=metrics,
             postprocess=model.postprocess,
         )
+        self.batcher.start()
         sha = model.weights_info.get("sha256", "")
         self.weights_id = sha[:WEIGHTS_PREFIX] if sha != "random" else "random"
-
-    def start(self) -> None:
-        self.batcher.start()
 
     def close(self) -> None:
         """Finishes queued work, then stops the inference thread and the decode pool."""
@@ -110,7 +108,7 @@ class EmbeddingService:
         self, inputs: list[Upload], options: EmbedOptions, timings: Timings, disconnected: Disconnected
     ) -> list[EmbeddingResult]:
         """Embeds every input within :meth:`bounded`; the first unusable input's error answers."""
-        results: list[EmbeddingResult] = await self.bounded(
+        results = await self.bounded(
             lambda cancel: self._embed_all(inputs, options, timings, cancel), disconnected
         )
         self.metrics.audio_seconds.inc(sum(r.duration for r in results))
@@ -120,8 +118,7 @@ class EmbeddingService:
     async def features(
         self, inputs: list[Upload], options: EmbedOptions, timings: Timings, disconnected: Disconnected
     ) -> list[InputExamples]:
-        """Every input's log-mel examples, under the limits of :meth:`embed` and, as they are all
-        held for the answer, ``max_feature_examples`` for the request."""
+        """Every input's log-mel examples, within :meth:`embed`'s limits and ``max_feature_examples``."""
         s = self.settings
         limits = Limits(
             seconds=s.max_input_seconds, examples=s.max_feature_examples, examples_name="max_feature_examples"
@@ -134,15 +131,13 @@ class EmbeddingService:
             timings.add(decode_s=time.perf_counter() - started)
             return out
 
-        examples: list[InputExamples] = await self.bounded(collect, disconnected)
-        return examples
+        return await self.bounded(collect, disconnected)
 
     async def _collect_within(
         self, sources: list[ExampleSource], options: EmbedOptions, limit: int
     ) -> list[InputExamples]:
-        """Decodes every source to its examples, ``limit`` examples at most in all: those whose
-        header tells their length are counted before decoding (and decoded in parallel); the
-        others then decode one after another within what is left."""
+        """Decodes every source, ``limit`` examples in all: those whose header tells their length are
+        counted first (and decoded in parallel), the others then one by one within what is left."""
         known = [src for src in sources if src.info.frames is not None]
         told = sum(self._expected_examples(src, options) for src in known)
         if told > limit:
@@ -162,9 +157,7 @@ class EmbeddingService:
                 left -= int(done[src].examples.shape[0])
         return [done[src] for src in sources]
 
-    async def bounded(
-        self, work: Callable[[threading.Event], Awaitable[Any]], disconnected: Disconnected
-    ) -> Any:
+    async def bounded(self, work: Callable[[threading.Event], Awaitable[T]], disconnected: Disconnected) -> T:
         """Runs ``work(cancel)`` until done, ``request_timeout_s`` (RequestTimeoutError) or the
         client's departure (ClientDisconnectedError); ``cancel`` is set for threads to see."""
         cancel = threading.Event()
@@ -196,9 +189,8 @@ class EmbeddingService:
         *,
         device: bool = True,
     ) -> list[ExampleSource]:
-        """Opens every input on the pool (headers only) and refuses what the limits forbid, before
-        decoding: per input (seconds, examples; default ``max_input_seconds`` and
-        ``max_queue_examples``) and per request (seconds)."""
+        """Opens every input on the pool (headers only), refusing before decoding what the limits
+        (default ``max_input_seconds``, ``max_queue_examples``) and ``max_request_seconds`` forbid."""
         s = self.settings
         limits = limits or Limits(
             seconds=s.max_input_seconds, examples=s.max_queue_examples, examples_name="max_queue_examples"

@@ -28,7 +28,8 @@ from vggish.pipeline.source import ExampleStream, Limits
 
 from .batching import BACKLOG_BATCHES, InputJob
 from .errors import RequestTimeoutError
-from .schemas import DEFAULT_FRAME_TOP_K, MAX_FLOAT_SAMPLE, StreamStart
+from .json_inputs import check_float_peak
+from .schemas import DEFAULT_FRAME_TOP_K, StreamStart
 from .service import EmbeddingService
 
 PCM_DTYPES: dict[str, np.dtype[Any]] = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
@@ -72,7 +73,7 @@ class StreamSession:
     def seconds(self) -> float:
         return self.stream.num_samples / self.sample_rate
 
-    def ready_message(self) -> dict[str, Any]:
+    def ready_message(self, warning: str | None) -> dict[str, Any]:
         return {
             "type": "ready",
             "weights": self.service.weights_id,
@@ -81,6 +82,7 @@ class StreamSession:
             "sample_rate": self.sample_rate,
             "max_seconds": self.service.settings.max_input_seconds,
             "max_message_bytes": self.service.settings.stream_max_message_bytes,
+            **({} if warning is None else {"warnings": [warning]}),
         }
 
     def end_message(self, drained: bool = False) -> dict[str, Any]:
@@ -149,13 +151,7 @@ class StreamSession:
         frames = frames.reshape(-1, self.channels)
         if self.dtype.kind == "f":
             audio.check_finite(frames, offset=self.stream.num_samples)
-            peak = float(np.abs(frames).max(initial=0.0))
-            if peak > MAX_FLOAT_SAMPLE:
-                raise InvalidAudioError(
-                    f"the stream: float samples reach {peak:g}, but full scale is 1 (at most "
-                    f"{MAX_FLOAT_SAMPLE:g} is accepted): scale them, e.g. int16 values / 32768, "
-                    'or send "format": "s16le"'
-                )
+            check_float_peak(float(np.abs(frames).max(initial=0.0)), "the stream", '"format": "s16le"')
         return audio.validate_waveform(frames, self.sample_rate)
 
     async def _pace(self, seconds: float) -> None:

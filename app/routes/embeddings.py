@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from ..deps import ServiceDep, TimingsDep, require_api_key
 from ..ingest import read_inputs
-from ..openapi_docs import EMBEDDINGS_BODY, FEATURES_BODY, PROBLEM_RESPONSES
+from ..openapi_docs import EMBEDDINGS_BODY, PROBLEM_RESPONSES
 from ..responses import embeddings_response, features_response
 from ..schemas import EmbeddingsResponse, EmbedQuery, FeaturesQuery, FeaturesResponse
 
@@ -56,7 +56,7 @@ async def create_embeddings(
     response_model=FeaturesResponse,
     response_model_exclude_none=True,
     summary="Log-mel examples of audio",
-    openapi_extra=FEATURES_BODY,
+    openapi_extra=EMBEDDINGS_BODY,  # the same three audio forms
     responses=PROBLEM_RESPONSES,
 )
 async def create_features(
@@ -67,9 +67,7 @@ async def create_features(
 
     The examples of a whole request are held for the answer, so a request making more than
     `max_feature_examples` examples (see `GET /v1/models`) is refused with 413, from the files'
-    headers before decoding where they tell their length. `encoding=base64` is ~4× smaller than
-    numbers: each example as the base64 of its 6144 little-endian float32 values, row-major
-    (frame, band).
+    headers before decoding where they tell their length. `encoding=base64` is ~4× smaller.
     """
     s = service.settings
     inputs = await read_inputs(request, s.max_upload_bytes, s.max_inputs)

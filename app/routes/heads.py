@@ -12,7 +12,7 @@ from ..deps import HeadsDep, StoreDep, TimingsDep, require_api_key
 from ..errors import MissingAudioError, UnsupportedMediaTypeError
 from ..heads_service import head_info, head_list
 from ..ingest import media_type, read_body, read_form, read_inputs
-from ..openapi_docs import CLASSIFY_BODY, IMPORT_BODY, PROBLEM_RESPONSES, TRAIN_BODY
+from ..openapi_docs import EMBEDDINGS_BODY, IMPORT_BODY, PROBLEM_RESPONSES, TRAIN_BODY
 from ..schemas import (
     HEAD_NAME_PATTERN,
     ClassifyQuery,
@@ -78,8 +78,8 @@ async def train_head(
     `kind` and `replace`; each clip's embedding is the mean of its examples' embeddings (the query
     options say how audio becomes examples; short clips are padded by default) and the head records
     the server's weights and those options. JSON: `name`, clip-level `embeddings` and `labels`, and
-    optionally the `features` that made them (else the head's identity is unknown); it is parsed as
-    it arrives, each row checked (128 finite numbers) as it closes, within `VGGISH_MAX_JSON_BYTES`.
+    optionally the `features` that made them (else the head's identity is unknown), within
+    `VGGISH_MAX_JSON_BYTES`.
     """
     limit = heads.embedding.settings.max_upload_bytes
     kind = media_type(request)
@@ -164,7 +164,7 @@ async def import_head(
     response_model=ClassifyResponse,
     response_model_exclude_none=True,
     summary="Classify audio with a head",
-    openapi_extra=CLASSIFY_BODY,
+    openapi_extra=EMBEDDINGS_BODY,  # the same three audio forms
     responses=_RESPONSES,
 )
 async def classify(
@@ -175,11 +175,10 @@ async def classify(
     timings: TimingsDep,
 ) -> Response:
     """Labels for each input (the head applied to the clip's mean embedding) and for each of its
-    examples (`frames`: the best 5 of each unless `top_k` says). The audio forms and options are
-    those of `POST /v1/embeddings`, but short clips are padded by default. A head trained on other
-    weights is refused (409) unless `force=true`; one trained with another resampler is used, with
-    a warning; hop and pad are yours to choose. An answer of more than `VGGISH_MAX_ANSWER_LABELS`
-    labels is refused (413)."""
+    examples (`frames`). The audio forms and options are those of `POST /v1/embeddings`, but short
+    clips are padded by default. A head trained with another resampler is used, with a warning; hop
+    and pad are yours to choose. An answer of more than `VGGISH_MAX_ANSWER_LABELS` labels is refused
+    (413)."""
     s = heads.embedding.settings
     inputs = await read_inputs(request, s.max_upload_bytes, s.max_inputs)
     options = heads.embedding.options(query.hop, query.pad, query.resampler)

@@ -61,10 +61,7 @@ async def stream(websocket: WebSocket) -> None:
         options = service.options(start.hop, start.pad, start.resampler, start.postprocess)
         head, warning = await _head(websocket, service, start, options)
         with opened(service, start, options, head) as session:
-            ready = session.ready_message()
-            if warning is not None:
-                ready["warnings"] = [warning]
-            await websocket.send_json(ready)
+            await websocket.send_json(session.ready_message(warning))
             drained = await _serve(websocket, session, settings, draining)
             await websocket.send_json(session.end_message(drained))
             logger.info("stream ended", extra={"examples": session.sent, "seconds": session.seconds})
@@ -88,8 +85,7 @@ async def handshake(websocket: WebSocket, settings: Settings, draining: asyncio.
     message = await receive(websocket, settings, draining)
     if message is None:
         raise NotReadyError("the server is shutting down; open the stream again in a moment")
-    text = message.get("text")
-    first = _json_object(text) if text is not None else None
+    first = _json_object(message.get("text"))
     given = first.get("api_key") if first is not None else None
     if isinstance(given, str) or header_key is None:
         check_key(settings.api_key_list, given if isinstance(given, str) else None, KEY_HOW)
