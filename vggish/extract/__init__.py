@@ -93,11 +93,10 @@ def extract(
         if isinstance(result, Failure):
             failures.add(result)
             bar.update(0.0, failed=True)
-            return
-        writer.add(result)
-        summary.files_ok += 1
-        summary.examples += result.embeddings.shape[0]
-        bar.update(result.duration)
+        else:
+            writer.add(result)
+            summary.examples += result.embeddings.shape[0]
+            bar.update(result.duration)
 
     try:
         if todo and options.engine == "ray":
@@ -115,11 +114,11 @@ def extract(
         torch.set_num_threads(torch_threads)
     seconds = bar.seconds
     assert seconds is not None  # closed: the time its last line showed the speed for
-    summary.files_failed = failures.count
+    summary.files_ok, summary.files_failed = bar.files - bar.failed, bar.failed
     summary.audio_hours = bar.audio_seconds / 3600
     summary.wall_seconds = seconds
     summary.realtime_factor = bar.audio_seconds / seconds if seconds > 0 else 0.0
-    summary.files_per_second = (summary.files_ok + failures.count) / seconds if seconds > 0 else 0.0
+    summary.files_per_second = bar.files / seconds if seconds > 0 else 0.0
     summary.run = {
         "engine": options.engine,
         "workers": options.workers,

@@ -107,13 +107,11 @@ class FailureLog:
     """``_failures.jsonl``: one ``{"path", "error"}`` line per failed input of this run, flushed."""
 
     def __init__(self, root: Path) -> None:
-        self.count = 0
         self._file = open(root / FAILURES_NAME, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
 
     def add(self, failure: Failure) -> None:
         self._file.write(json.dumps({"path": failure.path, "error": failure.error}) + "\n")
         self._file.flush()
-        self.count += 1
 
     def close(self) -> None:
         self._file.close()
