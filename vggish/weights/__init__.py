@@ -16,22 +16,15 @@ from vggish.weights.location import (
     OFFICIAL_CHECKPOINT_NAME,
     OFFICIAL_PCA_NAME,
     RANDOM,
-    default_weights_dir,
     default_weights_path,
 )
 
 if TYPE_CHECKING:
     from vggish.weights.format import (
         EXPECTED_SHAPES,
-        FORMAT_NAME,
-        FORMAT_VERSION,
-        PCA_EIGEN_VECTORS_KEY,
-        PCA_MEANS_KEY,
-        RANDOM_SEED,
         LoadedWeights,
         PCAParams,
         load_weights,
-        missing_weights_message,
         random_weights,
         save_weights,
     )
@@ -39,20 +32,13 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_WEIGHTS_NAME",
     "EXPECTED_SHAPES",
-    "FORMAT_NAME",
-    "FORMAT_VERSION",
     "OFFICIAL_CHECKPOINT_NAME",
     "OFFICIAL_PCA_NAME",
-    "PCA_EIGEN_VECTORS_KEY",
-    "PCA_MEANS_KEY",
     "RANDOM",
-    "RANDOM_SEED",
     "LoadedWeights",
     "PCAParams",
-    "default_weights_dir",
     "default_weights_path",
     "load_weights",
-    "missing_weights_message",
     "random_weights",
     "save_weights",
     "sha256_file",
