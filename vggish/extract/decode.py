@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vggish import params
+from vggish.errors import one_line
 from vggish.pipeline.options import EmbedOptions
 from vggish.pipeline.source import ExampleSource, InputExamples
 
@@ -16,18 +17,14 @@ class Failure:
     error: str
 
 
-def one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
 def decode_file(path: str, options: EmbedOptions) -> InputExamples | Failure:
     """``path``'s examples through the one example source, or a Failure (unreadable, empty, too
     short)."""
     try:
         decoded = ExampleSource(path, options, name=path).collect()
     except Exception as e:  # any fault of one input is that input's failure, never the run's
-        return Failure(path, one_line(e))
+        reason = one_line(e)  # the type's name alone when the message is empty
+        return Failure(path, f"{type(e).__name__}: {reason}" if str(e).strip() else reason)
     if decoded.examples.shape[0] == 0:
         if decoded.num_samples == 0:
             return Failure(path, "the file holds no audio samples")
