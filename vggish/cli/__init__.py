@@ -56,7 +56,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    parser.add_argument("--version", action=_Version, help="print versions and exit")
+    parser.add_argument("--version", action="version", version=version_line(), help="print versions and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = next((arg for arg in argv if not arg.startswith("-")), None)
     for name, (module_name, help_text) in COMMANDS.items():
@@ -75,15 +75,6 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         if hasattr(module, "run"):
             p.set_defaults(func=module.run)
     return parser
-
-
-class _Version(argparse.Action):
-    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
-        super().__init__(option_strings, dest, nargs=0, help=help)
-
-    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
-        print(version_line())
-        parser.exit()
 
 
 def version_line() -> str:
