@@ -119,15 +119,11 @@ class EmbeddingService:
         self, inputs: list[Upload], options: EmbedOptions, timings: Timings, disconnected: Disconnected
     ) -> list[InputExamples]:
         """Every input's log-mel examples, within :meth:`embed`'s limits and ``max_feature_examples``."""
-        s = self.settings
-        limits = Limits(
-            seconds=s.max_input_seconds, examples=s.max_feature_examples, examples_name="max_feature_examples"
-        )
 
         async def collect(cancel: threading.Event) -> list[InputExamples]:
-            sources = await self._open_all(inputs, options, cancel, limits, device=False)
+            sources = await self._open_all(inputs, options, cancel, "max_feature_examples", device=False)
             started = time.perf_counter()
-            out = await self._collect_within(sources, options, s.max_feature_examples)
+            out = await self._collect_within(sources, options, self.settings.max_feature_examples)
             timings.add(decode_s=time.perf_counter() - started)
             return out
 
@@ -185,16 +181,14 @@ class EmbeddingService:
         inputs: list[Upload],
         options: EmbedOptions,
         cancel: threading.Event,
-        limits: Limits | None = None,
+        examples: str = "max_queue_examples",
         *,
         device: bool = True,
     ) -> list[ExampleSource]:
-        """Opens every input on the pool (headers only), refusing before decoding what the limits
-        (default ``max_input_seconds``, ``max_queue_examples``) and ``max_request_seconds`` forbid."""
+        """Opens every input on the pool (headers only), refusing before decoding what
+        ``max_input_seconds``, the setting ``examples`` and ``max_request_seconds`` forbid."""
         s = self.settings
-        limits = limits or Limits(
-            seconds=s.max_input_seconds, examples=s.max_queue_examples, examples_name="max_queue_examples"
-        )
+        limits = Limits(seconds=s.max_input_seconds, examples=getattr(s, examples), examples_name=examples)
         frontend = options.frontend_device(self.model.device) if device else None
 
         def open_one(item: Upload) -> ExampleSource:
