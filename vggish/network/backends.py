@@ -73,11 +73,9 @@ class TorchBackend:
         ):
             return plans.DIRECT
         if examples.dtype == weight.dtype == torch.float32:
-            return (
-                self.plan
-                if self.plan.fc == "dense" or plans.onednn_available()
-                else dataclasses.replace(self.plan, fc="dense")
-            )
+            if self.plan.fc == "onednn" and not plans.onednn_available():
+                return dataclasses.replace(self.plan, fc="dense")
+            return self.plan
         conv = tuple("direct" if algo in plans.TILES else algo for algo in self.plan.conv)
         return Plan(conv, "dense")
 

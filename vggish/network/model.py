@@ -6,7 +6,7 @@ live in buffers so they move with the model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -32,12 +32,8 @@ CONV_LAYERS: tuple[tuple[str, int, int], ...] = (
     ("conv4_2", 512, 512),
 )
 POOL_AFTER = frozenset({"conv1", "conv2", "conv3_2", "conv4_2"})
-NUM_POOLS = len(POOL_AFTER)
 # After four 2x2 pools: 96x64 -> 6x4 with 512 channels = 12288 features.
-FINAL_HEIGHT = params.NUM_FRAMES >> NUM_POOLS
-FINAL_WIDTH = params.NUM_BANDS >> NUM_POOLS
-FINAL_CHANNELS = CONV_LAYERS[-1][2]
-FLAT_FEATURES = FINAL_HEIGHT * FINAL_WIDTH * FINAL_CHANNELS
+FLAT_FEATURES = params.NUM_FRAMES * params.NUM_BANDS // 4 ** len(POOL_AFTER) * CONV_LAYERS[-1][2]
 FC_LAYERS: tuple[tuple[str, int, int], ...] = (
     ("fc1_1", FLAT_FEATURES, 4096),
     ("fc1_2", 4096, 4096),
@@ -127,10 +123,10 @@ class VGGish(nn.Module):
 
 
 def _as_nchw(examples: torch.Tensor) -> torch.Tensor:
-    expected: Sequence[int] = (params.NUM_FRAMES, params.NUM_BANDS)
-    if examples.dim() == 3 and tuple(examples.shape[1:]) == tuple(expected):
+    shape = tuple(examples.shape[1:])
+    if shape == (params.NUM_FRAMES, params.NUM_BANDS):
         return examples.unsqueeze(1)
-    if examples.dim() == 4 and tuple(examples.shape[1:]) == (1, *expected):
+    if shape == (1, params.NUM_FRAMES, params.NUM_BANDS):
         return examples
     raise ValueError(
         f"VGGish takes log-mel examples shaped (N, 96, 64) or (N, 1, 96, 64); got "

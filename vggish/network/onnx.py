@@ -103,16 +103,11 @@ def _float32(tensor: torch.Tensor) -> FloatArray:
     return array
 
 
-def _float32_matrix(matrix: winograd.Matrix) -> FloatArray:
-    """A Winograd data transform (exact in float32)."""
-    return np.array([[float(v) for v in row] for row in matrix], dtype=np.float32)
-
-
 def _winograd_kernels(weight: torch.Tensor, t: winograd.Transforms) -> FloatArray:
     """(K, C, 3, 3) weights -> (alpha^2, C, K) kernels ``G g G^T`` in float64, rounded once, in
     :func:`~vggish.network.winograd.transform_kernel`'s order."""
     k, c = weight.shape[:2]
-    g_matrix = np.array([[float(v) for v in row] for row in t.g], dtype=np.float64)
+    g_matrix = np.array(t.g, dtype=np.float64)
     w = weight.detach().to("cpu", torch.float64).numpy()
     taps = w.transpose(3, 2, 1, 0).reshape(winograd.KERNEL_SIZE**2, c * k)  # [j * 3 + i, c * K + k]
     u = np.kron(g_matrix, g_matrix) @ taps  # kron(G, G)[b * alpha + a, j * 3 + i] = G[b, j] G[a, i]
@@ -163,7 +158,7 @@ def _input_transform(g: _GraphBuilder, x: _Activation, t: winograd.Transforms, n
     padded = g.op("Pad", [x.name, g.ints(f"{name}_pads", [0, 0, 0, 1, 0, 0])], f"{name}_padded")
     index = g.constant(f"{name}_tile_index", _tile_index(x, t, padding=x.positions.size))
     tiles = g.op("Gather", [padded, index], f"{name}_tiles", axis=0)  # (b, a, th, tw, N, C)
-    bt = g.constant(f"{name}_bt", _float32_matrix(t.bt))
+    bt = g.constant(f"{name}_bt", np.array(t.bt, dtype=np.float32))  # small integers: exact
     cols = g.op("MatMul", [bt, g.reshape(tiles, [alpha, -1], f"{name}_d")], f"{name}_v_cols")
     v = g.op("MatMul", [bt, g.reshape(cols, [alpha, alpha, -1], f"{name}_v_cols3")], f"{name}_v")
     return g.reshape(v, [alpha * alpha, -1, x.channels], f"{name}_v3")
@@ -172,7 +167,7 @@ def _input_transform(g: _GraphBuilder, x: _Activation, t: winograd.Transforms, n
 def _output_transform(g: _GraphBuilder, products: str, t: winograd.Transforms, pool: bool, name: str) -> str:
     """``Y = A^T M A`` of every tile, then the 2x2 max pool: ``(n, n, tiles * N * K)``."""
     alpha, m = t.alpha, t.m
-    at = g.constant(f"{name}_at", _float32_matrix(t.at))
+    at = g.constant(f"{name}_at", np.array(t.at, dtype=np.float32))
     y = g.op("MatMul", [at, g.reshape(products, [alpha, -1], f"{name}_m")], f"{name}_y_cols")
     y = g.op("MatMul", [at, g.reshape(y, [m, alpha, -1], f"{name}_y_cols3")], f"{name}_y")
     if not pool:
@@ -283,13 +278,9 @@ def _assemble(
     g: _GraphBuilder, plan: Plan, metadata: Mapping[str, str] | None, external: Sequence[str] = ()
 ) -> onnx.ModelProto:
     """The model of a traced graph, with provenance metadata."""
-    batch = "batch"
-    inputs = [
-        helper.make_tensor_value_info(
-            INPUT_NAME, TensorProto.FLOAT, [batch, params.NUM_FRAMES, params.NUM_BANDS]
-        )
-    ]
-    outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [batch, params.EMBEDDING_SIZE])]
+    value = helper.make_tensor_value_info
+    inputs = [value(INPUT_NAME, TensorProto.FLOAT, ["batch", params.NUM_FRAMES, params.NUM_BANDS])]
+    outputs = [value(OUTPUT_NAME, TensorProto.FLOAT, ["batch", params.EMBEDDING_SIZE])]
     model = helper.make_model(
         helper.make_graph(g.nodes, "vggish", inputs, outputs),
         opset_imports=[helper.make_opsetid("", OPSET)],

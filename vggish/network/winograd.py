@@ -125,29 +125,26 @@ def _pair_rows(matrix: Matrix, pairs: list[tuple[int, int]]) -> tuple[Matrix, Ma
     """``matrix = Q P``: ``P`` holds the even and odd parts ``(row_i +- row_j) / 2`` of each point
     pair (p, -p) where that saves coefficients, ``Q`` adds or subtracts them."""
     parts: list[tuple[Fraction, ...]] = []
-    picks: dict[int, tuple[tuple[int, Fraction], ...]] = {}  # row -> its (slot in P, coefficient)
+    picks: dict[int, dict[int, Fraction]] = {}  # row -> {its slot in P: coefficient}
     for i, j in pairs:
         even = tuple((a + b) / 2 for a, b in zip(matrix[i], matrix[j], strict=True))
         odd = tuple((a - b) / 2 for a, b in zip(matrix[i], matrix[j], strict=True))
         if sum(v != 0 for v in even + odd) < sum(v != 0 for v in matrix[i] + matrix[j]):
             parts += [even, odd]
             e, o = len(parts) - 2, len(parts) - 1
-            picks[i] = ((e, Fraction(1)), (o, Fraction(1)))
-            picks[j] = ((e, Fraction(1)), (o, Fraction(-1)))
+            picks[i] = {e: Fraction(1), o: Fraction(1)}
+            picks[j] = {e: Fraction(1), o: Fraction(-1)}
     for i, row in enumerate(matrix):
         if i not in picks:
             parts.append(row)
-            picks[i] = ((len(parts) - 1, Fraction(1)),)
-    q = []
-    for i in range(len(matrix)):
-        q_row = [Fraction(0)] * len(parts)
-        for slot, v in picks[i]:
-            q_row[slot] = v
-        q.append(tuple(q_row))
+            picks[i] = {len(parts) - 1: Fraction(1)}
+    q = tuple(
+        tuple(picks[i].get(slot, Fraction(0)) for slot in range(len(parts))) for i in range(len(matrix))
+    )
     p = tuple(parts)
-    if _matmul(tuple(q), p) != matrix:
+    if _matmul(q, p) != matrix:
         raise AssertionError("Winograd transform factorisation is not exact")
-    return tuple(q), p
+    return q, p
 
 
 def _power_of_two(v: Fraction) -> bool:
@@ -175,20 +172,14 @@ def _unit_leads(q: Matrix, p: Matrix) -> tuple[Matrix, Matrix]:
 
 @functools.cache
 def transforms(m: int) -> Transforms:
-    """The exact transforms of F(m, 3) for ``m`` in :data:`TILES`, from :data:`_POINTS`."""
+    """The exact transforms of F(m, 3) for ``m`` in :data:`TILES`, from :data:`_POINTS` and
+    infinity: the transposed Toom-Cook product, ``A^T = V_m^T``, ``G = V_3``, ``B^T = V^-T`` for the
+    evaluation matrices ``V``, ``B^T``'s rows scaled to small integers and ``G`` inversely."""
     if m not in _POINTS:
         raise ValueError(f"tile must be one of {TILES}; got {m!r}")
-    return build_transforms(_POINTS[m])
-
-
-def build_transforms(points: tuple[Fraction, ...]) -> Transforms:
-    """F(m, 3) for m = len(points) - 1 from its finite interpolation points (infinity is added):
-    the transposed Toom-Cook product, ``A^T = V_m^T``, ``G = V_3``, ``B^T = V^-T`` for the
-    evaluation matrices ``V``, ``B^T``'s rows scaled to small integers and ``G`` inversely."""
+    points = _POINTS[m]
     alpha = len(points) + 1
     m = alpha - KERNEL_SIZE + 1
-    if m < 1 or len(set(points)) != len(points):
-        raise ValueError(f"need at least {KERNEL_SIZE - 1} distinct finite points; got {points}")
     bt0 = _transpose(_inverse(_evaluation(points, alpha)))
     bt1 = tuple(tuple(v * _primitive(row) for v in row) for row in bt0)
     pairs = [(i, points.index(-p)) for i, p in enumerate(points) if p > 0 and -p in points]  # +-p
@@ -232,10 +223,10 @@ def transform_kernel(weight: torch.Tensor, tile: int = 4) -> torch.Tensor:
 def _combine(terms: list[torch.Tensor], row: SparseRow) -> torch.Tensor:
     """``sum(coefficient * terms[index])`` over a sparse row, in place after the first two terms."""
     (j0, c0), *rest = row
-    if not rest:
-        return terms[j0] if c0 == 1 else terms[j0] * c0
-    (j1, c1), *rest = rest
     first = terms[j0] if c0 == 1 else terms[j0] * c0
+    if not rest:
+        return first
+    (j1, c1), *rest = rest
     if c1 == 1:
         out = first + terms[j1]
     elif c1 == -1:
