@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import astuple, dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -154,14 +155,22 @@ class BaseHeadStore(ABC):
     connection per operation (safe across threads and processes), and raise
     :class:`StoreUnavailableError` when the database cannot be reached, read or written now."""
 
+    MARK = "?"  # the driver's query parameter placeholder
+
     @property
     @abstractmethod
     def location(self) -> str:
         """Where the heads are, fit to print (a URL without its password)."""
 
     @abstractmethod
+    def _connect(self, create: bool = False) -> AbstractContextManager[Any]:
+        """A fresh autocommit connection with the schema current, or None when there is no
+        database yet and ``create`` is false."""
+
     def open(self) -> None:
         """Creates or upgrades the schema now (otherwise done on first use)."""
+        with self._connect(create=True):
+            pass
 
     @abstractmethod
     def check_writable(self) -> None:
@@ -226,13 +235,20 @@ class BaseHeadStore(ABC):
     def _select_all(self, after: str | None, limit: int | None) -> Sequence[tuple[Any, ...]]:
         """The :data:`COLUMNS` of the rows named after ``after``, by name in byte order."""
 
-    @abstractmethod
     def _select(self, name: str) -> tuple[Any, ...] | None:
         """One row's :data:`COLUMNS` and ``tensors``, or None."""
+        with self._connect() as conn:
+            query = f"SELECT {', '.join(COLUMNS)}, tensors FROM heads WHERE name = {self.MARK}"
+            row: tuple[Any, ...] | None = None if conn is None else conn.execute(query, (name,)).fetchone()
+            return row
 
-    @abstractmethod
     def _delete(self, name: str) -> bool:
         """Deletes one row; whether there was one."""
+        with self._connect() as conn:
+            return (
+                conn is not None
+                and conn.execute(f"DELETE FROM heads WHERE name = {self.MARK}", (name,)).rowcount > 0
+            )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"

@@ -121,6 +121,8 @@ class PostgresHeadStore(BaseHeadStore):
     """The heads of one PostgreSQL database at libpq's ``url`` (the role creates the tables on
     first use, or an administrator runs :meth:`open` once)."""
 
+    MARK = "%s"
+
     def __init__(self, url: str) -> None:
         self._url = url
         self._shown = redact(url)
@@ -132,7 +134,8 @@ class PostgresHeadStore(BaseHeadStore):
         return self._shown
 
     @contextmanager
-    def _connect(self, timeout: int | None = None) -> Iterator[psycopg.Connection[Any]]:
+    def _connect(self, create: bool = False, timeout: int | None = None) -> Iterator[psycopg.Connection[Any]]:
+        """A connection; ``create`` changes nothing (the database exists, or nothing can be done)."""
         try:
             conn = psycopg.connect(self._url, autocommit=True, connect_timeout=timeout or CONNECT_TIMEOUT_S)
         except psycopg.Error as e:
@@ -162,17 +165,13 @@ class PostgresHeadStore(BaseHeadStore):
                 migrate(conn)
                 self._migrated = True
 
-    def open(self) -> None:
-        with self._connect():
-            pass
-
     def check_readable(self) -> None:
-        with self._connect(PROBE_TIMEOUT_S) as conn:
+        with self._connect(timeout=PROBE_TIMEOUT_S) as conn:
             conn.execute("SELECT 1 FROM heads LIMIT 1").fetchall()
 
     def check_writable(self) -> None:
         """A standby server, or a role that may not write the heads, cannot be written."""
-        with self._connect(PROBE_TIMEOUT_S) as conn:
+        with self._connect(timeout=PROBE_TIMEOUT_S) as conn:
             row = conn.execute(
                 "SELECT pg_is_in_recovery(), has_table_privilege('heads', 'INSERT, UPDATE, DELETE')"
             ).fetchone()
@@ -204,11 +203,3 @@ class PostgresHeadStore(BaseHeadStore):
         query = f'SELECT {_COLUMNS} FROM heads WHERE name COLLATE "C" > %s ORDER BY name COLLATE "C" LIMIT %s'
         with self._connect() as conn:
             return conn.execute(query, (after or "", limit)).fetchall()
-
-    def _select(self, name: str) -> tuple[Any, ...] | None:
-        with self._connect() as conn:
-            return conn.execute(f"SELECT {_COLUMNS}, tensors FROM heads WHERE name = %s", (name,)).fetchone()
-
-    def _delete(self, name: str) -> bool:
-        with self._connect() as conn:
-            return conn.execute("DELETE FROM heads WHERE name = %s", (name,)).rowcount > 0

@@ -102,7 +102,7 @@ class HeadStore(BaseHeadStore):
         return os.access(folder, os.W_OK)
 
     @contextmanager
-    def _connect(self, create: bool) -> Iterator[sqlite3.Connection | None]:
+    def _connect(self, create: bool = False) -> Iterator[sqlite3.Connection | None]:
         """A fresh connection (None when there is no database and ``create`` is false); read-only
         when the folder cannot be written and nothing is to be created."""
         if not create and not self.path.exists():
@@ -165,10 +165,6 @@ class HeadStore(BaseHeadStore):
             migrate(conn)
             self._migrated = not read_only
 
-    def open(self) -> None:
-        with self._connect(create=True):
-            pass
-
     def check_readable(self) -> None:
         if self.path.exists():
             with self._connect(create=False) as conn:
@@ -229,27 +225,12 @@ class HeadStore(BaseHeadStore):
             query = f"SELECT {_COLUMNS} FROM heads WHERE name > ? ORDER BY name LIMIT ?"
             return conn.execute(query, (after or "", -1 if limit is None else limit)).fetchall()
 
-    def _select(self, name: str) -> tuple[Any, ...] | None:
-        with self._connect(create=False) as conn:
-            if conn is None:
-                return None
-            row: tuple[Any, ...] | None = conn.execute(
-                f"SELECT {_COLUMNS}, tensors FROM heads WHERE name = ?", (name,)
-            ).fetchone()
-            return row
-
     def _delete(self, name: str) -> bool:
         try:
-            return self._delete_row(name)
+            return super()._delete(name)
         except StoreFullError:
             self.reserve.unlink(missing_ok=True)  # the room kept for this: the next write remakes it
-            return self._delete_row(name)
-
-    def _delete_row(self, name: str) -> bool:
-        with self._connect(create=False) as conn:
-            if conn is None:
-                return False
-            return conn.execute("DELETE FROM heads WHERE name = ?", (name,)).rowcount > 0
+            return super()._delete(name)
 
 
 SqliteHeadStore = HeadStore
