@@ -65,12 +65,11 @@ def train(
     groups = [masks] if together else [[mask] for mask in masks]
     head, *fold_heads = [h for group in groups for h in _fit(x, y, classes, kind, seed, group, cancelled)]
     train_accuracy = float(np.mean(head.scores(x.astype(np.float32)).argmax(axis=1) == y))
-    cv_accuracy = None
-    if tests:
-        correct = 0
-        for test, fold_head in zip(tests, fold_heads, strict=True):
-            correct += int(np.sum(fold_head.scores(x[test].astype(np.float32)).argmax(axis=1) == y[test]))
-        cv_accuracy = correct / y.size
+    correct = sum(
+        int(np.sum(fold_head.scores(x[test].astype(np.float32)).argmax(axis=1) == y[test]))
+        for test, fold_head in zip(tests, fold_heads, strict=True)
+    )
+    cv_accuracy = correct / y.size if tests else None
     metrics = HeadMetrics(cv_accuracy, train_accuracy, folds if folds >= 2 else 0)
     return Head(kind, classes, head.mean, head.std, head.weights, int(y.size), metrics, features), metrics
 
