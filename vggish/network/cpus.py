@@ -113,19 +113,13 @@ SIMD_FLAGS = (
 
 
 @functools.cache
-def _cpuinfo_fields() -> dict[str, str]:
-    """The first processor's ``key: value`` lines of /proc/cpuinfo."""
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (x86 ``flags``, ARM ``Features`` in /proc/cpuinfo); empty where unknown."""
     try:
         first = _CPUINFO.read_text().strip().split("\n\n")[0]  # the first processor is enough
     except OSError:
-        return {}
-    pairs = (line.partition(":") for line in first.splitlines())
-    return {key.strip(): value.strip() for key, _, value in pairs}
-
-
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (x86 ``flags``, ARM ``Features``); empty where unknown."""
-    fields = _cpuinfo_fields()
+        return frozenset()
+    fields = {key.strip(): value for key, _, value in (line.partition(":") for line in first.splitlines())}
     return frozenset((fields.get("flags") or fields.get("Features") or "").split())
 
 
