@@ -210,15 +210,6 @@ class ExampleSource:
         if self.info.frames is not None:
             self.limits.check_length(self.info.frames, self.info.sample_rate, options, self.label)
 
-    @property
-    def num_samples(self) -> int:
-        """Samples per channel decoded so far (all of them once iteration has ended)."""
-        return 0 if self._stream is None else self._stream.num_samples
-
-    @property
-    def num_examples(self) -> int:
-        return 0 if self._stream is None else self._stream.num_examples
-
     def __iter__(self) -> Iterator[Any]:
         """Decodes the input; yields its examples in chunks.
 
@@ -247,12 +238,14 @@ class ExampleSource:
 
     def summary(self, examples: Any = None) -> InputExamples:
         """What the input told once read through, with ``examples`` when given."""
+        stream = self._stream
+        count, samples = (0, 0) if stream is None else (stream.num_examples, stream.num_samples)
         return InputExamples(
             examples=examples,
-            timestamps=example_timestamps(self.num_examples, self.options.hop_seconds),
+            timestamps=example_timestamps(count, self.options.hop_seconds),
             sample_rate=self.info.sample_rate,
             channels=self.info.channels,
-            num_samples=self.num_samples,
+            num_samples=samples,
             name=self.name,
         )
 
@@ -289,15 +282,12 @@ def _open_waveform(wave: Waveform, device: torch.device | None) -> tuple[Any, In
     rate = int(wave.sample_rate)
     samples = wave.samples
     if isinstance(samples, torch.Tensor):
-        mono_t = _tensor_mono(samples)
-        channels = 1 if samples.dim() == 1 else int(samples.shape[1])
-        info = InputInfo(rate, channels, int(samples.shape[0]))
-        if device is not None and rate == params.SAMPLE_RATE:
-            return mono_t.to(device), info
-        return mono_t.cpu().numpy(), info
-    checked = audio.check_waveform(samples, rate)
-    channels = 1 if checked.ndim == 1 else int(checked.shape[1])
-    return checked, InputInfo(rate, channels, int(checked.shape[0]))
+        mono = _tensor_mono(samples)
+        array = mono.to(device) if device is not None and rate == params.SAMPLE_RATE else mono.cpu().numpy()
+    else:
+        samples = array = audio.check_waveform(samples, rate)
+    channels = 1 if samples.ndim == 1 else int(samples.shape[1])
+    return array, InputInfo(rate, channels, int(samples.shape[0]))
 
 
 def _tensor_mono(samples: torch.Tensor) -> torch.Tensor:
