@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from vggish.features.logmel_torch import to_device
-from vggish.network import plans
+from vggish.network import plans, winograd
 from vggish.network.model import LayerFn, LinearFn, VGGish
 from vggish.network.plans import ConvAlgorithm, Plan
 
@@ -95,7 +95,7 @@ class TorchBackend:
         """The layer's transformed kernels, recomputed when its weights change (even in place)."""
         weight = getattr(self.network, name).weight
         key = (algo, weight.data_ptr(), weight._version, weight.dtype, weight.device)
-        return self._cached(name, key, lambda: plans.transform_kernel(weight, algo))
+        return self._cached(name, key, lambda: winograd.transform_kernel(weight, plans.TILES[algo]))
 
     def _onednn(self, name: str) -> LinearFn:
         """The layer's oneDNN copy, remade when its weights or bias change (even in place)."""

@@ -68,13 +68,6 @@ TORCH_DEFAULT = _plan_of_tiles(winograd.TORCH_TILES, "direct_chunked", "onednn")
 ONNX_DEFAULT = _plan_of_tiles(winograd.ONNX_TILES, "direct", "dense")
 
 
-def transform_kernel(weight: torch.Tensor, algo: ConvAlgorithm) -> torch.Tensor:
-    """A layer's (K, C, 3, 3) weights in the form ``algo`` multiplies with (Winograd only)."""
-    if algo not in TILES:
-        raise ValueError(f"no kernel transform for algorithm {algo!r}")
-    return winograd.transform_kernel(weight, TILES[algo])
-
-
 def conv_layers(network: VGGish, plan: Plan, kernels: Mapping[str, torch.Tensor]) -> dict[str, LayerFn]:
     """The layer functions of ``plan``'s convolutions that do not run as the module's
     ``nn.Conv2d``; ``kernels``: each Winograd layer's transformed kernels."""
