@@ -24,25 +24,38 @@ from vggish.heads import (
     validate_name,
 )
 
-# Both backends reach this schema version through their own MIGRATIONS (one step per version):
-# 1: heads (name, kind, classes, num_examples, metrics, created_at, version, tensors);
-# 2: + weights_sha256, hop_seconds, pad, resampler (the head's FeatureSpec; NULL: unknown).
-SCHEMA_VERSION = 2
 POSTGRES_SCHEMES = ("postgresql", "postgres")
-# Columns in the order rows are read and written (``tensors`` follows when it is read).
-COLUMNS = (
-    "name",
-    "kind",
-    "classes",
-    "num_examples",
-    "metrics",
-    "created_at",
-    "version",
-    "weights_sha256",
-    "hop_seconds",
-    "pad",
-    "resampler",
+# The columns each schema version added, with their SQLite and PostgreSQL types; both backends
+# reach SCHEMA_VERSION through the MIGRATIONS that :func:`migrations` makes of this table.
+SCHEMA: tuple[tuple[tuple[str, str, str], ...], ...] = (
+    (
+        ("name", "TEXT PRIMARY KEY", "text PRIMARY KEY"),
+        ("kind", "TEXT NOT NULL", "text NOT NULL"),
+        ("classes", "TEXT NOT NULL", "text NOT NULL"),  # JSON list of labels, in score order
+        ("num_examples", "INTEGER NOT NULL", "bigint NOT NULL"),
+        ("metrics", "TEXT NOT NULL", "text NOT NULL"),  # JSON: cv_accuracy, train_accuracy, folds (or null)
+        ("created_at", "TEXT NOT NULL", "text NOT NULL"),  # ISO 8601, UTC
+        ("version", "INTEGER NOT NULL", "integer NOT NULL"),  # 1, then +1 each time the name is replaced
+        ("tensors", "BLOB NOT NULL", "bytea NOT NULL"),  # the head as safetensors bytes
+    ),
+    (  # the head's FeatureSpec; NULL (as in rows stored before) means unknown
+        ("weights_sha256", "TEXT", "text"),  # 64 hex digits, or 'random'
+        ("hop_seconds", "REAL", "double precision"),
+        ("pad", "INTEGER", "boolean"),  # SQLite: 0 or 1
+        ("resampler", "TEXT", "text"),
+    ),
 )
+SCHEMA_VERSION = len(SCHEMA)
+# Columns in the order rows are read and written (``tensors`` follows when it is read).
+COLUMNS = tuple(column for added in SCHEMA for column, _, _ in added if column != "tensors")
+
+
+def migrations(postgres: bool) -> tuple[tuple[str, ...], ...]:
+    """``MIGRATIONS[i]``: the statements (run in one transaction) that take the schema from version
+    i to i + 1, in PostgreSQL's types or SQLite's."""
+    added = [[f"{name} {pg if postgres else sqlite}" for name, sqlite, pg in columns] for columns in SCHEMA]
+    create = "CREATE TABLE heads (" + ", ".join(added[0]) + ")"
+    return ((create,), *(tuple(f"ALTER TABLE heads ADD COLUMN {c}" for c in later) for later in added[1:]))
 
 
 class HeadNotFoundError(NotFoundError):

@@ -21,6 +21,7 @@ from vggish.heads.store.base import (
     StoreFullError,
     StoreUnavailableError,
     TooManyHeadsError,
+    migrations,
 )
 
 CONNECT_TIMEOUT_S = 10  # an unreachable server fails an operation after this long
@@ -28,33 +29,7 @@ PROBE_TIMEOUT_S = 2  # a readiness probe waits this long (libpq's shortest)
 # Serialises schema upgrades across every process using the database (any fixed 64-bit key).
 SCHEMA_LOCK_KEY = int.from_bytes(b"vggishHd", "big") >> 1
 COUNT_LOCK_KEY = SCHEMA_LOCK_KEY + 1  # serialises counting and inserting heads under max_heads
-# MIGRATIONS[i] takes the schema from version i to i + 1 (statements run in one transaction).
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE heads (
-            name text PRIMARY KEY,
-            kind text NOT NULL,
-            classes text NOT NULL,          -- JSON list of labels, in score order
-            num_examples bigint NOT NULL,
-            metrics text NOT NULL,          -- JSON: cv_accuracy, train_accuracy, folds (or null)
-            created_at text NOT NULL,       -- ISO 8601, UTC
-            version integer NOT NULL,       -- 1, then +1 each time the name is replaced
-            tensors bytea NOT NULL          -- the head as safetensors bytes
-        )
-        """,
-    ),
-    (  # the head's FeatureSpec; NULL (as in rows stored before) means unknown
-        """
-        ALTER TABLE heads
-            ADD COLUMN weights_sha256 text,      -- 64 hex digits, or 'random'
-            ADD COLUMN hop_seconds double precision,
-            ADD COLUMN pad boolean,
-            ADD COLUMN resampler text
-        """,
-    ),
-)
-assert len(MIGRATIONS) == SCHEMA_VERSION
+MIGRATIONS = migrations(postgres=True)
 _VERSION_TABLE = """
     CREATE TABLE IF NOT EXISTS heads_schema (
         only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),

@@ -22,6 +22,7 @@ from vggish.heads.store.base import (
     StoreFullError,
     StoreUnavailableError,
     TooManyHeadsError,
+    migrations,
 )
 
 DB_NAME = "heads.sqlite3"
@@ -29,30 +30,7 @@ RESERVE_NAME = DB_NAME + "-reserve"
 RESERVE_BYTES = 1 << 20  # room kept on the volume for deletions (a few pages of log each)
 MIN_ROOM_BYTES = 64 << 10  # below this (beside the reserve) a volume is reported full
 BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another writer's transaction
-# MIGRATIONS[i] takes the schema from user_version i to i + 1 (statements run in one transaction).
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE heads (
-            name TEXT PRIMARY KEY,
-            kind TEXT NOT NULL,
-            classes TEXT NOT NULL,          -- JSON list of labels, in score order
-            num_examples INTEGER NOT NULL,
-            metrics TEXT NOT NULL,          -- JSON: cv_accuracy, train_accuracy, folds (or null)
-            created_at TEXT NOT NULL,       -- ISO 8601, UTC
-            version INTEGER NOT NULL,       -- 1, then +1 each time the name is replaced
-            tensors BLOB NOT NULL           -- the head as safetensors bytes
-        )
-        """,
-    ),
-    (  # the head's FeatureSpec; NULL (as in rows stored before) means unknown
-        "ALTER TABLE heads ADD COLUMN weights_sha256 TEXT",  # 64 hex digits, or 'random'
-        "ALTER TABLE heads ADD COLUMN hop_seconds REAL",
-        "ALTER TABLE heads ADD COLUMN pad INTEGER",  # 0 or 1
-        "ALTER TABLE heads ADD COLUMN resampler TEXT",
-    ),
-)
-assert len(MIGRATIONS) == SCHEMA_VERSION
+MIGRATIONS = migrations(postgres=False)
 _COLUMNS = ", ".join(COLUMNS)
 
 
