@@ -38,14 +38,6 @@ class TorchBackend:
         self.winograd = True  # False: every layer as the module computes it (``model.winograd = False``)
         self._cache: dict[str, tuple[tuple[object, ...], Any]] = {}  # layer -> (its key, made for it)
 
-    @property
-    def device(self) -> torch.device:
-        return self.network.conv1.weight.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.network.conv1.weight.dtype
-
     def forward(self, examples: torch.Tensor) -> torch.Tensor:
         """The network on a tensor, with gradients when recorded (then every layer is direct)."""
         out: torch.Tensor = self.network(examples, self.layers(examples), self.linears(examples))
@@ -53,11 +45,12 @@ class TorchBackend:
 
     def __call__(self, examples: np.ndarray | torch.Tensor) -> np.ndarray:
         """Embeds examples without autograd; NumPy input reaches a GPU through pinned memory."""
+        weight = self.network.conv1.weight
         with torch.inference_mode():
             if isinstance(examples, torch.Tensor):
-                batch = examples.to(self.device, dtype=self.dtype)
+                batch = examples.to(weight.device, dtype=weight.dtype)
             else:
-                batch = to_device(np.asarray(examples, dtype=np.float32), self.device, self.dtype)
+                batch = to_device(np.asarray(examples, dtype=np.float32), weight.device, weight.dtype)
             out: np.ndarray = self.forward(batch).float().cpu().numpy()
         return out
 

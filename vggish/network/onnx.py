@@ -246,9 +246,8 @@ def _trace(network: VGGish, plan: Plan) -> _GraphBuilder:
     frames, bands = params.NUM_FRAMES, params.NUM_BANDS
     x = _Activation(g.reshape(INPUT_NAME, [-1, 1, frames, bands], "examples_nchw"), frames, bands, 1)
     with torch.no_grad():
-        for name, _, _ in CONV_LAYERS:
+        for (name, _, _), algorithm in zip(CONV_LAYERS, plan.conv, strict=True):
             conv: torch.nn.Conv2d = getattr(network, name)
-            algorithm = plan.algorithm(name)
             pool = name in POOL_AFTER
             if algorithm in plans.TILES:
                 x = _winograd_layer(g, _to_positions(g, x), conv, name, pool, plans.TILES[algorithm])

@@ -19,7 +19,7 @@ from vggish.network.postprocess import postprocess as postprocess_pca
 from vggish.pipeline import driver as pipeline
 from vggish.pipeline.driver import EmbeddingResult
 from vggish.pipeline.options import EmbedOptions
-from vggish.pipeline.source import Input
+from vggish.pipeline.source import Input, Waveform
 
 BackendName = Literal["auto", "torch", "onnx"]
 PrecisionName = Literal["fp32", "fp16", "bf16"]  # only fp32 gives Google's numbers
@@ -153,7 +153,7 @@ class Runtime:
         """Embeds a waveform ((samples,) or (samples, channels); float, or int16 / 32768), options
         as :meth:`embed_file`'s."""
         options = EmbedOptions(hop_seconds, pad, postprocess, resampler, batch_size)
-        return pipeline.embed_waveform(self, waveform, sample_rate, options)
+        return pipeline.embed_source(self, Waveform(waveform, sample_rate), options)
 
     def embed_file(
         self,

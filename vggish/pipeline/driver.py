@@ -20,7 +20,7 @@ import torch
 from vggish.fileio import atomic_output
 from vggish.pipeline.options import EmbedOptions
 from vggish.pipeline.packer import Batch, Job, Packer
-from vggish.pipeline.source import ExampleSource, Input, InputExamples, Limits, Waveform
+from vggish.pipeline.source import ExampleSource, Input, InputExamples, Limits
 
 InferFn = Callable[[Any], np.ndarray]
 """(B, 96, 64) float32 examples (NumPy or a tensor) -> (B, 128) float32 embeddings."""
@@ -241,16 +241,6 @@ def embed_source(
 ) -> EmbeddingResult:
     """Embeds one audio file (path, bytes or binary file object) or Waveform in bounded memory."""
     return embed_many(model, [source], options)[0]
-
-
-def embed_waveform(
-    model: Embedder,
-    waveform: np.ndarray | torch.Tensor,
-    sample_rate: int,
-    options: EmbedOptions | None = None,
-) -> EmbeddingResult:
-    """Embeds a waveform ((samples,) or (samples, channels); float, or int16 / 32768)."""
-    return embed_source(model, Waveform(waveform, sample_rate), options)
 
 
 def write_npz(output: Path, result: EmbeddingResult) -> None:
