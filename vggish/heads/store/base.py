@@ -145,21 +145,13 @@ class Row:
 
 
 def record_of(row: tuple[Any, ...]) -> HeadRecord:
+    """The record of a row's :data:`COLUMNS`, as both databases return them (their column types)."""
     name, kind, classes, num_examples, metrics, created_at, version, sha, hop, pad, resampler = row
-    raw = json.loads(str(metrics))
-    parsed = None if raw is None else HeadMetrics(raw["cv_accuracy"], raw["train_accuracy"], raw["folds"])
-    features = FeatureSpec(
-        sha, None if hop is None else float(hop), None if pad is None else bool(pad), resampler
-    )
+    raw = json.loads(metrics)
+    features = FeatureSpec(sha, hop, None if pad is None else bool(pad), resampler)  # SQLite's pad: 0 or 1
+    parsed = None if raw is None else HeadMetrics(**raw)
     return HeadRecord(
-        str(name),
-        str(kind),
-        tuple(json.loads(str(classes))),
-        int(num_examples),
-        parsed,
-        str(created_at),
-        int(version),
-        features,
+        name, kind, tuple(json.loads(classes)), num_examples, parsed, created_at, version, features
     )
 
 
