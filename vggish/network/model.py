@@ -1,8 +1,5 @@
-"""The VGGish network (docs/vggish.md §4), with layers named after Google's TensorFlow scopes.
-
-The module only builds layers and computes them; the PCA parameters for AudioSet's 8-bit features
-live in buffers so they move with the model.
-"""
+"""The VGGish network (docs/vggish.md §4), layers named after Google's TensorFlow scopes; the PCA
+parameters of AudioSet's 8-bit features live in buffers, so they move with the model."""
 
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
-"""The one driver: (job, examples) in, (job, embeddings [+ AudioSet features]) out.
-
-:class:`Driver` runs jobs' examples through the one packer and the model's ``infer``, and is the
-one place where embeddings are postprocessed and brought to NumPy: in-process
-(:meth:`Driver.drive`: the library, CLI, extraction, HEAR, heads) or from the service's inference
-thread (:meth:`Driver.deliver`). Memory stays bounded whatever an input's length; results equal
-processing each whole input alone.
-"""
+"""The one driver: jobs' examples -> the one packer -> the model's ``infer`` -> each job's
+embeddings, postprocessed and brought to NumPy here only, in-process (:meth:`Driver.drive`) or from
+the service's inference thread (:meth:`Driver.deliver`); memory stays bounded whatever an input's
+length, and results equal each whole input embedded alone."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""The one packer: examples of many inputs -> model batches -> each input's rows back.
-
-A :class:`Packer` keeps each input's waiting examples in a :class:`Job`, cuts batches of up to
-``batch_size`` examples across inputs (first in, first out, or max-min fairly among the waiting
-jobs with ``fair=True``), and hands every job its rows of the model's output. A job is complete
-once it is closed and all of its examples are back.
-"""
+"""The one packer: each input's waiting examples in a :class:`Job`, cut into batches of up to
+``batch_size`` across inputs (first in, first out, or max-min fair with ``fair=True``); every job
+gets its rows of the model's output back, and is complete once closed with all of them back."""
 
 from __future__ import annotations
 

@@ -1,12 +1,8 @@
-"""The one source of examples: any input -> mono -> 16 kHz -> log-mel examples, in chunks.
-
-Every surface turns audio into examples here. :class:`ExampleStream` takes mono samples at any
-rate as they arrive and returns the examples they complete, checking its limits;
-:class:`ExampleSource` opens an input, checks its limits from the header before decoding, then
-decodes it block by block through an :class:`ExampleStream`, in bounded memory and cancellably.
-Log-mel is NumPy's (the reference) or, given a device, PyTorch's there; the result equals
-processing the whole signal at once.
-"""
+"""The one source of examples, for every surface: any input -> mono -> 16 kHz -> log-mel examples,
+in chunks. :class:`ExampleSource` checks an input's limits from its header, then decodes it block by
+block (bounded memory, cancellable) through an :class:`ExampleStream`, which turns mono samples at
+any rate into the examples they complete; log-mel in NumPy (the reference) or PyTorch on a device,
+equal to processing the whole signal at once."""
 
 from __future__ import annotations
 
