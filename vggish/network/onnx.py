@@ -1,14 +1,11 @@
-"""VGGish as an ONNX graph for ONNX Runtime, built directly from the network's weights.
-
-:func:`build_graph` writes the network with ``onnx.helper``: ``examples`` (batch, 96, 64) ->
-``embeddings`` (batch, 128) float32, opset 18, the weights' provenance in ``vggish.*`` metadata.
-Each convolution layer is computed as its :class:`~.plans.Plan` says: ``Conv`` (NCHW), or
-Winograd F(4x4, 3x3) on activations stored positions first, ``(positions, batch, channels)``:
-``Pad`` one zero position, ``Gather`` every 6 x 6 tile by a constant table (which also undoes the
-previous layer's order of positions), ``MatMul`` with ``B^T``, the kernels and ``A^T``, a
-``ReduceMax`` for the pool, then bias and ``Relu``; no transpose is ever made. Needs the ``onnx``
-extra.
-"""
+"""VGGish as an ONNX graph for ONNX Runtime (the ``onnx`` extra), written by :func:`build_graph`
+with ``onnx.helper`` from the network's weights: ``examples`` (batch, 96, 64) -> ``embeddings``
+(batch, 128) float32, opset 18, the weights' provenance in ``vggish.*`` metadata. Each convolution
+is computed as its :class:`~.plans.Plan` says: ``Conv`` (NCHW), or Winograd F(4x4, 3x3) on
+activations stored positions first, ``(positions, batch, channels)``: ``Pad`` one zero position,
+``Gather`` every 6 x 6 tile by a constant table (which also undoes the previous layer's order of
+positions), ``MatMul`` with ``B^T``, the kernels and ``A^T``, ``ReduceMax`` for the pool, then bias
+and ``Relu``; no transpose is ever made."""
 
 from __future__ import annotations
 
@@ -298,11 +295,8 @@ def build_graph(
     network: VGGish, plan: Plan = plans.ONNX_DEFAULT, metadata: Mapping[str, str] | None = None
 ) -> onnx.ModelProto:
     """The network (any device or dtype, not changed) as a self-contained float32 ONNX model, with
-    ``metadata`` stored as ``vggish.KEY`` beside ``vggish.producer``, ``.graph`` and ``.plan``.
-
-    Raises:
-        ValueError: a Winograd tile that does not divide a layer's feature map.
-    """
+    ``metadata`` stored as ``vggish.KEY`` beside ``vggish.producer``, ``.graph`` and ``.plan``
+    (ValueError: a Winograd tile that does not divide a layer's feature map)."""
     return _assemble(_trace(network, plan), plan, metadata)
 
 
@@ -313,11 +307,7 @@ def export_onnx(
     metadata: Mapping[str, str] | None = None,
     plan: Plan = plans.ONNX_DEFAULT,
 ) -> Path:
-    """Writes :func:`build_graph`'s model as one ``.onnx`` file (weights inside), atomically.
-
-    Raises:
-        FileNotFoundError: the output's folder does not exist.
-    """
+    """Writes :func:`build_graph`'s model as one ``.onnx`` file (weights inside), atomically."""
     out = Path(output)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"cannot write {out}: folder {out.parent} does not exist")

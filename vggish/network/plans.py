@@ -1,10 +1,8 @@
-"""How each layer of the network is computed on the CPU: a :class:`Plan`.
-
-Convolutions: ``direct`` (the module's ``nn.Conv2d``; ONNX ``Conv``), ``direct_chunked`` (the
-same a few examples at a time, so ReLU and pool read from cache) or ``winograd4`` (F(4x4, 3x3)).
-Fully connected layers: ``dense`` (``F.linear``) or ``onednn`` (eager PyTorch only).
-:data:`TORCH_DEFAULT` and :data:`ONNX_DEFAULT` are the plans measured fastest.
-"""
+"""How each layer is computed on the CPU, a :class:`Plan`: convolutions ``direct`` (the module's
+``nn.Conv2d``; ONNX ``Conv``), ``direct_chunked`` (the same a few examples at a time, so ReLU and
+pool read from cache) or ``winograd4`` (F(4x4, 3x3)); fully connected layers ``dense``
+(``F.linear``) or ``onednn`` (eager PyTorch only). :data:`TORCH_DEFAULT` and :data:`ONNX_DEFAULT`
+are the plans measured fastest."""
 
 from __future__ import annotations
 

@@ -1,14 +1,11 @@
-"""Winograd F(4 x 4, 3 x 3) convolutions for VGGish on the CPU (Lavin & Gray, 2016).
-
-Each 6 x 6 input tile and each kernel are transformed (``V = B^T d B``, ``U = G g G^T``),
-multiplied over channels (36 matrix products) and transformed back (``Y = A^T M A``): 4x fewer
-multiplications than a direct 3x3 convolution. The transforms are built exactly in rational
-arithmetic (Toom-Cook at 0, +-1, +-1/2 and infinity), ``B^T`` and ``A^T`` with small integers and
-powers of two, every other constant folded into ``G`` (float64, rounded once); point pairs +-p share
-their even and odd partial sums. Activations are NHWC; eager mode computes a batch in cache-sized
-chunks, traced graphs keep a dynamic batch axis. :data:`TORCH_TILES` / :data:`ONNX_TILES` say which
-layer runs which way.
-"""
+"""Winograd F(4 x 4, 3 x 3) convolutions for VGGish on the CPU (Lavin & Gray, 2016): each 6 x 6
+input tile and each kernel transformed (``V = B^T d B``, ``U = G g G^T``), multiplied over channels
+(36 matrix products) and transformed back (``Y = A^T M A``), 4x fewer multiplications than a direct
+3x3 convolution. The transforms are built exactly in rational arithmetic (Toom-Cook at 0, +-1, +-1/2
+and infinity), ``B^T`` and ``A^T`` with small integers and powers of two, every other constant
+folded into ``G`` (float64, rounded once); point pairs +-p share their even and odd partial sums.
+Activations are NHWC; eager mode computes a batch in cache-sized chunks, traced graphs keep a
+dynamic batch axis; :data:`TORCH_TILES` / :data:`ONNX_TILES` say which layer runs which way."""
 
 from __future__ import annotations
 
@@ -51,11 +48,9 @@ Stage = tuple[SparseRow, ...]
 
 @dataclass(frozen=True)
 class Transforms:
-    """The exact matrices of F(m, 3) in one dimension (the 2-D algorithm applies them on both axes).
-
+    """The exact matrices of F(m, 3) in one dimension (the 2-D algorithm applies them on both axes);
     ``input_stages`` / ``output_stages``: ``B^T`` / ``A^T`` as sparse stages applied in turn;
-    ``ones``: the all-ones column of ``A^T`` (a constant added there reaches every output), or None.
-    """
+    ``ones``: the all-ones column of ``A^T`` (a constant added there reaches every output), or None."""
 
     m: int
     alpha: int
@@ -207,11 +202,9 @@ def _tile(tile: int) -> Transforms:
 
 
 def transform_kernel(weight: torch.Tensor, tile: int = 4) -> torch.Tensor:
-    """(K, C, 3, 3) convolution weights -> ((m + 2)^2, C, K) Winograd kernels ``G g G^T``.
-
-    Computed in float64 and cast once to ``weight``'s dtype; row ``b * (m + 2) + a`` holds entry
-    (a, b), the order in which :func:`conv3x3_relu` transforms its input tiles.
-    """
+    """(K, C, 3, 3) convolution weights -> ((m + 2)^2, C, K) Winograd kernels ``G g G^T``, in float64
+    cast once to ``weight``'s dtype; row ``b * (m + 2) + a`` holds entry (a, b), the order in which
+    :func:`conv3x3_relu` transforms its input tiles."""
     t = _tile(tile)
     if weight.dim() != 4 or tuple(weight.shape[2:]) != (KERNEL_SIZE, KERNEL_SIZE):
         raise ValueError(f"expected (K, C, 3, 3) weights; got {tuple(weight.shape)}")

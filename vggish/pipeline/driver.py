@@ -99,11 +99,8 @@ def batch_size(model: Embedder, options: EmbedOptions) -> int:
 
 
 class Driver:
-    """Jobs' examples (put into :attr:`packer`) -> model batches -> each job's :class:`Output`.
-
-    Not thread-safe by itself. ``fair``: share each batch among the waiting jobs (else first in,
-    first out).
-    """
+    """Jobs' examples (put into :attr:`packer`) -> model batches -> each job's :class:`Output`, not
+    thread-safe by itself; ``fair``: each batch shared among the waiting jobs (else first in, first out)."""
 
     def __init__(
         self,

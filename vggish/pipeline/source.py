@@ -207,13 +207,8 @@ class ExampleSource:
             self.limits.check_length(self.info.frames, self.info.sample_rate, options, self.label)
 
     def __iter__(self) -> Iterator[Any]:
-        """Decodes the input; yields its examples in chunks.
-
-        Raises:
-            InvalidAudioError: the file turns out truncated or corrupt while decoding.
-            LimitExceededError: it decodes to more than its limits allow.
-            CancelledError: ``cancel`` was set.
-        """
+        """Decodes the input; yields its examples in chunks (InvalidAudioError: the file turns out
+        truncated or corrupt; LimitExceededError: it decodes past its limits; CancelledError)."""
         if self._stream is not None:
             raise RuntimeError("an ExampleSource is read once")
         self._stream = stream = ExampleStream(
