@@ -109,10 +109,7 @@ class Row:
     num_examples: int
     metrics: str
     created_at: str
-    weights_sha256: str | None
-    hop_seconds: float | None
-    pad: bool | None
-    resampler: str | None
+    features: FeatureSpec  # its four columns: weights_sha256, hop_seconds, pad, resampler
     tensors: bytes
 
     @classmethod
@@ -120,7 +117,6 @@ class Row:
         """The row of ``head`` saved as ``name`` now."""
         if not 0 <= head.num_examples <= MAX_NUM_EXAMPLES:
             raise InvalidInputError(f"num_examples must be 0 to {MAX_NUM_EXAMPLES}; got {head.num_examples}")
-        spec = head.features
         return cls(
             validate_name(name),
             head.kind,
@@ -128,10 +124,7 @@ class Row:
             head.num_examples,
             json.dumps(None if head.metrics is None else head.metrics.__dict__),
             datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            spec.weights_sha256,
-            spec.hop_seconds,
-            spec.pad,
-            spec.resampler,
+            head.features,
             to_safetensors(head),
         )
 
@@ -140,8 +133,8 @@ class Row:
 
     def values(self, version: int) -> tuple[Any, ...]:
         """:data:`COLUMNS` order, then ``tensors``."""
-        values = astuple(self)
-        return (*values[:6], version, *values[6:])
+        *head, features, tensors = astuple(self)  # astuple: features as a tuple too
+        return (*head, version, *features, tensors)
 
 
 def record_of(row: tuple[Any, ...]) -> HeadRecord:
