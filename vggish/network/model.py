@@ -111,12 +111,8 @@ class VGGish(nn.Module):
                 "with `vggish convert ... --pca vggish_pca_params.npz`, or skip postprocessing"
             )
         emb = torch.as_tensor(embeddings)
-        q = _postprocess(
-            emb.detach().cpu().numpy(),
-            self.pca_eigen_vectors.cpu().numpy(),
-            self.pca_means.cpu().numpy(),
-        )
-        return torch.from_numpy(q).to(emb.device)
+        pca = self.pca_eigen_vectors.cpu().numpy(), self.pca_means.cpu().numpy()
+        return torch.from_numpy(_postprocess(emb.detach().cpu().numpy(), *pca)).to(emb.device)
 
 
 def _as_nchw(examples: torch.Tensor) -> torch.Tensor:

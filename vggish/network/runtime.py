@@ -131,8 +131,7 @@ class Runtime:
         without PCA parameters)."""
         if self._network is None and self._pca is not None:
             emb = torch.as_tensor(embeddings)
-            q = postprocess_pca(emb.detach().cpu().numpy(), *self._pca)
-            return torch.from_numpy(q).to(emb.device)
+            return torch.from_numpy(postprocess_pca(emb.detach().cpu().numpy(), *self._pca)).to(emb.device)
         return self.network.postprocess(embeddings)
 
     def embed(
