@@ -162,21 +162,12 @@ class ExampleStream:
 
 
 class ExampleSource:
-    """One input -> its log-mel examples, chunk by chunk, with its limits checked first.
-
-    Opening reads only the header (or validates the array) and refuses what it already shows over
-    a limit; iterating decodes block by block, yields non-empty chunks and enforces the rest.
-
-    Args:
-        cancel: set by another thread to stop at the next block (:class:`~vggish.errors.CancelledError`).
-        name: how the input is called in results and messages (e.g. an upload's file name).
-
-    Raises:
-        FileNotFoundError: a path that does not exist.
-        UndecodableAudioError: no decoder reads the input.
-        InvalidAudioError: an array that is not audio (NaN, bad shape or rate).
-        LimitExceededError: the header says the input is over a limit.
-    """
+    """One input -> its log-mel examples, chunk by chunk, with its limits checked first: opening
+    reads only the header (or validates the array) and refuses what it already shows over a limit
+    (FileNotFoundError, UndecodableAudioError, InvalidAudioError: an array that is not audio,
+    LimitExceededError); iterating decodes block by block, yields non-empty chunks and enforces the
+    rest. ``cancel``: set by another thread to stop at the next block (CancelledError); ``name``:
+    how results and messages call the input (e.g. an upload's file name)."""
 
     def __init__(
         self,
