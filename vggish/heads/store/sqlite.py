@@ -144,9 +144,8 @@ class HeadStore(BaseHeadStore):
             self._migrated = not read_only
 
     def check_readable(self) -> None:
-        if self.path.exists():
-            with self._connect(create=False) as conn:
-                assert conn is not None
+        with self._connect() as conn:
+            if conn is not None:  # no database yet: nothing to read, nothing wrong
                 conn.execute("SELECT 1 FROM heads LIMIT 1").fetchall()
 
     def check_writable(self) -> None:
