@@ -196,9 +196,8 @@ def _to_positions(g: _GraphBuilder, x: _Activation) -> _Activation:
         return x
     hwnc = g.op("Transpose", [x.name], f"{x.name}_hwnc", perm=[2, 3, 0, 1])
     y = g.reshape(hwnc, [x.height * x.width, -1, x.channels], f"{x.name}_positions")
-    return _Activation(
-        y, x.height, x.width, x.channels, np.arange(x.height * x.width).reshape(x.height, x.width)
-    )
+    positions = np.arange(x.height * x.width).reshape(x.height, x.width)  # row-major
+    return _Activation(y, x.height, x.width, x.channels, positions)
 
 
 def _row_major(g: _GraphBuilder, x: _Activation) -> str:

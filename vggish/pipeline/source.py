@@ -132,11 +132,8 @@ class ExampleStream:
             if self.sample_rate == params.SAMPLE_RATE
             else StreamingResampler(self.sample_rate, params.SAMPLE_RATE, options.resampler)
         )
-        self._frames: FrameStream = (
-            FrameStream(options.hop_seconds, options.pad)
-            if device is None
-            else TorchFrameStream(device, options.hop_seconds, options.pad)
-        )
+        hop, pad = options.hop_seconds, options.pad
+        self._frames = FrameStream(hop, pad) if device is None else TorchFrameStream(device, hop, pad)
 
     def push(self, mono: np.ndarray | torch.Tensor) -> Any:
         """Adds (k,) mono samples; returns the (m, 96, 64) examples they complete (possibly none)."""
