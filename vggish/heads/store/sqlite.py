@@ -38,8 +38,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     """Brings the schema to :data:`SCHEMA_VERSION` in one transaction; returns the old version."""
     if int(conn.execute("PRAGMA user_version").fetchone()[0]) == SCHEMA_VERSION:
         return SCHEMA_VERSION  # current: nothing written (a full or read-only volume reads on)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _write_transaction(conn):
         current = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if current > SCHEMA_VERSION:
             raise RuntimeError(f"the heads database has schema {current}; this code knows {SCHEMA_VERSION}")
@@ -47,16 +46,20 @@ def migrate(conn: sqlite3.Connection) -> int:
             for statement in statements:
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except BaseException:
-        _rollback(conn)
-        raise
     return current
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
+@contextmanager
+def _write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 class HeadStore(BaseHeadStore):
@@ -176,12 +179,10 @@ class HeadStore(BaseHeadStore):
         with self._connect(create=True) as conn:
             assert conn is not None
             self._keep_reserve()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _write_transaction(conn):
                 found = conn.execute("SELECT version FROM heads WHERE name = ?", (row.name,)).fetchone()
                 if found is not None and not replace:
-                    _rollback(conn)
-                    return None
+                    return None  # nothing written: the commit ends a read
                 count = conn.execute("SELECT count(*) FROM heads").fetchone()[0] if found is None else 0
                 if max_heads is not None and count >= max_heads:
                     raise TooManyHeadsError(max_heads)
@@ -189,10 +190,6 @@ class HeadStore(BaseHeadStore):
                 values = row.values(version)
                 marks = ", ".join("?" * len(values))
                 conn.execute(f"INSERT OR REPLACE INTO heads ({_COLUMNS}, tensors) VALUES ({marks})", values)
-                conn.execute("COMMIT")
-            except BaseException:
-                _rollback(conn)
-                raise
         return version
 
     def _select_all(self, after: str | None, limit: int | None) -> Sequence[tuple[Any, ...]]:
