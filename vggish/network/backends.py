@@ -51,8 +51,7 @@ class TorchBackend:
                 batch = examples.to(weight.device, dtype=weight.dtype)
             else:
                 batch = to_device(np.asarray(examples, dtype=np.float32), weight.device, weight.dtype)
-            out: np.ndarray = self.forward(batch).float().cpu().numpy()
-        return out
+            return self.forward(batch).float().cpu().numpy()
 
     def effective_plan(self, examples: torch.Tensor) -> Plan:
         """The plan, less what does not apply: all direct off the CPU or with weight gradients;

@@ -99,8 +99,7 @@ class VGGish(nn.Module):
         fc.update(linears or {})
         x = F.relu(fc["fc1_1"](x))
         x = F.relu(fc["fc1_2"](x))
-        out: torch.Tensor = fc["fc2"](x)
-        return out
+        return fc["fc2"](x)
 
     def postprocess(self, embeddings: torch.Tensor | np.ndarray) -> torch.Tensor:
         """AudioSet's PCA + 8-bit quantisation: (N, 128) -> (N, 128) torch.uint8 on the embeddings'

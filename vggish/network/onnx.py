@@ -96,8 +96,7 @@ class _GraphBuilder:
 
 def _float32(tensor: torch.Tensor) -> FloatArray:
     """A parameter as a float32 C-contiguous CPU array."""
-    array: FloatArray = tensor.detach().to("cpu", torch.float32).contiguous().numpy()
-    return array
+    return tensor.detach().to("cpu", torch.float32).contiguous().numpy()
 
 
 def _winograd_kernels(weight: torch.Tensor, t: winograd.Transforms) -> FloatArray:
