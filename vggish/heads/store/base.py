@@ -220,7 +220,10 @@ class BaseHeadStore(ABC):
             raise HeadNotFoundError(f"no head named {name!r}")
 
     def _fetch(self, name: str) -> tuple[HeadRecord, bytes]:
-        row = self._select(validate_name(name))
+        query = f"SELECT {', '.join(COLUMNS)}, tensors FROM heads WHERE name = {self.MARK}"
+        args = (validate_name(name),)
+        with self._connect() as conn:
+            row = None if conn is None else conn.execute(query, args).fetchone()
         if row is None:
             raise HeadNotFoundError(f"no head named {name!r}")
         return record_of(row[:-1]), bytes(row[-1])
@@ -233,20 +236,11 @@ class BaseHeadStore(ABC):
     def _select_all(self, after: str | None, limit: int | None) -> Sequence[tuple[Any, ...]]:
         """The :data:`COLUMNS` of the rows named after ``after``, by name in byte order."""
 
-    def _select(self, name: str) -> tuple[Any, ...] | None:
-        """One row's :data:`COLUMNS` and ``tensors``, or None."""
-        with self._connect() as conn:
-            query = f"SELECT {', '.join(COLUMNS)}, tensors FROM heads WHERE name = {self.MARK}"
-            row: tuple[Any, ...] | None = None if conn is None else conn.execute(query, (name,)).fetchone()
-            return row
-
     def _delete(self, name: str) -> bool:
         """Deletes one row; whether there was one."""
+        query = f"DELETE FROM heads WHERE name = {self.MARK}"
         with self._connect() as conn:
-            return (
-                conn is not None
-                and conn.execute(f"DELETE FROM heads WHERE name = {self.MARK}", (name,)).rowcount > 0
-            )
+            return conn is not None and conn.execute(query, (name,)).rowcount > 0
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
