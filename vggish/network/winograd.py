@@ -336,10 +336,8 @@ def conv3x3_relu_direct(
     _, h, w, _ = x.shape
     if pool and (h % 2 or w % 2):
         raise ValueError(f"a 2x2 max-pool needs even height and width; got {h}x{w}")
-    if _traced():
-        return _direct(x, weight, bias, pool)
     chunk = max(1, -(-DIRECT_CHUNK_BYTES // (h * w * weight.shape[0] * x.element_size())))
-    if x.shape[0] <= chunk:
+    if _traced() or x.shape[0] <= chunk:  # traced: one graph, whatever the batch
         return _direct(x, weight, bias, pool)
     return torch.cat([_direct(part, weight, bias, pool) for part in torch.split(x, chunk)])
 
