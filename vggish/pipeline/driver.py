@@ -126,12 +126,7 @@ class Driver:
     def deliver(self, batch: Batch, embeddings: np.ndarray) -> list[Output]:
         """Hands the rows of ``embeddings`` to the jobs of ``batch``: an Output per ``rows`` job,
         then one per job this completed."""
-        outputs = []
-        offset = 0
-        for job, rows in batch.parts:
-            if job.rows:
-                outputs.append(self.output(job, embeddings[offset : offset + rows], done=False))
-            offset += rows
+        outputs = [self.output(job, rows, done=False) for job, rows in batch.split(embeddings) if job.rows]
         done = self.packer.deliver(batch, embeddings)
         return outputs + [self.output(job, job.embeddings(), done=True) for job in done]
 

@@ -51,6 +51,11 @@ class Batch:
     def __len__(self) -> int:
         return int(self.examples.shape[0])
 
+    def split(self, embeddings: np.ndarray) -> list[tuple[Job, np.ndarray]]:
+        """Each part's job and its rows of ``embeddings``, the model's output for this batch."""
+        ends = np.cumsum([n for _, n in self.parts])
+        return [(job, embeddings[end - n : end]) for (job, n), end in zip(self.parts, ends, strict=True)]
+
 
 class Packer:
     """Queues examples of many jobs and cuts them into batches (not thread-safe by itself)."""
@@ -122,12 +127,10 @@ class Packer:
         if embeddings.shape[0] != len(batch):
             raise ValueError(f"{embeddings.shape[0]} embeddings for a batch of {len(batch)} examples")
         done: list[Job] = []
-        offset = 0
-        for job, rows in batch.parts:
+        for job, rows in batch.split(embeddings):
             if not job.rows:
-                job._outputs.append(embeddings[offset : offset + rows])
-            job.delivered += rows
-            offset += rows
+                job._outputs.append(rows)
+            job.delivered += len(rows)
             if job.complete:
                 done.append(job)
         return done
