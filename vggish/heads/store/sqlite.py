@@ -97,7 +97,6 @@ class HeadStore(BaseHeadStore):
         except (OSError, sqlite3.Error) as e:
             raise self._unavailable(e) from e
         try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA synchronous = FULL")
             self._prepare(conn, read_only)
             yield conn
@@ -109,7 +108,7 @@ class HeadStore(BaseHeadStore):
             conn.close()
 
     def _open(self, read_only: bool) -> sqlite3.Connection:
-        timeout = BUSY_TIMEOUT_MS / 1000
+        timeout = BUSY_TIMEOUT_MS / 1000  # sqlite3's busy timeout (PRAGMA busy_timeout reads 30000)
         if not read_only:
             return sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         immutable = "" if self.path.with_name(DB_NAME + "-wal").exists() else "&immutable=1"
