@@ -15,7 +15,6 @@ from vggish.network import plans, winograd
 from vggish.network.model import LayerFn, LinearFn, VGGish
 from vggish.network.plans import ConvAlgorithm, Plan
 
-DEFAULT_PLAN = plans.TORCH_DEFAULT
 T = TypeVar("T")
 
 
@@ -32,7 +31,7 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, network: VGGish, plan: Plan = DEFAULT_PLAN) -> None:
+    def __init__(self, network: VGGish, plan: Plan = plans.TORCH_DEFAULT) -> None:
         self.network = network
         self.plan = plan
         self.winograd = True  # False: every layer as the module computes it (``model.winograd = False``)
