@@ -63,12 +63,8 @@ class Transforms:
 
 
 def _matmul(a: Matrix, b: Matrix) -> Matrix:
-    return tuple(
-        tuple(
-            sum((x * y for x, y in zip(row, col, strict=True)), Fraction(0)) for col in zip(*b, strict=True)
-        )
-        for row in a
-    )
+    cols = _transpose(b)
+    return tuple(tuple(sum((x * y for x, y in zip(r, c, strict=True)), Fraction(0)) for c in cols) for r in a)
 
 
 def _transpose(a: Matrix) -> Matrix:
@@ -143,9 +139,8 @@ def _pair_rows(matrix: Matrix, pairs: list[tuple[int, int]]) -> tuple[Matrix, Ma
 
 
 def _power_of_two(v: Fraction) -> bool:
-    return (
-        v != 0 and abs(v.numerator) & (abs(v.numerator) - 1) == 0 and v.denominator & (v.denominator - 1) == 0
-    )
+    n, d = abs(v.numerator), v.denominator
+    return v != 0 and n & (n - 1) == 0 and d & (d - 1) == 0
 
 
 def _unit_scale(row: tuple[Fraction, ...]) -> Fraction:
