@@ -1,11 +1,9 @@
 """The HEAR API: VGGish as a HEAR 2021 module (``hear-validator vggish.hear --model random``).
-
 ``audio`` is a float tensor ``(n_sounds, n_samples)`` at 16 kHz on any device; a call's sounds go
 through the library's one driver in shared batches, so the numbers are those of
 ``runtime.embed(sound, 16000, hop_seconds=..., pad=True)``. Timestamp embeddings come every 50 ms
 (HEAR's largest hop) at frame centres; scene embeddings are the mean over time at a 0.96 s hop;
-short sounds are zero-padded to one example (docs/hear.md).
-"""
+short sounds are zero-padded to one example (docs/hear.md)."""
 
 from __future__ import annotations
 
@@ -74,11 +72,8 @@ class HearModel(torch.nn.Module):
         return self
 
     def embed(self, audio: torch.Tensor, hop_seconds: float) -> np.ndarray:
-        """(n_sounds, n_samples) at 16 kHz -> (n_sounds, n_timestamps, 128) float32 NumPy.
-
-        Raises:
-            ValueError: ``audio`` is not a 2-D float tensor of finite samples.
-        """
+        """(n_sounds, n_samples) at 16 kHz -> (n_sounds, n_timestamps, 128) float32 NumPy
+        (ValueError: ``audio`` is not a 2-D float tensor of finite samples)."""
         check_audio(audio)
         options = EmbedOptions(
             hop_seconds=hop_seconds, pad=True, postprocess=False, batch_size=self.batch_size, frontend="auto"

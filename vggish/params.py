@@ -1,7 +1,5 @@
-"""The reference's numbers, named once, with units (docs/vggish.md states them).
-
-Everything else in the package derives its sizes from these; nothing retypes them.
-"""
+"""The reference's numbers, named once, with units (docs/vggish.md states them): everything else in
+the package derives its sizes from these; nothing retypes them."""
 
 from __future__ import annotations
 

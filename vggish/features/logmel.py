@@ -13,8 +13,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from vggish import params
 
-_HOP_RESOLUTION = params.STFT_HOP_SECONDS  # hops are whole numbers of 10 ms frames
-
 
 def hertz_to_mel(hertz: np.ndarray | float) -> np.ndarray:
     """HTK mel scale: ``1127 * ln(1 + f / 700)``."""
@@ -76,8 +74,8 @@ def hop_to_frames(hop_seconds: float) -> int:
         value = float(hop_seconds)
     except (TypeError, ValueError) as e:
         raise ValueError(f"hop must be a number of seconds; got {hop_seconds!r}") from e
-    frames = round(value / _HOP_RESOLUTION) if math.isfinite(value) else 0
-    if frames < 1 or not math.isclose(frames * _HOP_RESOLUTION, value, rel_tol=0, abs_tol=1e-9):
+    frames = round(value / params.STFT_HOP_SECONDS) if math.isfinite(value) else 0  # whole 10 ms frames
+    if frames < 1 or not math.isclose(frames * params.STFT_HOP_SECONDS, value, rel_tol=0, abs_tol=1e-9):
         raise ValueError(
             f"hop must be a positive multiple of 0.01 s (for example 0.96 or 0.48); got {hop_seconds!r}"
         )

@@ -57,8 +57,7 @@ def waveform_to_examples_torch(
     x = waveforms.to(dtype)
     if pad and x.shape[-1] < params.EXAMPLE_SPAN_SAMPLES:
         x = torch.nn.functional.pad(x, (0, params.EXAMPLE_SPAN_SAMPLES - x.shape[-1]))
-    examples = frames_to_examples(log_mel_torch(x), hop)
-    return examples.to(torch.float32)
+    return frames_to_examples(log_mel_torch(x), hop).to(torch.float32)
 
 
 class TorchFrameStream(features.FrameStream):

@@ -92,16 +92,8 @@ def from_safetensors(data: bytes) -> Head:
         raise InvalidInputError(f"not a safetensors file ({e})") from e
     _check_tensors(arrays, shapes)
     weights = {k: v for k, v in arrays.items() if not k.startswith("norm.")}
-    return Head(
-        kind,  # type: ignore[arg-type]
-        classes,
-        arrays["norm.mean"],
-        arrays["norm.std"],
-        weights,
-        num_examples,
-        metrics,
-        features,
-    )
+    mean, std = arrays["norm.mean"], arrays["norm.std"]
+    return Head(kind, classes, mean, std, weights, num_examples, metrics, features)  # type: ignore[arg-type]
 
 
 def _short(value: object, limit: int = 60) -> str:
@@ -164,10 +156,8 @@ def _parse_num_examples(text: str) -> int:
     return int(text)
 
 
-def _accuracy(raw: dict[str, Any], key: str, optional: bool) -> float | None:
-    value = raw.get(key)
-    if value is None and optional:
-        return None
+def _accuracy(raw: dict[str, Any], key: str) -> float:
+    value = raw[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise InvalidInputError(f"metadata 'metrics': {key} must be a number in [0, 1]; got {_short(value)}")
     return float(value)  # NaN fails the range test above; 1e400 parses as inf, also outside it
@@ -187,12 +177,10 @@ def _parse_metrics(text: str | None) -> HeadMetrics | None:
         raise InvalidInputError(
             f"metadata 'metrics': folds must be 0 or 2 to {MAX_FOLDS}; got {_short(folds)}"
         )
-    cv = _accuracy(raw, "cv_accuracy", optional=True)
+    cv = None if raw["cv_accuracy"] is None else _accuracy(raw, "cv_accuracy")
     if (cv is None) != (folds == 0):
         raise InvalidInputError("metadata 'metrics': cv_accuracy is null exactly when folds is 0")
-    train_accuracy = _accuracy(raw, "train_accuracy", optional=False)
-    assert train_accuracy is not None
-    return HeadMetrics(cv, train_accuracy, folds)
+    return HeadMetrics(cv, _accuracy(raw, "train_accuracy"), folds)
 
 
 def _parse_features(text: str | None) -> FeatureSpec:

@@ -86,8 +86,7 @@ class Head:
 
     def scores(self, embeddings: np.ndarray) -> np.ndarray:
         """Class probabilities: (N, 128) embeddings -> (N, C) float32, each row summing to 1."""
-        z = (check_embeddings(embeddings) - self.mean) / self.std
-        h = z.astype(np.float32)
+        h = ((check_embeddings(embeddings) - self.mean) / self.std).astype(np.float32)
         if "hidden.weight" in self.weights:
             h = np.maximum(h @ self.weights["hidden.weight"].T + self.weights["hidden.bias"], 0.0)
         logits = h @ self.weights["out.weight"].T + self.weights["out.bias"]
@@ -112,5 +111,4 @@ def clip_mean(embeddings: np.ndarray) -> np.ndarray:
 def ranked(scores: np.ndarray, top_k: int | None = None) -> np.ndarray:
     """(N, min(top_k, C)) class indices of each row of (N, C) scores, best first (ties: lower index
     first; ``top_k`` None: all)."""
-    order: np.ndarray = np.argsort(-scores, axis=1, kind="stable")
-    return order[:, :top_k]
+    return np.argsort(-scores, axis=1, kind="stable")[:, :top_k]

@@ -45,16 +45,10 @@ def train(
     features: FeatureSpec = UNKNOWN_FEATURES,
     cancelled: Callable[[], bool] | None = None,
 ) -> tuple[Head, HeadMetrics]:
-    """Trains a head on (N, 128) clip embeddings and N labels, then cross-validates the recipe.
-
-    Args:
-        features: what made the embeddings; the head keeps it.
-        cancelled: asked before every Adam step; True stops training with CancelledError.
-
-    Returns:
-        The head trained on every clip, and its metrics (cross-validated over ``min(5, smallest
-        class count)`` folds; none when a class has a single clip).
-    """
+    """Trains a head on (N, 128) clip embeddings and N labels, then cross-validates the recipe: the
+    head trained on every clip (it keeps ``features``, what made the embeddings) and its metrics,
+    cross-validated over ``min(5, smallest class count)`` folds (none when a class has a single
+    clip). ``cancelled`` is asked before every Adam step; True stops training with CancelledError."""
     x = _check_training_set(embeddings, labels, kind).astype(np.float64)
     classes = tuple(sorted(set(labels)))
     y = np.array([classes.index(label) for label in labels], dtype=np.int64)
@@ -65,12 +59,11 @@ def train(
     groups = [masks] if together else [[mask] for mask in masks]
     head, *fold_heads = [h for group in groups for h in _fit(x, y, classes, kind, seed, group, cancelled)]
     train_accuracy = float(np.mean(head.scores(x.astype(np.float32)).argmax(axis=1) == y))
-    cv_accuracy = None
-    if tests:
-        correct = 0
-        for test, fold_head in zip(tests, fold_heads, strict=True):
-            correct += int(np.sum(fold_head.scores(x[test].astype(np.float32)).argmax(axis=1) == y[test]))
-        cv_accuracy = correct / y.size
+    correct = sum(
+        int(np.sum(fold_head.scores(x[test].astype(np.float32)).argmax(axis=1) == y[test]))
+        for test, fold_head in zip(tests, fold_heads, strict=True)
+    )
+    cv_accuracy = correct / y.size if tests else None
     metrics = HeadMetrics(cv_accuracy, train_accuracy, folds if folds >= 2 else 0)
     return Head(kind, classes, head.mean, head.std, head.weights, int(y.size), metrics, features), metrics
 

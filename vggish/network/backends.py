@@ -11,11 +11,10 @@ import numpy as np
 import torch
 
 from vggish.features.logmel_torch import to_device
-from vggish.network import plans
+from vggish.network import plans, winograd
 from vggish.network.model import LayerFn, LinearFn, VGGish
 from vggish.network.plans import ConvAlgorithm, Plan
 
-DEFAULT_PLAN = plans.TORCH_DEFAULT
 T = TypeVar("T")
 
 
@@ -32,19 +31,11 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, network: VGGish, plan: Plan = DEFAULT_PLAN) -> None:
+    def __init__(self, network: VGGish, plan: Plan = plans.TORCH_DEFAULT) -> None:
         self.network = network
         self.plan = plan
         self.winograd = True  # False: every layer as the module computes it (``model.winograd = False``)
         self._cache: dict[str, tuple[tuple[object, ...], Any]] = {}  # layer -> (its key, made for it)
-
-    @property
-    def device(self) -> torch.device:
-        return self.network.conv1.weight.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.network.conv1.weight.dtype
 
     def forward(self, examples: torch.Tensor) -> torch.Tensor:
         """The network on a tensor, with gradients when recorded (then every layer is direct)."""
@@ -53,13 +44,13 @@ class TorchBackend:
 
     def __call__(self, examples: np.ndarray | torch.Tensor) -> np.ndarray:
         """Embeds examples without autograd; NumPy input reaches a GPU through pinned memory."""
+        weight = self.network.conv1.weight
         with torch.inference_mode():
             if isinstance(examples, torch.Tensor):
-                batch = examples.to(self.device, dtype=self.dtype)
+                batch = examples.to(weight.device, dtype=weight.dtype)
             else:
-                batch = to_device(np.asarray(examples, dtype=np.float32), self.device, self.dtype)
-            out: np.ndarray = self.forward(batch).float().cpu().numpy()
-        return out
+                batch = to_device(np.asarray(examples, dtype=np.float32), weight.device, weight.dtype)
+            return self.forward(batch).float().cpu().numpy()
 
     def effective_plan(self, examples: torch.Tensor) -> Plan:
         """The plan, less what does not apply: all direct off the CPU or with weight gradients;
@@ -73,11 +64,9 @@ class TorchBackend:
         ):
             return plans.DIRECT
         if examples.dtype == weight.dtype == torch.float32:
-            return (
-                self.plan
-                if self.plan.fc == "dense" or plans.onednn_available()
-                else dataclasses.replace(self.plan, fc="dense")
-            )
+            if self.plan.fc == "onednn" and not plans.onednn_available():
+                return dataclasses.replace(self.plan, fc="dense")
+            return self.plan
         conv = tuple("direct" if algo in plans.TILES else algo for algo in self.plan.conv)
         return Plan(conv, "dense")
 
@@ -97,7 +86,7 @@ class TorchBackend:
         """The layer's transformed kernels, recomputed when its weights change (even in place)."""
         weight = getattr(self.network, name).weight
         key = (algo, weight.data_ptr(), weight._version, weight.dtype, weight.device)
-        return self._cached(name, key, lambda: plans.transform_kernel(weight, algo))
+        return self._cached(name, key, lambda: winograd.transform_kernel(weight, plans.TILES[algo]))
 
     def _onednn(self, name: str) -> LinearFn:
         """The layer's oneDNN copy, remade when its weights or bias change (even in place)."""

@@ -19,14 +19,12 @@ _PROC_CGROUP = Path("/proc/self/cgroup")
 
 def _own_cgroup_dir() -> Path:
     """This process's cgroup v2 folder (``0::/path`` in /proc/self/cgroup), else the root."""
-    try:
+    with contextlib.suppress(OSError):
         for line in _PROC_CGROUP.read_text().splitlines():
             if line.startswith("0::"):
                 folder = _CGROUP_ROOT / line[3:].strip().lstrip("/")
                 if (folder / "cpu.max").is_file():
                     return folder
-    except OSError:
-        pass
     return _CGROUP_ROOT
 
 
@@ -34,11 +32,9 @@ def _cgroup_cpu_limit(root: Path | None = None) -> float | None:
     """CPUs allowed by the cgroup v2 or v1 quota under ``root`` (fractional), or None without one."""
     v2 = root if root is not None else _own_cgroup_dir()
     v1 = root if root is not None else _CGROUP_ROOT
-    try:
+    with contextlib.suppress(OSError, ValueError):
         quota, period = (v2 / "cpu.max").read_text().split()[:2]  # cgroup v2: "max 100000"
         return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):
-        pass
     try:
         quota_us = int((v1 / "cpu" / "cpu.cfs_quota_us").read_text())  # cgroup v1
         period_us = int((v1 / "cpu" / "cpu.cfs_period_us").read_text())
@@ -113,19 +109,13 @@ SIMD_FLAGS = (
 
 
 @functools.cache
-def _cpuinfo_fields() -> dict[str, str]:
-    """The first processor's ``key: value`` lines of /proc/cpuinfo."""
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (x86 ``flags``, ARM ``Features`` in /proc/cpuinfo); empty where unknown."""
     try:
         first = _CPUINFO.read_text().strip().split("\n\n")[0]  # the first processor is enough
     except OSError:
-        return {}
-    pairs = (line.partition(":") for line in first.splitlines())
-    return {key.strip(): value.strip() for key, _, value in pairs}
-
-
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (x86 ``flags``, ARM ``Features``); empty where unknown."""
-    fields = _cpuinfo_fields()
+        return frozenset()
+    fields = {key.strip(): value for key, _, value in (line.partition(":") for line in first.splitlines())}
     return frozenset((fields.get("flags") or fields.get("Features") or "").split())
 
 

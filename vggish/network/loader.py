@@ -56,7 +56,7 @@ def load_model(
         warn_if_slow(precision)
     info = {**loaded.metadata, "sha256": loaded.sha256}
     if backend == "onnx" or (backend == "auto" and on_cpu and precision == "fp32"):
-        found = onnx_backend(network, loaded, threads, required=backend == "onnx")
+        found = onnx_backend(network, info, threads, required=backend == "onnx")
         if found is not None:  # the PyTorch module is made again only if someone asks for it
             pca = None if loaded.pca is None else (loaded.pca.eigen_vectors.copy(), loaded.pca.means.copy())
             rebuild = functools.partial(_rebuilt_network, weights, device, precision)
@@ -140,7 +140,7 @@ def onnx_installed() -> bool:
 
 
 def onnx_backend(
-    network: VGGish, loaded: LoadedWeights, threads: int | None, *, required: bool
+    network: VGGish, metadata: dict[str, str], threads: int | None, *, required: bool
 ) -> Backend | None:
     """ONNX Runtime computing ``network`` (a graph built in memory); unless ``required``, None when
     ONNX Runtime is missing or fails."""
@@ -149,7 +149,6 @@ def onnx_backend(
     try:
         from vggish.network.onnx import OnnxVGGish
 
-        metadata = {**loaded.metadata, "sha256": loaded.sha256}
         return OnnxVGGish.from_network(network, metadata=metadata, threads=cpus.intra_op_threads(threads))
     except RuntimeError as e:
         if required:

@@ -1,12 +1,9 @@
-"""The VGGish network (docs/vggish.md §4), with layers named after Google's TensorFlow scopes.
-
-The module only builds layers and computes them; the PCA parameters for AudioSet's 8-bit features
-live in buffers so they move with the model.
-"""
+"""The VGGish network (docs/vggish.md §4), layers named after Google's TensorFlow scopes; the PCA
+parameters of AudioSet's 8-bit features live in buffers, so they move with the model."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -32,12 +29,8 @@ CONV_LAYERS: tuple[tuple[str, int, int], ...] = (
     ("conv4_2", 512, 512),
 )
 POOL_AFTER = frozenset({"conv1", "conv2", "conv3_2", "conv4_2"})
-NUM_POOLS = len(POOL_AFTER)
 # After four 2x2 pools: 96x64 -> 6x4 with 512 channels = 12288 features.
-FINAL_HEIGHT = params.NUM_FRAMES >> NUM_POOLS
-FINAL_WIDTH = params.NUM_BANDS >> NUM_POOLS
-FINAL_CHANNELS = CONV_LAYERS[-1][2]
-FLAT_FEATURES = FINAL_HEIGHT * FINAL_WIDTH * FINAL_CHANNELS
+FLAT_FEATURES = params.NUM_FRAMES * params.NUM_BANDS // 4 ** len(POOL_AFTER) * CONV_LAYERS[-1][2]
 FC_LAYERS: tuple[tuple[str, int, int], ...] = (
     ("fc1_1", FLAT_FEATURES, 4096),
     ("fc1_2", 4096, 4096),
@@ -106,8 +99,7 @@ class VGGish(nn.Module):
         fc.update(linears or {})
         x = F.relu(fc["fc1_1"](x))
         x = F.relu(fc["fc1_2"](x))
-        out: torch.Tensor = fc["fc2"](x)
-        return out
+        return fc["fc2"](x)
 
     def postprocess(self, embeddings: torch.Tensor | np.ndarray) -> torch.Tensor:
         """AudioSet's PCA + 8-bit quantisation: (N, 128) -> (N, 128) torch.uint8 on the embeddings'
@@ -118,19 +110,15 @@ class VGGish(nn.Module):
                 "with `vggish convert ... --pca vggish_pca_params.npz`, or skip postprocessing"
             )
         emb = torch.as_tensor(embeddings)
-        q = _postprocess(
-            emb.detach().cpu().numpy(),
-            self.pca_eigen_vectors.cpu().numpy(),
-            self.pca_means.cpu().numpy(),
-        )
-        return torch.from_numpy(q).to(emb.device)
+        pca = self.pca_eigen_vectors.cpu().numpy(), self.pca_means.cpu().numpy()
+        return torch.from_numpy(_postprocess(emb.detach().cpu().numpy(), *pca)).to(emb.device)
 
 
 def _as_nchw(examples: torch.Tensor) -> torch.Tensor:
-    expected: Sequence[int] = (params.NUM_FRAMES, params.NUM_BANDS)
-    if examples.dim() == 3 and tuple(examples.shape[1:]) == tuple(expected):
+    shape = tuple(examples.shape[1:])
+    if shape == (params.NUM_FRAMES, params.NUM_BANDS):
         return examples.unsqueeze(1)
-    if examples.dim() == 4 and tuple(examples.shape[1:]) == (1, *expected):
+    if shape == (1, params.NUM_FRAMES, params.NUM_BANDS):
         return examples
     raise ValueError(
         f"VGGish takes log-mel examples shaped (N, 96, 64) or (N, 1, 96, 64); got "

@@ -1,14 +1,11 @@
-"""VGGish as an ONNX graph for ONNX Runtime, built directly from the network's weights.
-
-:func:`build_graph` writes the network with ``onnx.helper``: ``examples`` (batch, 96, 64) ->
-``embeddings`` (batch, 128) float32, opset 18, the weights' provenance in ``vggish.*`` metadata.
-Each convolution layer is computed as its :class:`~.plans.Plan` says: ``Conv`` (NCHW), or
-Winograd F(4x4, 3x3) on activations stored positions first, ``(positions, batch, channels)``:
-``Pad`` one zero position, ``Gather`` every 6 x 6 tile by a constant table (which also undoes the
-previous layer's order of positions), ``MatMul`` with ``B^T``, the kernels and ``A^T``, a
-``ReduceMax`` for the pool, then bias and ``Relu``; no transpose is ever made. Needs the ``onnx``
-extra.
-"""
+"""VGGish as an ONNX graph for ONNX Runtime (the ``onnx`` extra), written by :func:`build_graph`
+with ``onnx.helper`` from the network's weights: ``examples`` (batch, 96, 64) -> ``embeddings``
+(batch, 128) float32, opset 18, the weights' provenance in ``vggish.*`` metadata. Each convolution
+is computed as its :class:`~.plans.Plan` says: ``Conv`` (NCHW), or Winograd F(4x4, 3x3) on
+activations stored positions first, ``(positions, batch, channels)``: ``Pad`` one zero position,
+``Gather`` every 6 x 6 tile by a constant table (which also undoes the previous layer's order of
+positions), ``MatMul`` with ``B^T``, the kernels and ``A^T``, ``ReduceMax`` for the pool, then bias
+and ``Relu``; no transpose is ever made."""
 
 from __future__ import annotations
 
@@ -99,20 +96,14 @@ class _GraphBuilder:
 
 def _float32(tensor: torch.Tensor) -> FloatArray:
     """A parameter as a float32 C-contiguous CPU array."""
-    array: FloatArray = tensor.detach().to("cpu", torch.float32).contiguous().numpy()
-    return array
-
-
-def _float32_matrix(matrix: winograd.Matrix) -> FloatArray:
-    """A Winograd data transform (exact in float32)."""
-    return np.array([[float(v) for v in row] for row in matrix], dtype=np.float32)
+    return tensor.detach().to("cpu", torch.float32).contiguous().numpy()
 
 
 def _winograd_kernels(weight: torch.Tensor, t: winograd.Transforms) -> FloatArray:
     """(K, C, 3, 3) weights -> (alpha^2, C, K) kernels ``G g G^T`` in float64, rounded once, in
     :func:`~vggish.network.winograd.transform_kernel`'s order."""
     k, c = weight.shape[:2]
-    g_matrix = np.array([[float(v) for v in row] for row in t.g], dtype=np.float64)
+    g_matrix = np.array(t.g, dtype=np.float64)
     w = weight.detach().to("cpu", torch.float64).numpy()
     taps = w.transpose(3, 2, 1, 0).reshape(winograd.KERNEL_SIZE**2, c * k)  # [j * 3 + i, c * K + k]
     u = np.kron(g_matrix, g_matrix) @ taps  # kron(G, G)[b * alpha + a, j * 3 + i] = G[b, j] G[a, i]
@@ -163,7 +154,7 @@ def _input_transform(g: _GraphBuilder, x: _Activation, t: winograd.Transforms, n
     padded = g.op("Pad", [x.name, g.ints(f"{name}_pads", [0, 0, 0, 1, 0, 0])], f"{name}_padded")
     index = g.constant(f"{name}_tile_index", _tile_index(x, t, padding=x.positions.size))
     tiles = g.op("Gather", [padded, index], f"{name}_tiles", axis=0)  # (b, a, th, tw, N, C)
-    bt = g.constant(f"{name}_bt", _float32_matrix(t.bt))
+    bt = g.constant(f"{name}_bt", np.array(t.bt, dtype=np.float32))  # small integers: exact
     cols = g.op("MatMul", [bt, g.reshape(tiles, [alpha, -1], f"{name}_d")], f"{name}_v_cols")
     v = g.op("MatMul", [bt, g.reshape(cols, [alpha, alpha, -1], f"{name}_v_cols3")], f"{name}_v")
     return g.reshape(v, [alpha * alpha, -1, x.channels], f"{name}_v3")
@@ -172,7 +163,7 @@ def _input_transform(g: _GraphBuilder, x: _Activation, t: winograd.Transforms, n
 def _output_transform(g: _GraphBuilder, products: str, t: winograd.Transforms, pool: bool, name: str) -> str:
     """``Y = A^T M A`` of every tile, then the 2x2 max pool: ``(n, n, tiles * N * K)``."""
     alpha, m = t.alpha, t.m
-    at = g.constant(f"{name}_at", _float32_matrix(t.at))
+    at = g.constant(f"{name}_at", np.array(t.at, dtype=np.float32))
     y = g.op("MatMul", [at, g.reshape(products, [alpha, -1], f"{name}_m")], f"{name}_y_cols")
     y = g.op("MatMul", [at, g.reshape(y, [m, alpha, -1], f"{name}_y_cols3")], f"{name}_y")
     if not pool:
@@ -204,9 +195,8 @@ def _to_positions(g: _GraphBuilder, x: _Activation) -> _Activation:
         return x
     hwnc = g.op("Transpose", [x.name], f"{x.name}_hwnc", perm=[2, 3, 0, 1])
     y = g.reshape(hwnc, [x.height * x.width, -1, x.channels], f"{x.name}_positions")
-    return _Activation(
-        y, x.height, x.width, x.channels, np.arange(x.height * x.width).reshape(x.height, x.width)
-    )
+    positions = np.arange(x.height * x.width).reshape(x.height, x.width)  # row-major
+    return _Activation(y, x.height, x.width, x.channels, positions)
 
 
 def _row_major(g: _GraphBuilder, x: _Activation) -> str:
@@ -251,9 +241,8 @@ def _trace(network: VGGish, plan: Plan) -> _GraphBuilder:
     frames, bands = params.NUM_FRAMES, params.NUM_BANDS
     x = _Activation(g.reshape(INPUT_NAME, [-1, 1, frames, bands], "examples_nchw"), frames, bands, 1)
     with torch.no_grad():
-        for name, _, _ in CONV_LAYERS:
+        for (name, _, _), algorithm in zip(CONV_LAYERS, plan.conv, strict=True):
             conv: torch.nn.Conv2d = getattr(network, name)
-            algorithm = plan.algorithm(name)
             pool = name in POOL_AFTER
             if algorithm in plans.TILES:
                 x = _winograd_layer(g, _to_positions(g, x), conv, name, pool, plans.TILES[algorithm])
@@ -283,13 +272,9 @@ def _assemble(
     g: _GraphBuilder, plan: Plan, metadata: Mapping[str, str] | None, external: Sequence[str] = ()
 ) -> onnx.ModelProto:
     """The model of a traced graph, with provenance metadata."""
-    batch = "batch"
-    inputs = [
-        helper.make_tensor_value_info(
-            INPUT_NAME, TensorProto.FLOAT, [batch, params.NUM_FRAMES, params.NUM_BANDS]
-        )
-    ]
-    outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [batch, params.EMBEDDING_SIZE])]
+    value = helper.make_tensor_value_info
+    inputs = [value(INPUT_NAME, TensorProto.FLOAT, ["batch", params.NUM_FRAMES, params.NUM_BANDS])]
+    outputs = [value(OUTPUT_NAME, TensorProto.FLOAT, ["batch", params.EMBEDDING_SIZE])]
     model = helper.make_model(
         helper.make_graph(g.nodes, "vggish", inputs, outputs),
         opset_imports=[helper.make_opsetid("", OPSET)],
@@ -308,11 +293,8 @@ def build_graph(
     network: VGGish, plan: Plan = plans.ONNX_DEFAULT, metadata: Mapping[str, str] | None = None
 ) -> onnx.ModelProto:
     """The network (any device or dtype, not changed) as a self-contained float32 ONNX model, with
-    ``metadata`` stored as ``vggish.KEY`` beside ``vggish.producer``, ``.graph`` and ``.plan``.
-
-    Raises:
-        ValueError: a Winograd tile that does not divide a layer's feature map.
-    """
+    ``metadata`` stored as ``vggish.KEY`` beside ``vggish.producer``, ``.graph`` and ``.plan``
+    (ValueError: a Winograd tile that does not divide a layer's feature map)."""
     return _assemble(_trace(network, plan), plan, metadata)
 
 
@@ -323,11 +305,7 @@ def export_onnx(
     metadata: Mapping[str, str] | None = None,
     plan: Plan = plans.ONNX_DEFAULT,
 ) -> Path:
-    """Writes :func:`build_graph`'s model as one ``.onnx`` file (weights inside), atomically.
-
-    Raises:
-        FileNotFoundError: the output's folder does not exist.
-    """
+    """Writes :func:`build_graph`'s model as one ``.onnx`` file (weights inside), atomically."""
     out = Path(output)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"cannot write {out}: folder {out.parent} does not exist")

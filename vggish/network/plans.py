@@ -1,10 +1,8 @@
-"""How each layer of the network is computed on the CPU: a :class:`Plan`.
-
-Convolutions: ``direct`` (the module's ``nn.Conv2d``; ONNX ``Conv``), ``direct_chunked`` (the
-same a few examples at a time, so ReLU and pool read from cache) or ``winograd4`` (F(4x4, 3x3)).
-Fully connected layers: ``dense`` (``F.linear``) or ``onednn`` (eager PyTorch only).
-:data:`TORCH_DEFAULT` and :data:`ONNX_DEFAULT` are the plans measured fastest.
-"""
+"""How each layer is computed on the CPU, a :class:`Plan`: convolutions ``direct`` (the module's
+``nn.Conv2d``; ONNX ``Conv``), ``direct_chunked`` (the same a few examples at a time, so ReLU and
+pool read from cache) or ``winograd4`` (F(4x4, 3x3)); fully connected layers ``dense``
+(``F.linear``) or ``onednn`` (eager PyTorch only). :data:`TORCH_DEFAULT` and :data:`ONNX_DEFAULT`
+are the plans measured fastest."""
 
 from __future__ import annotations
 
@@ -66,13 +64,6 @@ def _plan_of_tiles(tiles: Mapping[str, int], direct: ConvAlgorithm, fc: FcAlgori
 DIRECT = Plan()  # every layer as the module computes it
 TORCH_DEFAULT = _plan_of_tiles(winograd.TORCH_TILES, "direct_chunked", "onednn")
 ONNX_DEFAULT = _plan_of_tiles(winograd.ONNX_TILES, "direct", "dense")
-
-
-def transform_kernel(weight: torch.Tensor, algo: ConvAlgorithm) -> torch.Tensor:
-    """A layer's (K, C, 3, 3) weights in the form ``algo`` multiplies with (Winograd only)."""
-    if algo not in TILES:
-        raise ValueError(f"no kernel transform for algorithm {algo!r}")
-    return winograd.transform_kernel(weight, TILES[algo])
 
 
 def conv_layers(network: VGGish, plan: Plan, kernels: Mapping[str, torch.Tensor]) -> dict[str, LayerFn]:

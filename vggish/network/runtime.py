@@ -19,7 +19,7 @@ from vggish.network.postprocess import postprocess as postprocess_pca
 from vggish.pipeline import driver as pipeline
 from vggish.pipeline.driver import EmbeddingResult
 from vggish.pipeline.options import EmbedOptions
-from vggish.pipeline.source import Input
+from vggish.pipeline.source import Input, Waveform
 
 BackendName = Literal["auto", "torch", "onnx"]
 PrecisionName = Literal["fp32", "fp16", "bf16"]  # only fp32 gives Google's numbers
@@ -39,14 +39,10 @@ def default_batch_size(device: str | torch.device) -> int:
 
 
 class Runtime:
-    """VGGish ready to run: what :func:`vggish.load_model` returns.
-
-    Args:
-        network: the module, on its device, in its precision, in eval mode; or None with
-            ``build_network``, which makes it on first use (with ``pca`` and ``device``).
-        backend: what :meth:`infer` calls; default: PyTorch.
-        weights_info: the weights file's metadata and its ``sha256``.
-    """
+    """VGGish ready to run, what :func:`vggish.load_model` returns: ``network`` on its device, in its
+    precision, in eval mode (or None, and ``build_network`` makes it on first use, with ``pca`` and
+    ``device``), ``backend`` what :meth:`infer` calls (default: PyTorch), ``weights_info`` the
+    weights file's metadata and its ``sha256``."""
 
     def __init__(
         self,
@@ -135,8 +131,7 @@ class Runtime:
         without PCA parameters)."""
         if self._network is None and self._pca is not None:
             emb = torch.as_tensor(embeddings)
-            q = postprocess_pca(emb.detach().cpu().numpy(), *self._pca)
-            return torch.from_numpy(q).to(emb.device)
+            return torch.from_numpy(postprocess_pca(emb.detach().cpu().numpy(), *self._pca)).to(emb.device)
         return self.network.postprocess(embeddings)
 
     def embed(
@@ -153,7 +148,7 @@ class Runtime:
         """Embeds a waveform ((samples,) or (samples, channels); float, or int16 / 32768), options
         as :meth:`embed_file`'s."""
         options = EmbedOptions(hop_seconds, pad, postprocess, resampler, batch_size)
-        return pipeline.embed_waveform(self, waveform, sample_rate, options)
+        return pipeline.embed_source(self, Waveform(waveform, sample_rate), options)
 
     def embed_file(
         self,

@@ -1,14 +1,11 @@
-"""Winograd F(4 x 4, 3 x 3) convolutions for VGGish on the CPU (Lavin & Gray, 2016).
-
-Each 6 x 6 input tile and each kernel are transformed (``V = B^T d B``, ``U = G g G^T``),
-multiplied over channels (36 matrix products) and transformed back (``Y = A^T M A``): 4x fewer
-multiplications than a direct 3x3 convolution. The transforms are built exactly in rational
-arithmetic (Toom-Cook at 0, +-1, +-1/2 and infinity), ``B^T`` and ``A^T`` with small integers and
-powers of two, every other constant folded into ``G`` (float64, rounded once); point pairs +-p share
-their even and odd partial sums. Activations are NHWC; eager mode computes a batch in cache-sized
-chunks, traced graphs keep a dynamic batch axis. :data:`TORCH_TILES` / :data:`ONNX_TILES` say which
-layer runs which way.
-"""
+"""Winograd F(4 x 4, 3 x 3) convolutions for VGGish on the CPU (Lavin & Gray, 2016): each 6 x 6
+input tile and each kernel transformed (``V = B^T d B``, ``U = G g G^T``), multiplied over channels
+(36 matrix products) and transformed back (``Y = A^T M A``), 4x fewer multiplications than a direct
+3x3 convolution. The transforms are built exactly in rational arithmetic (Toom-Cook at 0, +-1, +-1/2
+and infinity), ``B^T`` and ``A^T`` with small integers and powers of two, every other constant
+folded into ``G`` (float64, rounded once); point pairs +-p share their even and odd partial sums.
+Activations are NHWC; eager mode computes a batch in cache-sized chunks, traced graphs keep a
+dynamic batch axis; :data:`TORCH_TILES` / :data:`ONNX_TILES` say which layer runs which way."""
 
 from __future__ import annotations
 
@@ -51,11 +48,9 @@ Stage = tuple[SparseRow, ...]
 
 @dataclass(frozen=True)
 class Transforms:
-    """The exact matrices of F(m, 3) in one dimension (the 2-D algorithm applies them on both axes).
-
+    """The exact matrices of F(m, 3) in one dimension (the 2-D algorithm applies them on both axes);
     ``input_stages`` / ``output_stages``: ``B^T`` / ``A^T`` as sparse stages applied in turn;
-    ``ones``: the all-ones column of ``A^T`` (a constant added there reaches every output), or None.
-    """
+    ``ones``: the all-ones column of ``A^T`` (a constant added there reaches every output), or None."""
 
     m: int
     alpha: int
@@ -68,12 +63,8 @@ class Transforms:
 
 
 def _matmul(a: Matrix, b: Matrix) -> Matrix:
-    return tuple(
-        tuple(
-            sum((x * y for x, y in zip(row, col, strict=True)), Fraction(0)) for col in zip(*b, strict=True)
-        )
-        for row in a
-    )
+    cols = _transpose(b)
+    return tuple(tuple(sum((x * y for x, y in zip(r, c, strict=True)), Fraction(0)) for c in cols) for r in a)
 
 
 def _transpose(a: Matrix) -> Matrix:
@@ -125,35 +116,31 @@ def _pair_rows(matrix: Matrix, pairs: list[tuple[int, int]]) -> tuple[Matrix, Ma
     """``matrix = Q P``: ``P`` holds the even and odd parts ``(row_i +- row_j) / 2`` of each point
     pair (p, -p) where that saves coefficients, ``Q`` adds or subtracts them."""
     parts: list[tuple[Fraction, ...]] = []
-    picks: dict[int, tuple[tuple[int, Fraction], ...]] = {}  # row -> its (slot in P, coefficient)
+    picks: dict[int, dict[int, Fraction]] = {}  # row -> {its slot in P: coefficient}
     for i, j in pairs:
         even = tuple((a + b) / 2 for a, b in zip(matrix[i], matrix[j], strict=True))
         odd = tuple((a - b) / 2 for a, b in zip(matrix[i], matrix[j], strict=True))
         if sum(v != 0 for v in even + odd) < sum(v != 0 for v in matrix[i] + matrix[j]):
             parts += [even, odd]
             e, o = len(parts) - 2, len(parts) - 1
-            picks[i] = ((e, Fraction(1)), (o, Fraction(1)))
-            picks[j] = ((e, Fraction(1)), (o, Fraction(-1)))
+            picks[i] = {e: Fraction(1), o: Fraction(1)}
+            picks[j] = {e: Fraction(1), o: Fraction(-1)}
     for i, row in enumerate(matrix):
         if i not in picks:
             parts.append(row)
-            picks[i] = ((len(parts) - 1, Fraction(1)),)
-    q = []
-    for i in range(len(matrix)):
-        q_row = [Fraction(0)] * len(parts)
-        for slot, v in picks[i]:
-            q_row[slot] = v
-        q.append(tuple(q_row))
+            picks[i] = {len(parts) - 1: Fraction(1)}
+    q = tuple(
+        tuple(picks[i].get(slot, Fraction(0)) for slot in range(len(parts))) for i in range(len(matrix))
+    )
     p = tuple(parts)
-    if _matmul(tuple(q), p) != matrix:
+    if _matmul(q, p) != matrix:
         raise AssertionError("Winograd transform factorisation is not exact")
-    return tuple(q), p
+    return q, p
 
 
 def _power_of_two(v: Fraction) -> bool:
-    return (
-        v != 0 and abs(v.numerator) & (abs(v.numerator) - 1) == 0 and v.denominator & (v.denominator - 1) == 0
-    )
+    n, d = abs(v.numerator), v.denominator
+    return v != 0 and n & (n - 1) == 0 and d & (d - 1) == 0
 
 
 def _unit_scale(row: tuple[Fraction, ...]) -> Fraction:
@@ -175,20 +162,14 @@ def _unit_leads(q: Matrix, p: Matrix) -> tuple[Matrix, Matrix]:
 
 @functools.cache
 def transforms(m: int) -> Transforms:
-    """The exact transforms of F(m, 3) for ``m`` in :data:`TILES`, from :data:`_POINTS`."""
+    """The exact transforms of F(m, 3) for ``m`` in :data:`TILES`, from :data:`_POINTS` and
+    infinity: the transposed Toom-Cook product, ``A^T = V_m^T``, ``G = V_3``, ``B^T = V^-T`` for the
+    evaluation matrices ``V``, ``B^T``'s rows scaled to small integers and ``G`` inversely."""
     if m not in _POINTS:
         raise ValueError(f"tile must be one of {TILES}; got {m!r}")
-    return build_transforms(_POINTS[m])
-
-
-def build_transforms(points: tuple[Fraction, ...]) -> Transforms:
-    """F(m, 3) for m = len(points) - 1 from its finite interpolation points (infinity is added):
-    the transposed Toom-Cook product, ``A^T = V_m^T``, ``G = V_3``, ``B^T = V^-T`` for the
-    evaluation matrices ``V``, ``B^T``'s rows scaled to small integers and ``G`` inversely."""
+    points = _POINTS[m]
     alpha = len(points) + 1
     m = alpha - KERNEL_SIZE + 1
-    if m < 1 or len(set(points)) != len(points):
-        raise ValueError(f"need at least {KERNEL_SIZE - 1} distinct finite points; got {points}")
     bt0 = _transpose(_inverse(_evaluation(points, alpha)))
     bt1 = tuple(tuple(v * _primitive(row) for v in row) for row in bt0)
     pairs = [(i, points.index(-p)) for i, p in enumerate(points) if p > 0 and -p in points]  # +-p
@@ -216,11 +197,9 @@ def _tile(tile: int) -> Transforms:
 
 
 def transform_kernel(weight: torch.Tensor, tile: int = 4) -> torch.Tensor:
-    """(K, C, 3, 3) convolution weights -> ((m + 2)^2, C, K) Winograd kernels ``G g G^T``.
-
-    Computed in float64 and cast once to ``weight``'s dtype; row ``b * (m + 2) + a`` holds entry
-    (a, b), the order in which :func:`conv3x3_relu` transforms its input tiles.
-    """
+    """(K, C, 3, 3) convolution weights -> ((m + 2)^2, C, K) Winograd kernels ``G g G^T``, in float64
+    cast once to ``weight``'s dtype; row ``b * (m + 2) + a`` holds entry (a, b), the order in which
+    :func:`conv3x3_relu` transforms its input tiles."""
     t = _tile(tile)
     if weight.dim() != 4 or tuple(weight.shape[2:]) != (KERNEL_SIZE, KERNEL_SIZE):
         raise ValueError(f"expected (K, C, 3, 3) weights; got {tuple(weight.shape)}")
@@ -232,10 +211,10 @@ def transform_kernel(weight: torch.Tensor, tile: int = 4) -> torch.Tensor:
 def _combine(terms: list[torch.Tensor], row: SparseRow) -> torch.Tensor:
     """``sum(coefficient * terms[index])`` over a sparse row, in place after the first two terms."""
     (j0, c0), *rest = row
-    if not rest:
-        return terms[j0] if c0 == 1 else terms[j0] * c0
-    (j1, c1), *rest = rest
     first = terms[j0] if c0 == 1 else terms[j0] * c0
+    if not rest:
+        return first
+    (j1, c1), *rest = rest
     if c1 == 1:
         out = first + terms[j1]
     elif c1 == -1:
@@ -280,15 +259,11 @@ def _output_transform(prod: torch.Tensor, t: Transforms) -> list[torch.Tensor]:
 def conv3x3_relu(
     x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor, pool: bool, tile: int = 4
 ) -> torch.Tensor:
-    """``relu(conv3x3(x) + bias)`` with "same" zero padding, then a 2x2 max-pool when ``pool``.
-
+    """``relu(conv3x3(x) + bias)`` with "same" zero padding, then a 2x2 max-pool when ``pool``:
     (B, H, W, C) NHWC activations (H and W multiples of ``tile``) and ((tile + 2)^2, C, K)
-    :func:`transform_kernel` kernels -> (B, H, W, K), or (B, H/2, W/2, K) with ``pool``.
-
-    Raises:
-        ValueError: a tile size not in :data:`TILES`, H or W not a multiple of it, or kernels
-            that do not match the tile size or the input's channels.
-    """
+    :func:`transform_kernel` kernels -> (B, H, W, K), or (B, H/2, W/2, K) with ``pool``
+    (ValueError: a tile size not in :data:`TILES`, H or W not a multiple of it, or kernels that do
+    not match the tile size or the input's channels)."""
     t = _tile(tile)
     _, h, w, c = x.shape
     if h % t.m or w % t.m:
@@ -356,10 +331,8 @@ def conv3x3_relu_direct(
     _, h, w, _ = x.shape
     if pool and (h % 2 or w % 2):
         raise ValueError(f"a 2x2 max-pool needs even height and width; got {h}x{w}")
-    if _traced():
-        return _direct(x, weight, bias, pool)
     chunk = max(1, -(-DIRECT_CHUNK_BYTES // (h * w * weight.shape[0] * x.element_size())))
-    if x.shape[0] <= chunk:
+    if _traced() or x.shape[0] <= chunk:  # traced: one graph, whatever the batch
         return _direct(x, weight, bias, pool)
     return torch.cat([_direct(part, weight, bias, pool) for part in torch.split(x, chunk)])
 

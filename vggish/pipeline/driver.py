@@ -1,11 +1,7 @@
-"""The one driver: (job, examples) in, (job, embeddings [+ AudioSet features]) out.
-
-:class:`Driver` runs jobs' examples through the one packer and the model's ``infer``, and is the
-one place where embeddings are postprocessed and brought to NumPy: in-process
-(:meth:`Driver.drive`: the library, CLI, extraction, HEAR, heads) or from the service's inference
-thread (:meth:`Driver.deliver`). Memory stays bounded whatever an input's length; results equal
-processing each whole input alone.
-"""
+"""The one driver: jobs' examples -> the one packer -> the model's ``infer`` -> each job's
+embeddings, postprocessed and brought to NumPy here only, in-process (:meth:`Driver.drive`) or from
+the service's inference thread (:meth:`Driver.deliver`); memory stays bounded whatever an input's
+length, and results equal each whole input embedded alone."""
 
 from __future__ import annotations
 
@@ -20,7 +16,7 @@ import torch
 from vggish.fileio import atomic_output
 from vggish.pipeline.options import EmbedOptions
 from vggish.pipeline.packer import Batch, Job, Packer
-from vggish.pipeline.source import ExampleSource, Input, InputExamples, Limits, Waveform
+from vggish.pipeline.source import ExampleSource, Input, InputExamples, Limits
 
 InferFn = Callable[[Any], np.ndarray]
 """(B, 96, 64) float32 examples (NumPy or a tensor) -> (B, 128) float32 embeddings."""
@@ -103,11 +99,8 @@ def batch_size(model: Embedder, options: EmbedOptions) -> int:
 
 
 class Driver:
-    """Jobs' examples (put into :attr:`packer`) -> model batches -> each job's :class:`Output`.
-
-    Not thread-safe by itself. ``fair``: share each batch among the waiting jobs (else first in,
-    first out).
-    """
+    """Jobs' examples (put into :attr:`packer`) -> model batches -> each job's :class:`Output`, not
+    thread-safe by itself; ``fair``: each batch shared among the waiting jobs (else first in, first out)."""
 
     def __init__(
         self,
@@ -133,12 +126,7 @@ class Driver:
     def deliver(self, batch: Batch, embeddings: np.ndarray) -> list[Output]:
         """Hands the rows of ``embeddings`` to the jobs of ``batch``: an Output per ``rows`` job,
         then one per job this completed."""
-        outputs = []
-        offset = 0
-        for job, rows in batch.parts:
-            if job.rows:
-                outputs.append(self.output(job, embeddings[offset : offset + rows], done=False))
-            offset += rows
+        outputs = [self.output(job, rows, done=False) for job, rows in batch.split(embeddings) if job.rows]
         done = self.packer.deliver(batch, embeddings)
         return outputs + [self.output(job, job.embeddings(), done=True) for job in done]
 
@@ -241,16 +229,6 @@ def embed_source(
 ) -> EmbeddingResult:
     """Embeds one audio file (path, bytes or binary file object) or Waveform in bounded memory."""
     return embed_many(model, [source], options)[0]
-
-
-def embed_waveform(
-    model: Embedder,
-    waveform: np.ndarray | torch.Tensor,
-    sample_rate: int,
-    options: EmbedOptions | None = None,
-) -> EmbeddingResult:
-    """Embeds a waveform ((samples,) or (samples, channels); float, or int16 / 32768)."""
-    return embed_source(model, Waveform(waveform, sample_rate), options)
 
 
 def write_npz(output: Path, result: EmbeddingResult) -> None:

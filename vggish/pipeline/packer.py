@@ -1,10 +1,6 @@
-"""The one packer: examples of many inputs -> model batches -> each input's rows back.
-
-A :class:`Packer` keeps each input's waiting examples in a :class:`Job`, cuts batches of up to
-``batch_size`` examples across inputs (first in, first out, or max-min fairly among the waiting
-jobs with ``fair=True``), and hands every job its rows of the model's output. A job is complete
-once it is closed and all of its examples are back.
-"""
+"""The one packer: each input's waiting examples in a :class:`Job`, cut into batches of up to
+``batch_size`` across inputs (first in, first out, or max-min fair with ``fair=True``); every job
+gets its rows of the model's output back, and is complete once closed with all of them back."""
 
 from __future__ import annotations
 
@@ -54,6 +50,11 @@ class Batch:
 
     def __len__(self) -> int:
         return int(self.examples.shape[0])
+
+    def split(self, embeddings: np.ndarray) -> list[tuple[Job, np.ndarray]]:
+        """Each part's job and its rows of ``embeddings``, the model's output for this batch."""
+        ends = np.cumsum([n for _, n in self.parts])
+        return [(job, embeddings[end - n : end]) for (job, n), end in zip(self.parts, ends, strict=True)]
 
 
 class Packer:
@@ -126,12 +127,10 @@ class Packer:
         if embeddings.shape[0] != len(batch):
             raise ValueError(f"{embeddings.shape[0]} embeddings for a batch of {len(batch)} examples")
         done: list[Job] = []
-        offset = 0
-        for job, rows in batch.parts:
+        for job, rows in batch.split(embeddings):
             if not job.rows:
-                job._outputs.append(embeddings[offset : offset + rows])
-            job.delivered += rows
-            offset += rows
+                job._outputs.append(rows)
+            job.delivered += len(rows)
             if job.complete:
                 done.append(job)
         return done

@@ -1,12 +1,8 @@
-"""The one source of examples: any input -> mono -> 16 kHz -> log-mel examples, in chunks.
-
-Every surface turns audio into examples here. :class:`ExampleStream` takes mono samples at any
-rate as they arrive and returns the examples they complete, checking its limits;
-:class:`ExampleSource` opens an input, checks its limits from the header before decoding, then
-decodes it block by block through an :class:`ExampleStream`, in bounded memory and cancellably.
-Log-mel is NumPy's (the reference) or, given a device, PyTorch's there; the result equals
-processing the whole signal at once.
-"""
+"""The one source of examples, for every surface: any input -> mono -> 16 kHz -> log-mel examples,
+in chunks. :class:`ExampleSource` checks an input's limits from its header, then decodes it block by
+block (bounded memory, cancellable) through an :class:`ExampleStream`, which turns mono samples at
+any rate into the examples they complete; log-mel in NumPy (the reference) or PyTorch on a device,
+equal to processing the whole signal at once."""
 
 from __future__ import annotations
 
@@ -136,11 +132,8 @@ class ExampleStream:
             if self.sample_rate == params.SAMPLE_RATE
             else StreamingResampler(self.sample_rate, params.SAMPLE_RATE, options.resampler)
         )
-        self._frames: FrameStream = (
-            FrameStream(options.hop_seconds, options.pad)
-            if device is None
-            else TorchFrameStream(device, options.hop_seconds, options.pad)
-        )
+        hop, pad = options.hop_seconds, options.pad
+        self._frames = FrameStream(hop, pad) if device is None else TorchFrameStream(device, hop, pad)
 
     def push(self, mono: np.ndarray | torch.Tensor) -> Any:
         """Adds (k,) mono samples; returns the (m, 96, 64) examples they complete (possibly none)."""
@@ -166,21 +159,12 @@ class ExampleStream:
 
 
 class ExampleSource:
-    """One input -> its log-mel examples, chunk by chunk, with its limits checked first.
-
-    Opening reads only the header (or validates the array) and refuses what it already shows over
-    a limit; iterating decodes block by block, yields non-empty chunks and enforces the rest.
-
-    Args:
-        cancel: set by another thread to stop at the next block (:class:`~vggish.errors.CancelledError`).
-        name: how the input is called in results and messages (e.g. an upload's file name).
-
-    Raises:
-        FileNotFoundError: a path that does not exist.
-        UndecodableAudioError: no decoder reads the input.
-        InvalidAudioError: an array that is not audio (NaN, bad shape or rate).
-        LimitExceededError: the header says the input is over a limit.
-    """
+    """One input -> its log-mel examples, chunk by chunk, with its limits checked first: opening
+    reads only the header (or validates the array) and refuses what it already shows over a limit
+    (FileNotFoundError, UndecodableAudioError, InvalidAudioError: an array that is not audio,
+    LimitExceededError); iterating decodes block by block, yields non-empty chunks and enforces the
+    rest. ``cancel``: set by another thread to stop at the next block (CancelledError); ``name``:
+    how results and messages call the input (e.g. an upload's file name)."""
 
     def __init__(
         self,
@@ -210,23 +194,9 @@ class ExampleSource:
         if self.info.frames is not None:
             self.limits.check_length(self.info.frames, self.info.sample_rate, options, self.label)
 
-    @property
-    def num_samples(self) -> int:
-        """Samples per channel decoded so far (all of them once iteration has ended)."""
-        return 0 if self._stream is None else self._stream.num_samples
-
-    @property
-    def num_examples(self) -> int:
-        return 0 if self._stream is None else self._stream.num_examples
-
     def __iter__(self) -> Iterator[Any]:
-        """Decodes the input; yields its examples in chunks.
-
-        Raises:
-            InvalidAudioError: the file turns out truncated or corrupt while decoding.
-            LimitExceededError: it decodes to more than its limits allow.
-            CancelledError: ``cancel`` was set.
-        """
+        """Decodes the input; yields its examples in chunks (InvalidAudioError: the file turns out
+        truncated or corrupt; LimitExceededError: it decodes past its limits; CancelledError)."""
         if self._stream is not None:
             raise RuntimeError("an ExampleSource is read once")
         self._stream = stream = ExampleStream(
@@ -247,12 +217,14 @@ class ExampleSource:
 
     def summary(self, examples: Any = None) -> InputExamples:
         """What the input told once read through, with ``examples`` when given."""
+        stream = self._stream
+        count, samples = (0, 0) if stream is None else (stream.num_examples, stream.num_samples)
         return InputExamples(
             examples=examples,
-            timestamps=example_timestamps(self.num_examples, self.options.hop_seconds),
+            timestamps=example_timestamps(count, self.options.hop_seconds),
             sample_rate=self.info.sample_rate,
             channels=self.info.channels,
-            num_samples=self.num_samples,
+            num_samples=samples,
             name=self.name,
         )
 
@@ -289,15 +261,12 @@ def _open_waveform(wave: Waveform, device: torch.device | None) -> tuple[Any, In
     rate = int(wave.sample_rate)
     samples = wave.samples
     if isinstance(samples, torch.Tensor):
-        mono_t = _tensor_mono(samples)
-        channels = 1 if samples.dim() == 1 else int(samples.shape[1])
-        info = InputInfo(rate, channels, int(samples.shape[0]))
-        if device is not None and rate == params.SAMPLE_RATE:
-            return mono_t.to(device), info
-        return mono_t.cpu().numpy(), info
-    checked = audio.check_waveform(samples, rate)
-    channels = 1 if checked.ndim == 1 else int(checked.shape[1])
-    return checked, InputInfo(rate, channels, int(checked.shape[0]))
+        mono = _tensor_mono(samples)
+        array = mono.to(device) if device is not None and rate == params.SAMPLE_RATE else mono.cpu().numpy()
+    else:
+        samples = array = audio.check_waveform(samples, rate)
+    channels = 1 if samples.ndim == 1 else int(samples.shape[1])
+    return array, InputInfo(rate, channels, int(samples.shape[0]))
 
 
 def _tensor_mono(samples: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import astuple, dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -23,25 +24,38 @@ from vggish.heads import (
     validate_name,
 )
 
-# Both backends reach this schema version through their own MIGRATIONS (one step per version):
-# 1: heads (name, kind, classes, num_examples, metrics, created_at, version, tensors);
-# 2: + weights_sha256, hop_seconds, pad, resampler (the head's FeatureSpec; NULL: unknown).
-SCHEMA_VERSION = 2
 POSTGRES_SCHEMES = ("postgresql", "postgres")
-# Columns in the order rows are read and written (``tensors`` follows when it is read).
-COLUMNS = (
-    "name",
-    "kind",
-    "classes",
-    "num_examples",
-    "metrics",
-    "created_at",
-    "version",
-    "weights_sha256",
-    "hop_seconds",
-    "pad",
-    "resampler",
+# The columns each schema version added, with their SQLite and PostgreSQL types; both backends
+# reach SCHEMA_VERSION through the MIGRATIONS that :func:`migrations` makes of this table.
+SCHEMA: tuple[tuple[tuple[str, str, str], ...], ...] = (
+    (
+        ("name", "TEXT PRIMARY KEY", "text PRIMARY KEY"),
+        ("kind", "TEXT NOT NULL", "text NOT NULL"),
+        ("classes", "TEXT NOT NULL", "text NOT NULL"),  # JSON list of labels, in score order
+        ("num_examples", "INTEGER NOT NULL", "bigint NOT NULL"),
+        ("metrics", "TEXT NOT NULL", "text NOT NULL"),  # JSON: cv_accuracy, train_accuracy, folds (or null)
+        ("created_at", "TEXT NOT NULL", "text NOT NULL"),  # ISO 8601, UTC
+        ("version", "INTEGER NOT NULL", "integer NOT NULL"),  # 1, then +1 each time the name is replaced
+        ("tensors", "BLOB NOT NULL", "bytea NOT NULL"),  # the head as safetensors bytes
+    ),
+    (  # the head's FeatureSpec; NULL (as in rows stored before) means unknown
+        ("weights_sha256", "TEXT", "text"),  # 64 hex digits, or 'random'
+        ("hop_seconds", "REAL", "double precision"),
+        ("pad", "INTEGER", "boolean"),  # SQLite: 0 or 1
+        ("resampler", "TEXT", "text"),
+    ),
 )
+SCHEMA_VERSION = len(SCHEMA)
+# Columns in the order rows are read and written (``tensors`` follows when it is read).
+COLUMNS = tuple(column for added in SCHEMA for column, _, _ in added if column != "tensors")
+
+
+def migrations(postgres: bool) -> tuple[tuple[str, ...], ...]:
+    """``MIGRATIONS[i]``: the statements (run in one transaction) that take the schema from version
+    i to i + 1, in PostgreSQL's types or SQLite's."""
+    added = [[f"{name} {pg if postgres else sqlite}" for name, sqlite, pg in columns] for columns in SCHEMA]
+    create = "CREATE TABLE heads (" + ", ".join(added[0]) + ")"
+    return ((create,), *(tuple(f"ALTER TABLE heads ADD COLUMN {c}" for c in later) for later in added[1:]))
 
 
 class HeadNotFoundError(NotFoundError):
@@ -95,10 +109,7 @@ class Row:
     num_examples: int
     metrics: str
     created_at: str
-    weights_sha256: str | None
-    hop_seconds: float | None
-    pad: bool | None
-    resampler: str | None
+    features: FeatureSpec  # its four columns: weights_sha256, hop_seconds, pad, resampler
     tensors: bytes
 
     @classmethod
@@ -106,7 +117,6 @@ class Row:
         """The row of ``head`` saved as ``name`` now."""
         if not 0 <= head.num_examples <= MAX_NUM_EXAMPLES:
             raise InvalidInputError(f"num_examples must be 0 to {MAX_NUM_EXAMPLES}; got {head.num_examples}")
-        spec = head.features
         return cls(
             validate_name(name),
             head.kind,
@@ -114,10 +124,7 @@ class Row:
             head.num_examples,
             json.dumps(None if head.metrics is None else head.metrics.__dict__),
             datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            spec.weights_sha256,
-            spec.hop_seconds,
-            spec.pad,
-            spec.resampler,
+            head.features,
             to_safetensors(head),
         )
 
@@ -126,26 +133,18 @@ class Row:
 
     def values(self, version: int) -> tuple[Any, ...]:
         """:data:`COLUMNS` order, then ``tensors``."""
-        values = astuple(self)
-        return (*values[:6], version, *values[6:])
+        *head, features, tensors = astuple(self)  # astuple: features as a tuple too
+        return (*head, version, *features, tensors)
 
 
 def record_of(row: tuple[Any, ...]) -> HeadRecord:
+    """The record of a row's :data:`COLUMNS`, as both databases return them (their column types)."""
     name, kind, classes, num_examples, metrics, created_at, version, sha, hop, pad, resampler = row
-    raw = json.loads(str(metrics))
-    parsed = None if raw is None else HeadMetrics(raw["cv_accuracy"], raw["train_accuracy"], raw["folds"])
-    features = FeatureSpec(
-        sha, None if hop is None else float(hop), None if pad is None else bool(pad), resampler
-    )
+    raw = json.loads(metrics)
+    features = FeatureSpec(sha, hop, None if pad is None else bool(pad), resampler)  # SQLite's pad: 0 or 1
+    parsed = None if raw is None else HeadMetrics(**raw)
     return HeadRecord(
-        str(name),
-        str(kind),
-        tuple(json.loads(str(classes))),
-        int(num_examples),
-        parsed,
-        str(created_at),
-        int(version),
-        features,
+        name, kind, tuple(json.loads(classes)), num_examples, parsed, created_at, version, features
     )
 
 
@@ -154,14 +153,22 @@ class BaseHeadStore(ABC):
     connection per operation (safe across threads and processes), and raise
     :class:`StoreUnavailableError` when the database cannot be reached, read or written now."""
 
+    MARK = "?"  # the driver's query parameter placeholder
+
     @property
     @abstractmethod
     def location(self) -> str:
         """Where the heads are, fit to print (a URL without its password)."""
 
     @abstractmethod
+    def _connect(self, create: bool = False) -> AbstractContextManager[Any]:
+        """A fresh autocommit connection with the schema current, or None when there is no
+        database yet and ``create`` is false."""
+
     def open(self) -> None:
         """Creates or upgrades the schema now (otherwise done on first use)."""
+        with self._connect(create=True):
+            pass
 
     @abstractmethod
     def check_writable(self) -> None:
@@ -213,7 +220,10 @@ class BaseHeadStore(ABC):
             raise HeadNotFoundError(f"no head named {name!r}")
 
     def _fetch(self, name: str) -> tuple[HeadRecord, bytes]:
-        row = self._select(validate_name(name))
+        query = f"SELECT {', '.join(COLUMNS)}, tensors FROM heads WHERE name = {self.MARK}"
+        args = (validate_name(name),)
+        with self._connect() as conn:
+            row = None if conn is None else conn.execute(query, args).fetchone()
         if row is None:
             raise HeadNotFoundError(f"no head named {name!r}")
         return record_of(row[:-1]), bytes(row[-1])
@@ -226,13 +236,11 @@ class BaseHeadStore(ABC):
     def _select_all(self, after: str | None, limit: int | None) -> Sequence[tuple[Any, ...]]:
         """The :data:`COLUMNS` of the rows named after ``after``, by name in byte order."""
 
-    @abstractmethod
-    def _select(self, name: str) -> tuple[Any, ...] | None:
-        """One row's :data:`COLUMNS` and ``tensors``, or None."""
-
-    @abstractmethod
     def _delete(self, name: str) -> bool:
         """Deletes one row; whether there was one."""
+        query = f"DELETE FROM heads WHERE name = {self.MARK}"
+        with self._connect() as conn:
+            return conn is not None and conn.execute(query, (name,)).rowcount > 0
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"

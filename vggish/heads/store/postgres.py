@@ -21,6 +21,7 @@ from vggish.heads.store.base import (
     StoreFullError,
     StoreUnavailableError,
     TooManyHeadsError,
+    migrations,
 )
 
 CONNECT_TIMEOUT_S = 10  # an unreachable server fails an operation after this long
@@ -28,33 +29,7 @@ PROBE_TIMEOUT_S = 2  # a readiness probe waits this long (libpq's shortest)
 # Serialises schema upgrades across every process using the database (any fixed 64-bit key).
 SCHEMA_LOCK_KEY = int.from_bytes(b"vggishHd", "big") >> 1
 COUNT_LOCK_KEY = SCHEMA_LOCK_KEY + 1  # serialises counting and inserting heads under max_heads
-# MIGRATIONS[i] takes the schema from version i to i + 1 (statements run in one transaction).
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE heads (
-            name text PRIMARY KEY,
-            kind text NOT NULL,
-            classes text NOT NULL,          -- JSON list of labels, in score order
-            num_examples bigint NOT NULL,
-            metrics text NOT NULL,          -- JSON: cv_accuracy, train_accuracy, folds (or null)
-            created_at text NOT NULL,       -- ISO 8601, UTC
-            version integer NOT NULL,       -- 1, then +1 each time the name is replaced
-            tensors bytea NOT NULL          -- the head as safetensors bytes
-        )
-        """,
-    ),
-    (  # the head's FeatureSpec; NULL (as in rows stored before) means unknown
-        """
-        ALTER TABLE heads
-            ADD COLUMN weights_sha256 text,      -- 64 hex digits, or 'random'
-            ADD COLUMN hop_seconds double precision,
-            ADD COLUMN pad boolean,
-            ADD COLUMN resampler text
-        """,
-    ),
-)
-assert len(MIGRATIONS) == SCHEMA_VERSION
+MIGRATIONS = migrations(postgres=True)
 _VERSION_TABLE = """
     CREATE TABLE IF NOT EXISTS heads_schema (
         only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
@@ -121,6 +96,8 @@ class PostgresHeadStore(BaseHeadStore):
     """The heads of one PostgreSQL database at libpq's ``url`` (the role creates the tables on
     first use, or an administrator runs :meth:`open` once)."""
 
+    MARK = "%s"
+
     def __init__(self, url: str) -> None:
         self._url = url
         self._shown = redact(url)
@@ -132,7 +109,8 @@ class PostgresHeadStore(BaseHeadStore):
         return self._shown
 
     @contextmanager
-    def _connect(self, timeout: int | None = None) -> Iterator[psycopg.Connection[Any]]:
+    def _connect(self, create: bool = False, timeout: int | None = None) -> Iterator[psycopg.Connection[Any]]:
+        """A connection; ``create`` changes nothing (the database exists, or nothing can be done)."""
         try:
             conn = psycopg.connect(self._url, autocommit=True, connect_timeout=timeout or CONNECT_TIMEOUT_S)
         except psycopg.Error as e:
@@ -162,17 +140,13 @@ class PostgresHeadStore(BaseHeadStore):
                 migrate(conn)
                 self._migrated = True
 
-    def open(self) -> None:
-        with self._connect():
-            pass
-
     def check_readable(self) -> None:
-        with self._connect(PROBE_TIMEOUT_S) as conn:
+        with self._connect(timeout=PROBE_TIMEOUT_S) as conn:
             conn.execute("SELECT 1 FROM heads LIMIT 1").fetchall()
 
     def check_writable(self) -> None:
         """A standby server, or a role that may not write the heads, cannot be written."""
-        with self._connect(PROBE_TIMEOUT_S) as conn:
+        with self._connect(timeout=PROBE_TIMEOUT_S) as conn:
             row = conn.execute(
                 "SELECT pg_is_in_recovery(), has_table_privilege('heads', 'INSERT, UPDATE, DELETE')"
             ).fetchone()
@@ -204,11 +178,3 @@ class PostgresHeadStore(BaseHeadStore):
         query = f'SELECT {_COLUMNS} FROM heads WHERE name COLLATE "C" > %s ORDER BY name COLLATE "C" LIMIT %s'
         with self._connect() as conn:
             return conn.execute(query, (after or "", limit)).fetchall()
-
-    def _select(self, name: str) -> tuple[Any, ...] | None:
-        with self._connect() as conn:
-            return conn.execute(f"SELECT {_COLUMNS}, tensors FROM heads WHERE name = %s", (name,)).fetchone()
-
-    def _delete(self, name: str) -> bool:
-        with self._connect() as conn:
-            return conn.execute("DELETE FROM heads WHERE name = %s", (name,)).rowcount > 0

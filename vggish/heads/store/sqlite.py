@@ -22,6 +22,7 @@ from vggish.heads.store.base import (
     StoreFullError,
     StoreUnavailableError,
     TooManyHeadsError,
+    migrations,
 )
 
 DB_NAME = "heads.sqlite3"
@@ -29,30 +30,7 @@ RESERVE_NAME = DB_NAME + "-reserve"
 RESERVE_BYTES = 1 << 20  # room kept on the volume for deletions (a few pages of log each)
 MIN_ROOM_BYTES = 64 << 10  # below this (beside the reserve) a volume is reported full
 BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another writer's transaction
-# MIGRATIONS[i] takes the schema from user_version i to i + 1 (statements run in one transaction).
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE heads (
-            name TEXT PRIMARY KEY,
-            kind TEXT NOT NULL,
-            classes TEXT NOT NULL,          -- JSON list of labels, in score order
-            num_examples INTEGER NOT NULL,
-            metrics TEXT NOT NULL,          -- JSON: cv_accuracy, train_accuracy, folds (or null)
-            created_at TEXT NOT NULL,       -- ISO 8601, UTC
-            version INTEGER NOT NULL,       -- 1, then +1 each time the name is replaced
-            tensors BLOB NOT NULL           -- the head as safetensors bytes
-        )
-        """,
-    ),
-    (  # the head's FeatureSpec; NULL (as in rows stored before) means unknown
-        "ALTER TABLE heads ADD COLUMN weights_sha256 TEXT",  # 64 hex digits, or 'random'
-        "ALTER TABLE heads ADD COLUMN hop_seconds REAL",
-        "ALTER TABLE heads ADD COLUMN pad INTEGER",  # 0 or 1
-        "ALTER TABLE heads ADD COLUMN resampler TEXT",
-    ),
-)
-assert len(MIGRATIONS) == SCHEMA_VERSION
+MIGRATIONS = migrations(postgres=False)
 _COLUMNS = ", ".join(COLUMNS)
 
 
@@ -60,8 +38,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     """Brings the schema to :data:`SCHEMA_VERSION` in one transaction; returns the old version."""
     if int(conn.execute("PRAGMA user_version").fetchone()[0]) == SCHEMA_VERSION:
         return SCHEMA_VERSION  # current: nothing written (a full or read-only volume reads on)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _write_transaction(conn):
         current = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if current > SCHEMA_VERSION:
             raise RuntimeError(f"the heads database has schema {current}; this code knows {SCHEMA_VERSION}")
@@ -69,16 +46,20 @@ def migrate(conn: sqlite3.Connection) -> int:
             for statement in statements:
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except BaseException:
-        _rollback(conn)
-        raise
     return current
 
 
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
+@contextmanager
+def _write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 class HeadStore(BaseHeadStore):
@@ -102,7 +83,7 @@ class HeadStore(BaseHeadStore):
         return os.access(folder, os.W_OK)
 
     @contextmanager
-    def _connect(self, create: bool) -> Iterator[sqlite3.Connection | None]:
+    def _connect(self, create: bool = False) -> Iterator[sqlite3.Connection | None]:
         """A fresh connection (None when there is no database and ``create`` is false); read-only
         when the folder cannot be written and nothing is to be created."""
         if not create and not self.path.exists():
@@ -116,7 +97,6 @@ class HeadStore(BaseHeadStore):
         except (OSError, sqlite3.Error) as e:
             raise self._unavailable(e) from e
         try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA synchronous = FULL")
             self._prepare(conn, read_only)
             yield conn
@@ -128,7 +108,7 @@ class HeadStore(BaseHeadStore):
             conn.close()
 
     def _open(self, read_only: bool) -> sqlite3.Connection:
-        timeout = BUSY_TIMEOUT_MS / 1000
+        timeout = BUSY_TIMEOUT_MS / 1000  # sqlite3's busy timeout (PRAGMA busy_timeout reads 30000)
         if not read_only:
             return sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         immutable = "" if self.path.with_name(DB_NAME + "-wal").exists() else "&immutable=1"
@@ -165,14 +145,9 @@ class HeadStore(BaseHeadStore):
             migrate(conn)
             self._migrated = not read_only
 
-    def open(self) -> None:
-        with self._connect(create=True):
-            pass
-
     def check_readable(self) -> None:
-        if self.path.exists():
-            with self._connect(create=False) as conn:
-                assert conn is not None
+        with self._connect() as conn:
+            if conn is not None:  # no database yet: nothing to read, nothing wrong
                 conn.execute("SELECT 1 FROM heads LIMIT 1").fetchall()
 
     def check_writable(self) -> None:
@@ -203,12 +178,10 @@ class HeadStore(BaseHeadStore):
         with self._connect(create=True) as conn:
             assert conn is not None
             self._keep_reserve()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _write_transaction(conn):
                 found = conn.execute("SELECT version FROM heads WHERE name = ?", (row.name,)).fetchone()
                 if found is not None and not replace:
-                    _rollback(conn)
-                    return None
+                    return None  # nothing written: the commit ends a read
                 count = conn.execute("SELECT count(*) FROM heads").fetchone()[0] if found is None else 0
                 if max_heads is not None and count >= max_heads:
                     raise TooManyHeadsError(max_heads)
@@ -216,10 +189,6 @@ class HeadStore(BaseHeadStore):
                 values = row.values(version)
                 marks = ", ".join("?" * len(values))
                 conn.execute(f"INSERT OR REPLACE INTO heads ({_COLUMNS}, tensors) VALUES ({marks})", values)
-                conn.execute("COMMIT")
-            except BaseException:
-                _rollback(conn)
-                raise
         return version
 
     def _select_all(self, after: str | None, limit: int | None) -> Sequence[tuple[Any, ...]]:
@@ -229,27 +198,12 @@ class HeadStore(BaseHeadStore):
             query = f"SELECT {_COLUMNS} FROM heads WHERE name > ? ORDER BY name LIMIT ?"
             return conn.execute(query, (after or "", -1 if limit is None else limit)).fetchall()
 
-    def _select(self, name: str) -> tuple[Any, ...] | None:
-        with self._connect(create=False) as conn:
-            if conn is None:
-                return None
-            row: tuple[Any, ...] | None = conn.execute(
-                f"SELECT {_COLUMNS}, tensors FROM heads WHERE name = ?", (name,)
-            ).fetchone()
-            return row
-
     def _delete(self, name: str) -> bool:
         try:
-            return self._delete_row(name)
+            return super()._delete(name)
         except StoreFullError:
             self.reserve.unlink(missing_ok=True)  # the room kept for this: the next write remakes it
-            return self._delete_row(name)
-
-    def _delete_row(self, name: str) -> bool:
-        with self._connect(create=False) as conn:
-            if conn is None:
-                return False
-            return conn.execute("DELETE FROM heads WHERE name = ?", (name,)).rowcount > 0
+            return super()._delete(name)
 
 
 SqliteHeadStore = HeadStore
