@@ -42,16 +42,16 @@ from vggish.search.base import check_features, unknown_warning
 from .config import Settings
 from .errors import BusyError, InvalidParameterError
 from .ingest import JSON_HINT, JSON_THREAD, PENDING_JSON, PENDING_JSON_BODIES, BodyLimit, Upload, body_chunks
-from .schemas import (
+from .schemas import Features
+from .search_json import PEEK_BYTES, EmbeddingsBody, first_key
+from .search_schemas import (
     AddedItem,
     AddItemsResponse,
     CollectionInfoOut,
-    Features,
     SearchResponse,
     SearchResult,
     SegmentOut,
 )
-from .search_json import PEEK_BYTES, EmbeddingsBody, first_key
 from .service import Disconnected, EmbeddingService, Timings
 
 INLINE_BYTES = 1 << 16  # body pieces up to this size are parsed on the event loop

@@ -17,7 +17,7 @@ from ..deps import SettingsDep, TimingsDep, get_service, require_api_key
 from ..errors import InvalidParameterError
 from ..ingest import media_type, read_form, read_inputs
 from ..openapi_docs import PROBLEM_RESPONSES
-from ..schemas import (
+from ..search_schemas import (
     COLLECTION_NAME_PATTERN,
     AddItemsQuery,
     AddItemsResponse,
