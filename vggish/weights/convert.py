@@ -4,8 +4,7 @@ The conversion is one table, :data:`TF_TO_TORCH`: TensorFlow variable -> state-d
 and layout change (conv HWIO -> OIHW, dense (in, out) -> (out, in)); the model flattens in
 TensorFlow's NHWC order, so ``fc1_1`` needs nothing more. Sources are told apart by content: TF V1
 and V2 checkpoints, and state dicts of torchvggish, torchaudio and this package (loaded with
-``torch.load(weights_only=True)``). PCA parameters come from Google's ``.npz`` or torchvggish's
-``.pth``.
+``torch.load(weights_only=True)``).
 """
 
 from __future__ import annotations
