@@ -105,7 +105,6 @@ def _check_tensors(
 def _state_dict_from_tf(
     available: Mapping[str, TensorSpec], get: Callable[[str], np.ndarray], source: str
 ) -> dict[str, np.ndarray]:
-    """Checks the variables, then converts them one at a time."""
     _check_tensors(available, {name: _tf_shape(key, layout) for name, key, layout in TF_TO_TORCH}, source)
     return {key: to_torch_layout(get(name), layout) for name, key, layout in TF_TO_TORCH}
 
