@@ -1,11 +1,9 @@
 """Dynamic batching across requests: the library's driver served by one inference thread.
 
-Decode threads stream each input's examples into the :class:`vggish.pipeline.driver.Driver` (a
-feeder blocks past a few batches of backlog). The inference thread cuts batches of up to
-``max_batch`` examples, shared fairly among the inputs waiting, lets a batch fill for up to
-``max_wait`` while inputs are still being decoded, runs the model and hands every input its rows.
-Requests are admitted against ``max_queue`` examples before any decoding (429 beyond). A live
-stream's job (``rows=True``) is fed from the event loop and gets its rows after every model call.
+Decode threads stream each input's examples into the :class:`vggish.pipeline.driver.Driver`; the
+inference thread cuts batches of up to ``max_batch`` examples, shared fairly among the inputs
+waiting, lets a batch fill for up to ``max_wait`` while inputs are still being decoded, runs the
+model and hands every input its rows (a live stream's after every model call).
 """
 
 from __future__ import annotations

@@ -2,8 +2,7 @@
 
 Audio goes through the embedding service; a clip's embedding is the mean of its examples'. A head
 records the weights that made its embeddings (:class:`vggish.heads.FeatureSpec`) and is refused
-(409) on other weights unless forced. Trainings run on threads of their own (:class:`Trainings`)
-and stop between optimiser steps when the client goes, the request times out or the server stops.
+(409) on other weights unless forced.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from vggish import heads, params
 from vggish.errors import CancelledError, InvalidInputError, LimitExceededError, plural
 from vggish.features.logmel import example_timestamps
 from vggish.heads import FeatureSpec, clip_mean
-from vggish.heads.store import BaseHeadStore, HeadExistsError, HeadNotFoundError, HeadRecord
+from vggish.heads.store import BaseHeadStore, HeadRecord
 from vggish.pipeline.driver import EmbeddingResult
 from vggish.pipeline.options import EmbedOptions
 
@@ -142,13 +141,8 @@ class HeadsService:
         """Refuses, before any audio is embedded or any training, a head that could not be saved:
         a store that cannot be written now (503, 507), a taken name (409). Saving checks again."""
         await asyncio.to_thread(self.store.check_writable)
-        if replace:
-            return
-        try:
-            await asyncio.to_thread(self.store.get, name)
-        except HeadNotFoundError:
-            return
-        raise HeadExistsError(f"a head named {name!r} exists; replace it with replace=true")
+        if not replace:
+            await asyncio.to_thread(self.store.check_free, name)
 
     async def train_on_audio(
         self,

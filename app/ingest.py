@@ -1,10 +1,7 @@
 """Reading request bodies: audio as multipart files, a raw body or JSON, and the other routes'.
 
-Every body is read by :func:`body_chunks` within its size (413), ``body_timeout_s`` and a least
-rate, ``min_body_bytes_per_s`` after :data:`BODY_GRACE_S` (408), until the client leaves (499).
-Raw and multipart bodies are spooled (in memory up to :data:`SPOOL_BYTES`); JSON is parsed as it
-arrives, JSON bodies arriving at once holding at most :data:`PENDING_JSON_BODIES` times
-``max_json_bytes`` together (beyond, 503).
+Every body is read by :func:`body_chunks` within its size, deadline and least rate; raw and
+multipart bodies are spooled, JSON bodies parsed as they arrive.
 """
 
 from __future__ import annotations

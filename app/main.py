@@ -53,7 +53,6 @@ soon as its 0.975 s window is complete; `{"type": "end"}` ends it. A page to try
 
 
 async def _warm_up(app: FastAPI, service: EmbeddingService) -> None:
-    """Runs the model once, then marks the app ready."""
     if service.settings.warmup:
         try:
             await service.warm_up()

@@ -41,7 +41,6 @@ def short_clip_warning(duration: float, gives: str) -> str:
 
 
 def _input_fields(index: int, x: EmbeddingResult | InputExamples) -> dict[str, Any]:
-    """The fields that every input's entry has."""
     return {
         "index": index,
         "name": x.name,

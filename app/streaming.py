@@ -193,7 +193,6 @@ class StreamSession:
             self._on_the_way += count
 
     def _embedding_messages(self, out: Output) -> Iterator[dict[str, Any]]:
-        """The messages of one model call's embeddings."""
         rows, first = out.embeddings, self.sent
         spans = example_timestamps(len(rows), self.options.hop_seconds, start=first)
         labels = self.head.top_labels(rows, self.top_k) if self.head is not None else None

@@ -36,7 +36,7 @@ from vggish.heads import (
     from_safetensors,
     validate_name,
 )
-from vggish.heads.store import BaseHeadStore, HeadExistsError, HeadNotFoundError, HeadRecord, open_store
+from vggish.heads.store import BaseHeadStore, HeadRecord, open_store
 from vggish.pipeline.options import EmbedOptions
 
 if TYPE_CHECKING:
@@ -186,11 +186,7 @@ def _free_store(args: argparse.Namespace) -> BaseHeadStore:
     """The store, where no head is named ``args.name`` (or --replace)."""
     store = _store(args)
     if not args.replace:
-        try:
-            store.get(args.name)
-        except HeadNotFoundError:
-            return store
-        raise HeadExistsError(f"a head named {args.name!r} exists; replace it with --replace")
+        store.check_free(args.name, "--replace")
     return store
 
 
@@ -242,10 +238,8 @@ def _text(path: str, labels: dict[str, Any]) -> str:
     def pairs(items: list[dict[str, Any]]) -> str:
         return ", ".join(f"{s['label']} {s['score']:.4f}" for s in items)
 
-    lines = [f"{path}: {pairs(labels['labels'])}"]
-    for frame in labels.get("frames", []):
-        lines.append(f"  {frame['start']:.2f}-{frame['end']:.2f} s: {pairs(frame['labels'])}")
-    return "\n".join(lines)
+    frames = [f"  {f['start']:.2f}-{f['end']:.2f} s: {pairs(f['labels'])}" for f in labels.get("frames", [])]
+    return "\n".join([f"{path}: {pairs(labels['labels'])}", *frames])
 
 
 def run_list(args: argparse.Namespace) -> int:

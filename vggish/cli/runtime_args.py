@@ -84,9 +84,7 @@ def store_location(args: argparse.Namespace) -> str | Path:
     """Where heads live: --database-url, --data-dir, else the settings'."""
     if args.database_url:
         return str(args.database_url)
-    if args.data_dir:
-        return Path(args.data_dir)
-    return load_settings().heads_location
+    return Path(args.data_dir) if args.data_dir else load_settings().heads_location
 
 
 def embed_options(args: argparse.Namespace) -> EmbedOptions:

@@ -136,9 +136,7 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
         seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return max(0.0, seconds)
+    return None if seconds != seconds else max(0.0, seconds)  # NaN: unreadable
 
 
 def _problem_body(response: httpx.Response) -> dict[str, Any] | None:

@@ -105,9 +105,7 @@ def _on_16_bit_grid(array: np.ndarray) -> np.ndarray | None:
     scaled = np.asarray(array, dtype=np.float64) * INT16_SCALE  # exact: a power of two
     if scaled.size and (scaled.min() < -INT16_SCALE or scaled.max() > INT16_SCALE - 1):
         return None
-    if not np.array_equal(scaled, np.rint(scaled)):
-        return None
-    return scaled.astype(np.int16)
+    return scaled.astype(np.int16) if np.array_equal(scaled, np.rint(scaled)) else None
 
 
 def wav_bytes(samples: np.ndarray, sample_rate: int, subtype: str) -> bytes:

@@ -78,9 +78,8 @@ class TorchBackend:
         return plans.conv_layers(self.network, plan, kernels) or None
 
     def linears(self, examples: torch.Tensor) -> dict[str, LinearFn] | None:
-        if self.effective_plan(examples).fc != "onednn":
-            return None
-        return {name: self._onednn(name) for name in plans.FC_NAMES}
+        onednn = self.effective_plan(examples).fc == "onednn"
+        return {name: self._onednn(name) for name in plans.FC_NAMES} if onednn else None
 
     def _transformed(self, name: str, algo: ConvAlgorithm) -> torch.Tensor:
         """The layer's transformed kernels, recomputed when its weights change (even in place)."""

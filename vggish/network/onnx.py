@@ -95,7 +95,6 @@ class _GraphBuilder:
 
 
 def _float32(tensor: torch.Tensor) -> FloatArray:
-    """A parameter as a float32 C-contiguous CPU array."""
     return tensor.detach().to("cpu", torch.float32).contiguous().numpy()
 
 

@@ -103,9 +103,7 @@ def concat_examples(blocks: Sequence[Any]) -> Any:
     """Concatenates example blocks, NumPy arrays or tensors alike."""
     if not blocks:
         return _EMPTY
-    if isinstance(blocks[0], torch.Tensor):
-        return torch.cat(list(blocks))
-    return np.concatenate(blocks)
+    return torch.cat(list(blocks)) if isinstance(blocks[0], torch.Tensor) else np.concatenate(blocks)
 
 
 class ExampleStream:

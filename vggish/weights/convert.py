@@ -4,8 +4,7 @@ The conversion is one table, :data:`TF_TO_TORCH`: TensorFlow variable -> state-d
 and layout change (conv HWIO -> OIHW, dense (in, out) -> (out, in)); the model flattens in
 TensorFlow's NHWC order, so ``fc1_1`` needs nothing more. Sources are told apart by content: TF V1
 and V2 checkpoints, and state dicts of torchvggish, torchaudio and this package (loaded with
-``torch.load(weights_only=True)``). PCA parameters come from Google's ``.npz`` or torchvggish's
-``.pth``.
+``torch.load(weights_only=True)``).
 """
 
 from __future__ import annotations
@@ -106,7 +105,6 @@ def _check_tensors(
 def _state_dict_from_tf(
     available: Mapping[str, TensorSpec], get: Callable[[str], np.ndarray], source: str
 ) -> dict[str, np.ndarray]:
-    """Checks the variables, then converts them one at a time."""
     _check_tensors(available, {name: _tf_shape(key, layout) for name, key, layout in TF_TO_TORCH}, source)
     return {key: to_torch_layout(get(name), layout) for name, key, layout in TF_TO_TORCH}
 

@@ -197,6 +197,14 @@ class BaseHeadStore(ABC):
             raise HeadExistsError(f"a head named {name!r} exists; replace it with replace=true")
         return row.record(version)
 
+    def check_free(self, name: str, how: str = "replace=true") -> None:
+        """Raises HeadExistsError when a head is named ``name`` (``how``: the way to replace it)."""
+        try:
+            self.get(name)
+        except HeadNotFoundError:
+            return
+        raise HeadExistsError(f"a head named {name!r} exists; replace it with {how}")
+
     def list(self, after: str | None = None, limit: int | None = None) -> list[HeadRecord]:
         """The heads' metadata by name (byte order): those after ``after``, ``limit`` at most."""
         return [record_of(row) for row in self._select_all(after, limit)]

@@ -75,9 +75,8 @@ def checkpoint_files(path: str | os.PathLike[str]) -> list[Path]:
 def open_checkpoint(path: str | os.PathLike[str], *, verify_checksums: bool = True) -> CheckpointReader:
     """Opens a checkpoint for reading variable by variable (a context manager)."""
     fmt, located = _locate(path)
-    if fmt == "v1":
-        return V1Reader(located, verify_checksums=verify_checksums)
-    return V2Reader(located, verify_checksums=verify_checksums)
+    reader = V1Reader if fmt == "v1" else V2Reader
+    return reader(located, verify_checksums=verify_checksums)
 
 
 def list_variables(path: str | os.PathLike[str]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:

@@ -73,7 +73,6 @@ class V1Reader(CheckpointReader):
         return assemble(info.shape, result_dtype(dtype), pieces)
 
     def _slice_values(self, name: str, extents: Extents, count: int, dtype: DType) -> np.ndarray:
-        """The flat values stored for one slice."""
         value = self._table.get(slice_key(name, extents))
         if value is None:
             if count == 0:
