@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict, TypeVar, Unpack, overload
 
 import httpx
@@ -38,20 +38,15 @@ from vggish.client.results import (
     Classification,
     ModelInfo,
     RemoteEmbeddingResult,
-    add_result,
     classifications,
-    collection_info,
-    collection_infos,
     embedding_results,
     head_record,
     head_records,
-    matches,
     model_infos,
     parse,
 )
-from vggish.heads import FeatureSpec, HeadKind
+from vggish.heads import HeadKind
 from vggish.heads.store import HeadRecord
-from vggish.search import AddResult, CollectionInfo, Item, Level, Match, Query
 
 T = TypeVar("T")
 
@@ -168,7 +163,8 @@ def _path(prefix: str, name: str, suffix: str = "") -> str:
 
 
 class Api:
-    """The service's API as operations: the public methods of ``Client`` and ``AsyncClient``."""
+    """The service's API as operations: the public methods of ``Client`` and ``AsyncClient`` (the
+    collections' are in :mod:`.collections`)."""
 
     def __init__(self, *, api_key: str | None, retries: int, max_retry_wait: float) -> None:
         self.policy = RetryPolicy(retries=retries, max_wait=max_retry_wait)
@@ -350,93 +346,3 @@ class Api:
         body = Body(read_file(data)[1], "application/octet-stream")
         query = {"force": "true"} if force else {}
         return (yield from self._parsed(Request("PUT", _path(HEADS, name), query, body), head_record))
-
-    def add_items(
-        self,
-        name: str,
-        inputs: AudioInput | Sequence[AudioInput],
-        *,
-        ids: Sequence[str] | None = None,
-        hop: float = params.EXAMPLE_HOP_SECONDS,
-        pad: bool = True,
-        resampler: ResamplerName = "reference",
-        force: bool = False,
-    ) -> Op[AddResult]:
-        """Embeds clips and adds them to the collection ``name`` (made on the first add), one id per
-        input (default: a path's file name); ``force``: even of other weights or settings."""
-        parts = prepare(inputs)
-        if ids is not None and len(ids) != len(parts):
-            raise ValueError(f"{len(parts)} inputs but {len(ids)} ids: give one id per input")
-        names = list(ids) if ids is not None else [p.name for p in parts]
-        if any(not n for n in names):
-            raise ValueError("bytes, file objects without a name and arrays need ids: pass ids=[...]")
-        named = [replace(p, name=str(n)) for p, n in zip(parts, names, strict=True)]
-        body = audio_body(named, {"id": [str(n) for n in names]})  # a form's files are named by its ids
-        query = _audio(hop, pad, resampler, force)
-        request = Request("POST", _path(COLLECTIONS, name, "/items"), query, body)
-        return (yield from self._parsed(request, add_result))
-
-    def add_embeddings(
-        self, name: str, items: Sequence[Item], *, features: FeatureSpec | None = None, force: bool = False
-    ) -> Op[AddResult]:
-        """Adds items of embeddings made elsewhere (``vggish.search.Item.of(id, embeddings, ...)``),
-        with the ``features`` that made them when known."""
-        payload: dict[str, object] = {
-            "items": [
-                {"id": i.id, "embeddings": i.embeddings.tolist(), "timestamps": i.timestamps.tolist()}
-                | ({} if i.metadata is None else {"metadata": i.metadata})
-                for i in items
-            ]
-        }
-        if features is not None:
-            payload["features"] = features.to_dict()
-        query = {"force": "true"} if force else {}
-        request = Request("POST", _path(COLLECTIONS, name, "/items"), query, json_body(payload))
-        return (yield from self._parsed(request, add_result))
-
-    def search(
-        self,
-        name: str,
-        query: AudioInput | Query,
-        *,
-        k: int = 10,
-        level: Level = "clip",
-        hop: float = params.EXAMPLE_HOP_SECONDS,
-        pad: bool = True,
-        resampler: ResamplerName = "reference",
-        force: bool = False,
-    ) -> Op[list[Match]]:
-        """The ``k`` items of ``name`` most similar (cosine) to one audio clip or a
-        ``vggish.search.Query``, best first; ``level``: ``clip`` or ``segment``."""
-        if isinstance(query, Query) and query.timestamps is None:
-            body = json_body({"embedding": query.clip.tolist()})
-        elif isinstance(query, Query):
-            times = np.asarray(query.timestamps).tolist()
-            body = json_body({"embeddings": query.vectors.tolist(), "timestamps": times})
-        else:
-            body = audio_body(prepare(query))
-        return (yield from self._search(name, body, k, level, _audio(hop, pad, resampler, force)))
-
-    def search_item(self, name: str, item_id: str, *, k: int = 10, level: Level = "clip") -> Op[list[Match]]:
-        """The ``k`` items most similar to a stored item (itself left out), best first."""
-        audio = _audio(params.EXAMPLE_HOP_SECONDS, False, "reference")
-        return (yield from self._search(name, json_body({"id": item_id}), k, level, audio))
-
-    def _search(self, name: str, body: Body, k: int, level: Level, query: dict[str, str]) -> Op[list[Match]]:
-        query = query | {"k": str(k), "level": level}
-        request = Request("POST", _path(COLLECTIONS, name, "/search"), query, body)
-        return (yield from self._parsed(request, matches))
-
-    def list_collections(self) -> Op[list[CollectionInfo]]:
-        return (yield from self._parsed(Request("GET", "/v1/collections"), collection_infos))
-
-    def get_collection(self, name: str) -> Op[CollectionInfo]:
-        """One collection's counts and features (``NotFoundError`` when absent)."""
-        return (yield from self._parsed(Request("GET", _path(COLLECTIONS, name)), collection_info))
-
-    def delete_collection(self, name: str) -> Op[None]:
-        yield from self._call(Request("DELETE", _path(COLLECTIONS, name)))
-
-    def delete_item(self, name: str, item_id: str) -> Op[None]:
-        path = _path(COLLECTIONS, name, "/items/" + urllib.parse.quote(item_id, safe=""))
-        yield from self._call(Request("DELETE", path))

@@ -15,7 +15,6 @@ from vggish.client.errors import ClientError
 from vggish.heads import FeatureSpec, HeadMetrics
 from vggish.heads.store import HeadRecord
 from vggish.pipeline.driver import EmbeddingResult
-from vggish.search import AddResult, CollectionInfo, Match, Segment
 
 T = TypeVar("T")
 
@@ -170,41 +169,4 @@ def model_infos(body: Any) -> list[ModelInfo]:
             limits={str(k): float(v) for k, v in card["limits"].items()},
         )
         for card in body["data"]
-    ]
-
-
-def collection_info(body: Any) -> CollectionInfo:
-    return CollectionInfo(
-        name=str(body["name"]),
-        features=FeatureSpec.from_dict(body.get("features") or {}),
-        items=int(body["items"]),
-        segments=int(body["segments"]),
-        created_at=str(body["created_at"]),
-    )
-
-
-def collection_infos(body: Any) -> list[CollectionInfo]:
-    return [collection_info(item) for item in body["data"]]
-
-
-def add_result(body: Any) -> AddResult:
-    replaced = tuple(str(i["id"]) for i in body["items"] if i["replaced"])
-    warning = "; ".join(body.get("warnings") or []) or None
-    return AddResult(collection_info(body["collection"]), bool(body["created"]), replaced, warning)
-
-
-def _segment(raw: Any) -> Segment | None:
-    return None if raw is None else Segment(int(raw["index"]), float(raw["start"]), float(raw["end"]))
-
-
-def matches(body: Any) -> list[Match]:
-    return [
-        Match(
-            str(r["id"]),
-            float(r["score"]),
-            r.get("metadata"),
-            _segment(r.get("segment")),
-            _segment(r.get("query_segment")),
-        )
-        for r in body["results"]
     ]

@@ -1,5 +1,6 @@
 """``Client`` and ``AsyncClient``: each public method is the :class:`~vggish.client.core.Api`
-operation of the same name, driven over ``httpx.Client`` (blocking) or ``httpx.AsyncClient``."""
+operation (a collection's: :mod:`~vggish.client.collections`) of the same name, driven over
+``httpx.Client`` (blocking) or ``httpx.AsyncClient``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast
 
 import httpx
 
+from vggish.client import collections
 from vggish.client.core import (
     DEFAULT_MAX_RETRY_WAIT_S,
     DEFAULT_RETRIES,
@@ -45,7 +47,10 @@ def awaited(
 
 def _named_as(method: Callable[..., T], op: Callable[..., object]) -> Callable[..., T]:
     functools.update_wrapper(method, op)
-    method.__signature__ = inspect.signature(op).replace(return_annotation=inspect.Signature.empty)  # type: ignore[attr-defined]
+    signature = inspect.signature(op)
+    first, *rest = signature.parameters.values()  # Api's self, or a collections operation's api
+    parameters = [first.replace(name="self", annotation=inspect.Parameter.empty), *rest]
+    method.__signature__ = signature.replace(parameters=parameters, return_annotation=inspect.Signature.empty)  # type: ignore[attr-defined]
     return method
 
 
@@ -115,14 +120,14 @@ class Client(_Transport[httpx.Client]):
     delete_head = blocking(Api.delete_head)
     export_head = blocking(Api.export_head)
     import_head = blocking(Api.import_head)
-    add_items = blocking(Api.add_items)
-    add_embeddings = blocking(Api.add_embeddings)
-    search = blocking(Api.search)
-    search_item = blocking(Api.search_item)
-    list_collections = blocking(Api.list_collections)
-    get_collection = blocking(Api.get_collection)
-    delete_collection = blocking(Api.delete_collection)
-    delete_item = blocking(Api.delete_item)
+    add_items = blocking(collections.add_items)
+    add_embeddings = blocking(collections.add_embeddings)
+    search = blocking(collections.search)
+    search_item = blocking(collections.search_item)
+    list_collections = blocking(collections.list_collections)
+    get_collection = blocking(collections.get_collection)
+    delete_collection = blocking(collections.delete_collection)
+    delete_item = blocking(collections.delete_item)
 
 
 class AsyncClient(_Transport[httpx.AsyncClient]):
@@ -166,11 +171,11 @@ class AsyncClient(_Transport[httpx.AsyncClient]):
     delete_head = awaited(Api.delete_head)
     export_head = awaited(Api.export_head)
     import_head = awaited(Api.import_head)
-    add_items = awaited(Api.add_items)
-    add_embeddings = awaited(Api.add_embeddings)
-    search = awaited(Api.search)
-    search_item = awaited(Api.search_item)
-    list_collections = awaited(Api.list_collections)
-    get_collection = awaited(Api.get_collection)
-    delete_collection = awaited(Api.delete_collection)
-    delete_item = awaited(Api.delete_item)
+    add_items = awaited(collections.add_items)
+    add_embeddings = awaited(collections.add_embeddings)
+    search = awaited(collections.search)
+    search_item = awaited(collections.search_item)
+    list_collections = awaited(collections.list_collections)
+    get_collection = awaited(collections.get_collection)
+    delete_collection = awaited(collections.delete_collection)
+    delete_item = awaited(collections.delete_item)
