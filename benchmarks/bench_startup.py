@@ -63,6 +63,7 @@ def environment(home: Path) -> dict[str, str]:
     """The case's environment: nothing cached, no download, the defaults otherwise."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VGGISH_")}
     env.update(
+        HOME=str(home),  # caches under ~ (older checkouts) start empty too
         XDG_CACHE_HOME=str(home / "xdg-cache"),
         VGGISH_DATA_DIR=str(home / "data"),
         VGGISH_DOWNLOAD="false",
@@ -212,7 +213,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the quick cases (default 3)")
     parser.add_argument("--serve-repeats", type=int, default=2, help="repeats of serve and embed (default 2)")
     args = parser.parse_args()
-    pythons = dict(p.split("=", 1) for p in args.python) if args.python else {"this": sys.executable}
+    named = (p.split("=", 1) for p in args.python or [])  # relative paths: from here (runs change folder)
+    pythons = {label: str(Path(path).absolute()) for label, path in named} or {"this": sys.executable}
     results = measure(pythons, args.repeats, args.serve_repeats)
     print(f"# start-up, median of runs taking turns; {cpu_flags_line()}\n")
     labels = list(pythons)
