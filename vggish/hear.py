@@ -72,8 +72,11 @@ class HearModel(torch.nn.Module):
         return self
 
     def embed(self, audio: torch.Tensor, hop_seconds: float) -> np.ndarray:
-        """(n_sounds, n_samples) at 16 kHz -> (n_sounds, n_timestamps, 128) float32 NumPy
-        (ValueError: ``audio`` is not a 2-D float tensor of finite samples)."""
+        """(n_sounds, n_samples) at 16 kHz -> (n_sounds, n_timestamps, 128) float32 NumPy.
+
+        Raises:
+            ValueError: ``audio`` is not a 2-D float tensor of finite samples.
+        """
         check_audio(audio)
         options = EmbedOptions(
             hop_seconds=hop_seconds, pad=True, postprocess=False, batch_size=self.batch_size, frontend="auto"

@@ -106,8 +106,11 @@ def check_compatible(
     head: FeatureSpec, used: FeatureSpec, force: bool = False, name: str | None = None
 ) -> str | None:
     """Refuses to apply a head (identity ``head``) to embeddings of other weights (``used``; its
-    ``weights_sha256`` None skips the check) with WeightsMismatchError, unless ``force``; returns
-    None, or a warning: the head records no weights, another resampler, or forced weights."""
+    ``weights_sha256`` None skips the check) with WeightsMismatchError, unless ``force``.
+
+    Returns:
+        None, or a warning: the head records no weights, another resampler, or forced weights.
+    """
     what = "the head" if name is None else f"head {name!r}"
     mine, theirs = head.weights_sha256, used.weights_sha256
     if mine is not None and theirs is not None and mine != theirs:

@@ -45,10 +45,16 @@ def train(
     features: FeatureSpec = UNKNOWN_FEATURES,
     cancelled: Callable[[], bool] | None = None,
 ) -> tuple[Head, HeadMetrics]:
-    """Trains a head on (N, 128) clip embeddings and N labels, then cross-validates the recipe: the
-    head trained on every clip (it keeps ``features``, what made the embeddings) and its metrics,
-    cross-validated over ``min(5, smallest class count)`` folds (none when a class has a single
-    clip). ``cancelled`` is asked before every Adam step; True stops training with CancelledError."""
+    """Trains a head on (N, 128) clip embeddings and N labels, then cross-validates the recipe.
+
+    Args:
+        features: what made the embeddings; the head keeps it.
+        cancelled: asked before every Adam step; True stops training with CancelledError.
+
+    Returns:
+        The head trained on every clip, and its metrics (cross-validated over ``min(5, smallest
+        class count)`` folds; none when a class has a single clip).
+    """
     x = _check_training_set(embeddings, labels, kind).astype(np.float64)
     classes = tuple(sorted(set(labels)))
     y = np.array([classes.index(label) for label in labels], dtype=np.int64)

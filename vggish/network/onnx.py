@@ -292,8 +292,11 @@ def build_graph(
     network: VGGish, plan: Plan = plans.ONNX_DEFAULT, metadata: Mapping[str, str] | None = None
 ) -> onnx.ModelProto:
     """The network (any device or dtype, not changed) as a self-contained float32 ONNX model, with
-    ``metadata`` stored as ``vggish.KEY`` beside ``vggish.producer``, ``.graph`` and ``.plan``
-    (ValueError: a Winograd tile that does not divide a layer's feature map)."""
+    ``metadata`` stored as ``vggish.KEY`` beside ``vggish.producer``, ``.graph`` and ``.plan``.
+
+    Raises:
+        ValueError: a Winograd tile that does not divide a layer's feature map.
+    """
     return _assemble(_trace(network, plan), plan, metadata)
 
 
@@ -304,7 +307,11 @@ def export_onnx(
     metadata: Mapping[str, str] | None = None,
     plan: Plan = plans.ONNX_DEFAULT,
 ) -> Path:
-    """Writes :func:`build_graph`'s model as one ``.onnx`` file (weights inside), atomically."""
+    """Writes :func:`build_graph`'s model as one ``.onnx`` file (weights inside), atomically.
+
+    Raises:
+        FileNotFoundError: the output's folder does not exist.
+    """
     out = Path(output)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"cannot write {out}: folder {out.parent} does not exist")

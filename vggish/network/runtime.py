@@ -39,10 +39,14 @@ def default_batch_size(device: str | torch.device) -> int:
 
 
 class Runtime:
-    """VGGish ready to run, what :func:`vggish.load_model` returns: ``network`` on its device, in its
-    precision, in eval mode (or None, and ``build_network`` makes it on first use, with ``pca`` and
-    ``device``), ``backend`` what :meth:`infer` calls (default: PyTorch), ``weights_info`` the
-    weights file's metadata and its ``sha256``."""
+    """VGGish ready to run: what :func:`vggish.load_model` returns.
+
+    Args:
+        network: the module, on its device, in its precision, in eval mode; or None with
+            ``build_network``, which makes it on first use (with ``pca`` and ``device``).
+        backend: what :meth:`infer` calls; default: PyTorch.
+        weights_info: the weights file's metadata and its ``sha256``.
+    """
 
     def __init__(
         self,

@@ -259,11 +259,15 @@ def _output_transform(prod: torch.Tensor, t: Transforms) -> list[torch.Tensor]:
 def conv3x3_relu(
     x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor, pool: bool, tile: int = 4
 ) -> torch.Tensor:
-    """``relu(conv3x3(x) + bias)`` with "same" zero padding, then a 2x2 max-pool when ``pool``:
+    """``relu(conv3x3(x) + bias)`` with "same" zero padding, then a 2x2 max-pool when ``pool``.
+
     (B, H, W, C) NHWC activations (H and W multiples of ``tile``) and ((tile + 2)^2, C, K)
-    :func:`transform_kernel` kernels -> (B, H, W, K), or (B, H/2, W/2, K) with ``pool``
-    (ValueError: a tile size not in :data:`TILES`, H or W not a multiple of it, or kernels that do
-    not match the tile size or the input's channels)."""
+    :func:`transform_kernel` kernels -> (B, H, W, K), or (B, H/2, W/2, K) with ``pool``.
+
+    Raises:
+        ValueError: a tile size not in :data:`TILES`, H or W not a multiple of it, or kernels
+            that do not match the tile size or the input's channels.
+    """
     t = _tile(tile)
     _, h, w, c = x.shape
     if h % t.m or w % t.m:

@@ -157,12 +157,21 @@ class ExampleStream:
 
 
 class ExampleSource:
-    """One input -> its log-mel examples, chunk by chunk, with its limits checked first: opening
-    reads only the header (or validates the array) and refuses what it already shows over a limit
-    (FileNotFoundError, UndecodableAudioError, InvalidAudioError: an array that is not audio,
-    LimitExceededError); iterating decodes block by block, yields non-empty chunks and enforces the
-    rest. ``cancel``: set by another thread to stop at the next block (CancelledError); ``name``:
-    how results and messages call the input (e.g. an upload's file name)."""
+    """One input -> its log-mel examples, chunk by chunk, with its limits checked first.
+
+    Opening reads only the header (or validates the array) and refuses what it already shows over
+    a limit; iterating decodes block by block, yields non-empty chunks and enforces the rest.
+
+    Args:
+        cancel: set by another thread to stop at the next block (:class:`~vggish.errors.CancelledError`).
+        name: how the input is called in results and messages (e.g. an upload's file name).
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+        UndecodableAudioError: no decoder reads the input.
+        InvalidAudioError: an array that is not audio (NaN, bad shape or rate).
+        LimitExceededError: the header says the input is over a limit.
+    """
 
     def __init__(
         self,
@@ -193,8 +202,13 @@ class ExampleSource:
             self.limits.check_length(self.info.frames, self.info.sample_rate, options, self.label)
 
     def __iter__(self) -> Iterator[Any]:
-        """Decodes the input; yields its examples in chunks (InvalidAudioError: the file turns out
-        truncated or corrupt; LimitExceededError: it decodes past its limits; CancelledError)."""
+        """Decodes the input; yields its examples in chunks.
+
+        Raises:
+            InvalidAudioError: the file turns out truncated or corrupt while decoding.
+            LimitExceededError: it decodes to more than its limits allow.
+            CancelledError: ``cancel`` was set.
+        """
         if self._stream is not None:
             raise RuntimeError("an ExampleSource is read once")
         self._stream = stream = ExampleStream(
