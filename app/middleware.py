@@ -30,7 +30,7 @@ PROTECTED_PATHS = ("/metrics", "/openapi.json", DOCS_URL, REDOC_URL, ASSETS_URL)
 def _request_id(scope: Scope) -> str:
     """The first well-formed ``x-request-id`` the client sent, else a new one."""
     given = (value.decode("latin-1") for name, value in scope.get("headers", []) if name == b"x-request-id")
-    return next((text for text in given if _GOOD_ID.match(text)), uuid.uuid4().hex)
+    return next((text for text in given if _GOOD_ID.match(text)), None) or uuid.uuid4().hex
 
 
 def _ms(seconds: float) -> bytes:
