@@ -13,7 +13,7 @@ import numpy as np
 
 from vggish import params
 from vggish.audio.resample import ResamplerName
-from vggish.client.core import COLLECTIONS, Api, Op, Request, _audio, _path
+from vggish.client.core import COLLECTIONS, Api, Op, Request, audio_query, resource_path
 from vggish.client.inputs import AudioInput, Body, audio_body, json_body, prepare
 from vggish.heads import FeatureSpec
 from vggish.search import AddResult, CollectionInfo, Item, Level, Match, Query, Segment
@@ -40,9 +40,9 @@ def add_items(
         raise ValueError("bytes, file objects without a name and arrays need ids: pass ids=[...]")
     named = [replace(p, name=str(n)) for p, n in zip(parts, names, strict=True)]
     body = audio_body(named, {"id": [str(n) for n in names]})  # a form's files are named by its ids
-    query = _audio(hop, pad, resampler, force)
-    request = Request("POST", _path(COLLECTIONS, name, "/items"), query, body)
-    return (yield from api._parsed(request, add_result))
+    query = audio_query(hop, pad, resampler, force)
+    request = Request("POST", resource_path(COLLECTIONS, name, "/items"), query, body)
+    return (yield from api.parsed(request, add_result))
 
 
 def add_embeddings(
@@ -60,8 +60,8 @@ def add_embeddings(
     if features is not None:
         payload["features"] = features.to_dict()
     query = {"force": "true"} if force else {}
-    request = Request("POST", _path(COLLECTIONS, name, "/items"), query, json_body(payload))
-    return (yield from api._parsed(request, add_result))
+    request = Request("POST", resource_path(COLLECTIONS, name, "/items"), query, json_body(payload))
+    return (yield from api.parsed(request, add_result))
 
 
 def search(
@@ -85,37 +85,37 @@ def search(
         body = json_body({"embeddings": query.vectors.tolist(), "timestamps": times})
     else:
         body = audio_body(prepare(query))
-    return (yield from _search(api, name, body, k, level, _audio(hop, pad, resampler, force)))
+    return (yield from _search(api, name, body, k, level, audio_query(hop, pad, resampler, force)))
 
 
 def search_item(api: Api, name: str, item_id: str, *, k: int = 10, level: Level = "clip") -> Op[list[Match]]:
     """The ``k`` items most similar to a stored item (itself left out), best first."""
-    audio = _audio(params.EXAMPLE_HOP_SECONDS, False, "reference")
+    audio = audio_query(params.EXAMPLE_HOP_SECONDS, False, "reference")
     return (yield from _search(api, name, json_body({"id": item_id}), k, level, audio))
 
 
 def _search(api: Api, name: str, body: Body, k: int, level: Level, query: dict[str, str]) -> Op[list[Match]]:
     query = query | {"k": str(k), "level": level}
-    request = Request("POST", _path(COLLECTIONS, name, "/search"), query, body)
-    return (yield from api._parsed(request, matches))
+    request = Request("POST", resource_path(COLLECTIONS, name, "/search"), query, body)
+    return (yield from api.parsed(request, matches))
 
 
 def list_collections(api: Api) -> Op[list[CollectionInfo]]:
-    return (yield from api._parsed(Request("GET", "/v1/collections"), collection_infos))
+    return (yield from api.parsed(Request("GET", "/v1/collections"), collection_infos))
 
 
 def get_collection(api: Api, name: str) -> Op[CollectionInfo]:
     """One collection's counts and features (``NotFoundError`` when absent)."""
-    return (yield from api._parsed(Request("GET", _path(COLLECTIONS, name)), collection_info))
+    return (yield from api.parsed(Request("GET", resource_path(COLLECTIONS, name)), collection_info))
 
 
 def delete_collection(api: Api, name: str) -> Op[None]:
-    yield from api._call(Request("DELETE", _path(COLLECTIONS, name)))
+    yield from api.call(Request("DELETE", resource_path(COLLECTIONS, name)))
 
 
 def delete_item(api: Api, name: str, item_id: str) -> Op[None]:
-    path = _path(COLLECTIONS, name, "/items/" + urllib.parse.quote(item_id, safe=""))
-    yield from api._call(Request("DELETE", path))
+    path = resource_path(COLLECTIONS, name, "/items/" + urllib.parse.quote(item_id, safe=""))
+    yield from api.call(Request("DELETE", path))
 
 
 def collection_info(body: Any) -> CollectionInfo:

@@ -148,7 +148,7 @@ class _ClassifyOptions(_AudioOptions, total=False):
     force: bool
 
 
-def _audio(hop: float, pad: bool, resampler: ResamplerName, force: bool = False) -> dict[str, str]:
+def audio_query(hop: float, pad: bool, resampler: ResamplerName, force: bool = False) -> dict[str, str]:
     """The query of how audio becomes examples (and ``force``, when set)."""
     query = {"hop": repr(float(hop)), "pad": _flag(pad), "resampler": resampler}
     return query | {"force": "true"} if force else query
@@ -158,7 +158,7 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-def _path(prefix: str, name: str, suffix: str = "") -> str:
+def resource_path(prefix: str, name: str, suffix: str = "") -> str:
     return prefix + urllib.parse.quote(name, safe="") + suffix
 
 
@@ -173,7 +173,7 @@ class Api:
             self.headers["authorization"] = f"Bearer {api_key}"
         self._has_pca: bool | None = None
 
-    def _call(self, request: Request) -> Op[httpx.Response]:
+    def call(self, request: Request) -> Op[httpx.Response]:
         """Sends ``request`` (retrying per the policy); returns a success or an accepted status,
         else raises ProblemError (an error answer) or TransportError (none)."""
         attempt = 0
@@ -192,12 +192,12 @@ class Api:
             return outcome
         raise problem_from_response(outcome)
 
-    def _parsed(self, request: Request, parser: Callable[[Any], T]) -> Op[T]:
-        return parse((yield from self._call(request)), parser)
+    def parsed(self, request: Request, parser: Callable[[Any], T]) -> Op[T]:
+        return parse((yield from self.call(request)), parser)
 
     def models(self) -> Op[list[ModelInfo]]:
         """``GET /v1/models``: the model, its weights' provenance, device and limits."""
-        models = yield from self._parsed(Request("GET", "/v1/models"), model_infos)
+        models = yield from self.parsed(Request("GET", "/v1/models"), model_infos)
         if models:
             self._has_pca = models[0].postprocessing
         return models
@@ -205,7 +205,7 @@ class Api:
     def ready(self) -> Op[bool]:
         """``GET /readyz``: True once the model is loaded and warm, False while loading or stopping."""
         request = Request("GET", "/readyz", retry_overloaded=False, accept=frozenset({503}))
-        response = yield from self._call(request)
+        response = yield from self.call(request)
         return response.is_success
 
     @overload  # a str is one path, though also a Sequence[str]: this overload comes first
@@ -238,14 +238,14 @@ class Api:
             if self._has_pca is None:
                 yield from self.models()
             postprocess = bool(self._has_pca)
-        query = _audio(hop, pad, resampler) | {
+        query = audio_query(hop, pad, resampler) | {
             "postprocess": _flag(postprocess),
             "pooling": pooling or "none",
             "encoding": "base64",
         }
         request = Request("POST", "/v1/embeddings", query, audio_body(parts))
         names = [p.name for p in parts]
-        results = yield from self._parsed(request, lambda body: embedding_results(body, names))
+        results = yield from self.parsed(request, lambda body: embedding_results(body, names))
         return results[0] if is_single(inputs) else results
 
     @overload
@@ -270,10 +270,10 @@ class Api:
         """Labels audio with the head ``name``: each clip's and each example's (``frames``) best
         ``top_k`` labels (a frame's best 5 when None); ``force``: even on other weights."""
         parts = prepare(inputs)
-        query = _audio(hop, pad, resampler, force) | ({} if top_k is None else {"top_k": str(top_k)})
-        request = Request("POST", _path(HEADS, name, "/classify"), query, audio_body(parts))
+        query = audio_query(hop, pad, resampler, force) | ({} if top_k is None else {"top_k": str(top_k)})
+        request = Request("POST", resource_path(HEADS, name, "/classify"), query, audio_body(parts))
         names = [p.name for p in parts]
-        results = yield from self._parsed(request, lambda body: classifications(body, names))
+        results = yield from self.parsed(request, lambda body: classifications(body, names))
         return results[0] if is_single(inputs) else results
 
     def train_head(
@@ -292,8 +292,8 @@ class Api:
         inputs, labels = labelled_clips(clips)
         files = [as_file(part, i) for i, part in enumerate(prepare(inputs))]
         body = multipart({"name": name, "label": labels, "kind": kind, "replace": _flag(replace)}, files)
-        request = Request("POST", "/v1/heads", _audio(hop, pad, resampler), body)
-        return (yield from self._parsed(request, head_record))
+        request = Request("POST", "/v1/heads", audio_query(hop, pad, resampler), body)
+        return (yield from self.parsed(request, head_record))
 
     def train_head_from_embeddings(
         self,
@@ -315,14 +315,14 @@ class Api:
             "kind": kind,
             "replace": replace,
         }
-        return (yield from self._parsed(Request("POST", "/v1/heads", body=json_body(payload)), head_record))
+        return (yield from self.parsed(Request("POST", "/v1/heads", body=json_body(payload)), head_record))
 
     def list_heads(self) -> Op[list[HeadRecord]]:
         """Every stored head, by name (the server's pages one after another)."""
         records: list[HeadRecord] = []
         query = {"limit": str(HEADS_PAGE)}
         while True:
-            response = yield from self._call(Request("GET", "/v1/heads", query))
+            response = yield from self.call(Request("GET", "/v1/heads", query))
             records += parse(response, head_records)
             if not response.json().get("next"):  # the last page (or a server without pages)
                 return records
@@ -330,14 +330,14 @@ class Api:
 
     def get_head(self, name: str) -> Op[HeadRecord]:
         """One head's classes, kind, metrics and version (``NotFoundError`` when absent)."""
-        return (yield from self._parsed(Request("GET", _path(HEADS, name)), head_record))
+        return (yield from self.parsed(Request("GET", resource_path(HEADS, name)), head_record))
 
     def delete_head(self, name: str) -> Op[None]:
-        yield from self._call(Request("DELETE", _path(HEADS, name)))
+        yield from self.call(Request("DELETE", resource_path(HEADS, name)))
 
     def export_head(self, name: str) -> Op[bytes]:
         """The head as a safetensors file's bytes (``vggish.heads.from_safetensors`` reads them)."""
-        response = yield from self._call(Request("GET", _path(HEADS, name, "/export")))
+        response = yield from self.call(Request("GET", resource_path(HEADS, name, "/export")))
         return response.content
 
     def import_head(self, name: str, data: FileSource, *, force: bool = False) -> Op[HeadRecord]:
@@ -345,4 +345,4 @@ class Api:
         even when it records other weights than the server's (else ConflictError)."""
         body = Body(read_file(data)[1], "application/octet-stream")
         query = {"force": "true"} if force else {}
-        return (yield from self._parsed(Request("PUT", _path(HEADS, name), query, body), head_record))
+        return (yield from self.parsed(Request("PUT", resource_path(HEADS, name), query, body), head_record))
